@@ -1,0 +1,1 @@
+"""EV chargers: OCPP central system, charger health and charging bills (issue 5)."""

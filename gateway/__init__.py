@@ -1,0 +1,1 @@
+"""The runtime that wires citygate together: config, storage, registry, bus, API, CLI."""

@@ -1,0 +1,231 @@
+"""Configuration: one TOML file plus ``CITYGATE_<SECTION>__<KEY>`` environment overrides.
+
+Validated once at start (fail fast); every error names the offending key. Secrets (passwords,
+tokens) may come from the environment only, so a config file can be shared without leaking them.
+Every key is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "CITYGATE_"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiConfig(_Section):
+    host: str = Field("127.0.0.1", description="address the HTTP API binds to")
+    port: Port = Field(8080, description="HTTP API port (0 = pick a free one)")
+    tls_cert: Path | None = Field(None, description="PEM certificate; enables HTTPS with tls_key")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on idle SSE streams")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
+
+
+class DatabaseConfig(_Section):
+    url: str = Field(
+        "sqlite+aiosqlite:///citygate.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///FILE or postgresql+asyncpg://...",
+    )
+    echo: bool = Field(False, description="log every SQL statement (debugging only)")
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+
+class MqttConfig(_Section):
+    host: str = Field("127.0.0.1", description="broker host")
+    port: Port = Field(1883, description="broker port (8883 is usual with TLS)")
+    username: str | None = Field(None, description="broker user name")
+    password: SecretStr | None = Field(None, description="broker password (environment only)")
+    tls: bool = Field(False, description="connect with TLS; never falls back to plaintext")
+    ca_file: Path | None = Field(None, description="CA bundle to verify the broker (default: system)")
+    cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    key_file: Path | None = Field(None, description="client key for mutual TLS")
+    client_id: str = Field("citygate", min_length=1, max_length=64, description="MQTT client id")
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT 5 shared subscription group: instances with the same group share load",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "5", description="MQTT protocol version; shared subscriptions want 5"
+    )
+    session_expiry_s: int = Field(
+        86400, ge=0, description="persistent session lifetime at the broker (QoS 1 kept offline)"
+    )
+    chirpstack_topic: str = Field(
+        "application/+/device/+/event/+", description="ChirpStack v4 integration events"
+    )
+    tts_topic: str = Field("v3/+/devices/+/up", description="The Things Stack v3 uplinks")
+    nbiot_topic: str = Field("nbiot/+/up", description="NB-IoT sensors' binary frames")
+    carpark_topic: str = Field(
+        "citygate/carpark/+/counts", description="car-park controllers' entry/exit counts (JSON)"
+    )
+    max_payload_bytes: int = Field(65536, gt=0, description="larger messages are rejected")
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        if not self.tls and (self.ca_file or self.cert_file):
+            raise ValueError("ca_file/cert_file given but tls = false: set tls = true")
+        return self
+
+
+class TownConfig(_Section):
+    file: Path | None = Field(None, description="town file (TOML); default: shipped sample town")
+
+
+class OccupancyConfig(_Section):
+    silence_factor: float = Field(
+        2.5, ge=1.0, le=100, description="heartbeat periods of silence before comms_lost"
+    )
+    controller_timeout_s: int = Field(
+        900, gt=0, description="car-park controller silence before its counts go stale"
+    )
+    sweep_interval_s: float = Field(5.0, gt=0, description="how often silence is checked")
+    persist_interval_s: float = Field(1.0, gt=0, description="write-behind interval of states")
+
+
+class BusConfig(_Section):
+    queue_size: int = Field(10_000, ge=10, description="per-subscriber queue bound")
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    json_format: bool = Field(False, alias="json", description="one JSON object per line")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DemoConfig(_Section):
+    embedded_broker: bool = Field(
+        False, description="start a local broker (Mosquitto if installed, else in-process)"
+    )
+
+
+class Settings(_Section):
+    api: ApiConfig = ApiConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    mqtt: MqttConfig = MqttConfig()
+    town: TownConfig = TownConfig()
+    occupancy: OccupancyConfig = OccupancyConfig()
+    bus: BusConfig = BusConfig()
+    log: LogConfig = LogConfig()
+    demo: DemoConfig = DemoConfig()
+
+
+# Keys that must never be written in a config file (they may leak with it).
+SECRET_KEYS = {("mqtt", "password")}
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message names every offending key."""
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        if "__" not in rest:
+            continue
+        section, key = rest.split("__", 1)
+        out.setdefault(section.lower(), {})[key.lower()] = value
+    return out
+
+
+def _coerce(value: str) -> Any:
+    """Environment values are strings; TOML literals (true, 42, "x") are honoured."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read *path* (optional), apply environment overrides, validate. Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for section, key in SECRET_KEYS:
+            sect = data.get(section)
+            if isinstance(sect, dict) and key in sect:
+                raise ConfigError(
+                    f"{path}: [{section}] {key} is a secret: set it in the environment as "
+                    f"{ENV_PREFIX}{section.upper()}__{key.upper()}, not in the file"
+                )
+    for section, keys in _env_overrides(env).items():
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for key, value in keys.items():
+            target[key] = _coerce(value) if (section, key) not in SECRET_KEYS else value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err["loc"]
+            key = f"[{loc[0]}] {'.'.join(str(p) for p in loc[1:])}" if len(loc) > 1 else str(loc[0])
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"  {key.strip()}: {msg}")
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(lines)) from exc
+
+
+def describe(settings_cls: type[BaseModel] = Settings) -> list[tuple[str, str, str, str]]:
+    """(section, key, default, description) for every key: the source of the config docs."""
+    rows: list[tuple[str, str, str, str]] = []
+    for section, field in settings_cls.model_fields.items():
+        sub = field.annotation
+        assert isinstance(sub, type) and issubclass(sub, BaseModel)
+        for key, f in sub.model_fields.items():
+            name = f.alias or key
+            default = f.get_default(call_default_factory=True)
+            shown = "(secret, env only)" if (section, name) in SECRET_KEYS else repr(default)
+            rows.append((section, name, shown, f.description or ""))
+    return rows

@@ -1,0 +1,171 @@
+"""The town file: sites (car parks, on-street segments), zones, berths and their sensors.
+
+A town file is TOML. It is validated here, at the edge, before anything touches the database;
+every error names the offending entry.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SAMPLE_TOWN = "sample_town.toml"
+
+Lat = Annotated[float, Field(ge=-90, le=90)]
+Lon = Annotated[float, Field(ge=-180, le=180)]
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+DevEui = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{16}$")]
+
+
+class SiteKind(StrEnum):
+    CAR_PARK = "car_park"
+    ON_STREET = "on_street"
+
+
+class Counting(StrEnum):
+    """How a site's occupancy is known."""
+
+    BERTH_SENSORS = "berth_sensors"  # every berth has a sensor (on-street, guidance systems)
+    ENTRY_EXIT = "entry_exit"  # a lane controller counts vehicles in and out
+
+
+class ZoneKind(StrEnum):
+    PAID = "paid"
+    NO_PARKING = "no_parking"
+    AMBULANCE_LANE = "ambulance_lane"
+    MARKET = "market"
+    FIRE_LANE = "fire_lane"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TownInfo(_Model):
+    name: str
+    timezone: str = "Asia/Shanghai"
+    sample: bool = False
+    note: str = ""
+
+
+class Zone(_Model):
+    id: Ident
+    name: str
+    kind: ZoneKind
+    polygon: list[tuple[Lon, Lat]] = Field(min_length=3, description="[lon, lat] ring")
+
+
+class Site(_Model):
+    id: Ident
+    name: str
+    kind: SiteKind
+    lat: Lat
+    lon: Lon
+    capacity: int = Field(ge=0, le=100_000)
+    counting: Counting
+    segment_class: str = Field(min_length=1, max_length=16, description="tariff class")
+    zone: Ident | None = None
+    address: str = ""
+    controller_id: Ident | None = Field(
+        default=None, description="entry/exit controller publishing counts for this car park"
+    )
+
+
+class Berth(_Model):
+    id: Ident
+    site: Ident
+    number: str = Field(min_length=1, max_length=16, description="number painted on the kerb")
+    lat: Lat
+    lon: Lon
+
+
+class Sensor(_Model):
+    dev_eui: DevEui
+    model: str = Field(min_length=1, max_length=64)
+    berth: Ident
+    heartbeat_s: int | None = Field(default=None, gt=0, le=7 * 86400)
+
+
+class Town(_Model):
+    town: TownInfo
+    zones: list[Zone] = Field(default_factory=list)
+    sites: list[Site]
+    berths: list[Berth] = Field(default_factory=list)
+    sensors: list[Sensor] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[str] = []
+        for label, ids in (
+            ("zone", [z.id for z in self.zones]),
+            ("site", [s.id for s in self.sites]),
+            ("berth", [b.id for b in self.berths]),
+            ("sensor dev_eui", [s.dev_eui.lower() for s in self.sensors]),
+        ):
+            dupes = [i for i, n in Counter(ids).items() if n > 1]
+            if dupes:
+                problems.append(f"duplicate {label} id(s): {', '.join(sorted(dupes)[:5])}")
+        zone_ids = {z.id for z in self.zones}
+        sites = {s.id: s for s in self.sites}
+        for s in self.sites:
+            if s.zone is not None and s.zone not in zone_ids:
+                problems.append(f"site {s.id}: unknown zone {s.zone!r}")
+            if s.counting is Counting.ENTRY_EXIT and s.kind is SiteKind.ON_STREET:
+                problems.append(f"site {s.id}: on-street sites count by berth sensors")
+        per_site = Counter(b.site for b in self.berths)
+        for b in self.berths:
+            if b.site not in sites:
+                problems.append(f"berth {b.id}: unknown site {b.site!r}")
+        for s in self.sites:
+            if s.counting is Counting.BERTH_SENSORS and per_site[s.id] != s.capacity:
+                problems.append(
+                    f"site {s.id}: capacity {s.capacity} but {per_site[s.id]} berths listed"
+                )
+        berth_ids = {b.id for b in self.berths}
+        bound = Counter(s.berth for s in self.sensors)
+        for sensor in self.sensors:
+            if sensor.berth not in berth_ids:
+                problems.append(f"sensor {sensor.dev_eui}: unknown berth {sensor.berth!r}")
+        twice = [b for b, n in bound.items() if n > 1]
+        if twice:
+            problems.append(f"berth(s) bound to more than one sensor: {', '.join(twice[:5])}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class TownFileError(Exception):
+    """The town file is missing, not TOML, or not a valid town."""
+
+
+def parse_town(text: str, source: str = "<town>") -> Town:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TownFileError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Town.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise TownFileError(f"{source}: invalid town:\n" + "\n".join(lines)) from exc
+
+
+def load_town(path: Path | None) -> Town:
+    """Load *path*, or the shipped sample town when *path* is None."""
+    if path is None:
+        text = resources.files("gateway.data").joinpath(SAMPLE_TOWN).read_text("utf-8")
+        return parse_town(text, f"(shipped) {SAMPLE_TOWN}")
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise TownFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_town(text, str(path))

@@ -1,0 +1,1 @@
+"""Parking domain: occupancy of berths and car parks, later sessions and tariffs."""

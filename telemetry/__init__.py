@@ -1,0 +1,1 @@
+"""Events to InfluxDB points, batching writer and disk spool (issue 3)."""
