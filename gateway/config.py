@@ -68,7 +68,9 @@ class MqttConfig(_Section):
     username: str | None = Field(None, description="broker user name")
     password: SecretStr | None = Field(None, description="broker password (environment only)")
     tls: bool = Field(False, description="connect with TLS; never falls back to plaintext")
-    ca_file: Path | None = Field(None, description="CA bundle to verify the broker (default: system)")
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify the broker (default: system)"
+    )
     cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
     key_file: Path | None = Field(None, description="client key for mutual TLS")
     client_id: str = Field("citygate", min_length=1, max_length=64, description="MQTT client id")
@@ -175,9 +177,7 @@ def _coerce(value: str) -> Any:
         return value
 
 
-def load_settings(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read *path* (optional), apply environment overrides, validate. Raises ConfigError."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}

@@ -91,9 +91,7 @@ class DeviceRow(Base):
     protocol: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(200))
-    berth_id: Mapped[str | None] = mapped_column(
-        String(64), ForeignKey("berths.id"), nullable=True
-    )
+    berth_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("berths.id"), nullable=True)
     site_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("sites.id"), nullable=True)
     lifecycle: Mapped[str] = mapped_column(String(16), default="provisioned")
     heartbeat_s: Mapped[int | None] = mapped_column(Integer, nullable=True)

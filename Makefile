@@ -1,0 +1,44 @@
+# citygate — two commands on a fresh Debian machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench test-deps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || ( echo "installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null )
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+## make demo: gateway + local broker + simulator on embedded defaults (SQLite, local broker)
+demo: venv
+	$(BIN)/citygate demo
+
+## make test: install what the tests need (Debian packages too), lint, type-check, run the suite
+test: test-deps venv lint typecheck unit
+
+test-deps:
+	@scripts/install-test-deps.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q
+
+## make bench: benchmarks, one JSON line per figure
+bench: test-deps venv
+	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

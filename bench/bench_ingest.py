@@ -1,0 +1,225 @@
+"""Sensor uplinks through MQTT -> decode -> occupancy -> API state, next to raw aiomqtt.
+
+Prints one JSON line per figure: {"name", "value", "unit", "baseline", ...}.
+
+1. raw:     a publisher process sends N ChirpStack uplinks (QoS 1, 100 in flight) to a private
+            Mosquitto; a bare aiomqtt subscriber in this process counts them. -> msgs/s
+2. gateway: the same publisher, the same N messages, into a running gateway (SQLite, the
+            sample town); timed until the gateway has handled all N, and the API state
+            checked afterwards. -> uplinks/s, and its ratio to (1)
+3. latency: the publisher paces 1,000 uplinks/s for D seconds, each carrying its send time;
+            every uplink flips a berth, and the moment the flip is visible to the API (the
+            occupancy book the API reads) is recorded. -> p50/p99 ms
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiomqtt  # noqa: E402
+import httpx  # noqa: E402
+
+from drivers.sensors import bosch, nwave  # noqa: E402
+from events import BerthStateChanged  # noqa: E402
+from gateway.town import load_town  # noqa: E402
+from tests.conftest import gateway_settings, start_mosquitto, wait_tcp  # noqa: E402
+
+CODECS: dict[str, Any] = {"nwave-nps405": nwave, "bosch-tps110": bosch}
+
+
+def lorawan_sensors() -> list[tuple[str, str]]:
+    town = load_town(None)
+    return [(s.dev_eui.lower(), s.model) for s in town.sensors if s.model in CODECS]
+
+
+def uplink(dev: str, model: str, fcnt: int, occupied: bool, sent: float) -> bytes:
+    port, data = CODECS[model].encode_status(occupied)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent)) + f".{int(sent % 1 * 1e6):06d}Z"
+    return json.dumps({
+        "deduplicationId": str(uuid.uuid4()), "time": stamp,
+        "deviceInfo": {"tenantId": "t", "applicationId": "bench", "devEui": dev},
+        "fCnt": fcnt, "fPort": port, "data": base64.b64encode(data).decode(),
+        "rxInfo": [{"gatewayId": "0016c001ff10a235", "rssi": -97, "snr": 7.5}],
+    }).encode()
+
+
+def messages(n: int, start_fcnt: int) -> list[tuple[str, bytes]]:
+    sensors = lorawan_sensors()
+    out = []
+    for i in range(n):
+        dev, model = sensors[i % len(sensors)]
+        fcnt = start_fcnt + i // len(sensors)
+        out.append((f"application/bench/device/{dev}/event/up",
+                    uplink(dev, model, fcnt, fcnt % 2 == 1, time.time())))
+    return out
+
+
+async def _publish(port: int, n: int, start_fcnt: int, rate: float | None, inflight: int) -> None:
+    msgs = messages(n, start_fcnt) if rate is None else None
+    sensors = lorawan_sensors()
+    sem = asyncio.Semaphore(inflight)
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"pub-{os.getpid()}",
+                              max_inflight_messages=inflight) as c:
+        tasks = set()
+        t0 = time.perf_counter()
+        for i in range(n):
+            if msgs is not None:
+                topic, payload = msgs[i]
+            else:
+                due = t0 + i / rate  # type: ignore[operator]
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                dev, model = sensors[i % len(sensors)]
+                fcnt = start_fcnt + i // len(sensors)
+                topic = f"application/bench/device/{dev}/event/up"
+                payload = uplink(dev, model, fcnt, fcnt % 2 == 1, time.time())
+            await sem.acquire()
+            t = asyncio.create_task(c.publish(topic, payload, qos=1))
+            t.add_done_callback(lambda _t: sem.release())
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        await asyncio.gather(*list(tasks))
+
+
+def publisher(port: int, n: int, start_fcnt: int, rate: float | None, ready: Any) -> None:
+    ready.wait()
+    asyncio.run(_publish(port, n, start_fcnt, rate, 100))
+
+
+def spawn(port: int, n: int, start_fcnt: int, rate: float | None) -> tuple[Any, Any]:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=publisher, args=(port, n, start_fcnt, rate, ready))
+    proc.start()
+    return proc, ready
+
+
+async def raw_rate(port: int, n: int) -> float:
+    got = 0
+    async with aiomqtt.Client("127.0.0.1", port, identifier="raw-sub",
+                              protocol=aiomqtt.ProtocolVersion.V5) as c:
+        await c.subscribe("application/+/device/+/event/+", qos=1)
+        proc, ready = spawn(port, n, 1, None)
+        ready.set()
+        t0 = 0.0
+        async for _ in c.messages:
+            if got == 0:
+                t0 = time.perf_counter()
+            got += 1
+            if got == n:
+                break
+        elapsed = time.perf_counter() - t0
+    await asyncio.to_thread(proc.join)
+    return (n - 1) / elapsed
+
+
+def emit(name: str, value: float, unit: str, baseline: float | None, **extra: Any) -> None:
+    print(json.dumps({"name": name, "value": round(value, 2), "unit": unit,
+                      "baseline": None if baseline is None else round(baseline, 2), **extra}),
+          flush=True)
+
+
+async def main(n: int, latency_s: float, rate: float) -> None:
+    from gateway.runtime import Gateway
+
+    tmp = Path(tempfile.mkdtemp(prefix="cg-bench-"))
+    broker = start_mosquitto(tmp / "mqtt")
+    try:
+        wait_tcp(broker.host, broker.port)
+        raw = await raw_rate(broker.port, n)
+        settings = gateway_settings(f"sqlite+aiosqlite:///{tmp / 'cg.db'}", broker,
+                                    log={"level": "WARNING"})
+        gw = Gateway(settings)
+        run = asyncio.create_task(gw.run())
+        while not gw.started.is_set():
+            await asyncio.sleep(0.05)
+        await gw.transport.connected.wait()
+        assert gw.ingest is not None
+        base = gw.ingest.handled
+        proc, ready = spawn(broker.port, n, 1, None)
+        ready.set()
+        while gw.ingest.handled - base < 1:
+            await asyncio.sleep(0.001)
+        t0 = time.perf_counter()
+        while gw.ingest.handled - base < n:
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - t0
+        await asyncio.to_thread(proc.join)
+        through = (n - 1) / elapsed
+        applied = gw.metrics_value("citygate_uplinks_total", verdict="applied")
+        rejected = sum(
+            s.value for m in gw.metrics.registry.collect() if m.name == "citygate_messages_rejected"
+            for s in m.samples if s.name.endswith("_total"))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as http:
+            sites = (await http.get("/api/v1/sites")).json()["sites"]
+        api_occupied = sum(s["occupied"] for s in sites if s["counting"] == "berth_sensors")
+        book_occupied = sum(v.occupied for v in gw.live.book.sites() if v.site_id in
+                            {s["id"] for s in sites if s["counting"] == "berth_sensors"})
+        emit("mqtt_raw_receive_rate", raw, "msg/s", None, messages=n)
+        emit("gateway_uplink_rate", through, "uplinks/s", raw, ratio=round(through / raw, 3),
+             applied=applied, rejected=rejected, api_matches_book=api_occupied == book_occupied)
+
+        # Latency at a paced rate: publish time (in the uplink) -> berth flip visible.
+        lat: list[float] = []
+
+        def accept(e: Any) -> bool:
+            return isinstance(e, BerthStateChanged)
+
+        sub = gw.bus.subscribe("bench", accept, maxsize=1_000_000)
+        count = int(rate * latency_s)
+        proc, ready = spawn(broker.port, count, 1_000, rate)
+        ready.set()
+
+        published = asyncio.Event()
+
+        async def collect() -> None:
+            quiet_since = time.monotonic()
+            while True:
+                try:
+                    ev = await asyncio.wait_for(sub.get(), 0.5)
+                except TimeoutError:
+                    if published.is_set() and time.monotonic() - quiet_since > 2:
+                        return
+                    continue
+                quiet_since = time.monotonic()
+                assert isinstance(ev, BerthStateChanged)
+                lat.append((time.time() - ev.ts.timestamp()) * 1000)
+
+        collector = asyncio.create_task(collect())
+        await asyncio.to_thread(proc.join)
+        published.set()
+        await collector
+        lat.sort()
+        p99 = lat[int(len(lat) * 0.99) - 1] if lat else float("nan")
+        emit("uplink_to_api_latency_p50", statistics.median(lat), "ms", None,
+             rate=rate, samples=len(lat))
+        emit("uplink_to_api_latency_p99", p99, "ms", None, rate=rate, samples=len(lat),
+             target_ms=50)
+        gw.request_stop()
+        await run
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=30_000)
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=1000.0)
+    a = ap.parse_args()
+    asyncio.run(main(a.messages, a.latency_seconds, a.rate))

@@ -1,0 +1,162 @@
+"""MQTT transport on aiomqtt: owns one connection, reconnects with backoff + jitter, replays
+its subscriptions after every reconnect, and hands each message to a synchronous callback.
+
+QoS 1 with a persistent session (MQTT 5 session expiry, or clean_session=False on 3.1.1), so
+the broker keeps uplinks for us while we are away. Optional MQTT 5 shared subscriptions spread
+one stream over several gateway instances. TLS is never downgraded: if TLS is configured and
+the handshake fails, we retry TLS, never plaintext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from drivers.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class MqttParams:
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+    keepalive_s: int = 30
+    session_expiry_s: int = 86400
+    clean: bool = False  # True for throwaway clients (simulator, tests)
+
+
+def shared(topic: str, group: str | None) -> str:
+    """The MQTT 5 shared-subscription form of *topic* for *group* (or *topic* itself)."""
+    return f"$share/{group}/{topic}" if group else topic
+
+
+def _tls_context(p: MqttParams) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(p.ca_file) if p.ca_file else None)
+    if p.cert_file and p.key_file:
+        ctx.load_cert_chain(str(p.cert_file), str(p.key_file))
+    return ctx
+
+
+def make_client(p: MqttParams, max_queued: int | None = None) -> aiomqtt.Client:
+    """An aiomqtt client for *p* (not connected yet)."""
+    v5 = p.protocol == "5"
+    props: Properties | None = None
+    if v5 and not p.clean:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = p.session_expiry_s
+    return aiomqtt.Client(
+        p.host,
+        p.port,
+        identifier=p.client_id,
+        username=p.username,
+        password=p.password,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else p.clean,
+        # v5 only; paho refuses any clean_start value but the default on 3.1.1.
+        clean_start=(p.clean if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY),
+        properties=props,
+        keepalive=p.keepalive_s,
+        tls_context=_tls_context(p) if p.tls else None,
+        timeout=10,
+        max_queued_incoming_messages=max_queued,
+    )
+
+
+class MqttTransport:
+    """Subscribe to *topics* and feed every message to *on_message* until cancelled."""
+
+    def __init__(
+        self,
+        params: MqttParams,
+        topics: list[str],
+        on_message: MessageHandler,
+        *,
+        on_state: Callable[[bool], None] | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.params = params
+        self.topics = topics
+        self._on_message = on_message
+        self._on_state = on_state or (lambda _up: None)
+        self._backoff = Backoff(base=backoff_base, cap=backoff_cap, rng=rng or random.Random())
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._client: aiomqtt.Client | None = None
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish on the live connection; returns after the broker's PUBACK for QoS 1."""
+        if self._client is None or not self.connected.is_set():
+            raise ConnectionError("MQTT not connected")
+        await self._client.publish(topic, payload, qos=qos)
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            client = make_client(self.params)
+            try:
+                async with client:
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
+                    self._client = client
+                    self.connected.set()
+                    self._on_state(True)
+                    if failing:
+                        log.info("MQTT %s:%s reconnected", self.params.host, self.params.port)
+                    else:
+                        log.info(
+                            "MQTT connected to %s:%s, subscribed to %s",
+                            self.params.host,
+                            self.params.port,
+                            ", ".join(self.topics),
+                        )
+                    failing = False
+                    self._backoff.reset()
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes | bytearray):
+                            payload = b"" if payload is None else str(payload).encode()
+                        try:
+                            self._on_message(message.topic.value, bytes(payload))
+                        except Exception:
+                            # A handler bug must not take the connection down with it.
+                            log.exception("MQTT message handler failed on %s", message.topic)
+            except aiomqtt.MqttError as exc:
+                if not failing:
+                    log.warning(
+                        "MQTT %s:%s unavailable: %s (retrying quietly)",
+                        self.params.host,
+                        self.params.port,
+                        exc,
+                    )
+                failing = True
+            finally:
+                self._client = None
+                if self.connected.is_set():
+                    self.connected.clear()
+                    self._on_state(False)
+            self.reconnects += 1
+            await asyncio.sleep(self._backoff.next_delay())

@@ -1,0 +1,52 @@
+"""Bearer-token authentication and role checks for the non-public API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.api.state import AppState, get_state
+from gateway.tokens import Role, TokenError, TokenInfo, verify_token
+
+_bearer = HTTPBearer(auto_error=False, description="token from `citygate token create`")
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[TokenInfo]]:
+    """A dependency admitting the given roles (admin is always admitted)."""
+    allowed = {*roles, Role.ADMIN}
+
+    async def dependency(
+        request: Request,
+        creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        state: AppState = Depends(get_state),  # noqa: B008
+    ) -> TokenInfo:
+        if creds is None:
+            state.metrics.api_auth_failures.labels("missing").inc()
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "a bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            async with state.sessions() as session:
+                info = await verify_token(session, creds.credentials)
+        except TokenError as exc:
+            state.metrics.api_auth_failures.labels(exc.reason).inc()
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid or revoked token",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+        if info.role not in allowed:
+            state.metrics.api_auth_failures.labels("forbidden").inc()
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {info.role.value} may not do this; needs one of "
+                + ", ".join(sorted(r.value for r in allowed)),
+            )
+        request.state.token = info
+        return info
+
+    return dependency

@@ -1,0 +1,86 @@
+"""Device registry API for field technicians (token required)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+
+from gateway.api.auth import require
+from gateway.api.models import DeviceCreate, DeviceOut, DevicePatch, DevicesOut
+from gateway.api.state import AppState, get_state
+from gateway.registry import Registry, RegistryError
+from gateway.tokens import Role, TokenInfo
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices (token)"])
+
+StateDep = Annotated[AppState, Depends(get_state)]
+Reader = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN, Role.INSPECTOR, Role.OPERATOR))]
+Writer = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
+
+
+def _registry(state: AppState) -> Registry:
+    return Registry(state.sessions, state.directory, state.book)
+
+
+def _publish(state: AppState, events: list) -> None:  # type: ignore[type-arg]
+    for e in events:
+        state.bus.publish(e)
+
+
+@router.get("", response_model=DevicesOut, summary="List devices")
+async def list_devices(
+    state: StateDep,
+    _: Reader,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    site_id: Annotated[str | None, Query(max_length=64)] = None,
+    lifecycle: Annotated[str | None, Query(max_length=16)] = None,
+) -> DevicesOut:
+    rows = await _registry(state).list(kind, site_id, lifecycle)
+    return DevicesOut(devices=[DeviceOut.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.get("/{device_id}", response_model=DeviceOut, summary="One device")
+async def get_device(device_id: str, state: StateDep, _: Reader) -> DeviceOut:
+    try:
+        row = await _registry(state).get(device_id)
+    except RegistryError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    return DeviceOut.model_validate(row, from_attributes=True)
+
+
+@router.post(
+    "",
+    response_model=DeviceOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register (provision) a berth sensor, optionally bound to a berth",
+)
+async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> DeviceOut:
+    try:
+        row, events = await _registry(state).provision(
+            body.dev_eui,
+            body.model,
+            state.clock(),
+            berth_id=body.berth_id,
+            heartbeat_s=body.heartbeat_s,
+            notes=body.notes,
+        )
+    except RegistryError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    _publish(state, events)
+    return DeviceOut.model_validate(row, from_attributes=True)
+
+
+@router.patch(
+    "/{device_id}",
+    response_model=DeviceOut,
+    summary="Bind/unbind, change lifecycle state, annotate",
+)
+async def patch_device(device_id: str, body: DevicePatch, state: StateDep, _: Writer) -> DeviceOut:
+    changes = body.model_dump(include=body.model_fields_set)
+    try:
+        row, events = await _registry(state).update(device_id, changes, state.clock())
+    except RegistryError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    _publish(state, events)
+    return DeviceOut.model_validate(row, from_attributes=True)

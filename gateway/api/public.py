@@ -1,0 +1,187 @@
+"""Public, read-only vacancy API: sites, berths, the city map and a live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+
+from events import Event, SiteCountsChanged
+from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
+from gateway.api.state import AppState, get_state
+from parking.occupancy import SiteView
+
+router = APIRouter(prefix="/api/v1", tags=["vacancies (public)"])
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _site_out(state: AppState, view: SiteView, now: datetime) -> SiteOut:
+    s = state.sites[view.site_id]
+    return SiteOut(
+        id=s.id,
+        name=s.name,
+        kind=s.kind.value,
+        lat=s.lat,
+        lon=s.lon,
+        capacity=view.capacity,
+        free=view.free,
+        occupied=view.occupied,
+        unknown=view.unknown,
+        updated_at=view.updated_at,
+        age_s=round(max(0.0, (now - view.updated_at).total_seconds()), 3),
+        stale=view.stale,
+        counting=s.counting.value,
+        segment_class=s.segment_class,
+        zone=s.zone,
+        address=s.address,
+    )
+
+
+def _site_or_404(state: AppState, site_id: str) -> SiteView:
+    if site_id not in state.sites:
+        raise HTTPException(404, f"no site {site_id!r}")
+    return state.book.site(site_id)
+
+
+@router.get("/sites", response_model=SitesOut, summary="All sites with live counts")
+async def list_sites(
+    state: StateDep,
+    kind: Annotated[str | None, Query(pattern="^(car_park|on_street)$")] = None,
+) -> SitesOut:
+    now = state.clock()
+    out = [_site_out(state, v, now) for v in state.book.sites()]
+    if kind is not None:
+        out = [s for s in out if s.kind == kind]
+    return SitesOut(sites=out, generated_at=now)
+
+
+@router.get("/sites/{site_id}", response_model=SiteOut, summary="One site with live counts")
+async def get_site(site_id: str, state: StateDep) -> SiteOut:
+    return _site_out(state, _site_or_404(state, site_id), state.clock())
+
+
+@router.get("/sites/{site_id}/berths", response_model=BerthsOut, summary="Berths of a site")
+async def list_berths(site_id: str, state: StateDep) -> BerthsOut:
+    _site_or_404(state, site_id)
+    out = []
+    for v in state.book.berths(site_id):
+        b = state.berths[v.berth_id]
+        sensor = SensorOut(dev_eui=v.dev_eui, model=v.model or "") if v.dev_eui else None
+        out.append(
+            BerthOut(
+                id=v.berth_id,
+                number=b.number,
+                lat=b.lat,
+                lon=b.lon,
+                state=v.state.value,
+                since=v.since,
+                last_seen=v.last_seen,
+                comms_lost=v.comms_lost,
+                sensor=sensor,
+            )
+        )
+    return BerthsOut(site_id=site_id, berths=out, generated_at=state.clock())
+
+
+@router.get(
+    "/map",
+    summary="GeoJSON FeatureCollection of all sites with live counts",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/geo+json": {}}}},
+)
+async def city_map(state: StateDep) -> Any:
+    now = state.clock()
+    features = []
+    for v in state.book.sites():
+        s = _site_out(state, v, now)
+        props = s.model_dump(mode="json", exclude={"lat", "lon"})
+        features.append(
+            {
+                "type": "Feature",
+                "id": s.id,
+                "geometry": {"type": "Point", "coordinates": [s.lon, s.lat]},
+                "properties": props,
+            }
+        )
+    body = json.dumps(
+        {"type": "FeatureCollection", "features": features, "generated_at": now.isoformat()},
+        ensure_ascii=False,
+    )
+    return StreamingResponse(iter([body]), media_type="application/geo+json")
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _counts(e: SiteCountsChanged) -> dict[str, Any]:
+    return {
+        "site_id": e.site_id,
+        "capacity": e.capacity,
+        "free": e.free,
+        "occupied": e.occupied,
+        "unknown": e.unknown,
+        "updated_at": e.ts.isoformat(),
+    }
+
+
+def _is_counts(e: Event) -> bool:
+    return isinstance(e, SiteCountsChanged)
+
+
+@router.get(
+    "/vacancies/stream",
+    summary="Server-Sent Events: a `snapshot` of every site, then `counts` on every change",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def vacancy_stream(
+    request: Request,
+    state: StateDep,
+    site: Annotated[list[str] | None, Query(description="only these site ids")] = None,
+) -> StreamingResponse:
+    wanted = set(site) if site else None
+    if wanted and not wanted <= state.sites.keys():
+        raise HTTPException(
+            404, f"unknown site(s): {', '.join(sorted(wanted - state.sites.keys()))}"
+        )
+
+    def accepts(e: Event) -> bool:
+        return isinstance(e, SiteCountsChanged) and (wanted is None or e.site_id in wanted)
+
+    sub = state.bus.subscribe("sse", accepts, maxsize=1000)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            now = state.clock()
+            snap = [
+                _site_out(state, v, now).model_dump(mode="json")
+                for v in state.book.sites()
+                if wanted is None or v.site_id in wanted
+            ]
+            yield b"retry: 2000\n\n"
+            yield _sse("snapshot", {"sites": snap})
+            while True:
+                try:
+                    ev = await asyncio.wait_for(sub.get(), state.sse_keepalive_s)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": keepalive\n\n"
+                    continue
+                assert isinstance(ev, SiteCountsChanged)
+                yield _sse("counts", _counts(ev))
+        finally:
+            state.bus.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

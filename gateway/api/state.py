@@ -1,0 +1,37 @@
+"""What the API handlers need from the running gateway, in one typed object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from gateway.bus import EventBus
+from gateway.directory import DeviceDirectory
+from gateway.metrics import Metrics
+from gateway.town import Berth, Site
+from parking.occupancy import OccupancyBook
+
+
+@dataclass
+class AppState:
+    book: OccupancyBook
+    directory: DeviceDirectory
+    bus: EventBus
+    metrics: Metrics
+    sessions: async_sessionmaker[Any]
+    sites: dict[str, Site]
+    berths: dict[str, Berth]
+    clock: Callable[[], datetime]
+    sse_keepalive_s: float = 15.0
+    ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    max_body_bytes: int = 1_048_576
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.citygate
+    return state

@@ -1,0 +1,95 @@
+"""A local MQTT broker for the demo: Mosquitto if installed, else amqtt in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_port(host: str, port: int, limit_s: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {limit_s}s") from None
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, int, str]]:
+    """Yield (host, port, kind) of a broker that lives as long as the context."""
+    port = free_port(host)
+    binary = mosquitto_binary()
+    if binary:
+        with tempfile.TemporaryDirectory(prefix="citygate-mqtt-") as tmp:
+            conf = Path(tmp) / "mosquitto.conf"
+            conf.write_text(
+                f"listener {port} {host}\nallow_anonymous true\npersistence true\n"
+                f"persistence_location {tmp}/\nlog_dest stderr\nlog_type error\n"
+            )
+            proc = await asyncio.create_subprocess_exec(
+                binary,
+                "-c",
+                str(conf),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                await wait_port(host, port)
+                log.info("embedded broker: mosquitto on %s:%d", host, port)
+                yield host, port, "mosquitto"
+            finally:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        return
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    try:
+        log.info("embedded broker: amqtt (in-process) on %s:%d", host, port)
+        yield host, port, "amqtt"
+    finally:
+        await broker.shutdown()

@@ -1,0 +1,347 @@
+"""``citygate`` command line: run, demo, simulate, config, town, token, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from events import now_utc
+from gateway.config import ConfigError, Settings, describe, load_settings
+from gateway.logs import setup_logging
+from gateway.town import TownFileError
+
+log = logging.getLogger("citygate")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path: Path | None = getattr(args, "config", None)
+    return load_settings(path)
+
+
+async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from gateway.storage.db import create_engine, migrate, sessionmaker_for
+
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        return await work(sessionmaker_for(engine))
+    finally:
+        await engine.dispose()
+
+
+def _install_stop(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+
+# -- run / demo / simulate ---------------------------------------------------------------------
+async def _run(settings: Settings) -> int:
+    from gateway.runtime import Gateway
+
+    gw = Gateway(settings)
+    _install_stop(gw.request_stop)
+    await gw.run()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(_settings(args)))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from gateway.broker import embedded_broker
+    from gateway.runtime import Gateway, mqtt_params
+    from gateway.simulator import SimulatorOptions, run_simulator
+    from gateway.town import load_town
+
+    base = _settings(args)
+    workdir = Path(args.workdir)
+    async with embedded_broker() as (host, port, kind):
+        data = base.model_dump()
+        data["mqtt"].update(
+            host=host,
+            port=port,
+            tls=False,
+            username=None,
+            password=None,
+            protocol="5" if kind == "mosquitto" else "3.1.1",
+        )
+        if base.database.url == Settings().database.url:
+            data["database"]["url"] = f"sqlite+aiosqlite:///{workdir / 'citygate.db'}"
+        data["api"]["port"] = args.port
+        settings = Settings.model_validate(data)
+        gw = Gateway(settings)
+        town = load_town(settings.town.file)
+        sim_stop = asyncio.Event()
+        options = SimulatorOptions(speed=args.speed, max_rate=args.rate)
+
+        async def simulate() -> None:
+            await gw.started.wait()
+            await run_simulator(
+                mqtt_params(settings, "citygate-sim", clean=True), town, options, stop=sim_stop
+            )
+
+        async def announce() -> None:
+            await gw.started.wait()
+            url = f"http://{settings.api.host}:{gw.api_port}"
+            print(
+                f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
+                f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
+                f"  live:      {url}/api/v1/vacancies/stream\n  API docs:  {url}/docs\n"
+                "Press Ctrl-C to stop.\n",
+                flush=True,
+            )
+            if args.duration:
+                await asyncio.sleep(args.duration)
+                gw.request_stop()
+
+        def stop() -> None:
+            sim_stop.set()
+            gw.request_stop()
+
+        gw.extra_tasks += [simulate, announce]
+        _install_stop(stop)
+        await gw.run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_demo(args))
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from gateway.runtime import mqtt_params
+    from gateway.simulator import SimulatorOptions, run_simulator
+    from gateway.town import load_town
+
+    settings = _settings(args)
+    town = load_town(settings.town.file)
+    stop = asyncio.Event()
+    _install_stop(stop.set)
+    options = SimulatorOptions(speed=args.speed, max_rate=args.rate, seed=args.seed)
+    stats = await run_simulator(
+        mqtt_params(settings, f"citygate-sim-{os.getpid()}", clean=True),
+        town,
+        options,
+        stop=stop,
+    )
+    print(json.dumps(stats.__dict__ if hasattr(stats, "__dict__") else str(stats), default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    return asyncio.run(_simulate(args))
+
+
+# -- config ------------------------------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    load_settings(args.file)
+    print(f"{args.file}: OK")
+    return 0
+
+
+def cmd_config_keys(_: argparse.Namespace) -> int:
+    section = ""
+    for sect, key, default, doc in describe():
+        if sect != section:
+            print(f"\n[{sect}]")
+            section = sect
+        print(f"  {key} = {default}    # {doc}")
+    return 0
+
+
+# -- town --------------------------------------------------------------------------------------
+def cmd_town_import(args: argparse.Namespace) -> int:
+    from gateway.town import load_town
+    from gateway.town_import import import_town
+
+    settings = _settings(args)
+    town = load_town(args.file)
+
+    async def work(sessions: Any) -> int:
+        async with sessions.begin() as session:
+            report = await import_town(session, town, now_utc())
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+# -- tokens ------------------------------------------------------------------------------------
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from gateway.tokens import Role, create_token
+
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        async with sessions.begin() as session:
+            info, token = await create_token(session, Role(args.role), now_utc(), args.label)
+        print(token)
+        print(
+            f"token {info.id} ({info.role.value}) created; it is shown only once", file=sys.stderr
+        )
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from gateway.tokens import TokenError, revoke_token
+
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        try:
+            async with sessions.begin() as session:
+                found = await revoke_token(session, args.id, now_utc())
+        except TokenError:
+            found = False
+        if not found:
+            print(f"no token {args.id!r}", file=sys.stderr)
+            return 1
+        print(
+            f"token {args.id.split('_')[1] if args.id.startswith('cg_') else args.id} revoked",
+            file=sys.stderr,
+        )
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from gateway.tokens import list_tokens
+
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        async with sessions() as session:
+            for t in await list_tokens(session):
+                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+                print(
+                    f"{t.id}  {t.role.value:<10}  {t.created_at:%Y-%m-%d %H:%M}  {state}  {t.label}"
+                )
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(_: Any) -> int:
+        print("database schema is current")
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="citygate", description=__doc__)
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-json", action="store_true", help="JSON log lines")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=None,
+            help="TOML config file (env CITYGATE_<SECTION>__<KEY> overrides)",
+        )
+        return sp
+
+    run = with_config(sub.add_parser("run", help="run the gateway"))
+    run.set_defaults(func=cmd_run)
+
+    demo = with_config(
+        sub.add_parser("demo", help="gateway + local broker + simulator on embedded defaults")
+    )
+    demo.add_argument("--port", type=int, default=8080, help="API port (0 = any free port)")
+    demo.add_argument("--workdir", default=".demo", help="where the demo keeps its database")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--rate", type=float, default=100.0, help="max simulated msgs/s")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after N s (0 = never)")
+    demo.set_defaults(func=cmd_demo)
+
+    sim = with_config(sub.add_parser("simulate", help="drive the town's sensors over MQTT"))
+    sim.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    sim.add_argument("--rate", type=float, default=200.0, help="max messages per second")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.set_defaults(func=cmd_simulate)
+
+    cfg = sub.add_parser("config", help="check configuration").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = cfg.add_parser("check", help="validate a config file (and the environment)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_config_check)
+    cfg.add_parser("keys", help="list every key with default and meaning").set_defaults(
+        func=cmd_config_keys
+    )
+
+    town = sub.add_parser("town", help="town data").add_subparsers(
+        dest="town_command", required=True
+    )
+    imp = with_config(town.add_parser("import", help="load or update a town file"))
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(func=cmd_town_import)
+
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    create = with_config(tok.add_parser("create", help="create a token; prints it alone"))
+    create.add_argument(
+        "--role", required=True, choices=["technician", "inspector", "operator", "admin"]
+    )
+    create.add_argument("--label", default="", help="who or what it is for")
+    create.set_defaults(func=cmd_token_create)
+    rev = with_config(tok.add_parser("revoke", help="revoke a token by id (or the token)"))
+    rev.add_argument("id")
+    rev.set_defaults(func=cmd_token_revoke)
+    with_config(tok.add_parser("list", help="list tokens (never their secrets)")).set_defaults(
+        func=cmd_token_list
+    )
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = args.log_level or os.environ.get("CITYGATE_LOG__LEVEL", "INFO")
+    setup_logging(level.upper(), args.log_json)
+    try:
+        if hasattr(args, "config") or args.command != "config":
+            # Honour [log] from the config file / environment where there is one.
+            try:
+                s = _settings(args)
+                setup_logging(args.log_level or s.log.level, args.log_json or s.log.json_format)
+            except ConfigError:
+                pass  # reported properly by the command itself
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except TownFileError as exc:
+        print(f"town error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The in-memory view of the device registry used on the ingest hot path.
+
+The database is the record; this directory mirrors the fields ingest needs (model, binding,
+lifecycle) and collects the health facts uplinks bring (last seen, battery, radio), which the
+write-behind persister flushes in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Lifecycle(StrEnum):
+    PROVISIONED = "provisioned"
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    RETIRED = "retired"
+
+
+@dataclass(slots=True)
+class DeviceEntry:
+    id: str
+    kind: str
+    model: str
+    lifecycle: Lifecycle
+    berth_id: str | None = None
+    site_id: str | None = None
+    heartbeat_s: int | None = None
+    last_seen: datetime | None = None
+    battery_mv: int | None = None
+    rssi: float | None = None
+    snr: float | None = None
+
+
+class DeviceDirectory:
+    def __init__(self) -> None:
+        self._by_id: dict[str, DeviceEntry] = {}
+        self._dirty: set[str] = set()
+
+    def put(self, entry: DeviceEntry) -> None:
+        self._by_id[entry.id] = entry
+
+    def get(self, device_id: str) -> DeviceEntry | None:
+        return self._by_id.get(device_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def seen(
+        self,
+        entry: DeviceEntry,
+        ts: datetime,
+        *,
+        rssi: float | None = None,
+        snr: float | None = None,
+        battery_mv: int | None = None,
+    ) -> None:
+        """Record a sign of life; a provisioned device becomes active on its first uplink."""
+        if entry.last_seen is None or ts > entry.last_seen:
+            entry.last_seen = ts
+            if rssi is not None:
+                entry.rssi = rssi
+            if snr is not None:
+                entry.snr = snr
+        if battery_mv is not None:
+            entry.battery_mv = battery_mv
+        if entry.lifecycle is Lifecycle.PROVISIONED:
+            entry.lifecycle = Lifecycle.ACTIVE
+        self._dirty.add(entry.id)
+
+    def take_dirty(self) -> list[DeviceEntry]:
+        out = [self._by_id[i] for i in self._dirty if i in self._by_id]
+        self._dirty.clear()
+        return out

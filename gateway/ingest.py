@@ -1,0 +1,284 @@
+"""Sensor ingest: MQTT message -> envelope -> codec -> event -> occupancy -> bus.
+
+Runs synchronously inside the MQTT receive loop (everything here is pure and O(1)), so the
+vacancy state the API serves is current the moment a message has been handled. Every message
+ends in exactly one of: decoded (and its verdict counted), or rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drivers.lorawan.envelopes import (
+    EnvelopeError,
+    JoinNotice,
+    StatusReport,
+    Uplink,
+    parse_chirpstack,
+    parse_tts,
+)
+from drivers.mqtt.topics import matches
+from drivers.sensors import detection
+from drivers.sensors.messages import (
+    CodecError,
+    Heartbeat,
+    MagnetometerFrame,
+    OccupancyStatus,
+    SensorMessage,
+    Startup,
+)
+from drivers.sensors.registry import get_codec
+from events import (
+    CarParkCount,
+    Event,
+    InputRejected,
+    MagnetometerSample,
+    SensorEvent,
+    SensorHeartbeat,
+    SensorStartup,
+    SensorStatus,
+)
+from gateway.bus import EventBus
+from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.metrics import Metrics
+from parking.occupancy import OccupancyBook
+
+log = logging.getLogger(__name__)
+
+Source = Literal["chirpstack", "tts", "nbiot", "carpark"]
+# Device clocks drift; a timestamp further in the future than this is replaced by receive time.
+MAX_CLOCK_AHEAD = timedelta(seconds=60)
+
+
+class CarParkCountMessage(BaseModel):
+    """JSON a car-park controller publishes on ``citygate/carpark/{site_id}/counts``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    time: datetime | None = None
+    seq: Annotated[int, Field(ge=0, le=2**63)] | None = None
+    entered: Annotated[int, Field(ge=0, le=10_000)] = 0
+    exited: Annotated[int, Field(ge=0, le=10_000)] = 0
+    occupied: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+
+@dataclass
+class Rejection(Exception):
+    reason: str
+    device_id: str = ""
+    detail: str = ""
+
+
+class SensorIngest:
+    def __init__(
+        self,
+        *,
+        book: OccupancyBook,
+        directory: DeviceDirectory,
+        bus: EventBus,
+        metrics: Metrics,
+        topics: dict[Source, str],
+        clock: Callable[[], datetime],
+        max_payload: int = 65536,
+        detector: detection.DetectorConfig | None = None,
+        controllers: dict[str, str] | None = None,
+    ) -> None:
+        self.book = book
+        self.directory = directory
+        self.bus = bus
+        self.metrics = metrics
+        self.topics = topics
+        self.clock = clock
+        self.max_payload = max_payload
+        self.detector = detector or detection.DetectorConfig()
+        self._detectors: dict[str, detection.DetectorState] = {}
+        self._controllers = controllers or {}  # site id -> controller id
+        self._in = {s: metrics.messages_in.labels(s) for s in topics}
+        self.handled = 0
+
+    # -- entry point ---------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Handle one MQTT message. Never raises for bad input: rejections are counted."""
+        self.handled += 1
+        source = self._classify(topic)
+        if source is None:
+            self._reject("unrouted", "unknown_topic", "", topic)
+            return
+        self._in[source].inc()
+        if len(payload) > self.max_payload:
+            self._reject(source, "oversized", "", f"{len(payload)} bytes on {topic}")
+            return
+        now = self.clock()
+        try:
+            if source == "chirpstack":
+                self._lorawan(parse_chirpstack(topic, payload), now)
+            elif source == "tts":
+                self._lorawan(parse_tts(topic, payload), now)
+            elif source == "nbiot":
+                self._nbiot(payload, now)
+            else:
+                self._carpark(topic, payload, now)
+        except EnvelopeError as exc:
+            self._reject(source, exc.reason, "", exc.detail or topic)
+        except CodecError as exc:
+            self._reject(source, exc.reason, "", exc.detail)
+        except Rejection as exc:
+            self._reject(source, exc.reason, exc.device_id, exc.detail)
+
+    def _classify(self, topic: str) -> Source | None:
+        for source, pattern in self.topics.items():
+            if matches(pattern, topic):
+                return source
+        return None
+
+    def _reject(self, source: str, reason: str, device_id: str, detail: str) -> None:
+        self.metrics.rejected.labels(source, reason).inc()
+        log.debug("rejected %s message: %s %s", source, reason, detail[:200])
+        self.bus.publish(
+            InputRejected(
+                device_id=device_id,
+                ts=self.clock(),
+                source=source,
+                reason=reason,
+                detail=detail[:200],
+            )
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _device(self, device_id: str) -> DeviceEntry:
+        entry = self.directory.get(device_id)
+        if entry is None:
+            raise Rejection("unknown_device", device_id, device_id)
+        if entry.lifecycle is Lifecycle.RETIRED:
+            raise Rejection("retired_device", device_id, device_id)
+        return entry
+
+    def _when(self, ts: datetime | None, now: datetime) -> datetime:
+        if ts is None or ts > now + MAX_CLOCK_AHEAD:
+            return now
+        return ts
+
+    def _emit(self, events: tuple[Event, ...]) -> None:
+        for ev in events:
+            self.bus.publish(ev)
+
+    def _apply(self, event: SensorEvent, occupied: bool | None = None) -> None:
+        outcome = self.book.apply(event, occupied)
+        self.metrics.uplink_verdicts.labels(outcome.verdict).inc()
+        if outcome.verdict in ("duplicate", "unbound"):
+            return
+        self.bus.publish(event)
+        self._emit(outcome.events)
+
+    # -- LoRaWAN -----------------------------------------------------------------------------
+    def _lorawan(self, msg: Uplink | StatusReport | JoinNotice, now: datetime) -> None:
+        entry = self._device(msg.dev_eui)
+        ts = self._when(msg.time, now)
+        if isinstance(msg, StatusReport):
+            self.directory.seen(entry, ts)
+            self._apply(SensorHeartbeat(device_id=entry.id, ts=ts, model=entry.model))
+            return
+        if isinstance(msg, JoinNotice):
+            self.directory.seen(entry, ts)
+            self._apply(SensorStartup(device_id=entry.id, ts=ts, model=entry.model))
+            return
+        decoded = get_codec(entry.model).decode(msg.f_port, msg.data)
+        self.metrics.decoded.labels(msg.network, entry.model).inc()
+        event = self._to_event(decoded, entry, ts, msg.f_cnt, msg.rssi, msg.snr)
+        battery = decoded.battery_mv if isinstance(decoded, Heartbeat) else None
+        self.directory.seen(entry, ts, rssi=msg.rssi, snr=msg.snr, battery_mv=battery)
+        self._apply(event)
+
+    @staticmethod
+    def _to_event(
+        m: SensorMessage,
+        entry: DeviceEntry,
+        ts: datetime,
+        fcnt: int | None,
+        rssi: float | None,
+        snr: float | None,
+    ) -> SensorEvent:
+        common = {
+            "device_id": entry.id,
+            "ts": ts,
+            "model": entry.model,
+            "fcnt": fcnt,
+            "rssi": rssi,
+            "snr": snr,
+        }
+        if isinstance(m, OccupancyStatus):
+            return SensorStatus(occupied=m.occupied, **common)  # type: ignore[arg-type]
+        if isinstance(m, Heartbeat):
+            return SensorHeartbeat(  # type: ignore[arg-type]
+                battery_mv=m.battery_mv,
+                temperature_c=m.temperature_c,
+                occupied=m.occupied,
+                **common,
+            )
+        if isinstance(m, Startup):
+            return SensorStartup(  # type: ignore[arg-type]
+                firmware=m.firmware, reset_cause=m.reset_cause, occupied=m.occupied, **common
+            )
+        raise Rejection("bad_model", entry.id, f"{entry.model} sent a magnetometer frame")
+
+    # -- NB-IoT ------------------------------------------------------------------------------
+    def _nbiot(self, payload: bytes, now: datetime) -> None:
+        frame = get_codec("nbiot-geomag").decode(None, payload)
+        if not isinstance(frame, MagnetometerFrame):
+            raise Rejection("bad_frame", "", "not a magnetometer frame")
+        entry = self._device(frame.device_id)
+        self.metrics.decoded.labels("nbiot", entry.model).inc()
+        state = detection.step(
+            self._detectors.get(entry.id), frame.raw, frame.baseline, self.detector
+        )
+        self._detectors[entry.id] = state
+        self.directory.seen(entry, now, rssi=float(frame.rssi_dbm), battery_mv=frame.battery_mv)
+        sample = MagnetometerSample(
+            device_id=entry.id,
+            ts=now,
+            model=entry.model,
+            fcnt=frame.seq,
+            rssi=float(frame.rssi_dbm),
+            raw=frame.raw,
+            baseline=frame.baseline,
+            battery_mv=frame.battery_mv,
+        )
+        self._apply(sample, state.occupied)
+
+    # -- car-park controllers ----------------------------------------------------------------
+    def _carpark(self, topic: str, payload: bytes, now: datetime) -> None:
+        parts = topic.split("/")
+        site_id = parts[2] if len(parts) >= 3 else ""
+        controller = self._controllers.get(site_id)
+        if controller is None:
+            raise Rejection("unknown_site", site_id, topic)
+        try:
+            msg = CarParkCountMessage.model_validate_json(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise Rejection("bad_json", controller, f"{where}: {first['msg']}") from None
+        if msg.time is not None and msg.time.tzinfo is None:
+            raise Rejection("naive_time", controller, "time must carry a UTC offset")
+        entry = self._device(controller)
+        ts = self._when(msg.time, now)
+        self.directory.seen(entry, ts)
+        event = CarParkCount(
+            device_id=controller,
+            ts=ts,
+            site_id=site_id,
+            entered=msg.entered,
+            exited=msg.exited,
+            occupied=msg.occupied,
+            seq=msg.seq,
+        )
+        outcome = self.book.apply_count(event)
+        self.metrics.uplink_verdicts.labels(outcome.verdict).inc()
+        if outcome.verdict == "applied":
+            self.bus.publish(event)
+            self._emit(outcome.events)

@@ -1,0 +1,131 @@
+"""Write-behind persistence of live state (berth states, car-park counts, device health).
+
+The in-memory book is authoritative while running; this flushes what changed every interval
+and once more at shutdown, in one transaction per flush, so ingest never waits on the disk.
+On start the persisted state is read back (``restore``) so vacancies survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from events import BerthState
+from gateway.directory import DeviceDirectory
+from gateway.logs import OnceLogger
+from gateway.metrics import Metrics
+from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
+from parking.occupancy import OccupancyBook
+
+log = logging.getLogger(__name__)
+
+
+class Persister:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        book: OccupancyBook,
+        directory: DeviceDirectory,
+        metrics: Metrics,
+        interval_s: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._book = book
+        self._directory = directory
+        self._metrics = metrics
+        self._interval = interval_s
+        self._warn = OnceLogger(log, "state persistence")
+        self._pending: tuple[set[str], set[str], dict[str, dict[str, Any]]] = (set(), set(), {})
+        self.flushes = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._warn.failing
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self._interval)
+                await self.flush()
+        finally:
+            # Cancellation (shutdown) still writes the last changes.
+            await asyncio.shield(self.flush())
+
+    async def flush(self) -> None:
+        berth_ids, site_ids = self._book.take_dirty()
+        pend_b, pend_s, pend_d = self._pending
+        berth_ids |= pend_b
+        site_ids |= pend_s
+        devices = dict(pend_d)
+        for e in self._directory.take_dirty():
+            devices[e.id] = {
+                "id": e.id,
+                "last_seen": e.last_seen,
+                "battery_mv": e.battery_mv,
+                "rssi": e.rssi,
+                "snr": e.snr,
+                "lifecycle": e.lifecycle.value,
+            }
+        if not (berth_ids or site_ids or devices):
+            return
+        berths = []
+        for bid in berth_ids:
+            v = self._book.berth(bid)
+            berths.append(
+                {
+                    "id": bid,
+                    "state": v.state.value,
+                    "since": v.since,
+                    "last_seen": v.last_seen,
+                    "last_fcnt": v.last_fcnt,
+                }
+            )
+        sites = []
+        for sid in site_ids:
+            count = self._book.controller_count(sid)
+            if count is not None:
+                sites.append(
+                    {
+                        "id": sid,
+                        "occupied_count": count,
+                        "count_updated_at": self._book.site(sid).updated_at,
+                    }
+                )
+        started = time.perf_counter()
+        try:
+            async with self._sessions.begin() as session:
+                if berths:
+                    await session.execute(update(BerthRow), berths)
+                if sites:
+                    await session.execute(update(SiteRow), sites)
+                if devices:
+                    await session.execute(update(DeviceRow), list(devices.values()))
+        except Exception as exc:  # database down or locked: keep the work for the next round
+            self._pending = (berth_ids, site_ids, devices)
+            self._warn.failed(f"{type(exc).__name__}: {exc}")
+            return
+        self._pending = (set(), set(), {})
+        self._warn.recovered()
+        self.flushes += 1
+        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+
+
+async def restore(sessions: async_sessionmaker[Any], book: OccupancyBook) -> int:
+    """Load persisted berth states and car-park counts into *book*; returns berths restored."""
+    n = 0
+    async with sessions() as session:
+        rows = await session.execute(select(BerthRow).where(BerthRow.since.is_not(None)))
+        for b in rows.scalars():
+            assert b.since is not None
+            book.restore_berth(b.id, BerthState(b.state), b.since, b.last_seen, b.last_fcnt)
+            n += 1
+        sites = await session.execute(select(SiteRow).where(SiteRow.count_updated_at.is_not(None)))
+        for s in sites.scalars():
+            assert s.count_updated_at is not None
+            book.restore_site_count(s.id, s.occupied_count, s.count_updated_at)
+    return n

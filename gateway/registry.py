@@ -1,0 +1,187 @@
+"""Device registry operations (provision, bind, lifecycle) shared by the API and the CLI.
+
+Each operation commits to the database first and then updates the live directory and
+occupancy book, so what the API shows never runs ahead of what is recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from drivers.sensors.messages import CodecError
+from drivers.sensors.registry import get_codec
+from events import Event
+from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.storage.schema import BerthRow, DeviceRow
+from parking.occupancy import OccupancyBook, SensorBinding
+
+
+class RegistryError(Exception):
+    """A request the registry refuses; ``status`` is the HTTP status that fits."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def entry_from_row(row: DeviceRow) -> DeviceEntry:
+    return DeviceEntry(
+        id=row.id,
+        kind=row.kind,
+        model=row.model,
+        lifecycle=Lifecycle(row.lifecycle),
+        berth_id=row.berth_id,
+        site_id=row.site_id,
+        heartbeat_s=row.heartbeat_s,
+        last_seen=row.last_seen,
+        battery_mv=row.battery_mv,
+        rssi=row.rssi,
+        snr=row.snr,
+    )
+
+
+def binding_for(row: DeviceRow | DeviceEntry) -> SensorBinding | None:
+    """The occupancy binding of a bound, non-retired berth sensor."""
+    if row.kind != "berth_sensor" or row.berth_id is None or row.lifecycle == "retired":
+        return None
+    hb = row.heartbeat_s or get_codec(row.model).default_heartbeat_s
+    return SensorBinding(dev_eui=row.id, berth_id=row.berth_id, model=row.model, heartbeat_s=hb)
+
+
+class Registry:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        directory: DeviceDirectory | None = None,
+        book: OccupancyBook | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._directory = directory
+        self._book = book
+
+    async def list(
+        self, kind: str | None = None, site_id: str | None = None, lifecycle: str | None = None
+    ) -> list[DeviceRow]:
+        q = select(DeviceRow).order_by(DeviceRow.id)
+        if kind:
+            q = q.where(DeviceRow.kind == kind)
+        if site_id:
+            q = q.where(DeviceRow.site_id == site_id)
+        if lifecycle:
+            q = q.where(DeviceRow.lifecycle == lifecycle)
+        async with self._sessions() as session:
+            rows = list((await session.execute(q)).scalars())
+        return [self._overlay(r) for r in rows]
+
+    async def get(self, device_id: str) -> DeviceRow:
+        async with self._sessions() as session:
+            row = await session.get(DeviceRow, device_id.lower())
+        if row is None:
+            raise RegistryError(404, f"no device {device_id!r}")
+        return self._overlay(row)
+
+    def _overlay(self, row: DeviceRow) -> DeviceRow:
+        """Health facts not yet flushed by the write-behind persister win over the row."""
+        live = self._directory.get(row.id) if self._directory else None
+        if live is not None:
+            row.last_seen, row.battery_mv = live.last_seen, live.battery_mv
+            row.rssi, row.snr, row.lifecycle = live.rssi, live.snr, live.lifecycle.value
+        return row
+
+    async def _check_berth(self, session: AsyncSession, berth_id: str, dev_id: str) -> str:
+        berth = await session.get(BerthRow, berth_id)
+        if berth is None:
+            raise RegistryError(422, f"no berth {berth_id!r}")
+        holder = (
+            await session.execute(select(DeviceRow).where(DeviceRow.berth_id == berth_id))
+        ).scalar_one_or_none()
+        if holder is not None and holder.id != dev_id:
+            raise RegistryError(
+                409, f"berth {berth_id} is bound to {holder.id}: unbind or retire it first"
+            )
+        return berth.site_id
+
+    async def provision(
+        self,
+        dev_eui: str,
+        model: str,
+        now: datetime,
+        *,
+        berth_id: str | None = None,
+        heartbeat_s: int | None = None,
+        notes: str = "",
+    ) -> tuple[DeviceRow, list[Event]]:
+        dev_id = dev_eui.lower()
+        try:
+            codec = get_codec(model)
+        except CodecError:
+            raise RegistryError(422, f"unsupported sensor model {model!r}") from None
+        async with self._sessions.begin() as session:
+            if await session.get(DeviceRow, dev_id) is not None:
+                raise RegistryError(409, f"device {dev_id} already exists")
+            site_id = await self._check_berth(session, berth_id, dev_id) if berth_id else None
+            row = DeviceRow(
+                id=dev_id,
+                kind="berth_sensor",
+                protocol=codec.transport,
+                model=model,
+                address=dev_id,
+                berth_id=berth_id,
+                site_id=site_id,
+                heartbeat_s=heartbeat_s,
+                lifecycle=Lifecycle.PROVISIONED.value,
+                notes=notes,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+        return row, self._sync(row, now)
+
+    async def update(
+        self, device_id: str, changes: dict[str, Any], now: datetime
+    ) -> tuple[DeviceRow, list[Event]]:
+        dev_id = device_id.lower()
+        async with self._sessions.begin() as session:
+            row = await session.get(DeviceRow, dev_id)
+            if row is None:
+                raise RegistryError(404, f"no device {device_id!r}")
+            if "berth_id" in changes:
+                berth_id = changes["berth_id"]
+                if berth_id is not None:
+                    if row.kind != "berth_sensor":
+                        raise RegistryError(422, f"{row.kind} devices are not bound to berths")
+                    row.site_id = await self._check_berth(session, berth_id, dev_id)
+                row.berth_id = berth_id
+            if changes.get("lifecycle") is not None:
+                row.lifecycle = Lifecycle(changes["lifecycle"]).value
+                if row.lifecycle == Lifecycle.RETIRED.value:
+                    row.berth_id = None  # a retired sensor frees its berth for the replacement
+            if "heartbeat_s" in changes:
+                row.heartbeat_s = changes["heartbeat_s"]
+            if changes.get("notes") is not None:
+                row.notes = changes["notes"]
+            row.updated_at = now
+        return row, self._sync(row, now)
+
+    def _sync(self, row: DeviceRow, now: datetime) -> list[Event]:
+        """Mirror a committed row into the live directory and occupancy book."""
+        events: list[Event] = []
+        if self._directory is not None:
+            old = self._directory.get(row.id)
+            entry = entry_from_row(row)
+            if old is not None:
+                entry.last_seen, entry.battery_mv = old.last_seen, old.battery_mv
+                entry.rssi, entry.snr = old.rssi, old.snr
+            self._directory.put(entry)
+        if self._book is not None and row.kind == "berth_sensor":
+            binding = binding_for(row)
+            if binding is None:
+                events.extend(self._book.unbind(row.id, now))
+            else:
+                events.extend(self._book.bind(binding, now))
+        return events

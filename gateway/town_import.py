@@ -1,0 +1,159 @@
+"""Load or update a town into the database, idempotently.
+
+The town file is authoritative for what it describes (names, coordinates, capacities,
+bindings); runtime facts (berth state, last seen, battery) are never touched by an import.
+Devices that are no longer in the file are left alone: retiring hardware is a technician's
+decision, not a side effect of editing a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from drivers.sensors.registry import get_codec
+from gateway.storage.schema import BerthRow, DeviceRow, SiteRow, ZoneRow
+from gateway.town import Counting, Town
+
+
+@dataclass
+class ImportReport:
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+
+    def note(self, table: str, outcome: str) -> None:
+        bucket = getattr(self, outcome)
+        bucket[table] = bucket.get(table, 0) + 1
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+
+
+def _apply(row: Any, values: dict[str, Any]) -> bool:
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    return changed
+
+
+async def import_town(session: AsyncSession, town: Town, now: datetime) -> ImportReport:
+    """Upsert *town* in one transaction owned by the caller."""
+    report = ImportReport()
+
+    async def upsert(model: Any, key: str, values: dict[str, Any], table: str) -> Any:
+        row = await session.get(model, key)
+        if row is None:
+            row = model(id=key, **values)
+            session.add(row)
+            report.note(table, "created")
+        elif _apply(row, values):
+            report.note(table, "updated")
+        else:
+            report.note(table, "unchanged")
+        return row
+
+    for z in town.zones:
+        polygon = [[lon, lat] for lon, lat in z.polygon]
+        await upsert(
+            ZoneRow, z.id, {"name": z.name, "kind": z.kind.value, "polygon": polygon}, "zones"
+        )
+    await session.flush()
+    for s in town.sites:
+        await upsert(
+            SiteRow,
+            s.id,
+            {
+                "name": s.name,
+                "kind": s.kind.value,
+                "lat": s.lat,
+                "lon": s.lon,
+                "capacity": s.capacity,
+                "counting": s.counting.value,
+                "segment_class": s.segment_class,
+                "zone_id": s.zone,
+                "address": s.address,
+                "controller_id": s.controller_id,
+            },
+            "sites",
+        )
+    await session.flush()
+    for b in town.berths:
+        await upsert(
+            BerthRow,
+            b.id,
+            {"site_id": b.site, "number": b.number, "lat": b.lat, "lon": b.lon},
+            "berths",
+        )
+    await session.flush()
+
+    berth_site = {b.id: b.site for b in town.berths}
+    wanted = {s.dev_eui.lower(): s.berth for s in town.sensors}
+    # Free berths the file gives to another sensor first, so the unique binding holds.
+    bound = await session.execute(select(DeviceRow).where(DeviceRow.berth_id.is_not(None)))
+    for dev in bound.scalars():
+        if dev.berth_id in wanted.values() and wanted.get(dev.id) != dev.berth_id:
+            dev.berth_id = None
+            dev.updated_at = now
+    await session.flush()
+
+    for s in town.sensors:
+        codec = get_codec(s.model)
+        dev_id = s.dev_eui.lower()
+        row = await session.get(DeviceRow, dev_id)
+        values = {
+            "kind": "berth_sensor",
+            "protocol": codec.transport,
+            "model": s.model,
+            "address": dev_id,
+            "berth_id": s.berth,
+            "site_id": berth_site[s.berth],
+            "heartbeat_s": s.heartbeat_s,
+        }
+        if row is None:
+            session.add(
+                DeviceRow(id=dev_id, lifecycle="active", created_at=now, updated_at=now, **values)
+            )
+            report.note("devices", "created")
+        elif _apply(row, values):
+            row.updated_at = now
+            report.note("devices", "updated")
+        else:
+            report.note("devices", "unchanged")
+    for site in town.sites:
+        if site.counting is not Counting.ENTRY_EXIT or site.controller_id is None:
+            continue
+        row = await session.get(DeviceRow, site.controller_id)
+        values = {
+            "kind": "carpark_controller",
+            "protocol": "mqtt-json",
+            "model": "entry-exit-counter",
+            "address": site.controller_id,
+            "site_id": site.id,
+            "berth_id": None,
+        }
+        if row is None:
+            session.add(
+                DeviceRow(
+                    id=site.controller_id,
+                    lifecycle="active",
+                    created_at=now,
+                    updated_at=now,
+                    heartbeat_s=None,
+                    **values,
+                )
+            )
+            report.note("devices", "created")
+        elif _apply(row, values):
+            row.updated_at = now
+            report.note("devices", "updated")
+        else:
+            report.note("devices", "unchanged")
+    await session.flush()
+    return report

@@ -1,0 +1,208 @@
+"""Shared fixtures: real servers on free loopback ports, started and stopped by the suite.
+
+- ``mosquitto``: a private Mosquitto per test session (the Debian package; `make test`
+  installs it).
+- ``pg_server_url``: the machine's PostgreSQL (127.0.0.1:5432, trust auth; `make test` starts
+  one if none runs), with a throwaway database per run, dropped at the end.
+- ``db_url``: parametrised over SQLite and PostgreSQL for storage tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_HOST = os.environ.get("CITYGATE_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("CITYGATE_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("CITYGATE_TEST_PG_USER", "postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_tcp(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{host}:{port} not listening after {timeout}s") from None
+            time.sleep(0.02)
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll *predicate* (sync or async) until it returns something truthy, or fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    conf: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def start(self) -> None:
+        """(Re)start on the same port and config (persistent sessions survive)."""
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_tcp(self.host, self.port)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(found).exists():
+        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
+    return found
+
+
+def start_mosquitto(tmp: Path) -> Broker:
+    port = free_port()
+    (tmp / "data").mkdir(parents=True, exist_ok=True)
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {tmp}/data/\nlog_dest none\nmax_queued_messages 100000\n"
+    )
+    broker = Broker("127.0.0.1", port, None, conf)  # type: ignore[arg-type]
+    broker.start()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test's own, for tests that stop and restart it."""
+    broker = start_mosquitto(tmp_path / "mosquitto")
+    yield broker
+    broker.stop()
+
+
+def _psql(sql: str, db: str = "postgres") -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=db)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    name = f"citygate_test_{uuid.uuid4().hex[:10]}"
+    try:
+        _psql(f'CREATE DATABASE "{name}"')
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT} ({exc}): run `make test`")
+    yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    with contextlib.suppress(Exception):
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"cg_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    base = pg_server_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with contextlib.suppress(Exception):
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'citygate.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+# -- a whole gateway ---------------------------------------------------------------------------
+def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any:
+    from gateway.config import Settings
+
+    data: dict[str, Any] = {
+        "database": {"url": db},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": f"cg-test-{uuid.uuid4().hex[:8]}",
+        },
+        "api": {"port": 0},
+        "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return Settings.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Any, clock: Callable[[], Any] | None = None
+) -> AsyncIterator[Any]:
+    from gateway.runtime import Gateway
+
+    gw = Gateway(settings, clock) if clock else Gateway(settings)
+    task = asyncio.create_task(gw.run())
+    try:
+        await wait_for(lambda: gw.started.is_set() or task.done(), 30, what="gateway start")
+        if task.done():
+            task.result()
+        await wait_for(gw.transport.connected.is_set, 10, what="MQTT connected")
+        yield gw
+    finally:
+        gw.request_stop()
+        await asyncio.wait_for(task, 15)

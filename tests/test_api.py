@@ -1,0 +1,255 @@
+"""HTTP API against a running gateway: public reads, tokens and roles, hostile input, SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from drivers.sensors import nwave
+from gateway.tokens import Role, create_token
+from gateway.town import load_town
+from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TOWN = load_town(None)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gw(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    db = tmp_path_factory.mktemp("api") / "cg.db"
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{db}", mosquitto, api={"max_body_bytes": 4096, "sse_keepalive_s": 0.2}
+    )
+    async with running_gateway(settings) as gateway:
+        yield gateway
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def tokens(gw: Any) -> dict[str, str]:
+    out = {}
+    async with gw.persister._sessions.begin() as s:
+        for role in Role:
+            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
+    return out
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(gw: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as client:
+        yield client
+
+
+async def test_sites_list_shape(http: httpx.AsyncClient) -> None:
+    r = await http.get("/api/v1/sites")
+    assert r.status_code == 200
+    sites = r.json()["sites"]
+    assert len(sites) == len(TOWN.sites)
+    car_parks = [s for s in sites if s["kind"] == "car_park"]
+    assert len(car_parks) == 24 and sum(s["capacity"] for s in car_parks) == 1382
+    assert any("市民大厅" in s["name"] for s in car_parks)
+    for s in sites:
+        assert 0 <= s["free"] <= s["capacity"]
+        assert s["free"] + s["occupied"] + s["unknown"] == s["capacity"]
+        assert s["age_s"] >= 0 and s["updated_at"].endswith(("Z", "+00:00"))
+    only_street = (await http.get("/api/v1/sites", params={"kind": "on_street"})).json()["sites"]
+    assert only_street and all(s["kind"] == "on_street" for s in only_street)
+    assert (await http.get("/api/v1/sites", params={"kind": "moon"})).status_code == 422
+
+
+async def test_unknown_site_is_404(http: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/sites/nope", "/api/v1/sites/nope/berths"):
+        r = await http.get(path)
+        assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+async def test_berths_and_map(http: httpx.AsyncClient) -> None:
+    site = next(s for s in TOWN.sites if s.kind.value == "on_street")
+    berths = (await http.get(f"/api/v1/sites/{site.id}/berths")).json()["berths"]
+    assert len(berths) == site.capacity
+    assert all(b["sensor"] is not None and b["state"] == "unknown" for b in berths)
+    geo = (await http.get("/api/v1/map")).json()
+    assert geo["type"] == "FeatureCollection" and len(geo["features"]) == len(TOWN.sites)
+    lon, lat = geo["features"][0]["geometry"]["coordinates"]
+    assert 100.9 < lon < 101.2 and 38.7 < lat < 38.9
+
+
+async def test_public_api_is_read_only(http: httpx.AsyncClient) -> None:
+    for method, path in (
+        ("POST", "/api/v1/sites"),
+        ("DELETE", "/api/v1/sites/x"),
+        ("PUT", "/api/v1/map"),
+    ):
+        assert (await http.request(method, path)).status_code == 405
+
+
+async def test_devices_need_a_token_with_the_right_role(
+    http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    assert (await http.get("/api/v1/devices")).status_code == 401
+    bad = await http.get("/api/v1/devices", headers={"Authorization": "Bearer cg_x_y"})
+    assert bad.status_code == 401
+    for role in ("technician", "inspector", "operator", "admin"):
+        r = await http.get(
+            "/api/v1/devices",
+            headers={"Authorization": f"Bearer {tokens[role]}"},
+            params={"kind": "berth_sensor"},
+        )
+        assert r.status_code == 200, role
+        assert len(r.json()["devices"]) == len(TOWN.sensors)
+    body = {"dev_eui": "70b3d59ba0ffff01", "model": "nwave-nps405"}
+    forbidden = await http.post(
+        "/api/v1/devices", json=body, headers={"Authorization": f"Bearer {tokens['inspector']}"}
+    )
+    assert forbidden.status_code == 403
+    assert tokens["inspector"] not in forbidden.text
+
+
+async def test_technician_replaces_a_sensor(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], mosquitto: Broker
+) -> None:
+    auth = {"Authorization": f"Bearer {tokens['technician']}"}
+    old = TOWN.sensors[3]
+    r = await http.post(
+        "/api/v1/devices",
+        headers=auth,
+        json={"dev_eui": "70B3D59BA0FFFF02", "model": "nwave-nps405", "berth_id": old.berth},
+    )
+    assert r.status_code == 409  # berth still held by the old sensor
+    r = await http.patch(
+        f"/api/v1/devices/{old.dev_eui}",
+        headers=auth,
+        json={"lifecycle": "retired", "notes": "water damage"},
+    )
+    assert r.status_code == 200 and r.json()["berth_id"] is None
+    r = await http.post(
+        "/api/v1/devices",
+        headers=auth,
+        json={"dev_eui": "70B3D59BA0FFFF02", "model": "nwave-nps405", "berth_id": old.berth},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["lifecycle"] == "provisioned"
+    # The new sensor reports: the berth follows it and it becomes active.
+    port, data = nwave.encode_status(True)
+    import aiomqtt
+
+    up = {
+        "deviceInfo": {"devEui": "70b3d59ba0ffff02"},
+        "fCnt": 1,
+        "fPort": port,
+        "data": base64.b64encode(data).decode(),
+    }
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+        await c.publish("application/a/device/70b3d59ba0ffff02/event/up", json.dumps(up), qos=1)
+        # ... and the retired one is refused.
+        await c.publish(
+            f"application/a/device/{old.dev_eui.lower()}/event/up",
+            json.dumps({**up, "deviceInfo": {"devEui": old.dev_eui.lower()}}),
+            qos=1,
+        )
+    await wait_for(lambda: gw.live.book.berth(old.berth).state.value == "occupied", 10)
+    await wait_for(
+        lambda: gw.metrics_value(
+            "citygate_messages_rejected_total", source="chirpstack", reason="retired_device"
+        ),
+        10,
+    )
+    dev = (await http.get("/api/v1/devices/70b3d59ba0ffff02", headers=auth)).json()
+    assert dev["lifecycle"] == "active" and dev["rssi"] is None and dev["last_seen"]
+
+
+async def test_hostile_bodies(http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    auth = {"Authorization": f"Bearer {tokens['technician']}"}
+    cases = [
+        b"{not json",
+        b"[]",
+        json.dumps({"dev_eui": "zz", "model": "nwave-nps405"}).encode(),
+        json.dumps({"dev_eui": "70b3d59ba0ffff03", "model": "x", "extra": 1}).encode(),
+        json.dumps(
+            {"dev_eui": "70b3d59ba0ffff03", "model": "nwave-nps405", "heartbeat_s": -1}
+        ).encode(),
+    ]
+    for body in cases:
+        r = await http.post(
+            "/api/v1/devices", content=body, headers={**auth, "Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, body
+        assert "detail" in r.json()
+    big = b'{"notes": "' + b"x" * 10_000 + b'"}'
+    r = await http.post(
+        "/api/v1/devices", content=big, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length, streams past the limit
+        for _ in range(10):
+            yield b"x" * 1000
+
+    r = await http.post("/api/v1/devices", content=chunks(), headers=auth)
+    assert r.status_code == 413
+    assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_sse_stream_sends_snapshot_then_changes(
+    gw: Any, http: httpx.AsyncClient, mosquitto: Broker
+) -> None:
+    sensor = TOWN.sensors[10]
+    berth = next(b for b in TOWN.berths if b.id == sensor.berth)
+    events: list[tuple[str, Any]] = []
+
+    async def listen() -> None:
+        async with http.stream("GET", "/api/v1/vacancies/stream", params={"site": berth.site}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            name = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+                    if name == "counts":
+                        return
+
+    task = asyncio.create_task(listen())
+    await wait_for(lambda: events, 10, what="snapshot")
+    assert events[0][0] == "snapshot" and events[0][1]["sites"][0]["id"] == berth.site
+    codec = {"nwave-nps405": "drivers.sensors.nwave", "bosch-tps110": "drivers.sensors.bosch"}
+    import importlib
+
+    import aiomqtt
+
+    if sensor.model in codec:
+        port, data = importlib.import_module(codec[sensor.model]).encode_status(True)
+        up = {
+            "deviceInfo": {"devEui": sensor.dev_eui.lower()},
+            "fCnt": 7,
+            "fPort": port,
+            "data": base64.b64encode(data).decode(),
+        }
+        topic, payload = f"application/a/device/{sensor.dev_eui.lower()}/event/up", json.dumps(up)
+    else:
+        pytest.fail("pick a LoRaWAN sensor for this test")
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+        await c.publish(topic, payload, qos=1)
+    await asyncio.wait_for(task, 10)
+    name, counts = events[-1]
+    assert name == "counts" and counts["site_id"] == berth.site and counts["occupied"] >= 1
+
+
+async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["mqtt"] is True
+    text = (await http.get("/metrics")).text
+    assert "citygate_messages_in_total" in text and "citygate_queue_depth" in text
+
+
+async def test_openapi_docs(http: httpx.AsyncClient) -> None:
+    spec = (await http.get("/openapi.json")).json()
+    assert "/api/v1/sites/{site_id}/berths" in spec["paths"]
+    assert (await http.get("/docs")).status_code == 200
