@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from events import Event
 from gateway.logs import OnceLogger
@@ -51,11 +52,15 @@ class EventBus:
         self._metrics = metrics
         self._queue_size = queue_size
         self.published = 0
+        self._kind_counters: dict[type[Event], Any] = {}
 
     def publish(self, event: Event) -> None:
         """Hand *event* to every interested subscriber, without waiting."""
         self.published += 1
-        self._metrics.events.labels(event.kind).inc()
+        counter = self._kind_counters.get(type(event))
+        if counter is None:
+            counter = self._kind_counters[type(event)] = self._metrics.events.labels(event.kind)
+        counter.inc()
         for sub in self._subs:
             if sub.accepts is not None and not sub.accepts(event):
                 continue

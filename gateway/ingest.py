@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,7 +39,6 @@ from events import (
     Event,
     InputRejected,
     MagnetometerSample,
-    SensorEvent,
     SensorHeartbeat,
     SensorStartup,
     SensorStatus,
@@ -47,7 +46,7 @@ from events import (
 from gateway.bus import EventBus
 from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
 from gateway.metrics import Metrics
-from parking.occupancy import OccupancyBook
+from parking.occupancy import OccupancyBook, SensorReport
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,11 @@ class SensorIngest:
         self._detectors: dict[str, detection.DetectorState] = {}
         self._controllers = controllers or {}  # site id -> controller id
         self._in = {s: metrics.messages_in.labels(s) for s in topics}
+        self._verdicts = {
+            v: metrics.uplink_verdicts.labels(v)
+            for v in ("applied", "duplicate", "stale", "unbound")
+        }
+        self._decoded: dict[tuple[str, str], Any] = {}
         self.handled = 0
 
     # -- entry point ---------------------------------------------------------------------
@@ -158,6 +162,12 @@ class SensorIngest:
             raise Rejection("retired_device", device_id, device_id)
         return entry
 
+    def _count_decoded(self, source: str, model: str) -> None:
+        counter = self._decoded.get((source, model))
+        if counter is None:
+            counter = self._decoded[(source, model)] = self.metrics.decoded.labels(source, model)
+        counter.inc()
+
     def _when(self, ts: datetime | None, now: datetime) -> datetime:
         if ts is None or ts > now + MAX_CLOCK_AHEAD:
             return now
@@ -167,9 +177,9 @@ class SensorIngest:
         for ev in events:
             self.bus.publish(ev)
 
-    def _apply(self, event: SensorEvent, occupied: bool | None = None) -> None:
+    def _apply(self, event: SensorReport, occupied: bool | None = None) -> None:
         outcome = self.book.apply(event, occupied)
-        self.metrics.uplink_verdicts.labels(outcome.verdict).inc()
+        self._verdicts[outcome.verdict].inc()
         if outcome.verdict in ("duplicate", "unbound"):
             return
         self.bus.publish(event)
@@ -188,7 +198,7 @@ class SensorIngest:
             self._apply(SensorStartup(device_id=entry.id, ts=ts, model=entry.model))
             return
         decoded = get_codec(entry.model).decode(msg.f_port, msg.data)
-        self.metrics.decoded.labels(msg.network, entry.model).inc()
+        self._count_decoded(msg.network, entry.model)
         event = self._to_event(decoded, entry, ts, msg.f_cnt, msg.rssi, msg.snr)
         battery = decoded.battery_mv if isinstance(decoded, Heartbeat) else None
         self.directory.seen(entry, ts, rssi=msg.rssi, snr=msg.snr, battery_mv=battery)
@@ -202,27 +212,41 @@ class SensorIngest:
         fcnt: int | None,
         rssi: float | None,
         snr: float | None,
-    ) -> SensorEvent:
-        common = {
-            "device_id": entry.id,
-            "ts": ts,
-            "model": entry.model,
-            "fcnt": fcnt,
-            "rssi": rssi,
-            "snr": snr,
-        }
+    ) -> SensorReport:
+        dev, model = entry.id, entry.model
         if isinstance(m, OccupancyStatus):
-            return SensorStatus(occupied=m.occupied, **common)  # type: ignore[arg-type]
+            return SensorStatus(
+                device_id=dev,
+                ts=ts,
+                model=model,
+                fcnt=fcnt,
+                rssi=rssi,
+                snr=snr,
+                occupied=m.occupied,
+            )
         if isinstance(m, Heartbeat):
-            return SensorHeartbeat(  # type: ignore[arg-type]
+            return SensorHeartbeat(
+                device_id=dev,
+                ts=ts,
+                model=model,
+                fcnt=fcnt,
+                rssi=rssi,
+                snr=snr,
                 battery_mv=m.battery_mv,
                 temperature_c=m.temperature_c,
                 occupied=m.occupied,
-                **common,
             )
         if isinstance(m, Startup):
-            return SensorStartup(  # type: ignore[arg-type]
-                firmware=m.firmware, reset_cause=m.reset_cause, occupied=m.occupied, **common
+            return SensorStartup(
+                device_id=dev,
+                ts=ts,
+                model=model,
+                fcnt=fcnt,
+                rssi=rssi,
+                snr=snr,
+                firmware=m.firmware,
+                reset_cause=m.reset_cause,
+                occupied=m.occupied,
             )
         raise Rejection("bad_model", entry.id, f"{entry.model} sent a magnetometer frame")
 
@@ -232,7 +256,7 @@ class SensorIngest:
         if not isinstance(frame, MagnetometerFrame):
             raise Rejection("bad_frame", "", "not a magnetometer frame")
         entry = self._device(frame.device_id)
-        self.metrics.decoded.labels("nbiot", entry.model).inc()
+        self._count_decoded("nbiot", entry.model)
         state = detection.step(
             self._detectors.get(entry.id), frame.raw, frame.baseline, self.detector
         )
@@ -278,7 +302,7 @@ class SensorIngest:
             seq=msg.seq,
         )
         outcome = self.book.apply_count(event)
-        self.metrics.uplink_verdicts.labels(outcome.verdict).inc()
+        self._verdicts[outcome.verdict].inc()
         if outcome.verdict == "applied":
             self.bus.publish(event)
             self._emit(outcome.events)

@@ -22,8 +22,8 @@ _SECRET_PATTERNS = [
 
 def redact(text: str) -> str:
     """Blank out anything that looks like a credential."""
-    text = _SECRET_PATTERNS[0].sub(r"\1\2***", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
+    text = _SECRET_PATTERNS[0].sub(r"\1\2***", text)
     return _SECRET_PATTERNS[2].sub(r"\1***\3", text)
 
 

@@ -64,7 +64,7 @@ class Registry:
         self._directory = directory
         self._book = book
 
-    async def list(
+    async def list_devices(
         self, kind: str | None = None, site_id: str | None = None, lifecycle: str | None = None
     ) -> list[DeviceRow]:
         q = select(DeviceRow).order_by(DeviceRow.id)

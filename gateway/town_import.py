@@ -103,18 +103,18 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             dev.updated_at = now
     await session.flush()
 
-    for s in town.sensors:
-        codec = get_codec(s.model)
-        dev_id = s.dev_eui.lower()
+    for sensor in town.sensors:
+        codec = get_codec(sensor.model)
+        dev_id = sensor.dev_eui.lower()
         row = await session.get(DeviceRow, dev_id)
         values = {
             "kind": "berth_sensor",
             "protocol": codec.transport,
-            "model": s.model,
+            "model": sensor.model,
             "address": dev_id,
-            "berth_id": s.berth,
-            "site_id": berth_site[s.berth],
-            "heartbeat_s": s.heartbeat_s,
+            "berth_id": sensor.berth,
+            "site_id": berth_site[sensor.berth],
+            "heartbeat_s": sensor.heartbeat_s,
         }
         if row is None:
             session.add(

@@ -334,8 +334,10 @@ def test_lower_fcnt_within_window_is_stale_but_a_newer_ts_proves_life() -> None:
     out = book.apply(status(D1, 5, False, fcnt=99))  # late and old: nothing at all
     assert (out.verdict, out.events) == ("stale", ())
     assert book.berth("st-1").last_seen == at(10)
+    book.take_dirty()
     out = book.apply(status(D1, 20, False, fcnt=90))  # late, but heard after fcnt 100
     assert (out.verdict, out.events) == ("stale", ())
+    assert book.take_dirty() == ({"st-1"}, set())  # last_seen must be persisted
     view = book.berth("st-1")
     assert (view.state, view.since, view.last_seen, view.last_fcnt) == (
         OCCUPIED,

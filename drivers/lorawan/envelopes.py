@@ -43,7 +43,7 @@ _RFC3339 = re.compile(
 # Plausibility bounds for radio metadata: anything outside is garbage, not a measurement.
 _RSSI_RANGE = (-300.0, 100.0)
 _SNR_RANGE = (-100.0, 100.0)
-_TOPIC_PART = re.compile(r"[^/#+\x00]+")
+_TOPIC = re.compile(r"[^/#+\x00]+(?:/[^/#+\x00]+)*")  # non-empty levels, no wildcards
 
 
 class EnvelopeError(ValueError):
@@ -254,10 +254,9 @@ def _best_radio(
 def _topic_parts(topic: str) -> list[str]:
     if not isinstance(topic, str) or len(topic) > 1024:
         raise EnvelopeError("bad_topic", "topic must be a string of at most 1024 chars")
-    parts = topic.split("/")
-    if not all(_TOPIC_PART.fullmatch(p) for p in parts):
+    if not _TOPIC.fullmatch(topic):
         raise EnvelopeError("bad_topic", f"empty or wildcard level in {topic!r}")
-    return parts
+    return topic.split("/")
 
 
 # --------------------------------------------------------------------------- ChirpStack v4

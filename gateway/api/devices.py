@@ -36,7 +36,7 @@ async def list_devices(
     site_id: Annotated[str | None, Query(max_length=64)] = None,
     lifecycle: Annotated[str | None, Query(max_length=16)] = None,
 ) -> DevicesOut:
-    rows = await _registry(state).list(kind, site_id, lifecycle)
+    rows = await _registry(state).list_devices(kind, site_id, lifecycle)
     return DevicesOut(devices=[DeviceOut.model_validate(r, from_attributes=True) for r in rows])
 
 
