@@ -21,6 +21,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 async def wait_port(host: str, port: int, limit_s: float = 10.0) -> None:
     """Wait until something accepts TCP connections on host:port."""
     loop = asyncio.get_running_loop()

@@ -115,7 +115,12 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.broker import port_is_free
+
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    if args.port and not port_is_free("127.0.0.1", args.port):
+        print(f"port {args.port} is taken; the demo API takes a free port instead", file=sys.stderr)
+        args.port = 0
     return asyncio.run(_demo(args))
 
 

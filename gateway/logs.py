@@ -27,7 +27,7 @@ def redact(text: str) -> str:
     return _SECRET_PATTERNS[2].sub(r"\1***\3", text)
 
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -103,6 +104,7 @@ def start_mosquitto(tmp: Path) -> Broker:
     (tmp / "data").mkdir(parents=True, exist_ok=True)
     conf = tmp / "mosquitto.conf"
     conf.write_text(
+        f"user {getpass.getuser()}\n"
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {tmp}/data/\nlog_dest none\nmax_queued_messages 100000\n"
     )

@@ -45,6 +45,7 @@ class MqttParams:
     keepalive_s: int = 30
     session_expiry_s: int = 86400
     clean: bool = False  # True for throwaway clients (simulator, tests)
+    connect_timeout_s: float = 10.0
 
 
 def shared(topic: str, group: str | None) -> str:
@@ -105,7 +106,7 @@ def make_client(
         properties=props,
         keepalive=p.keepalive_s,
         tls_context=_tls_context(p) if p.tls else None,
-        timeout=10,
+        timeout=p.connect_timeout_s,
         max_queued_incoming_messages=max_queued,
         queue_type=_dispatching_queue(handler) if handler else None,
     )

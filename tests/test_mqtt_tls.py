@@ -1,0 +1,136 @@
+"""MQTT over TLS with username/password against a real Mosquitto; never a plaintext fallback."""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+import trustme
+
+from drivers.mqtt.transport import MqttParams, MqttTransport, make_client
+from tests.conftest import Broker, free_port, wait_for, wait_tcp
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, ca: trustme.CA) -> Iterator[Broker]:
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    passwd = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwd), "gw", "correct horse"],
+        check=True,
+        capture_output=True,
+    )
+    passwd.chmod(0o600)
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        # Run as ourselves: as root, mosquitto would switch to its own user and not read our files.
+        f"user {getpass.getuser()}\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
+        f"cafile {tmp_path / 'ca.pem'}\ncertfile {tmp_path / 'server.pem'}\n"
+        f"keyfile {tmp_path / 'server.pem'}\npersistence false\nlog_dest none\n"
+    )
+    broker = Broker("127.0.0.1", port, None, conf)  # type: ignore[arg-type]
+    broker.start()
+    wait_tcp("127.0.0.1", port)
+    yield broker
+    broker.stop()
+
+
+def params(broker: Broker, ca_file: Path | None, password: str, tls: bool = True) -> MqttParams:
+    return MqttParams(
+        host=broker.host,
+        port=broker.port,
+        client_id="tls-test",
+        username="gw",
+        password=password,
+        tls=tls,
+        ca_file=ca_file,
+        clean=True,
+        connect_timeout_s=1.0,
+    )
+
+
+async def test_tls_with_credentials_receives(tls_broker: Broker, tmp_path: Path) -> None:
+    got: list[tuple[str, bytes]] = []
+    transport = MqttTransport(
+        params(tls_broker, tmp_path / "ca.pem", "correct horse"),
+        ["citygate/#"],
+        lambda t, p: got.append((t, p)),
+    )
+    import asyncio
+
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_for(transport.connected.is_set, 10, what="TLS connect")
+        async with make_client(
+            MqttParams(
+                host=tls_broker.host,
+                port=tls_broker.port,
+                client_id="pub",
+                username="gw",
+                password="correct horse",
+                tls=True,
+                ca_file=tmp_path / "ca.pem",
+                clean=True,
+            )
+        ) as pub:
+            await pub.publish("citygate/x", b"over tls", qos=1)
+        await wait_for(lambda: got, 10)
+        assert got == [("citygate/x", b"over tls")]
+    finally:
+        task.cancel()
+
+
+@pytest.mark.parametrize(
+    ("tls", "password", "use_ca"),
+    [
+        (True, "wrong", True),  # bad credentials
+        (True, "correct horse", False),  # server certificate not trusted (no CA given)
+        (False, "correct horse", True),  # plaintext to a TLS listener
+    ],
+)
+async def test_refused_connections_retry_without_downgrade(
+    tls_broker: Broker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    tls: bool,
+    password: str,
+    use_ca: bool,
+) -> None:
+    import asyncio
+
+    ca_file = tmp_path / "ca.pem" if (use_ca and tls) else None
+    transport = MqttTransport(
+        params(tls_broker, ca_file, password, tls=tls),
+        ["citygate/#"],
+        lambda t, p: None,
+        backoff_base=0.01,
+        backoff_cap=0.05,
+    )
+    task = asyncio.create_task(transport.run())
+    try:
+        await wait_for(lambda: transport.reconnects >= 3, 15, what="repeated refusals")
+        assert not transport.connected.is_set()
+    finally:
+        task.cancel()
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # reported once, then quiet
+    assert "correct horse" not in caplog.text and "wrong" not in caplog.text.replace("wrong_", "")
+
+
+async def test_plain_client_cannot_talk_to_tls_only_broker(tls_broker: Broker) -> None:
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(tls_broker.host, tls_broker.port, timeout=3):
+            pass
