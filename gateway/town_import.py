@@ -100,11 +100,12 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
 
     berth_site = {b.id: b.site for b in town.berths}
     wanted = {s.dev_eui.lower(): s.berth for s in town.sensors}
+    wanted_berths = set(wanted.values())
     # Free berths the file gives to another sensor first, so the unique binding holds.
     for dev in list(existing[DeviceRow].values()):
         if dev.berth_id is None:
             continue
-        if dev.berth_id in wanted.values() and wanted.get(dev.id) != dev.berth_id:
+        if dev.berth_id in wanted_berths and wanted.get(dev.id) != dev.berth_id:
             dev.berth_id = None
             dev.updated_at = now
     await session.flush()
