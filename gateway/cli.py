@@ -15,6 +15,7 @@ from typing import Any
 
 from events import now_utc
 from gateway.config import ConfigError, Settings, describe, load_settings
+from gateway.errors import StartupError
 from gateway.logs import setup_logging
 from gateway.town import TownFileError
 
@@ -343,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TownFileError as exc:
         print(f"town error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

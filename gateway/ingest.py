@@ -103,6 +103,7 @@ class SensorIngest:
             for v in ("applied", "duplicate", "stale", "unbound")
         }
         self._decoded: dict[tuple[str, str], Any] = {}
+        self._reported: set[tuple[str, str]] = set()
         self.handled = 0
 
     # -- entry point ---------------------------------------------------------------------
@@ -142,7 +143,18 @@ class SensorIngest:
 
     def _reject(self, source: str, reason: str, device_id: str, detail: str) -> None:
         self.metrics.rejected.labels(source, reason).inc()
-        log.debug("rejected %s message: %s %s", source, reason, detail[:200])
+        if (source, reason) not in self._reported:
+            # First of its kind: one line for the operator; the rest are counted in metrics.
+            self._reported.add((source, reason))
+            log.warning(
+                "rejected %s message (%s): %s; further ones are only counted in "
+                "citygate_messages_rejected_total",
+                source,
+                reason,
+                detail[:200],
+            )
+        else:
+            log.debug("rejected %s message: %s %s", source, reason, detail[:200])
         self.bus.publish(
             InputRejected(
                 device_id=device_id,

@@ -66,7 +66,7 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiosqlite", "asyncio", "uvicorn.access", "amqtt", "transitions", "passlib"):
+    for noisy in ("aiosqlite", "asyncio", "uvicorn.access", "amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from drivers.mqtt.transport import MqttParams, MqttTransport, shared
@@ -27,6 +29,7 @@ from gateway.api.state import AppState
 from gateway.bus import EventBus
 from gateway.config import Settings
 from gateway.directory import DeviceDirectory
+from gateway.errors import StartupError
 from gateway.ingest import SensorIngest, Source
 from gateway.metrics import Metrics
 from gateway.persist import Persister, restore
@@ -149,6 +152,24 @@ async def load_live_state(
     return LiveState(sites, berths, book, directory, controllers)
 
 
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """Bind the API's listening socket up front, so a taken port is a clear start-up error
+    instead of a server task dying later."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise StartupError(f"[api] cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the gateway owns SIGTERM."""
 
@@ -169,21 +190,27 @@ class Gateway:
         self.transport: MqttTransport | None = None
         self.persister: Persister | None = None
         self.server: _Server | None = None
+        self._sock: socket.socket | None = None
         self.started = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.extra_tasks: list[Callable[[], Any]] = []
 
     @property
     def api_port(self) -> int:
-        assert self.server is not None and self.server.started
-        sock = self.server.servers[0].sockets[0]
-        port: int = sock.getsockname()[1]
+        assert self._sock is not None
+        port: int = self._sock.getsockname()[1]
         return port
 
     async def setup(self) -> None:
         s = self.settings
+        self._sock = bind_api_socket(s.api.host, s.api.port)
         self.engine = create_engine(s.database.url, s.database.echo)
-        await migrate(self.engine)
+        try:
+            await migrate(self.engine)
+        except (OSError, SQLAlchemyError) as exc:
+            self._sock.close()
+            shown = make_url(s.database.url).render_as_string(hide_password=True)
+            raise StartupError(f"[database] cannot open {shown}: {exc}") from exc
         sessions = sessionmaker_for(self.engine)
         await ensure_town(sessions, s.town.file, self.clock())
         self.live = live = await load_live_state(sessions, s, self.clock())
@@ -255,10 +282,10 @@ class Gateway:
         """Run until ``stop_requested`` is set (or a task fails)."""
         if self.server is None:
             await self.setup()
-        assert self.server and self.transport and self.persister and self.engine
+        assert self.server and self.transport and self.persister and self.engine and self._sock
         try:
             async with asyncio.TaskGroup() as tg:
-                serve = tg.create_task(self.server.serve(), name="api")
+                serve = tg.create_task(self.server.serve(sockets=[self._sock]), name="api")
                 others = [
                     tg.create_task(self.transport.run(), name="mqtt"),
                     tg.create_task(self._sweeper(), name="sweeper"),
@@ -284,6 +311,7 @@ class Gateway:
                 for t in others:
                     t.cancel()
         finally:
+            self._sock.close()
             await self.engine.dispose()
             log.info("stopped")
 

@@ -49,7 +49,7 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
     for model in (ZoneRow, SiteRow, BerthRow, DeviceRow):
-        rows = (await session.execute(select(model))).scalars()
+        rows: Any = (await session.execute(select(model))).scalars()
         existing[model] = {r.id: r for r in rows}
 
     async def upsert(model: Any, key: str, values: dict[str, Any], table: str) -> Any:

@@ -1,0 +1,46 @@
+"""``citygate simulate``: drive the town's berth sensors and car-park counters over real MQTT.
+
+The simulator exists so that anyone can watch vacancies change without a street full of
+sensors: every sensor of the town file publishes what its network would deliver (ChirpStack v4
+or The Things Stack v3 JSON for LoRaWAN, binary frames for NB-IoT, JSON counts for entry/exit
+controllers), built with the project's own encoders so the gateway's parsers must accept them.
+
+Modules: :mod:`~gateway.simulator.options` (options, stats, message types),
+:mod:`~gateway.simulator.rhythm` (the daily rhythm), :mod:`~gateway.simulator.payloads` (one
+builder per envelope), :mod:`~gateway.simulator.town_sim` (the pure, seeded state machine),
+:mod:`~gateway.simulator.pacing` (clock and rate limit) and :mod:`~gateway.simulator.runner`
+(the asyncio loop that publishes).
+"""
+
+from gateway.simulator.options import Fault, MessageKind, Outgoing, SimStats, SimulatorOptions
+from gateway.simulator.pacing import SimClock, TokenBucket
+from gateway.simulator.payloads import (
+    Radio,
+    carpark_counts,
+    chirpstack_uplink,
+    nbiot_uplink,
+    tts_site,
+    tts_uplink,
+)
+from gateway.simulator.rhythm import occupancy_probability
+from gateway.simulator.runner import run_simulator
+from gateway.simulator.town_sim import TownSimulation
+
+__all__ = [
+    "Fault",
+    "MessageKind",
+    "Outgoing",
+    "Radio",
+    "SimClock",
+    "SimStats",
+    "SimulatorOptions",
+    "TokenBucket",
+    "TownSimulation",
+    "carpark_counts",
+    "chirpstack_uplink",
+    "nbiot_uplink",
+    "occupancy_probability",
+    "run_simulator",
+    "tts_site",
+    "tts_uplink",
+]

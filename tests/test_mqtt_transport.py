@@ -1,0 +1,76 @@
+"""The MQTT transport against a real Mosquitto: shared subscriptions, handler failures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiomqtt
+
+from drivers.mqtt.topics import matches, strip_share
+from drivers.mqtt.transport import MqttParams, MqttTransport, shared
+from tests.conftest import Broker, wait_for
+
+
+def params(broker: Broker, name: str) -> MqttParams:
+    return MqttParams(
+        host=broker.host, port=broker.port, client_id=f"{name}-{uuid.uuid4().hex[:6]}"
+    )
+
+
+async def test_shared_subscription_splits_the_stream(mosquitto: Broker) -> None:
+    group = f"g{uuid.uuid4().hex[:6]}"
+    topic = f"shared-{group}/+/up"
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    transports = [
+        MqttTransport(
+            params(mosquitto, n), [shared(topic, group)], lambda t, p, n=n: got[n].append(p)
+        )
+        for n in ("a", "b")
+    ]
+    tasks = [asyncio.create_task(t.run()) for t in transports]
+    try:
+        for t in transports:
+            await wait_for(t.connected.is_set, 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            for i in range(200):
+                await pub.publish(f"shared-{group}/d{i}/up", str(i).encode(), qos=1)
+        await wait_for(lambda: len(got["a"]) + len(got["b"]) == 200, 10)
+        # Each message went to exactly one instance, and both instances got work.
+        assert sorted(int(p) for p in got["a"] + got["b"]) == list(range(200))
+        assert got["a"] and got["b"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_handler_bug_does_not_drop_the_connection(mosquitto: Broker) -> None:
+    got: list[bytes] = []
+
+    def handler(topic: str, payload: bytes) -> None:
+        if payload == b"boom":
+            raise RuntimeError("handler bug")
+        got.append(payload)
+
+    t = MqttTransport(params(mosquitto, "h"), ["bugs/#"], handler)
+    task = asyncio.create_task(t.run())
+    try:
+        await wait_for(t.connected.is_set, 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            await pub.publish("bugs/x", b"boom", qos=1)
+            await pub.publish("bugs/x", b"fine", qos=1)
+        await wait_for(lambda: got == [b"fine"], 10)
+        assert t.reconnects == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_topic_matching() -> None:
+    assert matches("application/+/device/+/event/+", "application/1/device/ab/event/up")
+    assert not matches("application/+/device/+/event/+", "application/1/device/ab/event")
+    assert matches("$share/g/nbiot/+/up", "nbiot/123/up")
+    assert matches("a/#", "a/b/c") and matches("#", "x")
+    assert not matches("a/b", "a/b/c")
+    assert strip_share("$share/g/a/b") == "a/b" and strip_share("a/b") == "a/b"
