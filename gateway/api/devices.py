@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
+from events import Event
 from gateway.api.auth import require
 from gateway.api.models import DeviceCreate, DeviceOut, DevicePatch, DevicesOut
 from gateway.api.state import AppState, get_state
@@ -23,7 +24,7 @@ def _registry(state: AppState) -> Registry:
     return Registry(state.sessions, state.directory, state.book)
 
 
-def _publish(state: AppState, events: list) -> None:  # type: ignore[type-arg]
+def _publish(state: AppState, events: list[Event]) -> None:
     for e in events:
         state.bus.publish(e)
 

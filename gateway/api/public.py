@@ -131,10 +131,6 @@ def _counts(e: SiteCountsChanged) -> dict[str, Any]:
     }
 
 
-def _is_counts(e: Event) -> bool:
-    return isinstance(e, SiteCountsChanged)
-
-
 @router.get(
     "/vacancies/stream",
     summary="Server-Sent Events: a `snapshot` of every site, then `counts` on every change",
@@ -157,16 +153,20 @@ async def vacancy_stream(
 
     sub = state.bus.subscribe("sse", accepts, maxsize=1000)
 
+    def snapshot() -> bytes:
+        now = state.clock()
+        sites = [
+            _site_out(state, v, now).model_dump(mode="json")
+            for v in state.book.sites()
+            if wanted is None or v.site_id in wanted
+        ]
+        return _sse("snapshot", {"sites": sites})
+
     async def stream() -> AsyncIterator[bytes]:
         try:
-            now = state.clock()
-            snap = [
-                _site_out(state, v, now).model_dump(mode="json")
-                for v in state.book.sites()
-                if wanted is None or v.site_id in wanted
-            ]
             yield b"retry: 2000\n\n"
-            yield _sse("snapshot", {"sites": snap})
+            yield snapshot()
+            dropped = sub.dropped
             while True:
                 try:
                     ev = await asyncio.wait_for(sub.get(), state.sse_keepalive_s)
@@ -175,6 +175,11 @@ async def vacancy_stream(
                         return
                     yield b": keepalive\n\n"
                     continue
+                if sub.dropped != dropped:
+                    # This client fell behind and lost changes: resynchronise it with a fresh
+                    # snapshot instead of letting it drift.
+                    dropped = sub.dropped
+                    yield snapshot()
                 assert isinstance(ev, SiteCountsChanged)
                 yield _sse("counts", _counts(ev))
         finally:

@@ -1,8 +1,10 @@
-"""MQTT over TLS with username/password against a real Mosquitto; never a plaintext fallback."""
+"""TLS: MQTT over TLS with username/password against a real Mosquitto (never a plaintext
+fallback), and the HTTP API over HTTPS."""
 
 from __future__ import annotations
 
 import getpass
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +136,27 @@ async def test_plain_client_cannot_talk_to_tls_only_broker(tls_broker: Broker) -
     with pytest.raises(aiomqtt.MqttError):
         async with aiomqtt.Client(tls_broker.host, tls_broker.port, timeout=3):
             pass
+
+
+async def test_api_over_https(mosquitto: Broker, tmp_path: Path, ca: trustme.CA) -> None:
+    import httpx
+
+    from tests.conftest import gateway_settings, running_gateway
+
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        mosquitto,
+        api={"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")},
+    )
+    async with running_gateway(settings) as gw:
+        base = f"https://127.0.0.1:{gw.api_port}"
+        trust = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        async with httpx.AsyncClient(verify=trust) as http:
+            assert (await http.get(f"{base}/api/v1/sites")).status_code == 200
+        async with httpx.AsyncClient() as plain:  # no plaintext on the TLS port
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(f"http://127.0.0.1:{gw.api_port}/api/v1/sites")
