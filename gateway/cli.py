@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -141,7 +142,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         options,
         stop=stop,
     )
-    print(json.dumps(stats.__dict__ if hasattr(stats, "__dict__") else str(stats), default=str))
+    print(json.dumps(dataclasses.asdict(stats), default=str))
     return 0
 
 

@@ -104,6 +104,7 @@ class SensorIngest:
         }
         self._decoded: dict[tuple[str, str], Any] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._routes: dict[str, Source | None] = {}
         self.handled = 0
 
     # -- entry point ---------------------------------------------------------------------
@@ -136,10 +137,17 @@ class SensorIngest:
             self._reject(source, exc.reason, exc.device_id, exc.detail)
 
     def _classify(self, topic: str) -> Source | None:
+        if topic in self._routes:
+            return self._routes[topic]
+        found: Source | None = None
         for source, pattern in self.topics.items():
             if matches(pattern, topic):
-                return source
-        return None
+                found = source
+                break
+        if len(self._routes) >= 100_000:  # bounded: a flood of junk topics cannot grow it
+            self._routes.clear()
+        self._routes[topic] = found
+        return found
 
     def _reject(self, source: str, reason: str, device_id: str, detail: str) -> None:
         self.metrics.rejected.labels(source, reason).inc()

@@ -235,7 +235,7 @@ class Gateway:
             mqtt_params(s),
             [shared(t, m.shared_group) for t in topics.values()],
             self.ingest.handle,
-            on_state=lambda up: self.metrics.connected.labels("mqtt").set(1 if up else 0),
+            on_state=self._mqtt_state,
         )
         self.persister = Persister(
             sessions, live.book, live.directory, self.metrics, s.occupancy.persist_interval_s
@@ -270,6 +270,11 @@ class Gateway:
             ssl_keyfile=str(s.api.tls_key) if s.api.tls_key else None,
         )
         self.server = _Server(config)
+
+    def _mqtt_state(self, up: bool) -> None:
+        self.metrics.connected.labels("mqtt").set(1 if up else 0)
+        if not up:
+            self.metrics.reconnects.labels("mqtt").inc()
 
     async def _sweeper(self) -> None:
         assert self.live is not None

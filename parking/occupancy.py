@@ -10,16 +10,20 @@ Ordering, in one place (sensors; controllers follow the same scheme with ``seq``
 
 * a report never moves time backwards: one stamped before the newest thing heard from that
   device (or before its binding) cannot change anything;
-* the frame counter detects re-deliveries (same fCnt: ``duplicate``) and late frames (lower fCnt
-  within ``fcnt_window``: ``stale``, though a newer timestamp still proves the device alive);
-  without a counter, the same timestamp again is the ``duplicate``;
+* the frame counter detects re-deliveries and retransmissions (same fCnt: ``duplicate``) and late
+  frames (lower fCnt within ``fcnt_window``: ``stale``); either way a timestamp newer than
+  anything heard still proves the device alive and is recorded as ``last_seen``; without a
+  counter, the same timestamp again is the ``duplicate``;
 * a counter discontinuity (more than the window away) or a ``SensorStartup`` is a counter
   reset, accepted only if it is the newest thing heard, so a replay of old traffic after a
   reset can never be mistaken for news.
 
-Because acceptance always needs the newest timestamp, feeding the same traffic twice changes
-nothing the second time. This relies on ``ts`` being when the device spoke (the network
-server's ``time``), not when the gateway happened to receive it.
+Because acceptance always needs the newest timestamp, and every timestamp heard is recorded
+whatever the verdict, feeding the same traffic twice changes nothing the second time. The newest
+timestamp heard is ``last_seen``, so the persisted ``last_seen`` and ``last_fcnt`` are all a
+restored book needs to judge re-deliveries exactly as this one would. This relies on ``ts`` being
+when the device spoke (the network server's ``time``), not when the gateway happened to receive
+it.
 """
 
 from __future__ import annotations
@@ -173,8 +177,8 @@ class _Sensor:
         self.limit = limit  # silence longer than this is comms_lost
         self.watch_from = watch_from  # silence is never counted from before this (start, bind)
         self.last_fcnt: int | None = None
-        self.last_seen: datetime | None = None  # newest ts heard from the device
-        # newest ts heard, or the binding time: nothing stamped before it may change the berth
+        self.last_seen: datetime | None = None  # newest ts heard from the device, any verdict
+        # last_seen, or the binding time if later: nothing stamped before it may change the berth
         self.newest: datetime | None = floor
         self.lost = False
 
@@ -354,14 +358,17 @@ class OccupancyBook:
         alive = newest is None or ts > newest
         if verdict != "applied":
             self._counters["reports_" + verdict] += 1
-            if verdict == "duplicate" or not alive:
+            if not alive:
                 return _DUPLICATE if verdict == "duplicate" else _STALE
-            # late, but newer than anything heard: the device is alive, its state is not news
+            # a late frame (lower fCnt) or a retransmission (same fCnt) stamped after anything
+            # heard: the device is alive, its state is not news. The timestamp must still be
+            # recorded, or a reset stamped before it would later pass for the newest thing heard
+            # and make this very frame look new when it is delivered again.
             sensor.last_seen = sensor.newest = ts
             self._dirty_berths.add(sensor.berth.berth_id)
             if sensor.lost:
-                return Outcome("stale", (self._restore_sensor(sensor, ts, newest),))
-            return _STALE
+                return Outcome(verdict, (self._restore_sensor(sensor, ts, newest),))
+            return _DUPLICATE if verdict == "duplicate" else _STALE
 
         self._counters["reports_applied"] += 1
         if startup or fcnt is not None:

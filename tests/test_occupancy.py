@@ -320,12 +320,48 @@ def test_same_fcnt_is_a_duplicate_even_with_other_content() -> None:
     book.apply(status(D1, 10, True, fcnt=5))
     book.take_dirty()
     before = snapshot(book)
-    for again in (status(D1, 10, True, fcnt=5), status(D1, 99, False, fcnt=5)):
-        assert book.apply(again) == book.apply(again)
-        out = book.apply(again)
-        assert (out.verdict, out.events) == ("duplicate", ())
+    again = status(D1, 10, True, fcnt=5)
+    assert book.apply(again) == book.apply(again) == Outcome("duplicate", ())
     assert snapshot(book) == before
     assert book.take_dirty() == (set(), set())
+    # a retransmission, heard later: not news, but proof of life that must be persisted
+    resent = status(D1, 99, False, fcnt=5)
+    assert book.apply(resent) == book.apply(resent) == Outcome("duplicate", ())
+    assert book.take_dirty() == ({"st-1"}, set())
+    view = book.berth("st-1")
+    assert (view.state, view.since, view.last_seen, view.last_fcnt) == (OCCUPIED, at(10), at(99), 5)
+    assert book.counters()["reports_duplicate"] == 4
+    book.take_dirty()
+    before = snapshot(book)
+    for old in (again, resent):
+        assert book.apply(old) == Outcome("duplicate", ())
+    assert snapshot(book) == before
+    assert book.take_dirty() == (set(), set())
+
+
+def test_a_startup_stamped_before_a_retransmission_is_stale() -> None:
+    """Found by the property tests: the device reboots (startup held up by the network) and
+    counts back to the fCnt it had before. That frame is a duplicate, but it was heard: the late
+    startup must not reset the counter, or the same frame delivered again would be applied."""
+    book = make(OccupancyConfig(fcnt_window=8))
+    book.apply(status(D1, 14, False, fcnt=3))
+    resent = status(D1, 16, False, fcnt=3)
+    assert book.apply(resent).verdict == "duplicate"
+    assert book.apply(startup(D1, 15, fcnt=0)).verdict == "stale"
+    assert book.counters()["fcnt_resets"] == 0
+    book.take_dirty()
+    before = snapshot(book)
+    assert book.apply(resent).verdict == "duplicate"
+    assert snapshot(book) == before
+    assert book.take_dirty() == (set(), set())
+    view = book.berth("st-1")
+    assert (view.last_seen, view.last_fcnt) == (at(16), 3)
+    # and a book restored from the persisted view judges the same traffic the same way
+    again = make(OccupancyConfig(fcnt_window=8))
+    again.restore_berth("st-1", view.state, view.since, view.last_seen, view.last_fcnt)
+    for message in (status(D1, 14, False, fcnt=3), resent, startup(D1, 15, fcnt=0)):
+        assert again.apply(message).verdict in ("duplicate", "stale")
+    assert again.berth("st-1") == view
 
 
 def test_lower_fcnt_within_window_is_stale_but_a_newer_ts_proves_life() -> None:
@@ -553,6 +589,21 @@ def test_late_frame_with_newer_ts_restores_comms_without_state() -> None:
     assert out.verdict == "stale"
     assert [type(e) for e in out.events] == [CommsRestored]
     assert book.berth("st-1").state is UNKNOWN
+
+
+def test_retransmission_with_newer_ts_restores_comms_without_state() -> None:
+    book = make()
+    book.apply(status(D1, 10, True, fcnt=10))
+    book.sweep(at(2_000))
+    out = book.apply(status(D1, 2_100, False, fcnt=10))
+    assert out.verdict == "duplicate"
+    assert out.events == (
+        CommsRestored(
+            device_id=D1, ts=at(2_100), site_id="street", berth_id="st-1", silent_s=2_090.0
+        ),
+    )
+    view = book.berth("st-1")
+    assert (view.state, view.last_seen, view.comms_lost) == (UNKNOWN, at(2_100), False)
 
 
 def test_old_news_does_not_restore_comms() -> None:
