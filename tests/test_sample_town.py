@@ -14,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# The project is not installed in the venv and pytest has no `pythonpath` setting yet, so
-# `.venv/bin/pytest` would not find `gateway`; harmless once either is in place.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from gateway.town import (  # noqa: E402
+from gateway.town import (
     SAMPLE_TOWN,
     Counting,
     SiteKind,
@@ -30,6 +24,7 @@ from gateway.town import (  # noqa: E402
     parse_town,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 GENERATOR = REPO / "scripts" / "make_sample_town.py"
 CENTRE = (38.78, 101.08)
 MODELS = {"nwave-nps405": 0.40, "bosch-tps110": 0.35, "nbiot-geomag": 0.25}
