@@ -12,8 +12,9 @@ Ordering, in one place (sensors; controllers follow the same scheme with ``seq``
   device (or before its binding) cannot change anything;
 * the frame counter detects re-deliveries and retransmissions (same fCnt: ``duplicate``) and late
   frames (lower fCnt within ``fcnt_window``: ``stale``); either way a timestamp newer than
-  anything heard still proves the device alive and is recorded as ``last_seen``; without a
-  counter, the same timestamp again is the ``duplicate``;
+  anything heard is recorded as ``last_seen``, and a late frame's also restores lost comms (a
+  ``duplicate`` never has events); without a counter, the same timestamp again is the
+  ``duplicate``;
 * a counter discontinuity (more than the window away) or a ``SensorStartup`` is a counter
   reset, accepted only if it is the newest thing heard, so a replay of old traffic after a
   reset can never be mistaken for news.
@@ -366,9 +367,11 @@ class OccupancyBook:
             # and make this very frame look new when it is delivered again.
             sensor.last_seen = sensor.newest = ts
             self._dirty_berths.add(sensor.berth.berth_id)
+            if verdict == "duplicate":  # never with events: callers drop duplicates whole, so
+                return _DUPLICATE  # restoring comms is left to the next frame with news
             if sensor.lost:
-                return Outcome(verdict, (self._restore_sensor(sensor, ts, newest),))
-            return _DUPLICATE if verdict == "duplicate" else _STALE
+                return Outcome("stale", (self._restore_sensor(sensor, ts, newest),))
+            return _STALE
 
         self._counters["reports_applied"] += 1
         if startup or fcnt is not None:

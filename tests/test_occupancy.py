@@ -591,19 +591,23 @@ def test_late_frame_with_newer_ts_restores_comms_without_state() -> None:
     assert book.berth("st-1").state is UNKNOWN
 
 
-def test_retransmission_with_newer_ts_restores_comms_without_state() -> None:
+def test_retransmission_after_silence_is_recorded_but_says_nothing() -> None:
+    """A duplicate never has events (the gateway drops duplicates whole), so a retransmission
+    heard after the sensor was declared lost leaves restoring comms to the next frame."""
     book = make()
     book.apply(status(D1, 10, True, fcnt=10))
     book.sweep(at(2_000))
-    out = book.apply(status(D1, 2_100, False, fcnt=10))
-    assert out.verdict == "duplicate"
-    assert out.events == (
-        CommsRestored(
-            device_id=D1, ts=at(2_100), site_id="street", berth_id="st-1", silent_s=2_090.0
-        ),
-    )
+    book.take_dirty()
+    assert book.apply(status(D1, 2_100, False, fcnt=10)) == Outcome("duplicate", ())
+    assert book.take_dirty() == ({"st-1"}, set())
     view = book.berth("st-1")
-    assert (view.state, view.last_seen, view.comms_lost) == (UNKNOWN, at(2_100), False)
+    assert (view.state, view.last_seen, view.comms_lost) == (UNKNOWN, at(2_100), True)
+    out = book.apply(status(D1, 2_200, False, fcnt=11))
+    assert out.verdict == "applied"
+    assert out.events[0] == CommsRestored(
+        device_id=D1, ts=at(2_200), site_id="street", berth_id="st-1", silent_s=100.0
+    )
+    assert book.berth("st-1").state is FREE
 
 
 def test_old_news_does_not_restore_comms() -> None:
