@@ -47,11 +47,22 @@ def _install_stop(stop: Callable[[], None]) -> None:
 
 # -- run / demo / simulate ---------------------------------------------------------------------
 async def _run(settings: Settings) -> int:
+    from gateway.broker import embedded_broker
     from gateway.runtime import Gateway
 
-    gw = Gateway(settings)
-    _install_stop(gw.request_stop)
-    await gw.run()
+    if not settings.demo.embedded_broker:
+        gw = Gateway(settings)
+        _install_stop(gw.request_stop)
+        await gw.run()
+        return 0
+    async with embedded_broker() as (host, port, kind):
+        data = settings.model_dump()
+        data["mqtt"].update(
+            host=host, port=port, tls=False, protocol="5" if kind == "mosquitto" else "3.1.1"
+        )
+        gw = Gateway(Settings.model_validate(data))
+        _install_stop(gw.request_stop)
+        await gw.run()
     return 0
 
 

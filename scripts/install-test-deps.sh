@@ -19,7 +19,11 @@ need() {  # need PACKAGE...
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { echo "installing mosquitto"; need mosquitto; }
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # InfluxDB v2 write API
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)                   # InfluxDB 1.x
+if [ ${#missing[@]} -gt 0 ]; then echo "installing ${missing[*]}"; need "${missing[@]}"; fi
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! command -v pg_isready >/dev/null 2>&1; then
@@ -52,4 +56,4 @@ if ! pg_ready; then
   for _ in $(seq 1 100); do pg_ready && break; sleep 0.1; done
   pg_ready || { echo "PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
 fi
-echo "test dependencies ready: $(command -v mosquitto || echo /usr/sbin/mosquitto), PostgreSQL on 127.0.0.1:5432"
+echo "test dependencies ready: mosquitto, victoria-metrics, influxd, PostgreSQL on 127.0.0.1:5432"
