@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from gateway.config import ConfigError, Settings, describe, load_settings
 from gateway.errors import StartupError
 from gateway.logs import setup_logging
 from gateway.town import TownFileError
+from telemetry import SPOOL_FILE
 
 log = logging.getLogger("citygate")
 
@@ -90,6 +92,8 @@ async def _demo(args: argparse.Namespace) -> int:
         )
         if base.database.url == Settings().database.url:
             data["database"]["url"] = f"sqlite+aiosqlite:///{workdir / 'citygate.db'}"
+        if base.telemetry.spool_dir == Settings().telemetry.spool_dir:
+            data["telemetry"]["spool_dir"] = workdir / "telemetry-spool"
         data["api"]["port"] = args.port
         settings = Settings.model_validate(data)
         gw = Gateway(settings)
@@ -253,6 +257,47 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+def cmd_telemetry_status(args: argparse.Namespace) -> int:
+    from telemetry.pipeline import read_status
+    from telemetry.spool import read_stats
+
+    settings = _settings(args)
+    t = settings.telemetry
+    path = t.spool_dir / SPOOL_FILE
+    if not path.exists():
+        print(
+            f"no telemetry spool at {path} (the gateway has not run with this config yet)",
+            file=sys.stderr,
+        )
+        return 1
+    stats = read_stats(path)
+    status = read_status(t.spool_dir)
+    out = {
+        "server": t.url or None,
+        "mode": t.mode,
+        "spooled_pending": stats.pending_points,
+        "spool_bytes": stats.pending_bytes,
+        "spool_limit_bytes": t.spool_max_bytes,
+        "dropped": stats.dropped,
+        "dead_lettered": stats.dead_lettered,
+        "buffered": status.get("buffered"),
+        "accepted": status.get("accepted"),
+        "delivered": status.get("written"),
+        "replayed": status.get("replayed"),
+        "healthy": status.get("healthy"),
+        "last_error": status.get("last_error") or None,
+        "status_age_s": round(time.time() - float(status["at"]), 1)  # type: ignore[arg-type]
+        if "at" in status
+        else None,
+    }
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        for key, value in out.items():
+            print(f"{key:>18}: {value}")
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -331,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(tok.add_parser("list", help="list tokens (never their secrets)")).set_defaults(
         func=cmd_token_list
     )
+
+    tel = sub.add_parser("telemetry", help="telemetry to InfluxDB").add_subparsers(
+        dest="telemetry_command", required=True
+    )
+    tstat = with_config(tel.add_parser("status", help="pending, spooled, dead-lettered, delivered"))
+    tstat.add_argument("--json", action="store_true", help="one JSON object")
+    tstat.set_defaults(func=cmd_telemetry_status)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)

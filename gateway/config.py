@@ -131,6 +131,50 @@ class LogConfig(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class TelemetryConfig(_Section):
+    url: str | None = Field(
+        None,
+        description="InfluxDB base URL (http:// or https://); unset = keep points in the spool",
+    )
+    mode: Literal["v2", "v1"] = Field(
+        "v2", description="v2: /api/v2/write (InfluxDB 2.x/3.x, 1.8+); v1: /write (InfluxDB 1.x)"
+    )
+    org: str = Field("", description="v2 organisation")
+    bucket: str = Field("citygate", description="v2 bucket")
+    database: str = Field("citygate", description="v1 database")
+    retention_policy: str = Field("", description="v1 retention policy (empty = default)")
+    token: SecretStr | None = Field(None, description="v2 API token (environment only)")
+    username: str | None = Field(None, description="v1 user name")
+    password: SecretStr | None = Field(None, description="v1 password (environment only)")
+    ca_file: Path | None = Field(None, description="CA bundle to verify an https:// server")
+    gzip: bool = Field(True, description="gzip request bodies")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="a write slower than this is retried")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="points per write")
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60, description="a batch is written at the latest after this long"
+    )
+    replay_rate: float = Field(
+        50_000, gt=0, description="points/s at most when replaying a backlog after an outage"
+    )
+    spool_dir: Path = Field(Path("telemetry-spool"), description="where the durable spool lives")
+    spool_max_bytes: int = Field(
+        512 * 2**20, ge=2**20, description="spool size limit (default holds > 72 h of the town)"
+    )
+    spool_policy: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest", description="when the spool is full: keep the newest or the oldest points"
+    )
+    health_interval_s: float = Field(
+        60.0, gt=0, description="how often the gateway writes its own health as points"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -145,11 +189,12 @@ class Settings(_Section):
     occupancy: OccupancyConfig = OccupancyConfig()
     bus: BusConfig = BusConfig()
     log: LogConfig = LogConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     demo: DemoConfig = DemoConfig()
 
 
 # Keys that must never be written in a config file (they may leak with it).
-SECRET_KEYS = {("mqtt", "password")}
+SECRET_KEYS = {("mqtt", "password"), ("telemetry", "token"), ("telemetry", "password")}
 
 
 class ConfigError(Exception):

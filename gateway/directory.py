@@ -45,6 +45,9 @@ class DeviceDirectory:
     def get(self, device_id: str) -> DeviceEntry | None:
         return self._by_id.get(device_id)
 
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
     def __len__(self) -> int:
         return len(self._by_id)
 

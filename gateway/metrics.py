@@ -7,7 +7,7 @@ by a collector only when /metrics is scraped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -44,11 +44,34 @@ class FastCounter(Collector):
             child = self._children[values] = _Child()
         return child
 
+    def total(self) -> float:
+        return sum(c.value for c in self._children.values())
+
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
         for values, child in list(self._children.items()):
             family.add_metric(list(values), child.value)
         yield family
+
+
+class CallbackCounters(Collector):
+    """Counters owned by another component, read when /metrics is scraped."""
+
+    def __init__(
+        self,
+        prefix: str,
+        doc: str,
+        read: Callable[[], Mapping[str, float]],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._prefix = prefix
+        self._doc = doc
+        self._read = read
+        registry.register(self)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, value in self._read().items():
+            yield CounterMetricFamily(f"{self._prefix}_{name}", f"{self._doc}: {name}", value)
 
 
 class Metrics:
@@ -100,9 +123,31 @@ class Metrics:
             ["transport"],
             registry=r,
         )
+        self.telemetry_write_seconds = Histogram(
+            "citygate_telemetry_write_seconds", "Duration of one telemetry write", registry=r
+        )
+        self.telemetry_lag = Gauge(
+            "citygate_telemetry_lag_seconds",
+            "Age of the oldest point not yet delivered (0 when nothing is pending)",
+            registry=r,
+        )
+        self.telemetry_pending = Gauge(
+            "citygate_telemetry_spool_points", "Points waiting in the telemetry spool", registry=r
+        )
         self.persist_seconds = Histogram(
             "citygate_persist_seconds", "Write-behind flush duration", registry=r
         )
+
+    def totals(self) -> dict[str, float]:
+        """The gateway's own health figures, as points for telemetry."""
+        return {
+            "messages_in": self.messages_in.total(),
+            "messages_rejected": self.rejected.total(),
+            "uplinks": self.uplink_verdicts.total(),
+            "events": self.events.total(),
+            "bus_dropped": self.bus_dropped.total(),
+            "reconnects": self.reconnects.total(),
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -36,6 +36,7 @@ from gateway.persist import Persister, restore
 from gateway.registry import binding_for, entry_from_row
 from gateway.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
+from gateway.telemetry_setup import Telemetry
 from gateway.town import Berth, Counting, Site, SiteKind, load_town
 from gateway.town_import import import_town
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding, SiteInfo
@@ -191,6 +192,7 @@ class Gateway:
         self.persister: Persister | None = None
         self.server: _Server | None = None
         self._sock: socket.socket | None = None
+        self.telemetry: Telemetry | None = None
         self.started = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.extra_tasks: list[Callable[[], Any]] = []
@@ -240,6 +242,9 @@ class Gateway:
         self.persister = Persister(
             sessions, live.book, live.directory, self.metrics, s.occupancy.persist_interval_s
         )
+        self.telemetry = await Telemetry.start(
+            s.telemetry, self.bus, live.directory, self.metrics, self.clock
+        )
         state = AppState(
             book=live.book,
             directory=live.directory,
@@ -288,6 +293,7 @@ class Gateway:
         if self.server is None:
             await self.setup()
         assert self.server and self.transport and self.persister and self.engine and self._sock
+        assert self.telemetry is not None
         try:
             async with asyncio.TaskGroup() as tg:
                 serve = tg.create_task(self.server.serve(sockets=[self._sock]), name="api")
@@ -295,6 +301,10 @@ class Gateway:
                     tg.create_task(self.transport.run(), name="mqtt"),
                     tg.create_task(self._sweeper(), name="sweeper"),
                     tg.create_task(self.persister.run(), name="persister"),
+                    tg.create_task(self.telemetry.pipeline.run(), name="telemetry"),
+                    tg.create_task(
+                        self.telemetry.health(self.clock, self.metrics.totals), name="health"
+                    ),
                     *(tg.create_task(f(), name="extra") for f in self.extra_tasks),
                 ]
                 while not self.server.started:
@@ -317,6 +327,8 @@ class Gateway:
                     t.cancel()
         finally:
             self._sock.close()
+            if self.telemetry is not None:
+                await self.telemetry.close()
             await self.engine.dispose()
             log.info("stopped")
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -185,6 +186,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
         },
         "api": {"port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
+        "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-")},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

@@ -150,6 +150,7 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
         "CITYGATE_API__PORT": str(port),
         "CITYGATE_LOG__JSON": "true",
         "CITYGATE_MQTT__PASSWORD": "s3cret-not-in-logs",
+        "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run"],

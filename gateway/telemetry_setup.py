@@ -1,0 +1,141 @@
+"""Wiring of the telemetry pipeline into the running gateway (config -> spool, sink, mapper)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+
+from gateway.bus import EventBus
+from gateway.config import TelemetryConfig
+from gateway.directory import DeviceDirectory
+from gateway.metrics import CallbackCounters, Metrics
+from telemetry import SPOOL_FILE
+from telemetry.lineproto import ts_ns
+from telemetry.mapping import DeviceTags, PointMapper, health_lines
+from telemetry.pipeline import TelemetryPipeline
+from telemetry.sinks import SinkConfig, make_sink
+from telemetry.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryTags(Mapping[str, DeviceTags]):
+    """The mapper's view of the live device registry, so devices provisioned while running
+    get their tags too."""
+
+    def __init__(self, directory: DeviceDirectory) -> None:
+        self._directory = directory
+        self._tags: dict[tuple[str | None, str, str], DeviceTags] = {}
+
+    def __getitem__(self, device_id: str) -> DeviceTags:
+        entry = self._directory.get(device_id)
+        if entry is None:
+            raise KeyError(device_id)
+        key = (entry.site_id, entry.kind, entry.model)
+        tags = self._tags.get(key)  # one object per tag set: the mapper caches by identity
+        if tags is None:
+            tags = self._tags[key] = DeviceTags(site=key[0], kind=key[1], model=key[2])
+        return tags
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._directory.ids())
+
+    def __len__(self) -> int:
+        return len(self._directory)
+
+
+class Telemetry:
+    """Owns the spool, the sink and the pipeline for one gateway run."""
+
+    def __init__(
+        self, pipeline: TelemetryPipeline, spool: Spool, config: TelemetryConfig, metrics: Metrics
+    ) -> None:
+        self.pipeline = pipeline
+        self.spool = spool
+        self.config = config
+        self.metrics = metrics
+
+    @classmethod
+    async def start(
+        cls,
+        config: TelemetryConfig,
+        bus: EventBus,
+        directory: DeviceDirectory,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> Telemetry:
+        await asyncio.to_thread(config.spool_dir.mkdir, parents=True, exist_ok=True)
+        spool = await Spool.open(
+            config.spool_dir / SPOOL_FILE,
+            max_bytes=config.spool_max_bytes,
+            policy=config.spool_policy,
+        )
+        sink = None
+        if config.url:
+            sink = make_sink(
+                SinkConfig(
+                    url=config.url,
+                    mode=config.mode,
+                    org=config.org,
+                    bucket=config.bucket,
+                    database=config.database,
+                    retention_policy=config.retention_policy,
+                    token=config.token.get_secret_value() if config.token else None,
+                    username=config.username,
+                    password=config.password.get_secret_value() if config.password else None,
+                    gzip=config.gzip,
+                    timeout_s=config.timeout_s,
+                    ca_file=config.ca_file,
+                )
+            )
+        mapper = PointMapper(DirectoryTags(directory))
+        sub = bus.subscribe("telemetry", maxsize=200_000)
+        pipeline = TelemetryPipeline(
+            events=sub.queue,
+            to_lines=mapper.lines,
+            sink=sink,
+            spool=spool,
+            spool_dir=config.spool_dir,
+            clock=clock,
+            batch_size=config.batch_size,
+            flush_interval_s=config.flush_interval_s,
+            replay_rate=config.replay_rate,
+            on_write_seconds=metrics.telemetry_write_seconds.observe,
+        )
+        CallbackCounters(
+            "citygate_telemetry_points",
+            "Telemetry points",
+            lambda: {k: float(v) for k, v in vars(pipeline.counters).items() if isinstance(v, int)},
+            metrics.registry,
+        )
+        where = config.url or f"the spool only ({config.spool_dir})"
+        log.info("telemetry to %s (%s)", where, config.mode if config.url else "no server")
+        return cls(pipeline, spool, config, metrics)
+
+    async def health(
+        self, clock: Callable[[], datetime], snapshot: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Every health interval: the gateway's own figures as points; spool gauges."""
+        while True:
+            now = clock()
+            stats = await self.spool.stats()
+            self.metrics.telemetry_pending.set(stats.pending_points)
+            lag = 0.0
+            if stats.oldest_ts_ns is not None:
+                lag = max(0.0, now.timestamp() - stats.oldest_ts_ns / 1e9)
+            self.metrics.telemetry_lag.set(lag)
+            values = {
+                **snapshot(),
+                "spool_points": stats.pending_points,
+                "spool_dropped": stats.dropped,
+                "dead_lettered": stats.dead_lettered,
+            }
+            self.pipeline.add_lines(health_lines("gateway", values, ts_ns(now)))
+            await asyncio.sleep(self.config.health_interval_s)
+
+    async def close(self) -> None:
+        """After the pipeline task has finished (it spools what it still held)."""
+        await self.pipeline.close()
+        await self.spool.close()

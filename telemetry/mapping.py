@@ -1,0 +1,410 @@
+"""The one mapping from events to InfluxDB points (pure: no I/O, no clock).
+
+``PointMapper.lines(event)`` turns any event of ``events/`` into zero or more line-protocol lines;
+``health_lines`` does the same for the gateway's periodic metric snapshots. The schema (every
+measurement, its tags, fields, units and types) is documented in ``docs/telemetry.md``.
+
+Adding an event type is one small function registered with ``@mapping(EventType)``; it receives
+the mapper (for the precomputed, escaped tag sets), the event and its timestamp in ns.
+
+Rules kept here:
+
+* tags are low-cardinality only: ``site``, ``kind``, ``model``, ``device`` (bounded by the device
+  registry), plus a few bounded enums or registry ids where a measurement needs them (``report``,
+  ``berth``, ``source``, ``reason``, ``component``); never a plate, a session id, free text or a
+  time;
+* the same event always gives the same line (idempotent re-delivery overwrites itself);
+* a field always has the same type (``float(...)``/``int(...)`` are applied, so a codec handing
+  an ``int`` RSSI cannot flip a float field to integer, which InfluxDB would refuse);
+* the hot path is plain string concatenation over cached, pre-escaped tag strings.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from events import (
+    BerthState,
+    BerthStateChanged,
+    CarParkCount,
+    CommsLost,
+    CommsRestored,
+    Event,
+    InputRejected,
+    MagnetometerSample,
+    SensorEvent,
+    SensorHeartbeat,
+    SensorStartup,
+    SensorStatus,
+    SiteCountsChanged,
+)
+from telemetry.lineproto import (
+    MAX_TS_NS,
+    MIN_TS_NS,
+    escape_string,
+    escape_tag_value,
+    format_line,
+    ts_ns,
+)
+
+__all__ = [
+    "HEALTH_MEASUREMENT",
+    "MAPPINGS",
+    "DeviceTags",
+    "PointMapper",
+    "health_lines",
+    "mapping",
+]
+
+E = TypeVar("E", bound=Event)
+MapFn = Callable[["PointMapper", E, int], list[str]]
+
+#: event type -> its mapping function (exact type match; see ``mapping``).
+MAPPINGS: dict[type[Event], Callable[[PointMapper, Any, int], list[str]]] = {}
+
+HEALTH_MEASUREMENT = "gateway"
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Python datetimes stop at microseconds: the last three digits of every ns timestamp are free.
+_SUB_US = 1000
+_CACHE_LIMIT = 200_000
+_MAX_UNKNOWN_ID = 64
+_OCCUPIED = {BerthState.OCCUPIED: "1i", BerthState.FREE: "0i", BerthState.UNKNOWN: "-1i"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTags:
+    """The low-cardinality tags of one device, as the registry knows it."""
+
+    site: str | None
+    kind: str
+    model: str
+
+
+def mapping(event_type: type[E]) -> Callable[[MapFn[E]], MapFn[E]]:
+    """Register the mapping function of ``event_type`` (exactly that type, not subclasses)."""
+
+    def register(fn: MapFn[E]) -> MapFn[E]:
+        if event_type in MAPPINGS:
+            raise ValueError(f"{event_type.__name__} already has a mapping")
+        MAPPINGS[event_type] = fn
+        return fn
+
+    return register
+
+
+class PointMapper:
+    """Events -> line-protocol lines, with the device registry's tags.
+
+    ``devices`` may be a live view of the registry: a device's cached, escaped tag strings are
+    rebuilt as soon as the registry reports different tags for it (rebinding to another site).
+
+    Counters: ``unmapped`` (events of a type without a mapping) and ``unwritable`` (events
+    InfluxDB cannot store: a timestamp outside 1677-09-21..2262-04-11, or not one storable
+    field value). Both kinds of event give no line.
+    """
+
+    def __init__(self, devices: Mapping[str, DeviceTags]) -> None:
+        self.devices = devices
+        self.unmapped = 0
+        self.unwritable = 0
+        # device id -> (registry entry it was built from, fallback model, dkm, site)
+        self._dev: dict[str, tuple[DeviceTags | None, str, str, str]] = {}
+        self._val: dict[str, str] = {}
+
+    def lines(self, event: Event) -> list[str]:
+        """Zero or more lines for ``event``; never raises for an event of ``events/``."""
+        fn = MAPPINGS.get(type(event))
+        if fn is None:
+            self.unmapped += 1
+            return []
+        ns = ts_ns(event.ts)
+        if not MIN_TS_NS <= ns <= MAX_TS_NS - _SUB_US:
+            self.unwritable += 1
+            return []
+        out = fn(self, event, ns)
+        if not out:
+            self.unwritable += 1
+        return out
+
+    # -- escaped tag pieces (cached) ------------------------------------------------------------
+    def tag(self, key: str, value: str | None) -> str:
+        """``,key=value`` with the value escaped (cached), or ``""`` for an empty value."""
+        if not value:
+            return ""
+        if type(value) is not str:
+            value = str(value)
+        esc = self._val.get(value)
+        if esc is None:
+            if len(self._val) >= _CACHE_LIMIT:
+                self._val.clear()
+            esc = self._val[value] = escape_tag_value(value)
+        return "," + key + "=" + esc
+
+    def device(self, device_id: str, model: str = "") -> tuple[str, str]:
+        """The device's ``,device=…,kind=…,model=…`` piece and its ``,site=…`` piece.
+
+        An id the registry does not know still gets its ``device`` tag (accepted events only come
+        from registered devices, so the set stays bounded) and ``model`` falls back to the
+        event's own model when it has one.
+        """
+        known = self.devices.get(device_id)
+        hit = self._dev.get(device_id)
+        if hit is not None:
+            cached = hit[0]
+            if known is None:
+                if cached is None and hit[1] == model:
+                    return hit[2], hit[3]
+            elif cached is known or cached == known:
+                return hit[2], hit[3]
+        if known is not None:
+            dkm = (
+                self.tag("device", device_id)
+                + self.tag("kind", known.kind)
+                + self.tag("model", known.model)
+            )
+            site = self.tag("site", known.site)
+        else:
+            dkm = self.tag("device", device_id) + self.tag("model", model)
+            site = ""
+        if len(self._dev) >= _CACHE_LIMIT:
+            self._dev.clear()
+        self._dev[device_id] = (known, model, dkm, site)
+        return dkm, site
+
+    def site(self, site_id: str, fallback: str) -> str:
+        """``,site=…`` from the event's own site id, else the registry's (``fallback``)."""
+        return self.tag("site", site_id) if site_id else fallback
+
+
+# -- field helpers: keys are constants of this module, already valid and needing no escape ----
+# Events are typed but not checked at run time. A number of the other kind is converted when
+# that is exact (an int RSSI, an integral float battery voltage, a bool) and anything else is
+# skipped (text where a number belongs, 3600.5 for an int field), so the telemetry path never
+# raises and a field never changes type.
+def _int(out: list[str], key: str, value: int | None) -> None:
+    if value is None:
+        return
+    if type(value) is not int:
+        try:
+            as_int = int(value)  # a bool, an IntEnum, an integral float
+        except (TypeError, ValueError, OverflowError):
+            return
+        if as_int != value:
+            return
+        value = as_int
+    if _INT64_MIN <= value <= _INT64_MAX:
+        out.append(f"{key}={value}i")
+
+
+def _float(out: list[str], key: str, value: float | None) -> None:
+    if value is None:
+        return
+    if type(value) is not float:
+        if isinstance(value, str | bytes):
+            return
+        try:
+            value = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return
+    if value - value == 0.0:  # finite: NaN and +-inf cannot be stored
+        out.append(f"{key}={value!r}")
+
+
+def _str(out: list[str], key: str, value: str | None) -> None:
+    if value is not None:
+        out.append(key + "=" + escape_string(value if type(value) is str else str(value)))
+
+
+def _flag(out: list[str], key: str, value: bool | None) -> None:
+    if value is not None:
+        out.append(key + ("=1i" if value else "=0i"))
+
+
+def _radio(out: list[str], e: SensorEvent) -> None:
+    # Every sensor event passes here: the common exact types are formatted inline.
+    fcnt, rssi, snr = e.fcnt, e.rssi, e.snr
+    if type(fcnt) is int and _INT64_MIN <= fcnt <= _INT64_MAX:
+        out.append(f"fcnt={fcnt}i")
+    else:
+        _int(out, "fcnt", fcnt)
+    if type(rssi) is float and rssi - rssi == 0.0:
+        out.append(f"rssi={rssi!r}")
+    else:
+        _float(out, "rssi", rssi)
+    if type(snr) is float and snr - snr == 0.0:
+        out.append(f"snr={snr!r}")
+    else:
+        _float(out, "snr", snr)
+
+
+def _discriminator(*parts: str) -> int:
+    """A stable number 0..999 from event content, for the free sub-microsecond digits."""
+    return zlib.crc32("\x00".join(parts).encode("utf-8", "replace")) % _SUB_US
+
+
+# -- berth sensors ----------------------------------------------------------------------------
+def _sensor_line(m: PointMapper, e: SensorEvent, report: str, out: list[str], ns: int) -> str:
+    dkm, site = m.device(e.device_id, e.model)
+    _radio(out, e)
+    return f"berth_sensor{dkm},report={report}{site} {','.join(out)} {ns}"
+
+
+@mapping(SensorStatus)
+def _sensor_status(m: PointMapper, e: SensorStatus, ns: int) -> list[str]:
+    out = ["count=1i,occupied=1i" if e.occupied else "count=1i,occupied=0i"]
+    return [_sensor_line(m, e, "status", out, ns)]
+
+
+@mapping(SensorHeartbeat)
+def _sensor_heartbeat(m: PointMapper, e: SensorHeartbeat, ns: int) -> list[str]:
+    out = ["count=1i"]
+    _flag(out, "occupied", e.occupied)
+    _int(out, "battery_mv", e.battery_mv)
+    _float(out, "temperature_c", e.temperature_c)
+    return [_sensor_line(m, e, "heartbeat", out, ns)]
+
+
+@mapping(SensorStartup)
+def _sensor_startup(m: PointMapper, e: SensorStartup, ns: int) -> list[str]:
+    out = ["count=1i"]
+    _flag(out, "occupied", e.occupied)
+    _str(out, "firmware", e.firmware)
+    _str(out, "reset_cause", e.reset_cause)
+    return [_sensor_line(m, e, "startup", out, ns)]
+
+
+@mapping(MagnetometerSample)
+def _magnetometer(m: PointMapper, e: MagnetometerSample, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id, e.model)
+    (rx, ry, rz), (bx, by, bz) = e.raw, e.baseline
+    dx, dy, dz = int(rx) - int(bx), int(ry) - int(by), int(rz) - int(bz)
+    out: list[str] = []
+    _int(out, "raw_x", rx)
+    _int(out, "raw_y", ry)
+    _int(out, "raw_z", rz)
+    _int(out, "base_x", bx)
+    _int(out, "base_y", by)
+    _int(out, "base_z", bz)
+    # |raw - baseline| against the sensor's own baseline: the integer sum is exact and
+    # math.sqrt rounds once, so the same sample always gives the same float.
+    if max(abs(dx), abs(dy), abs(dz)) < 2**60:
+        _float(out, "magnitude", math.sqrt(dx * dx + dy * dy + dz * dz))
+    _int(out, "battery_mv", e.battery_mv)
+    _radio(out, e)
+    return [f"magnetometer{dkm}{site} {','.join(out)} {ns}"]
+
+
+# -- occupancy --------------------------------------------------------------------------------
+@mapping(BerthStateChanged)
+def _berth_state(m: PointMapper, e: BerthStateChanged, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    fields = (
+        f"state={escape_string(str(e.state))},previous={escape_string(str(e.previous))},"
+        f"occupied={_OCCUPIED.get(e.state, '-1i')}"
+    )
+    return [f"berth_state{m.tag('berth', e.berth_id)}{dkm}{m.site(e.site_id, site)} {fields} {ns}"]
+
+
+def _comms(
+    m: PointMapper, e: CommsLost | CommsRestored, up: bool, silent_s: float | None, ns: int
+) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out = ['state="restored",up=1i' if up else 'state="lost",up=0i']
+    _float(out, "silent_s", silent_s)
+    tags = f"{m.tag('berth', e.berth_id)}{dkm}{m.site(e.site_id, site)}"
+    return [f"comms{tags} {','.join(out)} {ns}"]
+
+
+@mapping(CommsLost)
+def _comms_lost(m: PointMapper, e: CommsLost, ns: int) -> list[str]:
+    try:
+        silent = None if e.last_seen is None else (e.ts - e.last_seen).total_seconds()
+    except TypeError:  # a naive last_seen: unknown rather than guessed
+        silent = None
+    return _comms(m, e, False, silent, ns)
+
+
+@mapping(CommsRestored)
+def _comms_restored(m: PointMapper, e: CommsRestored, ns: int) -> list[str]:
+    return _comms(m, e, True, e.silent_s, ns)
+
+
+@mapping(CarParkCount)
+def _carpark_count(m: PointMapper, e: CarParkCount, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out: list[str] = []
+    _int(out, "entered", e.entered)
+    _int(out, "exited", e.exited)
+    _int(out, "occupied", e.occupied)
+    _int(out, "seq", e.seq)
+    if not out:
+        return []
+    # Controllers often stamp whole seconds: two reports of one controller may share a time.
+    # A deterministic sub-microsecond offset keeps them apart (and a re-sent one identical).
+    if type(e.seq) is int:
+        ns += e.seq % _SUB_US
+    else:
+        ns += _discriminator(str(e.entered), str(e.exited), str(e.occupied))
+    return [f"carpark_count{dkm}{m.site(e.site_id, site)} {','.join(out)} {ns}"]
+
+
+@mapping(SiteCountsChanged)
+def _site_counts(m: PointMapper, e: SiteCountsChanged, ns: int) -> list[str]:
+    # One series per site: the causing device is not part of a site's identity, and two
+    # changes at one instant are successive states of the same thing (the later one wins).
+    out: list[str] = []
+    _int(out, "capacity", e.capacity)
+    _int(out, "free", e.free)
+    _int(out, "occupied", e.occupied)
+    _int(out, "unknown", e.unknown)
+    if not out:
+        return []
+    return [f"site_counts{m.tag('site', e.site_id)} {','.join(out)} {ns}"]
+
+
+# -- edge ---------------------------------------------------------------------------------------
+@mapping(InputRejected)
+def _rejection(m: PointMapper, e: InputRejected, ns: int) -> list[str]:
+    # Device tags only for a registered device: a rejected message's id is untrusted input
+    # (``unknown_device``), and an unbounded tag would blow up the series count.
+    fields = "count=1i"
+    device_id = str(e.device_id)
+    if device_id in m.devices:
+        dkm, site = m.device(device_id)
+    else:
+        dkm = site = ""
+        if device_id:
+            fields += ",device_id=" + escape_string(device_id[:_MAX_UNKNOWN_ID])
+    tags = f"{dkm}{m.tag('reason', e.reason)}{site}{m.tag('source', e.source)}"
+    # Rejections are stamped by the gateway's clock: distinct ones may share a microsecond.
+    ns += _discriminator(device_id, str(e.detail))
+    return [f"rejection{tags} {fields} {ns}"]
+
+
+# -- the gateway's own health -------------------------------------------------------------------
+def health_lines(name: str, values: Mapping[str, float | int], ts_ns: int) -> list[str]:
+    """A snapshot of the gateway's metrics ``values`` for ``name`` (e.g. ``"ingest"``).
+
+    One ``gateway`` line tagged ``component=name``; every value is written as a float, so a
+    metric that is ``0`` in one snapshot and ``0.5`` in the next never changes field type.
+    Values that are not finite are skipped; with none left, no line. A metric name that cannot
+    be a field key (empty, reserved, control characters) or a timestamp outside InfluxDB's range
+    raises ``ValueError``: both are the caller's bug, not data.
+    """
+    fields: dict[str, float] = {}
+    for key, value in values.items():
+        try:
+            f = float(value)
+        except OverflowError:
+            continue
+        if f - f == 0.0:
+            fields[key] = f
+    if not fields:
+        return []
+    return [format_line(HEALTH_MEASUREMENT, {"component": name}, fields, ts_ns)]
