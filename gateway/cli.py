@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = args.log_level or os.environ.get("CITYGATE_LOG__LEVEL", "INFO")
+    level = args.log_level or "INFO"
     setup_logging(level.upper(), args.log_json)
     try:
         if hasattr(args, "config") or args.command != "config":

@@ -56,6 +56,15 @@ class Telemetry:
         self.spool = spool
         self.config = config
         self.metrics = metrics
+        self.dropped = 0  # by the spool's size policy, as of its last stats
+
+    def counter_values(self) -> dict[str, float]:
+        """accepted, written, spooled, replayed, dead_lettered, dropped, lost, ..."""
+        values = {
+            k: float(v) for k, v in vars(self.pipeline.counters).items() if isinstance(v, int)
+        }
+        values["dropped"] = float(self.dropped)
+        return values
 
     @classmethod
     async def start(
@@ -104,15 +113,16 @@ class Telemetry:
             replay_rate=config.replay_rate,
             on_write_seconds=metrics.telemetry_write_seconds.observe,
         )
+        telemetry = cls(pipeline, spool, config, metrics)
         CallbackCounters(
             "citygate_telemetry_points",
             "Telemetry points",
-            lambda: {k: float(v) for k, v in vars(pipeline.counters).items() if isinstance(v, int)},
+            telemetry.counter_values,
             metrics.registry,
         )
         where = config.url or f"the spool only ({config.spool_dir})"
         log.info("telemetry to %s (%s)", where, config.mode if config.url else "no server")
-        return cls(pipeline, spool, config, metrics)
+        return telemetry
 
     async def health(
         self, clock: Callable[[], datetime], snapshot: Callable[[], Mapping[str, float]]
@@ -121,6 +131,7 @@ class Telemetry:
         while True:
             now = clock()
             stats = await self.spool.stats()
+            self.dropped = stats.dropped
             self.metrics.telemetry_pending.set(stats.pending_points)
             lag = 0.0
             if stats.oldest_ts_ns is not None:
