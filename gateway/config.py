@@ -160,6 +160,11 @@ class TelemetryConfig(_Section):
     spool_max_bytes: int = Field(
         512 * 2**20, ge=2**20, description="spool size limit (default holds > 72 h of the town)"
     )
+    spool_sync: Literal["normal", "full"] = Field(
+        "normal",
+        description="normal: durable against a process crash (kill -9); full: also against "
+        "power loss, at the cost of an fsync per batch that stalls a busy machine",
+    )
     spool_policy: Literal["drop_oldest", "drop_newest"] = Field(
         "drop_oldest", description="when the spool is full: keep the newest or the oldest points"
     )

@@ -80,6 +80,7 @@ class Telemetry:
             config.spool_dir / SPOOL_FILE,
             max_bytes=config.spool_max_bytes,
             policy=config.spool_policy,
+            synchronous=config.spool_sync,
         )
         sink = None
         if config.url:

@@ -125,11 +125,17 @@ class TelemetryPipeline:
 
     async def _consume(self) -> None:
         assert self._events is not None
+        taken = 0
         while True:
             event = await self._events.get()
             self.add_event(event)
+            taken += 1
             if len(self._buffer) >= self._batch_size:
                 await self.flush()
+            elif taken % 256 == 0:
+                # Queue.get() does not yield while events are queued: after a burst, give the
+                # loop back regularly so catching up never delays ingest or the API.
+                await asyncio.sleep(0)
 
     async def _flusher(self) -> None:
         while True:

@@ -178,6 +178,9 @@ _SCHEMA: Final = (
 _T = TypeVar("_T")
 
 
+Synchronous = Literal["full", "normal"]
+
+
 class SpoolError(Exception):
     """The spool cannot do what was asked (I/O error, disk full, locked, damaged file)."""
 
@@ -400,6 +403,9 @@ class _SpoolFile:
             os.close(lock_fd)
             raise
         return cls(path, conn, lock_fd, state, max_bytes, policy, dead_letter_max_bytes)
+
+    def set_synchronous(self, mode: Synchronous) -> None:
+        self._conn.execute(f"PRAGMA synchronous = {mode.upper()}")
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -664,12 +670,21 @@ class Spool:
         max_bytes: int = DEFAULT_MAX_BYTES,
         policy: Policy = "drop_oldest",
         dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES,
+        synchronous: Synchronous = "full",
     ) -> Spool:
         """Open (or create) the spool file at *path*; its directory must exist.
+
+        ``synchronous="full"`` fsyncs every append (survives power loss); ``"normal"`` leaves
+        the fsync to WAL checkpoints: an append is still durable against a crash of the
+        process (kill -9), only an OS crash or power loss can lose the last commits, and the
+        per-second fsync no longer stalls a busy machine (measured: it tripled the gateway's
+        p99 uplink latency on this VM).
 
         Raises ``SpoolFormatError`` if the file is not a spool, ``SpoolBusyError`` if another
         spool has it open, ``SpoolError`` for other I/O problems.
         """
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
         if policy not in ("drop_oldest", "drop_newest"):
             raise ValueError(f"policy must be 'drop_oldest' or 'drop_newest', not {policy!r}")
         if max_bytes < 1 or dead_letter_max_bytes < 1:
@@ -688,7 +703,10 @@ class Spool:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(file, executor)
+        spool = cls(file, executor)
+        if synchronous != "full":
+            await spool._run(lambda: file.set_synchronous(synchronous))
+        return spool
 
     async def _run(self, fn: Callable[[], _T]) -> _T:
         if self._closed:

@@ -587,3 +587,30 @@ async def test_default_size_holds_72_hours(path: Path) -> None:
     assert line_bytes < on_disk_per_line < 1.3 * line_bytes
     # 72 h of everything takes < half the default budget even counted as bytes on disk
     assert 72 * per_hour * on_disk_per_line * 2 < DEFAULT_MAX_BYTES
+
+
+async def test_synchronous_normal_is_applied_and_keeps_lines(tmp_path: Path) -> None:
+    path = tmp_path / "normal.sqlite3"
+    spool = await Spool.open(path, synchronous="normal")
+    try:
+        await spool.append(["m v=1i 1", "m v=2i 2"])
+    finally:
+        await spool.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+    # synchronous is per connection: ask the spool's own connection.
+    again = await Spool.open(path, synchronous="normal")
+    try:
+        batch = await again.peek(10)
+        assert batch is not None and batch.lines == ["m v=1i 1", "m v=2i 2"]
+        assert (
+            await again._run(lambda: again._file._conn.execute("PRAGMA synchronous").fetchone()[0])
+            == 1
+        )  # NORMAL
+    finally:
+        await again.close()
+    with pytest.raises(ValueError, match="synchronous"):
+        await Spool.open(tmp_path / "x.sqlite3", synchronous="sometimes")  # type: ignore[arg-type]
