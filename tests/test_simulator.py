@@ -444,7 +444,7 @@ class _Broker:
 async def _private_mosquitto(tmp_path: Path) -> AsyncIterator[_Broker]:
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if binary is None:
-        pytest.skip("mosquitto is not installed")
+        pytest.fail("mosquitto is not installed: run `make test`, which installs it")
     broker = _Broker(binary, tmp_path)
     try:
         await broker.start()
