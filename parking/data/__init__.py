@@ -1,0 +1,1 @@
+"""Data shipped with the parking package (the sample town's posted tariff)."""

@@ -1,0 +1,250 @@
+"""Loading posted tariffs from TOML, with errors that name the offending entry.
+
+The file format is documented in docs/tariffs.md; ``parking/data/sample_tariffs.toml`` is the
+sample town's posted tariff. Every problem is reported as a ``TariffFileError`` whose message
+says where it is, e.g. ``sample_tariffs.toml: version "2026-06" rates[2] (A/large): band
+"day": rate_fen must be an integer``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from parking.tariffs import (
+    CAP_MODES,
+    FREE_FIRST_MODES,
+    MINUTES_PER_DAY,
+    VEHICLE_CLASSES,
+    Band,
+    Cap,
+    FreeFirst,
+    Rates,
+    TariffBook,
+    TariffVersion,
+    VehicleClass,
+)
+
+
+class TariffFileError(ValueError):
+    """A tariff file that cannot be posted; the message names the entry at fault."""
+
+
+def _fail(where: str, message: str) -> TariffFileError:
+    return TariffFileError(f"{where}: {message}")
+
+
+def _table(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, "must be a table")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _fail(where, "must be an array")
+    return value
+
+
+def _str(table: Mapping[str, Any], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise _fail(where, f"{key} must be a non-empty string")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int:
+    value = table.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(where, f"{key} must be an integer (money is integer fen)")
+    if value < minimum:
+        raise _fail(where, f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _clock(table: Mapping[str, Any], key: str, where: str) -> int:
+    value = table.get(key)
+    if not isinstance(value, str):
+        raise _fail(where, f"{key} must be a string HH:MM")
+    parts = value.split(":")
+    ok = len(parts) == 2 and all(len(p) == 2 and p.isdigit() for p in parts)
+    minutes = int(parts[0]) * 60 + int(parts[1]) if ok else -1
+    if not ok or int(parts[1]) >= 60 or not 0 <= minutes <= MINUTES_PER_DAY:
+        raise _fail(where, f"{key} {value!r} is not a time HH:MM between 00:00 and 24:00")
+    return minutes
+
+
+def _aware(value: object, where: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise _fail(where, f"effective_from {value!r} is not ISO 8601") from None
+    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+        raise _fail(where, "effective_from must be an ISO 8601 date-time with an offset")
+    return value
+
+
+def _bands(value: object, where: str) -> tuple[Band, ...]:
+    bands: list[Band] = []
+    for i, raw in enumerate(_list(value, where)):
+        band_where = f"{where}[{i}]"
+        table = _table(raw, band_where)
+        name = _str(table, "name", band_where)
+        band_where = f'{where}[{i}] "{name}"'
+        start = _clock(table, "start", band_where)
+        end = _clock(table, "end", band_where)
+        if start == MINUTES_PER_DAY:
+            raise _fail(band_where, "start cannot be 24:00")
+        rate = _int(table, "rate_fen", band_where, minimum=0)
+        unit = _int(table, "unit_minutes", band_where, minimum=1) if "unit_minutes" in table else 60
+        try:
+            bands.append(Band(name, start, end, rate, unit))
+        except ValueError as exc:
+            raise _fail(band_where, str(exc)) from None
+    if not bands:
+        raise _fail(where, "needs at least one band")
+    return tuple(bands)
+
+
+def _rates(raw: object, where: str) -> tuple[list[str], list[VehicleClass], Rates]:
+    table = _table(raw, where)
+    classes_raw = table.get("site_class")
+    site_classes = [classes_raw] if isinstance(classes_raw, str) else classes_raw
+    if not isinstance(site_classes, list) or not site_classes:
+        raise _fail(where, "site_class must be a string or a non-empty array of strings")
+    if not all(isinstance(c, str) and c for c in site_classes):
+        raise _fail(where, "site_class must be a string or a non-empty array of strings")
+    vehicles_raw = table.get("vehicle")
+    vehicles_list = [vehicles_raw] if isinstance(vehicles_raw, str) else vehicles_raw
+    if not isinstance(vehicles_list, list) or not vehicles_list:
+        raise _fail(where, f"vehicle must be one of {VEHICLE_CLASSES} or an array of them")
+    vehicles: list[VehicleClass] = []
+    for v in vehicles_list:
+        if v not in VEHICLE_CLASSES:
+            raise _fail(where, f"unknown vehicle class {v!r}; expected one of {VEHICLE_CLASSES}")
+        vehicles.append(v)
+    where = f"{where} ({'/'.join(site_classes)} × {'/'.join(vehicles)})"
+    bands = _bands(table.get("bands"), f"{where} bands")
+    holiday_bands = (
+        _bands(table["holiday_bands"], f"{where} holiday_bands")
+        if "holiday_bands" in table
+        else bands
+    )
+    cap: Cap | None = None
+    if "cap_fen" in table or "cap_mode" in table:
+        amount = _int(table, "cap_fen", where, minimum=0)
+        mode = table.get("cap_mode")
+        if mode not in CAP_MODES:
+            raise _fail(where, f"cap_mode must be one of {CAP_MODES}, got {mode!r}")
+        cap = Cap(amount, mode)
+    for label, band_set in (("bands", bands), ("holiday_bands", holiday_bands)):
+        try:
+            Rates(band_set, band_set)
+        except ValueError as exc:
+            raise _fail(f"{where} {label}", f"must cover the day exactly once: {exc}") from None
+    return list(site_classes), vehicles, Rates(bands, holiday_bands, cap)
+
+
+def _version(raw: object, where: str, zone: ZoneInfo) -> TariffVersion:
+    table = _table(raw, where)
+    version_id = _str(table, "id", where)
+    where = f'version "{version_id}"'
+    effective_from = _aware(table.get("effective_from"), where)
+    holidays: set[dt.date] = set()
+    for i, day in enumerate(_list(table.get("holidays", []), f"{where} holidays")):
+        if isinstance(day, str):
+            try:
+                day = dt.date.fromisoformat(day)
+            except ValueError:
+                raise _fail(f"{where} holidays[{i}]", f"{day!r} is not a date YYYY-MM-DD") from None
+        if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+            raise _fail(f"{where} holidays[{i}]", "must be a date YYYY-MM-DD")
+        holidays.add(day)
+    free_first: dict[str, FreeFirst] = {}
+    site_names: dict[str, str] = {}
+    for i, raw_site in enumerate(_list(table.get("free_first", []), f"{where} free_first")):
+        site_where = f"{where} free_first[{i}]"
+        site = _table(raw_site, site_where)
+        site_id = _str(site, "site_id", site_where)
+        site_where = f'{where} free_first "{site_id}"'
+        if site_id in free_first:
+            raise _fail(site_where, "site listed twice")
+        minutes = _int(site, "minutes", site_where, minimum=1)
+        mode = site.get("mode")
+        if mode not in FREE_FIRST_MODES:
+            raise _fail(site_where, f"mode must be one of {FREE_FIRST_MODES}, got {mode!r}")
+        free_first[site_id] = FreeFirst(minutes, mode)
+        if "name" in site:
+            site_names[site_id] = _str(site, "name", site_where)
+    rates: dict[tuple[str, VehicleClass], Rates] = {}
+    for i, raw_rates in enumerate(_list(table.get("rates"), f"{where} rates")):
+        rates_where = f"{where} rates[{i}]"
+        site_classes, vehicles, entry = _rates(raw_rates, rates_where)
+        for site_class in site_classes:
+            for vehicle in vehicles:
+                if (site_class, vehicle) in rates:
+                    raise _fail(rates_where, f"{site_class}/{vehicle} is already priced")
+                rates[(site_class, vehicle)] = entry
+    if not rates:
+        raise _fail(where, "needs at least one rates entry")
+    note = table.get("note", "")
+    if not isinstance(note, str):
+        raise _fail(where, "note must be a string")
+    return TariffVersion(
+        version=version_id,
+        effective_from=effective_from,
+        zone=zone,
+        rates=rates,
+        holidays=frozenset(holidays),
+        free_first=free_first,
+        site_names=site_names,
+        note=note,
+    )
+
+
+def parse_tariffs(data: Mapping[str, Any], source: str = "<tariffs>") -> TariffBook:
+    """Build a ``TariffBook`` from parsed TOML; raises ``TariffFileError``."""
+    try:
+        zone_name = data.get("zone", "Asia/Shanghai")
+        if not isinstance(zone_name, str):
+            raise _fail("zone", "must be a string such as 'Asia/Shanghai'")
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _fail("zone", f"unknown time zone {zone_name!r}") from None
+        raw_versions = _list(data.get("version"), "version")
+        versions = [_version(raw, f"version[{i}]", zone) for i, raw in enumerate(raw_versions)]
+        if not versions:
+            raise _fail("version", "needs at least one [[version]]")
+        versions.sort(key=lambda v: v.effective_from)
+        try:
+            return TariffBook(tuple(versions))
+        except ValueError as exc:
+            raise _fail("version", str(exc)) from None
+    except TariffFileError as exc:
+        raise TariffFileError(f"{source}: {exc}") from None
+
+
+def loads_tariffs(text: str, source: str = "<tariffs>") -> TariffBook:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TariffFileError(f"{source}: not valid TOML: {exc}") from None
+    return parse_tariffs(data, source)
+
+
+def load_tariffs(path: str | Path) -> TariffBook:
+    path = Path(path)
+    return loads_tariffs(path.read_text(encoding="utf-8"), path.name)
+
+
+def load_sample_tariffs() -> TariffBook:
+    """The sample town's posted tariff, shipped as ``parking/data/sample_tariffs.toml``."""
+    text = resources.files("parking.data").joinpath("sample_tariffs.toml").read_text("utf-8")
+    return loads_tariffs(text, "sample_tariffs.toml")

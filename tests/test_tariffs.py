@@ -1,0 +1,291 @@
+"""Table tests for the posted tariff rules (parking/tariffs.py, parking/tariff_file.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from parking.tariff_file import TariffFileError, load_sample_tariffs, loads_tariffs
+from parking.tariffs import Quote, TariffBook, quote, summary
+
+CST = ZoneInfo("Asia/Shanghai")
+SAMPLE = load_sample_tariffs()
+
+
+def at(day: str, hm: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{day}T{hm}:00").replace(tzinfo=CST)
+
+
+def check_shape(q: Quote, entry: dt.datetime, exit_: dt.datetime) -> None:
+    assert q.total_fen == sum(line.amount_fen for line in q.lines)
+    if entry == exit_:
+        assert q.lines == ()
+        return
+    assert q.lines[0].start == entry
+    assert q.lines[-1].end == exit_
+    for a, b in zip(q.lines, q.lines[1:], strict=False):
+        assert a.end == b.start
+
+
+# A small book for the readings the sample does not post (threshold, rolling caps).
+CUSTOM = """
+zone = "Asia/Shanghai"
+[[version]]
+id = "t1"
+effective_from = "2026-01-01T00:00:00+08:00"
+holidays = ["2026-10-01"]
+free_first = [
+  { site_id = "thr", minutes = 60, mode = "threshold" },
+  { site_id = "ded", minutes = 60, mode = "deduction" },
+]
+[[version.rates]]
+site_class = "X"
+vehicle = ["small", "large", "new_energy"]
+cap_fen = 1000
+cap_mode = "calendar_day"
+bands = [
+  { name = "night free", start = "22:00", end = "08:00", rate_fen = 0 },
+  { name = "day", start = "08:00", end = "22:00", rate_fen = 100, unit_minutes = 60 },
+]
+holiday_bands = [
+  { name = "holiday free", start = "00:00", end = "24:00", rate_fen = 0 },
+]
+[[version.rates]]
+site_class = "R"
+vehicle = "small"
+cap_fen = 1000
+cap_mode = "rolling_24h"
+bands = [
+  { name = "night free", start = "22:00", end = "08:00", rate_fen = 0 },
+  { name = "day", start = "08:00", end = "22:00", rate_fen = 100, unit_minutes = 60 },
+]
+[[version.rates]]
+site_class = "N"
+vehicle = "small"
+bands = [
+  { name = "evening", start = "20:00", end = "02:00", rate_fen = 10, unit_minutes = 30 },
+  { name = "quiet", start = "02:00", end = "20:00", rate_fen = 0 },
+]
+"""
+BOOK: TariffBook = loads_tariffs(CUSTOM, "custom.toml")
+
+
+@pytest.mark.parametrize(
+    ("site", "cls", "vehicle", "entry", "exit_", "total"),
+    [
+        # night free across midnight, every class
+        ("s", "A", "small", at("2026-11-27", "22:00"), at("2026-11-28", "08:00"), 0),
+        ("s", "B", "large", at("2026-11-27", "23:10"), at("2026-11-28", "07:59"), 0),
+        ("s", "C", "small", at("2026-11-27", "22:00"), at("2026-11-28", "08:00"), 0),
+        # round-up: per started 30 min (A) and per started hour (B, C)
+        ("s", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "09:01"), 150),
+        ("s", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "09:30"), 150),
+        ("s", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "09:31"), 300),
+        ("s", "B", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:01"), 200),
+        ("s", "C", "large", at("2026-11-27", "09:00"), at("2026-11-27", "10:00"), 50),
+        # a stay running into the night pays only up to 22:00
+        ("s", "A", "small", at("2026-11-27", "21:45"), at("2026-11-28", "07:00"), 150),
+        # first hour free (deduction) at 市民大厅 and 浙宁商厦, any time of day
+        ("cp-shiminting", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:00"), 0),
+        ("cp-zhening", "A", "small", at("2026-11-27", "14:00"), at("2026-11-27", "15:00"), 0),
+        ("cp-shiminting", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:30"), 150),
+        ("cp-zhening", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:31"), 300),
+        ("cp-zhening", "A", "small", at("2026-11-27", "21:30"), at("2026-11-28", "08:29"), 150),
+        # the same stays elsewhere in class A pay from the first minute
+        ("cp-other", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:00"), 300),
+        # calendar-day cap: 08:00–22:00 = 28 units × 150 = 4200, capped at 2500
+        ("s", "A", "small", at("2026-11-27", "08:00"), at("2026-11-27", "22:00"), 2500),
+        ("s", "A", "small", at("2026-11-27", "08:00"), at("2026-11-28", "22:00"), 5000),
+        # rolling 24 h cap (class B): 14 h × 100 = 1400 (under 1500); two windows
+        ("s", "B", "small", at("2026-11-27", "08:00"), at("2026-11-27", "22:00"), 1400),
+        ("s", "B", "large", at("2026-11-27", "08:00"), at("2026-11-27", "22:00"), 2800),
+        # holidays (2026-10-01 is a holiday): class A holiday band, class B free
+        ("s", "A", "small", at("2026-10-01", "09:00"), at("2026-10-01", "10:30"), 300),
+        ("s", "B", "small", at("2026-10-01", "09:00"), at("2026-10-01", "18:00"), 0),
+        ("s", "B", "small", at("2026-10-07", "21:00"), at("2026-10-08", "09:30"), 200),
+        # version by entry time: entered before 2026-07-01 keeps 100 fen per 30 min
+        ("s", "A", "small", at("2026-06-30", "09:00"), at("2026-06-30", "10:00"), 200),
+        ("s", "A", "small", at("2026-07-01", "09:00"), at("2026-07-01", "10:00"), 300),
+        ("s", "A", "small", at("2026-06-30", "21:00"), at("2026-07-01", "09:00"), 200 + 200),
+        # zero-length stay
+        ("s", "A", "small", at("2026-11-27", "09:00"), at("2026-11-27", "09:00"), 0),
+    ],
+)
+def test_sample_posted_rules(
+    site: str, cls: str, vehicle: str, entry: dt.datetime, exit_: dt.datetime, total: int
+) -> None:
+    q = quote(SAMPLE, site, cls, vehicle, entry, exit_)  # type: ignore[arg-type]
+    check_shape(q, entry, exit_)
+    assert q.total_fen == total, q.lines
+
+
+def test_version_by_entry_names_version() -> None:
+    before = quote(SAMPLE, "s", "A", "small", at("2026-06-30", "21:00"), at("2026-07-01", "09:00"))
+    after = quote(SAMPLE, "s", "A", "small", at("2026-07-01", "09:00"), at("2026-07-01", "10:00"))
+    assert (before.tariff_version, after.tariff_version) == ("2025-01", "2026-07")
+
+
+def test_lines_name_every_segment() -> None:
+    entry, exit_ = at("2026-11-27", "21:00"), at("2026-11-28", "09:10")
+    q = quote(SAMPLE, "cp-shiminting", "A", "small", entry, exit_)
+    check_shape(q, entry, exit_)
+    assert [(ln.rule, ln.units, ln.amount_fen) for ln in q.lines] == [
+        ("first 60 min free", 0, 0),
+        ("night free 22:00-08:00", 0, 0),
+        ("day 08:00-22:00, 150 fen per started 30 min", 3, 450),
+    ]
+    assert q.lines[1].start == at("2026-11-27", "22:00")
+    assert q.lines[1].end == at("2026-11-28", "08:00")
+
+
+def test_calendar_cap_is_negative_zero_length_line() -> None:
+    entry, exit_ = at("2026-11-27", "08:00"), at("2026-11-27", "23:00")
+    q = quote(SAMPLE, "s", "A", "small", entry, exit_)
+    check_shape(q, entry, exit_)
+    caps = [ln for ln in q.lines if ln.amount_fen < 0]
+    assert len(caps) == 1
+    assert caps[0].start == caps[0].end == at("2026-11-27", "22:00")
+    assert caps[0].amount_fen == 2500 - 4200
+    assert "2026-11-27" in caps[0].rule
+
+
+def test_calendar_cap_resets_at_local_midnight() -> None:
+    # 20:00–02:00 band at 10 fen / 30 min: 4 h before midnight, 2 h after, no cap
+    entry, exit_ = at("2026-11-27", "20:00"), at("2026-11-28", "02:00")
+    q = quote(BOOK, "s", "N", "small", entry, exit_)
+    check_shape(q, entry, exit_)
+    assert q.total_fen == 12 * 10
+    # one line across midnight when no cap splits it
+    assert [ln.units for ln in q.lines if ln.amount_fen] == [12]
+
+
+def test_rolling_vs_calendar_cap() -> None:
+    # 20:00 day 1 → 20:00 day 2. Calendar: day 1 has 2 h (200), day 2 has 12 h (capped 1000).
+    entry, exit_ = at("2026-11-27", "20:00"), at("2026-11-28", "20:00")
+    cal = quote(BOOK, "s", "X", "small", entry, exit_)
+    check_shape(cal, entry, exit_)
+    assert cal.total_fen == 200 + 1000
+    # Rolling: one 24 h window holding 14 h of charges (1400), capped at 1000.
+    rol = quote(BOOK, "s", "R", "small", entry, exit_)
+    check_shape(rol, entry, exit_)
+    assert rol.total_fen == 1000
+    # the next rolling window starts at 20:00 on day 2
+    longer = quote(BOOK, "s", "R", "small", entry, at("2026-11-28", "21:00"))
+    assert longer.total_fen == 1100
+
+
+def test_threshold_reading() -> None:
+    q = quote(BOOK, "thr", "X", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:00"))
+    assert q.total_fen == 0
+    assert q.lines[0].units == 1 and "waived" in q.lines[0].rule
+    q = quote(BOOK, "thr", "X", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:01"))
+    assert q.total_fen == 200  # the whole stay is charged once past the threshold
+    d = quote(BOOK, "ded", "X", "small", at("2026-11-27", "09:00"), at("2026-11-27", "10:01"))
+    assert d.total_fen == 100  # deduction: only the minute after the first hour
+
+
+def test_holiday_whole_day_free() -> None:
+    entry, exit_ = at("2026-09-30", "21:00"), at("2026-10-02", "09:00")
+    q = quote(BOOK, "s", "X", "small", entry, exit_)
+    check_shape(q, entry, exit_)
+    assert q.total_fen == 100 + 100
+    assert any(ln.rule.startswith("holiday holiday free") for ln in q.lines)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"exit": at("2026-11-27", "08:59")}, "before entry"),
+        ({"entry": dt.datetime(2026, 11, 27, 9)}, "timezone-aware"),
+        ({"exit": dt.datetime(2026, 11, 27, 10)}, "timezone-aware"),
+        ({"site_class": "Z"}, "unknown site class 'Z'"),
+        ({"vehicle": "bus"}, "unknown vehicle class"),
+        ({"entry": at("2020-01-01", "09:00")}, "no tariff in force"),
+    ],
+)
+def test_bad_input(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {
+        "site_id": "s",
+        "site_class": "A",
+        "vehicle": "small",
+        "entry": at("2026-11-27", "09:00"),
+        "exit": at("2026-11-27", "10:00"),
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        quote(SAMPLE, **args)  # type: ignore[arg-type]
+
+
+def test_sample_posts_night_free_everywhere() -> None:
+    for version in SAMPLE.versions:
+        for rates in version.rates.values():
+            for bands in (rates.bands, rates.holiday_bands):
+                q_bands = [b for b in bands if b.start_min <= 22 * 60 and b.free]
+                assert q_bands, version.version
+        assert version.free_first["cp-shiminting"].minutes == 60
+        assert version.free_first["cp-zhening"].mode == "deduction"
+
+
+def test_summary_both_languages() -> None:
+    latest = SAMPLE.versions[-1]
+    zh = summary(latest, "zh")
+    en = summary(latest, "en")
+    assert "22:00–08:00 免费" in zh and "市民大厅停车场" in zh and "前60分钟免费" in zh
+    assert "22:00–08:00 free" in en and "first 60 min of every stay are free" in en
+    assert "per calendar day" in en and "per 24 h from entry" in en
+
+
+BAD_BASE = """
+[[version]]
+id = "v1"
+effective_from = "2026-01-01T00:00:00+08:00"
+[[version.rates]]
+site_class = "A"
+vehicle = "small"
+bands = [
+  { name = "night free", start = "22:00", end = "08:00", rate_fen = 0 },
+  { name = "day", start = "08:00", end = "22:00", rate_fen = 100 },
+]
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "rate_fen = 100",
+            "rate_fen = 1.5",
+            r'version "v1" rates\[0\] \(A × small\) bands\[1\] "day": rate_fen must be an integer',
+        ),
+        (
+            'start = "08:00"',
+            'start = "09:00"',
+            r"bands: must cover the day exactly once: 08:00 is not covered",
+        ),
+        ('start = "08:00"', 'start = "07:00"', r"07:00 is covered by more than one band"),
+        ('start = "08:00"', 'start = "25:00"', r'"day": start \'25:00\' is not a time'),
+        ('vehicle = "small"', 'vehicle = "bus"', r"rates\[0\]: unknown vehicle class 'bus'"),
+        (
+            "+08:00",
+            "",
+            r'version "v1": effective_from must be an ISO 8601 date-time with an offset',
+        ),
+        ('id = "v1"', 'id = ""', r"version\[0\]: id must be a non-empty string"),
+        (
+            'vehicle = "small"',
+            'vehicle = "small"\ncap_fen = 10\ncap_mode = "weekly"',
+            r"\(A × small\): cap_mode must be one of",
+        ),
+    ],
+)
+def test_file_errors_name_the_entry(old: str, new: str, message: str) -> None:
+    with pytest.raises(TariffFileError, match=message):
+        loads_tariffs(BAD_BASE.replace(old, new, 1), "bad.toml")
+
+
+def test_file_error_names_source_and_toml_syntax() -> None:
+    with pytest.raises(TariffFileError, match=r"^bad.toml: not valid TOML"):
+        loads_tariffs("[[version]\n", "bad.toml")
+    assert loads_tariffs(BAD_BASE).versions[0].version == "v1"
