@@ -298,6 +298,40 @@ def cmd_telemetry_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tariff_quote(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gateway.quotes import QuoteRequest, load_book, make_quote
+    from gateway.town import load_town
+
+    settings = _settings(args)
+    sites = {s.id: s for s in load_town(settings.town.file).sites}
+    try:
+        req = QuoteRequest(
+            site_id=args.site,
+            vehicle_class=args.vehicle,
+            plate=args.plate,
+            entry=args.entry,
+            exit=args.exit,
+        )
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "request"
+            print(f"invalid quote request: {where}: {err['msg']}", file=sys.stderr)
+        return 2
+    site = sites.get(req.site_id)
+    if site is None:
+        print(f"unknown site {req.site_id!r}", file=sys.stderr)
+        return 2
+    try:
+        out = make_quote(load_book(settings.tariffs.file), site, req)
+    except ValueError as exc:
+        print(f"cannot quote: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -383,6 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
     tstat = with_config(tel.add_parser("status", help="pending, spooled, dead-lettered, delivered"))
     tstat.add_argument("--json", action="store_true", help="one JSON object")
     tstat.set_defaults(func=cmd_telemetry_status)
+
+    tar = sub.add_parser("tariff", help="posted tariffs").add_subparsers(
+        dest="tariff_command", required=True
+    )
+    tq = with_config(tar.add_parser("quote", help="itemised fee for a stay (JSON, as the API)"))
+    tq.add_argument("--site", required=True)
+    tq.add_argument("--vehicle", choices=["small", "large", "new_energy"], default=None)
+    tq.add_argument("--plate", default=None, help="instead of --vehicle (粤BD12345: new energy)")
+    tq.add_argument("--entry", required=True, help="ISO 8601 with offset")
+    tq.add_argument("--exit", required=True, help="ISO 8601 with offset")
+    tq.set_defaults(func=cmd_tariff_quote)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)

@@ -109,6 +109,12 @@ class TownConfig(_Section):
     file: Path | None = Field(None, description="town file (TOML); default: shipped sample town")
 
 
+class TariffsConfig(_Section):
+    file: Path | None = Field(
+        None, description="posted tariffs (TOML); default: the shipped sample tariffs"
+    )
+
+
 class OccupancyConfig(_Section):
     silence_factor: float = Field(
         2.5, ge=1.0, le=100, description="heartbeat periods of silence before comms_lost"
@@ -191,6 +197,7 @@ class Settings(_Section):
     database: DatabaseConfig = DatabaseConfig()
     mqtt: MqttConfig = MqttConfig()
     town: TownConfig = TownConfig()
+    tariffs: TariffsConfig = TariffsConfig()
     occupancy: OccupancyConfig = OccupancyConfig()
     bus: BusConfig = BusConfig()
     log: LogConfig = LogConfig()

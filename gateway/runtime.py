@@ -33,6 +33,7 @@ from gateway.errors import StartupError
 from gateway.ingest import SensorIngest, Source
 from gateway.metrics import Metrics
 from gateway.persist import Persister, restore
+from gateway.quotes import load_book
 from gateway.registry import binding_for, entry_from_row
 from gateway.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
@@ -216,6 +217,11 @@ class Gateway:
         sessions = sessionmaker_for(self.engine)
         await ensure_town(sessions, s.town.file, self.clock())
         self.live = live = await load_live_state(sessions, s, self.clock())
+        try:
+            book = load_book(s.tariffs.file)
+        except (OSError, ValueError) as exc:
+            self._sock.close()
+            raise StartupError(f"[tariffs] {exc}") from exc
         m = s.mqtt
         topics: dict[Source, str] = {
             "chirpstack": m.chirpstack_topic,
@@ -256,6 +262,7 @@ class Gateway:
             clock=self.clock,
             sse_keepalive_s=s.api.sse_keepalive_s,
             max_body_bytes=s.api.max_body_bytes,
+            tariffs=book,
             ready_checks={
                 "mqtt": self.transport.connected.is_set,
                 "database": lambda: self.persister is not None and not self.persister.failing,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -253,3 +254,76 @@ async def test_openapi_docs(http: httpx.AsyncClient) -> None:
     spec = (await http.get("/openapi.json")).json()
     assert "/api/v1/sites/{site_id}/berths" in spec["paths"]
     assert (await http.get("/docs")).status_code == 200
+
+
+async def test_posted_tariffs(http: httpx.AsyncClient) -> None:
+    body = (await http.get("/api/v1/tariffs")).json()
+    assert body["current"] in {v["version"] for v in body["versions"]}
+    v = body["versions"][-1]
+    assert "22:00" in v["summary_zh"] and v["summary_en"]
+    site = (await http.get("/api/v1/sites/cp-shiminting/tariff")).json()
+    assert (
+        site["site_id"] == "cp-shiminting" and site["free_first"]["cp-shiminting"]["minutes"] == 60
+    )
+    assert {r["site_class"] for r in site["rates"]} == {site["site_class"]}
+    assert (await http.get("/api/v1/sites/nope/tariff")).status_code == 404
+
+
+async def test_quote_matches_cli_and_adds_up(http: httpx.AsyncClient) -> None:
+    req = {
+        "site_id": "cp-shiminting",
+        "vehicle_class": "small",
+        "entry": "2026-11-28T09:00:00+08:00",
+        "exit": "2026-11-28T23:30:00+08:00",
+    }
+    r = await http.post("/api/v1/quotes", json=req)
+    assert r.status_code == 200, r.text
+    q = r.json()
+    assert q["total_fen"] == sum(line["amount_fen"] for line in q["lines"])
+    assert (
+        q["lines"][0]["rule"].startswith("first 60 min free") and q["lines"][0]["amount_fen"] == 0
+    )
+    assert any("night free" in line["rule"] for line in q["lines"])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "tariff",
+        "quote",
+        "--site",
+        req["site_id"],
+        "--vehicle",
+        "small",
+        "--entry",
+        req["entry"],
+        "--exit",
+        req["exit"],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and json.loads(out) == q  # the same JSON, whoever computes it
+    # A new-energy plate (8 characters) is priced as new energy; the province is kept.
+    by_plate = {**req, "plate": "甘GD12345"}
+    del by_plate["vehicle_class"]
+    assert (await http.post("/api/v1/quotes", json=by_plate)).json()[
+        "vehicle_class"
+    ] == "new_energy"
+
+
+async def test_bad_quotes_say_what_is_wrong(http: httpx.AsyncClient) -> None:
+    base = {
+        "site_id": "cp-shiminting",
+        "vehicle_class": "small",
+        "entry": "2026-11-28T09:00:00+08:00",
+        "exit": "2026-11-28T10:00:00+08:00",
+    }
+    cases = {
+        "timezone": {**base, "entry": "2026-11-28T09:00:00"},
+        "before entry": {**base, "exit": "2026-11-28T08:00:00+08:00"},
+        "unknown site": {**base, "site_id": "cp-moon"},
+        "exactly one": {**base, "plate": "甘G12345"},
+    }
+    for expected, body in cases.items():
+        r = await http.post("/api/v1/quotes", json=body)
+        assert r.status_code == 422, expected
+        assert expected in r.text, (expected, r.text)

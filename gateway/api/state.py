@@ -15,6 +15,7 @@ from gateway.directory import DeviceDirectory
 from gateway.metrics import Metrics
 from gateway.town import Berth, Site
 from parking.occupancy import OccupancyBook
+from parking.tariffs import TariffBook
 
 
 @dataclass
@@ -30,6 +31,7 @@ class AppState:
     sse_keepalive_s: float = 15.0
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
+    tariffs: TariffBook | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -1,0 +1,50 @@
+"""Posted tariffs and quotes (public, read-only: a quote changes nothing)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from gateway.api.state import AppState, get_state
+from gateway.quotes import QuoteRequest, current_version, make_quote, version_json
+
+router = APIRouter(prefix="/api/v1", tags=["tariffs (public)"])
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _book(state: AppState) -> Any:
+    if state.tariffs is None:
+        raise HTTPException(503, "no tariffs loaded")
+    return state.tariffs
+
+
+@router.get("/tariffs", summary="Every posted tariff version, with plain-language summaries")
+async def tariffs(state: StateDep) -> dict[str, Any]:
+    book = _book(state)
+    return {
+        "current": current_version(book, state.clock()).version,
+        "versions": [version_json(v) for v in book.versions],
+    }
+
+
+@router.get("/sites/{site_id}/tariff", summary="The tariff posted at one site's entrance")
+async def site_tariff(site_id: str, state: StateDep) -> dict[str, Any]:
+    site = state.sites.get(site_id)
+    if site is None:
+        raise HTTPException(404, f"no site {site_id!r}")
+    v = version_json(current_version(_book(state), state.clock()))
+    v["rates"] = [r for r in v["rates"] if r["site_class"] == site.segment_class]
+    v["free_first"] = {k: x for k, x in v["free_first"].items() if k == site_id}
+    return {"site_id": site_id, "site_class": site.segment_class, **v}
+
+
+@router.post("/quotes", summary="Itemised fee for a stay (same result as `citygate tariff quote`)")
+async def post_quote(body: QuoteRequest, state: StateDep) -> dict[str, Any]:
+    site = state.sites.get(body.site_id)
+    if site is None:
+        raise HTTPException(422, f"unknown site {body.site_id!r}")
+    try:
+        return make_quote(_book(state), site, body)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None

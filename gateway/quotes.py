@@ -1,0 +1,121 @@
+"""Quotes for the app and the CLI: request validation and the JSON shape, shared by both."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from gateway.town import Site
+from parking.tariff_file import load_sample_tariffs, load_tariffs
+from parking.tariffs import Quote, TariffBook, TariffVersion, quote, summary
+
+VehicleClassName = Literal["small", "large", "new_energy"]
+
+
+def load_book(path: Path | None) -> TariffBook:
+    return load_sample_tariffs() if path is None else load_tariffs(path)
+
+
+def vehicle_from_plate(plate: str) -> VehicleClassName:
+    """New-energy plates (绿牌) have 8 characters (province, letter, 6 digits/letters), others 7.
+    A large vehicle's yellow plate cannot be told from its text: without a colour, it is
+    priced as small; lane cameras that report the colour pass the class explicitly."""
+    return "new_energy" if len(plate.strip()) == 8 else "small"
+
+
+class QuoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = Field(min_length=1, max_length=64)
+    vehicle_class: VehicleClassName | None = None
+    plate: str | None = Field(None, min_length=7, max_length=8)
+    entry: AwareDatetime = Field(description="ISO 8601 with offset")
+    exit: AwareDatetime = Field(description="ISO 8601 with offset")
+
+    @model_validator(mode="after")
+    def _check(self) -> QuoteRequest:
+        if (self.vehicle_class is None) == (self.plate is None):
+            raise ValueError("give exactly one of vehicle_class or plate")
+        if self.exit < self.entry:
+            raise ValueError("exit is before entry")
+        return self
+
+    @property
+    def vehicle(self) -> VehicleClassName:
+        if self.vehicle_class is not None:
+            return self.vehicle_class
+        assert self.plate is not None
+        return vehicle_from_plate(self.plate)
+
+
+def quote_json(q: Quote, vehicle: str) -> dict[str, Any]:
+    return {
+        "site_id": q.site_id,
+        "tariff_version": q.tariff_version,
+        "vehicle_class": vehicle,
+        "total_fen": q.total_fen,
+        "lines": [
+            {
+                "start": ln.start.isoformat(),
+                "end": ln.end.isoformat(),
+                "rule": ln.rule,
+                "units": ln.units,
+                "amount_fen": ln.amount_fen,
+            }
+            for ln in q.lines
+        ],
+    }
+
+
+def make_quote(book: TariffBook, site: Site, req: QuoteRequest) -> dict[str, Any]:
+    """ValueError (with a message for the user) when the tariff cannot price it."""
+    q = quote(book, site.id, site.segment_class, req.vehicle, req.entry, req.exit)
+    return quote_json(q, req.vehicle)
+
+
+def version_json(v: TariffVersion) -> dict[str, Any]:
+    def bands(bs: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": b.name,
+                "start": f"{b.start_min // 60:02d}:{b.start_min % 60:02d}",
+                "end": f"{b.end_min // 60:02d}:{b.end_min % 60:02d}",
+                "rate_fen": b.rate_fen,
+                "unit_minutes": b.unit_minutes,
+            }
+            for b in bs
+        ]
+
+    return {
+        "version": v.version,
+        "effective_from": v.effective_from.isoformat(),
+        "timezone": str(v.zone),
+        "note": v.note,
+        "summary_zh": summary(v, "zh"),
+        "summary_en": summary(v, "en"),
+        "holidays": sorted(d.isoformat() for d in v.holidays),
+        "free_first": {
+            site: {"minutes": f.minutes, "mode": f.mode} for site, f in v.free_first.items()
+        },
+        "rates": [
+            {
+                "site_class": sc,
+                "vehicle_class": vc,
+                "bands": bands(r.bands),
+                "holiday_bands": bands(r.holiday_bands),
+                "cap": None
+                if r.cap is None
+                else {"amount_fen": r.cap.amount_fen, "mode": r.cap.mode},
+            }
+            for (sc, vc), r in sorted(v.rates.items())
+        ],
+    }
+
+
+def current_version(book: TariffBook, now: datetime) -> TariffVersion:
+    try:
+        return book.version_at(now)
+    except ValueError:
+        return book.versions[0]
