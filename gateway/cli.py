@@ -48,6 +48,20 @@ def _install_stop(stop: Callable[[], None]) -> None:
 
 
 # -- run / demo / simulate ---------------------------------------------------------------------
+def _on_embedded_broker(settings: Settings, host: str, port: int, kind: str) -> dict[str, Any]:
+    """Settings data pointed at the local broker (plain, anonymous; amqtt speaks 3.1.1 only)."""
+    data = settings.model_dump()
+    data["mqtt"].update(
+        host=host,
+        port=port,
+        tls=False,
+        username=None,
+        password=None,
+        protocol="5" if kind == "mosquitto" else "3.1.1",
+    )
+    return data
+
+
 async def _run(settings: Settings) -> int:
     from gateway.broker import embedded_broker
     from gateway.runtime import Gateway
@@ -58,11 +72,7 @@ async def _run(settings: Settings) -> int:
         await gw.run()
         return 0
     async with embedded_broker() as (host, port, kind):
-        data = settings.model_dump()
-        data["mqtt"].update(
-            host=host, port=port, tls=False, protocol="5" if kind == "mosquitto" else "3.1.1"
-        )
-        gw = Gateway(Settings.model_validate(data))
+        gw = Gateway(Settings.model_validate(_on_embedded_broker(settings, host, port, kind)))
         _install_stop(gw.request_stop)
         await gw.run()
     return 0
@@ -81,15 +91,7 @@ async def _demo(args: argparse.Namespace) -> int:
     base = _settings(args)
     workdir = Path(args.workdir)
     async with embedded_broker() as (host, port, kind):
-        data = base.model_dump()
-        data["mqtt"].update(
-            host=host,
-            port=port,
-            tls=False,
-            username=None,
-            password=None,
-            protocol="5" if kind == "mosquitto" else "3.1.1",
-        )
+        data = _on_embedded_broker(base, host, port, kind)
         if base.database.url == Settings().database.url:
             data["database"]["url"] = f"sqlite+aiosqlite:///{workdir / 'citygate.db'}"
         if base.telemetry.spool_dir == Settings().telemetry.spool_dir:

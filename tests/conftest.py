@@ -26,16 +26,11 @@ from typing import Any
 
 import pytest
 
+from gateway.broker import free_port
+
 PG_HOST = os.environ.get("CITYGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CITYGATE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("CITYGATE_TEST_PG_USER", "postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_tcp(host: str, port: int, timeout: float = 10.0) -> None:

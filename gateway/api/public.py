@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from events import Event, SiteCountsChanged
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
@@ -92,10 +92,10 @@ async def list_berths(site_id: str, state: StateDep) -> BerthsOut:
 @router.get(
     "/map",
     summary="GeoJSON FeatureCollection of all sites with live counts",
-    response_class=StreamingResponse,
+    response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
-async def city_map(state: StateDep) -> Any:
+async def city_map(state: StateDep) -> Response:
     now = state.clock()
     features = []
     for v in state.book.sites():
@@ -113,7 +113,7 @@ async def city_map(state: StateDep) -> Any:
         {"type": "FeatureCollection", "features": features, "generated_at": now.isoformat()},
         ensure_ascii=False,
     )
-    return StreamingResponse(iter([body]), media_type="application/geo+json")
+    return Response(body, media_type="application/geo+json")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
