@@ -8,18 +8,22 @@ consume and produce them, the gateway moves them around. Nothing here does I/O.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 __all__ = [
     "BerthState",
     "BerthStateChanged",
     "CarParkCount",
+    "CaseRaised",
     "CommsLost",
     "CommsRestored",
     "Event",
     "InputRejected",
     "MagnetometerSample",
+    "PlateRead",
     "SensorHeartbeat",
     "SensorStartup",
     "SensorStatus",
@@ -160,6 +164,48 @@ class InputRejected(Event):
     source: str
     reason: str
     detail: str = field(default="")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlateRead(Event):
+    """A lane camera read a plate at a car park's entry or exit (``device_id``: the camera).
+
+    The plate keeps its province character (粤B12345). ``colour`` is the plate colour when the
+    camera reports it (blue, yellow, green, white, black); it decides the vehicle class.
+    """
+
+    site_id: str
+    direction: Literal["in", "out"]
+    plate: str
+    colour: str | None = None
+    confidence: float | None = None
+    lane: str | None = None
+    image_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseRaised(Event):
+    """A situation the town's case system must hear about, raised by a rule in any domain
+    (parking enforcement, charger maintenance, drones). ``device_id`` is who saw it (a sensor,
+    camera, charger, or ``rule:<id>``), ``ts`` when it was observed.
+
+    ``dedup_key`` names the situation (category + place); a second report with the same key
+    within ``dedup_window_s`` of an earlier one is the same situation and is not filed again.
+    """
+
+    category: str
+    rule_id: str
+    title: str
+    dedup_key: str
+    dedup_window_s: int
+    site_id: str | None = None
+    berth_id: str | None = None
+    zone_id: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    plate: str | None = None
+    evidence: tuple[str, ...] = ()
+    details: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
 
 
 def now_utc() -> datetime:

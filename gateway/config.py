@@ -186,6 +186,59 @@ class TelemetryConfig(_Section):
         return v
 
 
+class SessionsConfig(_Section):
+    plate_dedup_s: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="a second read of the same plate and lane within this is a duplicate",
+    )
+    min_plate_confidence: float = Field(
+        0.0, ge=0, le=1, description="plate reads below this confidence are rejected (counted)"
+    )
+
+
+class EnforcementConfig(_Section):
+    file: Path | None = Field(
+        None, description="enforcement rules (TOML); default: the shipped sample rules"
+    )
+    sweep_interval_s: float = Field(
+        60.0, gt=0, description="how often long stays (zombie cars, no-parking) are checked"
+    )
+
+
+class CasesConfig(_Section):
+    url: str | None = Field(
+        None,
+        description="case system endpoint receiving reports (POST JSON); unset = reports stay "
+        "in the outbox until it is set",
+    )
+    secret: SecretStr | None = Field(
+        None, description="shared HMAC-SHA256 secret for reports and callbacks (environment only)"
+    )
+    ca_file: Path | None = Field(None, description="CA bundle to verify an https:// case system")
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="a delivery slower than this is retried"
+    )
+    max_backoff_s: float = Field(
+        300.0,
+        gt=0,
+        description="longest wait between delivery attempts while the case system is down",
+    )
+    callback_tolerance_s: int = Field(
+        300,
+        ge=1,
+        description="signed callbacks older or newer than this are refused (replay guard)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -202,11 +255,19 @@ class Settings(_Section):
     bus: BusConfig = BusConfig()
     log: LogConfig = LogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    enforcement: EnforcementConfig = EnforcementConfig()
+    cases: CasesConfig = CasesConfig()
     demo: DemoConfig = DemoConfig()
 
 
 # Keys that must never be written in a config file (they may leak with it).
-SECRET_KEYS = {("mqtt", "password"), ("telemetry", "token"), ("telemetry", "password")}
+SECRET_KEYS = {
+    ("mqtt", "password"),
+    ("telemetry", "token"),
+    ("telemetry", "password"),
+    ("cases", "secret"),
+}
 
 
 class ConfigError(Exception):

@@ -21,6 +21,11 @@ from gateway.storage.schema import ApiTokenRow
 
 
 class Role(StrEnum):
+    """Who may do what: devices push observations, the app's payment backend records payments,
+    operators handle enforcement and refunds, technicians provision, inspectors read."""
+
+    DEVICE = "device"
+    PAYMENTS = "payments"
     TECHNICIAN = "technician"
     INSPECTOR = "inspector"
     OPERATOR = "operator"

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from gateway.registry import Registry, RegistryError
-from gateway.storage.db import create_engine, current_revision, migrate, sessionmaker_for
+from gateway.storage.db import (
+    create_engine,
+    current_revision,
+    downgrade,
+    migrate,
+    sessionmaker_for,
+)
 from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.tokens import Role, TokenError, create_token, revoke_token, verify_token
 from gateway.town import load_town, parse_town
@@ -30,7 +37,31 @@ async def test_migrations_are_idempotent(db_url: str) -> None:
     try:
         await migrate(engine)
         await migrate(engine)
+        assert await current_revision(engine) == "0002"
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_match_the_models_and_downgrade(db_url: str) -> None:
+    """The tables the code uses are exactly what the migrations build, on both backends, and
+    the latest migration can be undone and redone."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gateway.storage.schema import Base
+
+    def diff(connection: Any) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+        await downgrade(engine, "0001")
         assert await current_revision(engine) == "0001"
+        await migrate(engine)
+        assert await current_revision(engine) == "0002"
     finally:
         await engine.dispose()
 

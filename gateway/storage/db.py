@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from gateway.storage.schema import Base
 
-__all__ = ["Base", "create_engine", "current_revision", "migrate", "sessionmaker_for"]
+__all__ = ["Base", "create_engine", "current_revision", "downgrade", "migrate", "sessionmaker_for"]
 
 
 def create_engine(url: str, echo: bool = False) -> AsyncEngine:
@@ -51,6 +51,16 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Undo migrations down to *revision* (operators rolling back a release)."""
+
+    def _downgrade(connection: Connection) -> None:
+        command.downgrade(_alembic_config(connection), revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -10,11 +10,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,3 +114,164 @@ class ApiTokenRow(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ParkingSessionRow(Base):
+    """One stay: on-street by berth occupancy, in a car park by plate reads at the lanes.
+
+    The partial unique indexes make "one open session per berth" and "one open session per
+    vehicle per car park" hold in the database itself, whatever races the callers run.
+    """
+
+    __tablename__ = "parking_sessions"
+    __table_args__ = (
+        Index(
+            "uq_sessions_open_plate",
+            "site_id",
+            "plate",
+            unique=True,
+            sqlite_where=text("state = 'open' AND plate IS NOT NULL"),
+            postgresql_where=text("state = 'open' AND plate IS NOT NULL"),
+        ),
+        Index(
+            "uq_sessions_open_berth",
+            "berth_id",
+            unique=True,
+            sqlite_where=text("state = 'open' AND berth_id IS NOT NULL"),
+            postgresql_where=text("state = 'open' AND berth_id IS NOT NULL"),
+        ),
+        Index("ix_sessions_plate", "plate", "entry_at"),
+        Index("ix_sessions_berth", "berth_id", "entry_at"),
+        Index("ix_sessions_state_entry", "state", "entry_at"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # berth | plate
+    site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id"), index=True)
+    berth_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("berths.id"), nullable=True)
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    vehicle_class: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(8))  # open | closed
+    entry_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    exit_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    entry_source: Mapped[str] = mapped_column(String(64))
+    exit_source: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tariff_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fee_fen: Mapped[int] = mapped_column(Integer, default=0)
+    paid_fen: Mapped[int] = mapped_column(Integer, default=0)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlateReadRow(Base):
+    """Every lane read, kept for audit and to pair reads that arrive out of order."""
+
+    __tablename__ = "plate_reads"
+    __table_args__ = (Index("ix_plate_reads_site_plate", "site_id", "plate", "read_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id"))
+    direction: Mapped[str] = mapped_column(String(4))  # in | out
+    plate: Mapped[str] = mapped_column(String(16))
+    colour: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lane: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    image_ref: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class PaymentRow(Base):
+    """A payment or a refund (positive amounts; ``kind`` tells which). The idempotency key
+    is unique, so the same request twice records one payment."""
+
+    __tablename__ = "payments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("parking_sessions.id"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))  # payment | refund
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(32), default="")
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaseReportRow(Base):
+    """A case report: the outbox entry (delivery state) and the local mirror of the case
+    system's status, in one row. ``id`` is also the idempotency key sent with it."""
+
+    __tablename__ = "case_reports"
+    __table_args__ = (
+        Index("ix_cases_dedup", "dedup_key", "observed_at"),
+        Index("ix_cases_delivery", "delivery_state", "next_attempt_at"),
+        Index("ix_cases_plate", "plate"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    category: Mapped[str] = mapped_column(String(16), index=True)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    berth_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    zone_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    device_id: Mapped[str] = mapped_column(String(64))
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    prior_offences: Mapped[int] = mapped_column(Integer, default=0)
+    evidence: Mapped[list[str]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivery_state: Mapped[str] = mapped_column(String(16))  # pending | delivered | rejected
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(300), default="")
+    remote_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="reported")
+    status_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class CaseStatusRow(Base):
+    """One status update from the case system's callback (the mirror's history)."""
+
+    __tablename__ = "case_status_updates"
+    __table_args__ = (UniqueConstraint("case_id", "status", name="uq_case_status_step"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(36), ForeignKey("case_reports.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DetectionRow(Base):
+    """What an AI camera or a drone reported seeing, and what the rules made of it."""
+
+    __tablename__ = "detections"
+    __table_args__ = (Index("ix_detections_observed", "observed_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    berth_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confidence: Mapped[float] = mapped_column(Float)
+    image_ref: Mapped[str] = mapped_column(String(500))
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
