@@ -134,6 +134,27 @@ class Metrics:
         self.telemetry_pending = Gauge(
             "citygate_telemetry_spool_points", "Points waiting in the telemetry spool", registry=r
         )
+        self.sessions = FastCounter(
+            "citygate_parking_sessions",
+            "Parking session decisions, by source (berth, plate) and outcome",
+            ["source", "outcome"],
+            r,
+        )
+        self.payments = FastCounter(
+            "citygate_payments",
+            "Payment requests, by kind (payment, refund) and outcome",
+            ["kind", "outcome"],
+            r,
+        )
+        self.detections = FastCounter(
+            "citygate_detections", "Detections received, by outcome", ["outcome"], r
+        )
+        self.cases_raised = FastCounter(
+            "citygate_cases_raised",
+            "Case reports raised by rules, by category and outcome (recorded, duplicate)",
+            ["category", "outcome"],
+            r,
+        )
         self.persist_seconds = Histogram(
             "citygate_persist_seconds", "Write-behind flush duration", registry=r
         )

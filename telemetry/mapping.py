@@ -31,11 +31,13 @@ from events import (
     BerthState,
     BerthStateChanged,
     CarParkCount,
+    CaseRaised,
     CommsLost,
     CommsRestored,
     Event,
     InputRejected,
     MagnetometerSample,
+    PlateRead,
     SensorEvent,
     SensorHeartbeat,
     SensorStartup,
@@ -366,6 +368,27 @@ def _site_counts(m: PointMapper, e: SiteCountsChanged, ns: int) -> list[str]:
     if not out:
         return []
     return [f"site_counts{m.tag('site', e.site_id)} {','.join(out)} {ns}"]
+
+
+# -- parking sessions and enforcement -----------------------------------------------------------
+@mapping(PlateRead)
+def _plate_read(m: PointMapper, e: PlateRead, ns: int) -> list[str]:
+    # The plate itself is personal data and unbounded: it is never written as a tag or field.
+    fields = "count=1i"
+    if e.confidence is not None and math.isfinite(e.confidence):
+        fields += f",confidence={float(e.confidence)!r}"
+    tags = (
+        f"{m.tag('camera', e.device_id)}{m.tag('direction', e.direction)}{m.tag('site', e.site_id)}"
+    )
+    return [f"plate_read{tags} {fields} {ns + _discriminator(e.plate)}"]
+
+
+@mapping(CaseRaised)
+def _case_raised(m: PointMapper, e: CaseRaised, ns: int) -> list[str]:
+    tags = m.tag("category", e.category) + m.tag("rule", e.rule_id)
+    if e.site_id:
+        tags += m.tag("site", e.site_id)
+    return [f"case_raised{tags} count=1i {ns + _discriminator(e.dedup_key)}"]
 
 
 # -- edge ---------------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ from events import (
     BerthState,
     BerthStateChanged,
     CarParkCount,
+    CaseRaised,
     CommsLost,
     CommsRestored,
     Event,
     InputRejected,
     MagnetometerSample,
+    PlateRead,
     SensorHeartbeat,
     SensorStartup,
     SensorStatus,
@@ -137,6 +139,22 @@ CASES: list[tuple[Event, str]] = [
         ),
         'rejection,reason=unknown_device,source=chirpstack count=1i,device_id="deadbeefdeadbeef" '
         "1740817815123456723",
+    ),
+    (
+        PlateRead(
+            device_id="cam-shiminting-in1", ts=T0, site_id="cp-shiminting", direction="in",
+            plate="甘G12345", colour="blue", confidence=0.97,
+        ),
+        "plate_read,camera=cam-shiminting-in1,direction=in,site=cp-shiminting "
+        "count=1i,confidence=0.97 1740817815123456585",
+    ),
+    (
+        CaseRaised(
+            device_id="cam-gulou-1", ts=T0, category="0505", rule_id="no-parking",
+            title="机动车乱停放", dedup_key="0505|zn-gulou-noparking", dedup_window_s=3600,
+            zone_id="zn-gulou-noparking",
+        ),
+        "case_raised,category=0505,rule=no-parking count=1i 1740817815123456092",
     ),
 ]  # fmt: skip
 
@@ -537,6 +555,14 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     InputRejected: st.builds(
         InputRejected, device_id=_ids, ts=_ts, source=_text, reason=_text, detail=_text
     ),
+    PlateRead: st.builds(
+        PlateRead, device_id=_ids, ts=_ts, site_id=_text, direction=st.sampled_from(["in", "out"]),
+        plate=_text, colour=st.none() | _text, confidence=_opt_float,
+    ),
+    CaseRaised: st.builds(
+        CaseRaised, device_id=_ids, ts=_ts, category=_text, rule_id=_text, title=_text,
+        dedup_key=_text, dedup_window_s=_ints, site_id=st.none() | _text,
+    ),
 }  # fmt: skip
 
 
@@ -556,5 +582,6 @@ def test_any_event_maps_without_raising(event: Event) -> None:
         assert format_line(measurement, tags, fields, ts) == line
         assert fields and all(not isinstance(v, float) or math.isfinite(v) for v in fields.values())
         assert set(tags) <= {
-            "site", "kind", "model", "device", "berth", "report", "reason", "source"
+            "site", "kind", "model", "device", "berth", "report", "reason", "source",
+            "camera", "direction", "category", "rule",
         }  # fmt: skip
