@@ -1,4 +1,4 @@
-"""``citygate`` command line: run, demo, simulate, config, town, token, db."""
+"""``citygate`` command line: run, demo, simulate, config, town, token, tariff, cases, db."""
 
 from __future__ import annotations
 
@@ -334,6 +334,59 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cases_list(args: argparse.Namespace) -> int:
+    """The local mirror of case reports: what was raised, delivered, and how far it got."""
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.cases.outbox import list_cases
+
+        async with sessions() as session:
+            page = await list_cases(
+                session,
+                status=args.status,
+                category=args.category,
+                delivery=args.delivery,
+                limit=args.limit,
+            )
+        rows = [
+            {
+                "id": r.id,
+                "created_at": r.created_at.isoformat(),
+                "observed_at": r.observed_at.isoformat(),
+                "category": r.category,
+                "rule_id": r.rule_id,
+                "title": r.title,
+                "place": r.berth_id
+                or r.site_id
+                or r.zone_id
+                or (f"{r.lat:.5f},{r.lon:.5f}" if r.lat is not None and r.lon is not None else ""),
+                "plate": r.plate,
+                "prior_offences": r.prior_offences,
+                "delivery": r.delivery_state,
+                "attempts": r.attempts,
+                "status": r.status,
+                "remote_id": r.remote_id,
+            }
+            for r in page.cases
+        ]
+        if args.json:
+            print(json.dumps({"cases": rows}, ensure_ascii=False, indent=2))
+            return 0
+        if not rows:
+            print("no case reports")
+            return 0
+        cols = ["created_at", "category", "title", "place", "delivery", "status", "id"]
+        table = [[str(r[c] or "") for c in cols] for r in rows]
+        widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+        for t in table:
+            print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+        return 0
+
+    return asyncio.run(_with_db(settings, work))
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -402,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = with_config(tok.add_parser("create", help="create a token; prints it alone"))
     create.add_argument(
-        "--role", required=True, choices=["technician", "inspector", "operator", "admin"]
+        "--role",
+        required=True,
+        choices=["device", "payments", "technician", "inspector", "operator", "admin"],
     )
     create.add_argument("--label", default="", help="who or what it is for")
     create.set_defaults(func=cmd_token_create)
@@ -430,6 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--entry", required=True, help="ISO 8601 with offset")
     tq.add_argument("--exit", required=True, help="ISO 8601 with offset")
     tq.set_defaults(func=cmd_tariff_quote)
+
+    cases = sub.add_parser("cases", help="case reports to the case system").add_subparsers(
+        dest="cases_command", required=True
+    )
+    cl = with_config(cases.add_parser("list", help="raised reports, delivery and case status"))
+    cl.add_argument("--status", default=None, help="reported, registered, ... evaluated")
+    cl.add_argument("--category", default=None, help="e.g. 0505")
+    cl.add_argument("--delivery", choices=["pending", "delivered", "rejected"], default=None)
+    cl.add_argument("--limit", type=int, default=50)
+    cl.add_argument("--json", action="store_true", help="JSON instead of a table")
+    cl.set_defaults(func=cmd_cases_list)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)

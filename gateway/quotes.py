@@ -93,6 +93,7 @@ def version_json(v: TariffVersion) -> dict[str, Any]:
         "effective_from": v.effective_from.isoformat(),
         "timezone": str(v.zone),
         "note": v.note,
+        "exit_grace_minutes": v.exit_grace_minutes,
         "summary_zh": summary(v, "zh"),
         "summary_en": summary(v, "en"),
         "holidays": sorted(d.isoformat() for d in v.holidays),

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parking.tariffs import (
     CAP_MODES,
+    DEFAULT_EXIT_GRACE_MINUTES,
     FREE_FIRST_MODES,
     MINUTES_PER_DAY,
     VEHICLE_CLASSES,
@@ -61,7 +62,8 @@ def _str(table: Mapping[str, Any], key: str, where: str) -> str:
 def _int(table: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int:
     value = table.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(where, f"{key} must be an integer (money is integer fen)")
+        why = " (money is integer fen)" if key.endswith("_fen") else ""
+        raise _fail(where, f"{key} must be an integer{why}")
     if value < minimum:
         raise _fail(where, f"{key} must be >= {minimum}, got {value}")
     return value
@@ -196,6 +198,11 @@ def _version(raw: object, where: str, zone: ZoneInfo) -> TariffVersion:
     note = table.get("note", "")
     if not isinstance(note, str):
         raise _fail(where, "note must be a string")
+    exit_grace = (
+        _int(table, "exit_grace_minutes", where, minimum=0)
+        if "exit_grace_minutes" in table
+        else DEFAULT_EXIT_GRACE_MINUTES
+    )
     return TariffVersion(
         version=version_id,
         effective_from=effective_from,
@@ -205,6 +212,7 @@ def _version(raw: object, where: str, zone: ZoneInfo) -> TariffVersion:
         free_first=free_first,
         site_names=site_names,
         note=note,
+        exit_grace_minutes=exit_grace,
     )
 
 

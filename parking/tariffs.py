@@ -21,10 +21,11 @@ How a stay is priced (see docs/tariffs.md for the full statement):
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ FreeFirstMode = Literal["deduction", "threshold"]
 FREE_FIRST_MODES: tuple[FreeFirstMode, ...] = get_args(FreeFirstMode)
 
 MINUTES_PER_DAY = 24 * 60
+DEFAULT_EXIT_GRACE_MINUTES = 15
 _DAY = dt.timedelta(days=1)
 _UTC = dt.UTC
 
@@ -134,7 +136,11 @@ class Rates:
 
 @dataclass(frozen=True)
 class TariffVersion:
-    """One posted tariff, in force from ``effective_from`` until the next version."""
+    """One posted tariff, in force from ``effective_from`` until the next version.
+
+    ``exit_grace_minutes``: after paying, a driver who leaves within this many minutes owes
+    nothing more (see ``settle``).
+    """
 
     version: str
     effective_from: dt.datetime
@@ -144,14 +150,22 @@ class TariffVersion:
     free_first: Mapping[str, FreeFirst] = field(default_factory=dict)
     site_names: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
+    exit_grace_minutes: int = DEFAULT_EXIT_GRACE_MINUTES
 
     def __post_init__(self) -> None:
         if self.effective_from.utcoffset() is None:
             raise ValueError(f"version {self.version!r}: effective_from must be timezone-aware")
+        if self.exit_grace_minutes < 0:
+            raise ValueError(f"version {self.version!r}: exit_grace_minutes must be >= 0")
 
     @property
     def site_classes(self) -> tuple[str, ...]:
         return tuple(sorted({site_class for site_class, _ in self.rates}))
+
+    @functools.cached_property
+    def _plans(self) -> dict[tuple[str, VehicleClass], _Plan]:
+        """Compiled rates by (site class, vehicle), filled as quotes ask for them."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -163,26 +177,28 @@ class TariffBook:
     def __post_init__(self) -> None:
         if not self.versions:
             raise ValueError("a tariff book needs at least one version")
-        starts = [v.effective_from for v in self.versions]
+        starts = [v.effective_from.astimezone(_UTC) for v in self.versions]
         if any(a >= b for a, b in itertools.pairwise(starts)):
             raise ValueError("tariff versions must be in strictly increasing effective_from order")
         ids = [v.version for v in self.versions]
         if len(set(ids)) != len(ids):
             raise ValueError("tariff version ids must be unique")
 
+    @functools.cached_property
+    def _starts(self) -> tuple[dt.datetime, ...]:
+        """``effective_from`` of every version in UTC (one tzinfo: cheap to compare)."""
+        return tuple(v.effective_from.astimezone(_UTC) for v in self.versions)
+
     def version_at(self, instant: dt.datetime) -> TariffVersion:
         """The version in force at ``instant`` (aware)."""
         _require_aware(instant, "instant")
-        found: TariffVersion | None = None
-        for version in self.versions:
-            if version.effective_from <= instant:
-                found = version
-        if found is None:
+        index = bisect.bisect_right(self._starts, instant.astimezone(_UTC))
+        if index == 0:
             first = self.versions[0].effective_from.isoformat()
             raise ValueError(
                 f"no tariff in force at {instant.isoformat()} (first version: {first})"
             )
-        return found
+        return self.versions[index - 1]
 
 
 @dataclass(frozen=True)
@@ -219,79 +235,16 @@ def _local_at(day: dt.date, minute: int, zone: ZoneInfo) -> dt.datetime:
     return local.astimezone(_UTC)
 
 
-@functools.lru_cache(maxsize=4096)
 def _day_intervals(
     day: dt.date, zone: ZoneInfo, bands: tuple[Band, ...]
-) -> tuple[tuple[dt.datetime, dt.datetime, Band], ...]:
-    """The UTC intervals of ``bands`` on local ``day``, in time order (cached: pure)."""
+) -> list[tuple[dt.datetime, dt.datetime, Band]]:
+    """The UTC intervals of ``bands`` on local ``day``, in time order."""
     pieces = [
         (_local_at(day, a, zone), _local_at(day, b, zone), band)
         for band in bands
         for a, b in band.intervals()
     ]
-    return tuple(sorted(pieces, key=lambda piece: piece[0]))
-
-
-@dataclass(frozen=True)
-class _Piece:
-    start: dt.datetime  # UTC
-    end: dt.datetime  # UTC
-    band: Band
-    holiday: bool
-    window: int  # cap window index (0 without a cap)
-
-
-def _band_pieces(
-    start: dt.datetime,
-    end: dt.datetime,
-    rates: Rates,
-    version: TariffVersion,
-    entry: dt.datetime,
-) -> Iterator[_Piece]:
-    """Pieces of ``[start, end)`` (UTC), one per band interval × local day × cap window."""
-    zone = version.zone
-    cap = rates.cap
-    day = start.astimezone(zone).date()
-    first_day = entry.astimezone(zone).date()
-    while True:
-        day_start = _local_at(day, 0, zone)
-        if day_start >= end:
-            return
-        holiday = day in version.holidays
-        bands = rates.holiday_bands if holiday else rates.bands
-        for a, b, band in _day_intervals(day, zone, bands):
-            lo, hi = max(a, start), min(b, end)
-            if lo >= hi:
-                continue
-            if cap is not None and cap.mode == "rolling_24h":
-                k = (lo - entry) // _DAY
-                while lo < hi:
-                    boundary = min(hi, entry + (k + 1) * _DAY)
-                    yield _Piece(lo, boundary, band, holiday, k)
-                    lo, k = boundary, k + 1
-            else:
-                window = (day - first_day).days if cap is not None else 0
-                yield _Piece(lo, hi, band, holiday, window)
-        day += _DAY
-
-
-def _merge(pieces: Iterator[_Piece]) -> list[_Piece]:
-    merged: list[_Piece] = []
-    for piece in pieces:
-        if merged:
-            last = merged[-1]
-            same_band = last.band == piece.band and last.end == piece.start
-            if same_band and (piece.band.free or last.window == piece.window):
-                merged[-1] = _Piece(last.start, piece.end, last.band, last.holiday, last.window)
-                continue
-        merged.append(piece)
-    return merged
-
-
-def _units(start: dt.datetime, end: dt.datetime, unit_minutes: int) -> int:
-    span = end - start
-    unit = dt.timedelta(minutes=unit_minutes)
-    return -(-span // unit)
+    return sorted(pieces, key=lambda piece: piece[0])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -304,12 +257,88 @@ def _rule_name(band: Band, holiday: bool) -> str:
     return f"{prefix}{band.name} {window}, {rate}"
 
 
-def _cap_label(cap: Cap, window_start: dt.datetime, zone: ZoneInfo) -> str:
-    if cap.mode == "calendar_day":
-        day = window_start.astimezone(zone).date().isoformat()
-        return f"daily cap {cap.amount_fen} fen (local day {day})"
-    since = window_start.astimezone(zone).isoformat()
-    return f"daily cap {cap.amount_fen} fen (24 h from {since})"
+# One band interval of one local day: UTC start/end, the same instants in the tariff's zone
+# (so lines that end on a band boundary need no conversion), the band's identity for merging
+# (equal bands share it, holiday or not), rule name, rate and unit.
+_Segment = tuple[dt.datetime, dt.datetime, dt.datetime, dt.datetime, int, str, int, dt.timedelta]
+# A local day: UTC start, UTC start of the next day, date ordinal, segments in time order.
+_Day = tuple[dt.datetime, dt.datetime, int, tuple[_Segment, ...]]
+# A priced piece before it becomes a line: local start/end, rule, rate, unit, UTC start/end,
+# cap window.
+_Piece = tuple[dt.datetime, dt.datetime, str, int, dt.timedelta, dt.datetime, dt.datetime, int]
+
+_MAX_CACHED_DAYS = 4096
+
+
+class _Plan:
+    """One (version, site class, vehicle) compiled for pricing, with its days cached.
+
+    Converting wall-clock band boundaries to instants is most of the cost of a quote and
+    depends only on (version, rates, local day), so each day is computed once and reused.
+    """
+
+    __slots__ = ("_days", "_keys", "cap", "holidays", "rates", "zone")
+
+    def __init__(self, version: TariffVersion, rates: Rates) -> None:
+        self.rates = rates
+        self.zone = version.zone
+        self.holidays = version.holidays
+        self.cap = rates.cap
+        keys: dict[Band, int] = {}
+        for band in (*rates.bands, *rates.holiday_bands):
+            keys.setdefault(band, len(keys))
+        self._keys = keys
+        self._days: dict[dt.date, _Day] = {}
+
+    def day(self, day: dt.date) -> _Day:
+        found = self._days.get(day)
+        if found is not None:
+            return found
+        zone = self.zone
+        holiday = day in self.holidays
+        bands = self.rates.holiday_bands if holiday else self.rates.bands
+        segments = tuple(
+            (
+                a,
+                b,
+                a.astimezone(zone),
+                b.astimezone(zone),
+                self._keys[band],
+                _rule_name(band, holiday),
+                band.rate_fen,
+                dt.timedelta(minutes=band.unit_minutes),
+            )
+            for a, b, band in _day_intervals(day, zone, bands)
+        )
+        found = (
+            _local_at(day, 0, zone),
+            _local_at(day, MINUTES_PER_DAY, zone),
+            day.toordinal(),
+            segments,
+        )
+        if len(self._days) >= _MAX_CACHED_DAYS:  # bounded: quotes may name any date
+            self._days.clear()
+        self._days[day] = found
+        return found
+
+
+def _plan(version: TariffVersion, site_class: str, vehicle: VehicleClass) -> _Plan:
+    plan = version._plans.get((site_class, vehicle))
+    if plan is not None:
+        return plan
+    if site_class not in version.site_classes:
+        raise ValueError(
+            f"unknown site class {site_class!r} in tariff {version.version!r}; "
+            f"known: {', '.join(version.site_classes)}"
+        )
+    rates = version.rates.get((site_class, vehicle))
+    if rates is None:
+        raise ValueError(
+            f"tariff {version.version!r} has no rates for vehicle {vehicle!r} "
+            f"in class {site_class!r}"
+        )
+    plan = version._plans[(site_class, vehicle)] = _Plan(version, rates)
+    return plan
 
 
 def quote(
@@ -323,98 +352,229 @@ def quote(
     """Price a stay ``[entry, exit)`` at ``site_id`` under the version in force at entry."""
     _require_aware(entry, "entry")
     _require_aware(exit, "exit")
-    if exit < entry:
+    # Compared in UTC: datetimes sharing a tzinfo compare by wall clock, wrong across DST.
+    entry_utc, exit_utc = entry.astimezone(_UTC), exit.astimezone(_UTC)
+    if exit_utc < entry_utc:
         raise ValueError(f"exit {exit.isoformat()} is before entry {entry.isoformat()}")
     if vehicle not in VEHICLE_CLASSES:
         raise ValueError(f"unknown vehicle class {vehicle!r}; expected one of {VEHICLE_CLASSES}")
-    version = tariffs.version_at(entry)
-    if site_class not in version.site_classes:
-        raise ValueError(
-            f"unknown site class {site_class!r} in tariff {version.version!r}; "
-            f"known: {', '.join(version.site_classes)}"
-        )
-    rates = version.rates.get((site_class, vehicle))
-    if rates is None:
-        raise ValueError(
-            f"tariff {version.version!r} has no rates for vehicle {vehicle!r} "
-            f"in class {site_class!r}"
-        )
-    zone = version.zone
-    entry_utc, exit_utc = entry.astimezone(_UTC), exit.astimezone(_UTC)
+    index = bisect.bisect_right(tariffs._starts, entry_utc)
+    version = tariffs.versions[index - 1] if index else tariffs.version_at(entry)  # raises
+    plan = _plan(version, site_class, vehicle)
     if entry_utc == exit_utc:
         return Quote(site_id, version.version, 0, ())
+    total, lines = _price(plan, version.free_first.get(site_id), entry_utc, exit_utc)
+    return Quote(site_id, version.version, total, lines)
 
-    free_first = version.free_first.get(site_id)
+
+def _price(
+    plan: _Plan, free_first: FreeFirst | None, entry: dt.datetime, exit: dt.datetime
+) -> tuple[int, tuple[QuoteLine, ...]]:
+    """Total and lines (in the tariff's zone) of a non-empty stay; ``entry``/``exit`` in UTC.
+
+    Works on UTC datetimes sharing one tzinfo (compared and subtracted without offset
+    look-ups) and converts an instant to local time only where it is not a cached band
+    boundary: entry, exit, the end of a free first period, a rolling 24 h boundary.
+    """
+    zone = plan.zone
+    entry_l, exit_l = entry.astimezone(zone), exit.astimezone(zone)
     lines: list[QuoteLine] = []
-    windows: list[int | None] = []  # cap window of each line (None: not capped)
-    start = entry_utc
-    if free_first is not None and free_first.mode == "deduction":
-        free_end = min(exit_utc, entry_utc + dt.timedelta(minutes=free_first.minutes))
-        lines.append(QuoteLine(entry_utc, free_end, f"first {free_first.minutes} min free", 0, 0))
-        windows.append(None)
-        start = free_end
+    start, start_l = entry, entry_l
+    waived = ""
+    if free_first is not None:
+        free_span = dt.timedelta(minutes=free_first.minutes)
+        if free_first.mode == "deduction":
+            start = entry + free_span
+            if start < exit:
+                start_l = start.astimezone(zone)
+            else:
+                start, start_l = exit, exit_l
+            lines.append(QuoteLine(entry_l, start_l, f"first {free_first.minutes} min free", 0, 0))
+        elif exit - entry <= free_span:
+            waived = f" — waived: stays of at most {free_first.minutes} min are free"
+    if start == exit:
+        return 0, tuple(lines)
 
-    waived = (
-        free_first is not None
-        and free_first.mode == "threshold"
-        and exit_utc - entry_utc <= dt.timedelta(minutes=free_first.minutes)
-    )
-    for piece in _merge(_band_pieces(start, exit_utc, rates, version, entry_utc)):
-        rule = _rule_name(piece.band, piece.holiday)
-        if piece.band.free:
-            lines.append(QuoteLine(piece.start, piece.end, rule, 0, 0))
-            windows.append(None)
+    # Units and amounts; a cap adjustment after the last charged line of each cap window
+    # over the cap (the windows of charged pieces only ever increase along the stay).
+    cap = plan.cap
+    total = 0
+    cap_fen = cap.amount_fen if cap is not None else 0
+    open_window = -1  # the cap window being summed
+    window_total = 0
+    window_last = 0  # index of its last charged line
+    window_first_l = entry_l  # local start of its first charged line
+    pieces = _pieces(plan, entry, entry_l, start, start_l, exit, exit_l)
+    for lo_l, hi_l, rule, rate, unit, lo, hi, window in pieces:
+        if not rate:
+            lines.append(QuoteLine(lo_l, hi_l, rule, 0, 0))
             continue
-        units = _units(piece.start, piece.end, piece.band.unit_minutes)
-        amount = units * piece.band.rate_fen
-        if waived and free_first is not None:
-            rule = f"{rule} — waived: stays of at most {free_first.minutes} min are free"
-            amount = 0
-        lines.append(QuoteLine(piece.start, piece.end, rule, units, amount))
-        windows.append(piece.window if amount else None)
-
-    if rates.cap is not None:
-        lines = _apply_cap(lines, windows, rates.cap, entry_utc, zone)
-
-    local = tuple(
-        QuoteLine(
-            ln.start.astimezone(zone), ln.end.astimezone(zone), ln.rule, ln.units, ln.amount_fen
+        units = -(-(hi - lo) // unit)
+        if waived:
+            lines.append(QuoteLine(lo_l, hi_l, rule + waived, units, 0))
+            continue
+        amount = units * rate
+        total += amount
+        if cap is not None:
+            if window != open_window:
+                if window_total > cap_fen:
+                    total += _insert_cap(
+                        lines,
+                        window_last,
+                        cap,
+                        window_total,
+                        open_window,
+                        window_first_l,
+                        entry,
+                        zone,
+                    )
+                open_window, window_total, window_first_l = window, 0, lo_l
+            window_total += amount
+            window_last = len(lines)
+        lines.append(QuoteLine(lo_l, hi_l, rule, units, amount))
+    if cap is not None and window_total > cap_fen:
+        total += _insert_cap(
+            lines, window_last, cap, window_total, open_window, window_first_l, entry, zone
         )
-        for ln in lines
-    )
-    return Quote(site_id, version.version, sum(ln.amount_fen for ln in local), local)
+    return total, tuple(lines)
 
 
-def _apply_cap(
+def _pieces(
+    plan: _Plan,
+    entry: dt.datetime,
+    entry_l: dt.datetime,
+    start: dt.datetime,
+    start_l: dt.datetime,
+    exit: dt.datetime,
+    exit_l: dt.datetime,
+) -> list[_Piece]:
+    """``[start, exit)`` cut into band intervals × local days (× rolling 24 h windows for
+    charged bands); adjacent pieces of the same band merged, charged ones only within one
+    cap window. ``*_l`` are the same instants in the tariff's zone."""
+    cap, zone = plan.cap, plan.zone
+    rolling = cap is not None and cap.mode == "rolling_24h"
+    calendar = cap is not None and not rolling
+    pieces: list[_Piece] = []
+    last_key = -1  # band identity of pieces[-1]
+    day = start_l.date()
+    first_ordinal = entry_l.toordinal()
+    while True:
+        day_start, next_day_start, ordinal, segments = plan.day(day)
+        if day_start >= exit:
+            return pieces
+        day_window = ordinal - first_ordinal if calendar else 0
+        for a, b, a_l, b_l, key, rule, rate, unit in segments:
+            if a >= exit:
+                break
+            lo, lo_l = (a, a_l) if a >= start else (start, start_l)
+            hi, hi_l = (b, b_l) if b <= exit else (exit, exit_l)
+            if lo >= hi:
+                continue
+            window = day_window
+            if rolling and rate:
+                window = (lo - entry) // _DAY
+                boundary = entry + (window + 1) * _DAY
+                while boundary < hi:
+                    boundary_l = boundary.astimezone(zone)
+                    if key == last_key and pieces[-1][6] == lo and pieces[-1][7] == window:
+                        p = pieces[-1]
+                        pieces[-1] = (p[0], boundary_l, p[2], rate, unit, p[5], boundary, window)
+                    else:
+                        pieces.append((lo_l, boundary_l, rule, rate, unit, lo, boundary, window))
+                    last_key = key
+                    lo, lo_l, window = boundary, boundary_l, window + 1
+                    boundary += _DAY
+            if key == last_key and pieces[-1][6] == lo and (not rate or pieces[-1][7] == window):
+                p = pieces[-1]
+                pieces[-1] = (p[0], hi_l, p[2], rate, unit, p[5], hi, p[7])
+            else:
+                pieces.append((lo_l, hi_l, rule, rate, unit, lo, hi, window))
+            last_key = key
+        if next_day_start >= exit:  # what the next day's ``day_start`` check would say
+            return pieces
+        day += _DAY
+
+
+def _insert_cap(
     lines: list[QuoteLine],
-    windows: list[int | None],
+    last: int,
     cap: Cap,
+    charged: int,
+    window: int,
+    first_start: dt.datetime,
     entry: dt.datetime,
     zone: ZoneInfo,
-) -> list[QuoteLine]:
-    totals: dict[int, int] = {}
-    last_index: dict[int, int] = {}
-    first_start: dict[int, dt.datetime] = {}
-    for index, (line, window) in enumerate(zip(lines, windows, strict=True)):
-        if window is None:
-            continue
-        totals[window] = totals.get(window, 0) + line.amount_fen
-        last_index[window] = index
-        first_start.setdefault(window, line.start)
-    adjustments: dict[int, QuoteLine] = {}
-    for window, total in totals.items():
-        if total <= cap.amount_fen:
-            continue
-        window_start = entry + window * _DAY if cap.mode == "rolling_24h" else first_start[window]
-        at = lines[last_index[window]].end
-        label = _cap_label(cap, window_start, zone)
-        adjustments[last_index[window]] = QuoteLine(at, at, label, 0, cap.amount_fen - total)
-    out: list[QuoteLine] = []
-    for index, line in enumerate(lines):
-        out.append(line)
-        if index in adjustments:
-            out.append(adjustments[index])
-    return out
+) -> int:
+    """Insert the zero-length adjustment after ``lines[last]``; returns its (negative) amount."""
+    if cap.mode == "calendar_day":
+        label = f"daily cap {cap.amount_fen} fen (local day {first_start.date().isoformat()})"
+    else:
+        since = (entry + window * _DAY).astimezone(zone).isoformat()
+        label = f"daily cap {cap.amount_fen} fen (24 h from {since})"
+    at = lines[last].end
+    amount = cap.amount_fen - charged
+    lines.insert(last + 1, QuoteLine(at, at, label, 0, amount))
+    return amount
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a stay owes given what was paid: ``due_fen = max(0, quote.total_fen - paid_fen)``.
+
+    ``quote`` prices ``[entry, priced_until)``; ``grace_until`` (None before any payment) is
+    the last instant the driver may leave without owing more. Instants in the tariff's zone.
+    """
+
+    quote: Quote
+    paid_fen: int
+    due_fen: int
+    grace_until: dt.datetime | None
+    priced_until: dt.datetime
+
+
+def settle(
+    tariffs: TariffBook,
+    site_id: str,
+    site_class: str,
+    vehicle: VehicleClass,
+    entry: dt.datetime,
+    exit: dt.datetime,
+    paid_fen: int,
+    paid_at: dt.datetime | None,
+) -> Settlement:
+    """Settle a stay with a post-payment exit grace (the version in force at entry gives it).
+
+    Leaving at most ``exit_grace_minutes`` after paying prices the stay only up to the payment
+    (clamped to ``[entry, exit]``: a payment after the exit, or before the entry, never
+    prices time not parked); leaving later prices the whole stay, and what was paid counts
+    towards it. Raises ValueError as ``quote`` does, and for a negative ``paid_fen`` or a
+    naive ``paid_at``.
+    """
+    if isinstance(paid_fen, bool) or not isinstance(paid_fen, int) or paid_fen < 0:
+        raise ValueError(f"paid_fen must be an integer >= 0 (fen), got {paid_fen!r}")
+    _require_aware(entry, "entry")
+    _require_aware(exit, "exit")
+    version = tariffs.version_at(entry)
+    zone = version.zone
+    # In UTC: wall-clock sums and comparisons would be wrong across a DST change.
+    entry_utc, exit_utc = entry.astimezone(_UTC), exit.astimezone(_UTC)
+    grace_until: dt.datetime | None = None
+    priced_until = exit_utc
+    if paid_at is not None:
+        _require_aware(paid_at, "paid_at")
+        paid_utc = paid_at.astimezone(_UTC)
+        grace_until = paid_utc + dt.timedelta(minutes=version.exit_grace_minutes)
+        if exit_utc <= grace_until:
+            priced_until = min(max(paid_utc, entry_utc), exit_utc)
+        grace_until = grace_until.astimezone(zone)
+    q = quote(tariffs, site_id, site_class, vehicle, entry, priced_until)
+    return Settlement(
+        quote=q,
+        paid_fen=paid_fen,
+        due_fen=max(0, q.total_fen - paid_fen),
+        grace_until=grace_until,
+        priced_until=priced_until.astimezone(zone),
+    )
 
 
 _VEHICLE_NAMES: dict[str, dict[VehicleClass, str]] = {
@@ -511,6 +671,21 @@ def summary(tariff: TariffVersion, lang: Literal["zh", "en"]) -> str:
             out.append(
                 f"{name}: stays of at most {rule.minutes} min are free; longer stays pay in full."
             )
+    grace = tariff.exit_grace_minutes
+    if zh:
+        out.append(
+            f"缴费后{grace}分钟内离场不再收费；超时离场按入场至离场全程计费，已缴金额抵扣。"
+            if grace
+            else "缴费后离场无宽限期：按入场至离场全程计费，已缴金额抵扣。"
+        )
+    else:
+        out.append(
+            f"After paying you have {grace} min to leave at no extra charge; leaving later "
+            "prices the whole stay up to the exit, less what was paid."
+            if grace
+            else "No exit grace after paying: the whole stay is priced up to the exit, "
+            "less what was paid."
+        )
     if tariff.holidays:
         days = ", ".join(d.isoformat() for d in sorted(tariff.holidays))
         out.append(f"节假日：{days}。" if zh else f"Holidays: {days}.")

@@ -160,6 +160,22 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A throwaway database shared by one module's tests, on both backends."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'citygate.db'}"
+        return
+    pg_server_url: str = request.getfixturevalue("pg_server_url")
+    name = f"cg_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    yield f"{pg_server_url.rsplit('/', 1)[0]}/{name}"
+    with contextlib.suppress(Exception):
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -185,8 +187,6 @@ def test_any_delivery_order_gives_each_visit_once(
     stay longer than the truth, and every visit whose reads both arrived is one stay."""
     reads = [("in", e) for e, _ in vs] + [("out", e + s) for e, s in vs]
     reads += reads[:dup]
-    import random
-
     assert isinstance(rnd, random.Random)
     rnd.shuffle(reads)
     book = Book()
@@ -196,7 +196,7 @@ def test_any_delivery_order_gives_each_visit_once(
     # Whatever the order: stays are well-formed, never overlap (one vehicle is in one place),
     # and lie within the vehicle's real presence.
     stays = sorted(book.closed + ([(book.open, book.open)] if book.open else []))
-    for (e1, x1), (e2, _) in zip(stays, stays[1:], strict=False):
+    for (_, x1), (e2, _) in itertools.pairwise(stays):
         assert x1 <= e2
     first, last = min(e for e, _ in truth), max(x for _, x in truth)
     for entry, exit in stays:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from parking.tariff_file import TariffFileError, load_sample_tariffs, loads_tariffs
-from parking.tariffs import Quote, TariffBook, quote, summary
+from parking.tariffs import Quote, TariffBook, TariffVersion, quote, settle, summary
 
 CST = ZoneInfo("Asia/Shanghai")
 SAMPLE = load_sample_tariffs()
@@ -235,6 +235,11 @@ def test_summary_both_languages() -> None:
     assert "22:00–08:00 免费" in zh and "市民大厅停车场" in zh and "前60分钟免费" in zh
     assert "22:00–08:00 free" in en and "first 60 min of every stay are free" in en
     assert "per calendar day" in en and "per 24 h from entry" in en
+    assert "缴费后15分钟内离场不再收费" in zh and "15 min to leave at no extra charge" in en
+    no_grace = TariffVersion(
+        "g0", latest.effective_from, latest.zone, latest.rates, exit_grace_minutes=0
+    )
+    assert "无宽限期" in summary(no_grace, "zh") and "No exit grace" in summary(no_grace, "en")
 
 
 BAD_BASE = """
@@ -278,6 +283,21 @@ bands = [
             'vehicle = "small"\ncap_fen = 10\ncap_mode = "weekly"',
             r"\(A × small\): cap_mode must be one of",
         ),
+        (
+            'id = "v1"',
+            'id = "v1"\nexit_grace_minutes = -1',
+            r'version "v1": exit_grace_minutes must be >= 0, got -1',
+        ),
+        (
+            'id = "v1"',
+            'id = "v1"\nexit_grace_minutes = "15"',
+            r'version "v1": exit_grace_minutes must be an integer$',
+        ),
+        (
+            'id = "v1"',
+            'id = "v1"\nexit_grace_minutes = 1.5',
+            r'version "v1": exit_grace_minutes must be an integer$',
+        ),
     ],
 )
 def test_file_errors_name_the_entry(old: str, new: str, message: str) -> None:
@@ -289,3 +309,168 @@ def test_file_error_names_source_and_toml_syntax() -> None:
     with pytest.raises(TariffFileError, match=r"^bad.toml: not valid TOML"):
         loads_tariffs("[[version]\n", "bad.toml")
     assert loads_tariffs(BAD_BASE).versions[0].version == "v1"
+
+
+def test_exit_grace_from_file() -> None:
+    assert loads_tariffs(BAD_BASE).versions[0].exit_grace_minutes == 15  # the default
+    explicit = BAD_BASE.replace('id = "v1"', 'id = "v1"\nexit_grace_minutes = 0', 1)
+    assert loads_tariffs(explicit).versions[0].exit_grace_minutes == 0
+    assert [v.exit_grace_minutes for v in SAMPLE.versions] == [15, 15]
+    with pytest.raises(ValueError, match="exit_grace_minutes must be >= 0"):
+        TariffVersion("v", at("2026-01-01", "00:00"), CST, {}, exit_grace_minutes=-1)
+
+
+# Class A small, 2026-11-27 (150 fen per started 30 min, no free first hour at site "s").
+ENTRY = at("2026-11-27", "09:00")
+
+
+@pytest.mark.parametrize(
+    ("exit_hm", "paid_fen", "paid_hm", "priced_until_hm", "total", "due", "grace_until_hm"),
+    [
+        # nothing paid: the whole stay
+        ("10:10", 0, None, "10:10", 450, 450, None),
+        # paid the quote at 10:00 (2 units = 300), left within the 15 min grace: nothing more
+        ("10:10", 300, "10:00", "10:00", 300, 0, "10:15"),
+        ("10:15", 300, "10:00", "10:00", 300, 0, "10:15"),  # the grace's last instant
+        # left after the grace: the whole stay, less what was paid
+        ("10:16", 300, "10:00", "10:16", 450, 150, "10:15"),
+        # paid too little within the grace: the rest of the quote up to the payment
+        ("10:05", 100, "10:00", "10:00", 300, 200, "10:15"),
+        # paid more than the quote: nothing due (refunds are the caller's)
+        ("10:05", 1000, "10:00", "10:00", 300, 0, "10:15"),
+        # a payment recorded after the exit never prices time not parked
+        ("10:10", 300, "10:20", "10:10", 450, 150, "10:35"),
+        # a payment recorded before the entry, leaving within its grace: priced up to entry
+        ("09:10", 0, "08:58", "09:00", 0, 0, "09:13"),
+    ],
+)
+def test_settle_exit_grace(
+    exit_hm: str,
+    paid_fen: int,
+    paid_hm: str | None,
+    priced_until_hm: str,
+    total: int,
+    due: int,
+    grace_until_hm: str | None,
+) -> None:
+    exit_ = at("2026-11-27", exit_hm)
+    paid_at = None if paid_hm is None else at("2026-11-27", paid_hm)
+    s = settle(SAMPLE, "s", "A", "small", ENTRY, exit_, paid_fen, paid_at)
+    assert s.priced_until == at("2026-11-27", priced_until_hm)
+    assert s.quote == quote(SAMPLE, "s", "A", "small", ENTRY, s.priced_until)
+    assert (s.quote.total_fen, s.paid_fen, s.due_fen) == (total, paid_fen, due)
+    if grace_until_hm is None:
+        assert s.grace_until is None
+    else:
+        assert s.grace_until == at("2026-11-27", grace_until_hm)
+        assert s.grace_until.tzinfo == CST
+    assert s.priced_until.tzinfo == CST
+
+
+GRACE_VERSIONS = """
+[[version]]
+id = "g0"
+effective_from = "2026-01-01T00:00:00+08:00"
+exit_grace_minutes = 0
+[[version.rates]]
+site_class = "A"
+vehicle = "small"
+bands = [{ name = "all day", start = "00:00", end = "24:00", rate_fen = 100, unit_minutes = 60 }]
+[[version]]
+id = "g30"
+effective_from = "2026-06-01T10:00:00+08:00"
+exit_grace_minutes = 30
+[[version.rates]]
+site_class = "A"
+vehicle = "small"
+bands = [{ name = "all day", start = "00:00", end = "24:00", rate_fen = 100, unit_minutes = 60 }]
+"""
+
+
+def test_settle_grace_comes_from_the_version_at_entry() -> None:
+    book = loads_tariffs(GRACE_VERSIONS, "grace.toml")
+    paid_at = at("2026-06-01", "11:00")
+    # entered under g0 (no grace): leaving a minute after paying re-prices the stay
+    before = settle(
+        book, "s", "A", "small", at("2026-06-01", "09:30"), at("2026-06-01", "11:01"), 200, paid_at
+    )
+    assert before.quote.tariff_version == "g0"
+    assert before.grace_until == paid_at
+    assert (before.priced_until, before.quote.total_fen, before.due_fen) == (
+        at("2026-06-01", "11:01"),
+        200,
+        0,
+    )
+    before = settle(
+        book, "s", "A", "small", at("2026-06-01", "09:30"), at("2026-06-01", "11:31"), 200, paid_at
+    )
+    assert (before.quote.total_fen, before.due_fen) == (300, 100)
+    # entered under g30: 30 minutes to leave
+    after = settle(
+        book, "s", "A", "small", at("2026-06-01", "10:00"), at("2026-06-01", "11:30"), 100, paid_at
+    )
+    assert after.quote.tariff_version == "g30"
+    assert after.grace_until == at("2026-06-01", "11:30")
+    assert (after.priced_until, after.quote.total_fen, after.due_fen) == (paid_at, 100, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"paid_fen": -1}, "paid_fen must be an integer >= 0"),
+        ({"paid_fen": 1.5}, "paid_fen must be an integer >= 0"),
+        ({"paid_fen": True}, "paid_fen must be an integer >= 0"),
+        ({"paid_at": dt.datetime(2026, 11, 27, 10)}, "paid_at must be a timezone-aware"),
+        ({"exit": at("2026-11-27", "08:00")}, "before entry"),
+        ({"entry": at("2020-01-01", "09:00")}, "no tariff in force"),
+    ],
+)
+def test_settle_bad_input(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {
+        "site_id": "s",
+        "site_class": "A",
+        "vehicle": "small",
+        "entry": ENTRY,
+        "exit": at("2026-11-27", "10:00"),
+        "paid_fen": 0,
+        "paid_at": at("2026-11-27", "09:50"),
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        settle(SAMPLE, **args)  # type: ignore[arg-type]
+
+
+def test_rolling_cap_windows_count_from_entry_with_free_first() -> None:
+    # Rolling windows start at entry, not at the end of the free first hour: the 08:00 band
+    # of day 2 starts 30 min into the second window.
+    entry, exit_ = at("2026-11-27", "07:30"), at("2026-11-28", "09:00")
+    q = quote(BOOK, "ded", "R", "small", entry, exit_)
+    check_shape(q, entry, exit_)
+    assert [(ln.rule, ln.units, ln.amount_fen) for ln in q.lines] == [
+        ("first 60 min free", 0, 0),
+        ("day 08:00-22:00, 100 fen per started 60 min", 14, 1400),
+        ("daily cap 1000 fen (24 h from 2026-11-27T07:30:00+08:00)", 0, -400),
+        ("night free 22:00-08:00", 0, 0),
+        ("day 08:00-22:00, 100 fen per started 60 min", 1, 100),
+    ]
+    assert q.lines[2].start == q.lines[2].end == at("2026-11-27", "22:00")
+
+
+def test_stays_across_a_dst_fold_in_one_zone() -> None:
+    # Both ends in the same ZoneInfo: Python compares those by wall clock, so 02:00 after the
+    # clocks go back (fold=1) would look earlier than 02:59:59 before; the engine uses instants.
+    berlin = ZoneInfo("Europe/Berlin")
+    text = 'zone = "Europe/Berlin"\n' + BAD_BASE.replace("+08:00", "+01:00")
+    book = loads_tariffs(text)
+    entry = dt.datetime(2026, 10, 25, 2, 59, 59, tzinfo=berlin)  # +02:00
+    exit_ = dt.datetime(2026, 10, 25, 2, 0, 0, fold=1, tzinfo=berlin)  # +01:00, 1 s later
+    q = quote(book, "s", "A", "small", entry, exit_)
+    assert [(ln.start.isoformat(), ln.end.isoformat(), ln.amount_fen) for ln in q.lines] == [
+        ("2026-10-25T02:59:59+02:00", "2026-10-25T02:00:00+01:00", 0)
+    ]
+    # the exit grace is 15 real minutes, not 15 wall-clock minutes, across the change
+    paid_at = dt.datetime(2026, 10, 25, 2, 50, tzinfo=berlin)  # +02:00
+    s = settle(book, "s", "A", "small", entry - dt.timedelta(hours=1), exit_, 0, paid_at)
+    assert s.grace_until is not None
+    assert s.grace_until.isoformat() == "2026-10-25T02:05:00+01:00"
+    assert s.priced_until == paid_at  # left 10 real minutes after paying

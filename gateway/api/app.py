@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import devices, ops, public, tariffs
+from gateway.api import cases, detections, devices, ops, public, sessions, tariffs
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ def create_app(state: AppState) -> FastAPI:
     app.state.citygate = state
     app.include_router(public.router)
     app.include_router(tariffs.router)
+    app.include_router(sessions.router)
+    app.include_router(detections.router)
+    app.include_router(cases.router)
     app.include_router(devices.router)
     app.include_router(ops.router)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -16,6 +16,12 @@ from gateway.metrics import Metrics
 from gateway.town import Berth, Site
 from parking.occupancy import OccupancyBook
 from parking.tariffs import TariffBook
+
+if TYPE_CHECKING:
+    from gateway.cases import CasesRuntime
+    from gateway.enforcement import Enforcement
+    from gateway.payments import PaymentService
+    from gateway.sessions_store import SessionStore
 
 
 @dataclass
@@ -32,6 +38,11 @@ class AppState:
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
     tariffs: TariffBook | None = None
+    session_store: SessionStore | None = None
+    payments: PaymentService | None = None
+    min_plate_confidence: float = 0.0
+    enforcement: Enforcement | None = None
+    cases: CasesRuntime | None = None
 
 
 def get_state(request: Request) -> AppState:

@@ -196,6 +196,9 @@ class PaymentRow(Base):
     kind: Mapped[str] = mapped_column(String(8))  # payment | refund
     amount_fen: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    refund_of: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("payments.id"), nullable=True
+    )
     request_hash: Mapped[str] = mapped_column(String(64))
     provider: Mapped[str] = mapped_column(String(32))
     provider_ref: Mapped[str] = mapped_column(String(128))

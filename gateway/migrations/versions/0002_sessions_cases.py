@@ -175,6 +175,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("amount_fen", sa.Integer(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=128), nullable=False),
+        sa.Column("refund_of", sa.String(length=32), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("provider_ref", sa.String(length=128), nullable=False),
@@ -185,6 +186,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["parking_sessions.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["refund_of"],
+            ["payments.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("idempotency_key"),

@@ -1,0 +1,267 @@
+"""Parking sessions for the app (public, read-only), payments (payment backend token), refunds
+(operators) and lane plate reads (device token)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from events import PlateRead
+from gateway.api.auth import require
+from gateway.api.state import AppState, get_state
+from gateway.payments import PaymentError, PaymentRecord, PaymentService
+from gateway.sessions_store import SessionStore, SessionView
+from gateway.tokens import Role, TokenInfo
+from parking.sessions import PlateError, normalise_plate
+
+router = APIRouter(prefix="/api/v1", tags=["sessions and payments"])
+StateDep = Annotated[AppState, Depends(get_state)]
+Payer = Annotated[TokenInfo, Depends(require(Role.PAYMENTS, Role.OPERATOR))]
+Operator = Annotated[TokenInfo, Depends(require(Role.OPERATOR))]
+Camera = Annotated[TokenInfo, Depends(require(Role.DEVICE, Role.TECHNICIAN))]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="unique per payment attempt; the same key again returns the same result",
+    ),
+]
+RECENT = timedelta(hours=24)
+
+
+def _store(state: AppState) -> SessionStore:
+    if state.session_store is None:
+        raise HTTPException(503, "sessions are not running")
+    return state.session_store
+
+
+def _payments(state: AppState) -> PaymentService:
+    if state.payments is None:
+        raise HTTPException(503, "payments are not running")
+    return state.payments
+
+
+def session_json(v: SessionView) -> dict[str, Any]:
+    s = v.settlement
+    return {
+        "id": v.id,
+        "kind": v.kind,
+        "site_id": v.site_id,
+        "berth_id": v.berth_id,
+        "berth_number": v.berth_number,
+        "plate": v.plate,
+        "vehicle_class": v.vehicle_class,
+        "state": v.state,
+        "entry": v.entry.isoformat(),
+        "exit": v.exit.isoformat() if v.exit else None,
+        "priced_at": v.priced_at.isoformat(),
+        "priced_until": s.priced_until.isoformat() if s else None,
+        "tariff_version": s.quote.tariff_version if s else None,
+        "fee_fen": s.quote.total_fen if s else None,
+        "paid_fen": v.paid_fen,
+        "due_fen": s.due_fen if s else None,
+        "paid_at": v.paid_at.isoformat() if v.paid_at else None,
+        "exit_grace_until": s.grace_until.isoformat() if s and s.grace_until else None,
+        "pricing_error": v.pricing_error,
+        "note": v.note,
+        "lines": [
+            {
+                "start": ln.start.isoformat(),
+                "end": ln.end.isoformat(),
+                "rule": ln.rule,
+                "units": ln.units,
+                "amount_fen": ln.amount_fen,
+            }
+            for ln in v.lines
+        ],
+    }
+
+
+def payment_json(p: PaymentRecord) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "session_id": p.session_id,
+        "kind": p.kind,
+        "amount_fen": p.amount_fen,
+        "method": p.method,
+        "provider": p.provider,
+        "provider_ref": p.provider_ref,
+        "refund_of": p.refund_of,
+        "reason": p.reason,
+        "created_at": p.created_at.isoformat(),
+    }
+
+
+@router.get("/sessions/{session_id}", summary="One parking session, priced now")
+async def get_session(session_id: str, state: StateDep) -> dict[str, Any]:
+    if len(session_id) > 64:
+        raise HTTPException(404, "no such session")
+    v = await _store(state).get(session_id)
+    if v is None:
+        raise HTTPException(404, "no such session")
+    body = session_json(v)
+    if state.payments is not None:
+        body["payments"] = [
+            {"kind": p.kind, "amount_fen": p.amount_fen, "created_at": p.created_at.isoformat()}
+            for p in await state.payments.of_session(session_id)
+        ]
+    return body
+
+
+@router.get(
+    "/sessions",
+    summary="Find the open (and last 24 h) sessions of a plate or a berth",
+    description="Exactly one of `plate` or `berth_id`; the app's 'what do I owe' lookup.",
+)
+async def find_sessions(
+    state: StateDep,
+    plate: Annotated[str | None, Query(max_length=16)] = None,
+    berth_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    if (plate is None) == (berth_id is None):
+        raise HTTPException(422, "give exactly one of plate or berth_id")
+    if plate is not None:
+        try:
+            plate = normalise_plate(plate)
+        except PlateError as exc:
+            raise HTTPException(422, str(exc)) from None
+    if berth_id is not None and berth_id not in state.berths:
+        raise HTTPException(404, f"no berth {berth_id!r}")
+    views = await _store(state).find(
+        plate=plate, berth_id=berth_id, since=state.clock() - RECENT, limit=20
+    )
+    return {"sessions": [session_json(v) for v in views]}
+
+
+class PaymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_id: str = Field(min_length=1, max_length=64)
+    amount_fen: int = Field(gt=0, le=100_000_000)
+    method: str = Field("app", min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_fen: int = Field(gt=0, le=100_000_000)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+def _refused(exc: PaymentError) -> JSONResponse:
+    return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
+
+
+@router.post(
+    "/payments",
+    status_code=201,
+    summary="Record a payment of a session (idempotent by Idempotency-Key)",
+    responses={200: {"description": "replay of an earlier request with the same key"}},
+)
+async def post_payment(
+    body: PaymentRequest,
+    key: IdempotencyKey,
+    token: Payer,
+    state: StateDep,
+    response: Response,
+) -> Any:
+    try:
+        record, replayed = await _payments(state).pay(
+            session_id=body.session_id,
+            amount_fen=body.amount_fen,
+            method=body.method,
+            key=key,
+            actor=token.id,
+        )
+    except PaymentError as exc:
+        return _refused(exc)
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return payment_json(record)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    status_code=201,
+    summary="Refund (part of) a payment (operators; idempotent by Idempotency-Key)",
+)
+async def post_refund(
+    payment_id: str,
+    body: RefundRequest,
+    key: IdempotencyKey,
+    token: Operator,
+    state: StateDep,
+    response: Response,
+) -> Any:
+    try:
+        record, replayed = await _payments(state).refund(
+            payment_id=payment_id,
+            amount_fen=body.amount_fen,
+            reason=body.reason,
+            key=key,
+            actor=token.id,
+        )
+    except PaymentError as exc:
+        return _refused(exc)
+    if replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return payment_json(record)
+
+
+class PlateReadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    camera_id: str = Field(min_length=1, max_length=64)
+    site_id: str = Field(min_length=1, max_length=64)
+    direction: Literal["in", "out"]
+    plate: str = Field(min_length=2, max_length=16)
+    colour: Literal["blue", "yellow", "green", "yellow_green", "white", "black"] | None = None
+    confidence: float | None = Field(None, ge=0, le=1)
+    lane: str | None = Field(None, max_length=32)
+    image_ref: str | None = Field(None, max_length=500)
+    ts: AwareDatetime = Field(description="when the camera read the plate (ISO 8601 with offset)")
+
+
+@router.post(
+    "/plate-reads",
+    summary="A lane camera's plate read at a car park entry or exit (device token)",
+)
+async def post_plate_read(body: PlateReadRequest, token: Camera, state: StateDep) -> dict[str, Any]:
+    if body.site_id not in state.sites:
+        state.metrics.sessions.labels("plate", "unknown_site").inc()
+        raise HTTPException(422, f"unknown site {body.site_id!r}")
+    try:
+        plate = normalise_plate(body.plate)
+    except PlateError as exc:
+        state.metrics.sessions.labels("plate", "bad_plate").inc()
+        raise HTTPException(422, str(exc)) from None
+    if body.confidence is not None and body.confidence < state.min_plate_confidence:
+        state.metrics.sessions.labels("plate", "low_confidence").inc()
+        raise HTTPException(
+            422,
+            f"confidence {body.confidence} is below the configured minimum "
+            f"{state.min_plate_confidence}",
+        )
+    if body.ts > state.clock() + timedelta(minutes=5):
+        state.metrics.sessions.labels("plate", "future").inc()
+        raise HTTPException(422, "ts is in the future (check the camera's clock)")
+    read = PlateRead(
+        device_id=body.camera_id,
+        ts=body.ts,
+        site_id=body.site_id,
+        direction=body.direction,
+        plate=plate,
+        colour=body.colour,
+        confidence=body.confidence,
+        lane=body.lane,
+        image_ref=body.image_ref,
+    )
+    result = await _store(state).on_plate_read(read)
+    state.bus.publish(read)
+    return {"outcome": result.outcome, "session_id": result.session_id, "plate": plate}

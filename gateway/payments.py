@@ -1,0 +1,333 @@
+"""Payments and refunds of parking sessions, recorded here; the money moves at a provider.
+
+The provider is behind a small interface (``PaymentProvider``); the gateway ships one fake
+for tests and the demo. Every request carries an idempotency key: the same key with the same
+request records one payment and answers the same again; the same key with a different request
+is refused. The provider is called with the same key, so a retry after a crash between the
+provider's confirmation and our commit cannot charge twice at a provider that honours keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from gateway.metrics import Metrics
+from gateway.sessions_store import SessionStore
+from gateway.storage.schema import ParkingSessionRow, PaymentRow
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider: str
+    ref: str
+
+
+class ProviderDeclined(Exception):
+    """The provider refused (insufficient funds, cancelled by the payer...)."""
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not be reached; the request may be retried with the same key."""
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def charge(
+        self, *, session_id: str, amount_fen: int, idempotency_key: str, method: str
+    ) -> Receipt: ...
+
+    async def refund(
+        self, *, payment_ref: str, amount_fen: int, idempotency_key: str
+    ) -> Receipt: ...
+
+
+@dataclass
+class FakeProvider:
+    """An in-memory provider honouring idempotency keys. Set ``decline`` or ``down`` to make
+    the next calls fail the way a real provider does."""
+
+    name: str = "fake"
+    decline: str | None = None
+    down: bool = False
+    charges: dict[str, tuple[str, int]] = field(default_factory=dict)
+    refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    async def charge(
+        self, *, session_id: str, amount_fen: int, idempotency_key: str, method: str
+    ) -> Receipt:
+        if self.down:
+            raise ProviderUnavailable("fake provider is down")
+        if self.decline is not None:
+            raise ProviderDeclined(self.decline)
+        self.charges.setdefault(idempotency_key, (session_id, amount_fen))
+        return Receipt(
+            self.name, "fake-ch-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        )
+
+    async def refund(self, *, payment_ref: str, amount_fen: int, idempotency_key: str) -> Receipt:
+        if self.down:
+            raise ProviderUnavailable("fake provider is down")
+        if self.decline is not None:
+            raise ProviderDeclined(self.decline)
+        self.refunds.setdefault(idempotency_key, (payment_ref, amount_fen))
+        return Receipt(
+            self.name, "fake-rf-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        )
+
+
+class PaymentError(Exception):
+    """A refused payment request: ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    id: str
+    session_id: str
+    kind: str
+    amount_fen: int
+    method: str
+    provider: str
+    provider_ref: str
+    refund_of: str | None
+    reason: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: PaymentRow) -> PaymentRecord:
+        return cls(
+            row.id,
+            row.session_id,
+            row.kind,
+            row.amount_fen,
+            row.method,
+            row.provider,
+            row.provider_ref,
+            row.refund_of,
+            row.reason,
+            row.created_at,
+        )
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+
+
+class PaymentService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        store: SessionStore,
+        provider: PaymentProvider,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._provider = provider
+        self._metrics = metrics
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            if len(self._locks) > 10_000:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _replay(self, key: str, request_hash: str) -> PaymentRecord | None:
+        async with self._sessions() as db:
+            row = await db.scalar(select(PaymentRow).where(PaymentRow.idempotency_key == key))
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise PaymentError(422, "this Idempotency-Key was already used for a different request")
+        return PaymentRecord.of(row)
+
+    async def pay(
+        self, *, session_id: str, amount_fen: int, method: str, key: str, actor: str
+    ) -> tuple[PaymentRecord, bool]:
+        """Record a payment of ``amount_fen`` (at most what is due now). Returns the payment
+        and whether it is a replay of an earlier request with the same key."""
+        try:
+            return await self._pay(session_id, amount_fen, method, key, actor)
+        except PaymentError as exc:
+            self._metrics.payments.labels("payment", f"refused_{exc.status}").inc()
+            raise
+
+    async def _pay(
+        self, session_id: str, amount_fen: int, method: str, key: str, actor: str
+    ) -> tuple[PaymentRecord, bool]:
+        request_hash = _hash("pay", session_id, amount_fen, method)
+        async with self._lock(session_id):
+            found = await self._replay(key, request_hash)
+            if found is not None:
+                self._metrics.payments.labels("payment", "replayed").inc()
+                return found, True
+            now = self._clock()
+            async with self._sessions() as db:
+                row = await db.get(ParkingSessionRow, session_id)
+            if row is None:
+                raise PaymentError(404, f"no session {session_id!r}")
+            settlement, error = self._store.price(row, now)
+            if settlement is None:
+                raise PaymentError(409, f"the session cannot be priced: {error}")
+            if settlement.due_fen == 0:
+                raise PaymentError(409, "nothing is due on this session", due_fen=0)
+            if amount_fen > settlement.due_fen:
+                raise PaymentError(
+                    422,
+                    f"amount_fen {amount_fen} exceeds what is due ({settlement.due_fen})",
+                    due_fen=settlement.due_fen,
+                )
+            try:
+                receipt = await self._provider.charge(
+                    session_id=session_id, amount_fen=amount_fen, idempotency_key=key, method=method
+                )
+            except ProviderDeclined as exc:
+                raise PaymentError(402, f"declined by the payment provider: {exc}") from None
+            except ProviderUnavailable as exc:
+                raise PaymentError(
+                    503, f"payment provider unavailable, retry with the same key: {exc}"
+                ) from None
+            payment = PaymentRow(
+                id="pay_" + secrets.token_hex(12),
+                session_id=session_id,
+                kind="payment",
+                amount_fen=amount_fen,
+                idempotency_key=key,
+                refund_of=None,
+                request_hash=request_hash,
+                provider=receipt.provider,
+                provider_ref=receipt.ref,
+                method=method,
+                actor=actor,
+                reason="",
+                created_at=now,
+            )
+            try:
+                async with self._sessions.begin() as db:
+                    db.add(payment)
+                    fresh = await db.get(ParkingSessionRow, session_id, with_for_update=True)
+                    assert fresh is not None
+                    fresh.paid_fen += amount_fen
+                    fresh.paid_at = now
+                    fresh.updated_at = now
+            except IntegrityError:
+                found = await self._replay(key, request_hash)
+                if found is None:
+                    raise
+                return found, True
+        self._metrics.payments.labels("payment", "recorded").inc()
+        return PaymentRecord.of(payment), False
+
+    async def refund(
+        self, *, payment_id: str, amount_fen: int, reason: str, key: str, actor: str
+    ) -> tuple[PaymentRecord, bool]:
+        """An operator refunds (part of) a payment; never more than was paid and not yet
+        refunded."""
+        try:
+            return await self._refund(payment_id, amount_fen, reason, key, actor)
+        except PaymentError as exc:
+            self._metrics.payments.labels("refund", f"refused_{exc.status}").inc()
+            raise
+
+    async def _refund(
+        self, payment_id: str, amount_fen: int, reason: str, key: str, actor: str
+    ) -> tuple[PaymentRecord, bool]:
+        request_hash = _hash("refund", payment_id, amount_fen, reason)
+        async with self._sessions() as db:
+            original = await db.get(PaymentRow, payment_id)
+        if original is None or original.kind != "payment":
+            raise PaymentError(404, f"no payment {payment_id!r}")
+        async with self._lock(original.session_id):
+            found = await self._replay(key, request_hash)
+            if found is not None:
+                self._metrics.payments.labels("refund", "replayed").inc()
+                return found, True
+            async with self._sessions() as db:
+                refunded = (
+                    await db.scalar(
+                        select(func.coalesce(func.sum(PaymentRow.amount_fen), 0)).where(
+                            PaymentRow.refund_of == payment_id
+                        )
+                    )
+                ) or 0
+            left = original.amount_fen - int(refunded)
+            if amount_fen > left:
+                raise PaymentError(
+                    422,
+                    f"amount_fen {amount_fen} exceeds what is left to refund ({left})",
+                    refundable_fen=left,
+                )
+            try:
+                receipt = await self._provider.refund(
+                    payment_ref=original.provider_ref, amount_fen=amount_fen, idempotency_key=key
+                )
+            except ProviderDeclined as exc:
+                raise PaymentError(402, f"refund declined by the payment provider: {exc}") from None
+            except ProviderUnavailable as exc:
+                raise PaymentError(
+                    503, f"payment provider unavailable, retry with the same key: {exc}"
+                ) from None
+            now = self._clock()
+            row = PaymentRow(
+                id="ref_" + secrets.token_hex(12),
+                session_id=original.session_id,
+                kind="refund",
+                amount_fen=amount_fen,
+                idempotency_key=key,
+                refund_of=payment_id,
+                request_hash=request_hash,
+                provider=receipt.provider,
+                provider_ref=receipt.ref,
+                method=original.method,
+                actor=actor,
+                reason=reason,
+                created_at=now,
+            )
+            try:
+                async with self._sessions.begin() as db:
+                    db.add(row)
+                    session = await db.get(
+                        ParkingSessionRow, original.session_id, with_for_update=True
+                    )
+                    assert session is not None
+                    session.paid_fen -= amount_fen
+                    session.updated_at = now
+            except IntegrityError:
+                found = await self._replay(key, request_hash)
+                if found is None:
+                    raise
+                return found, True
+        self._metrics.payments.labels("refund", "recorded").inc()
+        return PaymentRecord.of(row), False
+
+    async def of_session(self, session_id: str) -> list[PaymentRecord]:
+        async with self._sessions() as db:
+            rows = (
+                await db.execute(
+                    select(PaymentRow)
+                    .where(PaymentRow.session_id == session_id)
+                    .order_by(PaymentRow.created_at, PaymentRow.id)
+                )
+            ).scalars()
+            return [PaymentRecord.of(r) for r in rows]
