@@ -29,6 +29,7 @@ from parking.enforcement import (
     Window,
     ZoneShape,
 )
+from parking.toml_fields import FieldReader
 
 SAMPLE_RULES = "sample_rules.toml"
 
@@ -65,29 +66,12 @@ class RulesFileError(ValueError):
     """A rules file that cannot be used; the message names the entry at fault."""
 
 
-def _fail(where: str, message: str) -> RulesFileError:
-    return RulesFileError(f"{where}: {message}")
-
-
-def _table(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(where, "must be a table")
-    return value
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(where, "must be an array")
-    return value
+_fields = FieldReader(RulesFileError)
+_fail, _table, _list, _clock = _fields.fail, _fields.table, _fields.array, _fields.clock
 
 
 def _str(table: Mapping[str, Any], key: str, where: str, *, max_len: int = 200) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"{key} must be a non-empty string")
-    if len(value) > max_len:
-        raise _fail(where, f"{key} must be at most {max_len} characters")
-    return value
+    return _fields.string(table, key, where, max_len=max_len)
 
 
 def _strings(table: Mapping[str, Any], key: str, where: str) -> list[str]:
@@ -103,18 +87,6 @@ def _unknown_keys(table: Mapping[str, Any], allowed: frozenset[str], where: str)
         raise _fail(
             where, f"unknown key(s) {', '.join(extra)}; expected {', '.join(sorted(allowed))}"
         )
-
-
-def _clock(table: Mapping[str, Any], key: str, where: str) -> int:
-    value = table.get(key)
-    if not isinstance(value, str):
-        raise _fail(where, f"{key} must be a string HH:MM")
-    parts = value.split(":")
-    ok = len(parts) == 2 and all(len(p) == 2 and p.isdigit() for p in parts)
-    minutes = int(parts[0]) * 60 + int(parts[1]) if ok else -1
-    if not ok or int(parts[1]) >= 60 or not 0 <= minutes <= MINUTES_PER_DAY:
-        raise _fail(where, f"{key} {value!r} is not a time HH:MM between 00:00 and 24:00")
-    return minutes
 
 
 def parse_duration(value: object, what: str, where: str) -> dt.timedelta:

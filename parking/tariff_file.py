@@ -30,33 +30,21 @@ from parking.tariffs import (
     TariffVersion,
     VehicleClass,
 )
+from parking.toml_fields import FieldReader
 
 
 class TariffFileError(ValueError):
     """A tariff file that cannot be posted; the message names the entry at fault."""
 
 
-def _fail(where: str, message: str) -> TariffFileError:
-    return TariffFileError(f"{where}: {message}")
-
-
-def _table(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(where, "must be a table")
-    return value
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(where, "must be an array")
-    return value
-
-
-def _str(table: Mapping[str, Any], key: str, where: str) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value:
-        raise _fail(where, f"{key} must be a non-empty string")
-    return value
+_fields = FieldReader(TariffFileError)
+_fail, _table, _list, _str, _clock = (
+    _fields.fail,
+    _fields.table,
+    _fields.array,
+    _fields.string,
+    _fields.clock,
+)
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int:
@@ -67,18 +55,6 @@ def _int(table: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int
     if value < minimum:
         raise _fail(where, f"{key} must be >= {minimum}, got {value}")
     return value
-
-
-def _clock(table: Mapping[str, Any], key: str, where: str) -> int:
-    value = table.get(key)
-    if not isinstance(value, str):
-        raise _fail(where, f"{key} must be a string HH:MM")
-    parts = value.split(":")
-    ok = len(parts) == 2 and all(len(p) == 2 and p.isdigit() for p in parts)
-    minutes = int(parts[0]) * 60 + int(parts[1]) if ok else -1
-    if not ok or int(parts[1]) >= 60 or not 0 <= minutes <= MINUTES_PER_DAY:
-        raise _fail(where, f"{key} {value!r} is not a time HH:MM between 00:00 and 24:00")
-    return minutes
 
 
 def _aware(value: object, where: str) -> dt.datetime:

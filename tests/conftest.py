@@ -221,3 +221,14 @@ async def running_gateway(
     finally:
         gw.request_stop()
         await asyncio.wait_for(task, 15)
+
+
+async def make_tokens(gw: Any) -> dict[str, str]:
+    """One API token per role for a running gateway, by role name."""
+    from gateway.tokens import Role, create_token
+
+    out = {}
+    async with gw.persister._sessions.begin() as s:
+        for role in Role:
+            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
+    return out

@@ -14,9 +14,8 @@ import pytest
 import pytest_asyncio
 
 from drivers.sensors import nwave
-from gateway.tokens import Role, create_token
 from gateway.town import load_town
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOWN = load_town(None)
@@ -34,11 +33,7 @@ async def gw(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def tokens(gw: Any) -> dict[str, str]:
-    out = {}
-    async with gw.persister._sessions.begin() as s:
-        for role in Role:
-            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
-    return out
+    return await make_tokens(gw)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

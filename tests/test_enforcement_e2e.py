@@ -18,9 +18,8 @@ import pytest_asyncio
 
 from drivers.sensors import nwave
 from gateway.cases.signing import sign
-from gateway.tokens import Role, create_token
 from tests.case_system import CaseSystem
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 from tests.test_e2e_sensors import chirpstack, publish, sensor_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -61,11 +60,7 @@ async def gw(mosquitto: Broker, module_db_url: str, case_system: CaseSystem) -> 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def tokens(gw: Any) -> dict[str, str]:
-    out = {}
-    async with gw.persister._sessions.begin() as s:
-        for role in Role:
-            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
-    return out
+    return await make_tokens(gw)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

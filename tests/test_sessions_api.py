@@ -14,8 +14,7 @@ import pytest_asyncio
 
 from events import BerthState, BerthStateChanged
 from gateway.payments import FakeProvider
-from gateway.tokens import Role, create_token
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,11 +44,7 @@ async def gw(mosquitto: Broker, module_db_url: str, clock: Clock) -> AsyncIterat
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def tokens(gw: Any) -> dict[str, str]:
-    out = {}
-    async with gw.persister._sessions.begin() as s:
-        for role in Role:
-            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
-    return out
+    return await make_tokens(gw)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
