@@ -16,15 +16,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events import BerthState, BerthStateChanged, PlateRead
 from gateway.bus import EventBus
+from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
-from gateway.storage.schema import ParkingSessionRow, PlateReadRow
+from gateway.storage.schema import Base, ParkingSessionRow, PlateReadRow
 from gateway.town import Berth, Site
 from parking.occupancy import OccupancyBook
 from parking.sessions import (
@@ -80,6 +81,76 @@ class SessionView:
         return () if self.settlement is None else self.settlement.quote.lines
 
 
+class Priceable(Protocol):
+    """What pricing reads of a stay: a session row, or the batch writer's lighter record."""
+
+    site_id: str
+    vehicle_class: str
+    entry_at: datetime
+    exit_at: datetime | None
+    paid_fen: int
+    paid_at: datetime | None
+
+
+@dataclass(slots=True)
+class _BerthStay:
+    """A berth session as the batch writer handles it (no ORM object: a burst of thousands
+    of changes is written with two executemany statements)."""
+
+    id: str
+    site_id: str
+    berth_id: str
+    entry_at: datetime
+    entry_source: str
+    vehicle_class: str = "small"
+    paid_fen: int = 0
+    paid_at: datetime | None = None
+    note: str = ""
+    exit_at: datetime | None = None
+    exit_source: str | None = None
+    fee_fen: int = 0
+    tariff_version: str | None = None
+    new: bool = False
+
+    def insert_values(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": "berth",
+            "site_id": self.site_id,
+            "berth_id": self.berth_id,
+            "plate": None,
+            "vehicle_class": self.vehicle_class,
+            "state": "open" if self.exit_at is None else "closed",
+            "entry_at": self.entry_at,
+            "exit_at": self.exit_at,
+            "entry_source": self.entry_source,
+            "exit_source": self.exit_source,
+            "tariff_version": self.tariff_version,
+            "fee_fen": self.fee_fen,
+            "paid_fen": self.paid_fen,
+            "paid_at": self.paid_at,
+            "note": self.note,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+_SESSIONS = Base.metadata.tables["parking_sessions"]
+_CLOSE_BERTH = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("id_"))
+    .values(
+        state="closed",
+        exit_at=bindparam("exit_at"),
+        exit_source=bindparam("exit_source"),
+        fee_fen=bindparam("fee_fen"),
+        tariff_version=bindparam("tariff_version"),
+        note=bindparam("note"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PlateOutcome:
     outcome: str
@@ -107,6 +178,8 @@ class SessionStore:
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._berth_lock = asyncio.Lock()  # berth sessions: the consumer and the reconciler
+        self._warn = OnceLogger(log, "parking sessions from berth changes")
 
     def _lock(self, *key: str) -> asyncio.Lock:
         k = (key[0], key[1])
@@ -117,7 +190,7 @@ class SessionStore:
 
     # ----- pricing -------------------------------------------------------------------------
 
-    def price(self, row: ParkingSessionRow, at: datetime) -> tuple[Settlement | None, str | None]:
+    def price(self, row: Priceable, at: datetime) -> tuple[Settlement | None, str | None]:
         """The stay's settlement up to its exit (or ``at`` while open); an error message
         instead when the posted tariff cannot price it (e.g. an entry before the first one)."""
         site = self._sites.get(row.site_id)
@@ -140,18 +213,24 @@ class SessionStore:
             return None, str(exc)
         return s, None
 
+    def _settle_exit(self, stay: Priceable) -> tuple[int, str | None, str]:
+        """(fee, tariff version, note suffix) of a stay whose exit is set."""
+        assert stay.exit_at is not None
+        s, err = self.price(stay, stay.exit_at)
+        if s is None:
+            return 0, None, f"not priced: {err}"
+        return s.quote.total_fen, s.quote.tariff_version, ""
+
     def _close(self, row: ParkingSessionRow, exit_at: datetime, source: str, now: datetime) -> None:
         row.state = "closed"
         row.exit_at = exit_at
         row.exit_source = source
         row.updated_at = now
-        s, err = self.price(row, exit_at)
-        if s is None:
-            row.fee_fen = 0
-            row.note = (row.note + f" not priced: {err}").strip()[:200]
-        else:
-            row.fee_fen = s.quote.total_fen
-            row.tariff_version = s.quote.tariff_version
+        row.fee_fen, version, why = self._settle_exit(row)
+        if version is not None:
+            row.tariff_version = version
+        if why:
+            row.note = (row.note + " " + why).strip()[:200]
 
     def _new(
         self,
@@ -186,106 +265,162 @@ class SessionStore:
 
     async def on_berth_change(self, event: BerthStateChanged) -> str:
         """Open or close the berth's session; returns the outcome (also counted)."""
-        occupied = {BerthState.OCCUPIED: True, BerthState.FREE: False}.get(event.state)
-        outcome = await self._berth(
-            event.berth_id, event.site_id, occupied, event.since, event.device_id
-        )
-        self._metrics.sessions.labels("berth", outcome).inc()
+        (outcome,) = await self.on_berth_changes([event])
         return outcome
 
-    async def _berth(
-        self, berth_id: str, site_id: str, occupied: bool | None, since: datetime, source: str
+    async def on_berth_changes(
+        self, events: Sequence[BerthStateChanged], source: str = "berth"
+    ) -> list[str]:
+        """Apply berth changes in order, in one transaction of two executemany statements (a
+        busy street's burst costs one commit, not one per event). Returns each event's
+        outcome (also counted)."""
+        now = self._clock()
+        S = ParkingSessionRow
+        ids = {e.berth_id for e in events if e.berth_id in self._berths}
+        outcomes: list[str] = []
+        async with self._berth_lock, self._sessions.begin() as db:
+            open_: dict[str, _BerthStay] = {}
+            last_exit: dict[str, datetime] = {}
+            if ids:
+                found = await db.execute(
+                    select(
+                        S.id, S.site_id, S.berth_id, S.entry_at, S.entry_source,
+                        S.vehicle_class, S.paid_fen, S.paid_at, S.note,
+                    ).where(S.berth_id.in_(ids), S.state == "open")
+                )  # fmt: skip
+                for r in found:
+                    open_[r.berth_id] = _BerthStay(
+                        r.id, r.site_id, r.berth_id, r.entry_at, r.entry_source,
+                        r.vehicle_class, r.paid_fen, r.paid_at, r.note,
+                    )  # fmt: skip
+                for berth_id, exit_at in await db.execute(
+                    select(S.berth_id, func.max(S.exit_at))
+                    .where(S.berth_id.in_(ids), S.state == "closed")
+                    .group_by(S.berth_id)
+                ):
+                    last_exit[berth_id] = exit_at
+            inserts: dict[str, _BerthStay] = {}
+            closes: list[dict[str, Any]] = []
+            for event in events:
+                outcomes.append(self._apply_berth(event, open_, last_exit, inserts, closes))
+            # Closes first: a berth closed and reopened in one batch must leave the open index
+            # before its new session enters it.
+            if closes:
+                for c in closes:
+                    c["updated_at"] = now
+                await db.execute(_CLOSE_BERTH, closes)
+            if inserts:
+                await db.execute(insert(S), [x.insert_values(now) for x in inserts.values()])
+        for outcome in outcomes:
+            self._metrics.sessions.labels(source, outcome).inc()
+        return outcomes
+
+    def _apply_berth(
+        self,
+        event: BerthStateChanged,
+        open_: dict[str, _BerthStay],
+        last_exit: dict[str, datetime],
+        inserts: dict[str, _BerthStay],
+        closes: list[dict[str, Any]],
     ) -> str:
+        berth_id = event.berth_id
         if berth_id not in self._berths:
             return "unknown_berth"
-        now = self._clock()
-        async with self._lock("berth", berth_id), self._sessions.begin() as db:
-            open_row = await db.scalar(
-                select(ParkingSessionRow).where(
-                    ParkingSessionRow.berth_id == berth_id, ParkingSessionRow.state == "open"
-                )
+        occupied = {BerthState.OCCUPIED: True, BerthState.FREE: False}.get(event.state)
+        stay = open_.get(berth_id)
+        snap = StaySnapshot(
+            open_entry=stay.entry_at if stay else None, last_exit=last_exit.get(berth_id)
+        )
+        action = decide_berth(snap, occupied, event.since)
+        if isinstance(action, Open):
+            new = _BerthStay(
+                new_session_id(), event.site_id, berth_id, action.entry, event.device_id, new=True
             )
-            last_exit = await db.scalar(
-                select(func.max(ParkingSessionRow.exit_at)).where(
-                    ParkingSessionRow.berth_id == berth_id, ParkingSessionRow.state == "closed"
+            open_[berth_id] = inserts[new.id] = new
+            return "opened"
+        if isinstance(action, Close):
+            assert stay is not None
+            del open_[berth_id]
+            last_exit[berth_id] = action.exit
+            stay.exit_at, stay.exit_source = action.exit, event.device_id
+            stay.fee_fen, stay.tariff_version, why = self._settle_exit(stay)
+            if why:
+                stay.note = (stay.note + " " + why).strip()[:200]
+            if not stay.new:  # a stay opened in this batch is inserted closed
+                closes.append(
+                    {
+                        "id_": stay.id,
+                        "exit_at": stay.exit_at,
+                        "exit_source": stay.exit_source,
+                        "fee_fen": stay.fee_fen,
+                        "tariff_version": stay.tariff_version,
+                        "note": stay.note,
+                    }
                 )
-            )
-            snap = StaySnapshot(
-                open_entry=open_row.entry_at if open_row else None, last_exit=last_exit
-            )
-            action = decide_berth(snap, occupied, since)
-            if isinstance(action, Open):
-                db.add(
-                    self._new(
-                        kind="berth",
-                        site_id=site_id,
-                        berth_id=berth_id,
-                        plate=None,
-                        vclass="small",
-                        entry=action.entry,
-                        source=source,
-                        now=now,
-                    )
-                )
-                return "opened"
-            if isinstance(action, Close):
-                assert open_row is not None
-                self._close(open_row, action.exit, source, now)
-                return "closed"
-            assert isinstance(action, Ignore)
-            return action.reason
+            return "closed"
+        assert isinstance(action, Ignore)
+        return action.reason
 
     async def reconcile(self, book: OccupancyBook) -> int:
         """Bring berth sessions in line with the live occupancy (at start, and periodically,
         so an event lost on the way — a crash, a full queue — cannot leave a stay open or
         unopened). Returns how many sessions it opened or closed."""
         async with self._sessions() as db:
-            open_berths = {
-                r.berth_id: r.entry_at
-                for r in (
+            open_berths = set(
+                (
                     await db.execute(
-                        select(ParkingSessionRow).where(
+                        select(ParkingSessionRow.berth_id).where(
                             ParkingSessionRow.state == "open",
                             ParkingSessionRow.berth_id.is_not(None),
                         )
                     )
                 ).scalars()
-            }
-        changed = 0
+            )
+        fixes: list[BerthStateChanged] = []
         for site_id in {b.site for b in self._berths.values()}:
             try:
                 views = book.berths(site_id)
             except KeyError:
                 continue
-            for view in views:
-                has_open = view.berth_id in open_berths
-                if view.state is BerthState.OCCUPIED and not has_open:
-                    outcome = await self._berth(
-                        view.berth_id, site_id, True, view.since, "reconcile"
+            for v in views:
+                has_open = v.berth_id in open_berths
+                if (
+                    v.state is BerthState.OCCUPIED
+                ) != has_open and v.state is not BerthState.UNKNOWN:
+                    fixes.append(
+                        BerthStateChanged(
+                            device_id="reconcile",
+                            ts=v.since,
+                            site_id=site_id,
+                            berth_id=v.berth_id,
+                            state=v.state,
+                            previous=v.state,
+                            since=v.since,
+                        )
                     )
-                elif view.state is BerthState.FREE and has_open:
-                    outcome = await self._berth(
-                        view.berth_id, site_id, False, view.since, "reconcile"
-                    )
-                else:
-                    continue
-                if outcome in ("opened", "closed"):
-                    changed += 1
-                    self._metrics.sessions.labels("reconcile", outcome).inc()
-        return changed
+        if not fixes:
+            return 0
+        outcomes = await self.on_berth_changes(fixes, source="reconcile")
+        return sum(o in ("opened", "closed") for o in outcomes)
 
-    async def consume(self, bus: EventBus) -> None:
-        """Follow berth changes from the bus (a task of the gateway)."""
+    async def consume(self, bus: EventBus, batch: int = 500) -> None:
+        """Follow berth changes from the bus (a task of the gateway), in batches of what has
+        queued up while the last batch was written."""
         async with bus.subscription(
             "sessions", accepts=lambda e: isinstance(e, BerthStateChanged)
         ) as sub:
-            async for event in sub:
-                assert isinstance(event, BerthStateChanged)
+            while True:
+                events = [await sub.get()]
+                while len(events) < batch and not sub.queue.empty():
+                    events.append(sub.queue.get_nowait())
+                changes = [e for e in events if isinstance(e, BerthStateChanged)]
                 try:
-                    await self.on_berth_change(event)
-                except Exception:
-                    self._metrics.sessions.labels("berth", "error").inc()
-                    log.exception("session update failed for berth %s", event.berth_id)
+                    await self.on_berth_changes(changes)
+                except Exception as exc:
+                    self._metrics.sessions.labels("berth", "error").inc(len(changes))
+                    self._warn.failed(f"{type(exc).__name__}: {exc}")
+                else:
+                    self._warn.recovered()
 
     # ----- plate reads ---------------------------------------------------------------------
 
