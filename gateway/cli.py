@@ -313,6 +313,7 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
             site_id=args.site,
             vehicle_class=args.vehicle,
             plate=args.plate,
+            plate_colour=args.plate_colour,
             entry=args.entry,
             exit=args.exit,
         )
@@ -482,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--site", required=True)
     tq.add_argument("--vehicle", choices=["small", "large", "new_energy"], default=None)
     tq.add_argument("--plate", default=None, help="instead of --vehicle (粤BD12345: new energy)")
+    tq.add_argument(
+        "--plate-colour",
+        choices=["blue", "yellow", "green", "yellow_green", "white", "black"],
+        default=None,
+        help="with --plate: yellow is large, green new energy",
+    )
     tq.add_argument("--entry", required=True, help="ISO 8601 with offset")
     tq.add_argument("--exit", required=True, help="ISO 8601 with offset")
     tq.set_defaults(func=cmd_tariff_quote)

@@ -9,21 +9,21 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gateway.town import Site
+from parking.sessions import vehicle_class
 from parking.tariff_file import load_sample_tariffs, load_tariffs
 from parking.tariffs import Quote, TariffBook, TariffVersion, quote, summary
 
 VehicleClassName = Literal["small", "large", "new_energy"]
+PlateColour = Literal["blue", "yellow", "green", "yellow_green", "white", "black"]
 
 
 def load_book(path: Path | None) -> TariffBook:
     return load_sample_tariffs() if path is None else load_tariffs(path)
 
 
-def vehicle_from_plate(plate: str) -> VehicleClassName:
-    """New-energy plates (绿牌) have 8 characters (province, letter, 6 digits/letters), others 7.
-    A large vehicle's yellow plate cannot be told from its text: without a colour, it is
-    priced as small; lane cameras that report the colour pass the class explicitly."""
-    return "new_energy" if len(plate.strip()) == 8 else "small"
+def vehicle_from_plate(plate: str, colour: str | None = None) -> VehicleClassName:
+    """The vehicle class of a plate (by its colour when known; see parking.sessions)."""
+    return vehicle_class(plate.strip(), colour)
 
 
 class QuoteRequest(BaseModel):
@@ -31,6 +31,9 @@ class QuoteRequest(BaseModel):
     site_id: str = Field(min_length=1, max_length=64)
     vehicle_class: VehicleClassName | None = None
     plate: str | None = Field(None, min_length=7, max_length=8)
+    plate_colour: PlateColour | None = Field(
+        None, description="with plate: its colour (yellow = large, green = new energy)"
+    )
     entry: AwareDatetime = Field(description="ISO 8601 with offset")
     exit: AwareDatetime = Field(description="ISO 8601 with offset")
 
@@ -38,6 +41,8 @@ class QuoteRequest(BaseModel):
     def _check(self) -> QuoteRequest:
         if (self.vehicle_class is None) == (self.plate is None):
             raise ValueError("give exactly one of vehicle_class or plate")
+        if self.plate_colour is not None and self.plate is None:
+            raise ValueError("plate_colour goes with plate")
         if self.exit < self.entry:
             raise ValueError("exit is before entry")
         return self
@@ -47,7 +52,7 @@ class QuoteRequest(BaseModel):
         if self.vehicle_class is not None:
             return self.vehicle_class
         assert self.plate is not None
-        return vehicle_from_plate(self.plate)
+        return vehicle_from_plate(self.plate, self.plate_colour)
 
 
 def quote_json(q: Quote, vehicle: str) -> dict[str, Any]:

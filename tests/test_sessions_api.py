@@ -334,3 +334,21 @@ async def test_lookups_refuse_bad_queries(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/sessions/ps_nope")).status_code == 404
     r = await http.post("/api/v1/plate-reads", json={"camera_id": "x"})
     assert r.status_code == 401
+
+
+async def test_quote_by_plate_colour(http: httpx.AsyncClient) -> None:
+    stay = {
+        "site_id": "cp-keyunzhan",
+        "entry": T0.isoformat(),
+        "exit": (T0 + 3 * 60 * MIN).isoformat(),
+    }
+    by_class = await http.post("/api/v1/quotes", json={**stay, "vehicle_class": "large"})
+    yellow = await http.post(
+        "/api/v1/quotes", json={**stay, "plate": "甘G12345", "plate_colour": "yellow"}
+    )
+    assert yellow.status_code == 200 and yellow.json()["vehicle_class"] == "large"
+    assert yellow.json()["total_fen"] == by_class.json()["total_fen"]
+    r = await http.post(
+        "/api/v1/quotes", json={**stay, "vehicle_class": "small", "plate_colour": "blue"}
+    )
+    assert r.status_code == 422 and "plate_colour goes with plate" in r.text
