@@ -198,6 +198,15 @@ class SessionsConfig(_Section):
     )
 
 
+class PaymentsConfig(_Section):
+    provider: Literal["external", "fake"] = Field(
+        "external",
+        description="external: the app's payment backend collects the money and records it "
+        "here with its transaction reference (provider_ref); fake: an in-memory provider for "
+        "demos and tests (records payments no one paid)",
+    )
+
+
 class EnforcementConfig(_Section):
     file: Path | None = Field(
         None, description="enforcement rules (TOML); default: the shipped sample rules"
@@ -256,6 +265,7 @@ class Settings(_Section):
     log: LogConfig = LogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     sessions: SessionsConfig = SessionsConfig()
+    payments: PaymentsConfig = PaymentsConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
     cases: CasesConfig = CasesConfig()
     demo: DemoConfig = DemoConfig()

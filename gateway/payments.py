@@ -44,7 +44,13 @@ class PaymentProvider(Protocol):
     name: str
 
     async def charge(
-        self, *, session_id: str, amount_fen: int, idempotency_key: str, method: str
+        self,
+        *,
+        session_id: str,
+        amount_fen: int,
+        idempotency_key: str,
+        method: str,
+        provider_ref: str | None,
     ) -> Receipt: ...
 
     async def refund(
@@ -64,7 +70,13 @@ class FakeProvider:
     refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     async def charge(
-        self, *, session_id: str, amount_fen: int, idempotency_key: str, method: str
+        self,
+        *,
+        session_id: str,
+        amount_fen: int,
+        idempotency_key: str,
+        method: str,
+        provider_ref: str | None = None,
     ) -> Receipt:
         if self.down:
             raise ProviderUnavailable("fake provider is down")
@@ -84,6 +96,35 @@ class FakeProvider:
         return Receipt(
             self.name, "fake-rf-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
         )
+
+
+class ProviderRefused(Exception):
+    """The request lacks what the provider needs (a 422 for the caller, nothing recorded)."""
+
+
+@dataclass
+class ExternalProvider:
+    """Money is collected outside the gateway (the app's payment backend with WeChat Pay,
+    Alipay, UnionPay...), which records each confirmed payment here with its transaction
+    reference. Refunds are recorded here and carried out by that backend."""
+
+    name: str = "external"
+
+    async def charge(
+        self,
+        *,
+        session_id: str,
+        amount_fen: int,
+        idempotency_key: str,
+        method: str,
+        provider_ref: str | None = None,
+    ) -> Receipt:
+        if not provider_ref:
+            raise ProviderRefused("provider_ref (the payment backend's transaction id) is required")
+        return Receipt(self.name, provider_ref)
+
+    async def refund(self, *, payment_ref: str, amount_fen: int, idempotency_key: str) -> Receipt:
+        return Receipt(self.name, f"refund-of:{payment_ref}:{idempotency_key}"[:128])
 
 
 class PaymentError(Exception):
@@ -163,20 +204,33 @@ class PaymentService:
         return PaymentRecord.of(row)
 
     async def pay(
-        self, *, session_id: str, amount_fen: int, method: str, key: str, actor: str
+        self,
+        *,
+        session_id: str,
+        amount_fen: int,
+        method: str,
+        key: str,
+        actor: str,
+        provider_ref: str | None = None,
     ) -> tuple[PaymentRecord, bool]:
         """Record a payment of ``amount_fen`` (at most what is due now). Returns the payment
         and whether it is a replay of an earlier request with the same key."""
         try:
-            return await self._pay(session_id, amount_fen, method, key, actor)
+            return await self._pay(session_id, amount_fen, method, key, actor, provider_ref)
         except PaymentError as exc:
             self._metrics.payments.labels("payment", f"refused_{exc.status}").inc()
             raise
 
     async def _pay(
-        self, session_id: str, amount_fen: int, method: str, key: str, actor: str
+        self,
+        session_id: str,
+        amount_fen: int,
+        method: str,
+        key: str,
+        actor: str,
+        provider_ref: str | None,
     ) -> tuple[PaymentRecord, bool]:
-        request_hash = _hash("pay", session_id, amount_fen, method)
+        request_hash = _hash("pay", session_id, amount_fen, method, provider_ref or "")
         async with self._lock(session_id):
             found = await self._replay(key, request_hash)
             if found is not None:
@@ -200,8 +254,14 @@ class PaymentService:
                 )
             try:
                 receipt = await self._provider.charge(
-                    session_id=session_id, amount_fen=amount_fen, idempotency_key=key, method=method
+                    session_id=session_id,
+                    amount_fen=amount_fen,
+                    idempotency_key=key,
+                    method=method,
+                    provider_ref=provider_ref,
                 )
+            except ProviderRefused as exc:
+                raise PaymentError(422, str(exc)) from None
             except ProviderDeclined as exc:
                 raise PaymentError(402, f"declined by the payment provider: {exc}") from None
             except ProviderUnavailable as exc:

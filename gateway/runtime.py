@@ -36,7 +36,7 @@ from gateway.enforcement import Enforcement, load_rule_book, load_zones
 from gateway.errors import StartupError
 from gateway.ingest import SensorIngest, Source
 from gateway.metrics import Metrics
-from gateway.payments import FakeProvider, PaymentProvider, PaymentService
+from gateway.payments import ExternalProvider, FakeProvider, PaymentProvider, PaymentService
 from gateway.persist import Persister, restore
 from gateway.quotes import load_book
 from gateway.registry import binding_for, entry_from_row
@@ -195,8 +195,11 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        # The payment provider is outside the gateway; without one, the in-memory fake.
-        self.provider: PaymentProvider = provider or FakeProvider()
+        # The payment provider is outside the gateway: by default the app's payment backend
+        # records what it collected ([payments] provider); a deployment may pass its own.
+        self.provider: PaymentProvider = provider or (
+            FakeProvider() if settings.payments.provider == "fake" else ExternalProvider()
+        )
         self.session_store: SessionStore | None = None
         self.payments: PaymentService | None = None
         self.enforcement: Enforcement | None = None

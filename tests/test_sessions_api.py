@@ -37,7 +37,7 @@ async def clock() -> Clock:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def gw(mosquitto: Broker, module_db_url: str, clock: Clock) -> AsyncIterator[Any]:
-    settings = gateway_settings(module_db_url, mosquitto)
+    settings = gateway_settings(module_db_url, mosquitto, payments={"provider": "fake"})
     async with running_gateway(settings, clock) as gateway:
         yield gateway
 

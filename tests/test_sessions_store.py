@@ -121,3 +121,29 @@ async def test_plate_reads_on_both_databases(store: SessionStore) -> None:
         ("closed", T0 + 2 * 60 * M),
         ("closed", T0),
     ]
+
+
+async def test_external_provider_records_what_the_backend_collected(store: SessionStore) -> None:
+    from gateway.payments import ExternalProvider, PaymentError, PaymentService
+
+    read = PlateRead(
+        device_id="cam-in", ts=T0, site_id="cp-keyunzhan", direction="in", plate="甘G66666"
+    )
+    sid = (await store.on_plate_read(read)).session_id
+    assert sid is not None
+    due = (await store.get(sid)).settlement.due_fen  # type: ignore[union-attr]
+    pay = PaymentService(store._sessions, store, ExternalProvider(), Metrics(), store._clock)
+    with pytest.raises(PaymentError) as refused:
+        await pay.pay(session_id=sid, amount_fen=due, method="wechat", key="ext-key-1", actor="t")
+    assert refused.value.status == 422 and "provider_ref" in refused.value.message
+    record, replayed = await pay.pay(
+        session_id=sid, amount_fen=due, method="wechat", key="ext-key-2", actor="t",
+        provider_ref="4200001234202611240012345678",
+    )  # fmt: skip
+    assert not replayed and record.provider == "external"
+    assert record.provider_ref == "4200001234202611240012345678"
+    refund, _ = await pay.refund(
+        payment_id=record.id, amount_fen=due, reason="complaint upheld", key="ext-ref-1", actor="op"
+    )
+    assert refund.refund_of == record.id
+    assert (await store.get(sid)).paid_fen == 0  # type: ignore[union-attr]

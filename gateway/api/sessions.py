@@ -145,6 +145,12 @@ class PaymentRequest(BaseModel):
     session_id: str = Field(min_length=1, max_length=64)
     amount_fen: int = Field(gt=0, le=100_000_000)
     method: str = Field("app", min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+    provider_ref: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="the payment backend's transaction id (required with the external provider)",
+    )
 
 
 class RefundRequest(BaseModel):
@@ -177,6 +183,7 @@ async def post_payment(
             method=body.method,
             key=key,
             actor=token.id,
+            provider_ref=body.provider_ref,
         )
     except PaymentError as exc:
         return _refused(exc)
