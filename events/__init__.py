@@ -18,11 +18,20 @@ __all__ = [
     "BerthStateChanged",
     "CarParkCount",
     "CaseRaised",
+    "ChargerBooted",
+    "ChargerConnected",
+    "ChargerDisconnected",
+    "ChargerHeartbeat",
+    "ChargerNotice",
+    "ChargingEnded",
+    "ChargingStarted",
     "CommsLost",
     "CommsRestored",
+    "ConnectorStatusChanged",
     "Event",
     "InputRejected",
     "MagnetometerSample",
+    "MeterSample",
     "PlateRead",
     "SensorHeartbeat",
     "SensorStartup",
@@ -206,6 +215,105 @@ class CaseRaised(Event):
     plate: str | None = None
     evidence: tuple[str, ...] = ()
     details: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+# -- EV chargers (OCPP) -------------------------------------------------------------------------
+# ``device_id`` is the charge point id; ``ts`` is the charger's own timestamp where the message
+# carries one (queued messages arrive late and back-dated), else the time it was received.
+# ``connector_id`` is the charger-wide connector number: OCPP 1.6 connectorId (0 = the charger
+# itself), OCPP 2.0.1 evseId.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerConnected(Event):
+    """A charger opened its websocket (``protocol``: ocpp1.6, ocpp2.0.1, ...)."""
+
+    protocol: str
+    remote: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerDisconnected(Event):
+    """A charger's websocket closed (``reason``: close code/text, or ``replaced`` by a new one)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerBooted(Event):
+    """BootNotification: who the charger is and why it (re)started (2.0.1 BootReason)."""
+
+    vendor: str
+    model: str
+    serial: str | None = None
+    firmware: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerHeartbeat(Event):
+    """A Heartbeat (any message is a sign of life; this one carries nothing else)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorStatusChanged(Event):
+    """StatusNotification: a connector's OCPP status with the charger's error codes.
+
+    ``error_code`` is ``None`` for 1.6 ``NoError``; a code with a non-Faulted status is a
+    warning. ``vendor_error_code`` and ``info`` are the vendor's own words.
+    """
+
+    connector_id: int
+    status: str
+    error_code: str | None = None
+    vendor_error_code: str | None = None
+    info: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterSample(Event):
+    """One sampled meter reading of a connector (register energy in Wh, power in W...)."""
+
+    connector_id: int
+    transaction_id: str | None = None
+    energy_wh: float | None = None
+    power_w: float | None = None
+    current_a: float | None = None
+    voltage_v: float | None = None
+    soc_pct: float | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargingStarted(Event):
+    """A charging transaction started (1.6 StartTransaction, 2.0.1 TransactionEvent Started)."""
+
+    connector_id: int
+    transaction_id: str
+    id_tag: str | None = None
+    meter_start_wh: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargingEnded(Event):
+    """A charging transaction ended (1.6 StopTransaction, 2.0.1 TransactionEvent Ended)."""
+
+    connector_id: int
+    transaction_id: str
+    meter_stop_wh: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargerNotice(Event):
+    """Anything else a charger reports that an inspector may need: ``kind`` is security,
+    firmware, diagnostics, log, notify or data_transfer; ``status`` the reported state or
+    event type; ``severity`` where the protocol gives one (2.0.1 NotifyEvent: 0 worst)."""
+
+    kind: str
+    status: str
+    detail: str = ""
+    severity: int | None = None
 
 
 def now_utc() -> datetime:
