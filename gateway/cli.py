@@ -30,13 +30,20 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(path)
 
 
-async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_db(
+    settings: Settings, work: Callable[[Any], Awaitable[int]], town: bool = False
+) -> int:
+    """Run *work* with a migrated database (and, with *town*, the town imported if empty)."""
+    from gateway.runtime import ensure_town
     from gateway.storage.db import create_engine, migrate, sessionmaker_for
 
     engine = create_engine(settings.database.url)
     try:
         await migrate(engine)
-        return await work(sessionmaker_for(engine))
+        sessions = sessionmaker_for(engine)
+        if town:
+            await ensure_town(sessions, settings.town.file, now_utc())
+        return await work(sessions)
     finally:
         await engine.dispose()
 
@@ -388,6 +395,74 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+def cmd_chargers_add(args: argparse.Namespace) -> int:
+    """Register a charger and print its OCPP password once."""
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.chargers import ChargerError, NewCharger, add_charger
+        from gateway.storage.schema import SiteRow
+
+        async with sessions.begin() as session:
+            site = await session.get(SiteRow, args.site) if args.site else None
+            if args.site and site is None:
+                print(f"unknown site {args.site!r}", file=sys.stderr)
+                return 2
+            place = args.place or (site.name if site else None)
+            lat = args.lat if args.lat is not None else (site.lat if site else None)
+            lon = args.lon if args.lon is not None else (site.lon if site else None)
+            if place is None or lat is None or lon is None:
+                print("without --site, give --place, --lat and --lon", file=sys.stderr)
+                return 2
+            new = NewCharger(
+                id=args.id,
+                site_id=args.site,
+                place=place,
+                lat=lat,
+                lon=lon,
+                vendor=args.vendor,
+                model=args.model,
+                current=args.current,
+                power_kw=args.power_kw,
+                connectors=args.connectors,
+            )
+            try:
+                password = await add_charger(session, new, now_utc())
+            except ChargerError as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+        _print_password(args, password)
+        return 0
+
+    return asyncio.run(_with_db(settings, work, town=True))
+
+
+def cmd_chargers_set_password(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.chargers import ChargerError, set_password
+
+        try:
+            async with sessions.begin() as session:
+                password = await set_password(session, args.id, now_utc())
+        except ChargerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        _print_password(args, password)
+        return 0
+
+    return asyncio.run(_with_db(settings, work, town=True))
+
+
+def _print_password(args: argparse.Namespace, password: str) -> None:
+    """The password goes to stdout once, alone (or as JSON): it is never stored in clear."""
+    if args.json:
+        print(json.dumps({"id": args.id, "password": password}))
+    else:
+        print(password)
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -503,6 +578,27 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--limit", type=int, default=50)
     cl.add_argument("--json", action="store_true", help="JSON instead of a table")
     cl.set_defaults(func=cmd_cases_list)
+
+    ch = sub.add_parser("chargers", help="EV chargers (OCPP)").add_subparsers(
+        dest="chargers_command", required=True
+    )
+    cadd = with_config(ch.add_parser("add", help="register a charger; prints its password once"))
+    cadd.add_argument("id", help="OCPP charge point id (1-48 characters)")
+    cadd.add_argument("--site", default=None, help="the car park it stands in")
+    cadd.add_argument("--place", default=None, help="where drivers find it (default: the site)")
+    cadd.add_argument("--lat", type=float, default=None)
+    cadd.add_argument("--lon", type=float, default=None)
+    cadd.add_argument("--vendor", default="unknown")
+    cadd.add_argument("--model", default="unknown")
+    cadd.add_argument("--current", choices=["AC", "DC"], default="AC")
+    cadd.add_argument("--power-kw", type=float, default=7.0)
+    cadd.add_argument("--connectors", type=int, default=1)
+    cadd.add_argument("--json", action="store_true", help='print {"id", "password"}')
+    cadd.set_defaults(func=cmd_chargers_add)
+    cpw = with_config(ch.add_parser("set-password", help="rotate a charger's OCPP password"))
+    cpw.add_argument("id")
+    cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
+    cpw.set_defaults(func=cmd_chargers_set_password)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)

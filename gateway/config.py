@@ -248,6 +248,40 @@ class CasesConfig(_Section):
         return v
 
 
+class OcppConfig(_Section):
+    enabled: bool = Field(True, description="run the OCPP central system for the chargers")
+    host: str = Field("127.0.0.1", description="address the OCPP websocket server binds to")
+    port: Port = Field(9000, description="OCPP port: ws(s)://host:port/ocpp/{charge_point_id}")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate: wss:// (security profile 2) with tls_key"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    heartbeat_s: int = Field(
+        300, ge=10, le=86400, description="heartbeat interval given to chargers at boot"
+    )
+    silence_factor: float = Field(
+        2.0, ge=1.0, le=100, description="heartbeat periods of silence before a probe"
+    )
+    command_timeout_s: float = Field(
+        30.0, gt=0, le=300, description="how long a command waits for the charger's answer"
+    )
+    faulted_report_after_s: int = Field(
+        3600, ge=60, description="a charger faulted this long raises a maintenance report"
+    )
+    offline_report_after_s: int = Field(
+        3600, ge=60, description="a charger offline this long raises a maintenance report"
+    )
+    tariff_file: Path | None = Field(
+        None, description="posted charging tariff (TOML); default: the shipped sample"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> OcppConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -268,6 +302,7 @@ class Settings(_Section):
     payments: PaymentsConfig = PaymentsConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
     cases: CasesConfig = CasesConfig()
+    ocpp: OcppConfig = OcppConfig()
     demo: DemoConfig = DemoConfig()
 
 

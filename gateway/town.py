@@ -1,4 +1,4 @@
-"""The town file: sites (car parks, on-street segments), zones, berths and their sensors.
+"""The town file: sites (car parks, on-street segments), zones, berths, sensors, EV chargers.
 
 A town file is TOML. It is validated here, at the edge, before anything touches the database;
 every error names the offending entry.
@@ -11,7 +11,7 @@ from collections import Counter
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -92,12 +92,33 @@ class Sensor(_Model):
     heartbeat_s: int | None = Field(default=None, gt=0, le=7 * 86400)
 
 
+ChargePointId = Annotated[
+    str, Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+
+
+class Charger(_Model):
+    """A public EV charger: its OCPP charge point id, where it stands, what it can do."""
+
+    id: ChargePointId
+    site: Ident | None = Field(default=None, description="the car park it stands in, if any")
+    place: str = Field(min_length=1, max_length=200, description="where drivers find it")
+    lat: Lat
+    lon: Lon
+    vendor: str = Field(min_length=1, max_length=64)
+    model: str = Field(min_length=1, max_length=64)
+    current: Literal["AC", "DC"]
+    power_kw: float = Field(gt=0, le=1000)
+    connectors: int = Field(ge=1, le=8)
+
+
 class Town(_Model):
     town: TownInfo
     zones: list[Zone] = Field(default_factory=list)
     sites: list[Site]
     berths: list[Berth] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
+    chargers: list[Charger] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -107,6 +128,7 @@ class Town(_Model):
             ("site", [s.id for s in self.sites]),
             ("berth", [b.id for b in self.berths]),
             ("sensor dev_eui", [s.dev_eui.lower() for s in self.sensors]),
+            ("charger", [c.id for c in self.chargers]),
         ):
             dupes = [i for i, n in Counter(ids).items() if n > 1]
             if dupes:
@@ -135,6 +157,9 @@ class Town(_Model):
         twice = [b for b, n in bound.items() if n > 1]
         if twice:
             problems.append(f"berth(s) bound to more than one sensor: {', '.join(twice[:5])}")
+        for c in self.chargers:
+            if c.site is not None and c.site not in sites:
+                problems.append(f"charger {c.id}: unknown site {c.site!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

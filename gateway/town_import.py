@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
-from gateway.storage.schema import BerthRow, DeviceRow, SiteRow, ZoneRow
+from gateway.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow, ZoneRow
 from gateway.town import Counting, Town
 
 
@@ -48,7 +48,7 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
     report = ImportReport()
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
-    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow):
+    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow):
         rows: Any = (await session.execute(select(model))).scalars()
         existing[model] = {r.id: r for r in rows}
 
@@ -162,5 +162,38 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             report.note("devices", "updated")
         else:
             report.note("devices", "unchanged")
+    await session.flush()
+
+    # Chargers: what the file says of them; passwords and live state are the gateway's own.
+    for c in town.chargers:
+        charger: dict[str, Any] = {
+            "site_id": c.site,
+            "place": c.place,
+            "lat": c.lat,
+            "lon": c.lon,
+            "vendor": c.vendor,
+            "model": c.model,
+            "current": c.current,
+            "power_kw": c.power_kw,
+            "connectors": c.connectors,
+        }
+        row = existing[ChargerRow].get(c.id)
+        if row is None:
+            session.add(
+                ChargerRow(
+                    id=c.id,
+                    lifecycle="active",
+                    heartbeat_s=300,
+                    created_at=now,
+                    updated_at=now,
+                    **charger,
+                )
+            )
+            report.note("chargers", "created")
+        elif _apply(row, charger):
+            row.updated_at = now
+            report.note("chargers", "updated")
+        else:
+            report.note("chargers", "unchanged")
     await session.flush()
     return report

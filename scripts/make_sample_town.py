@@ -157,6 +157,48 @@ SEGMENTS: list[tuple[str, str, float, float, Point, str, str, tuple[int, int]]] 
 ]
 
 
+# --------------------------------------------------------------------------- EV chargers
+
+# (vendor, model, current, power kW, connectors): illustrative models of the kinds in town
+CHARGER_MODELS = {
+    "dc120": ("TELD", "TCDZ-DC120", "DC", 120.0, 2),
+    "dc60": ("XJ Electric", "XJZC-DC60", "DC", 60.0, 2),
+    "ac7": ("StarCharge", "AC7-S1", "AC", 7.0, 1),
+    "ac7b": ("Wanbang", "WB-AC7K", "AC", 7.0, 1),
+}
+# (car park suffix or None, place, x, y, [(model key, count)]): 56 chargers in all
+CHARGER_PLACES: list[tuple[str | None, str, float, float, list[tuple[str, int]]]] = [
+    ("shiminting", "市民大厅停车场", -260, 180, [("dc60", 2), ("ac7", 2)]),
+    ("zhening", "浙宁商厦停车场", 110, -120, [("dc60", 2), ("ac7", 2)]),
+    ("tonghe", "同和医院停车场", 205, 580, [("ac7", 2)]),
+    ("renminyiyuan", "县人民医院停车场", -480, -250, [("ac7", 2)]),
+    ("keyunzhan", "汽车客运站停车场", 900, -700, [("dc120", 4), ("dc60", 2)]),
+    ("huochezhan", "火车站停车场", -350, 2050, [("dc120", 4), ("ac7b", 2)]),
+    ("wenhuaguangchang", "文化广场地下停车场", -200, -520, [("dc60", 2), ("ac7", 2)]),
+    ("dafosi", "大佛寺景区停车场", 300, -2150, [("dc60", 2), ("ac7b", 2)]),
+    ("xianzhengfu", "县政府停车场", -150, 320, [("ac7", 2)]),
+    ("jinxiuyuan", "锦绣园小区停车场", -1100, 700, [("ac7b", 3)]),
+    ("yanzhijiayuan", "焉支佳苑小区停车场", 1200, 500, [("ac7b", 3)]),
+    ("qingquanxiaoqu", "清泉小区停车场", 700, -950, [("ac7", 2)]),
+    ("xinchengjiayuan", "新城佳园停车场", -900, -1200, [("ac7", 2)]),
+    ("peilibinguan", "培黎宾馆停车场", 60, 200, [("ac7", 1)]),
+    ("yanzhishan-hotel", "焉支山大酒店停车场", -420, 60, [("ac7", 2)]),
+    ("silu-hotel", "丝路驿站酒店停车场", 820, 80, [("ac7", 1)]),
+    (None, "中石油清泉加油站", 1500, -600, [("dc120", 2), ("dc60", 2)]),
+    (None, "中石化东关加油站", 1650, 150, [("dc120", 2), ("dc60", 2)]),
+]
+
+
+@dataclass
+class ChargerRec:
+    id: str
+    site: str | None
+    place: str
+    x: float
+    y: float
+    model_key: str
+
+
 @dataclass
 class SiteRec:
     id: str
@@ -195,6 +237,7 @@ class TownData:
     sites: list[SiteRec]
     berths: list[BerthRec]
     sensors: list[SensorRec]
+    chargers: list[ChargerRec]
 
 
 def _zone_for(x: float, y: float) -> str | None:
@@ -345,7 +388,18 @@ def build(seed: int = DEFAULT_SEED) -> TownData:
             hb = rng.choice(HEARTBEAT_CHOICES[m]) if rng.random() < HEARTBEAT_RATE else None
             sensors.append(SensorRec(eui, m, b.id, hb))
 
-    data = TownData(ZONES, sites, berths, sensors)
+    # Chargers: a separate random stream, so they never move the sensors and berths above.
+    crng = random.Random(seed + 56)
+    chargers: list[ChargerRec] = []
+    for sfx, place, x, y, kinds in CHARGER_PLACES:
+        for key, count in kinds:
+            for _ in range(count):
+                n = len(chargers) + 1
+                cx, cy = x + crng.uniform(-15, 15), y + crng.uniform(-15, 15)
+                site = f"cp-{sfx}" if sfx else None
+                chargers.append(ChargerRec(f"SDEV{n:03d}", site, place, cx, cy, key))
+
+    data = TownData(ZONES, sites, berths, sensors, chargers)
     _self_check(data)
     return data
 
@@ -362,11 +416,15 @@ def _self_check(t: TownData) -> None:
     total = sum(s.capacity for s in parks)
     _require(total == CAR_PARK_TOTAL, f"car-park capacities sum to {total}")
     _require(all(20 <= s.capacity <= 150 for s in parks), "car-park sizes 20..150")
+    _require(len(t.chargers) == 56, f"{len(t.chargers)} chargers (the town runs 56)")
+    site_ids = {s.id for s in t.sites}
+    _require(all(c.site is None or c.site in site_ids for c in t.chargers), "charger sites")
     for label, ids in (
         ("site", [s.id for s in t.sites]),
         ("berth", [b.id for b in t.berths]),
         ("sensor", [s.dev_eui for s in t.sensors]),
         ("zone", [z[0] for z in t.zones]),
+        ("charger", [c.id for c in t.chargers]),
     ):
         _require(len(ids) == len(set(ids)), f"duplicate {label} ids")
     per_site: dict[str, int] = {}
@@ -413,7 +471,7 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         f"{len(street)} on-street segments with {sum(s.capacity for s in street)} berths,",
         f"# {len(t.sensors)} sensors ("
         + ", ".join(f"{m} {n}" for m, n in by_model.items())
-        + "). Coordinates: WGS-84 degrees.",
+        + f"), {len(t.chargers)} EV chargers. Coordinates: WGS-84 degrees.",
         "",
         "[town]",
         f"name = {_q('山丹县 (sample data)')}",
@@ -451,6 +509,14 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         out.append(f"berth = {_q(sn.berth)}")
         if sn.heartbeat_s is not None:
             out.append(f"heartbeat_s = {sn.heartbeat_s}")
+    for c in t.chargers:
+        vendor, model, current, power, connectors = CHARGER_MODELS[c.model_key]
+        out += ["", "[[chargers]]", f"id = {_q(c.id)}"]
+        if c.site is not None:
+            out.append(f"site = {_q(c.site)}")
+        out += [f"place = {_q(c.place)}", _ll(c.x, c.y)]
+        out += [f"vendor = {_q(vendor)}", f"model = {_q(model)}", f"current = {_q(current)}"]
+        out += [f"power_kw = {power}", f"connectors = {connectors}"]
     return "\n".join(out) + "\n"
 
 
