@@ -196,6 +196,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
             "client_id": f"cg-test-{uuid.uuid4().hex[:8]}",
         },
         "api": {"port": 0},
+        "ocpp": {"port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
         "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-")},
     }
