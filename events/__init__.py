@@ -306,11 +306,12 @@ class ChargingEnded(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChargerNotice(Event):
-    """Anything else a charger reports that an inspector may need: ``kind`` is security,
+    """Anything else a charger reports that an inspector may need: ``notice`` is security,
     firmware, diagnostics, log, notify or data_transfer; ``status`` the reported state or
-    event type; ``severity`` where the protocol gives one (2.0.1 NotifyEvent: 0 worst)."""
+    event type; ``severity`` where the protocol gives one (2.0.1 NotifyEvent: 0 worst).
+    (Not named ``kind``: that is every event's type name.)"""
 
-    kind: str
+    notice: str
     status: str
     detail: str = ""
     severity: int | None = None

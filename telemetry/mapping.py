@@ -11,8 +11,8 @@ Rules kept here:
 
 * tags are low-cardinality only: ``site``, ``kind``, ``model``, ``device`` (bounded by the device
   registry), plus a few bounded enums or registry ids where a measurement needs them (``report``,
-  ``berth``, ``source``, ``reason``, ``component``); never a plate, a session id, free text or a
-  time;
+  ``berth``, ``source``, ``reason``, ``component``, ``connector``, ``phase``, ``notice``); never a
+  plate, a session or transaction id, an id tag, free text or a time;
 * the same event always gives the same line (idempotent re-delivery overwrites itself);
 * a field always has the same type (``float(...)``/``int(...)`` are applied, so a codec handing
   an ``int`` RSSI cannot flip a float field to integer, which InfluxDB would refuse);
@@ -32,11 +32,20 @@ from events import (
     BerthStateChanged,
     CarParkCount,
     CaseRaised,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerHeartbeat,
+    ChargerNotice,
+    ChargingEnded,
+    ChargingStarted,
     CommsLost,
     CommsRestored,
+    ConnectorStatusChanged,
     Event,
     InputRejected,
     MagnetometerSample,
+    MeterSample,
     PlateRead,
     SensorEvent,
     SensorHeartbeat,
@@ -76,6 +85,13 @@ _INT64_MAX = 2**63 - 1
 _SUB_US = 1000
 _CACHE_LIMIT = 200_000
 _MAX_UNKNOWN_ID = 64
+# Chargers' own words (close reasons, vendor texts, notice details) are cut to this many
+# characters: a field, never a tag, but still not an unbounded one.
+_MAX_TEXT = 256
+# A connector number is a tag only within this range (the town's chargers have 1..8 connectors;
+# OCPP 1.6 connector 0 is the charger itself): a charger sending nonsense cannot add series.
+_MAX_CONNECTOR = 255
+_NOTICE_KINDS = frozenset({"security", "firmware", "diagnostics", "log", "notify", "data_transfer"})
 _OCCUPIED = {BerthState.OCCUPIED: "1i", BerthState.FREE: "0i", BerthState.UNKNOWN: "-1i"}
 
 
@@ -245,6 +261,15 @@ def _radio(out: list[str], e: SensorEvent) -> None:
         _float(out, "snr", snr)
 
 
+def _text(out: list[str], key: str, value: str | None, limit: int = _MAX_TEXT) -> None:
+    """A charger's free text: skipped when absent or empty, cut to ``limit`` characters."""
+    if value is None:
+        return
+    text = value if type(value) is str else str(value)
+    if text:
+        out.append(key + "=" + escape_string(text[:limit]))
+
+
 def _discriminator(*parts: str) -> int:
     """A stable number 0..999 from event content, for the free sub-microsecond digits."""
     return zlib.crc32("\x00".join(parts).encode("utf-8", "replace")) % _SUB_US
@@ -408,6 +433,150 @@ def _rejection(m: PointMapper, e: InputRejected, ns: int) -> list[str]:
     # Rejections are stamped by the gateway's clock: distinct ones may share a microsecond.
     ns += _discriminator(device_id, str(e.detail))
     return [f"rejection{tags} {fields} {ns}"]
+
+
+# -- EV chargers (OCPP) ------------------------------------------------------------------------
+# Tags: ``connector`` (bounded, see ``_connector``) < ``device``/``kind``/``model`` (registry) <
+# ``notice``/``phase`` (fixed enums) < ``site`` (registry). Transaction ids are fields at most;
+# id tags (RFID cards, user tokens: personal data) are never written.
+def _connector(m: PointMapper, connector_id: int, out: list[str]) -> str:
+    """The ``,connector=N`` tag for a plausible connector number; anything else (a charger's
+    nonsense) becomes the ``connector_id`` field instead, so it cannot add series."""
+    if type(connector_id) is int and 0 <= connector_id <= _MAX_CONNECTOR:
+        return m.tag("connector", str(connector_id))
+    _int(out, "connector_id", connector_id)
+    return ""
+
+
+@mapping(ChargerConnected)
+def _charger_connected(m: PointMapper, e: ChargerConnected, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out = ['state="connected",up=1i']
+    _text(out, "protocol", e.protocol)
+    _text(out, "remote", e.remote)
+    # A replacing connection can be stamped in the same microsecond as the close of the one it
+    # replaces: a connect takes the upper half of the free digits, a disconnect the lower half,
+    # so both are kept and the charger ends up "up".
+    ns += _SUB_US // 2 + _discriminator(*out) % (_SUB_US // 2)
+    return [f"charger_link{dkm}{site} {','.join(out)} {ns}"]
+
+
+@mapping(ChargerDisconnected)
+def _charger_disconnected(m: PointMapper, e: ChargerDisconnected, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out = ['state="disconnected",up=0i']
+    _text(out, "reason", e.reason)
+    ns += _discriminator(*out) % (_SUB_US // 2)
+    return [f"charger_link{dkm}{site} {','.join(out)} {ns}"]
+
+
+@mapping(ChargerBooted)
+def _charger_booted(m: PointMapper, e: ChargerBooted, ns: int) -> list[str]:
+    # ``model`` stays the registry's tag (the reported one only for a charger it does not know):
+    # what the charger says of itself is a field, so a firmware that spells its vendor or model
+    # differently cannot split the charger's series.
+    dkm, site = m.device(e.device_id, e.model if type(e.model) is str else "")
+    out = ["count=1i"]
+    _text(out, "vendor", e.vendor)
+    _text(out, "reported_model", e.model)
+    _text(out, "serial", e.serial)
+    _text(out, "firmware", e.firmware)
+    _text(out, "reason", e.reason)
+    return [f"charger_boot{dkm}{site} {','.join(out)} {ns}"]
+
+
+@mapping(ChargerHeartbeat)
+def _charger_heartbeat(m: PointMapper, e: ChargerHeartbeat, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    return [f"charger_heartbeat{dkm}{site} count=1i {ns}"]
+
+
+@mapping(ConnectorStatusChanged)
+def _connector_status(m: PointMapper, e: ConnectorStatusChanged, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out: list[str] = []
+    connector = _connector(m, e.connector_id, out)
+    status = e.status if type(e.status) is str else str(e.status)
+    out.append("status=" + escape_string(status[:_MAX_TEXT]))
+    out.append("faulted=1i" if status.lower() == "faulted" else "faulted=0i")
+    _text(out, "error_code", e.error_code)
+    _text(out, "vendor_error_code", e.vendor_error_code)
+    _text(out, "info", e.info)
+    # Chargers stamp whole seconds: Preparing -> Charging, or a fault and its recovery, can share
+    # a timestamp. Same-instant points would also be merged field by field (a stale error_code
+    # on an Available status), so each distinct status gets its own sub-microsecond digits.
+    ns += _discriminator(*out)
+    return [f"connector_status{connector}{dkm}{site} {','.join(out)} {ns}"]
+
+
+@mapping(MeterSample)
+def _charger_meter(m: PointMapper, e: MeterSample, ns: int) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out: list[str] = []
+    connector = _connector(m, e.connector_id, out)
+    readings = len(out)
+    _float(out, "energy_wh", e.energy_wh)
+    _float(out, "power_w", e.power_w)
+    _float(out, "current_a", e.current_a)
+    _float(out, "voltage_v", e.voltage_v)
+    _float(out, "soc_pct", e.soc_pct)
+    if len(out) == readings:  # not one storable reading: nothing to chart
+        return []
+    _text(out, "context", e.context)
+    _text(out, "transaction_id", e.transaction_id, _MAX_UNKNOWN_ID)
+    # One MeterValues message may carry several samples with one timestamp (e.g. one per
+    # measurand, or Transaction.End next to Sample.Periodic): keep them apart.
+    ns += _discriminator(*out)
+    return [f"charger_meter{connector}{dkm}{site} {','.join(out)} {ns}"]
+
+
+def _session(
+    m: PointMapper,
+    e: ChargingStarted | ChargingEnded,
+    phase: str,
+    meter_wh: float | None,
+    reason: str | None,
+    ns: int,
+) -> list[str]:
+    dkm, site = m.device(e.device_id)
+    out = ["count=1i"]
+    connector = _connector(m, e.connector_id, out)
+    _float(out, "meter_wh", meter_wh)
+    _text(out, "reason", reason)
+    _text(out, "transaction_id", e.transaction_id, _MAX_UNKNOWN_ID)
+    # Two sessions of one connector (a refused start and a retry, stamped in whole seconds) are
+    # kept apart by their transaction; a re-sent start or end overwrites itself.
+    ns += _discriminator(str(e.transaction_id))
+    return [f"charging_session{connector}{dkm},phase={phase}{site} {','.join(out)} {ns}"]
+
+
+@mapping(ChargingStarted)
+def _charging_started(m: PointMapper, e: ChargingStarted, ns: int) -> list[str]:
+    # e.id_tag (the RFID card or user token) is personal data: never written.
+    return _session(m, e, "start", e.meter_start_wh, None, ns)
+
+
+@mapping(ChargingEnded)
+def _charging_ended(m: PointMapper, e: ChargingEnded, ns: int) -> list[str]:
+    return _session(m, e, "end", e.meter_stop_wh, e.reason, ns)
+
+
+@mapping(ChargerNotice)
+def _charger_notice(m: PointMapper, e: ChargerNotice, ns: int) -> list[str]:
+    # ``kind`` is already the device kind: the notice's kind is the ``notice`` tag, and only one
+    # of the documented values may become a tag (anything else: ``other`` plus a field).
+    dkm, site = m.device(e.device_id)
+    out = ["count=1i"]
+    kind = e.notice if type(e.notice) is str else str(e.notice)
+    if kind not in _NOTICE_KINDS:
+        _text(out, "notice_kind", kind, _MAX_UNKNOWN_ID)
+        kind = "other"
+    _text(out, "status", e.status)
+    _int(out, "severity", e.severity)
+    _text(out, "detail", e.detail)
+    # One NotifyEvent carries several events with one timestamp: keep them apart.
+    ns += _discriminator(*out)
+    return [f"charger_notice{dkm}{m.tag('notice', kind)}{site} {','.join(out)} {ns}"]
 
 
 # -- the gateway's own health -------------------------------------------------------------------

@@ -20,11 +20,20 @@ from events import (
     BerthStateChanged,
     CarParkCount,
     CaseRaised,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    ChargerHeartbeat,
+    ChargerNotice,
+    ChargingEnded,
+    ChargingStarted,
     CommsLost,
     CommsRestored,
+    ConnectorStatusChanged,
     Event,
     InputRejected,
     MagnetometerSample,
+    MeterSample,
     PlateRead,
     SensorHeartbeat,
     SensorStartup,
@@ -44,13 +53,17 @@ NWAVE = "70b3d5e75e001a01"
 BOSCH = "70b3d5e75e00b002"
 NBIOT = "863921034567890"
 GATE = "zk-gate 1"  # a space, to show escaping
+CHARGER = "SDEV001"  # an OCPP charge point id of the sample town
+ID_TAG = "D4E5F60718293A4B"  # an RFID card: personal data, never written
 
 DEVICES = {
     NWAVE: DeviceTags(site="P01", kind="berth_sensor", model="nwave-nps405"),
     BOSCH: DeviceTags(site="P01", kind="berth_sensor", model="bosch-tps110"),
     NBIOT: DeviceTags(site="S-wenhua", kind="berth_sensor", model="nbiot-geomag"),
     GATE: DeviceTags(site="市民大厅", kind="carpark_controller", model="zk-lane"),
+    CHARGER: DeviceTags(site="cp-shiminting", kind="charger", model="XJZC-DC60"),
 }
+CHARGER_TAGS = "device=SDEV001,kind=charger,model=XJZC-DC60"
 
 # One event of every kind with the exact line it must give (the same lines are in the docs).
 CASES: list[tuple[Event, str]] = [
@@ -155,6 +168,87 @@ CASES: list[tuple[Event, str]] = [
             zone_id="zn-gulou-noparking",
         ),
         "case_raised,category=0505,rule=no-parking count=1i 1740817815123456092",
+    ),
+    (
+        ChargerConnected(device_id=CHARGER, ts=T0, protocol="ocpp1.6", remote="10.20.3.41:50112"),
+        "charger_link,device=SDEV001,kind=charger,model=XJZC-DC60,site=cp-shiminting "
+        'state="connected",up=1i,protocol="ocpp1.6",remote="10.20.3.41:50112" '
+        "1740817815123456537",
+    ),
+    (
+        ChargerDisconnected(device_id=CHARGER, ts=T0, reason="replaced"),
+        "charger_link,device=SDEV001,kind=charger,model=XJZC-DC60,site=cp-shiminting "
+        'state="disconnected",up=0i,reason="replaced" 1740817815123456097',
+    ),
+    (
+        ChargerBooted(
+            device_id=CHARGER, ts=T0, vendor="XJ Electric", model="XJZC-DC60",
+            serial="XJ2311A0457", firmware="V3.2.17", reason="PowerUp",
+        ),
+        "charger_boot,device=SDEV001,kind=charger,model=XJZC-DC60,site=cp-shiminting "
+        'count=1i,vendor="XJ Electric",reported_model="XJZC-DC60",serial="XJ2311A0457",'
+        'firmware="V3.2.17",reason="PowerUp" 1740817815123456000',
+    ),
+    (
+        ChargerHeartbeat(device_id=CHARGER, ts=T0),
+        "charger_heartbeat,device=SDEV001,kind=charger,model=XJZC-DC60,site=cp-shiminting "
+        "count=1i 1740817815123456000",
+    ),
+    (
+        ConnectorStatusChanged(
+            device_id=CHARGER, ts=T0, connector_id=2, status="Faulted",
+            error_code="GroundFailure", vendor_error_code="E-0x31", info="绝缘检测失败",
+        ),
+        "connector_status,connector=2,device=SDEV001,kind=charger,model=XJZC-DC60,"
+        'site=cp-shiminting status="Faulted",faulted=1i,error_code="GroundFailure",'
+        'vendor_error_code="E-0x31",info="绝缘检测失败" 1740817815123456193',
+    ),
+    (
+        MeterSample(
+            device_id=CHARGER, ts=T0, connector_id=2, transaction_id="20417",
+            energy_wh=1843210.0, power_w=41800, current_a=104.5, voltage_v=400.0, soc_pct=63,
+            context="Sample.Periodic",
+        ),
+        "charger_meter,connector=2,device=SDEV001,kind=charger,model=XJZC-DC60,"
+        "site=cp-shiminting energy_wh=1843210.0,power_w=41800.0,current_a=104.5,"
+        'voltage_v=400.0,soc_pct=63.0,context="Sample.Periodic",transaction_id="20417" '
+        "1740817815123456379",
+    ),
+    (
+        ChargingStarted(
+            device_id=CHARGER, ts=T0, connector_id=2, transaction_id="20417", id_tag=ID_TAG,
+            meter_start_wh=1825400,
+        ),
+        "charging_session,connector=2,device=SDEV001,kind=charger,model=XJZC-DC60,phase=start,"
+        'site=cp-shiminting count=1i,meter_wh=1825400.0,transaction_id="20417" '
+        "1740817815123456819",
+    ),
+    (
+        ChargingEnded(
+            device_id=CHARGER, ts=T0, connector_id=2, transaction_id="20417",
+            meter_stop_wh=1843210.0, reason="EVDisconnected",
+        ),
+        "charging_session,connector=2,device=SDEV001,kind=charger,model=XJZC-DC60,phase=end,"
+        'site=cp-shiminting count=1i,meter_wh=1843210.0,reason="EVDisconnected",'
+        'transaction_id="20417" 1740817815123456819',
+    ),
+    (
+        ChargerNotice(
+            device_id=CHARGER, ts=T0, notice="security", status="InvalidCentralSystemCertificate",
+            detail="certificate expired 2025-02-28",
+        ),
+        "charger_notice,device=SDEV001,kind=charger,model=XJZC-DC60,notice=security,"
+        'site=cp-shiminting count=1i,status="InvalidCentralSystemCertificate",'
+        'detail="certificate expired 2025-02-28" 1740817815123456411',
+    ),
+    (
+        ChargerNotice(
+            device_id=CHARGER, ts=T0, notice="notify", status="Delta",
+            detail="Connector.AvailabilityState = Faulted", severity=2,
+        ),
+        "charger_notice,device=SDEV001,kind=charger,model=XJZC-DC60,notice=notify,"
+        'site=cp-shiminting count=1i,status="Delta",severity=2i,'
+        'detail="Connector.AvailabilityState = Faulted" 1740817815123456891',
     ),
 ]  # fmt: skip
 
@@ -501,6 +595,133 @@ def test_health_lines_refuse_bad_metric_names() -> None:
         health_lines("ingest", {"a\nb": 1}, NS0)
 
 
+# -- EV chargers ----------------------------------------------------------------------------------
+def test_id_tag_and_transaction_id_are_never_tags(mapper: PointMapper) -> None:
+    started = ChargingStarted(
+        device_id=CHARGER, ts=T0, connector_id=1, transaction_id="tx-9", id_tag=ID_TAG
+    )
+    sample = MeterSample(
+        device_id=CHARGER, ts=T0, connector_id=1, transaction_id="tx-9", power_w=7000.0
+    )
+    for event in (started, sample):
+        (line,) = mapper.lines(event)
+        _, tags, fields, _ = parse_both(line)
+        assert ID_TAG not in line
+        assert "tx-9" not in tags.values()
+        assert fields["transaction_id"] == "tx-9"
+    assert "id_tag" not in mapper.lines(started)[0]
+
+
+def test_unregistered_charger_keeps_device_and_reported_model() -> None:
+    event = ChargerBooted(device_id="CP-9", ts=T0, vendor="ABB", model="Terra AC")
+    assert PointMapper({}).lines(event) == [
+        'charger_boot,device=CP-9,model=Terra\\ AC count=1i,vendor="ABB",'
+        f'reported_model="Terra AC" {NS0}'
+    ]
+    (line,) = PointMapper({}).lines(ChargerHeartbeat(device_id="CP-9", ts=T0))
+    assert parse_both(line)[1] == {"device": "CP-9"}
+
+
+def test_replacing_connection_keeps_both_and_ends_up(mapper: PointMapper) -> None:
+    """The old socket closed as "replaced" and the new one opened in one microsecond: both
+    points stay, and the connect sorts after the disconnect."""
+    (down,) = mapper.lines(ChargerDisconnected(device_id=CHARGER, ts=T0, reason="replaced"))
+    for protocol in ("ocpp1.6", "ocpp2.0.1", ""):
+        for remote in ("10.0.0.1:1", "10.0.0.2:65535", ""):
+            event = ChargerConnected(device_id=CHARGER, ts=T0, protocol=protocol, remote=remote)
+            (up,) = mapper.lines(event)
+            assert NS0 <= parse_both(down)[3] < NS0 + 500 <= parse_both(up)[3] < NS0 + 1000
+    for reason in ("", "1006", "1000 bye", "x" * 300):
+        (line,) = mapper.lines(ChargerDisconnected(device_id=CHARGER, ts=T0, reason=reason))
+        assert NS0 <= parse_both(line)[3] < NS0 + 500
+
+
+def test_connector_statuses_of_one_second_do_not_collide(mapper: PointMapper) -> None:
+    whole_second = T0.replace(microsecond=0)
+    statuses = ["Available", "Preparing", "Charging", "SuspendedEV", "Finishing", "Faulted"]
+    stamps = set()
+    for status in statuses:
+        event = ConnectorStatusChanged(
+            device_id=CHARGER, ts=whole_second, connector_id=1, status=status
+        )
+        (line,) = mapper.lines(event)
+        fields = parse_both(line)[2]
+        assert fields == {"status": status, "faulted": int(status == "Faulted")}
+        stamps.add(parse_both(line)[3])
+    assert len(stamps) == len(statuses)
+
+
+def test_connector_tag_only_for_plausible_numbers(mapper: PointMapper) -> None:
+    for connector, tag, field in ((0, "0", None), (255, "255", None), (256, None, 256),
+                                  (-1, None, -1), (2**70, None, None)):  # fmt: skip
+        event = ConnectorStatusChanged(
+            device_id=CHARGER, ts=T0, connector_id=connector, status="Available"
+        )
+        (line,) = mapper.lines(event)
+        _, tags, fields, _ = parse_both(line)
+        assert tags.get("connector") == tag
+        assert fields.get("connector_id") == field
+
+
+def test_meter_sample_without_a_reading_is_unwritable(mapper: PointMapper) -> None:
+    event = MeterSample(
+        device_id=CHARGER, ts=T0, connector_id=1, transaction_id="tx", energy_wh=float("nan"),
+        context="Sample.Periodic",
+    )  # fmt: skip
+    assert mapper.lines(event) == []
+    assert mapper.unwritable == 1
+
+
+def test_meter_samples_of_one_instant_do_not_collide(mapper: PointMapper) -> None:
+    """Chargers that put each measurand in its own sampled value send them at one timestamp."""
+    samples = [
+        MeterSample(device_id=CHARGER, ts=T0, connector_id=1, energy_wh=1000.0),
+        MeterSample(device_id=CHARGER, ts=T0, connector_id=1, power_w=7000.0),
+        MeterSample(device_id=CHARGER, ts=T0, connector_id=1, current_a=32.0),
+        MeterSample(device_id=CHARGER, ts=T0, connector_id=1, voltage_v=230.0),
+    ]
+    assert len({parse_both(mapper.lines(e)[0])[3] for e in samples}) == len(samples)
+
+
+def test_meter_fields_are_floats(mapper: PointMapper) -> None:
+    event = MeterSample(
+        device_id=CHARGER, ts=T0, connector_id=1, energy_wh=1000, power_w=0, current_a=16,
+        voltage_v=230, soc_pct=80,
+    )  # fmt: skip
+    (line,) = mapper.lines(event)
+    assert all(type(v) is float for v in parse_both(line)[2].values())
+
+
+def test_sessions_of_one_connector_and_second_do_not_collide(mapper: PointMapper) -> None:
+    whole_second = T0.replace(microsecond=0)
+    stamps = {
+        parse_both(mapper.lines(ChargingEnded(
+            device_id=CHARGER, ts=whole_second, connector_id=1, transaction_id=tx,
+            reason="DeAuthorized",
+        ))[0])[3]
+        for tx in ("20417", "20418")
+    }  # fmt: skip
+    assert len(stamps) == 2
+
+
+def test_notice_kind_is_a_fixed_enum(mapper: PointMapper) -> None:
+    event = ChargerNotice(device_id=CHARGER, ts=T0, notice="Boot 7", status="x", detail="y" * 300)
+    (line,) = mapper.lines(event)
+    _, tags, fields, _ = parse_both(line)
+    assert tags["notice"] == "other"
+    assert fields == {"count": 1, "notice_kind": "Boot 7", "status": "x", "detail": "y" * 256}
+
+
+def test_notify_events_of_one_message_do_not_collide(mapper: PointMapper) -> None:
+    stamps = {
+        parse_both(mapper.lines(ChargerNotice(
+            device_id=CHARGER, ts=T0, notice="notify", status="Delta", detail=f"component {i}",
+        ))[0])[3]
+        for i in range(20)
+    }  # fmt: skip
+    assert len(stamps) >= 18
+
+
 # -- any event at all -----------------------------------------------------------------------------
 _tz = st.one_of(
     st.just(UTC),
@@ -515,6 +736,8 @@ _ids = st.one_of(st.sampled_from(sorted(DEVICES)), _text)
 _opt_int, _opt_float, _opt_bool = st.none() | _ints, st.none() | _floats, st.none() | st.booleans()
 _radio = {"model": _text, "fcnt": _opt_int, "rssi": _opt_float, "snr": _opt_float}
 _state = st.sampled_from(list(BerthState))
+_connectors = st.integers(0, 8) | _ints
+_ID_TAG_MARK = "idtag\u2603"  # generated id tags start with it; no line may contain it
 
 STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     SensorStatus: st.builds(
@@ -563,6 +786,41 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
         CaseRaised, device_id=_ids, ts=_ts, category=_text, rule_id=_text, title=_text,
         dedup_key=_text, dedup_window_s=_ints, site_id=st.none() | _text,
     ),
+    ChargerConnected: st.builds(
+        ChargerConnected, device_id=_ids, ts=_ts, protocol=_text, remote=_text
+    ),
+    ChargerDisconnected: st.builds(ChargerDisconnected, device_id=_ids, ts=_ts, reason=_text),
+    ChargerBooted: st.builds(
+        ChargerBooted, device_id=_ids, ts=_ts, vendor=_text, model=_text,
+        serial=st.none() | _text, firmware=st.none() | _text, reason=st.none() | _text,
+    ),
+    ChargerHeartbeat: st.builds(ChargerHeartbeat, device_id=_ids, ts=_ts),
+    ConnectorStatusChanged: st.builds(
+        ConnectorStatusChanged, device_id=_ids, ts=_ts, connector_id=_connectors,
+        status=_text | st.sampled_from(["Available", "Charging", "Faulted"]),
+        error_code=st.none() | _text, vendor_error_code=st.none() | _text,
+        info=st.none() | _text,
+    ),
+    MeterSample: st.builds(
+        MeterSample, device_id=_ids, ts=_ts, connector_id=_connectors,
+        transaction_id=st.none() | _text, energy_wh=_opt_float, power_w=_opt_float,
+        current_a=_opt_float, voltage_v=_opt_float, soc_pct=_opt_float,
+        context=st.none() | _text,
+    ),
+    ChargingStarted: st.builds(
+        ChargingStarted, device_id=_ids, ts=_ts, connector_id=_connectors,
+        transaction_id=_text, id_tag=st.none() | _text.map(_ID_TAG_MARK.__add__),
+        meter_start_wh=_opt_float,
+    ),
+    ChargingEnded: st.builds(
+        ChargingEnded, device_id=_ids, ts=_ts, connector_id=_connectors, transaction_id=_text,
+        meter_stop_wh=_opt_float, reason=st.none() | _text,
+    ),
+    ChargerNotice: st.builds(
+        ChargerNotice, device_id=_ids, ts=_ts,
+        notice=_text | st.sampled_from(["security", "firmware", "notify", "data_transfer"]),
+        status=_text, detail=st.text(max_size=400), severity=_opt_int,
+    ),
 }  # fmt: skip
 
 
@@ -583,5 +841,12 @@ def test_any_event_maps_without_raising(event: Event) -> None:
         assert fields and all(not isinstance(v, float) or math.isfinite(v) for v in fields.values())
         assert set(tags) <= {
             "site", "kind", "model", "device", "berth", "report", "reason", "source",
-            "camera", "direction", "category", "rule",
+            "camera", "direction", "category", "rule", "connector", "phase", "notice",
         }  # fmt: skip
+        assert tags.get("notice", "other") in {
+            "security", "firmware", "diagnostics", "log", "notify", "data_transfer", "other",
+        }  # fmt: skip
+        assert 0 <= int(tags.get("connector", "0")) <= 255
+        assert _ID_TAG_MARK not in line  # id tags are never written, in any form
+        if isinstance(event, MeterSample | ChargingStarted | ChargingEnded):
+            assert "transaction_id" not in tags
