@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -385,11 +386,7 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
             print("no case reports")
             return 0
         cols = ["created_at", "category", "title", "place", "delivery", "status", "id"]
-        table = [[str(r[c] or "") for c in cols] for r in rows]
-        widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-        print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-        for t in table:
-            print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+        _print_table(cols, [[str(r[c] or "") for c in cols] for r in rows])
         return 0
 
     return asyncio.run(_with_db(settings, work))
@@ -453,6 +450,72 @@ def cmd_chargers_set_password(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_db(settings, work, town=True))
+
+
+def cmd_chargers_health(args: argparse.Namespace) -> int:
+    """The fleet as the database last knew it, worst first: a table a person can read."""
+    settings = _settings(args)
+
+    async def work(sessions: Any) -> int:
+        from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
+        from gateway.bus import EventBus
+        from gateway.charging_runtime import ChargingRuntime
+        from gateway.metrics import Metrics
+
+        o = settings.ocpp
+        tariffs = (
+            load_sample_charging_tariffs()
+            if o.tariff_file is None
+            else load_charging_tariffs(o.tariff_file)
+        )
+        metrics = Metrics()
+        rt = ChargingRuntime(o, sessions, EventBus(metrics), metrics, now_utc, tariffs)
+        await rt.load()
+        now = now_utc()
+        fleet = rt.book.fleet(now)
+        rows = []
+        for h in fleet.chargers:
+            info = rt.chargers.get(h.charger_id)
+            avail = rt.book.availability(h.charger_id, now)
+            rows.append(
+                {
+                    "id": h.charger_id,
+                    "state": h.state.value,
+                    "place": info.place if info else "",
+                    "since": h.since.isoformat(timespec="minutes") if h.since else "",
+                    "avail_24h": "" if avail.day is None else f"{avail.day:.0%}",
+                    "avail_7d": "" if avail.week is None else f"{avail.week:.0%}",
+                    "reason": h.reason,
+                }
+            )
+        if args.json:
+            counts = {k.value: v for k, v in fleet.counts.items()}
+            print(json.dumps({"counts": counts, "chargers": rows}, ensure_ascii=False, indent=2))
+            return 0
+        counts_line = ", ".join(f"{k.value} {v}" for k, v in fleet.counts.items() if v)
+        print(f"{len(rows)} chargers: {counts_line or 'none'}")
+        cols = ["id", "state", "place", "since", "avail_24h", "avail_7d", "reason"]
+        _print_table(cols, [[str(r[c]) for c in cols] for r in rows])
+        return 0
+
+    return asyncio.run(_with_db(settings, work, town=True))
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns in a terminal."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _print_table(cols: list[str], table: list[list[str]]) -> None:
+    widths = [max([_width(c), *(_width(t[i]) for t in table)]) for i, c in enumerate(cols)]
+
+    def line(values: list[str]) -> str:
+        cells = [v + " " * (w - _width(v)) for v, w in zip(values, widths, strict=True)]
+        return "  ".join(cells).rstrip()
+
+    print(line(cols))
+    for t in table:
+        print(line(t))
 
 
 def _print_password(args: argparse.Namespace, password: str) -> None:
@@ -599,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     cpw.add_argument("id")
     cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
     cpw.set_defaults(func=cmd_chargers_set_password)
+    chh = with_config(ch.add_parser("health", help="the fleet, worst first (a readable table)"))
+    chh.add_argument("--json", action="store_true", help="JSON instead of a table")
+    chh.set_defaults(func=cmd_chargers_health)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     with_config(db.add_parser("upgrade", help="run migrations")).set_defaults(func=cmd_db_upgrade)

@@ -155,6 +155,21 @@ class Metrics:
             ["category", "outcome"],
             r,
         )
+        self.ocpp_rejected = FastCounter(
+            "citygate_ocpp_rejected",
+            "OCPP refusals and losses, by what (connection, message, recorder, billing) and reason",
+            ["what", "reason"],
+            r,
+        )
+        self.ocpp_probes = FastCounter(
+            "citygate_ocpp_probes",
+            "TriggerMessage probes of silent chargers, by result",
+            ["result"],
+            r,
+        )
+        self.chargers_connected = Gauge(
+            "citygate_chargers_connected", "Chargers with an open OCPP connection", registry=r
+        )
         self.persist_seconds = Histogram(
             "citygate_persist_seconds", "Write-behind flush duration", registry=r
         )

@@ -30,6 +30,7 @@ from gateway.api.state import AppState
 from gateway.bus import EventBus
 from gateway.cases import CaseMetrics, CasesRuntime
 from gateway.cases.delivery import CaseDelivery, DeliverySettings
+from gateway.charging_runtime import ChargingRuntime
 from gateway.config import Settings
 from gateway.directory import DeviceDirectory
 from gateway.enforcement import Enforcement, load_rule_book, load_zones
@@ -204,6 +205,8 @@ class Gateway:
         self.payments: PaymentService | None = None
         self.enforcement: Enforcement | None = None
         self.case_delivery: CaseDelivery | None = None
+        self.charging: ChargingRuntime | None = None
+        self.ocpp_server: Any = None
         self.metrics = Metrics()
         self.bus = EventBus(self.metrics, settings.bus.queue_size)
         self.engine: AsyncEngine | None = None
@@ -279,6 +282,8 @@ class Gateway:
             metrics=case_metrics,
             delivery=self.case_delivery,
         )
+        if s.ocpp.enabled:
+            await self._setup_charging(sessions)
         reconciled = await self.session_store.reconcile(live.book)
         if reconciled:
             log.info("sessions: %d opened or closed to match the berths' occupancy", reconciled)
@@ -328,6 +333,7 @@ class Gateway:
             min_plate_confidence=s.sessions.min_plate_confidence,
             enforcement=self.enforcement,
             cases=cases_runtime,
+            charging=self.charging,
             ready_checks={
                 "mqtt": self.transport.connected.is_set,
                 "database": lambda: self.persister is not None and not self.persister.failing,
@@ -347,6 +353,51 @@ class Gateway:
             ssl_keyfile=str(s.api.tls_key) if s.api.tls_key else None,
         )
         self.server = _Server(config)
+
+    async def _setup_charging(self, sessions: async_sessionmaker[Any]) -> None:
+        """The OCPP central system: tariff, registry and state, and the listening server
+        (bound now, so a taken port is a clear start-up error)."""
+        import ssl
+
+        from charging.ocpp.server import serve_ocpp
+        from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
+
+        o = self.settings.ocpp
+        assert self._sock is not None and self.case_delivery is not None
+        try:
+            tariffs = (
+                load_sample_charging_tariffs()
+                if o.tariff_file is None
+                else load_charging_tariffs(o.tariff_file)
+            )
+        except (OSError, ValueError) as exc:
+            self._sock.close()
+            raise StartupError(f"[ocpp] tariff_file: {exc}") from exc
+        self.charging = ChargingRuntime(
+            o, sessions, self.bus, self.metrics, self.clock, tariffs, self.case_delivery.kick
+        )
+        await self.charging.load()
+        context = None
+        if o.tls_cert is not None and o.tls_key is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(o.tls_cert, o.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                self._sock.close()
+                raise StartupError(f"[ocpp] tls_cert/tls_key: {exc}") from exc
+        try:
+            self.ocpp_server = await serve_ocpp(self.charging, o.host, o.port, ssl_context=context)
+        except OSError as exc:
+            self._sock.close()
+            raise StartupError(
+                f"[ocpp] cannot listen on {o.host}:{o.port}: {exc.strerror or exc}"
+            ) from exc
+
+    @property
+    def ocpp_port(self) -> int:
+        assert self.ocpp_server is not None
+        port: int = next(iter(self.ocpp_server.sockets)).getsockname()[1]
+        return port
 
     def _mqtt_state(self, up: bool) -> None:
         self.metrics.connected.labels("mqtt").set(1 if up else 0)
@@ -390,6 +441,14 @@ class Gateway:
                         name="enforcement",
                     ),
                     tg.create_task(self.case_delivery.run(), name="case-delivery"),
+                    *(
+                        [
+                            tg.create_task(self.charging.record(), name="charger-recorder"),
+                            tg.create_task(self.charging.watch(), name="charger-watch"),
+                        ]
+                        if self.charging is not None
+                        else []
+                    ),
                     tg.create_task(self.persister.run(), name="persister"),
                     tg.create_task(self.telemetry.pipeline.run(), name="telemetry"),
                     tg.create_task(
@@ -422,6 +481,10 @@ class Gateway:
                     t.cancel()
         finally:
             self._sock.close()
+            if self.ocpp_server is not None:
+                self.ocpp_server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ocpp_server.wait_closed(), 5)
             if self.telemetry is not None:
                 await self.telemetry.close()
             await self.engine.dispose()

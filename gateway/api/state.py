@@ -19,6 +19,7 @@ from parking.tariffs import TariffBook
 
 if TYPE_CHECKING:
     from gateway.cases import CasesRuntime
+    from gateway.charging_runtime import ChargingRuntime
     from gateway.enforcement import Enforcement
     from gateway.payments import PaymentService
     from gateway.sessions_store import SessionStore
@@ -43,6 +44,7 @@ class AppState:
     min_plate_confidence: float = 0.0
     enforcement: Enforcement | None = None
     cases: CasesRuntime | None = None
+    charging: ChargingRuntime | None = None
 
 
 def get_state(request: Request) -> AppState:

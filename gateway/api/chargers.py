@@ -1,0 +1,311 @@
+"""EV chargers: health for inspectors (token), commands for operators and technicians
+(token), availability per location, the posted charging tariff and charging bills (public)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from sqlalchemy import select
+
+from charging.billing import summary
+from charging.health import ChargerHealth, liveness, ocpi_status
+from charging.ocpp.commands import CommandError, CommandTimeout
+from gateway.api.auth import require
+from gateway.api.state import AppState, get_state
+from gateway.charging_runtime import ChargingRuntime, bill_json
+from gateway.storage.schema import ChargerEventRow, ChargingSessionRow
+from gateway.tokens import Role, TokenInfo
+
+router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
+StateDep = Annotated[AppState, Depends(get_state)]
+Inspector = Annotated[TokenInfo, Depends(require(Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN))]
+Commander = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.TECHNICIAN))]
+COMMANDS = (
+    "remote_start",
+    "remote_stop",
+    "reset",
+    "change_availability",
+    "unlock_connector",
+    "trigger_message",
+    "get_configuration",
+    "change_configuration",
+    "get_variables",
+    "set_variables",
+)
+
+
+def _charging(state: AppState) -> ChargingRuntime:
+    if state.charging is None:
+        raise HTTPException(503, "the OCPP central system is not running")
+    return state.charging
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _line(h: ChargerHealth, rt: ChargingRuntime) -> dict[str, Any]:
+    info = rt.chargers.get(h.charger_id)
+    return {
+        "id": h.charger_id,
+        "site_id": info.site_id if info else None,
+        "place": info.place if info else None,
+        "state": h.state.value,
+        "reason": h.reason,
+        "since": _iso(h.since),
+        "online": h.liveness == "online",
+        "liveness": h.liveness,
+    }
+
+
+@router.get("/chargers", summary="Fleet summary: counts by state, chargers worst first")
+async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
+    rt = _charging(state)
+    summary_ = rt.book.fleet(state.clock())
+    return {
+        "at": summary_.at.isoformat(),
+        "total": len(summary_.chargers),
+        "counts": {k.value: v for k, v in summary_.counts.items()},
+        "chargers": [_line(h, rt) for h in summary_.chargers],
+    }
+
+
+@router.get("/chargers/{charger_id}", summary="One charger's health, connectors and history")
+async def charger(charger_id: str, state: StateDep, _: Inspector) -> dict[str, Any]:
+    rt = _charging(state)
+    if charger_id not in rt.chargers:
+        raise HTTPException(404, f"no charger {charger_id!r}")
+    now = state.clock()
+    s = rt.book.state(charger_id)
+    h = rt.book.health(charger_id, now)
+    info = rt.chargers[charger_id]
+    avail = rt.book.availability(charger_id, now)
+    session = rt.live.get(charger_id)
+    return {
+        **_line(h, rt),
+        "last_seen": _iso(s.last_message_at),
+        "reasons": list(h.reasons),
+        "protocol": s.protocol,
+        "remote": session.remote if session else None,
+        "vendor": info.vendor,
+        "model": info.model,
+        "reported_vendor": s.vendor,
+        "reported_model": s.model,
+        "serial": s.serial,
+        "firmware": s.firmware,
+        "firmware_status": s.firmware_status,
+        "last_boot_reason": s.last_boot_reason,
+        "last_boot_at": _iso(s.last_boot_at),
+        "power_kw": info.power_kw,
+        "current": info.current,
+        "lat": info.lat,
+        "lon": info.lon,
+        "heartbeat_s": s.heartbeat_s,
+        "energy_today_wh": rt.book.energy_today_wh(charger_id, now),
+        "availability": {
+            "day": avail.day,
+            "week": avail.week,
+            "connectors": {str(k): {"day": d, "week": w} for k, (d, w) in avail.connectors.items()},
+        },
+        "connectors": [
+            {
+                "id": c.connector_id,
+                "status": c.status,
+                "error_code": c.error_code,
+                "vendor_error_code": c.vendor_error_code,
+                "info": c.info,
+                "since": _iso(c.since),
+                "last_meter_wh": c.last_meter_wh,
+                "last_meter_at": _iso(c.last_meter_at),
+                "transaction_id": c.transaction_id,
+            }
+            for c in sorted(s.connectors.values(), key=lambda c: c.connector_id)
+            if c.connector_id > 0 or c.status is not None
+        ],
+        "faults": [
+            {
+                "connector_id": f.connector_id,
+                "start": f.start.isoformat(),
+                "end": _iso(f.end),
+                "status": f.status,
+                "error_code": f.error_code,
+                "vendor_error_code": f.vendor_error_code,
+                "info": f.info,
+            }
+            for f in rt.book.faults(charger_id)[:50]
+        ],
+    }
+
+
+@router.get("/chargers/{charger_id}/events", summary="What the charger reported, newest first")
+async def charger_events(
+    charger_id: str,
+    state: StateDep,
+    _: Inspector,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    rt = _charging(state)
+    if charger_id not in rt.chargers:
+        raise HTTPException(404, f"no charger {charger_id!r}")
+    E = ChargerEventRow
+    async with state.sessions() as db:
+        rows = (
+            await db.execute(
+                select(E)
+                .where(E.charger_id == charger_id)
+                .order_by(E.ts.desc(), E.id.desc())
+                .limit(limit)
+            )
+        ).scalars()
+        events = [
+            {
+                "ts": r.ts.isoformat(),
+                "received_at": r.received_at.isoformat(),
+                "kind": r.kind,
+                "connector_id": r.connector_id,
+                "status": r.status,
+                "error_code": r.error_code,
+                "vendor_error_code": r.vendor_error_code,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+    return {"charger_id": charger_id, "events": events}
+
+
+@router.post(
+    "/chargers/{charger_id}/commands/{command}",
+    summary="Send a command to a connected charger and return its answer",
+    description="Commands: " + ", ".join(COMMANDS) + ". The body holds the command's parameters.",
+)
+async def command(
+    charger_id: str,
+    command: str,
+    state: StateDep,
+    _: Commander,
+    params: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
+    rt = _charging(state)
+    if charger_id not in rt.chargers:
+        raise HTTPException(404, f"no charger {charger_id!r}")
+    if command not in COMMANDS:
+        raise HTTPException(404, f"no command {command!r}; commands: {', '.join(COMMANDS)}")
+    session = rt.live.get(charger_id)
+    if session is None:
+        raise HTTPException(409, f"charger {charger_id!r} is not connected")
+    try:
+        # The call runs in its own task: the HTTP handler waits for the answer, never the
+        # charger's receive loop.
+        result = await session.command(command, params or {}, timeout=rt.config.command_timeout_s)
+    except CommandError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except CommandTimeout:
+        raise HTTPException(504, f"charger {charger_id!r} did not answer in time") from None
+    return {
+        "charger_id": charger_id,
+        "command": command,
+        "status": result.status,
+        "payload": result.payload,
+    }
+
+
+# -- public ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/charging/locations",
+    summary="Charger availability per location, OCPI-style EVSE statuses (public)",
+)
+async def locations(state: StateDep) -> dict[str, Any]:
+    rt = _charging(state)
+    now = state.clock()
+    by_location: dict[str, dict[str, Any]] = {}
+    for s in rt.book.states():
+        info = rt.chargers.get(s.charger_id)
+        if info is None or info.lifecycle == "retired":
+            continue
+        loc = by_location.setdefault(
+            info.location,
+            {
+                "id": info.location,
+                "site_id": info.site_id,
+                "name": info.place,
+                "lat": info.lat,
+                "lon": info.lon,
+                "evses": [],
+                "counts": {},
+            },
+        )
+        offline = liveness(s, now, rt.book.factor, rt.book.grace) == "offline"
+        whole = s.connectors.get(0)
+        for cid in range(1, info.connectors + 1):
+            c = s.connectors.get(cid)
+            status = ocpi_status(
+                c.status if c else None,
+                charger_status=whole.status if whole else None,
+                offline=offline,
+            ).value
+            loc["evses"].append(
+                {
+                    "uid": f"{s.charger_id}*{cid}",
+                    "status": status,
+                    "power_kw": info.power_kw,
+                    "current": info.current,
+                }
+            )
+            loc["counts"][status] = loc["counts"].get(status, 0) + 1
+    return {"at": now.isoformat(), "locations": sorted(by_location.values(), key=lambda x: x["id"])}
+
+
+@router.get("/charging/tariff", summary="The posted charging tariff, with summaries (public)")
+async def charging_tariff(state: StateDep) -> dict[str, Any]:
+    rt = _charging(state)
+    now = state.clock()
+    try:
+        current = rt.tariffs.version_at(now).version
+    except ValueError:
+        current = rt.tariffs.versions[0].version
+    return {
+        "current": current,
+        "versions": [
+            {
+                "version": v.version,
+                "effective_from": v.effective_from.isoformat(),
+                "summary_zh": summary(v, "zh"),
+                "summary_en": summary(v, "en"),
+            }
+            for v in rt.tariffs.versions
+        ],
+    }
+
+
+@router.get(
+    "/charging/sessions/{session_id}",
+    summary="A charging session with its itemised bill (public: the id is the handle)",
+)
+async def charging_session(session_id: str, state: StateDep) -> dict[str, Any]:
+    rt = _charging(state)
+    if len(session_id) > 36:
+        raise HTTPException(404, "no such charging session")
+    async with state.sessions() as db:
+        row = await db.get(ChargingSessionRow, session_id)
+        if row is None:
+            raise HTTPException(404, "no such charging session")
+        b = row.bill
+        if b is None:
+            priced = await rt.price(db, row, state.clock())
+            b = bill_json(priced) if priced is not None else None
+    return {
+        "id": row.id,
+        "charger_id": row.charger_id,
+        "connector_id": row.connector_id,
+        "state": row.state,
+        "started_at": row.started_at.isoformat(),
+        "ended_at": _iso(row.ended_at),
+        "charging_ended_at": _iso(row.charging_ended_at),
+        "meter_start_wh": row.meter_start_wh,
+        "meter_stop_wh": row.meter_stop_wh,
+        "stop_reason": row.stop_reason,
+        "bill": b,
+    }

@@ -1,0 +1,561 @@
+"""The chargers at run time: the OCPP backend (auth, live sessions, transaction ids), the
+recorder that turns charger events into health, history, charging sessions and bills in the
+database, and the watch loop (probes before declaring a charger offline, outages, maintenance
+reports through the case outbox).
+
+A charger's receive loop never waits on the database: events are queued (``publish``) and
+written in batches by the recorder. Authentication reads one row by primary key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from charging.billing import Bill, ChargingSessionData, ChargingTariffBook, bill
+from charging.health import (
+    ChargerBook,
+    ChargerChanged,
+    ChargerState,
+    ConnectorChanged,
+    ConnectorState,
+    Outage,
+    OutageEnded,
+    OutageStarted,
+    StatusRecorded,
+    StatusReport,
+    UnknownCharger,
+)
+from charging.ocpp.backend import AuthVerdict, IdTagStatus
+from charging.ocpp.session import ChargerSession
+from events import (
+    ChargerBooted,
+    ChargerNotice,
+    ChargingEnded,
+    ChargingStarted,
+    ConnectorStatusChanged,
+    Event,
+    MeterSample,
+)
+from gateway.bus import EventBus
+from gateway.cases.outbox import record_case
+from gateway.chargers import check_password
+from gateway.config import OcppConfig
+from gateway.logs import OnceLogger
+from gateway.metrics import Metrics
+from gateway.storage.schema import (
+    ChargerEventRow,
+    ChargerRow,
+    ChargingSampleRow,
+    ChargingSessionRow,
+    ConnectorRow,
+    SiteRow,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY = timedelta(days=8)
+PROBE_TIMEOUT_S = 10.0
+WATCH_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerInfo:
+    """What the registry says of a charger (the town file or ``citygate chargers add``)."""
+
+    id: str
+    site_id: str | None
+    location: str  # the site id, or ``place:<name>`` for a charger outside any car park
+    place: str
+    lat: float
+    lon: float
+    vendor: str
+    model: str
+    current: str
+    power_kw: float
+    connectors: int
+    site_class: str
+    lifecycle: str
+
+
+def _location(row: ChargerRow) -> str:
+    return row.site_id or f"place:{row.place}"
+
+
+def bill_json(b: Bill) -> dict[str, Any]:
+    return {
+        "site_id": b.site_id,
+        "tariff_version": b.tariff_version,
+        "start": b.start.isoformat(),
+        "charging_end": b.charging_end.isoformat() if b.charging_end else None,
+        "idle_end": b.idle_end.isoformat() if b.idle_end else None,
+        "energy_wh": b.energy_wh,
+        "energy_fen": b.energy_fen,
+        "service_fen": b.service_fen,
+        "idle_fen": b.idle_fen,
+        "total_fen": b.total_fen,
+        "lines": [
+            {
+                "start": ln.start.isoformat(),
+                "end": ln.end.isoformat(),
+                "kind": ln.kind,
+                "band": ln.band,
+                "rule": ln.rule,
+                "wh": ln.wh,
+                "amount_fen": ln.amount_fen,
+            }
+            for ln in b.lines
+        ],
+    }
+
+
+class ChargingRuntime:
+    """The gateway's ``ChargerBackend`` and the tasks behind it."""
+
+    def __init__(
+        self,
+        config: OcppConfig,
+        sessions: async_sessionmaker[Any],
+        bus: EventBus,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        tariffs: ChargingTariffBook,
+        on_case: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self._sessions = sessions
+        self._bus = bus
+        self._metrics = metrics
+        self._clock = clock
+        self.tariffs = tariffs
+        self._on_case = on_case
+        self.book = ChargerBook(factor=config.silence_factor)
+        self.live: dict[str, ChargerSession] = {}
+        self.chargers: dict[str, ChargerInfo] = {}
+        self._queue: asyncio.Queue[tuple[Event, datetime]] = asyncio.Queue(maxsize=500_000)
+        self._next_tx = 1
+        self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
+        self._warn = OnceLogger(log, "charger recorder")
+        self._probing: set[str] = set()
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Registry, last known state and 8 days of history from the database."""
+        now = self._clock()
+        async with self._sessions() as db:
+            sites = {r.id: r for r in (await db.execute(select(SiteRow))).scalars()}
+            rows = list((await db.execute(select(ChargerRow))).scalars())
+            conns: dict[str, dict[int, ConnectorRow]] = {}
+            for c in (await db.execute(select(ConnectorRow))).scalars():
+                conns.setdefault(c.charger_id, {})[c.connector_id] = c
+            history: dict[tuple[str, int], list[StatusReport]] = {}
+            outages: dict[str, list[Outage]] = {}
+            recent = select(ChargerEventRow).where(
+                ChargerEventRow.ts >= now - HISTORY,
+                ChargerEventRow.kind.in_(("status", "outage")),
+            )
+            for e in (await db.execute(recent.order_by(ChargerEventRow.ts))).scalars():
+                if e.kind == "status" and e.connector_id is not None:
+                    history.setdefault((e.charger_id, e.connector_id), []).append(
+                        StatusReport(
+                            e.ts, e.status, e.error_code, e.vendor_error_code, e.detail or None
+                        )
+                    )
+                elif e.kind == "outage" and e.status == "ended" and e.detail:
+                    outages.setdefault(e.charger_id, []).append(
+                        Outage(e.ts, datetime.fromisoformat(e.detail))
+                    )
+            max_tx = (
+                await db.execute(
+                    select(ChargingSessionRow.charger_id, ChargingSessionRow.transaction_id)
+                )
+            ).all()
+        self._next_tx = 1 + max((int(t) for _, t in max_tx if t.isdigit()), default=0)
+        for r in rows:
+            site = sites.get(r.site_id) if r.site_id else None
+            self.chargers[r.id] = ChargerInfo(
+                id=r.id,
+                site_id=r.site_id,
+                location=_location(r),
+                place=r.place,
+                lat=r.lat,
+                lon=r.lon,
+                vendor=r.vendor,
+                model=r.model,
+                current=r.current,
+                power_kw=r.power_kw,
+                connectors=r.connectors,
+                site_class=site.segment_class if site else "C",
+                lifecycle=r.lifecycle,
+            )
+            ids = range(0, r.connectors + 1)
+            self.book.register(
+                r.id, _location(r), heartbeat_s=self.config.heartbeat_s, connector_ids=ids
+            )
+            mine = conns.get(r.id, {})
+            snapshot = ChargerState(
+                charger_id=r.id,
+                site_id=_location(r),
+                heartbeat_s=self.config.heartbeat_s,
+                connectors={
+                    cid: ConnectorState(
+                        cid,
+                        status=c.status if c.status != "Unknown" else None,
+                        since=c.since,
+                        reported_at=c.since,
+                        error_code=c.error_code,
+                        vendor_error_code=c.vendor_error_code,
+                        info=c.info,
+                        last_meter_wh=c.last_meter_wh,
+                        last_meter_at=c.last_meter_at,
+                    )
+                    if (c := mine.get(cid)) is not None
+                    else ConnectorState(cid)
+                    for cid in ids
+                },
+                protocol=r.protocol,
+                last_message_at=r.last_seen,
+                vendor=r.vendor,
+                model=r.model,
+                serial=r.serial,
+                firmware=r.firmware,
+                last_boot_reason=r.last_boot_reason,
+                last_boot_at=r.last_boot_at,
+            )
+            self.book.restore(
+                snapshot,
+                now=now,
+                history={cid: history.get((r.id, cid), []) for cid in ids},
+                outages=outages.get(r.id, []),
+            )
+
+    # -- ChargerBackend -------------------------------------------------------------------------
+
+    async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
+        async with self._sessions() as db:
+            row = await db.get(ChargerRow, charger_id)
+        verdict = check_password(row, password)
+        if verdict != "ok":
+            self._metrics.ocpp_rejected.labels("connection", verdict).inc()
+        return verdict  # type: ignore[return-value]
+
+    def connected(self, charger_id: str, session: ChargerSession) -> None:
+        self.live[charger_id] = session
+        self._metrics.chargers_connected.set(len(self.live))
+
+    def disconnected(self, charger_id: str, session: ChargerSession, reason: str) -> None:
+        if self.live.get(charger_id) is session:
+            del self.live[charger_id]
+        self._metrics.chargers_connected.set(len(self.live))
+
+    def publish(self, event: Event) -> None:
+        self._bus.publish(event)
+        try:
+            self._queue.put_nowait((event, self._clock()))
+        except asyncio.QueueFull:
+            self._metrics.ocpp_rejected.labels("recorder", "queue_full").inc()
+            self._warn.failed("recorder queue full: charger events are being dropped")
+
+    def heartbeat_interval(self, charger_id: str) -> int:
+        return self.config.heartbeat_s
+
+    async def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
+        """Public chargers: any well-formed id tag may charge (the app or card settles the
+        bill); an empty or oversized one may not."""
+        return "Accepted" if 0 < len(id_tag) <= 36 else "Invalid"
+
+    def new_transaction_id(self, charger_id: str) -> int:
+        tx, self._next_tx = self._next_tx, self._next_tx + 1
+        return tx
+
+    def count(self, what: str, reason: str) -> None:
+        self._metrics.ocpp_rejected.labels(what, reason).inc()
+
+    # -- the recorder ---------------------------------------------------------------------------
+
+    async def record(self, batch: int = 1000) -> None:
+        """Write charger events in batches (a task of the gateway)."""
+        while True:
+            items = [await self._queue.get()]
+            while len(items) < batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            try:
+                await self._write(items)
+                self._warn.recovered()
+            except Exception as exc:
+                self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
+                self._warn.failed(f"{type(exc).__name__}: {exc}")
+
+    async def _write(self, items: list[tuple[Event, datetime]]) -> None:
+        async with self._sessions.begin() as db:
+            for event, received in items:
+                if event.device_id not in self.chargers:
+                    continue
+                try:
+                    changes = self.book.apply(event, received)
+                except UnknownCharger:
+                    continue
+                for change in changes:
+                    await self._persist(db, change, received)
+                await self._transactions(db, event, received)
+                await self._notice(db, event, received)
+
+    async def _persist(self, db: AsyncSession, change: object, now: datetime) -> None:
+        if isinstance(change, ChargerChanged):
+            s = change.state
+            row = await db.get(ChargerRow, s.charger_id)
+            if row is None:
+                return
+            row.last_seen = s.last_message_at
+            row.protocol = s.protocol
+            if s.firmware:
+                row.firmware = s.firmware
+            if s.serial:
+                row.serial = s.serial
+            row.last_boot_at = s.last_boot_at
+            row.last_boot_reason = s.last_boot_reason
+        elif isinstance(change, ConnectorChanged):
+            c = change.connector
+            row_c = await db.get(ConnectorRow, (change.charger_id, c.connector_id))
+            if row_c is None:
+                row_c = ConnectorRow(charger_id=change.charger_id, connector_id=c.connector_id)
+                db.add(row_c)
+            row_c.status = c.status or "Unknown"
+            row_c.since = c.since
+            row_c.error_code = c.error_code
+            row_c.vendor_error_code = c.vendor_error_code
+            row_c.info = (c.info or None) and c.info[:200]
+            row_c.last_meter_wh = c.last_meter_wh
+            row_c.last_meter_at = c.last_meter_at
+        elif isinstance(change, StatusRecorded):
+            r = change.report
+            db.add(
+                ChargerEventRow(
+                    charger_id=change.charger_id,
+                    connector_id=change.connector_id,
+                    ts=r.ts,
+                    received_at=now,
+                    kind="status",
+                    status=r.status[:50],
+                    error_code=r.error_code,
+                    vendor_error_code=r.vendor_error_code,
+                    detail=(r.info or "")[:500],
+                )
+            )
+        elif isinstance(change, OutageStarted):
+            db.add(
+                ChargerEventRow(
+                    charger_id=change.charger_id, connector_id=None, ts=change.start,
+                    received_at=now, kind="outage", status="started", detail=change.reason[:500],
+                )
+            )  # fmt: skip
+        elif isinstance(change, OutageEnded):
+            o = change.outage
+            db.add(
+                ChargerEventRow(
+                    charger_id=change.charger_id, connector_id=None, ts=o.start,
+                    received_at=now, kind="outage", status="ended",
+                    detail=o.end.isoformat() if o.end else "",
+                )
+            )  # fmt: skip
+
+    async def _notice(self, db: AsyncSession, event: Event, now: datetime) -> None:
+        if isinstance(event, ChargerNotice):
+            db.add(
+                ChargerEventRow(
+                    charger_id=event.device_id, connector_id=None, ts=event.ts, received_at=now,
+                    kind=event.notice[:24], status=event.status[:50], detail=event.detail[:500],
+                )
+            )  # fmt: skip
+        elif isinstance(event, ChargerBooted):
+            db.add(
+                ChargerEventRow(
+                    charger_id=event.device_id, connector_id=None, ts=event.ts, received_at=now,
+                    kind="boot", status=(event.reason or "boot")[:50],
+                    detail=f"{event.vendor} {event.model} firmware {event.firmware or '?'}"[:500],
+                )
+            )  # fmt: skip
+
+    async def _session_id(self, db: AsyncSession, charger_id: str, tx: str) -> str | None:
+        key = (charger_id, tx)
+        found = self._tx_sessions.get(key)
+        if found is None:
+            found = await db.scalar(
+                select(ChargingSessionRow.id).where(
+                    ChargingSessionRow.charger_id == charger_id,
+                    ChargingSessionRow.transaction_id == tx,
+                )
+            )
+            if found is not None:
+                self._tx_sessions[key] = found
+        return found
+
+    async def _transactions(self, db: AsyncSession, event: Event, now: datetime) -> None:
+        cid = event.device_id
+        if isinstance(event, ChargingStarted):
+            if await self._session_id(db, cid, event.transaction_id) is not None:
+                return  # re-sent: recorded once
+            sid = str(uuid.uuid4())
+            db.add(
+                ChargingSessionRow(
+                    id=sid, charger_id=cid, connector_id=event.connector_id,
+                    transaction_id=event.transaction_id[:36], id_tag=event.id_tag,
+                    state="open", started_at=event.ts, meter_start_wh=event.meter_start_wh,
+                    updated_at=now,
+                )
+            )  # fmt: skip
+            self._tx_sessions[(cid, event.transaction_id)] = sid
+            await db.flush()
+            if event.meter_start_wh is not None:
+                await self._sample(db, sid, event.ts, event.meter_start_wh)
+        elif (
+            isinstance(event, MeterSample) and event.transaction_id and event.energy_wh is not None
+        ):
+            found = await self._session_id(db, cid, event.transaction_id)
+            if found is not None:
+                await self._sample(db, found, event.ts, event.energy_wh)
+        elif isinstance(event, ConnectorStatusChanged) and event.status in (
+            "SuspendedEV",
+            "Finishing",
+        ):
+            row = await db.scalar(
+                select(ChargingSessionRow).where(
+                    ChargingSessionRow.charger_id == cid,
+                    ChargingSessionRow.connector_id == event.connector_id,
+                    ChargingSessionRow.state == "open",
+                )
+            )
+            if row is not None and row.charging_ended_at is None and event.ts >= row.started_at:
+                row.charging_ended_at = event.ts
+        elif isinstance(event, ChargingEnded):
+            ended = await self._session_id(db, cid, event.transaction_id)
+            if ended is None:
+                self._metrics.ocpp_rejected.labels("message", "end_without_start").inc()
+                return
+            row_s = await db.get(ChargingSessionRow, ended)
+            if row_s is None or row_s.state == "closed":
+                return  # re-sent
+            if event.meter_stop_wh is not None:
+                await self._sample(db, ended, event.ts, event.meter_stop_wh)
+            row_s.state = "closed"
+            row_s.ended_at = event.ts
+            row_s.meter_stop_wh = event.meter_stop_wh
+            row_s.stop_reason = (event.reason or "")[:32] or None
+            row_s.updated_at = now
+            await db.flush()
+            b = await self.price(db, row_s, event.ts)
+            if b is not None:
+                row_s.total_fen = b.total_fen
+                row_s.tariff_version = b.tariff_version
+                row_s.bill = bill_json(b)
+
+    async def _sample(self, db: AsyncSession, sid: str, ts: datetime, wh: float) -> None:
+        exists = await db.scalar(
+            select(func.count())
+            .select_from(ChargingSampleRow)
+            .where(ChargingSampleRow.session_id == sid, ChargingSampleRow.ts == ts)
+        )
+        if not exists:
+            db.add(ChargingSampleRow(session_id=sid, ts=ts, energy_wh=wh))
+            await db.flush()
+
+    async def price(self, db: AsyncSession, row: ChargingSessionRow, now: datetime) -> Bill | None:
+        """The itemised bill of a session (up to ``now`` while it is open)."""
+        info = self.chargers.get(row.charger_id)
+        if info is None:
+            return None
+        samples = (
+            await db.execute(
+                select(ChargingSampleRow.ts, ChargingSampleRow.energy_wh)
+                .where(ChargingSampleRow.session_id == row.id)
+                .order_by(ChargingSampleRow.ts)
+            )
+        ).all()
+        stop = row.ended_at or max(now, row.started_at)
+        data = ChargingSessionData(
+            start=row.started_at,
+            stop=stop,
+            samples=tuple((ts, round(wh)) for ts, wh in samples),
+            meter_start_wh=None if row.meter_start_wh is None else round(row.meter_start_wh),
+            meter_stop_wh=None if row.meter_stop_wh is None else round(row.meter_stop_wh),
+            charging_end=min(row.charging_ended_at, stop) if row.charging_ended_at else None,
+        )
+        try:
+            return bill(self.tariffs, info.location, info.site_class, data)
+        except ValueError as exc:
+            self._metrics.ocpp_rejected.labels("billing", "unpriced").inc()
+            log.warning("charging session %s not billed: %s", row.id, exc)
+            return None
+
+    # -- the watch loop -------------------------------------------------------------------------
+
+    async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Probe silent chargers, declare outages, raise maintenance reports."""
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                now = self._clock()
+                for charger_id in self.book.due_probes(now):
+                    session = self.live.get(charger_id)
+                    if session is None or charger_id in self._probing:
+                        continue
+                    self._probing.add(charger_id)
+                    self._enqueue_changes(self.book.probe_sent(charger_id, now))
+                    tg.create_task(self._probe(charger_id, session))
+                self._enqueue_changes(self.book.sweep(now))
+                await self._maintenance(now)
+                await asyncio.sleep(interval_s)
+
+    async def _probe(self, charger_id: str, session: ChargerSession) -> None:
+        try:
+            ok = await session.probe(PROBE_TIMEOUT_S)
+        finally:
+            self._probing.discard(charger_id)
+        self._metrics.ocpp_probes.labels("answered" if ok else "silent").inc()
+        self._enqueue_changes(self.book.probe_result(charger_id, ok, self._clock()))
+
+    def _enqueue_changes(self, changes: tuple[object, ...]) -> None:
+        if changes:
+            asyncio.get_running_loop().create_task(self._persist_changes(changes))
+
+    async def _persist_changes(self, changes: tuple[object, ...]) -> None:
+        try:
+            async with self._sessions.begin() as db:
+                for change in changes:
+                    await self._persist(db, change, self._clock())
+        except Exception as exc:
+            self._warn.failed(f"{type(exc).__name__}: {exc}")
+
+    async def _maintenance(self, now: datetime) -> None:
+        findings = self.book.maintenance(
+            now,
+            timedelta(seconds=self.config.faulted_report_after_s),
+            timedelta(seconds=self.config.offline_report_after_s),
+        )
+        if not findings:
+            return
+        filed = 0
+        try:
+            async with self._sessions.begin() as db:
+                for f in findings:
+                    case = f.to_case()
+                    row = await record_case(db, case, now)
+                    self._metrics.cases_raised.labels(
+                        case.category, "duplicate" if row is None else "recorded"
+                    ).inc()
+                    if row is not None:
+                        filed += 1
+                        self._bus.publish(case)
+        except Exception as exc:
+            self._warn.failed(f"maintenance reports: {type(exc).__name__}: {exc}")
+            return
+        if filed:
+            self._on_case()
