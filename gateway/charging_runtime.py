@@ -197,7 +197,7 @@ class ChargingRuntime:
                 site_class=site.segment_class if site else "C",
                 lifecycle=r.lifecycle,
             )
-            ids = range(0, r.connectors + 1)
+            ids = range(1, r.connectors + 1)  # connector 0 (the charger) only if it reports
             self.book.register(
                 r.id, _location(r), heartbeat_s=self.config.heartbeat_s, connector_ids=ids
             )
@@ -243,10 +243,7 @@ class ChargingRuntime:
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
         async with self._sessions() as db:
             row = await db.get(ChargerRow, charger_id)
-        verdict = check_password(row, password)
-        if verdict != "ok":
-            self._metrics.ocpp_rejected.labels("connection", verdict).inc()
-        return verdict  # type: ignore[return-value]
+        return check_password(row, password)  # type: ignore[return-value]  # counted by the server
 
     def connected(self, charger_id: str, session: ChargerSession) -> None:
         self.live[charger_id] = session

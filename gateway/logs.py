@@ -15,7 +15,7 @@ from typing import Any
 
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(password|passwd|secret|token|authorization)(\"?\s*[:=]\s*\"?)([^\s\",}]+)"),
-    re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]+)"),
+    re.compile(r"(?i)((?:bearer|basic)\s+)([A-Za-z0-9._~+/=-]+)"),
     re.compile(r"(?i)(://[^:/@\s]+:)([^@\s]+)(@)"),
 ]
 
@@ -66,7 +66,17 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiosqlite", "asyncio", "uvicorn.access", "amqtt", "transitions", "alembic"):
+    for noisy in (
+        "aiosqlite",
+        "asyncio",
+        "uvicorn.access",
+        "amqtt",
+        "transitions",
+        "alembic",
+        "ocpp",
+        "charging.ocpp.frames",
+        "websockets",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from charging.billing import summary
 from charging.health import ChargerHealth, liveness, ocpi_status
-from charging.ocpp.commands import CommandError, CommandTimeout
+from charging.ocpp.commands import ChargerGone, CommandError, CommandTimeout
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.charging_runtime import ChargingRuntime, bill_json
@@ -174,6 +174,43 @@ async def charger_events(
     return {"charger_id": charger_id, "events": events}
 
 
+@router.get("/chargers/{charger_id}/sessions", summary="Recent charging sessions, newest first")
+async def charger_sessions(
+    charger_id: str,
+    state: StateDep,
+    _: Inspector,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    rt = _charging(state)
+    if charger_id not in rt.chargers:
+        raise HTTPException(404, f"no charger {charger_id!r}")
+    S = ChargingSessionRow
+    async with state.sessions() as db:
+        rows = (
+            await db.execute(
+                select(S)
+                .where(S.charger_id == charger_id)
+                .order_by(S.started_at.desc())
+                .limit(limit)
+            )
+        ).scalars()
+        out = [
+            {
+                "id": r.id,
+                "connector_id": r.connector_id,
+                "transaction_id": r.transaction_id,
+                "state": r.state,
+                "started_at": r.started_at.isoformat(),
+                "ended_at": _iso(r.ended_at),
+                "meter_start_wh": r.meter_start_wh,
+                "meter_stop_wh": r.meter_stop_wh,
+                "total_fen": r.total_fen,
+            }
+            for r in rows
+        ]
+    return {"charger_id": charger_id, "sessions": out}
+
+
 @router.post(
     "/chargers/{charger_id}/commands/{command}",
     summary="Send a command to a connected charger and return its answer",
@@ -202,6 +239,8 @@ async def command(
         raise HTTPException(422, str(exc)) from None
     except CommandTimeout:
         raise HTTPException(504, f"charger {charger_id!r} did not answer in time") from None
+    except ChargerGone:
+        raise HTTPException(409, f"charger {charger_id!r} disconnected before answering") from None
     return {
         "charger_id": charger_id,
         "command": command,

@@ -1,0 +1,294 @@
+"""EV chargers through a running gateway: simulated chargers (the ocpp library's own
+ChargePoint over real websockets) boot, fault, charge, go offline and come back; inspectors
+see health, operators send commands, the app sees availability and bills."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from gateway.chargers import set_password
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
+from tests.ocpp_chargers import Charger16, Charger201
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def gw(mosquitto: Broker, module_db_url: str) -> AsyncIterator[Any]:
+    settings = gateway_settings(
+        module_db_url, mosquitto, ocpp={"faulted_report_after_s": 60, "heartbeat_s": 60}
+    )
+    async with running_gateway(settings) as gateway:
+        yield gateway
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def tokens(gw: Any) -> dict[str, str]:
+    return await make_tokens(gw)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def passwords(gw: Any) -> dict[str, str]:
+    """Every sample charger provisioned with a password (as `citygate chargers set-password`)."""
+    out = {}
+    async with gw.persister._sessions.begin() as s:
+        for cid in gw.charging.chargers:
+            out[cid] = await set_password(s, cid, gw.clock())
+    return out
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(gw: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as client:
+        yield client
+
+
+def url(gw: Any) -> str:
+    return f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def charger(http: httpx.AsyncClient, tokens: dict[str, str], cid: str) -> dict[str, Any]:
+    r = await http.get(f"/api/v1/chargers/{cid}", headers=auth(tokens["inspector"]))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_boot_status_and_a_fault_reach_the_inspector(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    async with Charger16(url(gw), "SDEV001", passwords["SDEV001"], firmware="2.3.1") as c:
+        await c.boot()
+        await c.status(1, "Available")
+        await c.status(2, "Available")
+
+        async def online() -> dict[str, Any] | None:
+            body = await charger(http, tokens, "SDEV001")
+            ok = body["online"] and body["state"] == "available"
+            return body if ok and body["firmware"] == "2.3.1" else None
+
+        body = await wait_for(online, 10, what="charger online and available")
+        assert body["protocol"] == "ocpp1.6" and body["site_id"] == "cp-shiminting"
+        assert [(x["id"], x["status"]) for x in body["connectors"]] == [
+            (1, "Available"),
+            (2, "Available"),
+        ]
+
+        await c.fault(2, "GroundFailure", vendor_error_code="E-0x1F")
+
+        async def faulted() -> dict[str, Any] | None:
+            body = await charger(http, tokens, "SDEV001")
+            return body if body["state"] == "faulted" else None
+
+        body = await wait_for(faulted, 10, what="charger faulted")
+        assert "GroundFailure" in body["reason"]
+        conn2 = next(x for x in body["connectors"] if x["id"] == 2)
+        assert (conn2["status"], conn2["error_code"], conn2["vendor_error_code"]) == (
+            "Faulted",
+            "GroundFailure",
+            "E-0x1F",
+        )
+        fleet = (await http.get("/api/v1/chargers", headers=auth(tokens["inspector"]))).json()
+        assert fleet["total"] == len(gw.charging.chargers)
+        assert fleet["chargers"][0]["id"] == "SDEV001"  # worst first
+        assert fleet["counts"]["faulted"] == 1
+        events = (
+            await http.get("/api/v1/chargers/SDEV001/events", headers=auth(tokens["inspector"]))
+        ).json()["events"]
+        assert any(e["kind"] == "status" and e["error_code"] == "GroundFailure" for e in events)
+        # The public sees the connector out of order, not the internals.
+        locs = (await http.get("/api/v1/charging/locations")).json()["locations"]
+        here = next(loc for loc in locs if loc["id"] == "cp-shiminting")
+        statuses = {e["uid"]: e["status"] for e in here["evses"]}
+        assert statuses["SDEV001*1"] == "AVAILABLE" and statuses["SDEV001*2"] == "OUTOFORDER"
+        assert "error_code" not in str(here)
+
+
+async def test_a_charging_session_is_billed_once_even_when_resent(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    async with Charger16(url(gw), "SDEV017", passwords["SDEV017"]) as c:
+        await c.boot()
+        tx = await c.start_transaction(1, "APP-7731", meter_start=1_000, timestamp=start)
+        for i in range(1, 5):
+            await c.meter_values(
+                1, tx=tx, energy_wh=1_000 + 5_000 * i, timestamp=start + timedelta(minutes=15 * i)
+            )
+        await c.stop_transaction(
+            tx, meter_stop=21_000, reason="EVDisconnected", timestamp=start + timedelta(hours=1)
+        )
+        # The charger re-sends its stop (a lost answer): nothing is counted twice.
+        await c.stop_transaction(
+            tx, meter_stop=21_000, reason="EVDisconnected", timestamp=start + timedelta(hours=1)
+        )
+
+        async def closed() -> dict[str, Any] | None:
+            r = await http.get(
+                "/api/v1/chargers/SDEV017/sessions", headers=auth(tokens["inspector"])
+            )
+            got = [s for s in r.json()["sessions"] if s["state"] == "closed"]
+            return got[0] if got else None
+
+        s = await wait_for(closed, 10, what="charging session closed")
+    bill = (await http.get(f"/api/v1/charging/sessions/{s['id']}")).json()["bill"]
+    assert bill["energy_wh"] == 20_000
+    assert bill["total_fen"] == sum(line["amount_fen"] for line in bill["lines"]) > 0
+    sessions = (
+        await http.get("/api/v1/chargers/SDEV017/sessions", headers=auth(tokens["inspector"]))
+    ).json()["sessions"]
+    assert len(sessions) == 1
+
+
+async def test_offline_queue_arrives_late_back_dated_and_in_order(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    c = Charger16(url(gw), "SDEV021", passwords["SDEV021"])
+    await c.connect()
+    await c.boot()
+    await c.drop()  # the uplink is cut
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50)
+    tx = await c.start_transaction(1, "CARD-0042", meter_start=500, timestamp=t0)
+    await c.meter_values(1, tx=tx, energy_wh=3_500, timestamp=t0 + timedelta(minutes=20))
+    await c.stop_transaction(tx, meter_stop=7_500, timestamp=t0 + timedelta(minutes=40))
+    assert len(c.queue) == 3
+    await c.connect()  # delivers the queue in order
+    try:
+
+        async def closed() -> list[dict[str, Any]] | None:
+            r = await http.get(
+                "/api/v1/chargers/SDEV021/sessions", headers=auth(tokens["inspector"])
+            )
+            got = [s for s in r.json()["sessions"] if s["state"] == "closed"]
+            return got or None
+
+        (s,) = await wait_for(closed, 10, what="queued session recorded")
+        assert s["started_at"] == t0.isoformat()
+        assert s["ended_at"] == (t0 + timedelta(minutes=40)).isoformat()
+        bill = (await http.get(f"/api/v1/charging/sessions/{s['id']}")).json()["bill"]
+        assert bill["energy_wh"] == 7_000
+    finally:
+        await c.disconnect()
+
+
+async def test_commands_reach_the_charger_and_bad_ones_are_refused(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    base = "/api/v1/chargers/SDEV030/commands"
+    op = auth(tokens["operator"])
+    r = await http.post(f"{base}/reset", json={"type": "soft"}, headers=op)
+    assert r.status_code == 409  # not connected
+    async with Charger201(url(gw), "SDEV030", passwords["SDEV030"]) as c:
+        await c.boot()
+        await wait_for(lambda: "SDEV030" in gw.charging.live, 5, what="connected")
+        r = await http.post(f"{base}/reset", json={"type": "soft"}, headers=op)
+        assert r.status_code == 200 and r.json()["status"] == "Accepted"
+        assert c.received[-1][0] == "Reset"
+        r = await http.post(f"{base}/get_configuration", json={}, headers=op)
+        assert r.status_code == 422  # a 1.6 command to a 2.0.1 charger
+        r = await http.post(
+            f"{base}/reset", json={"type": "soft"}, headers=auth(tokens["inspector"])
+        )
+        assert r.status_code == 403
+        r = await http.post(f"{base}/self_destruct", json={}, headers=op)
+        assert r.status_code == 404
+
+
+async def test_bad_credentials_are_refused_and_counted(gw: Any, passwords: dict[str, str]) -> None:
+    before = gw.metrics_value(
+        "citygate_ocpp_rejected_total", what="connection", reason="bad_password"
+    )
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the handshake is refused (HTTP 401)
+        async with Charger16(url(gw), "SDEV002", "not-the-password"):
+            pass
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        async with Charger16(url(gw), "NOT-A-CHARGER", "x" * 20):
+            pass
+    after = gw.metrics_value(
+        "citygate_ocpp_rejected_total", what="connection", reason="bad_password"
+    )
+    assert after == before + 1
+    assert (
+        gw.metrics_value("citygate_ocpp_rejected_total", what="connection", reason="unknown_id")
+        >= 1
+    )
+
+
+async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict[str, str]) -> None:
+    async with Charger16(url(gw), "SDEV040", passwords["SDEV040"]) as c:
+        await c.boot()
+        long_ago = datetime.now(UTC) - timedelta(hours=2)
+        await c.status(1, "Faulted", "PowerMeterFailure", timestamp=long_ago)
+
+        async def reported() -> bool:
+            from sqlalchemy import select
+
+            from gateway.storage.schema import CaseReportRow
+
+            async with gw.persister._sessions() as s:
+                rows = (
+                    (
+                        await s.execute(
+                            select(CaseReportRow).where(CaseReportRow.device_id == "SDEV040")
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            return bool(rows) and rows[0].category == "charger"
+
+        await wait_for(reported, 15, what="maintenance report filed")
+
+
+@pytest.mark.slow
+async def test_the_whole_fleet_connects_at_once(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    ids = sorted(gw.charging.chargers)
+    fleet = [Charger16(url(gw), cid, passwords[cid]) for cid in ids if cid != "SDEV001"]
+    await asyncio.gather(*(c.connect() for c in fleet))
+    try:
+        await asyncio.gather(*(c.boot() for c in fleet))
+        await asyncio.gather(
+            *(
+                c.status(n, "Available")
+                for c in fleet
+                for n in range(1, gw.charging.chargers[c.charger_id].connectors + 1)
+            )
+        )
+        await wait_for(lambda: len(gw.charging.live) >= len(fleet), 15, what="fleet connected")
+
+        members = {c.charger_id for c in fleet}
+
+        async def summary() -> dict[str, Any] | None:
+            r = await http.get("/api/v1/chargers", headers=auth(tokens["inspector"]))
+            body: dict[str, Any] = r.json()
+            reported = {
+                x["id"] for x in body["chargers"] if x["online"] and x["state"] != "unknown"
+            }
+            return body if members <= reported else None
+
+        body = await wait_for(summary, 20, what="fleet summary")
+        assert sum(body["counts"].values()) == body["total"] == len(ids)
+        assert len(body["chargers"]) == len(ids)
+        # Worst first: each line's state is at least as good as the one before it.
+        order = ["faulted", "offline", "unavailable", "unknown", "warning", "charging",
+                 "occupied", "available"]  # fmt: skip
+        ranks = [order.index(x["state"]) for x in body["chargers"]]
+        assert ranks == sorted(ranks)
+        # Every charger whose connectors all said Available is available; the few that are
+        # not carry an earlier test's fault.
+        assert body["counts"]["available"] >= len(fleet) - 3
+    finally:
+        await asyncio.gather(*(c.disconnect() for c in fleet), return_exceptions=True)
