@@ -63,8 +63,6 @@ from gateway.storage.schema import (
 log = logging.getLogger(__name__)
 
 HISTORY = timedelta(days=8)
-PROBE_TIMEOUT_S = 10.0
-WATCH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,8 +493,9 @@ class ChargingRuntime:
 
     # -- the watch loop -------------------------------------------------------------------------
 
-    async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+    async def watch(self) -> None:
         """Probe silent chargers, declare outages, raise maintenance reports."""
+        interval_s = self.config.watch_interval_s
         async with asyncio.TaskGroup() as tg:
             while True:
                 now = self._clock()
@@ -513,7 +512,7 @@ class ChargingRuntime:
 
     async def _probe(self, charger_id: str, session: ChargerSession) -> None:
         try:
-            ok = await session.probe(PROBE_TIMEOUT_S)
+            ok = await session.probe(self.config.probe_timeout_s)
         finally:
             self._probing.discard(charger_id)
         self._metrics.ocpp_probes.labels("answered" if ok else "silent").inc()

@@ -265,6 +265,12 @@ class OcppConfig(_Section):
     command_timeout_s: float = Field(
         30.0, gt=0, le=300, description="how long a command waits for the charger's answer"
     )
+    probe_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="how long a silent charger has to answer its probe"
+    )
+    watch_interval_s: float = Field(
+        5.0, gt=0, le=300, description="how often silent chargers, outages and faults are checked"
+    )
     faulted_report_after_s: int = Field(
         3600, ge=60, description="a charger faulted this long raises a maintenance report"
     )

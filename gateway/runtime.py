@@ -48,6 +48,7 @@ from gateway.telemetry_setup import Telemetry
 from gateway.town import Berth, Counting, Site, SiteKind, load_town
 from gateway.town_import import import_town
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding, SiteInfo
+from telemetry.mapping import DeviceTags
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ class Gateway:
         self.enforcement: Enforcement | None = None
         self.case_delivery: CaseDelivery | None = None
         self.charging: ChargingRuntime | None = None
+        self.charger_tags: dict[str, DeviceTags] = {}  # telemetry tags of the chargers
         self.ocpp_server: Any = None
         self.metrics = Metrics()
         self.bus = EventBus(self.metrics, settings.bus.queue_size)
@@ -314,7 +316,7 @@ class Gateway:
             sessions, live.book, live.directory, self.metrics, s.occupancy.persist_interval_s
         )
         self.telemetry = await Telemetry.start(
-            s.telemetry, self.bus, live.directory, self.metrics, self.clock
+            s.telemetry, self.bus, live.directory, self.metrics, self.clock, self.charger_tags
         )
         state = AppState(
             book=live.book,
@@ -377,6 +379,8 @@ class Gateway:
             o, sessions, self.bus, self.metrics, self.clock, tariffs, self.case_delivery.kick
         )
         await self.charging.load()
+        for c in self.charging.chargers.values():
+            self.charger_tags[c.id] = DeviceTags(site=c.location, kind="charger", model=c.model)
         context = None
         if o.tls_cert is not None and o.tls_key is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

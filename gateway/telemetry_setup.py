@@ -25,14 +25,17 @@ class DirectoryTags(Mapping[str, DeviceTags]):
     """The mapper's view of the live device registry, so devices provisioned while running
     get their tags too."""
 
-    def __init__(self, directory: DeviceDirectory) -> None:
+    def __init__(
+        self, directory: DeviceDirectory, extra: Mapping[str, DeviceTags] | None = None
+    ) -> None:
         self._directory = directory
+        self._extra: Mapping[str, DeviceTags] = {} if extra is None else extra
         self._tags: dict[tuple[str | None, str, str], DeviceTags] = {}
 
     def __getitem__(self, device_id: str) -> DeviceTags:
         entry = self._directory.get(device_id)
         if entry is None:
-            raise KeyError(device_id)
+            return self._extra[device_id]  # chargers: their own registry
         key = (entry.site_id, entry.kind, entry.model)
         tags = self._tags.get(key)  # one object per tag set: the mapper caches by identity
         if tags is None:
@@ -40,10 +43,11 @@ class DirectoryTags(Mapping[str, DeviceTags]):
         return tags
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._directory.ids())
+        yield from self._directory.ids()
+        yield from self._extra
 
     def __len__(self) -> int:
-        return len(self._directory)
+        return len(self._directory) + len(self._extra)
 
 
 class Telemetry:
@@ -74,6 +78,7 @@ class Telemetry:
         directory: DeviceDirectory,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        extra_tags: Mapping[str, DeviceTags] | None = None,
     ) -> Telemetry:
         await asyncio.to_thread(config.spool_dir.mkdir, parents=True, exist_ok=True)
         spool = await Spool.open(
@@ -100,7 +105,7 @@ class Telemetry:
                     ca_file=config.ca_file,
                 )
             )
-        mapper = PointMapper(DirectoryTags(directory))
+        mapper = PointMapper(DirectoryTags(directory, extra_tags))
         sub = bus.subscribe("telemetry", maxsize=200_000)
         pipeline = TelemetryPipeline(
             events=sub.queue,
