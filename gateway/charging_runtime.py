@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from charging.billing import Bill, ChargingSessionData, ChargingTariffBook, bill
+from charging.billing import Bill, ChargingSessionData, ChargingTariffBook, bill, parking_waiver
 from charging.health import (
     ChargerBook,
     ChargerChanged,
@@ -463,11 +463,10 @@ class ChargingRuntime:
             db.add(ChargingSampleRow(session_id=sid, ts=ts, energy_wh=wh))
             await db.flush()
 
-    async def price(self, db: AsyncSession, row: ChargingSessionRow, now: datetime) -> Bill | None:
-        """The itemised bill of a session (up to ``now`` while it is open)."""
-        info = self.chargers.get(row.charger_id)
-        if info is None:
-            return None
+    async def session_data(
+        self, db: AsyncSession, row: ChargingSessionRow, now: datetime
+    ) -> ChargingSessionData:
+        """What billing needs of a session (up to ``now`` while it is open)."""
         samples = (
             await db.execute(
                 select(ChargingSampleRow.ts, ChargingSampleRow.energy_wh)
@@ -476,7 +475,7 @@ class ChargingRuntime:
             )
         ).all()
         stop = row.ended_at or max(now, row.started_at)
-        data = ChargingSessionData(
+        return ChargingSessionData(
             start=row.started_at,
             stop=stop,
             samples=tuple((ts, round(wh)) for ts, wh in samples),
@@ -484,12 +483,39 @@ class ChargingRuntime:
             meter_stop_wh=None if row.meter_stop_wh is None else round(row.meter_stop_wh),
             charging_end=min(row.charging_ended_at, stop) if row.charging_ended_at else None,
         )
+
+    async def price(self, db: AsyncSession, row: ChargingSessionRow, now: datetime) -> Bill | None:
+        """The itemised bill of a session (up to ``now`` while it is open)."""
+        info = self.chargers.get(row.charger_id)
+        if info is None:
+            return None
+        data = await self.session_data(db, row, now)
         try:
             return bill(self.tariffs, info.location, info.site_class, data)
         except ValueError as exc:
             self._metrics.ocpp_rejected.labels("billing", "unpriced").inc()
             log.warning("charging session %s not billed: %s", row.id, exc)
             return None
+
+    async def waiver(
+        self, db: AsyncSession, row: ChargingSessionRow, now: datetime
+    ) -> dict[str, Any] | None:
+        """The stretch of parking the site waives for this charging session, if any."""
+        info = self.chargers.get(row.charger_id)
+        if info is None or info.site_id is None:
+            return None
+        try:
+            w = parking_waiver(self.tariffs, info.site_id, await self.session_data(db, row, now))
+        except ValueError:
+            return None
+        if w is None:
+            return None
+        return {
+            "site_id": w.site_id,
+            "start": w.start.isoformat(),
+            "end": w.end.isoformat(),
+            "rule": w.rule,
+        }
 
     # -- the watch loop -------------------------------------------------------------------------
 

@@ -142,8 +142,11 @@ async def test_a_charging_session_is_billed_once_even_when_resent(
             return got[0] if got else None
 
         s = await wait_for(closed, 10, what="charging session closed")
-    bill = (await http.get(f"/api/v1/charging/sessions/{s['id']}")).json()["bill"]
+    detail = (await http.get(f"/api/v1/charging/sessions/{s['id']}")).json()
+    bill = detail["bill"]
     assert bill["energy_wh"] == 20_000
+    # 汽车客运站 waives up to two hours of parking for a charging vehicle.
+    assert detail["parking_waiver"]["site_id"] == "cp-keyunzhan"
     assert bill["total_fen"] == sum(line["amount_fen"] for line in bill["lines"]) > 0
     sessions = (
         await http.get("/api/v1/chargers/SDEV017/sessions", headers=auth(tokens["inspector"]))

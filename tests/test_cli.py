@@ -73,3 +73,47 @@ def test_config_keys_lists_every_section() -> None:
     for section in ("[api]", "[database]", "[mqtt]", "[town]"):
         assert section in res.stdout
     assert "shared_group" in res.stdout and "(secret, env only)" in res.stdout
+
+
+@pytest.mark.slow
+def test_chargers_add_rotate_and_health(tmp_path: Path) -> None:
+    """A technician registers a charger and gets its password once; rotating it replaces it;
+    the health table lists the fleet worst first."""
+    import asyncio
+
+    from gateway.chargers import check_password
+    from gateway.storage.db import create_engine, sessionmaker_for
+    from gateway.storage.schema import ChargerRow
+
+    db = tmp_path / "cg.db"
+    added = cli("chargers", "add", "CP-NEW-01", "--site", "cp-zhening", "--json", db=db)
+    body = json.loads(added.stdout)
+    assert body["id"] == "CP-NEW-01" and len(body["password"]) >= 16
+    again = cli("chargers", "add", "CP-NEW-01", "--site", "cp-zhening", db=db, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    rotated = cli("chargers", "set-password", "CP-NEW-01", db=db).stdout.strip()
+    assert rotated != body["password"]
+
+    async def verdicts() -> tuple[str, str, str | None]:
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            async with sessionmaker_for(engine)() as s:
+                row = await s.get(ChargerRow, "CP-NEW-01")
+                return (
+                    check_password(row, rotated),
+                    check_password(row, body["password"]),
+                    None if row is None else row.site_id,
+                )
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(verdicts()) == ("ok", "bad_password", "cp-zhening")
+    assert body["password"] not in (tmp_path / "cg.db").read_bytes().decode("latin-1")
+    missing = cli("chargers", "set-password", "NOPE", db=db, check=False)
+    assert missing.returncode == 2 and "no charger" in missing.stderr
+
+    table = cli("chargers", "health", db=db).stdout.splitlines()
+    assert table[0].startswith("57 chargers: offline 57")
+    assert table[1].split()[:3] == ["id", "state", "place"]
+    health = json.loads(cli("chargers", "health", "--json", db=db).stdout)
+    assert health["counts"]["offline"] == 57 and len(health["chargers"]) == 57

@@ -335,6 +335,7 @@ async def charging_session(session_id: str, state: StateDep) -> dict[str, Any]:
         if b is None:
             priced = await rt.price(db, row, state.clock())
             b = bill_json(priced) if priced is not None else None
+        waiver = await rt.waiver(db, row, state.clock())
     return {
         "id": row.id,
         "charger_id": row.charger_id,
@@ -347,4 +348,5 @@ async def charging_session(session_id: str, state: StateDep) -> dict[str, Any]:
         "meter_stop_wh": row.meter_stop_wh,
         "stop_reason": row.stop_reason,
         "bill": b,
+        "parking_waiver": waiver,
     }
