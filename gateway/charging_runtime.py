@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from charging.billing import Bill, ChargingSessionData, ChargingTariffBook, bill, parking_waiver
 from charging.health import (
+    Change,
     ChargerBook,
     ChargerChanged,
     ChargerState,
@@ -138,7 +139,11 @@ class ChargingRuntime:
         self.book = ChargerBook(factor=config.silence_factor)
         self.live: dict[str, ChargerSession] = {}
         self.chargers: dict[str, ChargerInfo] = {}
-        self._queue: asyncio.Queue[tuple[Event, datetime]] = asyncio.Queue(maxsize=500_000)
+        # Everything the recorder writes: charger events, and the book's own changes (probes,
+        # outages), so all writes of chargers go through one task, in order.
+        self._queue: asyncio.Queue[tuple[Event | tuple[Change, ...], datetime]] = asyncio.Queue(
+            maxsize=500_000
+        )
         self._next_tx = 1
         self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
         self._warn = OnceLogger(log, "charger recorder")
@@ -290,9 +295,13 @@ class ChargingRuntime:
                 self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
 
-    async def _write(self, items: list[tuple[Event, datetime]]) -> None:
+    async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
         async with self._sessions.begin() as db:
             for event, received in items:
+                if isinstance(event, tuple):
+                    for change in event:
+                        await self._persist(db, change, received)
+                    continue
                 if event.device_id not in self.chargers:
                     continue
                 try:
@@ -304,7 +313,7 @@ class ChargingRuntime:
                 await self._transactions(db, event, received)
                 await self._notice(db, event, received)
 
-    async def _persist(self, db: AsyncSession, change: object, now: datetime) -> None:
+    async def _persist(self, db: AsyncSession, change: Change, now: datetime) -> None:
         if isinstance(change, ChargerChanged):
             s = change.state
             row = await db.get(ChargerRow, s.charger_id)
@@ -544,17 +553,12 @@ class ChargingRuntime:
         self._metrics.ocpp_probes.labels("answered" if ok else "silent").inc()
         self._enqueue_changes(self.book.probe_result(charger_id, ok, self._clock()))
 
-    def _enqueue_changes(self, changes: tuple[object, ...]) -> None:
+    def _enqueue_changes(self, changes: tuple[Change, ...]) -> None:
         if changes:
-            asyncio.get_running_loop().create_task(self._persist_changes(changes))
-
-    async def _persist_changes(self, changes: tuple[object, ...]) -> None:
-        try:
-            async with self._sessions.begin() as db:
-                for change in changes:
-                    await self._persist(db, change, self._clock())
-        except Exception as exc:
-            self._warn.failed(f"{type(exc).__name__}: {exc}")
+            try:
+                self._queue.put_nowait((changes, self._clock()))
+            except asyncio.QueueFull:
+                self._metrics.ocpp_rejected.labels("recorder", "queue_full").inc()
 
     async def _maintenance(self, now: datetime) -> None:
         findings = self.book.maintenance(
