@@ -52,6 +52,8 @@ from telemetry.mapping import DeviceTags
 
 log = logging.getLogger(__name__)
 
+GC_FULL_EVERY = 1000  # younger collections between full ones (CPython's default: 10)
+
 
 def mqtt_params(
     settings: Settings, client_id: str | None = None, clean: bool = False
@@ -478,6 +480,11 @@ class Gateway:
                     # requests (p99 of quotes under load: 61 ms -> ~21 ms).
                     gc.collect()
                     gc.freeze()
+                    # Charger and berth state lives for seconds, long enough to reach the
+                    # oldest generation; full collections (330 ms with 5,000 chargers) then ran
+                    # every ~20 s. Only reference cycles wait for them: run them rarely.
+                    gen0, gen1, _ = gc.get_threshold()
+                    gc.set_threshold(gen0, gen1, GC_FULL_EVERY)
                 await self.stop_requested.wait()
                 log.info("shutting down")
                 self.server.should_exit = True

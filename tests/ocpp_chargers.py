@@ -95,6 +95,8 @@ class SimCharger:
         serial: str | None = "SN-0001",
         firmware: str = "1.0.0",
         response_timeout: float = 10,
+        open_timeout: float = 5,
+        ping_interval: float | None = 20,
     ) -> None:
         self.url = base_url.rstrip("/") + "/" + quote(charger_id, safe="")
         self.charger_id = charger_id
@@ -105,6 +107,9 @@ class SimCharger:
         self.ssl_context = ssl_context
         self.vendor, self.model, self.serial, self.firmware = vendor, model, serial, firmware
         self.response_timeout = response_timeout
+        # Defaults as before (5 s; websockets' 20 s pings); a bench of thousands may change them.
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
         self.ws: ClientConnection | None = None
         self.cp: Any = None
         self.queue: list[_Queued] = []
@@ -134,7 +139,8 @@ class SimCharger:
             subprotocols=self.subprotocols,  # type: ignore[arg-type]
             additional_headers=headers,
             ssl=self.ssl_context,
-            open_timeout=5,
+            open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval,
         )
         self.cp = self.charge_point_class(self.charger_id, self.ws, self.response_timeout)
         self.cp.sim = self
