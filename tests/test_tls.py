@@ -160,3 +160,34 @@ async def test_api_over_https(mosquitto: Broker, tmp_path: Path, ca: trustme.CA)
         async with httpx.AsyncClient() as plain:  # no plaintext on the TLS port
             with pytest.raises(httpx.HTTPError):
                 await plain.get(f"http://127.0.0.1:{gw.api_port}/api/v1/sites")
+
+
+async def test_ocpp_over_wss_security_profile_2(
+    mosquitto: Broker, tmp_path: Path, ca: trustme.CA
+) -> None:
+    """[ocpp] tls_cert/tls_key: chargers connect over wss:// with their password; a charger
+    trying plain ws:// on that port gets no OCPP session (never downgraded)."""
+    from gateway.chargers import set_password
+    from tests.conftest import gateway_settings, running_gateway, wait_for
+    from tests.ocpp_chargers import Charger16
+
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        mosquitto,
+        ocpp={"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")},
+    )
+    async with running_gateway(settings) as gw:
+        async with gw.persister._sessions.begin() as s:
+            password = await set_password(s, "SDEV003", gw.clock())
+        trust = ssl.create_default_context()
+        ca.configure_trust(trust)
+        wss = f"wss://127.0.0.1:{gw.ocpp_port}/ocpp"
+        async with Charger16(wss, "SDEV003", password, ssl_context=trust) as c:
+            await c.boot()
+            await wait_for(lambda: "SDEV003" in gw.charging.live, 5, what="connected over TLS")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - no plaintext handshake
+            async with Charger16(f"ws://127.0.0.1:{gw.ocpp_port}/ocpp", "SDEV003", password):
+                pass
