@@ -115,6 +115,26 @@ async def test_boot_status_and_a_fault_reach_the_inspector(
         assert "error_code" not in str(here)
 
 
+async def test_a_201_fault_shows_its_codes(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    async with Charger201(url(gw), "SDEV029", passwords["SDEV029"]) as c:
+        await c.boot()
+        await c.status(1, "Available")
+        await c.status(2, "Available")
+        await c.fault(2, tech_code="GF-0x17", tech_info="residual current 31 mA")
+
+        async def faulted() -> dict[str, Any] | None:
+            body = await charger(http, tokens, "SDEV029")
+            conn = next(x for x in body["connectors"] if x["id"] == 2)
+            return conn if conn["vendor_error_code"] == "GF-0x17" else None
+
+        conn = await wait_for(faulted, 10, what="2.0.1 fault with its codes")
+        assert (conn["status"], conn["error_code"]) == ("Faulted", "Connector/Problem")
+        body = await charger(http, tokens, "SDEV029")
+        assert body["state"] == "faulted" and "GF-0x17" in body["reason"]
+
+
 async def test_a_charging_session_is_billed_once_even_when_resent(
     gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
 ) -> None:

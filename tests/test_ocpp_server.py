@@ -521,9 +521,17 @@ async def test_transaction_201(central: Central) -> None:
 async def test_fault_201(central: Central) -> None:
     async with Charger201(central.url, "CP201", PASSWORDS["CP201"]) as cp:
         await cp.fault(1, tech_code="GF-0x17", tech_info="residual current 31 mA")
-        (status,) = await central.events(ConnectorStatusChanged)
+        status, why = await central.events(ConnectorStatusChanged, 2)
         (notice,) = await central.events(ChargerNotice)
-    assert (status.connector_id, status.status) == (1, "Faulted")
+    assert (status.connector_id, status.status, status.error_code) == (1, "Faulted", None)
+    # 2.0.1 StatusNotification has no codes: the Problem event gives them to the connector.
+    assert (why.connector_id, why.status, why.error_code, why.vendor_error_code, why.info) == (
+        1,
+        "Faulted",
+        "Connector/Problem",
+        "GF-0x17",
+        "residual current 31 mA",
+    )
     assert (notice.notice, notice.status, notice.severity) == (
         "notify",
         "Connector/Problem=true",

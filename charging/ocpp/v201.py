@@ -9,6 +9,7 @@ again without a second event; queued ones (``offline``) keep the charger's times
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from ocpp.v21 import call as call21
@@ -168,14 +169,52 @@ class CentralSystem201(Endpoint):
                 "transaction_id": event.get("transaction_id"),
             }
             severity = event.get("severity")  # OCPP 2.1 only
+            ts = self.stamp(event.get("timestamp"), received)
             self.notice(
                 "notify",
                 status,
                 json.dumps({k: v for k, v in detail.items() if v is not None}, ensure_ascii=False),
-                ts=self.stamp(event.get("timestamp"), received),
+                ts=ts,
                 severity=severity if isinstance(severity, int) else None,
             )
+            self._problem(component, variable, where, event, ts)
         return call_result.NotifyEvent()
+
+    def _problem(
+        self,
+        component: dict[str, Any],
+        variable: dict[str, Any],
+        where: dict[str, Any],
+        event: dict[str, Any],
+        ts: datetime,
+    ) -> None:
+        """2.0.1 StatusNotification carries no error code: a fault's codes come as a
+        NotifyEvent raising the ``Problem`` variable of an EVSE or connector. That becomes a
+        Faulted status with the component/variable as error code and the techCode as vendor
+        code, so inspectors see why (the charger's own StatusNotification follows later)."""
+        evse = where.get("id")
+        raised = str(event.get("actual_value", "")).strip().lower() == "true"
+        if (
+            variable.get("name") != "Problem"
+            or not isinstance(evse, int)
+            or evse < 1
+            or not raised
+            or event.get("cleared")
+        ):
+            return
+        self.publish(
+            ConnectorStatusChanged(
+                device_id=self.charger_id,
+                ts=ts,
+                connector_id=evse,
+                status="Faulted",
+                error_code=f"{component.get('name')}/Problem"[:50],
+                vendor_error_code=(
+                    str(event["tech_code"])[:50] if event.get("tech_code") else None
+                ),
+                info=(str(event["tech_info"])[:200] if event.get("tech_info") else None),
+            )
+        )
 
     @on("SecurityEventNotification")
     def on_security_event_notification(
