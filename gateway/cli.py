@@ -105,6 +105,8 @@ async def _demo(args: argparse.Namespace) -> int:
         if base.telemetry.spool_dir == Settings().telemetry.spool_dir:
             data["telemetry"]["spool_dir"] = workdir / "telemetry-spool"
         data["api"]["port"] = args.port
+        if base.ocpp.port == Settings().ocpp.port:
+            data["ocpp"]["port"] = 0  # any free port: printed below
         settings = Settings.model_validate(data)
         gw = Gateway(settings)
         town = load_town(settings.town.file)
@@ -117,13 +119,32 @@ async def _demo(args: argparse.Namespace) -> int:
                 mqtt_params(settings, "citygate-sim", clean=True), town, options, stop=sim_stop
             )
 
+        async def chargers() -> None:
+            """The town's chargers, simulated over OCPP (demo passwords set here)."""
+            from gateway.chargers import set_password
+            from gateway.simulator.chargers import run_chargers
+            from gateway.storage.db import sessionmaker_for
+
+            await gw.started.wait()
+            if gw.charging is None or gw.engine is None:
+                return
+            fleet = {}
+            async with sessionmaker_for(gw.engine).begin() as session:
+                for c in gw.charging.chargers.values():
+                    fleet[c.id] = (await set_password(session, c.id, now_utc()), c.connectors)
+            ocpp_url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
+            await run_chargers(ocpp_url, fleet, sim_stop, speed=args.speed / 60)
+
         async def announce() -> None:
             await gw.started.wait()
             url = f"http://{settings.api.host}:{gw.api_port}"
+            ocpp = f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.charging else "off"
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
-                f"  live:      {url}/api/v1/vacancies/stream\n  API docs:  {url}/docs\n"
+                f"  live:      {url}/api/v1/vacancies/stream\n"
+                f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
+                f"  API docs:  {url}/docs\n"
                 "Press Ctrl-C to stop.\n",
                 flush=True,
             )
@@ -135,7 +156,7 @@ async def _demo(args: argparse.Namespace) -> int:
             sim_stop.set()
             gw.request_stop()
 
-        gw.extra_tasks += [simulate, announce]
+        gw.extra_tasks += [simulate, chargers, announce]
         _install_stop(stop)
         await gw.run()
     return 0

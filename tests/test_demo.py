@@ -60,6 +60,20 @@ def test_demo_serves_changing_vacancies(tmp_path: Path) -> None:
             seen.add((sum(s["occupied"] for s in sites), sum(s["free"] for s in sites)))
             time.sleep(0.5)
         assert len(seen) >= 3, f"counts did not change: {seen}"
+        # The town's chargers are online over OCPP: their EVSEs report real statuses.
+        locations = url.replace("/api/v1/sites", "/api/v1/charging/locations")
+        known: dict[str, int] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            evses = [e for loc in httpx.get(locations, timeout=5).json()["locations"]
+                     for e in loc["evses"]]  # fmt: skip
+            known = {}
+            for e in evses:
+                known[e["status"]] = known.get(e["status"], 0) + 1
+            if known.get("AVAILABLE", 0) + known.get("CHARGING", 0) >= len(evses) - 2:
+                break
+            time.sleep(0.5)
+        assert known.get("AVAILABLE", 0) + known.get("CHARGING", 0) >= 80, known
     finally:
         proc.terminate()
         proc.wait(20)
