@@ -189,12 +189,17 @@ class ChargingRuntime:
                     outages.setdefault(e.charger_id, []).append(
                         Outage(e.ts, datetime.fromisoformat(e.detail))
                     )
-            max_tx = (
-                await db.execute(
-                    select(ChargingSessionRow.charger_id, ChargingSessionRow.transaction_id)
-                )
-            ).all()
-        self._next_tx = 1 + max((int(t) for _, t in max_tx if t.isdigit()), default=0)
+            # 1.6 ids are the gateway's own increasing integers (2.0.1 ids are the charger's
+            # strings): the largest is among the longest all-digit ids.
+            tx = ChargingSessionRow.transaction_id
+            longest = await db.execute(
+                select(tx)
+                .where(func.length(tx) <= 10)
+                .order_by(func.length(tx).desc(), tx.desc())
+                .limit(100)
+            )
+            digits = [int(t) for (t,) in longest if t.isdigit()]
+        self._next_tx = 1 + max(digits, default=0)
         for r in rows:
             site = sites.get(r.site_id) if r.site_id else None
             self.chargers[r.id] = ChargerInfo(
@@ -491,6 +496,7 @@ class ChargingRuntime:
                 return  # re-sent
             if event.meter_stop_wh is not None:
                 await self._sample(db, ended, event.ts, event.meter_stop_wh)
+            self._tx_sessions.pop((cid, event.transaction_id), None)  # a late reading asks the DB
             row_s.state = "closed"
             row_s.ended_at = event.ts
             row_s.meter_stop_wh = event.meter_stop_wh

@@ -35,7 +35,6 @@ async def _with_db(
     settings: Settings, work: Callable[[Any], Awaitable[int]], town: bool = False
 ) -> int:
     """Run *work* with a migrated database (and, with *town*, the town imported if empty)."""
-    from gateway.runtime import ensure_town
     from gateway.storage.db import create_engine, migrate, sessionmaker_for
 
     engine = create_engine(settings.database.url)
@@ -43,6 +42,8 @@ async def _with_db(
         await migrate(engine)
         sessions = sessionmaker_for(engine)
         if town:
+            from gateway.runtime import ensure_town
+
             await ensure_town(sessions, settings.town.file, now_utc())
         return await work(sessions)
     finally:

@@ -9,7 +9,6 @@ provider's confirmation and our commit cannot charge twice at a provider that ho
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.locks import KeyedLocks
 from gateway.metrics import Metrics
 from gateway.sessions_store import SessionStore
 from gateway.storage.schema import ParkingSessionRow, PaymentRow
@@ -69,6 +69,12 @@ class FakeProvider:
     charges: dict[str, tuple[str, int]] = field(default_factory=dict)
     refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
 
+    def _fail_if_told(self) -> None:
+        if self.down:
+            raise ProviderUnavailable("fake provider is down")
+        if self.decline is not None:
+            raise ProviderDeclined(self.decline)
+
     async def charge(
         self,
         *,
@@ -78,20 +84,14 @@ class FakeProvider:
         method: str,
         provider_ref: str | None = None,
     ) -> Receipt:
-        if self.down:
-            raise ProviderUnavailable("fake provider is down")
-        if self.decline is not None:
-            raise ProviderDeclined(self.decline)
+        self._fail_if_told()
         self.charges.setdefault(idempotency_key, (session_id, amount_fen))
         return Receipt(
             self.name, "fake-ch-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
         )
 
     async def refund(self, *, payment_ref: str, amount_fen: int, idempotency_key: str) -> Receipt:
-        if self.down:
-            raise ProviderUnavailable("fake provider is down")
-        if self.decline is not None:
-            raise ProviderDeclined(self.decline)
+        self._fail_if_told()
         self.refunds.setdefault(idempotency_key, (payment_ref, amount_fen))
         return Receipt(
             self.name, "fake-rf-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
@@ -184,15 +184,7 @@ class PaymentService:
         self._provider = provider
         self._metrics = metrics
         self._clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            if len(self._locks) > 10_000:
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+        self._locks = KeyedLocks()  # per parking session
 
     async def _replay(self, key: str, request_hash: str) -> PaymentRecord | None:
         async with self._sessions() as db:
@@ -231,7 +223,7 @@ class PaymentService:
         provider_ref: str | None,
     ) -> tuple[PaymentRecord, bool]:
         request_hash = _hash("pay", session_id, amount_fen, method, provider_ref or "")
-        async with self._lock(session_id):
+        async with self._locks[session_id]:
             found = await self._replay(key, request_hash)
             if found is not None:
                 self._metrics.payments.labels("payment", "replayed").inc()
@@ -318,7 +310,7 @@ class PaymentService:
             original = await db.get(PaymentRow, payment_id)
         if original is None or original.kind != "payment":
             raise PaymentError(404, f"no payment {payment_id!r}")
-        async with self._lock(original.session_id):
+        async with self._locks[original.session_id]:
             found = await self._replay(key, request_hash)
             if found is not None:
                 self._metrics.payments.labels("refund", "replayed").inc()

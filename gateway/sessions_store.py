@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events import BerthState, BerthStateChanged, PlateRead
 from gateway.bus import EventBus
+from gateway.locks import KeyedLocks
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
 from gateway.storage.schema import Base, ParkingSessionRow, PlateReadRow
@@ -175,18 +175,9 @@ class SessionStore:
         self._metrics = metrics
         self._clock = clock
         self._dedup = plate_dedup
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks = KeyedLocks()  # per vehicle at a car park
         self._berth_lock = asyncio.Lock()  # berth sessions: the consumer and the reconciler
         self._warn = OnceLogger(log, "parking sessions from berth changes")
-
-    def _lock(self, *key: str) -> asyncio.Lock:
-        k = (key[0], key[1])
-        lock = self._locks.get(k)
-        if lock is None:
-            lock = self._locks[k] = asyncio.Lock()
-        return lock
 
     # ----- pricing -------------------------------------------------------------------------
 
@@ -428,7 +419,7 @@ class SessionStore:
         """Apply a lane read (plate already validated by the caller, site known)."""
         plate = normalise_plate(read.plate)
         now = self._clock()
-        async with self._lock(read.site_id, plate), self._sessions.begin() as db:
+        async with self._locks[read.site_id, plate], self._sessions.begin() as db:
             result = await self._plate(db, read, plate, now)
             db.add(
                 PlateReadRow(
@@ -591,13 +582,3 @@ class SessionStore:
             rows: Sequence[ParkingSessionRow] = (await db.execute(q)).scalars().all()
         now = self._clock()
         return [self.view(r, now) for r in rows]
-
-    async def open_stays(self) -> list[ParkingSessionRow]:
-        async with self._sessions() as db:
-            return list(
-                (
-                    await db.execute(
-                        select(ParkingSessionRow).where(ParkingSessionRow.state == "open")
-                    )
-                ).scalars()
-            )

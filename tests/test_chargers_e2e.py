@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from websockets.exceptions import InvalidStatus
 
 from gateway.chargers import set_password
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
@@ -232,12 +233,11 @@ async def test_bad_credentials_are_refused_and_counted(gw: Any, passwords: dict[
     before = gw.metrics_value(
         "citygate_ocpp_rejected_total", what="connection", reason="bad_password"
     )
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the handshake is refused (HTTP 401)
-        async with Charger16(url(gw), "SDEV002", "not-the-password"):
-            pass
-    with pytest.raises(Exception):  # noqa: B017, PT011
-        async with Charger16(url(gw), "NOT-A-CHARGER", "x" * 20):
-            pass
+    for cid, password in (("SDEV002", "not-the-password"), ("NOT-A-CHARGER", "x" * 20)):
+        with pytest.raises(InvalidStatus) as refused:  # the handshake is refused
+            async with Charger16(url(gw), cid, password):
+                pass
+        assert refused.value.response.status_code == 401
     after = gw.metrics_value(
         "citygate_ocpp_rejected_total", what="connection", reason="bad_password"
     )

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from charging.billing import summary
 from charging.health import ChargerHealth, liveness, ocpi_status
-from charging.ocpp.commands import ChargerGone, CommandError, CommandTimeout
+from charging.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.charging_runtime import ChargingRuntime, bill_json
@@ -21,18 +21,6 @@ router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]
 Inspector = Annotated[TokenInfo, Depends(require(Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN))]
 Commander = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.TECHNICIAN))]
-COMMANDS = (
-    "remote_start",
-    "remote_stop",
-    "reset",
-    "change_availability",
-    "unlock_connector",
-    "trigger_message",
-    "get_configuration",
-    "change_configuration",
-    "get_variables",
-    "set_variables",
-)
 
 
 def _charging(state: AppState) -> ChargingRuntime:
