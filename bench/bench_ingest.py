@@ -36,7 +36,7 @@ import httpx
 
 from drivers.sensors import bosch, nwave
 from events import BerthStateChanged
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from tests.conftest import gateway_settings, start_mosquitto, wait_tcp
 
 CODECS: dict[str, Any] = {"nwave-nps405": nwave, "bosch-tps110": bosch}
@@ -163,7 +163,7 @@ def emit(name: str, value: float, unit: str, baseline: float | None, **extra: An
 
 
 async def main(n: int, latency_s: float, rate: float) -> None:
-    from gateway.runtime import Gateway
+    from gateway.supervisor import Gateway
 
     tmp = Path(tempfile.mkdtemp(prefix="cg-bench-"))
     broker = start_mosquitto(tmp / "mqtt")

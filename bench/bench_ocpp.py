@@ -204,9 +204,9 @@ def gateway_server(tmp: str, db_url: str, report: Any, stop: Any, cores: set[int
 
 
 async def _gateway_server(tmp: Path, db_url: str, report: Any, stop: Any) -> None:
-    from gateway.broker import free_port
     from gateway.config import Settings
-    from gateway.runtime import Gateway
+    from gateway.demo.broker import free_port
+    from gateway.supervisor import Gateway
 
     settings = Settings.model_validate(
         {
@@ -262,10 +262,10 @@ async def provision(db_url: str, n: int) -> tuple[list[tuple[str, str]], str]:
     """*n* chargers and an inspector token in a migrated database, as ``citygate chargers
     add`` and ``citygate token create`` do (one transaction): (id, password) and the token."""
     from events import now_utc
-    from gateway.chargers import NewCharger, add_charger
-    from gateway.runtime import ensure_town
-    from gateway.storage.db import create_engine, migrate, sessionmaker_for
-    from gateway.tokens import Role, create_token
+    from gateway.directory.chargers import NewCharger, add_charger
+    from gateway.directory.tokens import Role, create_token
+    from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+    from gateway.supervisor import ensure_town
 
     engine = create_engine(db_url)
     try:

@@ -36,7 +36,7 @@ import aiohttp
 
 from bench.bench_ingest import emit
 from bench.bench_tariffs import sessions
-from gateway.broker import free_port
+from gateway.demo.broker import free_port
 from parking.tariff_file import load_sample_tariffs
 from parking.tariffs import quote
 
@@ -54,7 +54,7 @@ def serve(tmp: str, ports: Any, stop: Any) -> None:
 
 async def _serve(tmp: Path, ports: Any, stop: Any) -> None:
     from gateway.config import Settings
-    from gateway.runtime import Gateway
+    from gateway.supervisor import Gateway
 
     settings = Settings.model_validate(
         {

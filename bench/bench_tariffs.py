@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_ingest import emit
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from parking.tariff_file import load_sample_tariffs
 from parking.tariffs import VEHICLE_CLASSES, VehicleClass, quote
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from events import now_utc
 from gateway.config import ConfigError, Settings, describe, load_settings
+from gateway.directory.town import TownFileError
 from gateway.errors import StartupError
 from gateway.logs import setup_logging
-from gateway.town import TownFileError
 from telemetry import SPOOL_FILE
 
 log = logging.getLogger("citygate")
@@ -35,14 +35,14 @@ async def _with_db(
     settings: Settings, work: Callable[[Any], Awaitable[int]], town: bool = False
 ) -> int:
     """Run *work* with a migrated database (and, with *town*, the town imported if empty)."""
-    from gateway.storage.db import create_engine, migrate, sessionmaker_for
+    from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 
     engine = create_engine(settings.database.url)
     try:
         await migrate(engine)
         sessions = sessionmaker_for(engine)
         if town:
-            from gateway.runtime import ensure_town
+            from gateway.supervisor import ensure_town
 
             await ensure_town(sessions, settings.town.file, now_utc())
         return await work(sessions)
@@ -72,8 +72,8 @@ def _on_embedded_broker(settings: Settings, host: str, port: int, kind: str) -> 
 
 
 async def _run(settings: Settings) -> int:
-    from gateway.broker import embedded_broker
-    from gateway.runtime import Gateway
+    from gateway.demo.broker import embedded_broker
+    from gateway.supervisor import Gateway
 
     if not settings.demo.embedded_broker:
         gw = Gateway(settings)
@@ -92,10 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from gateway.broker import embedded_broker
-    from gateway.runtime import Gateway, mqtt_params
-    from gateway.simulator import SimulatorOptions, run_simulator
-    from gateway.town import load_town
+    from gateway.demo import SimulatorOptions, run_simulator
+    from gateway.demo.broker import embedded_broker
+    from gateway.directory.town import load_town
+    from gateway.supervisor import Gateway, mqtt_params
 
     base = _settings(args)
     workdir = Path(args.workdir)
@@ -122,9 +122,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
         async def chargers() -> None:
             """The town's chargers, simulated over OCPP (demo passwords set here)."""
-            from gateway.chargers import set_password
-            from gateway.simulator.chargers import run_chargers
-            from gateway.storage.db import sessionmaker_for
+            from gateway.demo.chargers import run_chargers
+            from gateway.directory.chargers import set_password
+            from gateway.infra.storage.db import sessionmaker_for
 
             await gw.started.wait()
             if gw.charging is None or gw.engine is None:
@@ -164,7 +164,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.broker import port_is_free
+    from gateway.demo.broker import port_is_free
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.port and not port_is_free("127.0.0.1", args.port):
@@ -174,9 +174,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from gateway.runtime import mqtt_params
-    from gateway.simulator import SimulatorOptions, run_simulator
-    from gateway.town import load_town
+    from gateway.demo import SimulatorOptions, run_simulator
+    from gateway.directory.town import load_town
+    from gateway.supervisor import mqtt_params
 
     settings = _settings(args)
     town = load_town(settings.town.file)
@@ -216,8 +216,8 @@ def cmd_config_keys(_: argparse.Namespace) -> int:
 
 # -- town --------------------------------------------------------------------------------------
 def cmd_town_import(args: argparse.Namespace) -> int:
-    from gateway.town import load_town
-    from gateway.town_import import import_town
+    from gateway.directory.town import load_town
+    from gateway.directory.town_import import import_town
 
     settings = _settings(args)
     town = load_town(args.file)
@@ -233,7 +233,7 @@ def cmd_town_import(args: argparse.Namespace) -> int:
 
 # -- tokens ------------------------------------------------------------------------------------
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from gateway.tokens import Role, create_token
+    from gateway.directory.tokens import Role, create_token
 
     settings = _settings(args)
 
@@ -250,7 +250,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from gateway.tokens import TokenError, revoke_token
+    from gateway.directory.tokens import TokenError, revoke_token
 
     settings = _settings(args)
 
@@ -273,7 +273,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from gateway.tokens import list_tokens
+    from gateway.directory.tokens import list_tokens
 
     settings = _settings(args)
 
@@ -333,8 +333,8 @@ def cmd_telemetry_status(args: argparse.Namespace) -> int:
 def cmd_tariff_quote(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from gateway.quotes import QuoteRequest, load_book, make_quote
-    from gateway.town import load_town
+    from gateway.directory.town import load_town
+    from gateway.services.parking.quotes import QuoteRequest, load_book, make_quote
 
     settings = _settings(args)
     sites = {s.id: s for s in load_town(settings.town.file).sites}
@@ -419,8 +419,8 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(sessions: Any) -> int:
-        from gateway.chargers import ChargerError, NewCharger, add_charger
-        from gateway.storage.schema import SiteRow
+        from gateway.directory.chargers import ChargerError, NewCharger, add_charger
+        from gateway.infra.storage.schema import SiteRow
 
         async with sessions.begin() as session:
             site = await session.get(SiteRow, args.site) if args.site else None
@@ -460,7 +460,7 @@ def cmd_chargers_set_password(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(sessions: Any) -> int:
-        from gateway.chargers import ChargerError, set_password
+        from gateway.directory.chargers import ChargerError, set_password
 
         try:
             async with sessions.begin() as session:
@@ -480,9 +480,9 @@ def cmd_chargers_health(args: argparse.Namespace) -> int:
 
     async def work(sessions: Any) -> int:
         from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
-        from gateway.bus import EventBus
-        from gateway.charging_runtime import ChargingRuntime
+        from gateway.infra.bus import EventBus
         from gateway.metrics import Metrics
+        from gateway.services.charging.runtime import ChargingRuntime
 
         o = settings.ocpp
         tariffs = (

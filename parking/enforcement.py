@@ -55,7 +55,7 @@ Trigger = Literal["detection", "stay"]
 TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 Outcome = Literal["case", "below_confidence", "allowed_window", "no_rule", "outside_active_window"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-# The zone kinds of the town file (gateway.town.ZoneKind); parking may not import gateway.
+# The zone kinds of the town file (gateway.directory.town.ZoneKind); parking may not import gateway.
 KNOWN_ZONE_KINDS: frozenset[str] = frozenset(
     {"paid", "no_parking", "ambulance_lane", "market", "fire_lane"}
 )

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from events import CaseRaised
 from gateway.cases.delivery import CaseDelivery, DeliverySettings
 from gateway.cases.outbox import record_case
-from gateway.storage.db import create_engine, migrate, sessionmaker_for
-from gateway.storage.schema import CaseReportRow
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import CaseReportRow
 
 
 async def main(mode: str, db: str, url: str, secret: str, *args: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from gateway.broker import free_port
+from gateway.demo.broker import free_port
 
 PATH = "/api/cases"
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from gateway.broker import free_port
+from gateway.demo.broker import free_port
 
 PG_HOST = os.environ.get("CITYGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("CITYGATE_TEST_PG_PORT", "5432"))
@@ -209,7 +209,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
 async def running_gateway(
     settings: Any, clock: Callable[[], Any] | None = None
 ) -> AsyncIterator[Any]:
-    from gateway.runtime import Gateway
+    from gateway.supervisor import Gateway
 
     gw = Gateway(settings, clock) if clock else Gateway(settings)
     task = asyncio.create_task(gw.run())
@@ -226,7 +226,7 @@ async def running_gateway(
 
 async def make_tokens(gw: Any) -> dict[str, str]:
     """One API token per role for a running gateway, by role name."""
-    from gateway.tokens import Role, create_token
+    from gateway.directory.tokens import Role, create_token
 
     out = {}
     async with gw.persister._sessions.begin() as s:

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from drivers.sensors import nwave
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

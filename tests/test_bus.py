@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from events import InputRejected, SiteCountsChanged
-from gateway.bus import EventBus
+from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
 
 T0 = datetime(2026, 11, 28, tzinfo=UTC)

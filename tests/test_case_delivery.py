@@ -37,8 +37,8 @@ from gateway.cases.delivery import (
 from gateway.cases.outbox import record_case
 from gateway.cases.report import report_body
 from gateway.config import CasesConfig
-from gateway.storage.db import create_engine, migrate, sessionmaker_for
-from gateway.storage.schema import CaseReportRow
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import CaseReportRow
 from tests.case_system import CaseSystem, case_system_fixture  # noqa: F401
 from tests.conftest import wait_for
 

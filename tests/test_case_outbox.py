@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from events import CaseRaised
 from gateway.api import cases as cases_api
 from gateway.api.state import AppState
-from gateway.bus import EventBus
 from gateway.cases import CaseMetrics, CasesRuntime
 from gateway.cases.mirror import CallbackPayload, UnknownCase, apply_callback, history
 from gateway.cases.outbox import (
@@ -39,11 +38,12 @@ from gateway.cases.outbox import (
     requeue,
 )
 from gateway.cases.signing import sign
-from gateway.directory import DeviceDirectory
+from gateway.directory.devices import DeviceDirectory
+from gateway.directory.tokens import Role, create_token
+from gateway.infra.bus import EventBus
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import CaseReportRow, CaseStatusRow
 from gateway.metrics import Metrics
-from gateway.storage.db import create_engine, migrate, sessionmaker_for
-from gateway.storage.schema import CaseReportRow, CaseStatusRow
-from gateway.tokens import Role, create_token
 from parking.occupancy import OccupancyBook
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)

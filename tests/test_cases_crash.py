@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.broker import free_port
-from gateway.storage.db import create_engine, sessionmaker_for
-from gateway.storage.schema import CaseReportRow
+from gateway.demo.broker import free_port
+from gateway.infra.storage.db import create_engine, sessionmaker_for
+from gateway.infra.storage.schema import CaseReportRow
 from tests.case_system import CaseSystem, case_system_fixture  # noqa: F401
 from tests.conftest import Broker, wait_for
 

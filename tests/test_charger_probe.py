@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from events import now_utc
-from gateway.chargers import set_password
+from gateway.directory.chargers import set_password
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 from tests.ocpp_chargers import Charger16
 

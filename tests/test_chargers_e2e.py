@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from websockets.exceptions import InvalidStatus
 
-from gateway.chargers import set_password
+from gateway.directory.chargers import set_password
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 from tests.ocpp_chargers import Charger16, Charger201
 
@@ -257,7 +257,7 @@ async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict
         async def reported() -> bool:
             from sqlalchemy import select
 
-            from gateway.storage.schema import CaseReportRow
+            from gateway.infra.storage.schema import CaseReportRow
 
             async with gw.persister._sessions() as s:
                 rows = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.town import load_town
+from gateway.directory.town import load_town
 
 
 def cli(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -81,9 +81,9 @@ def test_chargers_add_rotate_and_health(tmp_path: Path) -> None:
     the health table lists the fleet worst first."""
     import asyncio
 
-    from gateway.chargers import check_password
-    from gateway.storage.db import create_engine, sessionmaker_for
-    from gateway.storage.schema import ChargerRow
+    from gateway.directory.chargers import check_password
+    from gateway.infra.storage.db import create_engine, sessionmaker_for
+    from gateway.infra.storage.schema import ChargerRow
 
     db = tmp_path / "cg.db"
     added = cli("chargers", "add", "CP-NEW-01", "--site", "cp-zhening", "--json", db=db)

@@ -14,8 +14,8 @@ import aiomqtt
 import httpx
 import pytest
 
-from gateway import broker as broker_mod
-from gateway.broker import embedded_broker
+from gateway.demo import broker as broker_mod
+from gateway.demo.broker import embedded_broker
 
 
 @pytest.mark.slow

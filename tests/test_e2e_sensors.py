@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from drivers.sensors import bosch, nbiot, nwave
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 
 TOWN = load_town(None)

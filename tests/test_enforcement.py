@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.town import ZoneKind, load_town
+from gateway.directory.town import ZoneKind, load_town
 from parking.enforcement import (
     KNOWN_ZONE_KINDS,
     Detection,

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from drivers.sensors import bosch, nbiot, nwave
 from drivers.sensors.registry import get_codec
-from gateway.bus import EventBus
-from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
-from gateway.ingest import SensorIngest
+from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.directory.town import load_town
+from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
-from gateway.town import load_town
+from gateway.services.parking.ingest import SensorIngest
 from parking.occupancy import BerthInfo, OccupancyBook, SensorBinding, SiteInfo
 
 TOWN = load_town(None)

@@ -19,7 +19,7 @@ import pytest
 
 from drivers.sensors import nwave
 from events import BerthStateChanged, CommsLost, CommsRestored
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from tests.conftest import Broker, free_port, gateway_settings, running_gateway, wait_for, wait_tcp
 
 TOWN = load_town(None)
@@ -192,7 +192,7 @@ async def test_dead_port_means_not_ready(tmp_path: Path) -> None:
     # A broker that is not there: the API still starts, /readyz says why it is not ready.
     broker = Broker("127.0.0.1", free_port(), None, tmp_path / "none.conf")  # type: ignore[arg-type]
     settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", broker)
-    from gateway.runtime import Gateway
+    from gateway.supervisor import Gateway
 
     gw = Gateway(settings)
     task = asyncio.create_task(gw.run())

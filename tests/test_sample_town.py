@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.town import (
+from gateway.directory.town import (
     SAMPLE_TOWN,
     Counting,
     SiteKind,

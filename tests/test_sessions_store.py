@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from events import BerthState, BerthStateChanged, PlateRead
+from gateway.directory.town import load_town
+from gateway.directory.town_import import import_town
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import ParkingSessionRow
 from gateway.metrics import Metrics
-from gateway.sessions_store import SessionStore
-from gateway.storage.db import create_engine, migrate, sessionmaker_for
-from gateway.storage.schema import ParkingSessionRow
-from gateway.town import load_town
-from gateway.town_import import import_town
+from gateway.services.parking.sessions import SessionStore
 from parking.occupancy import BerthInfo, OccupancyBook, SensorBinding, SiteInfo
 from parking.tariff_file import load_sample_tariffs
 
@@ -124,7 +124,7 @@ async def test_plate_reads_on_both_databases(store: SessionStore) -> None:
 
 
 async def test_external_provider_records_what_the_backend_collected(store: SessionStore) -> None:
-    from gateway.payments import ExternalProvider, PaymentError, PaymentService
+    from gateway.services.parking.payments import ExternalProvider, PaymentError, PaymentService
 
     read = PlateRead(
         device_id="cam-in", ts=T0, site_id="cp-keyunzhan", direction="in", plate="甘G66666"

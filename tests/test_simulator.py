@@ -30,7 +30,7 @@ from drivers.sensors.messages import (
     Startup,
 )
 from drivers.sensors.registry import decode
-from gateway.simulator import (
+from gateway.demo import (
     Fault,
     MessageKind,
     Outgoing,
@@ -48,7 +48,7 @@ from gateway.simulator import (
     tts_site,
     tts_uplink,
 )
-from gateway.town import Town, load_town
+from gateway.directory.town import Town, load_town
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_0600 = datetime(2024, 5, 6, 6, 0, tzinfo=SHANGHAI)
@@ -90,7 +90,7 @@ def check_counts(payload: bytes) -> dict[str, object]:
     assert datetime.fromisoformat(doc["time"]).utcoffset() is not None
     assert all(isinstance(doc[k], int) and doc[k] >= 0 for k in set(doc) - {"time"})
     try:
-        from gateway.ingest import CarParkCountMessage
+        from gateway.services.parking.ingest import CarParkCountMessage
     except ImportError:
         return dict(doc)
     CarParkCountMessage.model_validate_json(payload)
@@ -594,10 +594,10 @@ async def test_no_broker_retries_quietly_then_stops_or_cancels(
 
     logged = asyncio.Event()
     signal = _Signal(logged)
-    logging.getLogger("gateway.simulator").addHandler(signal)
+    logging.getLogger("gateway.demo").addHandler(signal)
     stop = asyncio.Event()
     try:
-        with caplog.at_level("WARNING", logger="gateway.simulator"):
+        with caplog.at_level("WARNING", logger="gateway.demo"):
             task = asyncio.create_task(run_simulator(params, town, options, stop=stop))
             await _until(warned, logged, timeout=5)
             stop.set()
@@ -611,4 +611,4 @@ async def test_no_broker_retries_quietly_then_stops_or_cancels(
             with pytest.raises(asyncio.CancelledError):
                 await task
     finally:
-        logging.getLogger("gateway.simulator").removeHandler(signal)
+        logging.getLogger("gateway.demo").removeHandler(signal)

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gateway.registry import Registry, RegistryError
-from gateway.storage.db import (
+from gateway.directory.registry import Registry, RegistryError
+from gateway.directory.tokens import Role, TokenError, create_token, revoke_token, verify_token
+from gateway.directory.town import load_town, parse_town
+from gateway.directory.town_import import import_town
+from gateway.infra.storage.db import (
     create_engine,
     current_revision,
     downgrade,
     migrate,
     sessionmaker_for,
 )
-from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
-from gateway.tokens import Role, TokenError, create_token, revoke_token, verify_token
-from gateway.town import load_town, parse_town
-from gateway.town_import import import_town
+from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
@@ -48,7 +48,7 @@ async def test_migrations_match_the_models_and_downgrade(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from gateway.storage.schema import Base
+    from gateway.infra.storage.schema import Base
 
     def diff(connection: Any) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
@@ -145,7 +145,7 @@ async def test_tokens_hashed_scoped_revocable(sessions) -> None:  # type: ignore
     async with sessions.begin() as s:
         info, token = await create_token(s, Role.TECHNICIAN, T0, "van 3")
     async with sessions() as s:
-        from gateway.storage.schema import ApiTokenRow
+        from gateway.infra.storage.schema import ApiTokenRow
 
         row = await s.get(ApiTokenRow, info.id)
         assert row is not None and token.split("_", 2)[2] not in row.token_hash

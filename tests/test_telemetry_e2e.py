@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from drivers.sensors import nwave
-from gateway.town import load_town
+from gateway.directory.town import load_town
 from tests.conftest import Broker, free_port, gateway_settings, running_gateway, wait_for
 from tests.telemetry_servers import (  # noqa: F401
     Victoria,

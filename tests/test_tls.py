@@ -169,7 +169,7 @@ async def test_ocpp_over_wss_security_profile_2(
     trying plain ws:// on that port gets no OCPP session (never downgraded)."""
     from websockets.exceptions import InvalidMessage
 
-    from gateway.chargers import set_password
+    from gateway.directory.chargers import set_password
     from tests.conftest import gateway_settings, running_gateway, wait_for
     from tests.ocpp_chargers import Charger16
 

@@ -8,7 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.state import AppState, get_state
-from gateway.tokens import Role, TokenError, TokenInfo, verify_token
+from gateway.directory.tokens import Role, TokenError, TokenInfo, verify_token
 
 _bearer = HTTPBearer(auto_error=False, description="token from `citygate token create`")
 

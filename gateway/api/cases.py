@@ -19,8 +19,8 @@ from gateway.api.state import AppState, get_state
 from gateway.cases.mirror import CallbackPayload, CaseStep, UnknownCase, apply_callback, history
 from gateway.cases.outbox import get_case, list_cases, requeue
 from gateway.cases.signing import HEADER, SignatureError, verify
-from gateway.storage.schema import CaseReportRow
-from gateway.tokens import Role, TokenInfo
+from gateway.directory.tokens import Role, TokenInfo
+from gateway.infra.storage.schema import CaseReportRow
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 

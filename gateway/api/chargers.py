@@ -13,9 +13,9 @@ from charging.health import ChargerHealth, liveness, ocpi_status
 from charging.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
-from gateway.charging_runtime import ChargingRuntime, bill_json
-from gateway.storage.schema import ChargerEventRow, ChargingSessionRow
-from gateway.tokens import Role, TokenInfo
+from gateway.directory.tokens import Role, TokenInfo
+from gateway.infra.storage.schema import ChargerEventRow, ChargingSessionRow
+from gateway.services.charging.runtime import ChargingRuntime, bill_json
 
 router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
-from gateway.tokens import Role, TokenInfo
+from gateway.directory.tokens import Role, TokenInfo
 from parking.enforcement import Detection, DetectionKind
 from parking.sessions import PlateError, normalise_plate
 

@@ -10,8 +10,8 @@ from events import Event
 from gateway.api.auth import require
 from gateway.api.models import DeviceCreate, DeviceOut, DevicePatch, DevicesOut
 from gateway.api.state import AppState, get_state
-from gateway.registry import Registry, RegistryError
-from gateway.tokens import Role, TokenInfo
+from gateway.directory.registry import Registry, RegistryError
+from gateway.directory.tokens import Role, TokenInfo
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices (token)"])
 

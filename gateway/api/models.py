@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.directory import Lifecycle
+from gateway.directory.devices import Lifecycle
 
 
 class SiteOut(BaseModel):

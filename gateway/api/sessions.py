@@ -13,9 +13,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from events import PlateRead
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
-from gateway.payments import PaymentError, PaymentRecord, PaymentService
-from gateway.sessions_store import SessionStore, SessionView
-from gateway.tokens import Role, TokenInfo
+from gateway.directory.tokens import Role, TokenInfo
+from gateway.services.parking.payments import PaymentError, PaymentRecord, PaymentService
+from gateway.services.parking.sessions import SessionStore, SessionView
 from parking.sessions import PlateError, normalise_plate
 
 router = APIRouter(prefix="/api/v1", tags=["sessions and payments"])

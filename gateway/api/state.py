@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from gateway.bus import EventBus
-from gateway.directory import DeviceDirectory
+from gateway.directory.devices import DeviceDirectory
+from gateway.directory.town import Berth, Site
+from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
-from gateway.town import Berth, Site
 from parking.occupancy import OccupancyBook
 from parking.tariffs import TariffBook
 
 if TYPE_CHECKING:
     from gateway.cases import CasesRuntime
-    from gateway.charging_runtime import ChargingRuntime
-    from gateway.enforcement import Enforcement
-    from gateway.payments import PaymentService
-    from gateway.sessions_store import SessionStore
+    from gateway.services.charging.runtime import ChargingRuntime
+    from gateway.services.parking.enforcement import Enforcement
+    from gateway.services.parking.payments import PaymentService
+    from gateway.services.parking.sessions import SessionStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 
 from gateway.api.state import AppState, get_state
-from gateway.quotes import QuoteRequest, current_version, make_quote, version_json
+from gateway.services.parking.quotes import QuoteRequest, current_version, make_quote, version_json
 
 router = APIRouter(prefix="/api/v1", tags=["tariffs (public)"])
 StateDep = Annotated[AppState, Depends(get_state)]

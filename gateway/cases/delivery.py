@@ -50,8 +50,8 @@ from gateway.cases.outbox import (
 from gateway.cases.report import report_body
 from gateway.cases.signing import HEADER, sign
 from gateway.config import CasesConfig
+from gateway.infra.storage.schema import CaseReportRow
 from gateway.logs import OnceLogger
-from gateway.storage.schema import CaseReportRow
 from telemetry.sinks import parse_retry_after
 
 __all__ = [

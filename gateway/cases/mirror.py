@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from events import utc
-from gateway.storage.schema import CaseReportRow, CaseStatusRow
+from gateway.infra.storage.schema import CaseReportRow, CaseStatusRow
 
 __all__ = [
     "STEPS",

@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from events import CaseRaised, utc
-from gateway.storage.schema import CaseReportRow
+from gateway.infra.storage.schema import CaseReportRow
 
 __all__ = [
     "DELIVERY_STATES",

@@ -17,14 +17,14 @@ import aiomqtt
 
 from drivers.backoff import Backoff
 from drivers.mqtt.transport import MqttParams, make_client
-from gateway.simulator.options import Outgoing, SimStats, SimulatorOptions
-from gateway.simulator.pacing import SimClock, TokenBucket
-from gateway.simulator.payloads import _utc
-from gateway.simulator.town_sim import TownSimulation
-from gateway.town import Town
+from gateway.demo.options import Outgoing, SimStats, SimulatorOptions
+from gateway.demo.pacing import SimClock, TokenBucket
+from gateway.demo.payloads import _utc
+from gateway.demo.town_sim import TownSimulation
+from gateway.directory.town import Town
 
 # The package's logger, as before the split into modules: log lines show this name.
-log = logging.getLogger("gateway.simulator")
+log = logging.getLogger("gateway.demo")
 
 IN_FLIGHT: Final = 50  # concurrent QoS 1 publishes (each awaits its PUBACK)
 PUBLISH_TIMEOUT_S: Final = 5.0  # a PUBACK later than this means the connection is dead

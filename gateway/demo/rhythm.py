@@ -6,7 +6,7 @@ import math
 from types import MappingProxyType
 from typing import Final
 
-from gateway.town import SiteKind
+from gateway.directory.town import SiteKind
 
 # (night floor, peak) occupancy by tariff class: the centre (A) is busier than the edge (C).
 _CLASS_LEVELS: Final = MappingProxyType({"A": (0.12, 0.92), "B": (0.10, 0.75), "C": (0.06, 0.55)})

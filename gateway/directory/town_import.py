@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
-from gateway.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow, ZoneRow
-from gateway.town import Counting, Town
+from gateway.directory.town import Counting, Town
+from gateway.infra.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow, ZoneRow
 
 
 @dataclass

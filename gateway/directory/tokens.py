@@ -17,7 +17,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.storage.schema import ApiTokenRow
+from gateway.infra.storage.schema import ApiTokenRow
 
 
 class Role(StrEnum):

@@ -20,10 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from gateway.locks import KeyedLocks
+from gateway.infra.locks import KeyedLocks
+from gateway.infra.storage.schema import ParkingSessionRow, PaymentRow
 from gateway.metrics import Metrics
-from gateway.sessions_store import SessionStore
-from gateway.storage.schema import ParkingSessionRow, PaymentRow
+from gateway.services.parking.sessions import SessionStore
 
 
 @dataclass(frozen=True, slots=True)

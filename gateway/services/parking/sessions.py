@@ -21,12 +21,12 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events import BerthState, BerthStateChanged, PlateRead
-from gateway.bus import EventBus
-from gateway.locks import KeyedLocks
+from gateway.directory.town import Berth, Site
+from gateway.infra.bus import EventBus
+from gateway.infra.locks import KeyedLocks
+from gateway.infra.storage.schema import Base, ParkingSessionRow, PlateReadRow
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
-from gateway.storage.schema import Base, ParkingSessionRow, PlateReadRow
-from gateway.town import Berth, Site
 from parking.occupancy import OccupancyBook
 from parking.sessions import (
     Action,

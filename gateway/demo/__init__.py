@@ -5,16 +5,16 @@ sensors: every sensor of the town file publishes what its network would deliver 
 or The Things Stack v3 JSON for LoRaWAN, binary frames for NB-IoT, JSON counts for entry/exit
 controllers), built with the project's own encoders so the gateway's parsers must accept them.
 
-Modules: :mod:`~gateway.simulator.options` (options, stats, message types),
-:mod:`~gateway.simulator.rhythm` (the daily rhythm), :mod:`~gateway.simulator.payloads` (one
-builder per envelope), :mod:`~gateway.simulator.town_sim` (the pure, seeded state machine),
-:mod:`~gateway.simulator.pacing` (clock and rate limit) and :mod:`~gateway.simulator.runner`
+Modules: :mod:`~gateway.demo.options` (options, stats, message types),
+:mod:`~gateway.demo.rhythm` (the daily rhythm), :mod:`~gateway.demo.payloads` (one
+builder per envelope), :mod:`~gateway.demo.town_sim` (the pure, seeded state machine),
+:mod:`~gateway.demo.pacing` (clock and rate limit) and :mod:`~gateway.demo.runner`
 (the asyncio loop that publishes).
 """
 
-from gateway.simulator.options import Fault, MessageKind, Outgoing, SimStats, SimulatorOptions
-from gateway.simulator.pacing import SimClock, TokenBucket
-from gateway.simulator.payloads import (
+from gateway.demo.options import Fault, MessageKind, Outgoing, SimStats, SimulatorOptions
+from gateway.demo.pacing import SimClock, TokenBucket
+from gateway.demo.payloads import (
     Radio,
     carpark_counts,
     chirpstack_uplink,
@@ -22,9 +22,9 @@ from gateway.simulator.payloads import (
     tts_site,
     tts_uplink,
 )
-from gateway.simulator.rhythm import occupancy_probability
-from gateway.simulator.runner import run_simulator
-from gateway.simulator.town_sim import TownSimulation
+from gateway.demo.rhythm import occupancy_probability
+from gateway.demo.runner import run_simulator
+from gateway.demo.town_sim import TownSimulation
 
 __all__ = [
     "Fault",

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.storage.schema import ChargerRow, SiteRow
+from gateway.infra.storage.schema import ChargerRow, SiteRow
 
 AuthVerdict = str  # "ok" | "unknown" | "bad_password" | "no_password" | "retired"
 

@@ -27,26 +27,31 @@ from drivers.mqtt.transport import MqttParams, MqttTransport, shared
 from events import now_utc
 from gateway.api.app import create_app
 from gateway.api.state import AppState
-from gateway.bus import EventBus
 from gateway.cases import CaseMetrics, CasesRuntime
 from gateway.cases.delivery import CaseDelivery, DeliverySettings
-from gateway.charging_runtime import ChargingRuntime
 from gateway.config import Settings
-from gateway.directory import DeviceDirectory
-from gateway.enforcement import Enforcement, load_rule_book, load_zones
+from gateway.directory.devices import DeviceDirectory
+from gateway.directory.registry import binding_for, entry_from_row
+from gateway.directory.town import Berth, Counting, Site, SiteKind, load_town
+from gateway.directory.town_import import import_town
 from gateway.errors import StartupError
-from gateway.ingest import SensorIngest, Source
+from gateway.infra.bus import EventBus
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
-from gateway.payments import ExternalProvider, FakeProvider, PaymentProvider, PaymentService
-from gateway.persist import Persister, restore
-from gateway.quotes import load_book
-from gateway.registry import binding_for, entry_from_row
-from gateway.sessions_store import SessionStore
-from gateway.storage.db import create_engine, migrate, sessionmaker_for
-from gateway.storage.schema import BerthRow, DeviceRow, SiteRow
-from gateway.telemetry_setup import Telemetry
-from gateway.town import Berth, Counting, Site, SiteKind, load_town
-from gateway.town_import import import_town
+from gateway.services.charging.runtime import ChargingRuntime
+from gateway.services.parking.enforcement import Enforcement, load_rule_book, load_zones
+from gateway.services.parking.ingest import SensorIngest, Source
+from gateway.services.parking.payments import (
+    ExternalProvider,
+    FakeProvider,
+    PaymentProvider,
+    PaymentService,
+)
+from gateway.services.parking.persist import Persister, restore
+from gateway.services.parking.quotes import load_book
+from gateway.services.parking.sessions import SessionStore
+from gateway.services.telemetry import Telemetry
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding, SiteInfo
 from telemetry.mapping import DeviceTags
 

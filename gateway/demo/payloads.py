@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from drivers.sensors import bosch, nwave
 from drivers.sensors.registry import CODECS
-from gateway.town import SiteKind, Town
+from gateway.directory.town import SiteKind, Town
 
 # ChirpStack / TTS identities: stable infrastructure, not seeded traffic.
 _NS = uuid.UUID("6f1c2e4a-9b57-4d0e-8c3a-2a7f5e1d9b40")
@@ -185,8 +185,9 @@ def carpark_counts(
     exited: int,
     occupied: int | None = None,
 ) -> tuple[str, bytes]:
-    """A car-park controller's report (``CarParkCountMessage`` in gateway/ingest.py); the time
-    keeps the controller's local offset, as such controllers send it."""
+    """A car-park controller's report (``CarParkCountMessage`` in
+    gateway/services/parking/ingest.py); the time keeps the controller's local offset, as such
+    controllers send it."""
     doc: dict[str, Any] = {
         "time": time.isoformat(timespec="seconds"),
         "seq": seq,

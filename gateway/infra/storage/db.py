@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from gateway.storage.schema import Base
+from gateway.infra.storage.schema import Base
 
 __all__ = ["Base", "create_engine", "current_revision", "downgrade", "migrate", "sessionmaker_for"]
 
@@ -38,7 +38,7 @@ def sessionmaker_for(engine: AsyncEngine) -> async_sessionmaker[Any]:
 
 def _alembic_config(connection: Connection) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("gateway") / "migrations"))
+    cfg.set_main_option("script_location", str(resources.files("gateway.infra") / "migrations"))
     cfg.attributes["connection"] = connection
     return cfg
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
 from events import Event
-from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
-from gateway.storage.schema import BerthRow, DeviceRow
+from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.infra.storage.schema import BerthRow, DeviceRow
 from parking.occupancy import OccupancyBook, SensorBinding
 
 

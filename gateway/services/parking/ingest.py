@@ -43,8 +43,8 @@ from events import (
     SensorStartup,
     SensorStatus,
 )
-from gateway.bus import EventBus
-from gateway.directory import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
 from parking.occupancy import OccupancyBook, SensorReport
 

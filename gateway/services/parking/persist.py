@@ -16,10 +16,10 @@ from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from events import BerthState
-from gateway.directory import DeviceDirectory
+from gateway.directory.devices import DeviceDirectory
+from gateway.infra.storage.schema import Base, BerthRow, SiteRow
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
-from gateway.storage.schema import Base, BerthRow, SiteRow
 from parking.occupancy import OccupancyBook
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
-from gateway.bus import EventBus
 from gateway.config import TelemetryConfig
-from gateway.directory import DeviceDirectory
+from gateway.directory.devices import DeviceDirectory
+from gateway.infra.bus import EventBus
 from gateway.metrics import CallbackCounters, Metrics
 from telemetry import SPOOL_FILE
 from telemetry.lineproto import ts_ns

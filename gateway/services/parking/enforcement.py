@@ -22,12 +22,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from events import BerthState, CaseRaised
-from gateway.bus import EventBus
 from gateway.cases.outbox import record_case
+from gateway.directory.town import Berth, Site
+from gateway.infra.bus import EventBus
+from gateway.infra.storage.schema import DetectionRow, ParkingSessionRow, ZoneRow
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
-from gateway.storage.schema import DetectionRow, ParkingSessionRow, ZoneRow
-from gateway.town import Berth, Site
 from parking.enforcement import Detection, RuleBook, Stay, ZoneShape
 from parking.enforcement_file import load_rules, load_sample_rules
 from parking.occupancy import OccupancyBook

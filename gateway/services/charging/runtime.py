@@ -46,13 +46,11 @@ from events import (
     Event,
     MeterSample,
 )
-from gateway.bus import EventBus
 from gateway.cases.outbox import record_case
-from gateway.chargers import check_password
 from gateway.config import OcppConfig
-from gateway.logs import OnceLogger
-from gateway.metrics import Metrics
-from gateway.storage.schema import (
+from gateway.directory.chargers import check_password
+from gateway.infra.bus import EventBus
+from gateway.infra.storage.schema import (
     ChargerEventRow,
     ChargerRow,
     ChargingSampleRow,
@@ -60,6 +58,8 @@ from gateway.storage.schema import (
     ConnectorRow,
     SiteRow,
 )
+from gateway.logs import OnceLogger
+from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from drivers.sensors import bosch, nbiot, nwave
 from drivers.sensors.registry import CODECS
-from gateway.simulator.options import Fault, MessageKind, Outgoing
-from gateway.simulator.payloads import (
+from gateway.demo.options import Fault, MessageKind, Outgoing
+from gateway.demo.payloads import (
     _CN470_BASE_HZ,
     _GATEWAYS,
     _NS,
@@ -32,7 +32,7 @@ from gateway.simulator.payloads import (
     tts_site,
     tts_uplink,
 )
-from gateway.simulator.rhythm import (
+from gateway.demo.rhythm import (
     _CLASS_LEVELS,
     _DEFAULT_LEVELS,
     _DWELL,
@@ -40,7 +40,7 @@ from gateway.simulator.rhythm import (
     _mean_dwell_s,
     occupancy_probability,
 )
-from gateway.town import Counting, Site, SiteKind, Town
+from gateway.directory.town import Counting, Site, SiteKind, Town
 
 BOOT_SPREAD_S: Final = 60.0  # sensors boot within the first simulated minute
 BOOT_STATUS_DELAY_S: Final = (5.0, 30.0)  # first status report after calibration

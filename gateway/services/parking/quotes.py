@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from gateway.town import Site
+from gateway.directory.town import Site
 from parking.sessions import vehicle_class
 from parking.tariff_file import load_sample_tariffs, load_tariffs
 from parking.tariffs import Quote, TariffBook, TariffVersion, quote, summary

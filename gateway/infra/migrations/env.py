@@ -1,14 +1,16 @@
-"""Alembic environment: always called with a live connection from gateway.storage.db."""
+"""Alembic environment: always called with a live connection from gateway.infra.storage.db."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from gateway.storage.schema import Base
+from gateway.infra.storage.schema import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through gateway.storage.db.migrate (citygate db upgrade)")
+    raise RuntimeError(
+        "run migrations through gateway.infra.storage.db.migrate (citygate db upgrade)"
+    )
 
 context.configure(
     connection=connection,

@@ -1,0 +1,1 @@
+"""The device and town directory: town, sites and berths, devices, chargers, tokens."""

@@ -1,0 +1,1 @@
+"""Infrastructure: the event bus, keyed locks, storage (SQLAlchemy) and migrations."""

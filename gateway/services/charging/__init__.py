@@ -1,0 +1,1 @@
+"""Charging services: the OCPP backend, the recorder and the watch loop."""

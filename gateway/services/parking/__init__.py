@@ -1,0 +1,1 @@
+"""Parking services: sensor ingest, state persistence, sessions, payments, quotes, enforcement."""
