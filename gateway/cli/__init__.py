@@ -1,0 +1,77 @@
+"""``citygate`` command line: run, demo, simulate, config, town, token, tariff, telemetry,
+cases, chargers, db. One module per command group; each adds its commands in ``register``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.cli import cases, chargers, config, db, run, tariffs, telemetry, tokens, town
+from gateway.cli.common import settings_for
+from gateway.config import ConfigError
+from gateway.directory.town import TownFileError
+from gateway.errors import StartupError
+from gateway.logs import setup_logging
+
+log = logging.getLogger("citygate")
+
+DESCRIPTION = (
+    "citygate: the IoT gateway of a county town's urban-management bureau (berth sensors, "
+    "EV chargers, parking books, telemetry, case reports)."
+)
+GROUPS = (run, config, town, tokens, telemetry, tariffs, cases, chargers, db)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="citygate", description=DESCRIPTION)
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-json", action="store_true", help="JSON log lines")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            default=None,
+            help="TOML config file (env CITYGATE_<SECTION>__<KEY> overrides)",
+        )
+        return sp
+
+    for group in GROUPS:
+        group.register(sub, with_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = args.log_level or "INFO"
+    setup_logging(level.upper(), args.log_json)
+    try:
+        if hasattr(args, "config") or args.command != "config":
+            # Honour [log] from the config file / environment where there is one.
+            try:
+                s = settings_for(args)
+                setup_logging(args.log_level or s.log.level, args.log_json or s.log.json_format)
+            except ConfigError:
+                pass  # reported properly by the command itself
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except TownFileError as exc:
+        print(f"town error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

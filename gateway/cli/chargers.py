@@ -1,0 +1,154 @@
+"""``citygate chargers``: register chargers, rotate passwords, the fleet's health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from events import now_utc
+from gateway.cli.common import (
+    WithConfig,
+    print_password,
+    print_table,
+    settings_for,
+    with_db,
+)
+
+
+def cmd_chargers_add(args: argparse.Namespace) -> int:
+    """Register a charger and print its OCPP password once."""
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory.chargers import ChargerError, NewCharger, add_charger
+        from gateway.infra.storage.schema import SiteRow
+
+        async with sessions.begin() as session:
+            site = await session.get(SiteRow, args.site) if args.site else None
+            if args.site and site is None:
+                print(f"unknown site {args.site!r}", file=sys.stderr)
+                return 2
+            place = args.place or (site.name if site else None)
+            lat = args.lat if args.lat is not None else (site.lat if site else None)
+            lon = args.lon if args.lon is not None else (site.lon if site else None)
+            if place is None or lat is None or lon is None:
+                print("without --site, give --place, --lat and --lon", file=sys.stderr)
+                return 2
+            new = NewCharger(
+                id=args.id,
+                site_id=args.site,
+                place=place,
+                lat=lat,
+                lon=lon,
+                vendor=args.vendor,
+                model=args.model,
+                current=args.current,
+                power_kw=args.power_kw,
+                connectors=args.connectors,
+            )
+            try:
+                password = await add_charger(session, new, now_utc())
+            except ChargerError as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+        print_password(args, password)
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_chargers_set_password(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory.chargers import ChargerError, set_password
+
+        try:
+            async with sessions.begin() as session:
+                password = await set_password(session, args.id, now_utc())
+        except ChargerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print_password(args, password)
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_chargers_health(args: argparse.Namespace) -> int:
+    """The fleet as the database last knew it, worst first: a table a person can read."""
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
+        from gateway.infra.bus import EventBus
+        from gateway.metrics import Metrics
+        from gateway.services.charging.runtime import ChargingRuntime
+
+        o = settings.ocpp
+        tariffs = (
+            load_sample_charging_tariffs()
+            if o.tariff_file is None
+            else load_charging_tariffs(o.tariff_file)
+        )
+        metrics = Metrics()
+        rt = ChargingRuntime(o, sessions, EventBus(metrics), metrics, now_utc, tariffs)
+        await rt.load()
+        now = now_utc()
+        fleet = rt.book.fleet(now)
+        rows = []
+        for h in fleet.chargers:
+            info = rt.chargers.get(h.charger_id)
+            avail = rt.book.availability(h.charger_id, now)
+            rows.append(
+                {
+                    "id": h.charger_id,
+                    "state": h.state.value,
+                    "place": info.place if info else "",
+                    "since": h.since.isoformat(timespec="minutes") if h.since else "",
+                    "avail_24h": "" if avail.day is None else f"{avail.day:.0%}",
+                    "avail_7d": "" if avail.week is None else f"{avail.week:.0%}",
+                    "reason": h.reason,
+                }
+            )
+        if args.json:
+            counts = {k.value: v for k, v in fleet.counts.items()}
+            print(json.dumps({"counts": counts, "chargers": rows}, ensure_ascii=False, indent=2))
+            return 0
+        counts_line = ", ".join(f"{k.value} {v}" for k, v in fleet.counts.items() if v)
+        print(f"{len(rows)} chargers: {counts_line or 'none'}")
+        cols = ["id", "state", "place", "since", "avail_24h", "avail_7d", "reason"]
+        print_table(cols, [[str(r[c]) for c in cols] for r in rows])
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def register(sub: Any, with_config: WithConfig) -> None:
+    """Add this group's commands to the parser."""
+    ch = sub.add_parser("chargers", help="EV chargers (OCPP)").add_subparsers(
+        dest="chargers_command", required=True
+    )
+    cadd = with_config(ch.add_parser("add", help="register a charger; prints its password once"))
+    cadd.add_argument("id", help="OCPP charge point id (1-48 characters)")
+    cadd.add_argument("--site", default=None, help="the car park it stands in")
+    cadd.add_argument("--place", default=None, help="where drivers find it (default: the site)")
+    cadd.add_argument("--lat", type=float, default=None)
+    cadd.add_argument("--lon", type=float, default=None)
+    cadd.add_argument("--vendor", default="unknown")
+    cadd.add_argument("--model", default="unknown")
+    cadd.add_argument("--current", choices=["AC", "DC"], default="AC")
+    cadd.add_argument("--power-kw", type=float, default=7.0)
+    cadd.add_argument("--connectors", type=int, default=1)
+    cadd.add_argument("--json", action="store_true", help='print {"id", "password"}')
+    cadd.set_defaults(func=cmd_chargers_add)
+    cpw = with_config(ch.add_parser("set-password", help="rotate a charger's OCPP password"))
+    cpw.add_argument("id")
+    cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
+    cpw.set_defaults(func=cmd_chargers_set_password)
+    chh = with_config(ch.add_parser("health", help="the fleet, worst first (a readable table)"))
+    chh.add_argument("--json", action="store_true", help="JSON instead of a table")
+    chh.set_defaults(func=cmd_chargers_health)

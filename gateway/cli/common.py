@@ -1,0 +1,86 @@
+"""What every command group shares: settings, a migrated database, signals, tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import unicodedata
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from events import now_utc
+from gateway.config import Settings, describe, load_settings
+from telemetry import SPOOL_FILE
+
+__all__ = [
+    "SPOOL_FILE",
+    "Settings",
+    "WithConfig",
+    "describe",
+    "install_stop",
+    "load_settings",
+    "print_password",
+    "print_table",
+    "settings_for",
+    "with_db",
+]
+
+WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    path: Path | None = getattr(args, "config", None)
+    return load_settings(path)
+
+
+async def with_db(
+    settings: Settings, work: Callable[[Any], Awaitable[int]], town: bool = False
+) -> int:
+    """Run *work* with a migrated database (and, with *town*, the town imported if empty)."""
+    from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        sessions = sessionmaker_for(engine)
+        if town:
+            from gateway.supervisor import ensure_town
+
+            await ensure_town(sessions, settings.town.file, now_utc())
+        return await work(sessions)
+    finally:
+        await engine.dispose()
+
+
+def install_stop(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns in a terminal."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def print_table(cols: list[str], table: list[list[str]]) -> None:
+    widths = [max([_width(c), *(_width(t[i]) for t in table)]) for i, c in enumerate(cols)]
+
+    def line(values: list[str]) -> str:
+        cells = [v + " " * (w - _width(v)) for v, w in zip(values, widths, strict=True)]
+        return "  ".join(cells).rstrip()
+
+    print(line(cols))
+    for t in table:
+        print(line(t))
+
+
+def print_password(args: argparse.Namespace, password: str) -> None:
+    """The password goes to stdout once, alone (or as JSON): it is never stored in clear."""
+    if args.json:
+        print(json.dumps({"id": args.id, "password": password}))
+    else:
+        print(password)
