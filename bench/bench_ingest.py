@@ -176,19 +176,19 @@ async def main(n: int, latency_s: float, rate: float) -> None:
             log={"level": "WARNING"},
             telemetry={"flush_interval_s": float(os.environ.get("BENCH_TEL_FLUSH", "1.0"))},
         )
-        gw = Gateway(settings)
+        gw = await Gateway.open(settings)
         run = asyncio.create_task(gw.run())
         await gw.started.wait()
-        await gw.transport.connected.wait()
-        assert gw.ingest is not None
-        base = gw.ingest.handled
+        await gw.services.transport.connected.wait()
+        assert gw.services.ingest is not None
+        base = gw.services.ingest.handled
         proc, ready = spawn(broker.port, n, 1, None)
         ready.set()
         # Poll the gateway's own counter (2 ms granularity is noise at these volumes).
-        while gw.ingest.handled - base < 1:  # noqa: ASYNC110
+        while gw.services.ingest.handled - base < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         t0 = time.perf_counter()
-        while gw.ingest.handled - base < n:  # noqa: ASYNC110
+        while gw.services.ingest.handled - base < n:  # noqa: ASYNC110
             await asyncio.sleep(0.002)
         elapsed = time.perf_counter() - t0
         await asyncio.to_thread(proc.join)
@@ -196,7 +196,7 @@ async def main(n: int, latency_s: float, rate: float) -> None:
         applied = gw.metrics_value("citygate_uplinks_total", verdict="applied")
         rejected = sum(
             s.value
-            for m in gw.metrics.registry.collect()
+            for m in gw.services.metrics.registry.collect()
             if m.name == "citygate_messages_rejected"
             for s in m.samples
             if s.name.endswith("_total")
@@ -206,7 +206,7 @@ async def main(n: int, latency_s: float, rate: float) -> None:
         api_occupied = sum(s["occupied"] for s in sites if s["counting"] == "berth_sensors")
         book_occupied = sum(
             v.occupied
-            for v in gw.live.book.sites()
+            for v in gw.services.live.book.sites()
             if v.site_id in {s["id"] for s in sites if s["counting"] == "berth_sensors"}
         )
         emit("mqtt_raw_receive_rate", raw, "msg/s", None, messages=n)
@@ -223,7 +223,7 @@ async def main(n: int, latency_s: float, rate: float) -> None:
 
         # Let the gateway digest the burst (telemetry maps and spools ~3 points per uplink)
         # before measuring steady-state latency.
-        while gw.bus.depths().get("telemetry", 0) or gw.persister is None:  # noqa: ASYNC110
+        while gw.services.bus.depths().get("telemetry", 0) or gw.services.persister is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)  # one more persist and telemetry flush cycle
 
@@ -233,7 +233,7 @@ async def main(n: int, latency_s: float, rate: float) -> None:
         def accept(e: Any) -> bool:
             return isinstance(e, BerthStateChanged)
 
-        sub = gw.bus.subscribe("bench", accept, maxsize=1_000_000)
+        sub = gw.services.bus.subscribe("bench", accept, maxsize=1_000_000)
         count = int(rate * latency_s)
         proc, ready = spawn(broker.port, count, 1_000, rate)
         ready.set()

@@ -218,14 +218,13 @@ async def _gateway_server(tmp: Path, db_url: str, report: Any, stop: Any) -> Non
             "log": {"level": "WARNING"},
         }
     )
-    gw = Gateway(settings)
     try:
-        await gw.setup()
+        gw = await Gateway.open(settings)
     except Exception as exc:
         report.put({"error": f"gateway did not start: {exc!r}"})
         return
-    assert gw.charging is not None
-    charging = gw.charging
+    assert gw.services.charging is not None
+    charging = gw.services.charging
     if os.environ.get("BENCH_OCPP_ELIMINATE") == "recorder":
         # Diagnosis by elimination: the recorder drains its queue without writing anything.
         async def drain(batch: int = 1000) -> None:
@@ -265,7 +264,7 @@ async def provision(db_url: str, n: int) -> tuple[list[tuple[str, str]], str]:
     from gateway.directory.chargers import NewCharger, add_charger
     from gateway.directory.tokens import Role, create_token
     from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
-    from gateway.supervisor import ensure_town
+    from gateway.wiring import ensure_town
 
     engine = create_engine(db_url)
     try:

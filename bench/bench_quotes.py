@@ -66,7 +66,7 @@ async def _serve(tmp: Path, ports: Any, stop: Any) -> None:
             "log": {"level": "ERROR"},
         }
     )
-    gw = Gateway(settings)
+    gw = await Gateway.open(settings)
     run = asyncio.create_task(gw.run())
     started = asyncio.create_task(gw.started.wait())
     await asyncio.wait({run, started}, return_when=asyncio.FIRST_COMPLETED)

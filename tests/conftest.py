@@ -211,13 +211,13 @@ async def running_gateway(
 ) -> AsyncIterator[Any]:
     from gateway.supervisor import Gateway
 
-    gw = Gateway(settings, clock) if clock else Gateway(settings)
+    gw = await (Gateway.open(settings, clock) if clock else Gateway.open(settings))
     task = asyncio.create_task(gw.run())
     try:
         await wait_for(lambda: gw.started.is_set() or task.done(), 30, what="gateway start")
         if task.done():
             task.result()
-        await wait_for(gw.transport.connected.is_set, 10, what="MQTT connected")
+        await wait_for(gw.services.transport.connected.is_set, 10, what="MQTT connected")
         yield gw
     finally:
         gw.request_stop()
@@ -229,7 +229,7 @@ async def make_tokens(gw: Any) -> dict[str, str]:
     from gateway.directory.tokens import Role, create_token
 
     out = {}
-    async with gw.persister._sessions.begin() as s:
+    async with gw.services.persister._sessions.begin() as s:
         for role in Role:
-            _, out[role.value] = await create_token(s, role, gw.clock(), f"test {role}")
+            _, out[role.value] = await create_token(s, role, gw.services.clock(), f"test {role}")
     return out

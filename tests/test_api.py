@@ -149,7 +149,7 @@ async def test_technician_replaces_a_sensor(
             json.dumps({**up, "deviceInfo": {"devEui": old.dev_eui.lower()}}),
             qos=1,
         )
-    await wait_for(lambda: gw.live.book.berth(old.berth).state.value == "occupied", 10)
+    await wait_for(lambda: gw.services.live.book.berth(old.berth).state.value == "occupied", 10)
     await wait_for(
         lambda: gw.metrics_value(
             "citygate_messages_rejected_total", source="chirpstack", reason="retired_device"

@@ -25,7 +25,6 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from events import CaseRaised
-from gateway.cases import CaseMetrics
 from gateway.cases.delivery import (
     CaseDelivery,
     Delivered,
@@ -34,6 +33,7 @@ from gateway.cases.delivery import (
     Retry,
     classify,
 )
+from gateway.cases.metrics import CaseMetrics
 from gateway.cases.outbox import record_case
 from gateway.cases.report import report_body
 from gateway.config import CasesConfig

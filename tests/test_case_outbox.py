@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from events import CaseRaised
 from gateway.api import cases as cases_api
 from gateway.api.state import AppState
-from gateway.cases import CaseMetrics, CasesRuntime
 from gateway.cases.mirror import CallbackPayload, UnknownCase, apply_callback, history
 from gateway.cases.outbox import (
     claim,
@@ -38,13 +38,9 @@ from gateway.cases.outbox import (
     requeue,
 )
 from gateway.cases.signing import sign
-from gateway.directory.devices import DeviceDirectory
 from gateway.directory.tokens import Role, create_token
-from gateway.infra.bus import EventBus
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import CaseReportRow, CaseStatusRow
-from gateway.metrics import Metrics
-from parking.occupancy import OccupancyBook
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 
@@ -378,21 +374,23 @@ class Clock:
 
 @pytest_asyncio.fixture
 async def api(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], db_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, AppState, dict[str, str]]]:
+    from gateway.config import Settings
+    from gateway.wiring import build_services
+
     clock = Clock()
-    metrics = Metrics()
-    state = AppState(
-        book=OccupancyBook([], [], [], start=clock()),
-        directory=DeviceDirectory(),
-        bus=EventBus(metrics),
-        metrics=metrics,
-        sessions=sessions,
-        sites={},
-        berths={},
-        clock=clock,
-        cases=CasesRuntime(secret=SECRET, tolerance_s=300, metrics=CaseMetrics(metrics.registry)),
+    settings = Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "telemetry": {"spool_dir": str(tmp_path / "spool")},
+            "cases": {"secret": SECRET.decode() if isinstance(SECRET, bytes) else SECRET},
+        }
     )
+    services = await build_services(settings, clock)
+    clock.now = datetime.fromtimestamp(int(time.time()), UTC)  # building took a while
+    state = AppState.of(services)
+    assert state.cases.secret
     app = FastAPI()
     app.state.citygate = state
     app.include_router(cases_api.router)
@@ -403,6 +401,7 @@ async def api(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         yield client, state, tokens
+    await services.close()
 
 
 def signed(payload: dict[str, Any] | bytes, at: int | None = None) -> dict[str, Any]:

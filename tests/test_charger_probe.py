@@ -48,9 +48,9 @@ async def gw(
 
 
 async def test_probe_before_offline(gw: Any, clock: ShiftedClock) -> None:
-    async with gw.persister._sessions.begin() as s:
-        password = await set_password(s, "SDEV010", gw.clock())
-    book = gw.charging.book
+    async with gw.services.persister._sessions.begin() as s:
+        password = await set_password(s, "SDEV010", gw.services.clock())
+    book = gw.services.charging.book
     url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
     async with Charger16(url, "SDEV010", password) as c:
         await c.boot()
@@ -81,5 +81,5 @@ async def test_probe_before_offline(gw: Any, clock: ShiftedClock) -> None:
 
 
 async def test_never_connected_chargers_are_offline(gw: Any, clock: ShiftedClock) -> None:
-    h = gw.charging.book.health("SDEV011", datetime.now(UTC))
+    h = gw.services.charging.book.health("SDEV011", datetime.now(UTC))
     assert h.state.value == "offline" and h.reason == "never connected"

@@ -39,9 +39,9 @@ async def tokens(gw: Any) -> dict[str, str]:
 async def passwords(gw: Any) -> dict[str, str]:
     """Every sample charger provisioned with a password (as `citygate chargers set-password`)."""
     out = {}
-    async with gw.persister._sessions.begin() as s:
-        for cid in gw.charging.chargers:
-            out[cid] = await set_password(s, cid, gw.clock())
+    async with gw.services.persister._sessions.begin() as s:
+        for cid in gw.services.charging.chargers:
+            out[cid] = await set_password(s, cid, gw.services.clock())
     return out
 
 
@@ -101,7 +101,7 @@ async def test_boot_status_and_a_fault_reach_the_inspector(
             "E-0x1F",
         )
         fleet = (await http.get("/api/v1/chargers", headers=auth(tokens["inspector"]))).json()
-        assert fleet["total"] == len(gw.charging.chargers)
+        assert fleet["total"] == len(gw.services.charging.chargers)
         assert fleet["chargers"][0]["id"] == "SDEV001"  # worst first
         assert fleet["counts"]["faulted"] == 1
         events = (
@@ -215,7 +215,7 @@ async def test_commands_reach_the_charger_and_bad_ones_are_refused(
     assert r.status_code == 409  # not connected
     async with Charger201(url(gw), "SDEV030", passwords["SDEV030"]) as c:
         await c.boot()
-        await wait_for(lambda: "SDEV030" in gw.charging.live, 5, what="connected")
+        await wait_for(lambda: "SDEV030" in gw.services.charging.live, 5, what="connected")
         r = await http.post(f"{base}/reset", json={"type": "soft"}, headers=op)
         assert r.status_code == 200 and r.json()["status"] == "Accepted"
         assert c.received[-1][0] == "Reset"
@@ -259,7 +259,7 @@ async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict
 
             from gateway.infra.storage.schema import CaseReportRow
 
-            async with gw.persister._sessions() as s:
+            async with gw.services.persister._sessions() as s:
                 rows = (
                     (
                         await s.execute(
@@ -278,7 +278,7 @@ async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict
 async def test_the_whole_fleet_connects_at_once(
     gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
 ) -> None:
-    ids = sorted(gw.charging.chargers)
+    ids = sorted(gw.services.charging.chargers)
     fleet = [Charger16(url(gw), cid, passwords[cid]) for cid in ids if cid != "SDEV001"]
     await asyncio.gather(*(c.connect() for c in fleet))
     try:
@@ -287,10 +287,12 @@ async def test_the_whole_fleet_connects_at_once(
             *(
                 c.status(n, "Available")
                 for c in fleet
-                for n in range(1, gw.charging.chargers[c.charger_id].connectors + 1)
+                for n in range(1, gw.services.charging.chargers[c.charger_id].connectors + 1)
             )
         )
-        await wait_for(lambda: len(gw.charging.live) >= len(fleet), 15, what="fleet connected")
+        await wait_for(
+            lambda: len(gw.services.charging.live) >= len(fleet), 15, what="fleet connected"
+        )
 
         members = {c.charger_id for c in fleet}
 

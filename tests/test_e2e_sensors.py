@@ -100,7 +100,7 @@ async def test_chirpstack_uplink_changes_site_vacancy(mosquitto: Broker, tmp_pat
             f"application/app-1/device/{dev_eui}/event/up",
             chirpstack(dev_eui, port, data, 11),
         )
-        await wait_for(lambda: gw.live.book.site(site_id).free == 1, 10, what="free")
+        await wait_for(lambda: gw.services.live.book.site(site_id).free == 1, 10, what="free")
         # A re-delivery of the last uplink (same fCnt) and a late, older one (lower fCnt)
         # change nothing: counted as duplicate and stale.
         port, data = nwave.encode_status(True)
@@ -181,17 +181,19 @@ async def test_other_sources_reach_the_api(mosquitto: Broker, tmp_path: Path) ->
         )
 
         await wait_for(
-            lambda: gw.live.book.berth(bosch_berth).state.value == "occupied",
+            lambda: gw.services.live.book.berth(bosch_berth).state.value == "occupied",
             10,
             what="bosch berth occupied",
         )
         await wait_for(
-            lambda: gw.live.book.berth(nb_berth).state.value == "occupied",
+            lambda: gw.services.live.book.berth(nb_berth).state.value == "occupied",
             10,
             what="nb-iot berth occupied",
         )
         await wait_for(
-            lambda: gw.live.book.site(controlled.id).occupied == 5, 10, what="car park count"
+            lambda: gw.services.live.book.site(controlled.id).occupied == 5,
+            10,
+            what="car park count",
         )
         site = await get_json(gw, f"/api/v1/sites/{controlled.id}")
         assert site["occupied"] == 5 and site["free"] == controlled.capacity - 5

@@ -52,10 +52,15 @@ async def test_state_survives_restart_on_postgresql(mosquitto: Broker, pg_url: s
     settings = gateway_settings(pg_url, mosquitto)
     async with running_gateway(settings) as gw:
         await send(mosquitto, dev, 41, True)
-        await wait_for(lambda: gw.live.book.berth(NWAVE.berth).state.value == "occupied", 10)
-        await wait_for(lambda: gw.persister.flushes > 0 and not gw.live.book._dirty_berths, 10)
+        await wait_for(
+            lambda: gw.services.live.book.berth(NWAVE.berth).state.value == "occupied", 10
+        )
+        await wait_for(
+            lambda: gw.services.persister.flushes > 0 and not gw.services.live.book._dirty_berths,
+            10,
+        )
     async with running_gateway(settings) as gw2:
-        view = gw2.live.book.berth(NWAVE.berth)
+        view = gw2.services.live.book.berth(NWAVE.berth)
         assert view.state.value == "occupied"
         assert view.last_fcnt == 41
         # The same uplink again after the restart is recognised as a duplicate.
@@ -73,18 +78,24 @@ async def test_reconnects_and_receives_what_was_sent_while_away(
     settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", own_mosquitto)
     async with running_gateway(settings) as gw:
         await send(own_mosquitto, dev, 1, True)
-        await wait_for(lambda: gw.live.book.berth(NWAVE.berth).state.value == "occupied", 10)
+        await wait_for(
+            lambda: gw.services.live.book.berth(NWAVE.berth).state.value == "occupied", 10
+        )
         own_mosquitto.stop()
-        await wait_for(lambda: not gw.transport.connected.is_set(), 10, what="disconnect seen")
+        await wait_for(
+            lambda: not gw.services.transport.connected.is_set(), 10, what="disconnect seen"
+        )
         own_mosquitto.start()  # persistent broker: the gateway's session survives
-        await wait_for(gw.transport.connected.is_set, 20, what="reconnected")
+        await wait_for(gw.services.transport.connected.is_set, 20, what="reconnected")
         await send(own_mosquitto, dev, 2, False)
-        await wait_for(lambda: gw.live.book.berth(NWAVE.berth).state.value == "free", 10)
+        await wait_for(lambda: gw.services.live.book.berth(NWAVE.berth).state.value == "free", 10)
         # While the gateway is down, the broker keeps its QoS 1 uplinks (persistent session).
     async with aiomqtt.Client(own_mosquitto.host, own_mosquitto.port) as c:
         await c.publish(f"application/a/device/{dev}/event/up", uplink(dev, 3, True), qos=1)
     async with running_gateway(settings) as gw:
-        await wait_for(lambda: gw.live.book.berth(NWAVE.berth).state.value == "occupied", 10)
+        await wait_for(
+            lambda: gw.services.live.book.berth(NWAVE.berth).state.value == "occupied", 10
+        )
 
 
 @pytest.mark.slow
@@ -122,16 +133,18 @@ heartbeat_s = 1
     dev = NWAVE.dev_eui.lower()
     async with running_gateway(settings) as gw:
         seen: list[Any] = []
-        sub = gw.bus.subscribe(
+        sub = gw.services.bus.subscribe(
             "test", lambda e: isinstance(e, CommsLost | CommsRestored | BerthStateChanged)
         )
         await send(mosquitto, dev, 1, True)
-        await wait_for(lambda: gw.live.book.site("st-a").occupied == 1, 10)
+        await wait_for(lambda: gw.services.live.book.site("st-a").occupied == 1, 10)
         started = time.monotonic()
-        await wait_for(lambda: gw.live.book.site("st-a").unknown == 1, 10, what="comms lost")
+        await wait_for(
+            lambda: gw.services.live.book.site("st-a").unknown == 1, 10, what="comms lost"
+        )
         assert time.monotonic() - started >= 1.5  # not before 2.5 heartbeats (minus slack)
         await send(mosquitto, dev, 2, False)
-        await wait_for(lambda: gw.live.book.site("st-a").free == 1, 10)
+        await wait_for(lambda: gw.services.live.book.site("st-a").free == 1, 10)
         while not sub.queue.empty():
             seen.append(sub.queue.get_nowait())
         kinds = [type(e).__name__ for e in seen]
@@ -194,7 +207,7 @@ async def test_dead_port_means_not_ready(tmp_path: Path) -> None:
     settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", broker)
     from gateway.supervisor import Gateway
 
-    gw = Gateway(settings)
+    gw = await Gateway.open(settings)
     task = asyncio.create_task(gw.run())
     try:
         await wait_for(gw.started.is_set, 30)

@@ -173,7 +173,7 @@ async def test_payment_idempotency_grace_and_refund(
     assert again.json() == first.json()
     changed = await http.post("/api/v1/payments", json={**body, "amount_fen": 1}, headers=key)
     assert changed.status_code == 422 and "different request" in changed.json()["detail"]
-    assert len(gw.provider.charges) >= 1 and "pay-40004-1" in gw.provider.charges
+    assert len(gw.services.provider.charges) >= 1 and "pay-40004-1" in gw.services.provider.charges
 
     s = (await http.get(f"/api/v1/sessions/{sid}")).json()
     assert s["paid_fen"] == due and s["due_fen"] == 0 and s["exit_grace_until"]
@@ -212,7 +212,7 @@ async def test_provider_failures_record_nothing(
     sid = (await read(http, tokens, "甘G50005", "in", T0, site="cp-huochezhan"))["session_id"]
     due = (await http.get(f"/api/v1/sessions/{sid}")).json()["due_fen"]
     body = {"session_id": sid, "amount_fen": due}
-    provider: FakeProvider = gw.provider
+    provider: FakeProvider = gw.services.provider
     provider.decline = "insufficient funds"
     try:
         r = await http.post(
@@ -259,9 +259,9 @@ async def test_berth_occupancy_opens_and_closes_sessions(
     http: httpx.AsyncClient, gw: Any, clock: Clock
 ) -> None:
     clock.now = T0 + 2 * 60 * MIN
-    berth = next(b for b in gw.live.berths.values() if b.site.startswith("st-"))
+    berth = next(b for b in gw.services.live.berths.values() if b.site.startswith("st-"))
     ev = dict(device_id="sensor-x", site_id=berth.site, berth_id=berth.id)
-    gw.bus.publish(
+    gw.services.bus.publish(
         BerthStateChanged(
             **ev, ts=T0, state=BerthState.OCCUPIED, previous=BerthState.FREE, since=T0
         )
@@ -283,7 +283,7 @@ async def test_berth_occupancy_opens_and_closes_sessions(
     (s,) = await sessions()
     assert s["state"] == "open" and s["berth_number"] == berth.number and s["plate"] is None
     leave = T0 + 45 * MIN
-    gw.bus.publish(
+    gw.services.bus.publish(
         BerthStateChanged(
             **ev, ts=leave, state=BerthState.FREE, previous=BerthState.OCCUPIED, since=leave
         )

@@ -86,7 +86,7 @@ async def test_uplink_becomes_points(mosquitto: Broker, victoria: Victoria, tmp_
             return values if values and max(values) >= 1 else []
 
         await wait_for(health, 20, interval=0.5, what="gateway health points counting the uplink")
-        assert gw.telemetry.pipeline.counters.written > 0
+        assert gw.services.telemetry.pipeline.counters.written > 0
         assert gw.metrics_value("citygate_telemetry_points_written_total") > 0
 
 

@@ -182,14 +182,16 @@ async def test_ocpp_over_wss_security_profile_2(
         ocpp={"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")},
     )
     async with running_gateway(settings) as gw:
-        async with gw.persister._sessions.begin() as s:
-            password = await set_password(s, "SDEV003", gw.clock())
+        async with gw.services.persister._sessions.begin() as s:
+            password = await set_password(s, "SDEV003", gw.services.clock())
         trust = ssl.create_default_context()
         ca.configure_trust(trust)
         wss = f"wss://127.0.0.1:{gw.ocpp_port}/ocpp"
         async with Charger16(wss, "SDEV003", password, ssl_context=trust) as c:
             await c.boot()
-            await wait_for(lambda: "SDEV003" in gw.charging.live, 5, what="connected over TLS")
+            await wait_for(
+                lambda: "SDEV003" in gw.services.charging.live, 5, what="connected over TLS"
+            )
         with pytest.raises((InvalidMessage, ConnectionError, EOFError)):  # no plaintext
             async with Charger16(f"ws://127.0.0.1:{gw.ocpp_port}/ocpp", "SDEV003", password):
                 pass

@@ -152,9 +152,8 @@ async def case_detail(session: AsyncSession, row: CaseReportRow) -> CaseDetailOu
 )
 async def callback(request: Request, state: StateDep) -> CallbackOut:
     runtime = state.cases
-    if runtime is None or not runtime.secret:
-        if runtime is not None:
-            runtime.metrics.callbacks.labels("unconfigured").inc()
+    if not runtime.secret:
+        runtime.metrics.callbacks.labels("unconfigured").inc()
         raise HTTPException(503, "case callbacks are not configured (no [cases] secret)")
     body = await request.body()
     now = state.clock()

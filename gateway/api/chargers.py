@@ -23,12 +23,6 @@ Inspector = Annotated[TokenInfo, Depends(require(Role.INSPECTOR, Role.OPERATOR, 
 Commander = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.TECHNICIAN))]
 
 
-def _charging(state: AppState) -> ChargingRuntime:
-    if state.charging is None:
-        raise HTTPException(503, "the OCPP central system is not running")
-    return state.charging
-
-
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -49,7 +43,7 @@ def _line(h: ChargerHealth, rt: ChargingRuntime) -> dict[str, Any]:
 
 @router.get("/chargers", summary="Fleet summary: counts by state, chargers worst first")
 async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     summary_ = rt.book.fleet(state.clock())
     return {
         "at": summary_.at.isoformat(),
@@ -61,7 +55,7 @@ async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
 
 @router.get("/chargers/{charger_id}", summary="One charger's health, connectors and history")
 async def charger(charger_id: str, state: StateDep, _: Inspector) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     if charger_id not in rt.chargers:
         raise HTTPException(404, f"no charger {charger_id!r}")
     now = state.clock()
@@ -133,7 +127,7 @@ async def charger_events(
     _: Inspector,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     if charger_id not in rt.chargers:
         raise HTTPException(404, f"no charger {charger_id!r}")
     E = ChargerEventRow
@@ -169,7 +163,7 @@ async def charger_sessions(
     _: Inspector,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     if charger_id not in rt.chargers:
         raise HTTPException(404, f"no charger {charger_id!r}")
     S = ChargingSessionRow
@@ -211,7 +205,7 @@ async def command(
     _: Commander,
     params: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     if charger_id not in rt.chargers:
         raise HTTPException(404, f"no charger {charger_id!r}")
     if command not in COMMANDS:
@@ -245,7 +239,7 @@ async def command(
     summary="Charger availability per location, OCPI-style EVSE statuses (public)",
 )
 async def locations(state: StateDep) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     now = state.clock()
     by_location: dict[str, dict[str, Any]] = {}
     for s in rt.book.states():
@@ -287,7 +281,7 @@ async def locations(state: StateDep) -> dict[str, Any]:
 
 @router.get("/charging/tariff", summary="The posted charging tariff, with summaries (public)")
 async def charging_tariff(state: StateDep) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     now = state.clock()
     try:
         current = rt.tariffs.version_at(now).version
@@ -312,7 +306,7 @@ async def charging_tariff(state: StateDep) -> dict[str, Any]:
     summary="A charging session with its itemised bill (public: the id is the handle)",
 )
 async def charging_session(session_id: str, state: StateDep) -> dict[str, Any]:
-    rt = _charging(state)
+    rt = state.charging
     if len(session_id) > 36:
         raise HTTPException(404, "no such charging session")
     async with state.sessions() as db:

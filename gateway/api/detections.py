@@ -59,8 +59,6 @@ async def post_detection(
     body: DetectionRequest, token: Reporter, state: StateDep
 ) -> dict[str, Any]:
     enforcement = state.enforcement
-    if enforcement is None:
-        raise HTTPException(503, "enforcement is not running")
     site_id = body.site_id
     if body.berth_id is not None:
         berth = state.berths.get(body.berth_id)

@@ -14,8 +14,8 @@ from events import PlateRead
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
-from gateway.services.parking.payments import PaymentError, PaymentRecord, PaymentService
-from gateway.services.parking.sessions import SessionStore, SessionView
+from gateway.services.parking.payments import PaymentError, PaymentRecord
+from gateway.services.parking.sessions import SessionView
 from parking.sessions import PlateError, normalise_plate
 
 router = APIRouter(prefix="/api/v1", tags=["sessions and payments"])
@@ -34,18 +34,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 RECENT = timedelta(hours=24)
-
-
-def _store(state: AppState) -> SessionStore:
-    if state.session_store is None:
-        raise HTTPException(503, "sessions are not running")
-    return state.session_store
-
-
-def _payments(state: AppState) -> PaymentService:
-    if state.payments is None:
-        raise HTTPException(503, "payments are not running")
-    return state.payments
 
 
 def session_json(v: SessionView) -> dict[str, Any]:
@@ -103,7 +91,7 @@ def payment_json(p: PaymentRecord) -> dict[str, Any]:
 async def get_session(session_id: str, state: StateDep) -> dict[str, Any]:
     if len(session_id) > 64:
         raise HTTPException(404, "no such session")
-    v = await _store(state).get(session_id)
+    v = await state.session_store.get(session_id)
     if v is None:
         raise HTTPException(404, "no such session")
     body = session_json(v)
@@ -134,7 +122,7 @@ async def find_sessions(
             raise HTTPException(422, str(exc)) from None
     if berth_id is not None and berth_id not in state.berths:
         raise HTTPException(404, f"no berth {berth_id!r}")
-    views = await _store(state).find(
+    views = await state.session_store.find(
         plate=plate, berth_id=berth_id, since=state.clock() - RECENT, limit=20
     )
     return {"sessions": [session_json(v) for v in views]}
@@ -177,7 +165,7 @@ async def post_payment(
     response: Response,
 ) -> Any:
     try:
-        record, replayed = await _payments(state).pay(
+        record, replayed = await state.payments.pay(
             session_id=body.session_id,
             amount_fen=body.amount_fen,
             method=body.method,
@@ -207,7 +195,7 @@ async def post_refund(
     response: Response,
 ) -> Any:
     try:
-        record, replayed = await _payments(state).refund(
+        record, replayed = await state.payments.refund(
             payment_id=payment_id,
             amount_fen=body.amount_fen,
             reason=body.reason,
@@ -269,6 +257,6 @@ async def post_plate_read(body: PlateReadRequest, token: Camera, state: StateDep
         lane=body.lane,
         image_ref=body.image_ref,
     )
-    result = await _store(state).on_plate_read(read)
+    result = await state.session_store.on_plate_read(read)
     state.bus.publish(read)
     return {"outcome": result.outcome, "session_id": result.session_id, "plate": plate}

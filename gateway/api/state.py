@@ -1,4 +1,8 @@
-"""What the API handlers need from the running gateway, in one typed object."""
+"""What the API handlers need from the running gateway, in one typed object.
+
+Every service is there: the services object is built whole at start (``gateway.wiring``),
+so no route guards against a service that might not exist.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,20 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.cases.runtime import CasesRuntime
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
+from gateway.services.charging.runtime import ChargingRuntime
+from gateway.services.parking.enforcement import Enforcement
+from gateway.services.parking.payments import PaymentService
+from gateway.services.parking.sessions import SessionStore
 from parking.occupancy import OccupancyBook
 from parking.tariffs import TariffBook
 
 if TYPE_CHECKING:
-    from gateway.cases import CasesRuntime
-    from gateway.services.charging.runtime import ChargingRuntime
-    from gateway.services.parking.enforcement import Enforcement
-    from gateway.services.parking.payments import PaymentService
-    from gateway.services.parking.sessions import SessionStore
+    from gateway.wiring import Services
 
 
 @dataclass
@@ -35,16 +40,42 @@ class AppState:
     sites: dict[str, Site]
     berths: dict[str, Berth]
     clock: Callable[[], datetime]
+    tariffs: TariffBook
+    session_store: SessionStore
+    payments: PaymentService
+    enforcement: Enforcement
+    cases: CasesRuntime
+    charging: ChargingRuntime
     sse_keepalive_s: float = 15.0
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
-    tariffs: TariffBook | None = None
-    session_store: SessionStore | None = None
-    payments: PaymentService | None = None
     min_plate_confidence: float = 0.0
-    enforcement: Enforcement | None = None
-    cases: CasesRuntime | None = None
-    charging: ChargingRuntime | None = None
+
+    @classmethod
+    def of(
+        cls, services: Services, ready_checks: dict[str, Callable[[], bool]] | None = None
+    ) -> AppState:
+        s = services.settings
+        return cls(
+            book=services.live.book,
+            directory=services.live.directory,
+            bus=services.bus,
+            metrics=services.metrics,
+            sessions=services.sessions,
+            sites=services.live.sites,
+            berths=services.live.berths,
+            clock=services.clock,
+            tariffs=services.tariffs,
+            session_store=services.session_store,
+            payments=services.payments,
+            enforcement=services.enforcement,
+            cases=services.cases,
+            charging=services.charging,
+            sse_keepalive_s=s.api.sse_keepalive_s,
+            ready_checks=dict(ready_checks or {}),
+            max_body_bytes=s.api.max_body_bytes,
+            min_plate_confidence=s.sessions.min_plate_confidence,
+        )
 
 
 def get_state(request: Request) -> AppState:

@@ -13,15 +13,9 @@ router = APIRouter(prefix="/api/v1", tags=["tariffs (public)"])
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def _book(state: AppState) -> Any:
-    if state.tariffs is None:
-        raise HTTPException(503, "no tariffs loaded")
-    return state.tariffs
-
-
 @router.get("/tariffs", summary="Every posted tariff version, with plain-language summaries")
 async def tariffs(state: StateDep) -> dict[str, Any]:
-    book = _book(state)
+    book = state.tariffs
     return {
         "current": current_version(book, state.clock()).version,
         "versions": [version_json(v) for v in book.versions],
@@ -33,7 +27,7 @@ async def site_tariff(site_id: str, state: StateDep) -> dict[str, Any]:
     site = state.sites.get(site_id)
     if site is None:
         raise HTTPException(404, f"no site {site_id!r}")
-    v = version_json(current_version(_book(state), state.clock()))
+    v = version_json(current_version(state.tariffs, state.clock()))
     v["rates"] = [r for r in v["rates"] if r["site_class"] == site.segment_class]
     v["free_first"] = {k: x for k, x in v["free_first"].items() if k == site_id}
     return {"site_id": site_id, "site_class": site.segment_class, **v}
@@ -45,6 +39,6 @@ async def post_quote(body: QuoteRequest, state: StateDep) -> dict[str, Any]:
     if site is None:
         raise HTTPException(422, f"unknown site {body.site_id!r}")
     try:
-        return make_quote(_book(state), site, body)
+        return make_quote(state.tariffs, site, body)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

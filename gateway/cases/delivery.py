@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.backoff import Backoff
 from events import now_utc
-from gateway.cases import CaseMetrics
+from gateway.cases.metrics import CaseMetrics
 from gateway.cases.outbox import (
     claim,
     mark_delivered,

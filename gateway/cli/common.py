@@ -47,7 +47,7 @@ async def with_db(
         await migrate(engine)
         sessions = sessionmaker_for(engine)
         if town:
-            from gateway.supervisor import ensure_town
+            from gateway.wiring import ensure_town
 
             await ensure_town(sessions, settings.town.file, now_utc())
         return await work(sessions)

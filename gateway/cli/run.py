@@ -39,12 +39,14 @@ async def _run(settings: Settings) -> int:
     from gateway.supervisor import Gateway
 
     if not settings.demo.embedded_broker:
-        gw = Gateway(settings)
+        gw = await Gateway.open(settings)
         install_stop(gw.request_stop)
         await gw.run()
         return 0
     async with embedded_broker() as (host, port, kind):
-        gw = Gateway(Settings.model_validate(_on_embedded_broker(settings, host, port, kind)))
+        gw = await Gateway.open(
+            Settings.model_validate(_on_embedded_broker(settings, host, port, kind))
+        )
         install_stop(gw.request_stop)
         await gw.run()
     return 0
@@ -58,7 +60,8 @@ async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
     from gateway.directory.town import load_town
-    from gateway.supervisor import Gateway, mqtt_params
+    from gateway.supervisor import Gateway
+    from gateway.wiring import mqtt_params
 
     base = settings_for(args)
     workdir = Path(args.workdir)
@@ -72,7 +75,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below
         settings = Settings.model_validate(data)
-        gw = Gateway(settings)
+        gw = await Gateway.open(settings)
         town = load_town(settings.town.file)
         sim_stop = asyncio.Event()
         options = SimulatorOptions(speed=args.speed, max_rate=args.rate)
@@ -87,14 +90,13 @@ async def _demo(args: argparse.Namespace) -> int:
             """The town's chargers, simulated over OCPP (demo passwords set here)."""
             from gateway.demo.chargers import run_chargers
             from gateway.directory.chargers import set_password
-            from gateway.infra.storage.db import sessionmaker_for
 
             await gw.started.wait()
-            if gw.charging is None or gw.engine is None:
+            if gw.ocpp_server is None:
                 return
             fleet = {}
-            async with sessionmaker_for(gw.engine).begin() as session:
-                for c in gw.charging.chargers.values():
+            async with gw.services.sessions.begin() as session:
+                for c in gw.services.charging.chargers.values():
                     fleet[c.id] = (await set_password(session, c.id, now_utc()), c.connectors)
             ocpp_url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
             await run_chargers(ocpp_url, fleet, sim_stop, speed=args.speed / 60)
@@ -102,7 +104,9 @@ async def _demo(args: argparse.Namespace) -> int:
         async def announce() -> None:
             await gw.started.wait()
             url = f"http://{settings.api.host}:{gw.api_port}"
-            ocpp = f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.charging else "off"
+            ocpp = (
+                f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.ocpp_server else "off"
+            )
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
@@ -139,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 async def _simulate(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.directory.town import load_town
-    from gateway.supervisor import mqtt_params
+    from gateway.wiring import mqtt_params
 
     settings = settings_for(args)
     town = load_town(settings.town.file)

@@ -1,0 +1,356 @@
+"""Builds the services object once at start: every service the gateway runs, none optional.
+
+``build_services`` opens the database (running migrations), imports the town on first start,
+restores live state and builds every book and service from settings. What it returns is
+complete: no attribute waits for a second step, and the API needs no guard for a service
+that might not exist. Only *listening* (API socket, OCPP server) and *running* (tasks) are
+left to the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, make_url, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
+from drivers.mqtt.transport import MqttParams, MqttTransport, shared
+from events import now_utc
+from gateway.cases.delivery import CaseDelivery, DeliverySettings
+from gateway.cases.metrics import CaseMetrics
+from gateway.cases.runtime import CasesRuntime
+from gateway.config import Settings
+from gateway.directory.devices import DeviceDirectory
+from gateway.directory.registry import binding_for, entry_from_row
+from gateway.directory.town import Berth, Counting, Site, SiteKind, load_town
+from gateway.directory.town_import import import_town
+from gateway.errors import StartupError
+from gateway.infra.bus import EventBus
+from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
+from gateway.metrics import Metrics
+from gateway.services.charging.runtime import ChargingRuntime
+from gateway.services.parking.enforcement import Enforcement, load_rule_book, load_zones
+from gateway.services.parking.ingest import SensorIngest, Source
+from gateway.services.parking.payments import (
+    ExternalProvider,
+    FakeProvider,
+    PaymentProvider,
+    PaymentService,
+)
+from gateway.services.parking.persist import Persister, restore
+from gateway.services.parking.quotes import load_book
+from gateway.services.parking.sessions import SessionStore
+from gateway.services.telemetry import Telemetry
+from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding, SiteInfo
+from parking.tariffs import TariffBook
+from telemetry.mapping import DeviceTags
+
+log = logging.getLogger(__name__)
+
+
+def mqtt_params(
+    settings: Settings, client_id: str | None = None, clean: bool = False
+) -> MqttParams:
+    m = settings.mqtt
+    return MqttParams(
+        host=m.host,
+        port=m.port,
+        client_id=client_id or m.client_id,
+        username=m.username,
+        password=m.password.get_secret_value() if m.password else None,
+        tls=m.tls,
+        ca_file=m.ca_file,
+        cert_file=m.cert_file,
+        key_file=m.key_file,
+        protocol=m.protocol,
+        keepalive_s=m.keepalive_s,
+        session_expiry_s=m.session_expiry_s,
+        clean=clean,
+    )
+
+
+async def ensure_town(sessions: async_sessionmaker[Any], town_file: Any, now: datetime) -> bool:
+    """Import the configured town on first start (an empty database). Returns True if it did."""
+    async with sessions() as session:
+        n = (await session.execute(select(func.count()).select_from(SiteRow))).scalar_one()
+    if n:
+        return False
+    town = load_town(town_file)
+    async with sessions.begin() as session:
+        await import_town(session, town, now)
+    log.info(
+        "imported town %r: %d sites, %d berths, %d sensors",
+        town.town.name,
+        len(town.sites),
+        len(town.berths),
+        len(town.sensors),
+    )
+    return True
+
+
+@dataclass
+class LiveState:
+    """The town as the running gateway holds it: sites, berths, occupancy, devices."""
+
+    sites: dict[str, Site]
+    berths: dict[str, Berth]
+    book: OccupancyBook
+    directory: DeviceDirectory
+    controllers: dict[str, str]
+
+
+async def load_live_state(
+    sessions: async_sessionmaker[Any], settings: Settings, now: datetime
+) -> LiveState:
+    async with sessions() as session:
+        site_rows = list((await session.execute(select(SiteRow).order_by(SiteRow.id))).scalars())
+        berth_rows = list(
+            (
+                await session.execute(select(BerthRow).order_by(BerthRow.site_id, BerthRow.id))
+            ).scalars()
+        )
+        device_rows = list((await session.execute(select(DeviceRow))).scalars())
+    sites = {
+        r.id: Site(
+            id=r.id,
+            name=r.name,
+            kind=SiteKind(r.kind),
+            lat=r.lat,
+            lon=r.lon,
+            capacity=r.capacity,
+            counting=Counting(r.counting),
+            segment_class=r.segment_class,
+            zone=r.zone_id,
+            address=r.address,
+            controller_id=r.controller_id,
+        )
+        for r in site_rows
+    }
+    berths = {
+        r.id: Berth(id=r.id, site=r.site_id, number=r.number, lat=r.lat, lon=r.lon)
+        for r in berth_rows
+    }
+    directory = DeviceDirectory()
+    bindings: list[SensorBinding] = []
+    for row in device_rows:
+        directory.put(entry_from_row(row))
+        b = binding_for(row)
+        if b is not None:
+            bindings.append(b)
+    o = settings.occupancy
+    book = OccupancyBook(
+        [SiteInfo(s.id, s.capacity, s.counting.value, s.controller_id) for s in sites.values()],
+        [BerthInfo(b.id, b.site) for b in berths.values()],
+        bindings,
+        start=now,
+        config=OccupancyConfig(
+            silence_factor=o.silence_factor, controller_timeout_s=o.controller_timeout_s
+        ),
+    )
+    restored = await restore(sessions, book)
+    log.info(
+        "live state: %d sites, %d berths (%d restored), %d devices",
+        len(sites),
+        len(berths),
+        restored,
+        len(directory),
+    )
+    controllers = {s.id: s.controller_id for s in sites.values() if s.controller_id}
+    return LiveState(sites, berths, book, directory, controllers)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the gateway runs, built once (``build_services``)."""
+
+    settings: Settings
+    clock: Callable[[], datetime]
+    metrics: Metrics
+    bus: EventBus
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]
+    live: LiveState
+    tariffs: TariffBook
+    provider: PaymentProvider
+    session_store: SessionStore
+    payments: PaymentService
+    enforcement: Enforcement
+    case_delivery: CaseDelivery
+    cases: CasesRuntime
+    charging: ChargingRuntime
+    charger_tags: dict[str, DeviceTags]
+    ingest: SensorIngest
+    transport: MqttTransport
+    persister: Persister
+    telemetry: Telemetry
+
+    async def close(self) -> None:
+        """Release what building opened (the spool, the database pool)."""
+        await self.telemetry.close()
+        await self.engine.dispose()
+
+
+async def open_database(settings: Settings) -> AsyncEngine:
+    """The engine, migrated; a clear start-up error when the database cannot be opened."""
+    engine = create_engine(settings.database.url, settings.database.echo)
+    try:
+        await migrate(engine)
+    except (OSError, SQLAlchemyError) as exc:
+        await engine.dispose()
+        shown = make_url(settings.database.url).render_as_string(hide_password=True)
+        raise StartupError(f"[database] cannot open {shown}: {exc}") from exc
+    return engine
+
+
+def _provider(settings: Settings, given: PaymentProvider | None) -> PaymentProvider:
+    """The payment provider is outside the gateway: by default the app's payment backend
+    records what it collected ([payments] provider); a deployment may pass its own."""
+    if given is not None:
+        return given
+    return FakeProvider() if settings.payments.provider == "fake" else ExternalProvider()
+
+
+async def build_services(
+    settings: Settings,
+    clock: Callable[[], datetime] = now_utc,
+    provider: PaymentProvider | None = None,
+) -> Services:
+    """Open the database and build every service; on a start-up error nothing stays open."""
+    engine = await open_database(settings)
+    try:
+        return await _build(settings, clock, _provider(settings, provider), engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+
+
+async def _build(
+    s: Settings, clock: Callable[[], datetime], provider: PaymentProvider, engine: AsyncEngine
+) -> Services:
+    metrics = Metrics()
+    bus = EventBus(metrics, s.bus.queue_size)
+    sessions = sessionmaker_for(engine)
+    await ensure_town(sessions, s.town.file, clock())
+    live = await load_live_state(sessions, s, clock())
+    try:
+        tariffs = load_book(s.tariffs.file)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"[tariffs] {exc}") from exc
+    try:
+        rules = load_rule_book(s.enforcement.file, await load_zones(sessions), set(live.sites))
+        delivery_settings = DeliverySettings.from_config(s.cases)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"[enforcement] / [cases] {exc}") from exc
+    try:
+        o = s.ocpp
+        charging_tariffs = (
+            load_sample_charging_tariffs()
+            if o.tariff_file is None
+            else load_charging_tariffs(o.tariff_file)
+        )
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"[ocpp] tariff_file: {exc}") from exc
+    session_store = SessionStore(
+        sessions,
+        live.sites,
+        live.berths,
+        tariffs,
+        metrics,
+        clock,
+        timedelta(seconds=s.sessions.plate_dedup_s),
+    )
+    payments = PaymentService(sessions, session_store, provider, metrics, clock)
+    case_metrics = CaseMetrics(metrics.registry)
+    case_delivery = CaseDelivery(delivery_settings, sessions, clock, case_metrics)
+    enforcement = Enforcement(
+        sessions,
+        rules,
+        live.sites,
+        live.berths,
+        live.book,
+        bus,
+        metrics,
+        clock,
+        on_recorded=case_delivery.kick,
+    )
+    cases = CasesRuntime(
+        secret=delivery_settings.secret,
+        tolerance_s=s.cases.callback_tolerance_s,
+        metrics=case_metrics,
+        delivery=case_delivery,
+    )
+    charging = ChargingRuntime(
+        s.ocpp, sessions, bus, metrics, clock, charging_tariffs, case_delivery.kick
+    )
+    await charging.load()
+    charger_tags = {
+        c.id: DeviceTags(site=c.location, kind="charger", model=c.model)
+        for c in charging.chargers.values()
+    }
+    reconciled = await session_store.reconcile(live.book)
+    if reconciled:
+        log.info("sessions: %d opened or closed to match the berths' occupancy", reconciled)
+    m = s.mqtt
+    topics: dict[Source, str] = {
+        "chirpstack": m.chirpstack_topic,
+        "tts": m.tts_topic,
+        "nbiot": m.nbiot_topic,
+        "carpark": m.carpark_topic,
+    }
+    ingest = SensorIngest(
+        book=live.book,
+        directory=live.directory,
+        bus=bus,
+        metrics=metrics,
+        topics=topics,
+        clock=clock,
+        max_payload=m.max_payload_bytes,
+        controllers=live.controllers,
+    )
+
+    def mqtt_state(up: bool) -> None:
+        metrics.connected.labels("mqtt").set(1 if up else 0)
+        if not up:
+            metrics.reconnects.labels("mqtt").inc()
+
+    transport = MqttTransport(
+        mqtt_params(s),
+        [shared(t, m.shared_group) for t in topics.values()],
+        ingest.handle,
+        on_state=mqtt_state,
+    )
+    persister = Persister(
+        sessions, live.book, live.directory, metrics, s.occupancy.persist_interval_s
+    )
+    telemetry = await Telemetry.start(
+        s.telemetry, bus, live.directory, metrics, clock, charger_tags
+    )
+    return Services(
+        settings=s,
+        clock=clock,
+        metrics=metrics,
+        bus=bus,
+        engine=engine,
+        sessions=sessions,
+        live=live,
+        tariffs=tariffs,
+        provider=provider,
+        session_store=session_store,
+        payments=payments,
+        enforcement=enforcement,
+        case_delivery=case_delivery,
+        cases=cases,
+        charging=charging,
+        charger_tags=charger_tags,
+        ingest=ingest,
+        transport=transport,
+        persister=persister,
+        telemetry=telemetry,
+    )
