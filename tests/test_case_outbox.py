@@ -472,7 +472,7 @@ async def test_callback_api_refusals(
     bad = {"X-Citygate-Signature": sign(b"not the secret", body, int(time.time()))}
     r = await http.post(url, content=body, headers=bad)
     assert r.status_code == 401 and "mismatch" in r.json()["detail"]
-    stale = await http.post(url, **signed(step, at=int(time.time()) - 301))
+    stale = await http.post(url, **signed(step, at=int(state.clock().timestamp()) - 301))
     assert stale.status_code == 401 and "stale" in stale.json()["detail"]
     tampered = signed(step)
     tampered["content"] = body.replace(b"closed", b"verified")
