@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -148,7 +149,7 @@ async def drive(
 
 def quote_requests(n: int) -> tuple[list[tuple[str, str, bytes | None]], list[int]]:
     """Request bodies for ``n`` sample stays, and each stay's total from the engine."""
-    book = load_sample_tariffs()
+    book = load_sample_tariffs(ZoneInfo("Asia/Shanghai"))
     out: list[tuple[str, str, bytes | None]] = []
     totals: list[int] = []
     for site_id, site_class, vehicle, entry, exit_ in sessions(n, seed=11):

@@ -46,7 +46,7 @@ def sessions(n: int, seed: int = 7) -> list[Session]:
 
 
 def main(n: int) -> None:
-    book = load_sample_tariffs()
+    book = load_sample_tariffs(ZoneInfo("Asia/Shanghai"))
     work = sessions(n)
     t0 = time.perf_counter()
     flat = sum(-(-int((x - e).total_seconds()) // 1800) * 100 for _, _, _, e, x in work)

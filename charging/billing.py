@@ -39,7 +39,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-MINUTES_PER_DAY = 24 * 60
+from tariffcore import (
+    MINUTES_PER_DAY,
+    VersionBook,
+    check_cover_day,
+    check_version,
+    check_window,
+    hhmm,
+    intervals,
+    local_at,
+    require_aware,
+)
+
 WH_PER_KWH = 1000
 _UTC = dt.UTC
 _DAY = dt.timedelta(days=1)
@@ -51,9 +62,7 @@ LineKind = Literal["energy", "service", "idle"]
 
 
 def _aware(value: object, name: str) -> dt.datetime:
-    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime (ISO 8601 with offset)")
-    return value.astimezone(_UTC)
+    return require_aware(value, name)
 
 
 def _wh(value: object, name: str) -> int:
@@ -65,10 +74,6 @@ def _wh(value: object, name: str) -> int:
 def _fen_of(wh: int, fen_per_kwh: int) -> int:
     """Wh × fen/kWh rounded half up to the fen (both non-negative)."""
     return (wh * fen_per_kwh + WH_PER_KWH // 2) // WH_PER_KWH
-
-
-def hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -86,29 +91,16 @@ class ToUWindow:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a time-of-use window needs a band name")
-        if not (0 <= self.start_min < MINUTES_PER_DAY and 0 <= self.end_min <= MINUTES_PER_DAY):
-            raise ValueError(f"window {self.name!r}: times must lie within 00:00–24:00")
-        if self.start_min == self.end_min:
-            raise ValueError(f"window {self.name!r}: start and end must differ")
+        check_window("window", self.name, self.start_min, self.end_min)
 
     def intervals(self) -> tuple[tuple[int, int], ...]:
         """The window's pieces within one local day, as ``[start, end)`` minutes."""
-        if self.start_min < self.end_min:
-            return ((self.start_min, self.end_min),)
-        return ((0, self.end_min), (self.start_min, MINUTES_PER_DAY))
+        return intervals(self)
 
 
 def check_windows_cover_day(windows: Sequence[ToUWindow]) -> None:
     """Raise ValueError unless ``windows`` cover every minute of the day exactly once."""
-    cover = [0] * MINUTES_PER_DAY
-    for window in windows:
-        for start, end in window.intervals():
-            for minute in range(start, end):
-                cover[minute] += 1
-    for minute, count in enumerate(cover):
-        if count != 1:
-            what = "not covered by any window" if count == 0 else "covered by more than one"
-            raise ValueError(f"{hhmm(minute)} is {what}")
+    check_cover_day(windows, "window")
 
 
 @dataclass(frozen=True)
@@ -201,8 +193,7 @@ class ChargingTariffVersion:
     note: str = ""
 
     def __post_init__(self) -> None:
-        if self.effective_from.utcoffset() is None:
-            raise ValueError(f"version {self.version!r}: effective_from must be timezone-aware")
+        check_version(self)
         check_windows_cover_day(self.windows)
         if not self.class_rates and not self.site_rates:
             raise ValueError(f"version {self.version!r}: needs at least one rates entry")
@@ -260,35 +251,10 @@ class ChargingTariffVersion:
         return self._minute_bands[local.hour * 60 + local.minute]
 
 
-@dataclass(frozen=True)
-class ChargingTariffBook:
+class ChargingTariffBook(VersionBook[ChargingTariffVersion]):
     """All versions of the posted charging tariff, ordered by ``effective_from``."""
 
-    versions: tuple[ChargingTariffVersion, ...]
-
-    def __post_init__(self) -> None:
-        if not self.versions:
-            raise ValueError("a charging tariff book needs at least one version")
-        starts = [v.effective_from.astimezone(_UTC) for v in self.versions]
-        if any(a >= b for a, b in itertools.pairwise(starts)):
-            raise ValueError("tariff versions must be in strictly increasing effective_from order")
-        ids = [v.version for v in self.versions]
-        if len(set(ids)) != len(ids):
-            raise ValueError("tariff version ids must be unique")
-
-    @functools.cached_property
-    def _starts(self) -> tuple[dt.datetime, ...]:
-        return tuple(v.effective_from.astimezone(_UTC) for v in self.versions)
-
-    def version_at(self, instant: dt.datetime) -> ChargingTariffVersion:
-        """The version in force at ``instant`` (aware)."""
-        index = bisect.bisect_right(self._starts, _aware(instant, "instant"))
-        if index == 0:
-            first = self.versions[0].effective_from.isoformat()
-            raise ValueError(
-                f"no charging tariff in force at {instant.isoformat()} (first version: {first})"
-            )
-        return self.versions[index - 1]
+    kind = "charging tariff"
 
 
 @dataclass(frozen=True)
@@ -425,11 +391,6 @@ def _increments(clean: Sequence[Reading]) -> list[tuple[dt.datetime, dt.datetime
     return [(t0, t1, v1 - v0) for (t0, v0), (t1, v1) in itertools.pairwise(clean) if v1 > v0]
 
 
-def _local_at(day: dt.date, minute: int, zone: ZoneInfo) -> dt.datetime:
-    local = dt.datetime.combine(day, dt.time(minute // 60, minute % 60), tzinfo=zone)
-    return local.astimezone(_UTC)
-
-
 def _band_pieces(
     version: ChargingTariffVersion, lo: dt.datetime, hi: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime, str]]:
@@ -441,7 +402,7 @@ def _band_pieces(
     last = hi.astimezone(zone).date() + _DAY
     while day <= last:
         for minute in version._window_starts:
-            instant = _local_at(day, minute, zone)
+            instant = local_at(day, minute, zone)
             if lo < instant < hi:
                 cuts.add(instant)
         day += _DAY

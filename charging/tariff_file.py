@@ -8,16 +8,13 @@ energy_fen_per_kwh "peak" must be an integer (money is integer fen)``.
 
 from __future__ import annotations
 
-import datetime as dt
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from charging.billing import (
-    MINUTES_PER_DAY,
     ChargingRates,
     ChargingTariffBook,
     ChargingTariffVersion,
@@ -26,81 +23,29 @@ from charging.billing import (
     ToUWindow,
     check_windows_cover_day,
 )
+from tariffcore import FieldReader, parse_book, read_toml
 
 
 class ChargingTariffFileError(ValueError):
     """A charging tariff file that cannot be posted; the message names the entry at fault."""
 
 
-# A tiny local field reader (charging may not import parking; parking/toml_fields.py would
-# serve if it moved to a shared package).
-
-
-def _fail(where: str, message: str) -> ChargingTariffFileError:
-    return ChargingTariffFileError(f"{where}: {message}")
-
-
-def _table(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(where, "must be a table")
-    return value
-
-
-def _array(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(where, "must be an array")
-    return value
-
-
-def _str(table: Mapping[str, Any], key: str, where: str) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"{key} must be a non-empty string")
-    return value
-
-
-def _int(value: object, what: str, where: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        why = " (money is integer fen)" if "fen" in what else ""
-        raise _fail(where, f"{what} must be an integer{why}")
-    if value < minimum:
-        raise _fail(where, f"{what} must be >= {minimum}, got {value}")
-    return value
-
-
-def _clock(table: Mapping[str, Any], key: str, where: str) -> int:
-    """``"HH:MM"`` (00:00–24:00) as minutes of the day."""
-    value = table.get(key)
-    parts = value.split(":") if isinstance(value, str) else []
-    ok = len(parts) == 2 and all(len(p) == 2 and p.isdigit() for p in parts)
-    minutes = int(parts[0]) * 60 + int(parts[1]) if ok else -1
-    if not ok or int(parts[1]) >= 60 or not 0 <= minutes <= MINUTES_PER_DAY:
-        raise _fail(where, f"{key} {value!r} is not a time HH:MM between 00:00 and 24:00")
-    return minutes
-
-
-def _effective_from(value: object, where: str) -> dt.datetime:
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise _fail(where, f"effective_from {value!r} is not ISO 8601") from None
-    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-        raise _fail(where, "effective_from must be an ISO 8601 date-time with an offset")
-    return value
+_fields = FieldReader(ChargingTariffFileError)
+_fail, _table, _array, _str, _int, _clock = (
+    _fields.fail,
+    _fields.table,
+    _fields.array,
+    _fields.string,
+    _fields.integer,
+    _fields.clock,
+)
+_effective_from = _fields.effective_from
 
 
 def _windows(value: object, where: str) -> tuple[ToUWindow, ...]:
     windows: list[ToUWindow] = []
     for i, raw in enumerate(_array(value, where)):
-        window_where = f"{where}[{i}]"
-        table = _table(raw, window_where)
-        name = _str(table, "name", window_where)
-        window_where = f'{where}[{i}] "{name}"'
-        start = _clock(table, "start", window_where)
-        end = _clock(table, "end", window_where)
-        if start == MINUTES_PER_DAY:
-            raise _fail(window_where, "start cannot be 24:00")
+        _, window_where, name, start, end = _fields.window(raw, f"{where}[{i}]")
         try:
             windows.append(ToUWindow(name, start, end))
         except ValueError as exc:
@@ -250,46 +195,30 @@ def _version(raw: object, where: str, zone: ZoneInfo) -> ChargingTariffVersion:
 
 
 def parse_charging_tariffs(
-    data: Mapping[str, Any], source: str = "<charging tariffs>"
+    data: Mapping[str, Any], source: str = "<charging tariffs>", *, zone: ZoneInfo
 ) -> ChargingTariffBook:
-    """Build a ``ChargingTariffBook`` from parsed TOML; raises ``ChargingTariffFileError``."""
-    try:
-        zone_name = data.get("zone", "Asia/Shanghai")
-        if not isinstance(zone_name, str):
-            raise _fail("zone", "must be a string such as 'Asia/Shanghai'")
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _fail("zone", f"unknown time zone {zone_name!r}") from None
-        raw_versions = _array(data.get("version"), "version")
-        versions = [_version(raw, f"version[{i}]", zone) for i, raw in enumerate(raw_versions)]
-        if not versions:
-            raise _fail("version", "needs at least one [[version]]")
-        versions.sort(key=lambda v: v.effective_from)
-        try:
-            return ChargingTariffBook(tuple(versions))
-        except ValueError as exc:
-            raise _fail("version", str(exc)) from None
-    except ChargingTariffFileError as exc:
-        raise ChargingTariffFileError(f"{source}: {exc}") from None
+    """Build a ``ChargingTariffBook`` from parsed TOML, read in the town's ``zone``; raises
+    ``ChargingTariffFileError``."""
+    return parse_book(
+        data, source, zone=zone, fields=_fields, version=_version, book=ChargingTariffBook
+    )
 
 
-def loads_charging_tariffs(text: str, source: str = "<charging tariffs>") -> ChargingTariffBook:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ChargingTariffFileError(f"{source}: not valid TOML: {exc}") from None
-    return parse_charging_tariffs(data, source)
+def loads_charging_tariffs(
+    text: str, source: str = "<charging tariffs>", *, zone: ZoneInfo
+) -> ChargingTariffBook:
+    data = read_toml(text, source, ChargingTariffFileError)
+    return parse_charging_tariffs(data, source, zone=zone)
 
 
-def load_charging_tariffs(path: str | Path) -> ChargingTariffBook:
+def load_charging_tariffs(path: str | Path, zone: ZoneInfo) -> ChargingTariffBook:
     path = Path(path)
-    return loads_charging_tariffs(path.read_text(encoding="utf-8"), path.name)
+    return loads_charging_tariffs(path.read_text(encoding="utf-8"), path.name, zone=zone)
 
 
-def load_sample_charging_tariffs() -> ChargingTariffBook:
+def load_sample_charging_tariffs(zone: ZoneInfo) -> ChargingTariffBook:
     """The sample town's posted charging tariff (``charging/data/sample_charging_tariffs.toml``)."""
     # ``charging/data`` is package data of ``charging`` (no __init__.py needed).
     sample = resources.files("charging").joinpath("data", "sample_charging_tariffs.toml")
     text = sample.read_text("utf-8")
-    return loads_charging_tariffs(text, "sample_charging_tariffs.toml")
+    return loads_charging_tariffs(text, "sample_charging_tariffs.toml", zone=zone)

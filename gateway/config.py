@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -107,6 +108,19 @@ class MqttConfig(_Section):
 
 class TownConfig(_Section):
     file: Path | None = Field(None, description="town file (TOML); default: shipped sample town")
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="the town's time zone (IANA name), used when the town file names none",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
 
 
 class TariffsConfig(_Section):

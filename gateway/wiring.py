@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, make_url, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +29,15 @@ from gateway.cases.runtime import CasesRuntime
 from gateway.config import Settings
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.registry import binding_for, entry_from_row
-from gateway.directory.town import Berth, Counting, Site, SiteKind, load_town
+from gateway.directory.town import (
+    Berth,
+    Counting,
+    Site,
+    SiteKind,
+    TownFileError,
+    configured_zone,
+    load_town,
+)
 from gateway.directory.town_import import import_town
 from gateway.errors import StartupError
 from gateway.infra.bus import EventBus
@@ -172,6 +181,7 @@ class Services:
 
     settings: Settings
     clock: Callable[[], datetime]
+    zone: ZoneInfo  # the town's: every book that says "22:00" reads it in this zone
     metrics: Metrics
     bus: EventBus
     engine: AsyncEngine
@@ -238,9 +248,13 @@ async def _build(
     bus = EventBus(metrics, s.bus.queue_size)
     sessions = sessionmaker_for(engine)
     await ensure_town(sessions, s.town.file, clock())
+    try:
+        zone = configured_zone(s.town)
+    except TownFileError as exc:
+        raise StartupError(f"[town] {exc}") from exc
     live = await load_live_state(sessions, s, clock())
     try:
-        tariffs = load_book(s.tariffs.file)
+        tariffs = load_book(s.tariffs.file, zone)
     except (OSError, ValueError) as exc:
         raise StartupError(f"[tariffs] {exc}") from exc
     try:
@@ -251,9 +265,9 @@ async def _build(
     try:
         o = s.ocpp
         charging_tariffs = (
-            load_sample_charging_tariffs()
+            load_sample_charging_tariffs(zone)
             if o.tariff_file is None
-            else load_charging_tariffs(o.tariff_file)
+            else load_charging_tariffs(o.tariff_file, zone)
         )
     except (OSError, ValueError) as exc:
         raise StartupError(f"[ocpp] tariff_file: {exc}") from exc
@@ -287,7 +301,7 @@ async def _build(
         delivery=case_delivery,
     )
     charging = ChargingRuntime(
-        s.ocpp, sessions, bus, metrics, clock, charging_tariffs, case_delivery.kick
+        s.ocpp, sessions, bus, metrics, clock, charging_tariffs, zone, case_delivery.kick
     )
     await charging.load()
     charger_tags = {
@@ -335,6 +349,7 @@ async def _build(
     return Services(
         settings=s,
         clock=clock,
+        zone=zone,
         metrics=metrics,
         bus=bus,
         engine=engine,

@@ -29,7 +29,7 @@ from parking.enforcement import (
     Window,
     ZoneShape,
 )
-from parking.toml_fields import FieldReader
+from tariffcore import FieldReader
 
 SAMPLE_RULES = "sample_rules.toml"
 

@@ -9,18 +9,16 @@ says where it is, e.g. ``sample_tariffs.toml: version "2026-06" rates[2] (A/larg
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from parking.tariffs import (
     CAP_MODES,
     DEFAULT_EXIT_GRACE_MINUTES,
     FREE_FIRST_MODES,
-    MINUTES_PER_DAY,
     VEHICLE_CLASSES,
     Band,
     Cap,
@@ -30,7 +28,7 @@ from parking.tariffs import (
     TariffVersion,
     VehicleClass,
 )
-from parking.toml_fields import FieldReader
+from tariffcore import FieldReader, parse_book, read_toml
 
 
 class TariffFileError(ValueError):
@@ -48,37 +46,13 @@ _fail, _table, _list, _str, _clock = (
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int:
-    value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        why = " (money is integer fen)" if key.endswith("_fen") else ""
-        raise _fail(where, f"{key} must be an integer{why}")
-    if value < minimum:
-        raise _fail(where, f"{key} must be >= {minimum}, got {value}")
-    return value
-
-
-def _aware(value: object, where: str) -> dt.datetime:
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise _fail(where, f"effective_from {value!r} is not ISO 8601") from None
-    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-        raise _fail(where, "effective_from must be an ISO 8601 date-time with an offset")
-    return value
+    return _fields.integer(table.get(key), key, where, minimum=minimum)
 
 
 def _bands(value: object, where: str) -> tuple[Band, ...]:
     bands: list[Band] = []
     for i, raw in enumerate(_list(value, where)):
-        band_where = f"{where}[{i}]"
-        table = _table(raw, band_where)
-        name = _str(table, "name", band_where)
-        band_where = f'{where}[{i}] "{name}"'
-        start = _clock(table, "start", band_where)
-        end = _clock(table, "end", band_where)
-        if start == MINUTES_PER_DAY:
-            raise _fail(band_where, "start cannot be 24:00")
+        table, band_where, name, start, end = _fields.window(raw, f"{where}[{i}]")
         rate = _int(table, "rate_fen", band_where, minimum=0)
         unit = _int(table, "unit_minutes", band_where, minimum=1) if "unit_minutes" in table else 60
         try:
@@ -133,7 +107,7 @@ def _version(raw: object, where: str, zone: ZoneInfo) -> TariffVersion:
     table = _table(raw, where)
     version_id = _str(table, "id", where)
     where = f'version "{version_id}"'
-    effective_from = _aware(table.get("effective_from"), where)
+    effective_from = _fields.effective_from(table.get("effective_from"), where)
     holidays: set[dt.date] = set()
     for i, day in enumerate(_list(table.get("holidays", []), f"{where} holidays")):
         if isinstance(day, str):
@@ -192,43 +166,24 @@ def _version(raw: object, where: str, zone: ZoneInfo) -> TariffVersion:
     )
 
 
-def parse_tariffs(data: Mapping[str, Any], source: str = "<tariffs>") -> TariffBook:
-    """Build a ``TariffBook`` from parsed TOML; raises ``TariffFileError``."""
-    try:
-        zone_name = data.get("zone", "Asia/Shanghai")
-        if not isinstance(zone_name, str):
-            raise _fail("zone", "must be a string such as 'Asia/Shanghai'")
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _fail("zone", f"unknown time zone {zone_name!r}") from None
-        raw_versions = _list(data.get("version"), "version")
-        versions = [_version(raw, f"version[{i}]", zone) for i, raw in enumerate(raw_versions)]
-        if not versions:
-            raise _fail("version", "needs at least one [[version]]")
-        versions.sort(key=lambda v: v.effective_from)
-        try:
-            return TariffBook(tuple(versions))
-        except ValueError as exc:
-            raise _fail("version", str(exc)) from None
-    except TariffFileError as exc:
-        raise TariffFileError(f"{source}: {exc}") from None
+def parse_tariffs(
+    data: Mapping[str, Any], source: str = "<tariffs>", *, zone: ZoneInfo
+) -> TariffBook:
+    """Build a ``TariffBook`` from parsed TOML, read in the town's ``zone``; raises
+    ``TariffFileError``."""
+    return parse_book(data, source, zone=zone, fields=_fields, version=_version, book=TariffBook)
 
 
-def loads_tariffs(text: str, source: str = "<tariffs>") -> TariffBook:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TariffFileError(f"{source}: not valid TOML: {exc}") from None
-    return parse_tariffs(data, source)
+def loads_tariffs(text: str, source: str = "<tariffs>", *, zone: ZoneInfo) -> TariffBook:
+    return parse_tariffs(read_toml(text, source, TariffFileError), source, zone=zone)
 
 
-def load_tariffs(path: str | Path) -> TariffBook:
+def load_tariffs(path: str | Path, zone: ZoneInfo) -> TariffBook:
     path = Path(path)
-    return loads_tariffs(path.read_text(encoding="utf-8"), path.name)
+    return loads_tariffs(path.read_text(encoding="utf-8"), path.name, zone=zone)
 
 
-def load_sample_tariffs() -> TariffBook:
+def load_sample_tariffs(zone: ZoneInfo) -> TariffBook:
     """The sample town's posted tariff, shipped as ``parking/data/sample_tariffs.toml``."""
     text = resources.files("parking.data").joinpath("sample_tariffs.toml").read_text("utf-8")
-    return loads_tariffs(text, "sample_tariffs.toml")
+    return loads_tariffs(text, "sample_tariffs.toml", zone=zone)

@@ -24,11 +24,22 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
+
+from tariffcore import (
+    MINUTES_PER_DAY,
+    VersionBook,
+    check_cover_day,
+    check_version,
+    check_window,
+    hhmm,
+    intervals,
+    local_at,
+    require_aware,
+)
 
 VehicleClass = Literal["small", "large", "new_energy"]
 VEHICLE_CLASSES: tuple[VehicleClass, ...] = get_args(VehicleClass)
@@ -37,7 +48,6 @@ CAP_MODES: tuple[CapMode, ...] = get_args(CapMode)
 FreeFirstMode = Literal["deduction", "threshold"]
 FREE_FIRST_MODES: tuple[FreeFirstMode, ...] = get_args(FreeFirstMode)
 
-MINUTES_PER_DAY = 24 * 60
 DEFAULT_EXIT_GRACE_MINUTES = 15
 _DAY = dt.timedelta(days=1)
 _UTC = dt.UTC
@@ -58,10 +68,7 @@ class Band:
     unit_minutes: int
 
     def __post_init__(self) -> None:
-        if not (0 <= self.start_min < MINUTES_PER_DAY and 0 <= self.end_min <= MINUTES_PER_DAY):
-            raise ValueError(f"band {self.name!r}: times must lie within 00:00–24:00")
-        if self.start_min == self.end_min:
-            raise ValueError(f"band {self.name!r}: start and end must differ")
+        check_window("band", self.name, self.start_min, self.end_min)
         if self.rate_fen < 0:
             raise ValueError(f"band {self.name!r}: rate_fen must be >= 0")
         if self.unit_minutes <= 0:
@@ -73,22 +80,12 @@ class Band:
 
     def intervals(self) -> tuple[tuple[int, int], ...]:
         """The band's pieces within one local day, as ``[start, end)`` minutes."""
-        if self.start_min < self.end_min:
-            return ((self.start_min, self.end_min),)
-        return ((0, self.end_min), (self.start_min, MINUTES_PER_DAY))
+        return intervals(self)
 
 
 def check_bands_cover_day(bands: tuple[Band, ...]) -> None:
     """Raise ValueError unless ``bands`` cover every minute of the day exactly once."""
-    cover = [0] * MINUTES_PER_DAY
-    for band in bands:
-        for start, end in band.intervals():
-            for minute in range(start, end):
-                cover[minute] += 1
-    for minute, count in enumerate(cover):
-        if count != 1:
-            what = "not covered by any band" if count == 0 else "covered by more than one band"
-            raise ValueError(f"{minute // 60:02d}:{minute % 60:02d} is {what}")
+    check_cover_day(bands, "band")
 
 
 @dataclass(frozen=True)
@@ -153,8 +150,7 @@ class TariffVersion:
     exit_grace_minutes: int = DEFAULT_EXIT_GRACE_MINUTES
 
     def __post_init__(self) -> None:
-        if self.effective_from.utcoffset() is None:
-            raise ValueError(f"version {self.version!r}: effective_from must be timezone-aware")
+        check_version(self)
         if self.exit_grace_minutes < 0:
             raise ValueError(f"version {self.version!r}: exit_grace_minutes must be >= 0")
 
@@ -168,37 +164,10 @@ class TariffVersion:
         return {}
 
 
-@dataclass(frozen=True)
-class TariffBook:
+class TariffBook(VersionBook[TariffVersion]):
     """All versions of the posted tariff, ordered by ``effective_from``."""
 
-    versions: tuple[TariffVersion, ...]
-
-    def __post_init__(self) -> None:
-        if not self.versions:
-            raise ValueError("a tariff book needs at least one version")
-        starts = [v.effective_from.astimezone(_UTC) for v in self.versions]
-        if any(a >= b for a, b in itertools.pairwise(starts)):
-            raise ValueError("tariff versions must be in strictly increasing effective_from order")
-        ids = [v.version for v in self.versions]
-        if len(set(ids)) != len(ids):
-            raise ValueError("tariff version ids must be unique")
-
-    @functools.cached_property
-    def _starts(self) -> tuple[dt.datetime, ...]:
-        """``effective_from`` of every version in UTC (one tzinfo: cheap to compare)."""
-        return tuple(v.effective_from.astimezone(_UTC) for v in self.versions)
-
-    def version_at(self, instant: dt.datetime) -> TariffVersion:
-        """The version in force at ``instant`` (aware)."""
-        _require_aware(instant, "instant")
-        index = bisect.bisect_right(self._starts, instant.astimezone(_UTC))
-        if index == 0:
-            first = self.versions[0].effective_from.isoformat()
-            raise ValueError(
-                f"no tariff in force at {instant.isoformat()} (first version: {first})"
-            )
-        return self.versions[index - 1]
+    kind = "tariff"
 
 
 @dataclass(frozen=True)
@@ -219,20 +188,7 @@ class Quote:
 
 
 def _require_aware(value: dt.datetime, name: str) -> None:
-    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime (ISO 8601 with offset)")
-
-
-def hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _local_at(day: dt.date, minute: int, zone: ZoneInfo) -> dt.datetime:
-    """The UTC instant of local ``day`` + ``minute`` (minute 1440 is the next midnight)."""
-    if minute >= MINUTES_PER_DAY:
-        day, minute = day + _DAY, minute - MINUTES_PER_DAY
-    local = dt.datetime.combine(day, dt.time(minute // 60, minute % 60), tzinfo=zone)
-    return local.astimezone(_UTC)
+    require_aware(value, name)
 
 
 def _day_intervals(
@@ -240,7 +196,7 @@ def _day_intervals(
 ) -> list[tuple[dt.datetime, dt.datetime, Band]]:
     """The UTC intervals of ``bands`` on local ``day``, in time order."""
     pieces = [
-        (_local_at(day, a, zone), _local_at(day, b, zone), band)
+        (local_at(day, a, zone), local_at(day, b, zone), band)
         for band in bands
         for a, b in band.intervals()
     ]
@@ -311,8 +267,8 @@ class _Plan:
             for a, b, band in _day_intervals(day, zone, bands)
         )
         found = (
-            _local_at(day, 0, zone),
-            _local_at(day, MINUTES_PER_DAY, zone),
+            local_at(day, 0, zone),
+            local_at(day, MINUTES_PER_DAY, zone),
             day.toordinal(),
             segments,
         )

@@ -67,7 +67,7 @@ def at(offset: timedelta) -> datetime:
 
 
 def book(*connectors: int, heartbeat_s: int = 300) -> ChargerBook:
-    b = ChargerBook()
+    b = ChargerBook(CST)
     b.register(CP, "sd-shimin", heartbeat_s=heartbeat_s, connector_ids=connectors or (1, 2))
     return b
 
@@ -303,21 +303,113 @@ def test_restore_after_restart() -> None:
     saved = b.state(CP)
     history = {1: b.history(CP, 1)}
 
-    fresh = ChargerBook()
+    fresh = ChargerBook(CST)
     s = fresh.restore(saved, now=at(3 * MIN), history=history)
-    assert (s.connected, s.disconnected_at, s.disconnect_reason) == (False, at(3 * MIN), "restart")
+    assert (s.connected, s.disconnected_at, s.disconnect_reason, s.restarted_at) == (
+        False,
+        at(3 * MIN),
+        "gateway restart",
+        at(3 * MIN),
+    )
     assert s.connectors[1].since == at(MIN)
-    assert liveness(s, at(4 * MIN)) == "online"  # within the grace of the restart
+    assert liveness(s, at(4 * MIN)) == "reconnecting"  # within the grace of the restart
     assert liveness(s, at(4 * MIN + S)) == "offline"
+    assert "disconnected for 61 s (gateway restart)" in health(s, at(4 * MIN + S)).reasons
     changes = fresh.apply(ChargerConnected(device_id=CP, ts=at(3 * MIN + 30 * S), protocol="x"))
     assert not any(isinstance(c, OutageEnded) for c in changes)
-    # a gateway down for an hour: its chargers are in doubt until they reconnect
-    assert liveness(ChargerBook().restore(saved, now=at(H)), at(H + S)) == "probing"
+    assert fresh.state(CP).restarted_at is None
+    # a gateway down for an hour: its chargers get the grace from the restart to reconnect
+    assert liveness(ChargerBook(CST).restore(saved, now=at(H)), at(H + S)) == "reconnecting"
     # a snapshot without history seeds it
-    other = ChargerBook()
+    other = ChargerBook(CST)
     s2 = other.restore(saved, now=at(H))
     assert s2.connectors[1] == saved.connectors[1]
     assert [r.ts for r in other.history(CP, 1)] == [at(MIN), at(2 * MIN)]
+
+
+def test_within_the_grace_after_a_restart_a_charger_is_reconnecting() -> None:
+    """Issue 9: after a restart chargers read "reconnecting (gateway restarted N s ago)", never
+    "probe unanswered" for a probe that was never sent."""
+    up = charger(connectors={1: conn(1, "Charging")})
+    closed = charger(
+        connected=False,
+        disconnected_at=at(50 * S),
+        disconnect_reason="1000",
+        last_message_at=at(50 * S),
+    )  # closed normally as the old gateway stopped
+    legacy = charger(connected=False, connected_at=None)  # heard, socket never recorded
+    restart = at(55 * S)
+    for saved in (up, closed, legacy):
+        s = ChargerBook(CST).restore(saved, now=restart)
+        h = health(s, restart + 12 * S)
+        assert (h.liveness, h.state, h.since) == ("reconnecting", HealthState.WARNING, restart)
+        assert h.reason == "reconnecting (gateway restarted 12 s ago)"
+        after = health(s, restart + 61 * S)
+        assert after.state == HealthState.OFFLINE and "probe unanswered" not in after.reason
+        assert after.since == (s.disconnected_at or s.last_message_at)
+    # the outage of one that closed before the restart counts from its own close
+    s = ChargerBook(CST).restore(closed, now=restart)
+    assert outage_start(s, restart + 61 * S) == at(50 * S)
+    # a charger long gone before the restart is not given a new grace
+    gone = charger(connected=False, disconnected_at=at(-H), last_message_at=at(-H))
+    assert liveness(ChargerBook(CST).restore(gone, now=restart), restart) == "offline"
+    # a probe that went unanswered before the restart still stands
+    silent = charger(probe_state="failed", probe_at=at(11 * MIN), last_message_at=T0)
+    h = health(ChargerBook(CST).restore(silent, now=at(12 * MIN)), at(12 * MIN))
+    assert h.state == HealthState.OFFLINE and h.reason.endswith("probe unanswered")
+    # a reader of the running gateway's book (the CLI) takes the state as persisted
+    assert ChargerBook(CST).restore(up, now=restart, restart=False).connected
+
+
+def test_not_connected_without_a_recorded_disconnect_is_no_probe_unanswered() -> None:
+    s = charger(connected=False, connected_at=None, last_message_at=T0)
+    h = health(s, at(37 * MIN))
+    assert h.reason == "no message for 37 min (heartbeat 300 s), not connected"
+    assert h.since == T0
+
+
+def test_energy_today_last_meter_and_the_transaction_survive_a_restart() -> None:
+    b = book()
+    online(b, local(2026, 11, 29, 7))
+    b.apply(
+        ChargingStarted(
+            device_id=CP, ts=local(2026, 11, 29, 8), connector_id=2, transaction_id="tx-9",
+            meter_start_wh=1_000,
+        )
+    )  # fmt: skip
+    meter(b, local(2026, 11, 29, 9), 4_000, connector=2)
+    saved = b.state(CP)
+    fresh = ChargerBook(CST)
+    fresh.register(CP, "sd-shimin", connector_ids=(1, 2))
+    fresh.restore(saved, now=local(2026, 11, 29, 9, 30))
+    assert fresh.energy_today_wh(CP, local(2026, 11, 29, 9, 30)) == 3_000
+    c2 = fresh.state(CP).connectors[2]
+    assert (c2.last_meter_wh, c2.transaction_id) == (4_000, "tx-9")
+    # 2.0.1 TransactionEvent Ended without evse after the restart: connector 0, the book knows
+    meter(fresh, local(2026, 11, 29, 10), 6_000, connector=0)
+    fresh.apply(
+        MeterSample(
+            device_id=CP, ts=local(2026, 11, 29, 10, 30), connector_id=0, energy_wh=7_500,
+            transaction_id="tx-9",
+        )
+    )  # fmt: skip
+    fresh.apply(
+        ChargingEnded(
+            device_id=CP, ts=local(2026, 11, 29, 11), connector_id=0, transaction_id="tx-9",
+            meter_stop_wh=8_000,
+        )
+    )  # fmt: skip
+    c2 = fresh.state(CP).connectors[2]
+    assert (c2.last_meter_wh, c2.transaction_id) == (8_000, None)
+    assert fresh.energy_today_wh(CP, local(2026, 11, 29, 12)) == 7_000
+    # a late reading of the ended transaction still finds its connector
+    fresh.apply(
+        MeterSample(
+            device_id=CP, ts=local(2026, 11, 29, 11, 30), connector_id=0, energy_wh=8_200,
+            transaction_id="tx-9",
+        )
+    )  # fmt: skip
+    assert fresh.state(CP).connectors[2].last_meter_wh == 8_200
 
 
 def test_unknown_charger_and_other_events() -> None:
@@ -891,7 +983,7 @@ def test_maintenance_priorities_and_silence() -> None:
 
 
 def test_book_maintenance_sweeps_every_charger() -> None:
-    b = ChargerBook()
+    b = ChargerBook(CST)
     for cid in ("x", "y"):
         b.register(cid, "s", connector_ids=(1,))
         b.apply(ChargerConnected(device_id=cid, ts=T0, protocol="ocpp1.6"))
@@ -904,7 +996,7 @@ def test_book_maintenance_sweeps_every_charger() -> None:
 
 def test_book_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="keep"):
-        ChargerBook(keep=DAY)
+        ChargerBook(CST, keep=DAY)
     with pytest.raises(ValueError, match="heartbeat_s"):
-        ChargerBook().register(CP, "s", heartbeat_s=0)
+        ChargerBook(CST).register(CP, "s", heartbeat_s=0)
     assert WEEK == 7 * DAY

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -153,7 +154,7 @@ def traffic(draw: st.DrawFn) -> list[Event]:
 
 
 def fresh() -> ChargerBook:
-    b = ChargerBook()
+    b = ChargerBook(ZoneInfo("Asia/Shanghai"))
     b.register(CP, "s1", connector_ids=(1, 2))
     b.apply(ChargerConnected(device_id=CP, ts=t(-1), protocol="ocpp1.6"))
     return b

@@ -26,7 +26,7 @@ from charging.tariff_file import (
 )
 
 CST = ZoneInfo("Asia/Shanghai")
-SAMPLE = load_sample_charging_tariffs()
+SAMPLE = load_sample_charging_tariffs(CST)
 
 # A small book with round numbers: valley 22–06, flat 06–18, peak 18–22.
 CUSTOM = """
@@ -60,7 +60,7 @@ site_ids = ["own"]
 energy_fen_per_kwh = { valley = 1, flat = 1, peak = 1 }
 service_fen_per_kwh = 0
 """
-BOOK: ChargingTariffBook = loads_charging_tariffs(CUSTOM, "custom.toml")
+BOOK: ChargingTariffBook = loads_charging_tariffs(CUSTOM, "custom.toml", zone=CST)
 
 
 def at(day: str, hm: str) -> dt.datetime:
@@ -449,7 +449,7 @@ energy_fen_per_kwh = {{ a = 1 }}
 service_fen_per_kwh = 1
 """
     with pytest.raises(ChargingTariffFileError, match=message):
-        loads_charging_tariffs(text, "bad.toml")
+        loads_charging_tariffs(text, "bad.toml", zone=CST)
 
 
 HEAD = """
@@ -501,24 +501,35 @@ bands = [{ name = "day", start = "06:00", end = "22:00" },
 )
 def test_bad_rates_are_named(rest: str, message: str) -> None:
     with pytest.raises(ChargingTariffFileError, match=message) as info:
-        loads_charging_tariffs(HEAD + rest, "bad.toml")
+        loads_charging_tariffs(HEAD + rest, "bad.toml", zone=CST)
     assert str(info.value).startswith('bad.toml: version "v"')
 
 
 def test_file_level_errors() -> None:
     with pytest.raises(ChargingTariffFileError, match="not valid TOML"):
-        loads_charging_tariffs("[[version]", "bad.toml")
+        loads_charging_tariffs("[[version]", "bad.toml", zone=CST)
     with pytest.raises(ChargingTariffFileError, match="unknown time zone"):
-        loads_charging_tariffs('zone = "Mars/Olympus"\n' + HEAD, "bad.toml")
+        loads_charging_tariffs('zone = "Mars/Olympus"\n' + HEAD, "bad.toml", zone=CST)
     with pytest.raises(ChargingTariffFileError, match="effective_from must be an ISO 8601"):
-        loads_charging_tariffs(HEAD.replace("+08:00", ""), "bad.toml")
+        loads_charging_tariffs(HEAD.replace("+08:00", ""), "bad.toml", zone=CST)
+
+
+def test_the_tariff_is_read_in_the_towns_zone() -> None:
+    """The zone comes from the gateway (the town's); a file naming another one is refused."""
+    urumqi = ZoneInfo("Asia/Urumqi")
+    assert 'zone = "Asia/Shanghai"\n' in CUSTOM
+    unnamed = CUSTOM.replace('zone = "Asia/Shanghai"\n', "")
+    book = loads_charging_tariffs(unnamed, "t.toml", zone=urumqi)
+    assert {v.zone for v in book.versions} == {urumqi}
+    with pytest.raises(ChargingTariffFileError, match="is not the town's zone 'Asia/Urumqi'"):
+        loads_charging_tariffs(CUSTOM, "t.toml", zone=urumqi)
 
 
 def test_sample_loads_from_a_path_and_summarises(tmp_path: Path) -> None:
     text = resources.files("charging").joinpath("data", "sample_charging_tariffs.toml")
     path = tmp_path / "t.toml"
     path.write_text(text.read_text("utf-8"), encoding="utf-8")
-    assert load_charging_tariffs(path) == SAMPLE
+    assert load_charging_tariffs(path, CST) == SAMPLE
     assert [v.version for v in SAMPLE.versions] == ["2025-01", "2026-07"]
     zh = summary(SAMPLE.versions[1], "zh")
     en = summary(SAMPLE.versions[1], "en")

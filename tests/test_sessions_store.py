@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -36,7 +37,7 @@ async def store(db_url: str) -> AsyncIterator[SessionStore]:
         sessions,
         {s.id: s for s in TOWN.sites},
         {b.id: b for b in TOWN.berths},
-        load_sample_tariffs(),
+        load_sample_tariffs(ZoneInfo("Asia/Shanghai")),
         Metrics(),
         lambda: T0 + 10 * 60 * M,
     )

@@ -11,7 +11,7 @@ from parking.tariff_file import TariffFileError, load_sample_tariffs, loads_tari
 from parking.tariffs import Quote, TariffBook, TariffVersion, quote, settle, summary
 
 CST = ZoneInfo("Asia/Shanghai")
-SAMPLE = load_sample_tariffs()
+SAMPLE = load_sample_tariffs(CST)
 
 
 def at(day: str, hm: str) -> dt.datetime:
@@ -69,7 +69,7 @@ bands = [
   { name = "quiet", start = "02:00", end = "20:00", rate_fen = 0 },
 ]
 """
-BOOK: TariffBook = loads_tariffs(CUSTOM, "custom.toml")
+BOOK: TariffBook = loads_tariffs(CUSTOM, "custom.toml", zone=CST)
 
 
 @pytest.mark.parametrize(
@@ -302,19 +302,26 @@ bands = [
 )
 def test_file_errors_name_the_entry(old: str, new: str, message: str) -> None:
     with pytest.raises(TariffFileError, match=message):
-        loads_tariffs(BAD_BASE.replace(old, new, 1), "bad.toml")
+        loads_tariffs(BAD_BASE.replace(old, new, 1), "bad.toml", zone=CST)
 
 
 def test_file_error_names_source_and_toml_syntax() -> None:
     with pytest.raises(TariffFileError, match=r"^bad.toml: not valid TOML"):
-        loads_tariffs("[[version]\n", "bad.toml")
-    assert loads_tariffs(BAD_BASE).versions[0].version == "v1"
+        loads_tariffs("[[version]\n", "bad.toml", zone=CST)
+    assert loads_tariffs(BAD_BASE, zone=CST).versions[0].version == "v1"
+
+
+def test_the_tariff_is_read_in_the_towns_zone() -> None:
+    """The zone comes from the gateway (the town's); a file naming another one is refused."""
+    assert SAMPLE.versions[0].zone == CST
+    with pytest.raises(TariffFileError, match="'Asia/Shanghai' is not the town's zone"):
+        loads_tariffs('zone = "Asia/Shanghai"\n' + BAD_BASE, "t.toml", zone=ZoneInfo("UTC"))
 
 
 def test_exit_grace_from_file() -> None:
-    assert loads_tariffs(BAD_BASE).versions[0].exit_grace_minutes == 15  # the default
+    assert loads_tariffs(BAD_BASE, zone=CST).versions[0].exit_grace_minutes == 15  # the default
     explicit = BAD_BASE.replace('id = "v1"', 'id = "v1"\nexit_grace_minutes = 0', 1)
-    assert loads_tariffs(explicit).versions[0].exit_grace_minutes == 0
+    assert loads_tariffs(explicit, zone=CST).versions[0].exit_grace_minutes == 0
     assert [v.exit_grace_minutes for v in SAMPLE.versions] == [15, 15]
     with pytest.raises(ValueError, match="exit_grace_minutes must be >= 0"):
         TariffVersion("v", at("2026-01-01", "00:00"), CST, {}, exit_grace_minutes=-1)
@@ -388,7 +395,7 @@ bands = [{ name = "all day", start = "00:00", end = "24:00", rate_fen = 100, uni
 
 
 def test_settle_grace_comes_from_the_version_at_entry() -> None:
-    book = loads_tariffs(GRACE_VERSIONS, "grace.toml")
+    book = loads_tariffs(GRACE_VERSIONS, "grace.toml", zone=CST)
     paid_at = at("2026-06-01", "11:00")
     # entered under g0 (no grace): leaving a minute after paying re-prices the stay
     before = settle(
@@ -461,7 +468,7 @@ def test_stays_across_a_dst_fold_in_one_zone() -> None:
     # clocks go back (fold=1) would look earlier than 02:59:59 before; the engine uses instants.
     berlin = ZoneInfo("Europe/Berlin")
     text = 'zone = "Europe/Berlin"\n' + BAD_BASE.replace("+08:00", "+01:00")
-    book = loads_tariffs(text)
+    book = loads_tariffs(text, zone=berlin)
     entry = dt.datetime(2026, 10, 25, 2, 59, 59, tzinfo=berlin)  # +02:00
     exit_ = dt.datetime(2026, 10, 25, 2, 0, 0, fold=1, tzinfo=berlin)  # +01:00, 1 s later
     q = quote(book, "s", "A", "small", entry, exit_)

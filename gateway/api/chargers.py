@@ -9,13 +9,17 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from sqlalchemy import select
 
 from charging.billing import summary
-from charging.health import ChargerHealth, liveness, ocpi_status
+from charging.health import liveness, ocpi_status
 from charging.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
 from gateway.infra.storage.schema import ChargerEventRow, ChargingSessionRow
-from gateway.services.charging.runtime import ChargingRuntime, bill_json
+from gateway.services.charging.runtime import (
+    bill_json,
+    fleet_line,
+    fleet_view,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -27,30 +31,9 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _line(h: ChargerHealth, rt: ChargingRuntime) -> dict[str, Any]:
-    info = rt.chargers.get(h.charger_id)
-    return {
-        "id": h.charger_id,
-        "site_id": info.site_id if info else None,
-        "place": info.place if info else None,
-        "state": h.state.value,
-        "reason": h.reason,
-        "since": _iso(h.since),
-        "online": h.liveness == "online",
-        "liveness": h.liveness,
-    }
-
-
 @router.get("/chargers", summary="Fleet summary: counts by state, chargers worst first")
 async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
-    rt = state.charging
-    summary_ = rt.book.fleet(state.clock())
-    return {
-        "at": summary_.at.isoformat(),
-        "total": len(summary_.chargers),
-        "counts": {k.value: v for k, v in summary_.counts.items()},
-        "chargers": [_line(h, rt) for h in summary_.chargers],
-    }
+    return fleet_view(state.charging, state.clock())
 
 
 @router.get("/chargers/{charger_id}", summary="One charger's health, connectors and history")
@@ -65,7 +48,7 @@ async def charger(charger_id: str, state: StateDep, _: Inspector) -> dict[str, A
     avail = rt.book.availability(charger_id, now)
     session = rt.live.get(charger_id)
     return {
-        **_line(h, rt),
+        **fleet_line(h, rt),
         "last_seen": _iso(s.last_message_at),
         "reasons": list(h.reasons),
         "protocol": s.protocol,

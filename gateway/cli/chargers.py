@@ -79,46 +79,47 @@ def cmd_chargers_set_password(args: argparse.Namespace) -> int:
 
 
 def cmd_chargers_health(args: argparse.Namespace) -> int:
-    """The fleet as the database last knew it, worst first: a table a person can read."""
+    """The fleet as the running gateway sees it, worst first: a table a person can read, or
+    (``--json``) exactly what ``GET /api/v1/chargers`` returns. Both come from the same state
+    (the database the recorder keeps) through the same function (``fleet_view``)."""
     settings = settings_for(args)
 
     async def work(sessions: Any) -> int:
         from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
+        from gateway.directory.town import configured_zone
         from gateway.infra.bus import EventBus
         from gateway.metrics import Metrics
-        from gateway.services.charging.runtime import ChargingRuntime
+        from gateway.services.charging.runtime import ChargingRuntime, fleet_view
 
         o = settings.ocpp
+        zone = configured_zone(settings.town)
         tariffs = (
-            load_sample_charging_tariffs()
+            load_sample_charging_tariffs(zone)
             if o.tariff_file is None
-            else load_charging_tariffs(o.tariff_file)
+            else load_charging_tariffs(o.tariff_file, zone)
         )
         metrics = Metrics()
-        rt = ChargingRuntime(o, sessions, EventBus(metrics), metrics, now_utc, tariffs)
-        await rt.load()
+        rt = ChargingRuntime(o, sessions, EventBus(metrics), metrics, now_utc, tariffs, zone)
+        await rt.load(restart=False)  # a reader: the gateway's sockets are not ours to close
         now = now_utc()
-        fleet = rt.book.fleet(now)
+        view = fleet_view(rt, now)
+        if args.json:
+            print(json.dumps(view, ensure_ascii=False, indent=2))
+            return 0
         rows = []
-        for h in fleet.chargers:
-            info = rt.chargers.get(h.charger_id)
-            avail = rt.book.availability(h.charger_id, now)
+        for line in view["chargers"]:
+            avail = rt.book.availability(line["id"], now)
+            since = line["since"]
             rows.append(
                 {
-                    "id": h.charger_id,
-                    "state": h.state.value,
-                    "place": info.place if info else "",
-                    "since": h.since.isoformat(timespec="minutes") if h.since else "",
+                    **line,
+                    "place": line["place"] or "",
+                    "since": since[:16] if since else "",
                     "avail_24h": "" if avail.day is None else f"{avail.day:.0%}",
                     "avail_7d": "" if avail.week is None else f"{avail.week:.0%}",
-                    "reason": h.reason,
                 }
             )
-        if args.json:
-            counts = {k.value: v for k, v in fleet.counts.items()}
-            print(json.dumps({"counts": counts, "chargers": rows}, ensure_ascii=False, indent=2))
-            return 0
-        counts_line = ", ".join(f"{k.value} {v}" for k, v in fleet.counts.items() if v)
+        counts_line = ", ".join(f"{k} {v}" for k, v in view["counts"].items() if v)
         print(f"{len(rows)} chargers: {counts_line or 'none'}")
         cols = ["id", "state", "place", "since", "avail_24h", "avail_7d", "reason"]
         print_table(cols, [[str(r[c]) for c in cols] for r in rows])

@@ -16,11 +16,12 @@ from gateway.cli.common import (
 def cmd_tariff_quote(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from gateway.directory.town import load_town
+    from gateway.directory.town import load_town, town_zone
     from gateway.services.parking.quotes import QuoteRequest, load_book, make_quote
 
     settings = settings_for(args)
-    sites = {s.id: s for s in load_town(settings.town.file).sites}
+    town = load_town(settings.town.file)
+    sites = {s.id: s for s in town.sites}
     try:
         req = QuoteRequest(
             site_id=args.site,
@@ -40,7 +41,8 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
         print(f"unknown site {req.site_id!r}", file=sys.stderr)
         return 2
     try:
-        out = make_quote(load_book(settings.tariffs.file), site, req)
+        book = load_book(settings.tariffs.file, town_zone(town, settings.town.timezone))
+        out = make_quote(book, site, req)
     except ValueError as exc:
         print(f"cannot quote: {exc}", file=sys.stderr)
         return 2

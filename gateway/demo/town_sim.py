@@ -112,7 +112,7 @@ class TownSimulation:
     ) -> None:
         if start.utcoffset() is None:
             raise ValueError("start must be timezone-aware")
-        self.zone = ZoneInfo(town.town.timezone)
+        self.zone = ZoneInfo(town.town.timezone or "Asia/Shanghai")  # a demo: the sample town's
         self.start = start.timestamp()
         self._rng = random.Random(seed)
         self._heap: list[tuple[float, int, int, int]] = []

@@ -12,8 +12,11 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.config import TownConfig
 
 SAMPLE_TOWN = "sample_town.toml"
 
@@ -49,7 +52,7 @@ class _Model(BaseModel):
 
 class TownInfo(_Model):
     name: str
-    timezone: str = "Asia/Shanghai"
+    timezone: str | None = None  # None: the gateway's [town] timezone
     sample: bool = False
     note: str = ""
 
@@ -182,6 +185,21 @@ def parse_town(text: str, source: str = "<town>") -> Town:
             loc = ".".join(str(p) for p in err["loc"]) or "(file)"
             lines.append(f"  {loc}: {err['msg']}")
         raise TownFileError(f"{source}: invalid town:\n" + "\n".join(lines)) from exc
+
+
+def town_zone(town: Town, configured: str) -> ZoneInfo:
+    """The town's zone: the town file's ``timezone``, else ``configured`` ([town] timezone).
+    The one zone every book (charger health, charging bills, parking tariffs) is given."""
+    name = town.town.timezone or configured
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TownFileError(f"town timezone: unknown time zone {name!r}") from None
+
+
+def configured_zone(config: TownConfig) -> ZoneInfo:
+    """The zone of the configured town (``[town] file``, else the shipped sample)."""
+    return town_zone(load_town(config.file), config.timezone)
 
 
 def load_town(path: Path | None) -> Town:

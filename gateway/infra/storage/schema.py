@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -311,6 +314,14 @@ class ChargerRow(Base):
     last_boot_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_boot_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What liveness needs, so a restart and the CLI see what the running gateway saw.
+    connected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disconnect_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    restarted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    probe_state: Mapped[str] = mapped_column(String(8), default="idle", server_default="idle")
+    probe_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -328,6 +339,12 @@ class ConnectorRow(Base):
     info: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_meter_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_meter_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Energy today (of the local day ``energy_day``) and the transaction the connector carries:
+    # they survive a restart, and an end without a connector finds its connector.
+    energy_today_wh: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    energy_day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    transaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ChargerEventRow(Base):

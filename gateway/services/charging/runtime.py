@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,12 +26,14 @@ from charging.health import (
     Change,
     ChargerBook,
     ChargerChanged,
+    ChargerHealth,
     ChargerState,
     ConnectorChanged,
     ConnectorState,
     Outage,
     OutageEnded,
     OutageStarted,
+    ProbeState,
     StatusRecorded,
     StatusReport,
     UnknownCharger,
@@ -116,12 +119,106 @@ def bill_json(b: Bill) -> dict[str, Any]:
     }
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def fleet_line(h: ChargerHealth, rt: ChargingRuntime) -> dict[str, Any]:
+    """One charger's line of the fleet view (and the head of its detail view)."""
+    info = rt.chargers.get(h.charger_id)
+    return {
+        "id": h.charger_id,
+        "site_id": info.site_id if info else None,
+        "place": info.place if info else None,
+        "state": h.state.value,
+        "reason": h.reason,
+        "since": _iso(h.since),
+        "online": h.liveness == "online",
+        "liveness": h.liveness,
+    }
+
+
+def fleet_view(rt: ChargingRuntime, now: datetime) -> dict[str, Any]:
+    """The inspectors' fleet view at ``now``: counts by state, chargers worst first. The one
+    function behind ``GET /api/v1/chargers`` and ``citygate chargers health``, so both show
+    the same thing from the same state."""
+    fleet = rt.book.fleet(now)
+    return {
+        "at": fleet.at.isoformat(),
+        "total": len(fleet.chargers),
+        "counts": {k.value: v for k, v in fleet.counts.items()},
+        "chargers": [fleet_line(h, rt) for h in fleet.chargers],
+    }
+
+
 @dataclass(slots=True)
 class _Rows:
     """The charger and connector rows of one recorder batch, read up front."""
 
     chargers: dict[str, ChargerRow]
     connectors: dict[tuple[str, int], ConnectorRow]
+
+
+def _liveness_to_row(row: ChargerRow, s: ChargerState) -> None:
+    row.last_seen = s.last_message_at
+    row.connected = s.connected
+    row.connected_at = s.connected_at
+    row.disconnected_at = s.disconnected_at
+    row.disconnect_reason = s.disconnect_reason and s.disconnect_reason[:64]
+    row.restarted_at = s.restarted_at
+    row.probe_state = s.probe_state
+    row.probe_at = s.probe_at
+
+
+def _probe_state(value: str) -> ProbeState:
+    return "pending" if value == "pending" else "failed" if value == "failed" else "idle"
+
+
+def _snapshot(
+    r: ChargerRow, conns: dict[int, ConnectorRow], ids: list[int], heartbeat_s: int
+) -> ChargerState:
+    """A charger as the database last knew it: liveness, boot facts and its connectors'
+    status, meter, energy today and transaction."""
+    return ChargerState(
+        charger_id=r.id,
+        site_id=_location(r),
+        heartbeat_s=heartbeat_s,
+        connectors={
+            cid: ConnectorState(
+                cid,
+                status=c.status if c.status != "Unknown" else None,
+                since=c.since,
+                reported_at=c.since,
+                error_code=c.error_code,
+                vendor_error_code=c.vendor_error_code,
+                info=c.info,
+                last_meter_wh=c.last_meter_wh,
+                last_meter_at=c.last_meter_at,
+                energy_today_wh=c.energy_today_wh,
+                energy_day=c.energy_day,
+                transaction_id=c.transaction_id,
+                transaction_at=c.transaction_at,
+            )
+            if (c := conns.get(cid)) is not None
+            else ConnectorState(cid)
+            for cid in ids
+        },
+        connected=r.connected,
+        protocol=r.protocol,
+        connected_at=r.connected_at,
+        disconnected_at=r.disconnected_at,
+        disconnect_reason=r.disconnect_reason,
+        last_message_at=r.last_seen,
+        restarted_at=r.restarted_at,
+        probe_state=_probe_state(r.probe_state),
+        probe_at=r.probe_at,
+        vendor=r.vendor,
+        model=r.model,
+        serial=r.serial,
+        firmware=r.firmware,
+        last_boot_reason=r.last_boot_reason,
+        last_boot_at=r.last_boot_at,
+    )
 
 
 def _charger_of(change: Change) -> str:
@@ -139,6 +236,7 @@ class ChargingRuntime:
         metrics: Metrics,
         clock: Callable[[], datetime],
         tariffs: ChargingTariffBook,
+        zone: ZoneInfo,
         on_case: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
@@ -148,7 +246,8 @@ class ChargingRuntime:
         self._clock = clock
         self.tariffs = tariffs
         self._on_case = on_case
-        self.book = ChargerBook(factor=config.silence_factor)
+        self.zone = zone  # the town's: energy today is counted in it
+        self.book = ChargerBook(zone, factor=config.silence_factor)
         self.live: dict[str, ChargerSession] = {}
         self.chargers: dict[str, ChargerInfo] = {}
         # Everything the recorder writes: charger events, and the book's own changes (probes,
@@ -163,8 +262,11 @@ class ChargingRuntime:
 
     # -- start-up -----------------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """Registry, last known state and 8 days of history from the database."""
+    async def load(self, *, restart: bool = True) -> None:
+        """Registry, last known state and 8 days of history from the database. ``restart``: this
+        process is the gateway starting, so no socket survived (each charger has the grace to
+        reconnect, see ``ChargerBook.restore``) and what the restart changed is written back;
+        without it the book is the running gateway's as persisted (the CLI reads it so)."""
         now = self._clock()
         async with self._sessions() as db:
             sites = {r.id: r for r in (await db.execute(select(SiteRow))).scalars()}
@@ -200,6 +302,7 @@ class ChargingRuntime:
             )
             digits = [int(t) for (t,) in longest if t.isdigit()]
         self._next_tx = 1 + max(digits, default=0)
+        restored: list[ChargerState] = []
         for r in rows:
             site = sites.get(r.site_id) if r.site_id else None
             self.chargers[r.id] = ChargerInfo(
@@ -222,41 +325,29 @@ class ChargingRuntime:
                 r.id, _location(r), heartbeat_s=self.config.heartbeat_s, connector_ids=ids
             )
             mine = conns.get(r.id, {})
-            snapshot = ChargerState(
-                charger_id=r.id,
-                site_id=_location(r),
-                heartbeat_s=self.config.heartbeat_s,
-                connectors={
-                    cid: ConnectorState(
-                        cid,
-                        status=c.status if c.status != "Unknown" else None,
-                        since=c.since,
-                        reported_at=c.since,
-                        error_code=c.error_code,
-                        vendor_error_code=c.vendor_error_code,
-                        info=c.info,
-                        last_meter_wh=c.last_meter_wh,
-                        last_meter_at=c.last_meter_at,
-                    )
-                    if (c := mine.get(cid)) is not None
-                    else ConnectorState(cid)
-                    for cid in ids
-                },
-                protocol=r.protocol,
-                last_message_at=r.last_seen,
-                vendor=r.vendor,
-                model=r.model,
-                serial=r.serial,
-                firmware=r.firmware,
-                last_boot_reason=r.last_boot_reason,
-                last_boot_at=r.last_boot_at,
+            known = sorted(set(ids) | set(mine) | {cid for (ch, cid) in history if ch == r.id})
+            snapshot = _snapshot(r, mine, known, self.config.heartbeat_s)
+            restored.append(
+                self.book.restore(
+                    snapshot,
+                    now=now,
+                    history={cid: history.get((r.id, cid), []) for cid in known},
+                    outages=outages.get(r.id, []),
+                    restart=restart,
+                )
             )
-            self.book.restore(
-                snapshot,
-                now=now,
-                history={cid: history.get((r.id, cid), []) for cid in ids},
-                outages=outages.get(r.id, []),
-            )
+        if restart and restored:
+            await self._save_liveness(restored)
+
+    async def _save_liveness(self, states: list[ChargerState]) -> None:
+        """Write back what the restart did to the chargers' sockets and probes, so the CLI and
+        another restart see it."""
+        by_id = {s.charger_id: s for s in states}
+        async with self._sessions.begin() as db:
+            for row in (
+                await db.execute(select(ChargerRow).where(ChargerRow.id.in_(by_id)))
+            ).scalars():
+                _liveness_to_row(row, by_id[row.id])
 
     # -- ChargerBackend -------------------------------------------------------------------------
 
@@ -311,6 +402,13 @@ class ChargingRuntime:
             except Exception as exc:
                 self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+
+    async def flushed(self) -> None:
+        """Wait until everything queued so far is written (or counted as failed)."""
+        await self._queue.join()
 
     async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
         """One transaction per batch. The rows every change may touch are read up front, two
@@ -362,7 +460,7 @@ class ChargingRuntime:
             row = rows.chargers.get(s.charger_id)
             if row is None:
                 return
-            row.last_seen = s.last_message_at
+            _liveness_to_row(row, s)
             row.protocol = s.protocol
             if s.firmware:
                 row.firmware = s.firmware
@@ -386,6 +484,10 @@ class ChargingRuntime:
             row_c.info = (c.info or None) and c.info[:200]
             row_c.last_meter_wh = c.last_meter_wh
             row_c.last_meter_at = c.last_meter_at
+            row_c.energy_today_wh = c.energy_today_wh
+            row_c.energy_day = c.energy_day
+            row_c.transaction_id = c.transaction_id and c.transaction_id[:36]
+            row_c.transaction_at = c.transaction_at
         elif isinstance(change, StatusRecorded):
             r = change.report
             db.add(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -17,8 +18,9 @@ VehicleClassName = Literal["small", "large", "new_energy"]
 PlateColour = Literal["blue", "yellow", "green", "yellow_green", "white", "black"]
 
 
-def load_book(path: Path | None) -> TariffBook:
-    return load_sample_tariffs() if path is None else load_tariffs(path)
+def load_book(path: Path | None, zone: ZoneInfo) -> TariffBook:
+    """The posted parking tariff, read in the town's ``zone``."""
+    return load_sample_tariffs(zone) if path is None else load_tariffs(path, zone)
 
 
 def vehicle_from_plate(plate: str, colour: str | None = None) -> VehicleClassName:
