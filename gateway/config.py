@@ -3,13 +3,20 @@
 Validated once at start (fail fast); every error names the offending key. Secrets (passwords,
 tokens) may come from the environment only, so a config file can be shared without leaking them.
 Every key is documented in docs/configuration.md.
+
+Every command finds its file the same way (``find_config``): ``--config FILE``, then
+``$CITYGATE_CONFIG``, then ``./citygate.toml``, then ``.demo/citygate.toml`` (written by
+``citygate demo``), so the CLI reaches the gateway the user started. Relative paths inside a
+file are relative to the file's directory, so a file means the same from any working directory.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +32,11 @@ from pydantic import (
 )
 
 ENV_PREFIX = "CITYGATE_"
+CONFIG_ENV = "CITYGATE_CONFIG"
+LOCAL_CONFIG = Path("citygate.toml")
+DEMO_CONFIG = Path(".demo") / "citygate.toml"
+SEARCH_ORDER = f"--config FILE, ${CONFIG_ENV}, ./{LOCAL_CONFIG}, ./{DEMO_CONFIG}"
+SQLITE_PREFIX = "sqlite+aiosqlite:///"
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -306,6 +318,11 @@ class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
     )
+    broker: Literal["auto", "mosquitto", "amqtt"] = Field(
+        "auto",
+        description="which embedded broker: auto (Mosquitto if installed, else amqtt "
+        "in-process), or force one",
+    )
 
 
 class Settings(_Section):
@@ -360,6 +377,84 @@ def _coerce(value: str) -> Any:
         return value
 
 
+@dataclass(frozen=True)
+class ConfigSource:
+    """The file a command uses and how it was found (for the one line every command prints)."""
+
+    path: Path | None
+    found_by: str  # "--config", CONFIG_ENV, "./citygate.toml", "./.demo/citygate.toml", "none"
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"no config file (searched {SEARCH_ORDER}): defaults + environment"
+        return f"config {self.path} (from {self.found_by})"
+
+
+def find_config(
+    explicit: Path | None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    skip: tuple[Path, ...] = (),
+    use_env: bool = True,
+) -> ConfigSource:
+    """The search order: ``--config``, ``$CITYGATE_CONFIG``, ``./citygate.toml``,
+    ``./.demo/citygate.toml``. A file named explicitly (flag or variable) must exist: a typo
+    is an error, never a silent fall-through to another file. *skip* leaves out candidates
+    found by looking, and *use_env* False ignores ``$CITYGATE_CONFIG`` (the demo reads only
+    the file it is given: it must not run on a deployment's database, nor read its own file)."""
+    env = os.environ if environ is None else environ
+    here = Path.cwd() if cwd is None else cwd
+    named: list[tuple[Path, str]] = []
+    if explicit is not None:
+        named.append((explicit, "--config"))
+    elif use_env and env.get(CONFIG_ENV):
+        named.append((Path(env[CONFIG_ENV]), f"${CONFIG_ENV}"))
+    for path, how in named:
+        full = path if path.is_absolute() else here / path
+        if not full.is_file():
+            raise ConfigError(f"{path} (from {how}): no such file")
+        return ConfigSource(full.resolve(), how)
+    for rel in (LOCAL_CONFIG, DEMO_CONFIG):
+        full = here / rel
+        if rel in skip or not full.is_file():
+            continue
+        return ConfigSource(full.resolve(), f"./{rel}")
+    return ConfigSource(None, "none")
+
+
+def _path_keys(settings_cls: type[BaseModel] = Settings) -> set[tuple[str, str]]:
+    """(section, key) of every key holding a file or directory path."""
+    out = set()
+    for section, field in settings_cls.model_fields.items():
+        sub = field.annotation
+        assert isinstance(sub, type) and issubclass(sub, BaseModel)
+        for key, f in sub.model_fields.items():
+            if f.annotation in (Path, Path | None):
+                out.add((section, f.alias or key))
+    return out
+
+
+PATH_KEYS = _path_keys()
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative paths in a file are relative to the file's directory (the SQLite file of
+    ``[database] url`` too); environment values stay relative to the working directory."""
+    for section, key in PATH_KEYS:
+        sect = data.get(section)
+        if isinstance(sect, dict) and isinstance(sect.get(key), str):
+            value = Path(sect[key]).expanduser()
+            sect[key] = str(value if value.is_absolute() else base / value)
+    db = data.get("database")
+    if isinstance(db, dict) and isinstance(db.get("url"), str):
+        url: str = db["url"]
+        if url.startswith(SQLITE_PREFIX):
+            rest = url[len(SQLITE_PREFIX) :]
+            file, sep, query = rest.partition("?")
+            if file and file != ":memory:" and not Path(file).is_absolute():
+                db["url"] = f"{SQLITE_PREFIX}{base / file}{sep}{query}"
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read *path* (optional), apply environment overrides, validate. Raises ConfigError."""
     env = os.environ if environ is None else environ
@@ -380,6 +475,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
                     f"{path}: [{section}] {key} is a secret: set it in the environment as "
                     f"{ENV_PREFIX}{section.upper()}__{key.upper()}, not in the file"
                 )
+        _resolve_paths(data, path.resolve().parent)
     for section, keys in _env_overrides(env).items():
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
@@ -412,3 +508,43 @@ def describe(settings_cls: type[BaseModel] = Settings) -> list[tuple[str, str, s
             shown = "(secret, env only)" if (section, name) in SECRET_KEYS else repr(default)
             rows.append((section, name, shown, f.description or ""))
     return rows
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def settings_to_toml(settings: Settings, base: Path, header: str = "") -> str:
+    """The keys of *settings* that differ from the defaults, as a TOML file in *base* (paths
+    under *base* written relative to it). Secrets are never written: they stay in the
+    environment they came from."""
+    base = base.resolve()
+    data = settings.model_dump(exclude_defaults=True, by_alias=True, exclude_none=True)
+
+    def shown(section: str, key: str, value: Any) -> Any:
+        if (section, key) in PATH_KEYS:
+            p = Path(value).resolve()
+            return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+        if (section, key) == ("database", "url") and str(value).startswith(SQLITE_PREFIX):
+            file, sep, query = str(value)[len(SQLITE_PREFIX) :].partition("?")
+            if file and file != ":memory:":
+                p = Path(file).resolve()
+                rel = str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+                return f"{SQLITE_PREFIX}{rel}{sep}{query}"
+        return value
+
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for section, values in data.items():
+        keys = {k: v for k, v in values.items() if (section, k) not in SECRET_KEYS}
+        if not keys:
+            continue
+        lines.append(f"\n[{section}]")
+        for key, value in keys.items():
+            lines.append(f"{key} = {_toml_value(shown(section, key, value))}")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -7,14 +7,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gateway.cli import cases, chargers, config, db, run, tariffs, telemetry, tokens, town
 from gateway.cli.common import settings_for
-from gateway.config import ConfigError
+from gateway.config import SEARCH_ORDER, ConfigError
 from gateway.directory.town import TownFileError
 from gateway.errors import StartupError
 from gateway.logs import setup_logging
+from telemetry.spool import SpoolBusyError, SpoolError
 
 log = logging.getLogger("citygate")
 
@@ -22,11 +24,25 @@ DESCRIPTION = (
     "citygate: the IoT gateway of a county town's urban-management bureau (berth sensors, "
     "EV chargers, parking books, telemetry, case reports)."
 )
+EPILOG = (
+    f"Every command finds its config file in this order: {SEARCH_ORDER} "
+    "(the last is written by `citygate demo`), and says on stderr which one it uses; "
+    "`citygate config which` prints it. Environment variables CITYGATE_<SECTION>__<KEY> "
+    "override the file."
+)
 GROUPS = (run, config, town, tokens, telemetry, tariffs, cases, chargers, db)
 
 
+def package_version() -> str:
+    try:
+        return version("citygate")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="citygate", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="citygate", description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"citygate {package_version()}")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--log-json", action="store_true", help="JSON log lines")
     sub = p.add_subparsers(dest="command", required=True)
@@ -37,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
             "-c",
             type=Path,
             default=None,
-            help="TOML config file (env CITYGATE_<SECTION>__<KEY> overrides)",
+            help=f"TOML config file; default: the first of {SEARCH_ORDER} "
+            "(env CITYGATE_<SECTION>__<KEY> overrides)",
         )
         return sp
 
@@ -66,8 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TownFileError as exc:
         print(f"town error: {exc}", file=sys.stderr)
         return 2
-    except StartupError as exc:
+    except (StartupError, SpoolBusyError) as exc:  # a busy spool: another gateway runs on it
         print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    except SpoolError as exc:
+        print(str(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,19 +6,21 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from events import now_utc
-from gateway.config import Settings, describe, load_settings
+from gateway.config import ConfigSource, Settings, describe, find_config, load_settings
 from telemetry import SPOOL_FILE
 
 __all__ = [
     "SPOOL_FILE",
     "Settings",
     "WithConfig",
+    "config_source",
     "describe",
     "install_stop",
     "load_settings",
@@ -31,9 +33,33 @@ __all__ = [
 WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
 
+def config_source(args: argparse.Namespace) -> ConfigSource:
+    """The file this command uses, by the one search order (``gateway.config.find_config``)."""
+    source: ConfigSource | None = getattr(args, "_config_source", None)
+    if source is None:
+        path: Path | None = getattr(args, "config", None)
+        source = find_config(
+            path,
+            skip=getattr(args, "config_skip", ()),
+            use_env=getattr(args, "config_use_env", True),
+        )
+        args._config_source = source
+    return source
+
+
 def settings_for(args: argparse.Namespace) -> Settings:
-    path: Path | None = getattr(args, "config", None)
-    return load_settings(path)
+    """The command's settings, loaded once; the first call says on stderr which file it is
+    (stdout stays clean for tokens and ``--json``)."""
+    settings: Settings | None = getattr(args, "_settings", None)
+    if settings is not None:
+        return settings
+    source = config_source(args)
+    if getattr(args, "announce_config", True) and not getattr(args, "_announced", False):
+        args._announced = True
+        print(f"citygate: {source.describe()}", file=sys.stderr)
+    settings = load_settings(source.path)
+    args._settings = settings
+    return settings
 
 
 async def with_db(

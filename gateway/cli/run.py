@@ -1,4 +1,11 @@
-"""Run the gateway, the demo (gateway + local broker + simulators) and the sensor simulator."""
+"""Run the gateway, the demo (gateway + local broker + simulators) and the sensor simulator.
+
+``citygate run`` with no config file found runs on built-in defaults but says so, loudly, on
+stderr (sample town, broker, absolute data paths): it does not refuse, because defaults are
+what a first try wants and nothing existing is overwritten (the sample town is imported only
+into an empty database). The demo reads only the file given with ``--config`` and writes the
+config it runs with to ``<workdir>/citygate.toml``, one demo per workdir (a lock).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,13 @@ from events import now_utc
 from gateway.cli.common import (
     Settings,
     WithConfig,
+    config_source,
     install_stop,
     settings_for,
 )
+from gateway.config import DEMO_CONFIG, ENV_PREFIX, LOCAL_CONFIG, SEARCH_ORDER, SQLITE_PREFIX
+
+SIM_GRACE_S = 5.0  # how long the simulators get to hang up before the gateway stops
 
 
 def _on_embedded_broker(settings: Settings, host: str, port: int, kind: str) -> dict[str, Any]:
@@ -34,6 +45,43 @@ def _on_embedded_broker(settings: Settings, host: str, port: int, kind: str) -> 
     return data
 
 
+def defaults_warning(settings: Settings, environ: dict[str, str]) -> str:
+    """The block ``citygate run`` prints when no config file was found: what it will use."""
+    db = settings.database.url
+    if db.startswith(SQLITE_PREFIX):
+        db = f"SQLite file {Path(db[len(SQLITE_PREFIX) :].partition('?')[0]).resolve()}"
+    else:
+        from sqlalchemy import make_url
+
+        db = make_url(db).render_as_string(hide_password=True)
+    town = settings.town.file
+    m = settings.mqtt
+    broker = (
+        "an embedded broker on a free port"
+        if settings.demo.embedded_broker
+        else f"mqtt{'s' if m.tls else ''}://{m.host}:{m.port} (whatever broker answers there)"
+    )
+    overrides = sorted(
+        k for k in environ if k.startswith(ENV_PREFIX) and "__" in k[len(ENV_PREFIX) :]
+    )
+    lines = [
+        "!" * 78,
+        f"citygate run: NO CONFIG FILE found (searched {SEARCH_ORDER}).",
+        "Running on built-in defaults"
+        + (f" + environment {', '.join(overrides)}" if overrides else "")
+        + ":",
+        "  town:     "
+        + (str(town) if town else "the shipped SAMPLE town (demo data), if the database is empty"),
+        f"  broker:   {broker}",
+        f"  database: {db}",
+        f"  spool:    {settings.telemetry.spool_dir.resolve()}",
+        f"  API:      {settings.api.host}:{settings.api.port}",
+        "For a deployment, write a config file (docs/configuration.md) and pass --config FILE.",
+        "!" * 78,
+    ]
+    return "\n".join(lines)
+
+
 async def _run(settings: Settings) -> int:
     from gateway.demo.broker import embedded_broker
     from gateway.supervisor import Gateway
@@ -43,7 +91,7 @@ async def _run(settings: Settings) -> int:
         install_stop(gw.request_stop)
         await gw.run()
         return 0
-    async with embedded_broker() as (host, port, kind):
+    async with embedded_broker(kind=settings.demo.broker) as (host, port, kind):
         gw = await Gateway.open(
             Settings.model_validate(_on_embedded_broker(settings, host, port, kind))
         )
@@ -53,22 +101,59 @@ async def _run(settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(settings_for(args)))
+    settings = settings_for(args)
+    if config_source(args).path is None:
+        print(defaults_warning(settings, dict(os.environ)), file=sys.stderr, flush=True)
+    return asyncio.run(_run(settings))
 
 
 async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
+    from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
     from gateway.supervisor import Gateway
     from gateway.wiring import mqtt_params
 
     base = settings_for(args)
+    source = config_source(args).path
+    base_config = str(source) if source else "built-in defaults"
     workdir = Path(args.workdir)
-    async with embedded_broker() as (host, port, kind):
+    sim_stop = asyncio.Event()
+    stop_now = asyncio.Event()  # a signal before the gateway exists
+
+    gw: Gateway | None = None
+    sims_done: list[asyncio.Event] = []
+
+    async def finish() -> None:
+        """Simulators hang up first (no charger cut off mid-handshake), then the gateway."""
+        waits = [asyncio.create_task(e.wait()) for e in sims_done]
+        if waits:
+            await asyncio.wait(waits, timeout=SIM_GRACE_S)
+            for w in waits:
+                w.cancel()
+        if gw is not None:
+            gw.request_stop()
+
+    finishing: set[asyncio.Task[None]] = set()
+
+    def stop() -> None:
+        stop_now.set()
+        if gw is None:
+            return
+        if sim_stop.is_set() or not gw.started.is_set():
+            gw.request_stop()  # a second Ctrl-C, or still starting: stop at once
+            return
+        sim_stop.set()
+        task = asyncio.get_running_loop().create_task(finish())
+        finishing.add(task)
+        task.add_done_callback(finishing.discard)
+
+    install_stop(stop)
+    async with embedded_broker(kind=base.demo.broker) as (host, port, kind):
         data = _on_embedded_broker(base, host, port, kind)
         if base.database.url == Settings().database.url:
-            data["database"]["url"] = f"sqlite+aiosqlite:///{workdir / 'citygate.db'}"
+            data["database"]["url"] = f"{SQLITE_PREFIX}{workdir / 'citygate.db'}"
         if base.telemetry.spool_dir == Settings().telemetry.spool_dir:
             data["telemetry"]["spool_dir"] = workdir / "telemetry-spool"
         data["api"]["port"] = args.port
@@ -76,11 +161,25 @@ async def _demo(args: argparse.Namespace) -> int:
             data["ocpp"]["port"] = 0  # any free port: printed below
         settings = Settings.model_validate(data)
         gw = await Gateway.open(settings)
+        if stop_now.is_set():
+            gw.request_stop()
         town = load_town(settings.town.file)
-        sim_stop = asyncio.Event()
         options = SimulatorOptions(speed=args.speed, max_rate=args.rate)
 
+        def tracked(work: Any) -> Any:
+            done = asyncio.Event()
+            sims_done.append(done)
+
+            async def run() -> None:
+                try:
+                    await work()
+                finally:
+                    done.set()
+
+            return run
+
         async def simulate() -> None:
+            assert gw is not None
             await gw.started.wait()
             await run_simulator(
                 mqtt_params(settings, "citygate-sim", clean=True), town, options, stop=sim_stop
@@ -91,6 +190,7 @@ async def _demo(args: argparse.Namespace) -> int:
             from gateway.demo.chargers import run_chargers
             from gateway.directory.chargers import set_password
 
+            assert gw is not None
             await gw.started.wait()
             if gw.ocpp_server is None:
                 return
@@ -102,7 +202,18 @@ async def _demo(args: argparse.Namespace) -> int:
             await run_chargers(ocpp_url, fleet, sim_stop, speed=args.speed / 60)
 
         async def announce() -> None:
+            assert gw is not None
             await gw.started.wait()
+            written = _as_running(settings, gw.api_port, gw.ocpp_port if gw.ocpp_server else None)
+            config_file = workdir / DEMO_CONFIG.name
+            write_config(
+                config_file,
+                written,
+                f"Written by `citygate demo` (pid {os.getpid()}) at {now_utc():%Y-%m-%d %H:%M}Z:\n"
+                "the config the demo runs with. Every citygate command run from the demo's\n"
+                f"parent directory finds it ({SEARCH_ORDER}).\n"
+                "Rewritten by the next demo; no secrets in it.",
+            )
             url = f"http://{settings.api.host}:{gw.api_port}"
             ocpp = (
                 f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.ocpp_server else "off"
@@ -113,31 +224,51 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"  live:      {url}/api/v1/vacancies/stream\n"
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
                 f"  API docs:  {url}/docs\n"
+                f"  config:    {config_file} (on {base_config}; the CLI finds it)\n"
                 "Press Ctrl-C to stop.\n",
                 flush=True,
             )
             if args.duration:
                 await asyncio.sleep(args.duration)
-                gw.request_stop()
+                stop()
 
-        def stop() -> None:
-            sim_stop.set()
-            gw.request_stop()
-
-        gw.extra_tasks += [simulate, chargers, announce]
-        install_stop(stop)
+        gw.extra_tasks += [tracked(simulate), tracked(chargers), announce]
         await gw.run()
     return 0
 
 
+def _as_running(settings: Settings, api_port: int, ocpp_port: int | None) -> Settings:
+    """The demo's settings with the ports it actually bound, for the file the CLI reads."""
+    data = settings.model_dump()
+    data["api"]["port"] = api_port
+    if ocpp_port is not None:
+        data["ocpp"]["port"] = ocpp_port
+    data["demo"] = {}  # the broker runs already: readers connect to it, they start none
+    return Settings.model_validate(data)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo.broker import port_is_free
+    from gateway.demo.workdir import WorkdirBusy, WorkdirLock
 
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    if args.port and not port_is_free("127.0.0.1", args.port):
-        print(f"port {args.port} is taken; the demo API takes a free port instead", file=sys.stderr)
-        args.port = 0
-    return asyncio.run(_demo(args))
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = WorkdirLock(workdir)
+    try:
+        lock.acquire()
+    except WorkdirBusy as exc:
+        print(f"citygate demo: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.port and not port_is_free("127.0.0.1", args.port):
+            print(
+                f"port {args.port} is taken; the demo API takes a free port instead",
+                file=sys.stderr,
+            )
+            args.port = 0
+        return asyncio.run(_demo(args))
+    finally:
+        lock.release()
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -177,7 +308,15 @@ def register(sub: Any, with_config: WithConfig) -> None:
     demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     demo.add_argument("--rate", type=float, default=100.0, help="max simulated msgs/s")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after N s (0 = never)")
-    demo.set_defaults(func=cmd_demo)
+    # The demo reads only --config (never a deployment's ./citygate.toml or $CITYGATE_CONFIG,
+    # nor the file it writes itself).
+    # It names its base config in its banner (a second demo's refusal stays one line).
+    demo.set_defaults(
+        func=cmd_demo,
+        config_skip=(LOCAL_CONFIG, DEMO_CONFIG),
+        config_use_env=False,
+        announce_config=False,
+    )
 
     sim = with_config(sub.add_parser("simulate", help="drive the town's sensors over MQTT"))
     sim.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")

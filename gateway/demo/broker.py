@@ -55,11 +55,34 @@ def mosquitto_binary() -> str | None:
     return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
 
 
+async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> None:
+    """Terminate *proc* unless it has already gone (a signal sent to the whole process group,
+    or a crash): then there is nothing to stop, and no ``ProcessLookupError``."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
 @contextlib.asynccontextmanager
-async def embedded_broker(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, int, str]]:
-    """Yield (host, port, kind) of a broker that lives as long as the context."""
+async def embedded_broker(
+    host: str = "127.0.0.1", kind: str = "auto"
+) -> AsyncIterator[tuple[str, int, str]]:
+    """Yield (host, port, kind) of a broker that lives as long as the context.
+
+    *kind*: ``auto`` (Mosquitto if installed, else amqtt in-process), ``mosquitto`` or
+    ``amqtt``. Mosquitto runs in a process group of its own, so the terminal's Ctrl-C reaches
+    the demo only and the broker outlives the gateway's last flush; the demo stops it.
+    """
     port = free_port(host)
-    binary = mosquitto_binary()
+    binary = mosquitto_binary() if kind in ("auto", "mosquitto") else None
+    if kind == "mosquitto" and binary is None:
+        raise FileNotFoundError("[demo] broker = mosquitto, but mosquitto is not installed")
     if binary:
         with tempfile.TemporaryDirectory(prefix="citygate-mqtt-") as tmp:
             conf = Path(tmp) / "mosquitto.conf"
@@ -73,18 +96,14 @@ async def embedded_broker(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, i
                 str(conf),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                process_group=0,
             )
             try:
                 await wait_port(host, port)
-                log.info("embedded broker: mosquitto on %s:%d", host, port)
+                log.info("embedded broker: mosquitto on %s:%d (pid %d)", host, port, proc.pid)
                 yield host, port, "mosquitto"
             finally:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 5)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+                await _stop_process(proc)
         return
     from amqtt.broker import Broker
 
@@ -101,4 +120,7 @@ async def embedded_broker(host: str = "127.0.0.1") -> AsyncIterator[tuple[str, i
         log.info("embedded broker: amqtt (in-process) on %s:%d", host, port)
         yield host, port, "amqtt"
     finally:
-        await broker.shutdown()
+        try:
+            await broker.shutdown()
+        except Exception as exc:  # amqtt refuses a shutdown from some states; it is going anyway
+            log.debug("embedded broker: amqtt shutdown: %s: %s", type(exc).__name__, exc)

@@ -61,7 +61,10 @@ async def _charger(
     speed: float,
 ) -> None:
     token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
-    await asyncio.sleep(rng.uniform(0, 3))
+    with contextlib.suppress(TimeoutError):  # staggered boots; none once the demo stops
+        await asyncio.wait_for(stop.wait(), rng.uniform(0, 3))
+    if stop.is_set():
+        return
     async with connect(
         f"{base_url}/{charger_id}",
         subprotocols=[Subprotocol("ocpp1.6")],
