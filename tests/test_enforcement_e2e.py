@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -187,7 +188,11 @@ async def test_zombie_car_is_reported_once_by_the_sweep(
 
 
 async def test_callbacks_mirror_the_case_and_the_cli_lists_it(
-    http: httpx.AsyncClient, tokens: dict[str, str], case_system: CaseSystem, gw: Any
+    http: httpx.AsyncClient,
+    tokens: dict[str, str],
+    case_system: CaseSystem,
+    gw: Any,
+    tmp_path: Path,
 ) -> None:
     bikes = await detect(http, tokens["device"], "non_motor_blocking", local("18:00"), AMBULANCE)
     (case_id,) = bikes["case_ids"]
@@ -222,14 +227,16 @@ async def test_callbacks_mirror_the_case_and_the_cli_lists_it(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "cases", "list", "--json", "--category", "0506",
         env={**os.environ, "CITYGATE_DATABASE__URL": json.dumps(gw.settings.database.url)},
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, cwd=tmp_path,
     )  # fmt: skip
     stdout, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     out = stdout.decode()
     listed = {c["id"]: c for c in json.loads(out)["cases"]}
     assert listed[case_id]["status"] == "dispatched"
-    assert listed[case_id]["delivery"] == "delivered"
+    assert listed[case_id]["delivery"]["state"] == "delivered"
+    api = await http.get("/api/v1/cases?category=0506", headers=auth(tokens["inspector"]))
+    assert {c["id"]: c for c in api.json()["cases"]}[case_id] == listed[case_id]
 
 
 @pytest.mark.parametrize(

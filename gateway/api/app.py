@@ -8,7 +8,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import cases, chargers, detections, devices, ops, public, sessions, tariffs
+from gateway.api import (
+    cases,
+    chargers,
+    detections,
+    devices,
+    ops,
+    public,
+    sessions,
+    tariffs,
+    telemetry,
+)
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
@@ -94,6 +104,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(cases.router)
     app.include_router(chargers.router)
     app.include_router(devices.router)
+    app.include_router(telemetry.router)
     app.include_router(ops.router)
 
     @app.exception_handler(Exception)

@@ -6,83 +6,51 @@ the shared-secret signature over the raw body, checked before the body is even p
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
-from gateway.cases.mirror import CallbackPayload, CaseStep, UnknownCase, apply_callback, history
-from gateway.cases.outbox import get_case, list_cases, requeue
+from gateway.cases.mirror import CallbackPayload, CaseStep, UnknownCase, apply_callback
+from gateway.cases.outbox import get_case, requeue
 from gateway.cases.signing import HEADER, SignatureError, verify
+from gateway.cases.view import (
+    CaseDetailOut,
+    CaseOut,
+    CasesOut,
+    DeliveryOut,
+    DeliveryState,
+    PlaceOut,
+    StatusOut,
+    case_detail,
+    case_out,
+    cases_page,
+)
 from gateway.directory.tokens import Role, TokenInfo
-from gateway.infra.storage.schema import CaseReportRow
+
+__all__ = [
+    "CaseDetailOut",
+    "CaseOut",
+    "CasesOut",
+    "DeliveryOut",
+    "PlaceOut",
+    "StatusOut",
+    "case_detail",
+    "case_out",
+    "router",
+]
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 
 StateDep = Annotated[AppState, Depends(get_state)]
 Reader = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.INSPECTOR))]
 Operator = Annotated[TokenInfo, Depends(require(Role.OPERATOR))]
-DeliveryState = Literal["pending", "delivered", "rejected"]
 
 
 # -- models -----------------------------------------------------------------------------
-
-
-class PlaceOut(BaseModel):
-    site_id: str | None
-    berth_id: str | None
-    zone_id: str | None
-    lat: float | None
-    lon: float | None
-
-
-class DeliveryOut(BaseModel):
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: datetime | None = Field(description="when a pending report is tried next")
-    delivered_at: datetime | None
-    last_error: str = Field(description="why the last attempt failed or was refused")
-
-
-class StatusOut(BaseModel):
-    status: str
-    at: datetime = Field(description="when the case system says the step happened")
-    note: str
-    received_at: datetime
-
-
-class CaseOut(BaseModel):
-    id: str = Field(description="citygate's id, also the Idempotency-Key of the report")
-    remote_id: str | None = Field(description="the case system's own case id, once known")
-    category: str
-    rule_id: str
-    title: str
-    observed_at: datetime
-    reported_at: datetime
-    place: PlaceOut
-    device_id: str
-    plate: str | None
-    prior_offences: int = Field(description="earlier reports of the same plate (两轻一免)")
-    evidence: list[str]
-    details: dict[str, Any]
-    status: str = Field(description="current step of the seven-step loop (never moves back)")
-    status_at: datetime | None
-    delivery: DeliveryOut
-
-
-class CaseDetailOut(CaseOut):
-    history: list[StatusOut] = Field(description="the case system's updates, in step order")
-
-
-class CasesOut(BaseModel):
-    cases: list[CaseOut]
-    next_before: str | None = Field(description="cursor of the next (older) page; null at end")
-    next_after: str | None = Field(description="cursor to poll for newer reports")
 
 
 class CallbackOut(BaseModel):
@@ -91,54 +59,6 @@ class CallbackOut(BaseModel):
         "duplicate: already known"
     )
     case: CaseDetailOut
-
-
-def case_out(row: CaseReportRow) -> CaseOut:
-    return CaseOut(**_fields(row))
-
-
-def _fields(row: CaseReportRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "remote_id": row.remote_id,
-        "category": row.category,
-        "rule_id": row.rule_id,
-        "title": row.title,
-        "observed_at": row.observed_at,
-        "reported_at": row.created_at,
-        "place": PlaceOut(
-            site_id=row.site_id,
-            berth_id=row.berth_id,
-            zone_id=row.zone_id,
-            lat=row.lat,
-            lon=row.lon,
-        ),
-        "device_id": row.device_id,
-        "plate": row.plate,
-        "prior_offences": row.prior_offences,
-        "evidence": list(row.evidence),
-        "details": dict(row.details),
-        "status": row.status,
-        "status_at": row.status_at,
-        "delivery": DeliveryOut(
-            state=row.delivery_state,
-            attempts=row.attempts,
-            next_attempt_at=row.next_attempt_at,
-            delivered_at=row.delivered_at,
-            last_error=row.last_error,
-        ),
-    }
-
-
-async def case_detail(session: AsyncSession, row: CaseReportRow) -> CaseDetailOut:
-    steps = await history(session, row.id)
-    return CaseDetailOut(
-        **_fields(row),
-        history=[
-            StatusOut(status=s.status, at=s.at, note=s.note, received_at=s.received_at)
-            for s in steps
-        ],
-    )
 
 
 # -- the case system's callback ---------------------------------------------------------
@@ -202,7 +122,7 @@ async def get_cases(
 ) -> CasesOut:
     async with state.sessions() as session:
         try:
-            page = await list_cases(
+            return await cases_page(
                 session,
                 status=status,
                 category=category,
@@ -213,11 +133,6 @@ async def get_cases(
             )
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    return CasesOut(
-        cases=[case_out(r) for r in page.cases],
-        next_before=page.next_before,
-        next_after=page.next_after,
-    )
 
 
 @router.get("/{case_id}", response_model=CaseDetailOut, summary="One case report, with history")

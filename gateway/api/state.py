@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
+from gateway.config import TelemetryConfig
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -46,6 +47,7 @@ class AppState:
     enforcement: Enforcement
     cases: CasesRuntime
     charging: ChargingRuntime
+    telemetry: TelemetryConfig  # where the status view reads the spool
     sse_keepalive_s: float = 15.0
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
@@ -71,6 +73,7 @@ class AppState:
             enforcement=services.enforcement,
             cases=services.cases,
             charging=services.charging,
+            telemetry=s.telemetry,
             sse_keepalive_s=s.api.sse_keepalive_s,
             ready_checks=dict(ready_checks or {}),
             max_body_bytes=s.api.max_body_bytes,

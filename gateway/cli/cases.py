@@ -1,4 +1,5 @@
-"""``citygate cases``: the local mirror of case reports."""
+"""``citygate cases``: the local mirror of case reports (``--json`` is the body of
+``GET /api/v1/cases``: both format rows with ``gateway.cases.view``)."""
 
 from __future__ import annotations
 
@@ -20,45 +21,38 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     settings = settings_for(args)
 
     async def work(sessions: Any) -> int:
-        from gateway.cases.outbox import list_cases
+        from gateway.cases.view import cases_page, place_text
 
         async with sessions() as session:
-            page = await list_cases(
+            page = await cases_page(
                 session,
                 status=args.status,
                 category=args.category,
                 delivery=args.delivery,
                 limit=args.limit,
             )
-        rows = [
-            {
-                "id": r.id,
-                "created_at": r.created_at.isoformat(),
-                "observed_at": r.observed_at.isoformat(),
-                "category": r.category,
-                "rule_id": r.rule_id,
-                "title": r.title,
-                "place": r.berth_id
-                or r.site_id
-                or r.zone_id
-                or (f"{r.lat:.5f},{r.lon:.5f}" if r.lat is not None and r.lon is not None else ""),
-                "plate": r.plate,
-                "prior_offences": r.prior_offences,
-                "delivery": r.delivery_state,
-                "attempts": r.attempts,
-                "status": r.status,
-                "remote_id": r.remote_id,
-            }
-            for r in page.cases
-        ]
-        if args.json:
-            print(json.dumps({"cases": rows}, ensure_ascii=False, indent=2))
+        if args.json:  # exactly the body of GET /api/v1/cases with the same filters
+            print(json.dumps(page.model_dump(mode="json"), ensure_ascii=False, indent=2))
             return 0
-        if not rows:
+        if not page.cases:
             print("no case reports")
             return 0
-        cols = ["created_at", "category", "title", "place", "delivery", "status", "id"]
-        print_table(cols, [[str(r[c] or "") for c in cols] for r in rows])
+        cols = ["reported_at", "category", "title", "place", "delivery", "status", "id"]
+        print_table(
+            cols,
+            [
+                [
+                    f"{c.reported_at:%Y-%m-%d %H:%M:%S}",
+                    c.category,
+                    c.title,
+                    place_text(c.place),
+                    c.delivery.state,
+                    c.status,
+                    c.id,
+                ]
+                for c in page.cases
+            ],
+        )
         return 0
 
     return asyncio.run(with_db(settings, work))

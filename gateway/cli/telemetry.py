@@ -1,4 +1,5 @@
-"""``citygate telemetry``: the telemetry pipeline and its spool."""
+"""``citygate telemetry``: the telemetry pipeline and its spool (the same view as
+``GET /api/v1/telemetry/status``: both call ``telemetry_status``)."""
 
 from __future__ import annotations
 
@@ -16,38 +17,18 @@ from gateway.cli.common import (
 
 
 def cmd_telemetry_status(args: argparse.Namespace) -> int:
-    from telemetry.pipeline import read_status
-    from telemetry.spool import read_stats
+    from gateway.services.telemetry import telemetry_status
 
-    settings = settings_for(args)
-    t = settings.telemetry
-    path = t.spool_dir / SPOOL_FILE
-    if not path.exists():
+    t = settings_for(args).telemetry
+    status = telemetry_status(t, time.time())
+    if status is None:
         print(
-            f"no telemetry spool at {path} (the gateway has not run with this config yet)",
+            f"no telemetry spool at {(t.spool_dir / SPOOL_FILE).resolve()} "
+            "(the gateway has not run with this config yet)",
             file=sys.stderr,
         )
         return 1
-    stats = read_stats(path)
-    status = read_status(t.spool_dir)
-    out = {
-        "server": t.url or None,
-        "mode": t.mode,
-        "spooled_pending": stats.pending_points,
-        "spool_bytes": stats.pending_bytes,
-        "spool_limit_bytes": t.spool_max_bytes,
-        "dropped": stats.dropped,
-        "dead_lettered": stats.dead_lettered,
-        "buffered": status.get("buffered"),
-        "accepted": status.get("accepted"),
-        "delivered": status.get("written"),
-        "replayed": status.get("replayed"),
-        "healthy": status.get("healthy"),
-        "last_error": status.get("last_error") or None,
-        "status_age_s": round(time.time() - float(status["at"]), 1)  # type: ignore[arg-type]
-        if "at" in status
-        else None,
-    }
+    out = status.model_dump(mode="json")
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:

@@ -1,4 +1,5 @@
-"""Wiring of the telemetry pipeline into the running gateway (config -> spool, sink, mapper)."""
+"""Wiring of the telemetry pipeline into the running gateway (config -> spool, sink, mapper),
+and the one status view of it that the CLI and the API both show."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field
 
 from gateway.config import TelemetryConfig
 from gateway.directory.devices import DeviceDirectory
@@ -14,9 +18,9 @@ from gateway.metrics import CallbackCounters, Metrics
 from telemetry import SPOOL_FILE
 from telemetry.lineproto import ts_ns
 from telemetry.mapping import DeviceTags, PointMapper, health_lines
-from telemetry.pipeline import TelemetryPipeline
+from telemetry.pipeline import TelemetryPipeline, read_status
 from telemetry.sinks import SinkConfig, make_sink
-from telemetry.spool import Spool
+from telemetry.spool import Spool, read_stats
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +160,65 @@ class Telemetry:
         """After the pipeline task has finished (it spools what it still held)."""
         await self.pipeline.close()
         await self.spool.close()
+
+
+class TelemetryStatus(BaseModel):
+    """What ``citygate telemetry status`` and ``GET /api/v1/telemetry/status`` show: one
+    model, filled by one function (``telemetry_status``), so the two always agree."""
+
+    server: str | None = Field(description="InfluxDB base URL (without credentials); null: none")
+    mode: str = Field(description="v2 or v1 write API")
+    spooled_pending: int = Field(description="points waiting in the spool")
+    spool_bytes: int
+    spool_limit_bytes: int
+    dropped: int = Field(description="points the spool's size policy dropped, ever")
+    dead_lettered: int = Field(description="points the server refused for good, ever")
+    buffered: int | None = Field(description="points in memory, not yet spooled")
+    accepted: int | None
+    delivered: int | None = Field(description="points the server confirmed")
+    replayed: int | None
+    healthy: bool | None = Field(description="the last write succeeded")
+    last_error: str | None
+    status_age_s: float | None = Field(description="age of the pipeline's last status report")
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def telemetry_status(config: TelemetryConfig, now: float) -> TelemetryStatus | None:
+    """The pipeline's figures from its spool and status file (readable from any process while
+    the gateway writes them); ``None`` when no gateway has run with this spool yet. Blocking
+    (two small reads): the API calls it in a worker thread. *now*: POSIX seconds."""
+    path = config.spool_dir / SPOOL_FILE
+    if not path.exists():
+        return None
+    stats = read_stats(path)
+    status = read_status(config.spool_dir)
+
+    def count(key: str) -> int | None:
+        value = status.get(key)
+        return value if isinstance(value, int) else None
+
+    at = status.get("at")
+    healthy = status.get("healthy")
+    return TelemetryStatus(
+        server=_without_userinfo(config.url),
+        mode=config.mode,
+        spooled_pending=stats.pending_points,
+        spool_bytes=stats.pending_bytes,
+        spool_limit_bytes=config.spool_max_bytes,
+        dropped=stats.dropped,
+        dead_lettered=stats.dead_lettered,
+        buffered=count("buffered"),
+        accepted=count("accepted"),
+        delivered=count("written"),
+        replayed=count("replayed"),
+        healthy=healthy if isinstance(healthy, bool) else None,
+        last_error=str(status.get("last_error") or "") or None,
+        status_age_s=round(now - float(at), 1) if isinstance(at, int | float) else None,
+    )
