@@ -526,6 +526,10 @@ def settings_to_toml(settings: Settings, base: Path, header: str = "") -> str:
     environment they came from."""
     base = base.resolve()
     data = settings.model_dump(exclude_defaults=True, by_alias=True, exclude_none=True)
+    # Where the data lives is always written: a default is relative to the reader's working
+    # directory, a value in the file to the file's.
+    data.setdefault("database", {})["url"] = settings.database.url
+    data.setdefault("telemetry", {})["spool_dir"] = settings.telemetry.spool_dir
 
     def shown(section: str, key: str, value: Any) -> Any:
         if (section, key) in PATH_KEYS:
