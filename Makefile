@@ -41,5 +41,12 @@ unit: venv
 bench: test-deps venv
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
+## make clean: everything the demo, the tests and the tools leave behind (the private test
+## PostgreSQL cluster included; the machine's own server is not touched)
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	-@[ -x scripts/pg-test-server.sh ] && scripts/pg-test-server.sh stop
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis telemetry-spool
+	rm -rf *.egg-info build dist
+	rm -f citygate.db citygate.db-wal citygate.db-shm citygate.db-journal
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \
+	  -exec rm -rf {} + -o \( -name '*.py[co]' -o -name 'demo.lock' \) -exec rm -f {} +

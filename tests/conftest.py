@@ -2,8 +2,10 @@
 
 - ``mosquitto``: a private Mosquitto per test session (the Debian package; `make test`
   installs it).
-- ``pg_server_url``: the machine's PostgreSQL (127.0.0.1:5432, trust auth; `make test` starts
-  one if none runs), with a throwaway database per run, dropped at the end.
+- ``pg_server_url``: a trust-auth PostgreSQL with a throwaway database per run, dropped at the
+  end: the machine's on 127.0.0.1:5432, or, when that one wants a password (Debian's default
+  for TCP) or none runs, the private cluster `make test` starts (scripts/pg-test-server.sh),
+  whose port is read from its port file. ``CITYGATE_TEST_PG_PORT`` overrides both.
 - ``db_url``: parametrised over SQLite and PostgreSQL for storage tests.
 """
 
@@ -19,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,21 @@ import pytest
 
 from gateway.demo.broker import free_port
 
+PG_TEST_DIR = Path(os.environ.get("CITYGATE_TEST_PG_DIR", "/tmp/citygate-test-pg"))
+
+
+def pg_test_port(environ: Mapping[str, str], port_file: Path) -> int:
+    """The tests' PostgreSQL port: $CITYGATE_TEST_PG_PORT, else the private cluster's port file
+    (written by scripts/pg-test-server.sh when 5432 wants a password), else 5432."""
+    if environ.get("CITYGATE_TEST_PG_PORT"):
+        return int(environ["CITYGATE_TEST_PG_PORT"])
+    with contextlib.suppress(OSError, ValueError):
+        return int(port_file.read_text().strip())
+    return 5432
+
+
 PG_HOST = os.environ.get("CITYGATE_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("CITYGATE_TEST_PG_PORT", "5432"))
+PG_PORT = pg_test_port(os.environ, PG_TEST_DIR / "port")
 PG_USER = os.environ.get("CITYGATE_TEST_PG_USER", "postgres")
 
 
@@ -144,6 +159,11 @@ def pg_server_url() -> Iterator[str]:
         _psql(f'CREATE DATABASE "{name}"')
     except OSError as exc:
         pytest.fail(f"PostgreSQL not reachable on {PG_HOST}:{PG_PORT} ({exc}): run `make test`")
+    except Exception as exc:  # asyncpg's InvalidPasswordError and kin: not a trust server
+        pytest.fail(
+            f"PostgreSQL on {PG_HOST}:{PG_PORT} refused user {PG_USER} without a password "
+            f"({type(exc).__name__}): run `make test`, which starts a private trust cluster"
+        )
     yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     with contextlib.suppress(Exception):
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -185,6 +205,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # -- a whole gateway ---------------------------------------------------------------------------
+SPOOL_ROOT = tempfile.mkdtemp(prefix="cg-spools-")  # removed when the session ends
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SPOOL_ROOT, ignore_errors=True)
+
+
 def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any:
     from gateway.config import Settings
 
@@ -198,7 +225,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
         "api": {"port": 0},
         "ocpp": {"port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
-        "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-")},
+        "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-", dir=SPOOL_ROOT)},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
