@@ -46,6 +46,7 @@ async def test_kill_9_between_commit_and_delivery(
     made = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "gateway.cli", "token", "create", "--role", "device"),
         env=env,
+        cwd=tmp_path,  # no stray config file found by the search order
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(made.communicate(), 60)
@@ -60,6 +61,7 @@ async def test_kill_9_between_commit_and_delivery(
             "gateway.cli",
             "run",
             env=env,
+            cwd=tmp_path,  # no stray config file found by the search order
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

@@ -18,6 +18,7 @@ def cli(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess
     res = subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         env=env,
+        cwd=db.parent,  # no stray config file found by the search order
         capture_output=True,
         text=True,
         timeout=60,

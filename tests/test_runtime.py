@@ -169,6 +169,7 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run"],
         env=env,
+        cwd=tmp_path,  # no stray config file found by the search order
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

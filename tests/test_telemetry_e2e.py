@@ -125,6 +125,7 @@ async def test_gateway_killed_during_outage_delivers_after_restart(
             "gateway.cli",
             "run",
             env=env,
+            cwd=tmp_path,  # no stray config file found by the search order
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

@@ -105,7 +105,10 @@ async def _charger(
                     )
                 )
                 for _ in range(rng.randint(2, 6)):
-                    await asyncio.sleep(min(interval, 30) / speed)
+                    with contextlib.suppress(TimeoutError):  # the demo stopping ends the charge
+                        await asyncio.wait_for(stop.wait(), min(interval, 30) / speed)
+                    if stop.is_set():
+                        break
                     register += rng.randint(500, 3_000)
                     await cp.call(
                         call.MeterValues(
