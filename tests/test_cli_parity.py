@@ -72,7 +72,7 @@ async def test_cli_and_api_views_agree(config_dir: Path) -> None:
     async with running_gateway(settings) as gw:
         tokens = await make_tokens(gw)
         now = datetime.now(UTC)
-        async with gw.persister._sessions.begin() as s:
+        async with gw.services.sessions.begin() as s:
             for n in range(5):
                 await record_case(s, raised(n, now - timedelta(minutes=n)), now)
         base = f"http://127.0.0.1:{gw.api_port}"
