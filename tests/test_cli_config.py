@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import gateway.cli as cli_mod
 from gateway.cli import GROUPS, build_parser, package_version
 from gateway.cli.run import defaults_warning
 from gateway.config import (
@@ -201,13 +200,10 @@ def test_run_without_a_config_says_what_it_will_use(
     assert "CITYGATE_MQTT__PORT" in text and "1884" not in text  # names, never values
 
 
-def test_cli_main_prints_the_config_line_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CITYGATE_CONFIG", raising=False)
+def test_the_config_line_is_printed_once(tmp_path: Path) -> None:
+    # In a subprocess: main() sets up the process's logging, which must not leak into the suite.
     touch(tmp_path / LOCAL_CONFIG, '[telemetry]\nspool_dir = "sp"\n')
-    assert cli_mod.main(["telemetry", "status", "--json"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("citygate: config ") == 1
-    assert str(tmp_path.resolve() / "sp") in err  # the spool it looked for, absolute
+    res = run_cli("telemetry", "status", "--json", cwd=tmp_path)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.count("citygate: config ") == 1
+    assert str(tmp_path.resolve() / "sp") in res.stderr  # the spool it looked for, absolute
