@@ -8,6 +8,10 @@ Every command finds its file the same way (``find_config``): ``--config FILE``, 
 ``$CITYGATE_CONFIG``, then ``./citygate.toml``, then ``.demo/citygate.toml`` (written by
 ``citygate demo``), so the CLI reaches the gateway the user started. Relative paths inside a
 file are relative to the file's directory, so a file means the same from any working directory.
+
+Over 400 lines on purpose: the models, how a file is found and read, and how one is written
+(``settings_to_toml``, for the demo) are one contract; splitting them would scatter the rules
+for paths and secrets that each of them must apply the same way.
 """
 
 from __future__ import annotations
