@@ -74,3 +74,28 @@ def test_topic_matching() -> None:
     assert matches("a/#", "a/b/c") and matches("#", "x")
     assert not matches("a/b", "a/b/c")
     assert strip_share("$share/g/a/b") == "a/b" and strip_share("a/b") == "a/b"
+
+
+async def test_a_swallowed_cancellation_is_still_honoured() -> None:
+    """Python 3.11's wait_for (inside aiomqtt's CONNACK/SUBACK waits) can swallow a cancel
+    that lands as the reply arrives; the transport must stop all the same, or SIGTERM hangs."""
+    import asyncio
+
+    from drivers.mqtt.transport import _honour_cancel
+
+    reached = asyncio.Event()
+
+    async def swallowing() -> str:
+        try:
+            reached.set()
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # what the buggy wait_for does
+        _honour_cancel()
+        return "carried on"
+
+    task = asyncio.create_task(swallowing())
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -166,12 +166,14 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
         "CITYGATE_MQTT__PASSWORD": "s3cret-not-in-logs",
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',
     }
+    # Logs go to a file: a pipe nobody reads fills up and blocks the gateway's logging.
+    log_file = (tmp_path / "stderr.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run"],
         env=env,
         cwd=tmp_path,  # no stray config file found by the search order
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
         text=True,
     )
     try:
@@ -185,7 +187,10 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
-    _, err = proc.communicate()
+    proc.wait()
+    log_file.seek(0)
+    err = log_file.read()
+    log_file.close()
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     messages = [entry["msg"] for entry in lines]

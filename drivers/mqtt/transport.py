@@ -112,6 +112,18 @@ def make_client(
     )
 
 
+def _honour_cancel() -> None:
+    """Raise if this task was asked to stop but the request got lost on the way.
+
+    aiomqtt waits for CONNACK and SUBACK with ``asyncio.wait_for``, which on Python 3.11
+    swallows a cancellation that lands as the awaited reply arrives (fixed in 3.12). The
+    request stays pending on the task (``cancelling()``): honour it, or a gateway asked to
+    stop would carry on connected, and its TaskGroup would wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class MqttTransport:
     """Subscribe to *topics* and feed every message to *on_message* until cancelled."""
 
@@ -149,6 +161,7 @@ class MqttTransport:
                 async with client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
+                    _honour_cancel()
                     self._client = client
                     self.connected.set()
                     self._on_state(True)
@@ -181,5 +194,6 @@ class MqttTransport:
                 if self.connected.is_set():
                     self.connected.clear()
                     self._on_state(False)
+            _honour_cancel()
             self.reconnects += 1
             await asyncio.sleep(self._backoff.next_delay())
