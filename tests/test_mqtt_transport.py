@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import aiomqtt
+import pytest
 
 from drivers.mqtt.topics import matches, strip_share
 from drivers.mqtt.transport import MqttParams, MqttTransport, shared
@@ -79,8 +80,6 @@ def test_topic_matching() -> None:
 async def test_a_swallowed_cancellation_is_still_honoured() -> None:
     """Python 3.11's wait_for (inside aiomqtt's CONNACK/SUBACK waits) can swallow a cancel
     that lands as the reply arrives; the transport must stop all the same, or SIGTERM hangs."""
-    import asyncio
-
     from drivers.mqtt.transport import _honour_cancel
 
     reached = asyncio.Event()
