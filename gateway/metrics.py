@@ -170,6 +170,22 @@ class Metrics:
         self.chargers_connected = Gauge(
             "citygate_chargers_connected", "Chargers with an open OCPP connection", registry=r
         )
+        self.changes_applied_seq = Gauge(
+            "citygate_changes_applied_seq",
+            "Seq of the last provisioning change this instance applied (the change feed)",
+            registry=r,
+        )
+        self.changes_lag = Gauge(
+            "citygate_changes_lag_seconds",
+            "From commit to applied, of the last change applied from the feed",
+            registry=r,
+        )
+        self.changes_skipped = FastCounter(
+            "citygate_changes_skipped",
+            "Changes from the feed that could not be applied (logged with their seq), by kind",
+            ["kind"],
+            r,
+        )
         self.persist_seconds = Histogram(
             "citygate_persist_seconds", "Write-behind flush duration", registry=r
         )

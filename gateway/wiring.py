@@ -27,13 +27,13 @@ from gateway.cases.delivery import CaseDelivery, DeliverySettings
 from gateway.cases.metrics import CaseMetrics
 from gateway.cases.runtime import CasesRuntime
 from gateway.config import Settings
+from gateway.directory import documents
 from gateway.directory.devices import DeviceDirectory
+from gateway.directory.live import LiveApplier, berth_from_row, site_from_row, site_info
 from gateway.directory.registry import binding_for, entry_from_row
 from gateway.directory.town import (
     Berth,
-    Counting,
     Site,
-    SiteKind,
     TownFileError,
     configured_zone,
     load_town,
@@ -41,11 +41,12 @@ from gateway.directory.town import (
 from gateway.directory.town_import import import_town
 from gateway.errors import StartupError
 from gateway.infra.bus import EventBus
+from gateway.infra.changes import ChangeFollower, head_seq
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
 from gateway.services.charging.runtime import ChargingRuntime
-from gateway.services.parking.enforcement import Enforcement, load_rule_book, load_zones
+from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
 from gateway.services.parking.payments import (
     ExternalProvider,
@@ -54,10 +55,9 @@ from gateway.services.parking.payments import (
     PaymentService,
 )
 from gateway.services.parking.persist import Persister, restore
-from gateway.services.parking.quotes import load_book
 from gateway.services.parking.sessions import SessionStore
 from gateway.services.telemetry import Telemetry
-from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding, SiteInfo
+from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding
 from parking.tariffs import TariffBook
 from telemetry.mapping import DeviceTags
 
@@ -126,26 +126,8 @@ async def load_live_state(
             ).scalars()
         )
         device_rows = list((await session.execute(select(DeviceRow))).scalars())
-    sites = {
-        r.id: Site(
-            id=r.id,
-            name=r.name,
-            kind=SiteKind(r.kind),
-            lat=r.lat,
-            lon=r.lon,
-            capacity=r.capacity,
-            counting=Counting(r.counting),
-            segment_class=r.segment_class,
-            zone=r.zone_id,
-            address=r.address,
-            controller_id=r.controller_id,
-        )
-        for r in site_rows
-    }
-    berths = {
-        r.id: Berth(id=r.id, site=r.site_id, number=r.number, lat=r.lat, lon=r.lon)
-        for r in berth_rows
-    }
+    sites = {r.id: site_from_row(r) for r in site_rows}
+    berths = {r.id: berth_from_row(r) for r in berth_rows}
     directory = DeviceDirectory()
     bindings: list[SensorBinding] = []
     for row in device_rows:
@@ -155,7 +137,7 @@ async def load_live_state(
             bindings.append(b)
     o = settings.occupancy
     book = OccupancyBook(
-        [SiteInfo(s.id, s.capacity, s.counting.value, s.controller_id) for s in sites.values()],
+        [site_info(s) for s in sites.values()],
         [BerthInfo(b.id, b.site) for b in berths.values()],
         bindings,
         start=now,
@@ -187,7 +169,6 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[Any]
     live: LiveState
-    tariffs: TariffBook
     provider: PaymentProvider
     session_store: SessionStore
     payments: PaymentService
@@ -200,6 +181,12 @@ class Services:
     transport: MqttTransport
     persister: Persister
     telemetry: Telemetry
+    follower: ChangeFollower
+
+    @property
+    def tariffs(self) -> TariffBook:
+        """The posted tariff in force (replaced live when new tariffs are imported)."""
+        return self.session_store.tariffs
 
     async def close(self) -> None:
         """Release what building opened (the spool, the database pool)."""
@@ -252,13 +239,20 @@ async def _build(
         zone = configured_zone(s.town)
     except TownFileError as exc:
         raise StartupError(f"[town] {exc}") from exc
+    # Whatever is committed after this seq is applied from the change feed (again, harmlessly,
+    # if the load below already saw it).
+    after_seq = await head_seq(sessions)
     live = await load_live_state(sessions, s, clock())
     try:
-        tariffs = load_book(s.tariffs.file, zone)
-    except (OSError, ValueError) as exc:
+        doc = await documents.ensure_document(sessions, "tariffs", s.tariffs.file, clock(), zone)
+        tariffs = documents.parse_tariffs(doc.content, doc.source, zone)
+    except ValueError as exc:
         raise StartupError(f"[tariffs] {exc}") from exc
     try:
-        rules = load_rule_book(s.enforcement.file, await load_zones(sessions), set(live.sites))
+        doc = await documents.ensure_document(sessions, "rules", s.enforcement.file, clock(), zone)
+        async with sessions() as db:
+            zones = await documents.town_zones(db)
+        rules = documents.parse_rules(doc.content, doc.source, zones, set(live.sites))
         delivery_settings = DeliverySettings.from_config(s.cases)
     except (OSError, ValueError) as exc:
         raise StartupError(f"[enforcement] / [cases] {exc}") from exc
@@ -346,6 +340,11 @@ async def _build(
     telemetry = await Telemetry.start(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags
     )
+    applier = LiveApplier(
+        sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
+        bus, clock, zone, session_store, enforcement, charging, charger_tags,
+    )  # fmt: skip
+    follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
     return Services(
         settings=s,
         clock=clock,
@@ -355,7 +354,6 @@ async def _build(
         engine=engine,
         sessions=sessions,
         live=live,
-        tariffs=tariffs,
         provider=provider,
         session_store=session_store,
         payments=payments,
@@ -368,4 +366,5 @@ async def _build(
         transport=transport,
         persister=persister,
         telemetry=telemetry,
+        follower=follower,
     )

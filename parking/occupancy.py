@@ -25,6 +25,10 @@ timestamp heard is ``last_seen``, so the persisted ``last_seen`` and ``last_fcnt
 restored book needs to judge re-deliveries exactly as this one would. This relies on ``ts`` being
 when the device spoke (the network server's ``time``), not when the gateway happened to receive
 it.
+
+The module is long because the book is one object whose invariants (tallies, ordering,
+bindings, the town's shape) span all of its methods; the docstrings above and below keep
+each part readable on its own.
 """
 
 from __future__ import annotations
@@ -623,6 +627,95 @@ class OccupancyBook:
         self._detach(sensor, now, sensor.dev_eui, events, touched)
         for site, before in touched.values():
             self._site_changed(site, before, now, sensor.dev_eui, events)
+        return tuple(events)
+
+    # -- the town changing (a town import, followed live) -------------------------------------
+    def put_site(self, info: SiteInfo, now: datetime) -> tuple[Event, ...]:
+        """Add a site, or change its capacity, counting or controller. Berth-sensor counts are
+        recounted from the berths; a site turning to entry/exit waits for its first count."""
+        now = _aware(now, "now")
+        if info.capacity < 0 or info.counting not in ("berth_sensors", "entry_exit"):
+            raise ValueError(f"site {info.site_id}: invalid {info}")
+        site = self._sites.get(info.site_id)
+        if site is None:
+            site = self._sites[info.site_id] = _Site(info, now)
+            if not site.by_sensors:
+                self._entry_exit.append(site)
+            return ()
+        before = site.counts()
+        by_sensors = info.counting == "berth_sensors"
+        if by_sensors != site.by_sensors:
+            site.by_sensors = by_sensors
+            if by_sensors:
+                self._entry_exit.remove(site)
+            else:
+                self._entry_exit.append(site)
+                site.known, site.count, site.last_seq, site.lost = False, 0, None, False
+        site.n_free = sum(1 for b in site.berths if b.state is _FREE)
+        site.n_occupied = sum(1 for b in site.berths if b.state is _OCCUPIED)
+        site.capacity = info.capacity
+        site.controller_id = info.controller_id
+        if site.known:
+            site.count = min(site.count, site.capacity)
+        events: list[Event] = []
+        self._site_changed(site, before, now, info.controller_id or "", events)
+        return tuple(events)
+
+    def remove_site(self, site_id: str, now: datetime) -> tuple[Event, ...]:
+        """Remove a site and its berths (their sensors unbound). Unknown sites are ignored."""
+        site = self._sites.get(site_id)
+        if site is None:
+            return ()
+        events: list[Event] = []
+        for berth in list(site.berths):
+            events.extend(self.remove_berth(berth.berth_id, now))
+        del self._sites[site_id]
+        if not site.by_sensors:
+            self._entry_exit.remove(site)
+        self._dirty_sites.discard(site_id)
+        return tuple(events)
+
+    def put_berth(self, info: BerthInfo, now: datetime) -> tuple[Event, ...]:
+        """Add a berth (unknown until its sensor reports), or move it to another site."""
+        now = _aware(now, "now")
+        owner = self._sites.get(info.site_id)
+        if owner is None:
+            raise KeyError(f"berth {info.berth_id}: unknown site {info.site_id!r}")
+        berth = self._berths.get(info.berth_id)
+        if berth is None:
+            berth = self._berths[info.berth_id] = _Berth(info.berth_id, owner, now)
+            owner.berths.append(berth)
+            return ()
+        old = berth.site
+        if old is owner:
+            return ()
+        events: list[Event] = []
+        touched = {s.site_id: (s, s.counts()) for s in (old, owner)}
+        self._retally(old, berth.state, _UNKNOWN)
+        old.berths.remove(berth)
+        berth.site = owner
+        owner.berths.append(berth)
+        self._retally(owner, _UNKNOWN, berth.state)
+        self._dirty_berths.add(berth.berth_id)
+        for site, before in touched.values():
+            self._site_changed(site, before, now, "", events)
+        return tuple(events)
+
+    def remove_berth(self, berth_id: str, now: datetime) -> tuple[Event, ...]:
+        """Remove a berth (its sensor unbound first). Unknown berths are ignored."""
+        berth = self._berths.get(berth_id)
+        if berth is None:
+            return ()
+        events: list[Event] = []
+        if berth.sensor is not None:
+            events.extend(self.unbind(berth.sensor.dev_eui, now))
+        site = berth.site
+        before = site.counts()
+        self._retally(site, berth.state, _UNKNOWN)
+        site.berths.remove(berth)
+        del self._berths[berth_id]
+        self._dirty_berths.discard(berth_id)
+        self._site_changed(site, before, _aware(now, "now"), "", events)
         return tuple(events)
 
     def _limit(self, binding: SensorBinding) -> timedelta:

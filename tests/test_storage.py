@@ -37,7 +37,7 @@ async def test_migrations_are_idempotent(db_url: str) -> None:
     try:
         await migrate(engine)
         await migrate(engine)
-        assert await current_revision(engine) == "0004"
+        assert await current_revision(engine) == "0005"
     finally:
         await engine.dispose()
 
@@ -58,10 +58,10 @@ async def test_migrations_match_the_models_and_downgrade(db_url: str) -> None:
         await migrate(engine)
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
-        await downgrade(engine, "0002")
-        assert await current_revision(engine) == "0002"
-        await migrate(engine)
+        await downgrade(engine, "0004")
         assert await current_revision(engine) == "0004"
+        await migrate(engine)
+        assert await current_revision(engine) == "0005"
     finally:
         await engine.dispose()
 

@@ -117,6 +117,16 @@ class ChargerBook:
         self._states[charger_id] = new
         return new
 
+    def forget(self, charger_id: str) -> None:
+        """Drop a charger (retired or gone from the registry): it leaves the fleet, sweeps and
+        maintenance findings. Unknown ids are ignored."""
+        self._states.pop(charger_id, None)
+        self._outages.pop(charger_id, None)
+        self._announced.pop(charger_id, None)
+        for key in [k for k in self._history if k[0] == charger_id]:
+            del self._history[key]
+            self._ended.pop(key, None)
+
     def restore(
         self,
         state: ChargerState,

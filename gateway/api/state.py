@@ -41,7 +41,6 @@ class AppState:
     sites: dict[str, Site]
     berths: dict[str, Berth]
     clock: Callable[[], datetime]
-    tariffs: TariffBook
     session_store: SessionStore
     payments: PaymentService
     enforcement: Enforcement
@@ -52,6 +51,12 @@ class AppState:
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
     min_plate_confidence: float = 0.0
+    changed: Callable[[], None] = lambda: None  # a change was recorded: follow the feed now
+
+    @property
+    def tariffs(self) -> TariffBook:
+        """The posted tariff in force (replaced live when new tariffs are imported)."""
+        return self.session_store.tariffs
 
     @classmethod
     def of(
@@ -67,7 +72,6 @@ class AppState:
             sites=services.live.sites,
             berths=services.live.berths,
             clock=services.clock,
-            tariffs=services.tariffs,
             session_store=services.session_store,
             payments=services.payments,
             enforcement=services.enforcement,
@@ -78,6 +82,7 @@ class AppState:
             ready_checks=dict(ready_checks or {}),
             max_body_bytes=s.api.max_body_bytes,
             min_plate_confidence=s.sessions.min_plate_confidence,
+            changed=services.follower.kick,
         )
 
 

@@ -1,5 +1,8 @@
 """The charger registry: provisioning chargers and their OCPP basic-auth passwords.
 
+Shared by the CLI and the technicians' API; every change is recorded in the change feed in
+the same transaction, so running gateways register, move or retire the charger live.
+
 Security profiles 1 and 2 authenticate a charge point by HTTP basic auth (user = its id). The
 password is generated here, shown once, and stored as a SHA-256 hash: 192 random bits make a
 fast hash sufficient, and a slow one would cost minutes of CPU when a fleet reconnects.
@@ -12,16 +15,26 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ChargerRow, SiteRow
 
 AuthVerdict = str  # "ok" | "unknown" | "bad_password" | "no_password" | "retired"
 
 
+LIFECYCLES = ("active", "retired")
+
+
 class ChargerError(Exception):
-    """A provisioning request that cannot be done; the message says why."""
+    """A provisioning request that cannot be done; the message says why and ``status`` is the
+    HTTP status that fits (404 no such charger, 409 already exists, 422 bad request)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def generate_password() -> str:
@@ -59,10 +72,33 @@ class NewCharger:
     connectors: int = 1
 
 
+async def charger_at(
+    session: AsyncSession,
+    charger_id: str,
+    site_id: str | None,
+    place: str | None,
+    lat: float | None,
+    lon: float | None,
+    **rest: Any,
+) -> NewCharger:
+    """A new charger's record, its place and position defaulting to its site's."""
+    site = await session.get(SiteRow, site_id) if site_id else None
+    if site_id and site is None:
+        raise ChargerError(f"unknown site {site_id!r}")
+    place = place or (site.name if site else None)
+    lat = lat if lat is not None else (site.lat if site else None)
+    lon = lon if lon is not None else (site.lon if site else None)
+    if place is None or lat is None or lon is None:
+        raise ChargerError("without a site, give place, lat and lon")
+    return NewCharger(id=charger_id, site_id=site_id, place=place, lat=lat, lon=lon, **rest)
+
+
 async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> str:
     """Register a charger; returns its password (shown once, stored hashed)."""
     if await session.get(ChargerRow, new.id) is not None:
-        raise ChargerError(f"charger {new.id!r} already exists (rotate with set-password)")
+        raise ChargerError(
+            f"charger {new.id!r} already exists (rotate with set-password)", status=409
+        )
     if new.site_id is not None and await session.get(SiteRow, new.site_id) is None:
         raise ChargerError(f"unknown site {new.site_id!r}")
     password = generate_password()
@@ -87,6 +123,7 @@ async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> 
         )
     )
     await session.flush()
+    await record_change(session, "charger", new.id, "add", now)
     return password
 
 
@@ -94,9 +131,40 @@ async def set_password(session: AsyncSession, charger_id: str, now: datetime) ->
     """Rotate a charger's password; returns the new one (the old one stops working)."""
     row = await session.get(ChargerRow, charger_id)
     if row is None:
-        raise ChargerError(f"no charger {charger_id!r}")
+        raise ChargerError(f"no charger {charger_id!r}", status=404)
     password = generate_password()
     row.password_hash = hash_password(password)
     row.password_set_at = now
     row.updated_at = now
+    await record_change(session, "charger", charger_id, "password", now)
     return password
+
+
+async def update_charger(
+    session: AsyncSession, charger_id: str, changes: dict[str, Any], now: datetime
+) -> ChargerRow:
+    """Move a charger (``site_id``, ``place``, ``lat``, ``lon``) or retire or reinstate it
+    (``lifecycle``). A retired charger is refused at the OCPP handshake and leaves the fleet."""
+    row = await session.get(ChargerRow, charger_id)
+    if row is None:
+        raise ChargerError(f"no charger {charger_id!r}", status=404)
+    unknown = set(changes) - {"site_id", "place", "lat", "lon", "lifecycle"}
+    if unknown:
+        raise ChargerError(f"cannot change {', '.join(sorted(unknown))}")
+    if "site_id" in changes:
+        site_id = changes["site_id"]
+        if site_id is not None and await session.get(SiteRow, site_id) is None:
+            raise ChargerError(f"unknown site {site_id!r}")
+        row.site_id = site_id
+    for key in ("place", "lat", "lon"):
+        if changes.get(key) is not None:
+            setattr(row, key, changes[key])
+    lifecycle = changes.get("lifecycle")
+    if lifecycle is not None:
+        if lifecycle not in LIFECYCLES:
+            raise ChargerError(f"lifecycle must be one of {', '.join(LIFECYCLES)}")
+        row.lifecycle = lifecycle
+    row.updated_at = now
+    await session.flush()
+    await record_change(session, "charger", charger_id, lifecycle or "update", now)
+    return row

@@ -42,6 +42,10 @@ class DeviceDirectory:
     def put(self, entry: DeviceEntry) -> None:
         self._by_id[entry.id] = entry
 
+    def remove(self, device_id: str) -> None:
+        self._by_id.pop(device_id, None)
+        self._dirty.discard(device_id)
+
     def get(self, device_id: str) -> DeviceEntry | None:
         return self._by_id.get(device_id)
 

@@ -1,7 +1,9 @@
 """Device registry operations (provision, bind, lifecycle) shared by the API and the CLI.
 
-Each operation commits to the database first and then updates the live directory and
-occupancy book, so what the API shows never runs ahead of what is recorded.
+Each operation commits to the database (with its entry in the change feed) first and then
+updates this process's live directory and occupancy book, so what the API shows never runs
+ahead of what is recorded; other instances (and this one, again, harmlessly) apply the same
+change from the feed with ``refresh``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
 from events import Event
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import BerthRow, DeviceRow
 from parking.occupancy import OccupancyBook, SensorBinding
 
@@ -140,6 +143,8 @@ class Registry:
                 updated_at=now,
             )
             session.add(row)
+            await session.flush()
+            await record_change(session, "device", dev_id, "provision", now)
         return row, self._sync(row, now)
 
     async def update(
@@ -166,7 +171,24 @@ class Registry:
             if changes.get("notes") is not None:
                 row.notes = changes["notes"]
             row.updated_at = now
+            await session.flush()
+            op = changes.get("lifecycle") or ("bind" if "berth_id" in changes else "update")
+            await record_change(session, "device", dev_id, op, now)
         return row, self._sync(row, now)
+
+    async def refresh(self, device_id: str, now: datetime) -> list[Event]:
+        """Mirror the device's current row (a change from the feed); a device gone from the
+        database leaves the book and the directory."""
+        async with self._sessions() as session:
+            row = await session.get(DeviceRow, device_id)
+        if row is not None:
+            return self._sync(row, now)
+        events: list[Event] = []
+        if self._book is not None:
+            events.extend(self._book.unbind(device_id, now))
+        if self._directory is not None:
+            self._directory.remove(device_id)
+        return events
 
     def _sync(self, row: DeviceRow, now: datetime) -> list[Event]:
         """Mirror a committed row into the live directory and occupancy book."""
@@ -177,6 +199,8 @@ class Registry:
             if old is not None:
                 entry.last_seen, entry.battery_mv = old.last_seen, old.battery_mv
                 entry.rssi, entry.snr = old.rssi, old.snr
+                if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.PROVISIONED:
+                    entry.lifecycle = Lifecycle.ACTIVE  # heard from, not yet flushed
             self._directory.put(entry)
         if self._book is not None and row.kind == "berth_sensor":
             binding = binding_for(row)

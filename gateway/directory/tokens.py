@@ -1,5 +1,9 @@
 """Role-scoped API bearer tokens, stored hashed.
 
+Every request verifies its token against the database (one read by primary key), so a token
+works, or stops working, the moment its transaction commits, on every instance; creations and
+revocations still go into the change feed, for any cache a future instance may keep.
+
 A token is ``cg_<id>_<secret>``: the id finds the row, the secret is checked against a SHA-256
 hash in constant time. The secret has 256 bits of entropy, so a fast hash is sufficient (slow
 password hashes exist for low-entropy human passwords). The clear token is shown once.
@@ -17,6 +21,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ApiTokenRow
 
 
@@ -76,6 +81,7 @@ async def create_token(
     )
     session.add(row)
     await session.flush()
+    await record_change(session, "token", token_id, "create", now)
     return _info(row), f"{PREFIX}{token_id}_{secret}"
 
 
@@ -100,6 +106,7 @@ async def revoke_token(session: AsyncSession, token_id: str, now: datetime) -> b
         return False
     if row.revoked_at is None:
         row.revoked_at = now
+        await record_change(session, "token", token_id, "revoke", now)
     return True
 
 

@@ -3,7 +3,8 @@
 The town file is authoritative for what it describes (names, coordinates, capacities,
 bindings); runtime facts (berth state, last seen, battery) are never touched by an import.
 Devices that are no longer in the file are left alone: retiring hardware is a technician's
-decision, not a side effect of editing a file.
+decision, not a side effect of editing a file. Every row created or updated goes into the
+change feed, in the same transaction, so running gateways follow the import live.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
 from gateway.directory.town import Counting, Town
+from gateway.infra.changes import record_changes
 from gateway.infra.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow, ZoneRow
 
 
@@ -46,6 +48,8 @@ def _apply(row: Any, values: dict[str, Any]) -> bool:
 async def import_town(session: AsyncSession, town: Town, now: datetime) -> ImportReport:
     """Upsert *town* in one transaction owned by the caller."""
     report = ImportReport()
+    changed: list[tuple[str, str, str]] = []  # (kind, key, op) for the change feed
+    kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger"}
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
     for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow):
@@ -58,8 +62,10 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             row = model(id=key, **values)
             session.add(row)
             report.note(table, "created")
+            changed.append((kinds[table], key, "import"))
         elif _apply(row, values):
             report.note(table, "updated")
+            changed.append((kinds[table], key, "import"))
         else:
             report.note(table, "unchanged")
         return row
@@ -108,6 +114,7 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
         if dev.berth_id in wanted_berths and wanted.get(dev.id) != dev.berth_id:
             dev.berth_id = None
             dev.updated_at = now
+            changed.append(("device", dev.id, "unbind"))
     await session.flush()
 
     for sensor in town.sensors:
@@ -128,9 +135,11 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                 DeviceRow(id=dev_id, lifecycle="active", created_at=now, updated_at=now, **values)
             )
             report.note("devices", "created")
+            changed.append(("device", dev_id, "import"))
         elif _apply(row, values):
             row.updated_at = now
             report.note("devices", "updated")
+            changed.append(("device", dev_id, "import"))
         else:
             report.note("devices", "unchanged")
     for site in town.sites:
@@ -157,9 +166,11 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                 )
             )
             report.note("devices", "created")
+            changed.append(("device", site.controller_id, "import"))
         elif _apply(row, values):
             row.updated_at = now
             report.note("devices", "updated")
+            changed.append(("device", site.controller_id, "import"))
         else:
             report.note("devices", "unchanged")
     await session.flush()
@@ -190,10 +201,13 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                 )
             )
             report.note("chargers", "created")
+            changed.append(("charger", c.id, "import"))
         elif _apply(row, charger):
             row.updated_at = now
             report.note("chargers", "updated")
+            changed.append(("charger", c.id, "import"))
         else:
             report.note("chargers", "unchanged")
     await session.flush()
+    await record_changes(session, changed, now)
     return report

@@ -406,3 +406,35 @@ class ChargingSampleRow(Base):
     )
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
     energy_wh: Mapped[float] = mapped_column(Float)
+
+
+class ChangeRow(Base):
+    """One provisioning change (device, charger, token, town, tariffs, rules), numbered in
+    commit order: the feed every gateway instance follows to stay live without a restart.
+
+    Written in the transaction that made the change; followers re-read the row by ``key``, so
+    the payload stays small or empty.
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # a seq is never reused
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200))
+    op: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DocumentRow(Base):
+    """A version of a configuration document (posted tariffs, enforcement rules) as imported:
+    the TOML text, validated before it was stored. The newest of a kind is in force."""
+
+    __tablename__ = "config_documents"
+    __table_args__ = (Index("ix_config_documents_kind", "kind", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

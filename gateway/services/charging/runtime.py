@@ -304,26 +304,9 @@ class ChargingRuntime:
         self._next_tx = 1 + max(digits, default=0)
         restored: list[ChargerState] = []
         for r in rows:
-            site = sites.get(r.site_id) if r.site_id else None
-            self.chargers[r.id] = ChargerInfo(
-                id=r.id,
-                site_id=r.site_id,
-                location=_location(r),
-                place=r.place,
-                lat=r.lat,
-                lon=r.lon,
-                vendor=r.vendor,
-                model=r.model,
-                current=r.current,
-                power_kw=r.power_kw,
-                connectors=r.connectors,
-                site_class=site.segment_class if site else "C",
-                lifecycle=r.lifecycle,
-            )
-            ids = range(1, r.connectors + 1)  # connector 0 (the charger) only if it reports
-            self.book.register(
-                r.id, _location(r), heartbeat_s=self.config.heartbeat_s, connector_ids=ids
-            )
+            if r.lifecycle == "retired":
+                continue  # refused at the handshake, out of the fleet
+            ids = self._put(r, sites.get(r.site_id) if r.site_id else None)
             mine = conns.get(r.id, {})
             known = sorted(set(ids) | set(mine) | {cid for (ch, cid) in history if ch == r.id})
             snapshot = _snapshot(r, mine, known, self.config.heartbeat_s)
@@ -348,6 +331,45 @@ class ChargingRuntime:
                 await db.execute(select(ChargerRow).where(ChargerRow.id.in_(by_id)))
             ).scalars():
                 _liveness_to_row(row, by_id[row.id])
+
+    def _put(self, r: ChargerRow, site: SiteRow | None) -> range:
+        """Register (or update) a charger from its row; returns its connector ids."""
+        self.chargers[r.id] = ChargerInfo(
+            id=r.id,
+            site_id=r.site_id,
+            location=_location(r),
+            place=r.place,
+            lat=r.lat,
+            lon=r.lon,
+            vendor=r.vendor,
+            model=r.model,
+            current=r.current,
+            power_kw=r.power_kw,
+            connectors=r.connectors,
+            site_class=site.segment_class if site else "C",
+            lifecycle=r.lifecycle,
+        )
+        ids = range(1, r.connectors + 1)  # connector 0 (the charger) only if it reports
+        self.book.register(
+            r.id, _location(r), heartbeat_s=self.config.heartbeat_s, connector_ids=ids
+        )
+        return ids
+
+    async def refresh_charger(self, charger_id: str) -> ChargerInfo | None:
+        """Follow a registry change (the change feed): re-read the charger and register it,
+        move it, or, retired or gone, drop it and close its connection."""
+        async with self._sessions() as db:
+            row = await db.get(ChargerRow, charger_id)
+            site = await db.get(SiteRow, row.site_id) if row and row.site_id else None
+        if row is not None and row.lifecycle != "retired":
+            self._put(row, site)
+            return self.chargers[charger_id]
+        self.chargers.pop(charger_id, None)
+        self.book.forget(charger_id)
+        session = self.live.get(charger_id)
+        if session is not None:
+            session.begin_close("retired")
+        return None
 
     # -- ChargerBackend -------------------------------------------------------------------------
 

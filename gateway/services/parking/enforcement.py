@@ -25,32 +25,13 @@ from events import BerthState, CaseRaised
 from gateway.cases.outbox import record_case
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
-from gateway.infra.storage.schema import DetectionRow, ParkingSessionRow, ZoneRow
+from gateway.infra.storage.schema import DetectionRow, ParkingSessionRow
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
-from parking.enforcement import Detection, RuleBook, Stay, ZoneShape
-from parking.enforcement_file import load_rules, load_sample_rules
+from parking.enforcement import Detection, RuleBook, Stay
 from parking.occupancy import OccupancyBook
 
 log = logging.getLogger(__name__)
-
-
-async def load_zones(sessions: async_sessionmaker[Any]) -> list[ZoneShape]:
-    async with sessions() as db:
-        rows = (await db.execute(select(ZoneRow).order_by(ZoneRow.id))).scalars().all()
-    return [
-        ZoneShape(r.id, r.kind, r.name, tuple((float(p[0]), float(p[1])) for p in r.polygon))
-        for r in rows
-    ]
-
-
-def load_rule_book(path: Any, zones: list[ZoneShape], sites: set[str]) -> RuleBook:
-    """The configured rules (or the shipped sample); ValueError names the bad entry."""
-    return (
-        load_sample_rules(zones, sites=sites)
-        if path is None
-        else load_rules(path, zones, sites=sites)
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import Update, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from events import BerthState
@@ -37,7 +37,14 @@ def _by_key(name: str, columns: tuple[str, ...]) -> Update:
 
 _BERTH_UPDATE = _by_key("berths", ("state", "since", "last_seen", "last_fcnt"))
 _SITE_UPDATE = _by_key("sites", ("occupied_count", "count_updated_at"))
-_DEVICE_UPDATE = _by_key("devices", ("last_seen", "battery_mv", "rssi", "snr", "lifecycle"))
+_DEVICE_UPDATE = _by_key("devices", ("last_seen", "battery_mv", "rssi", "snr")).values(
+    # The only lifecycle step made in memory is a provisioned device's first uplink; any other
+    # lifecycle is a technician's, recorded in the database (maybe by another instance).
+    lifecycle=case(
+        (Base.metadata.tables["devices"].c.lifecycle == "provisioned", bindparam("lifecycle")),
+        else_=Base.metadata.tables["devices"].c.lifecycle,
+    )
+)
 
 
 class Persister:
@@ -90,7 +97,10 @@ class Persister:
             return
         berths = []
         for bid in berth_ids:
-            v = self._book.berth(bid)
+            try:
+                v = self._book.berth(bid)
+            except KeyError:
+                continue  # removed by a town change meanwhile
             berths.append(
                 {
                     "id_": bid,
@@ -102,7 +112,10 @@ class Persister:
             )
         sites = []
         for sid in site_ids:
-            count = self._book.controller_count(sid)
+            try:
+                count = self._book.controller_count(sid)
+            except KeyError:
+                continue
             if count is not None:
                 sites.append(
                     {

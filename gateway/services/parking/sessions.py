@@ -171,7 +171,7 @@ class SessionStore:
         self._sessions = sessions
         self._sites = sites
         self._berths = berths
-        self._tariffs = tariffs
+        self.tariffs = tariffs  # replaced live when new tariffs are imported
         self._metrics = metrics
         self._clock = clock
         self._dedup = plate_dedup
@@ -191,7 +191,7 @@ class SessionStore:
         vehicle: VehicleClass = row.vehicle_class  # type: ignore[assignment]
         try:
             s = settle(
-                self._tariffs,
+                self.tariffs,
                 site.id,
                 site.segment_class,
                 vehicle,
