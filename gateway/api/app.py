@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
     cases,
+    charger_registry,
     chargers,
     detections,
     devices,
@@ -103,6 +104,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(detections.router)
     app.include_router(cases.router)
     app.include_router(chargers.router)
+    app.include_router(charger_registry.router)
     app.include_router(devices.router)
     app.include_router(telemetry.router)
     app.include_router(ops.router)

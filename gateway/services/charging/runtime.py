@@ -376,7 +376,12 @@ class ChargingRuntime:
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
         async with self._sessions() as db:
             row = await db.get(ChargerRow, charger_id)
-        return check_password(row, password)  # type: ignore[return-value]  # counted by the server
+            verdict = check_password(row, password)
+            if verdict == "ok" and row is not None and charger_id not in self.chargers:
+                # Registered a moment ago (the change feed is on its way): register it now, so
+                # its first messages are not lost.
+                self._put(row, await db.get(SiteRow, row.site_id) if row.site_id else None)
+        return verdict  # type: ignore[return-value]  # counted by the server
 
     def connected(self, charger_id: str, session: ChargerSession) -> None:
         self.live[charger_id] = session

@@ -1,0 +1,146 @@
+"""The charger registry for technicians (token): register a charger, rotate its OCPP
+password, move or retire it. The same directory functions as ``citygate chargers``; each
+change goes through the change feed, so every gateway instance follows it within seconds.
+
+An OCPP password is in the answer of the request that made it, once; it is stored hashed and
+never shown again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.api.auth import require
+from gateway.api.state import AppState, get_state
+from gateway.directory.chargers import (
+    ChargerError,
+    add_charger,
+    charger_at,
+    set_password,
+    update_charger,
+)
+from gateway.directory.tokens import Role, TokenInfo
+from gateway.directory.town import ChargePointId, Ident, Lat, Lon
+from gateway.infra.storage.schema import ChargerRow
+
+router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
+StateDep = Annotated[AppState, Depends(get_state)]
+Technician = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ChargerCreate(BaseModel):
+    """A charger to register: where it stands (a site, or a place with coordinates) and
+    what it can do."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: ChargePointId = Field(description="OCPP charge point id (the user of basic auth)")
+    site_id: Ident | None = Field(None, description="the car park it stands in")
+    place: str | None = Field(None, min_length=1, max_length=200, description="default: site")
+    lat: Lat | None = None
+    lon: Lon | None = None
+    vendor: Name = "unknown"
+    model: Name = "unknown"
+    current: Literal["AC", "DC"] = "AC"
+    power_kw: float = Field(7.0, gt=0, le=1000)
+    connectors: int = Field(1, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _where(self) -> Self:
+        if self.site_id is None and (self.place is None or self.lat is None or self.lon is None):
+            raise ValueError("give site_id, or place with lat and lon")
+        return self
+
+
+class ChargerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: Ident | None = Field(None, description="null: no longer in a car park")
+    place: str | None = Field(None, min_length=1, max_length=200)
+    lat: Lat | None = None
+    lon: Lon | None = None
+    lifecycle: Literal["active", "retired"] | None = Field(
+        None, description="retired: refused at the OCPP handshake, out of the fleet view"
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _out(row: ChargerRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "site_id": row.site_id,
+        "place": row.place,
+        "lat": row.lat,
+        "lon": row.lon,
+        "vendor": row.vendor,
+        "model": row.model,
+        "current": row.current,
+        "power_kw": row.power_kw,
+        "connectors": row.connectors,
+        "lifecycle": row.lifecycle,
+        "password_set_at": _iso(row.password_set_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def _refused(exc: ChargerError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.post(
+    "/chargers",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a charger; its OCPP password is in this answer, once",
+)
+async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) -> dict[str, Any]:
+    now = state.clock()
+    fields = body.model_dump(exclude={"id", "site_id", "place", "lat", "lon"})
+    try:
+        async with state.sessions.begin() as db:
+            new = await charger_at(
+                db, body.id, body.site_id, body.place, body.lat, body.lon, **fields
+            )
+            password = await add_charger(db, new, now)
+            row = await db.get(ChargerRow, body.id)
+            assert row is not None
+            out = _out(row)
+    except ChargerError as exc:
+        raise _refused(exc) from None
+    state.changed()
+    return {**out, "password": password}
+
+
+@router.post(
+    "/chargers/{charger_id}/password",
+    summary="Rotate a charger's OCPP password; the new one is in this answer, once",
+)
+async def rotate_password(charger_id: str, state: StateDep, _: Technician) -> dict[str, Any]:
+    try:
+        async with state.sessions.begin() as db:
+            password = await set_password(db, charger_id, state.clock())
+    except ChargerError as exc:
+        raise _refused(exc) from None
+    state.changed()
+    return {"id": charger_id, "password": password}
+
+
+@router.patch("/chargers/{charger_id}", summary="Move a charger, or retire or reinstate it")
+async def patch_charger(
+    charger_id: str, body: ChargerPatch, state: StateDep, _: Technician
+) -> dict[str, Any]:
+    changes = body.model_dump(include=body.model_fields_set)
+    if not changes:
+        raise HTTPException(422, "nothing to change")
+    try:
+        async with state.sessions.begin() as db:
+            out = _out(await update_charger(db, charger_id, changes, state.clock()))
+    except ChargerError as exc:
+        raise _refused(exc) from None
+    state.changed()
+    return out
