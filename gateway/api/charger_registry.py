@@ -9,62 +9,27 @@ never shown again.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.chargers import (
+    ChargerCreate,
     ChargerError,
+    ChargerPatch,
     add_charger,
     charger_at,
     set_password,
     update_charger,
 )
 from gateway.directory.tokens import Role, TokenInfo
-from gateway.directory.town import ChargePointId, Ident, Lat, Lon
 from gateway.infra.storage.schema import ChargerRow
 
 router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]
 Technician = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class ChargerCreate(BaseModel):
-    """A charger to register: where it stands (a site, or a place with coordinates) and
-    what it can do."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: ChargePointId = Field(description="OCPP charge point id (the user of basic auth)")
-    site_id: Ident | None = Field(None, description="the car park it stands in")
-    place: str | None = Field(None, min_length=1, max_length=200, description="default: site")
-    lat: Lat | None = None
-    lon: Lon | None = None
-    vendor: Name = "unknown"
-    model: Name = "unknown"
-    current: Literal["AC", "DC"] = "AC"
-    power_kw: float = Field(7.0, gt=0, le=1000)
-    connectors: int = Field(1, ge=1, le=8)
-
-    @model_validator(mode="after")
-    def _where(self) -> Self:
-        if self.site_id is None and (self.place is None or self.lat is None or self.lon is None):
-            raise ValueError("give site_id, or place with lat and lon")
-        return self
-
-
-class ChargerPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    site_id: Ident | None = Field(None, description="null: no longer in a car park")
-    place: str | None = Field(None, min_length=1, max_length=200)
-    lat: Lat | None = None
-    lon: Lon | None = None
-    lifecycle: Literal["active", "retired"] | None = Field(
-        None, description="retired: refused at the OCPP handshake, out of the fleet view"
-    )
 
 
 def _iso(value: datetime | None) -> str | None:

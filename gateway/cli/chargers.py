@@ -1,4 +1,5 @@
-"""``citygate chargers``: register chargers, rotate passwords, the fleet's health."""
+"""``citygate chargers``: register, move and retire chargers, rotate passwords, the fleet's
+health. Registry changes go through the change feed: running gateways follow them live."""
 
 from __future__ import annotations
 
@@ -18,43 +19,92 @@ from gateway.cli.common import (
 )
 
 
+def _invalid(exc: Any) -> int:
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "charger"
+        print(f"invalid charger: {where}: {err['msg']}", file=sys.stderr)
+    return 2
+
+
 def cmd_chargers_add(args: argparse.Namespace) -> int:
-    """Register a charger and print its OCPP password once."""
+    """Register a charger and print its OCPP password once (the same checks as the API)."""
+    from pydantic import ValidationError
+
+    from gateway.directory.chargers import ChargerCreate
+
     settings = settings_for(args)
+    try:
+        body = ChargerCreate(
+            id=args.id,
+            site_id=args.site,
+            place=args.place,
+            lat=args.lat,
+            lon=args.lon,
+            vendor=args.vendor,
+            model=args.model,
+            current=args.current,
+            power_kw=args.power_kw,
+            connectors=args.connectors,
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
 
     async def work(sessions: Any) -> int:
-        from gateway.directory.chargers import ChargerError, NewCharger, add_charger
-        from gateway.infra.storage.schema import SiteRow
+        from gateway.directory.chargers import ChargerError, add_charger, charger_at
 
-        async with sessions.begin() as session:
-            site = await session.get(SiteRow, args.site) if args.site else None
-            if args.site and site is None:
-                print(f"unknown site {args.site!r}", file=sys.stderr)
-                return 2
-            place = args.place or (site.name if site else None)
-            lat = args.lat if args.lat is not None else (site.lat if site else None)
-            lon = args.lon if args.lon is not None else (site.lon if site else None)
-            if place is None or lat is None or lon is None:
-                print("without --site, give --place, --lat and --lon", file=sys.stderr)
-                return 2
-            new = NewCharger(
-                id=args.id,
-                site_id=args.site,
-                place=place,
-                lat=lat,
-                lon=lon,
-                vendor=args.vendor,
-                model=args.model,
-                current=args.current,
-                power_kw=args.power_kw,
-                connectors=args.connectors,
-            )
-            try:
+        rest = body.model_dump(exclude={"id", "site_id", "place", "lat", "lon"})
+        try:
+            async with sessions.begin() as session:
+                new = await charger_at(
+                    session, body.id, body.site_id, body.place, body.lat, body.lon, **rest
+                )
                 password = await add_charger(session, new, now_utc())
-            except ChargerError as exc:
-                print(str(exc), file=sys.stderr)
-                return 2
+        except ChargerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
         print_password(args, password)
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_chargers_set(args: argparse.Namespace) -> int:
+    """Move a charger, or retire or reinstate it (live on every gateway)."""
+    from pydantic import ValidationError
+
+    from gateway.directory.chargers import ChargerPatch
+
+    settings = settings_for(args)
+    given: dict[str, Any] = {
+        k: v
+        for k, v in (("place", args.place), ("lat", args.lat), ("lon", args.lon))
+        if v is not None
+    }
+    if args.site is not None:
+        given["site_id"] = args.site or None  # --site "" takes it out of any car park
+    if args.lifecycle is not None:
+        given["lifecycle"] = args.lifecycle
+    if not given:
+        print("nothing to change: give --site, --place, --lat, --lon, --lifecycle", file=sys.stderr)
+        return 2
+    try:
+        patch = ChargerPatch.model_validate(given)
+    except ValidationError as exc:
+        return _invalid(exc)
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory.chargers import ChargerError, update_charger
+
+        try:
+            async with sessions.begin() as session:
+                row = await update_charger(
+                    session, args.id, patch.model_dump(include=patch.model_fields_set), now_utc()
+                )
+                where = row.site_id or row.place
+        except ChargerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(f"charger {args.id}: {row.lifecycle}, at {where}", file=sys.stderr)
         return 0
 
     return asyncio.run(with_db(settings, work, town=True))
@@ -150,6 +200,19 @@ def register(sub: Any, with_config: WithConfig) -> None:
     cpw.add_argument("id")
     cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
     cpw.set_defaults(func=cmd_chargers_set_password)
+    cset = with_config(ch.add_parser("set", help="move a charger, or retire or reinstate it"))
+    cset.add_argument("id")
+    cset.add_argument("--site", default=None, help='the car park it now stands in ("": none)')
+    cset.add_argument("--place", default=None)
+    cset.add_argument("--lat", type=float, default=None)
+    cset.add_argument("--lon", type=float, default=None)
+    cset.add_argument(
+        "--lifecycle",
+        choices=["active", "retired"],
+        default=None,
+        help="retired: refused at the OCPP handshake, out of the fleet",
+    )
+    cset.set_defaults(func=cmd_chargers_set)
     chh = with_config(ch.add_parser("health", help="the fleet, worst first (a readable table)"))
     chh.add_argument("--json", action="store_true", help="JSON instead of a table")
     chh.set_defaults(func=cmd_chargers_health)

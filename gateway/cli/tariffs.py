@@ -1,27 +1,28 @@
-"""``citygate tariff``: posted tariffs and quotes."""
+"""``citygate tariffs`` (or ``tariff``): posted tariffs, imported into the database that every
+gateway follows, and quotes at the tariff in force there (the same as the API's)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from gateway.cli.common import (
     WithConfig,
     settings_for,
+    with_db,
 )
 
 
 def cmd_tariff_quote(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from gateway.directory.town import load_town, town_zone
-    from gateway.services.parking.quotes import QuoteRequest, load_book, make_quote
+    from gateway.services.parking.quotes import QuoteRequest
 
     settings = settings_for(args)
-    town = load_town(settings.town.file)
-    sites = {s.id: s for s in town.sites}
     try:
         req = QuoteRequest(
             site_id=args.site,
@@ -36,25 +37,80 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
             where = ".".join(str(p) for p in err["loc"]) or "request"
             print(f"invalid quote request: {where}: {err['msg']}", file=sys.stderr)
         return 2
-    site = sites.get(req.site_id)
-    if site is None:
-        print(f"unknown site {req.site_id!r}", file=sys.stderr)
-        return 2
-    try:
-        book = load_book(settings.tariffs.file, town_zone(town, settings.town.timezone))
-        out = make_quote(book, site, req)
-    except ValueError as exc:
-        print(f"cannot quote: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(out, ensure_ascii=False))
-    return 0
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory import documents
+        from gateway.directory.live import site_from_row
+        from gateway.directory.town import configured_zone
+        from gateway.infra.storage.schema import SiteRow
+        from gateway.services.parking.quotes import make_quote
+
+        async with sessions() as session:
+            row = await session.get(SiteRow, req.site_id)
+        if row is None:
+            print(f"unknown site {req.site_id!r}", file=sys.stderr)
+            return 2
+        try:
+            text, source = await documents.in_force(sessions, "tariffs", settings.tariffs.file)
+            book = documents.parse_tariffs(text, source, configured_zone(settings.town))
+            out = make_quote(book, site_from_row(row), req)
+        except ValueError as exc:
+            print(f"cannot quote: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def import_document(args: argparse.Namespace, kind: Literal["tariffs", "rules"]) -> int:
+    """Validate a tariffs or rules file and put it in force (live on every gateway)."""
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from events import now_utc
+        from gateway.directory import documents
+        from gateway.directory.town import configured_zone
+
+        try:
+            text = args.file.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
+            return 2
+        try:
+            async with sessions.begin() as session:
+                doc, new = await documents.import_document(
+                    session,
+                    kind,
+                    text,
+                    str(args.file.resolve()),
+                    now_utc(),
+                    configured_zone(settings.town),
+                )
+        except documents.DocumentError as exc:
+            print(f"invalid {kind}: {exc}", file=sys.stderr)
+            return 2
+        state = "now in force" if new else "already in force (same text)"
+        print(f"{kind} from {args.file} {state} (version {doc.id})", file=sys.stderr)
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_tariffs_import(args: argparse.Namespace) -> int:
+    return import_document(args, "tariffs")
 
 
 def register(sub: Any, with_config: WithConfig) -> None:
     """Add this group's commands to the parser."""
-    tar = sub.add_parser("tariff", help="posted tariffs").add_subparsers(
+    tar = sub.add_parser("tariffs", aliases=["tariff"], help="posted tariffs").add_subparsers(
         dest="tariff_command", required=True
     )
+    ti = with_config(
+        tar.add_parser("import", help="validate a tariffs file and put it in force, live")
+    )
+    ti.add_argument("file", type=Path)
+    ti.set_defaults(func=cmd_tariffs_import)
     tq = with_config(tar.add_parser("quote", help="itemised fee for a stay (JSON, as the API)"))
     tq.add_argument("--site", required=True)
     tq.add_argument("--vehicle", choices=["small", "large", "new_energy"], default=None)

@@ -15,10 +15,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.directory.town import ChargePointId, Ident, Lat, Lon
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ChargerRow, SiteRow
 
@@ -26,6 +28,7 @@ AuthVerdict = str  # "ok" | "unknown" | "bad_password" | "no_password" | "retire
 
 
 LIFECYCLES = ("active", "retired")
+Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class ChargerError(Exception):
@@ -35,6 +38,40 @@ class ChargerError(Exception):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ChargerCreate(BaseModel):
+    """A charger to register: where it stands (a site, or a place with coordinates) and
+    what it can do."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: ChargePointId = Field(description="OCPP charge point id (the user of basic auth)")
+    site_id: Ident | None = Field(None, description="the car park it stands in")
+    place: str | None = Field(None, min_length=1, max_length=200, description="default: site")
+    lat: Lat | None = None
+    lon: Lon | None = None
+    vendor: Name = "unknown"
+    model: Name = "unknown"
+    current: Literal["AC", "DC"] = "AC"
+    power_kw: float = Field(7.0, gt=0, le=1000)
+    connectors: int = Field(1, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _where(self) -> Self:
+        if self.site_id is None and (self.place is None or self.lat is None or self.lon is None):
+            raise ValueError("give site_id, or place with lat and lon")
+        return self
+
+
+class ChargerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: Ident | None = Field(None, description="null: no longer in a car park")
+    place: str | None = Field(None, min_length=1, max_length=200)
+    lat: Lat | None = None
+    lon: Lon | None = None
+    lifecycle: Literal["active", "retired"] | None = Field(
+        None, description="retired: refused at the OCPP handshake, out of the fleet view"
+    )
 
 
 def generate_password() -> str:

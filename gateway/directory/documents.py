@@ -133,6 +133,16 @@ def _read(kind: DocKind, path: Path | None) -> tuple[str, str]:
         raise DocumentError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+async def in_force(
+    sessions: async_sessionmaker[Any], kind: DocKind, path: Path | None
+) -> tuple[str, str]:
+    """(text, source) of the document in force, read only: the database's current version,
+    or, before any gateway stored one, what a gateway would store (the configured file)."""
+    async with sessions() as session:
+        doc = await current(session, kind)
+    return (doc.content, doc.source) if doc is not None else _read(kind, path)
+
+
 async def ensure_document(
     sessions: async_sessionmaker[Any],
     kind: DocKind,
