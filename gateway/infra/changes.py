@@ -170,11 +170,11 @@ class ChangeFollower:
             except Exception as exc:
                 self._warn.failed(f"reading changes: {type(exc).__name__}: {exc}")
                 return
-            self._warn.recovered()
             for row in rows:
                 change = Change(row.seq, row.kind, row.key, row.op, row.payload, row.at)
                 if not await self._apply_one(change):
                     return  # the database went away: retry this change later
+            self._warn.recovered()  # read and applied: whatever failed before works again
             if len(rows) < self._batch:
                 return
 
