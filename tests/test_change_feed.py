@@ -284,3 +284,37 @@ async def test_the_feed_position_is_in_the_metrics(gw: Any, http: httpx.AsyncCli
     text = (await http.get("/metrics")).text
     assert "citygate_changes_applied_seq" in text and "citygate_changes_lag_seconds" in text
     assert gw.metrics_value("citygate_changes_applied_seq") == gw.follower.applied_seq > 0
+
+
+async def test_a_sensor_replaced_through_the_cli_is_bound_live(
+    gw: Any, http: httpx.AsyncClient, module_db_url: str
+) -> None:
+    site, berth = "cp-zhening", "cp-zhening-002"
+
+    async def sensor() -> str | None:
+        berths = (await http.get(f"/api/v1/sites/{site}/berths")).json()["berths"]
+        found = next(b for b in berths if b["id"] == berth)["sensor"]
+        return None if found is None else str(found["dev_eui"])
+
+    old = await sensor()
+    assert old is not None
+    code, _, err = await citygate(module_db_url, "devices", "set", old, "--lifecycle", "retired")
+    assert code == 0, err
+    await wait_for(lambda: _none(sensor()), LIVE_S, what="the old sensor unbound")
+    new = "a84041000181beef"
+    code, out, err = await citygate(
+        module_db_url, "devices", "add", new, "--model", "nwave-nps405", "--berth", berth
+    )
+    assert code == 0, err
+    assert json.loads(out)["berth_id"] == berth
+    await wait_for(lambda: _equal(sensor(), new), LIVE_S, what="the new sensor bound")
+    code, _, err = await citygate(module_db_url, "devices", "add", "not-hex", "--model", "x")
+    assert code == 2 and "dev_eui" in err
+
+
+async def _none(value: Any) -> bool:
+    return await value is None
+
+
+async def _equal(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)

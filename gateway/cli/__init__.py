@@ -1,6 +1,6 @@
-"""``citygate`` command line: run, demo, simulate, config, town, token, tariffs, rules,
-telemetry, cases, chargers, db. One module per command group; each adds its commands in
-``register``."""
+"""``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
+rules, telemetry, cases, chargers, db. One module per command group; each adds its commands
+in ``register``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,19 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from gateway.cli import cases, chargers, config, db, rules, run, tariffs, telemetry, tokens, town
+from gateway.cli import (
+    cases,
+    chargers,
+    config,
+    db,
+    devices,
+    rules,
+    run,
+    tariffs,
+    telemetry,
+    tokens,
+    town,
+)
 from gateway.cli.common import settings_for
 from gateway.config import SEARCH_ORDER, ConfigError
 from gateway.directory.town import TownFileError
@@ -31,7 +43,7 @@ EPILOG = (
     "`citygate config which` prints it. Environment variables CITYGATE_<SECTION>__<KEY> "
     "override the file."
 )
-GROUPS = (run, config, town, tokens, telemetry, tariffs, rules, cases, chargers, db)
+GROUPS = (run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, db)
 
 
 def package_version() -> str:

@@ -1,0 +1,147 @@
+"""``citygate devices``: the device registry from the command line — the same checks and the
+same registry operations as the technicians' API; every change goes through the change feed,
+so running gateways bind, unbind and retire sensors live."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from events import now_utc
+from gateway.cli.common import WithConfig, print_table, settings_for, with_db
+
+COLUMNS = ["id", "kind", "model", "site_id", "berth_id", "lifecycle", "last_seen"]
+
+
+def _row(r: Any) -> dict[str, Any]:
+    from gateway.api.models import DeviceOut
+
+    return DeviceOut.model_validate(r, from_attributes=True).model_dump(mode="json")
+
+
+def _invalid(exc: Any) -> int:
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "device"
+        print(f"invalid device: {where}: {err['msg']}", file=sys.stderr)
+    return 2
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory.registry import Registry
+
+        rows = await Registry(sessions).list_devices(args.kind, args.site, args.lifecycle)
+        out = [_row(r) for r in rows]
+        if args.json:
+            print(json.dumps({"devices": out}, ensure_ascii=False, indent=2))
+        else:
+            print_table(COLUMNS, [[str(d[c] or "") for c in COLUMNS] for d in out])
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def _change(args: argparse.Namespace, op: str, body: Any) -> int:
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.directory.registry import Registry, RegistryError
+
+        registry = Registry(sessions)
+        try:
+            if op == "add":
+                row, _ = await registry.provision(
+                    body.dev_eui,
+                    body.model,
+                    now_utc(),
+                    berth_id=body.berth_id,
+                    heartbeat_s=body.heartbeat_s,
+                    notes=body.notes,
+                )
+            else:
+                changes = body.model_dump(include=body.model_fields_set)
+                row, _ = await registry.update(args.id, changes, now_utc())
+        except RegistryError as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        print(json.dumps(_row(row), ensure_ascii=False))
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_devices_add(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gateway.api.models import DeviceCreate
+
+    try:
+        body = DeviceCreate(
+            dev_eui=args.dev_eui,
+            model=args.model,
+            berth_id=args.berth,
+            heartbeat_s=args.heartbeat_s,
+            notes=args.notes,
+        )
+    except ValidationError as exc:
+        return _invalid(exc)
+    return _change(args, "add", body)
+
+
+def cmd_devices_set(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gateway.api.models import DevicePatch
+
+    given: dict[str, Any] = {}
+    if args.unbind:
+        given["berth_id"] = None
+    elif args.berth is not None:
+        given["berth_id"] = args.berth
+    for key in ("lifecycle", "heartbeat_s", "notes"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
+    if not given:
+        print("nothing to change: give --berth, --unbind, --lifecycle, ...", file=sys.stderr)
+        return 2
+    try:
+        body = DevicePatch.model_validate(given)
+    except ValidationError as exc:
+        return _invalid(exc)
+    return _change(args, "set", body)
+
+
+def register(sub: Any, with_config: WithConfig) -> None:
+    """Add this group's commands to the parser."""
+    dev = sub.add_parser("devices", help="the device registry (berth sensors)").add_subparsers(
+        dest="devices_command", required=True
+    )
+    ls = with_config(dev.add_parser("list", help="devices, as the API lists them"))
+    ls.add_argument("--kind", default=None)
+    ls.add_argument("--site", default=None)
+    ls.add_argument("--lifecycle", default=None)
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ls.set_defaults(func=cmd_devices_list)
+    add = with_config(dev.add_parser("add", help="provision a berth sensor (optionally bound)"))
+    add.add_argument("dev_eui", help="16 hex digits")
+    add.add_argument("--model", required=True, help="codec, e.g. nwave-nps405")
+    add.add_argument("--berth", default=None, help="bind it to this berth")
+    add.add_argument("--heartbeat-s", type=int, default=None)
+    add.add_argument("--notes", default="")
+    add.set_defaults(func=cmd_devices_add)
+    st = with_config(dev.add_parser("set", help="bind/unbind, lifecycle, heartbeat, notes"))
+    st.add_argument("id")
+    where = st.add_mutually_exclusive_group()
+    where.add_argument("--berth", default=None, help="bind to this berth")
+    where.add_argument("--unbind", action="store_true", help="free its berth")
+    st.add_argument(
+        "--lifecycle", choices=["provisioned", "active", "maintenance", "retired"], default=None
+    )
+    st.add_argument("--heartbeat-s", type=int, default=None)
+    st.add_argument("--notes", default=None)
+    st.set_defaults(func=cmd_devices_set)
