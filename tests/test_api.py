@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -264,7 +265,7 @@ async def test_posted_tariffs(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/sites/nope/tariff")).status_code == 404
 
 
-async def test_quote_matches_cli_and_adds_up(http: httpx.AsyncClient) -> None:
+async def test_quote_matches_cli_and_adds_up(gw: Any, http: httpx.AsyncClient) -> None:
     req = {
         "site_id": "cp-shiminting",
         "vehicle_class": "small",
@@ -294,6 +295,8 @@ async def test_quote_matches_cli_and_adds_up(http: httpx.AsyncClient) -> None:
         "--exit",
         req["exit"],
         stdout=asyncio.subprocess.PIPE,
+        # The CLI finds the tariff in force where the gateway does: in its database.
+        env={**os.environ, "CITYGATE_DATABASE__URL": json.dumps(gw.settings.database.url)},
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and json.loads(out) == q  # the same JSON, whoever computes it

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tests.ocpp_chargers import Charger16
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
+ZONE = ZoneInfo("Asia/Shanghai")
 LIVE_S = 2.0  # a change is live within this, whichever door it came through
 DATA = Path(__file__).parent.parent / "gateway" / "data"
 
@@ -223,8 +225,8 @@ async def test_a_town_import_adding_a_car_park_shows_in_the_vacancy_map(
     # The rest of the gateway knows it too: its posted tariff, its lane controller.
     r = await http.get("/api/v1/sites/cp-xinjian/tariff")
     assert r.status_code == 200 and r.json()["site_class"] == "B"
-    assert gw.ingest is not None and gw.live.controllers["cp-xinjian"] == "ctl-xinjian"
-    assert gw.live.directory.get("ctl-xinjian") is not None
+    assert gw.services.live.controllers["cp-xinjian"] == "ctl-xinjian"
+    assert gw.services.live.directory.get("ctl-xinjian") is not None
 
 
 async def test_a_tariff_import_changes_a_quote_live(
@@ -237,8 +239,8 @@ async def test_a_tariff_import_changes_a_quote_live(
         "exit": "2026-03-10T12:00:00+08:00",
     }
     before = (await http.post("/api/v1/quotes", json=stay)).json()
-    site = gw.live.sites["cp-renminyiyuan"]
-    assert before == make_quote(load_sample_tariffs(), site, QuoteRequest(**stay))
+    site = gw.services.live.sites["cp-renminyiyuan"]
+    assert before == make_quote(load_sample_tariffs(ZONE), site, QuoteRequest(**stay))
     text = (Path(__file__).parent.parent / "parking" / "data" / "sample_tariffs.toml").read_text(
         "utf-8"
     )
@@ -246,7 +248,7 @@ async def test_a_tariff_import_changes_a_quote_live(
     assert dearer != text
     new = tmp_path / "tariffs.toml"
     new.write_text(dearer, "utf-8")
-    expected = make_quote(loads_tariffs(dearer), site, QuoteRequest(**stay))
+    expected = make_quote(loads_tariffs(dearer, zone=ZONE), site, QuoteRequest(**stay))
     assert expected["total_fen"] != before["total_fen"]
 
     broken = tmp_path / "broken.toml"
@@ -283,7 +285,7 @@ async def test_a_tariff_import_changes_a_quote_live(
 async def test_the_feed_position_is_in_the_metrics(gw: Any, http: httpx.AsyncClient) -> None:
     text = (await http.get("/metrics")).text
     assert "citygate_changes_applied_seq" in text and "citygate_changes_lag_seconds" in text
-    assert gw.metrics_value("citygate_changes_applied_seq") == gw.follower.applied_seq > 0
+    assert gw.metrics_value("citygate_changes_applied_seq") == gw.services.follower.applied_seq > 0
 
 
 async def test_a_sensor_replaced_through_the_cli_is_bound_live(

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from tests.conftest import Broker, gateway_settings, make_tokens, running_gatewa
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module")]
 
+ZONE = ZoneInfo("Asia/Shanghai")
 LIVE_S = 2.0
 TARIFFS = Path(__file__).parent.parent / "parking" / "data" / "sample_tariffs.toml"
 
@@ -72,7 +74,7 @@ async def test_devices_chargers_sites_and_tariffs_reach_both_instances(
         r = await http.post("/api/v1/devices", json=new, headers=tech)
         assert r.status_code == 201, r.text
     await wait_for(lambda: _is(sensor_of(b, site, berth), new["dev_eui"]), LIVE_S, what="B binds")
-    assert b.live.directory.get(new["dev_eui"]) is not None
+    assert b.services.live.directory.get(new["dev_eui"]) is not None
 
     # Chargers, through B's API and through the registry functions the CLI uses.
     async with client(b) as http:
@@ -80,12 +82,12 @@ async def test_devices_chargers_sites_and_tariffs_reach_both_instances(
             "/api/v1/chargers", json={"id": "PAIR-1", "site_id": "cp-tonghe"}, headers=tech
         )
         assert r.status_code == 201, r.text
-    async with sessionmaker_for(a.engine).begin() as db:
+    async with sessionmaker_for(a.services.engine).begin() as db:
         spot = NewCharger("PAIR-2", None, "加油站", 38.78, 101.08)
-        await add_charger(db, spot, a.clock())
+        await add_charger(db, spot, a.services.clock())
     for gw in (a, b):
         await wait_for(
-            lambda gw=gw: {"PAIR-1", "PAIR-2"} <= gw.charging.chargers.keys(),
+            lambda gw=gw: {"PAIR-1", "PAIR-2"} <= gw.services.charging.chargers.keys(),
             LIVE_S,
             what="both chargers on both instances",
         )
@@ -98,31 +100,35 @@ async def test_devices_chargers_sites_and_tariffs_reach_both_instances(
 
     from gateway.infra.storage.schema import SiteRow
 
-    async with sessionmaker_for(b.engine).begin() as db:
+    async with sessionmaker_for(b.services.engine).begin() as db:
         await db.execute(update(SiteRow).where(SiteRow.id == "cp-tonghe").values(capacity=60))
         await record_change(db, "site", "cp-tonghe", "import")
     for gw in (a, b):
         await wait_for(
-            lambda gw=gw: gw.live.book.site("cp-tonghe").capacity == 60,
+            lambda gw=gw: gw.services.live.book.site("cp-tonghe").capacity == 60,
             LIVE_S,
             what="new capacity on both",
         )
 
     # Tariffs: a new version imported once is in force on both.
     dearer = TARIFFS.read_text("utf-8").replace("rate_fen = 100,", "rate_fen = 400,")
-    async with sessionmaker_for(a.engine).begin() as db:
-        doc, is_new = await documents.import_document(db, "tariffs", dearer, "x.toml", a.clock())
+    async with sessionmaker_for(a.services.engine).begin() as db:
+        doc, is_new = await documents.import_document(
+            db, "tariffs", dearer, "x.toml", a.services.clock(), ZONE
+        )
     assert is_new and doc.source == "x.toml"
     for gw in (a, b):
         await wait_for(
-            lambda gw=gw: gw.session_store.tariffs == documents.parse_tariffs(dearer, "x"),
+            lambda gw=gw: (
+                gw.services.session_store.tariffs == documents.parse_tariffs(dearer, "x", ZONE)
+            ),
             LIVE_S,
             what="new tariffs on both",
         )
     assert (
-        a.follower.applied_seq
-        == b.follower.applied_seq
-        == await head_seq(sessionmaker_for(a.engine))
+        a.services.follower.applied_seq
+        == b.services.follower.applied_seq
+        == await head_seq(sessionmaker_for(a.services.engine))
     )
 
 
