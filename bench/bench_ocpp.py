@@ -8,7 +8,7 @@ Processes (this machine has 2 cores): the server under test runs in a child proc
 core 0; the chargers run in ``--client-procs`` child processes (asyncio, thousands of websocket
 connections each) pinned with this orchestrating process to the other core(s). Every process
 raises its open-files soft limit to the hard limit. The chargers are the ``ocpp`` library's
-own 1.6 ChargePoint (``tests.ocpp_chargers.Charger16``), without websocket pings of their own
+own 1.6 ChargePoint (``gateway.demo.ocpp.Charger16``), without websocket pings of their own
 (the server pings every 20 s, as websockets does by default).
 
 Two servers, the same load, one after the other:
@@ -324,7 +324,7 @@ class Sim:
     """One charger: connect (with retries), boot, MeterValues on a period or back to back."""
 
     def __init__(self, url: str, cid: str, password: str, rng: random.Random) -> None:
-        from tests.ocpp_chargers import Charger16
+        from gateway.demo.ocpp import Charger16
 
         self.charger = Charger16(
             url,
@@ -363,7 +363,7 @@ class Sim:
         """One MeterValues round trip; returns its time in ms."""
         from ocpp.v16 import call as call16
 
-        from tests.ocpp_chargers import iso
+        from gateway.demo.ocpp import iso
 
         self.energy_wh += self.rng.uniform(0, 20)
         payload = call16.MeterValues(
@@ -438,7 +438,7 @@ def clients(conn: Any, cores: set[int] | None) -> None:
 async def _clients(conn: Any) -> None:
     import ocpp.messages
 
-    from tests.ocpp_chargers import Fleet
+    from gateway.demo.ocpp import Fleet
 
     ocpp.messages.ASYNC_VALIDATION = False
     # The library logs late answers (after a timeout) at ERROR: counted here instead.

@@ -74,7 +74,7 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
         "transitions",
         "alembic",
         "ocpp",
-        "charging.ocpp.frames",
+        "drivers.ocpp.frames",
         "websockets",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

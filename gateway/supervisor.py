@@ -68,12 +68,14 @@ def ocpp_tls(o: OcppConfig) -> ssl.SSLContext | None:
 
 async def start_ocpp(services: Services) -> Any:
     """The OCPP central system's listener (bound now: a taken port is a start-up error)."""
-    from charging.ocpp.server import serve_ocpp
+    from drivers.ocpp.server import serve_ocpp
 
     o = services.settings.ocpp
     context = ocpp_tls(o)
     try:
-        return await serve_ocpp(services.charging, o.host, o.port, ssl_context=context)
+        return await serve_ocpp(
+            services.charging, o.host, o.port, ssl_context=context, clock=services.clock
+        )
     except OSError as exc:
         raise StartupError(
             f"[ocpp] cannot listen on {o.host}:{o.port}: {exc.strerror or exc}"

@@ -18,11 +18,11 @@ import pytest
 import pytest_asyncio
 from websockets.exceptions import InvalidStatus
 
+from gateway.demo.ocpp import Charger16
 from gateway.directory.town import SAMPLE_TOWN
 from gateway.services.parking.quotes import QuoteRequest, make_quote
 from parking.tariff_file import load_sample_tariffs, loads_tariffs
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
-from tests.ocpp_chargers import Charger16
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 

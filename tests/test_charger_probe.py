@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 
 from events import now_utc
+from gateway.demo.ocpp import Charger16
 from gateway.directory.chargers import set_password
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
-from tests.ocpp_chargers import Charger16
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from websockets.exceptions import InvalidStatus
 
+from gateway.demo.ocpp import Charger16, Charger201
 from gateway.directory.chargers import set_password
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
-from tests.ocpp_chargers import Charger16, Charger201
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from charging.ocpp import (
+from drivers.ocpp import (
     COMMANDS,
     ChargerGone,
     ChargerSession,
@@ -20,10 +20,10 @@ from charging.ocpp import (
     MemoryBackend,
     serve_ocpp,
 )
-from charging.ocpp.commands import prepare
+from drivers.ocpp.commands import prepare
 from events import ChargerHeartbeat, ChargerNotice, ConnectorStatusChanged, MeterSample
+from gateway.demo.ocpp import Charger16, Charger21, Charger201, SimCharger
 from tests.conftest import wait_for
-from tests.ocpp_chargers import Charger16, Charger21, Charger201, SimCharger
 
 PASSWORD = "command-test-secret-0"
 
@@ -513,6 +513,6 @@ async def test_password_setting_frames_are_not_logged(
         },
     )
     assert result.status == "Accepted"
-    ours = [r for r in caplog.records if r.name.startswith("charging")]
+    ours = [r for r in caplog.records if r.name.startswith("drivers")]
     assert any("redacted" in r.getMessage() for r in ours)  # the frame log line is there...
     assert not any("new-password-11111111" in r.getMessage() for r in ours)  # ...without it

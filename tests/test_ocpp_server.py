@@ -20,14 +20,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server
 from websockets.exceptions import InvalidStatus
 
-from charging.ocpp import (
+from drivers.ocpp import (
     ChargerSession,
     IdTagStatus,
     MemoryBackend,
     charger_id_from_path,
     serve_ocpp,
 )
-from charging.ocpp.values import meter_samples, parse_timestamp, read_sampled_values
+from drivers.ocpp.values import meter_samples, parse_timestamp, read_sampled_values
 from events import (
     ChargerBooted,
     ChargerConnected,
@@ -40,8 +40,8 @@ from events import (
     Event,
     MeterSample,
 )
+from gateway.demo.ocpp import Charger16, Charger21, Charger201, ChargerOffline
 from tests.conftest import wait_for
-from tests.ocpp_chargers import Charger16, Charger21, Charger201, ChargerOffline
 
 PASSWORDS = {
     "CP16": "sixteen-secret-000000",
@@ -55,10 +55,10 @@ T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
 class Backend(MemoryBackend):
     """The memory backend, with an authorize that fails for one tag (a handler bug)."""
 
-    async def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
+    def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
         if id_tag == "BOOM":
             raise RuntimeError("the authorization cache is broken")
-        return await super().authorize(charger_id, id_tag)
+        return super().authorize(charger_id, id_tag)
 
 
 @dataclass
@@ -685,7 +685,7 @@ async def test_password_never_logged(central: Central, caplog: pytest.LogCapture
     token = base64.b64encode(f"CP16:{PASSWORDS['CP16']}".encode()).decode()
     wrong = base64.b64encode(b"CP16:guessed-password-0000").decode()
     # Only the central system's logs: the simulated charger's own client logs its headers.
-    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("charging"))
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("drivers"))
     assert "Authorization: [redacted]" in logged  # websockets did log the headers, redacted
     for secret in (PASSWORDS["CP16"], token, "guessed-password-0000", wrong):
         assert secret not in logged

@@ -169,9 +169,9 @@ async def test_ocpp_over_wss_security_profile_2(
     trying plain ws:// on that port gets no OCPP session (never downgraded)."""
     from websockets.exceptions import InvalidMessage
 
+    from gateway.demo.ocpp import Charger16
     from gateway.directory.chargers import set_password
     from tests.conftest import gateway_settings, running_gateway, wait_for
-    from tests.ocpp_chargers import Charger16
 
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from charging.billing import summary
 from charging.health import liveness, ocpi_status
-from charging.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
+from drivers.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo

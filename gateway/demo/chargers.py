@@ -1,6 +1,7 @@
-"""Simulated EV chargers for the demo: the town's chargers speak OCPP 1.6J to the gateway over
-real websockets (the ``ocpp`` library's own ChargePoint), boot, report their connectors, answer
-probes, and now and then charge a car with meter values.
+"""The town's chargers for the demo: each one a simulated OCPP 1.6J charger
+(:class:`gateway.demo.ocpp.Charger16`, the same one the tests and benches use) over real
+websockets: it boots, reports its connectors, answers probes, and now and then charges a car
+with meter values.
 
 Demo only: the gateway under demonstration provisions their passwords itself.
 """
@@ -8,47 +9,19 @@ Demo only: the gateway under demonstration provisions their passwords itself.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping
 
-from ocpp import routing
-from ocpp.v16 import ChargePoint, call, call_result
-from websockets.asyncio.client import connect
-from websockets.exceptions import WebSocketException
-from websockets.typing import Subprotocol
+from gateway.demo.ocpp import Charger16
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-def on(action: str) -> Callable[[F], F]:
-    return cast("Callable[[F], F]", routing.on(action))
-
-
-def after(action: str) -> Callable[[F], F]:
-    return cast("Callable[[F], F]", routing.after(action))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class _DemoCharger(ChargePoint):  # type: ignore[misc]
-    """Answers what the central system may ask of a healthy public charger."""
-
-    @on("TriggerMessage")
-    def on_trigger_message(self, requested_message: str, **_: Any) -> Any:
-        return call_result.TriggerMessage(status="Accepted")
-
-    @after("TriggerMessage")
-    async def after_trigger_message(self, requested_message: str, **_: Any) -> None:
-        if requested_message == "Heartbeat":
-            await self.call(call.Heartbeat())
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def _charger(
@@ -60,91 +33,40 @@ async def _charger(
     rng: random.Random,
     speed: float,
 ) -> None:
-    token = base64.b64encode(f"{charger_id}:{password}".encode()).decode()
-    with contextlib.suppress(TimeoutError):  # staggered boots; none once the demo stops
-        await asyncio.wait_for(stop.wait(), rng.uniform(0, 3))
+    await _pause(stop, rng.uniform(0, 3))  # staggered boots; none once the demo stops
     if stop.is_set():
         return
-    async with connect(
-        f"{base_url}/{charger_id}",
-        subprotocols=[Subprotocol("ocpp1.6")],
-        additional_headers={"Authorization": f"Basic {token}"},
+    cp = Charger16(
+        base_url,
+        charger_id,
+        password,
+        vendor="citygate-demo",
+        model="demo-charger",
+        serial=None,
         open_timeout=10,
-    ) as ws:
-        cp = _DemoCharger(charger_id, ws)
-        receive = asyncio.create_task(cp.start())
-        try:
-            boot = await cp.call(
-                call.BootNotification(
-                    charge_point_vendor="citygate-demo", charge_point_model="demo-charger"
-                )
-            )
-            interval = max(10, int(boot.interval or 300))
-            for n in range(1, connectors + 1):
-                await cp.call(
-                    call.StatusNotification(
-                        connector_id=n, error_code="NoError", status="Available", timestamp=_now()
-                    )
-                )
-            register = rng.randint(100_000, 5_000_000)
-            while not stop.is_set():
-                # A car arrives on a random connector, charges for a while, leaves.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), rng.uniform(20, 120) / speed)
+    )
+    async with cp:
+        boot = await cp.boot()
+        interval = max(10, int(boot.interval or 300))
+        for n in range(1, connectors + 1):
+            await cp.status(n, "Available")
+        register = rng.randint(100_000, 5_000_000)
+        while not stop.is_set():
+            # A car arrives on a random connector, charges for a while, leaves.
+            await _pause(stop, rng.uniform(20, 120) / speed)
+            if stop.is_set():
+                break
+            n = rng.randint(1, connectors)
+            await cp.status(n, "Charging")
+            tx = await cp.start_transaction(n, "DEMO-APP", meter_start=register)
+            for _ in range(rng.randint(2, 6)):
+                await _pause(stop, min(interval, 30) / speed)
                 if stop.is_set():
-                    break
-                n = rng.randint(1, connectors)
-                await cp.call(
-                    call.StatusNotification(
-                        connector_id=n, error_code="NoError", status="Charging", timestamp=_now()
-                    )
-                )
-                started = await cp.call(
-                    call.StartTransaction(
-                        connector_id=n, id_tag="DEMO-APP", meter_start=register, timestamp=_now()
-                    )
-                )
-                for _ in range(rng.randint(2, 6)):
-                    with contextlib.suppress(TimeoutError):  # the demo stopping ends the charge
-                        await asyncio.wait_for(stop.wait(), min(interval, 30) / speed)
-                    if stop.is_set():
-                        break
-                    register += rng.randint(500, 3_000)
-                    await cp.call(
-                        call.MeterValues(
-                            connector_id=n,
-                            transaction_id=started.transaction_id,
-                            meter_value=[
-                                {
-                                    "timestamp": _now(),
-                                    "sampled_value": [
-                                        {
-                                            "value": str(register),
-                                            "measurand": "Energy.Active.Import.Register",
-                                            "unit": "Wh",
-                                        }
-                                    ],
-                                }
-                            ],
-                        )
-                    )
-                await cp.call(
-                    call.StopTransaction(
-                        meter_stop=register,
-                        timestamp=_now(),
-                        transaction_id=started.transaction_id,
-                        reason="EVDisconnected",
-                    )
-                )
-                await cp.call(
-                    call.StatusNotification(
-                        connector_id=n, error_code="NoError", status="Available", timestamp=_now()
-                    )
-                )
-        finally:
-            receive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketException):
-                await receive
+                    break  # the demo stopping ends the charge
+                register += rng.randint(500, 3_000)
+                await cp.meter_values(n, tx=tx, energy_wh=register)
+            await cp.stop_transaction(tx, meter_stop=register, reason="EVDisconnected")
+            await cp.status(n, "Available")
 
 
 async def run_chargers(
@@ -166,8 +88,7 @@ async def run_chargers(
                 await _charger(base_url, charger_id, password, connectors, stop, own, speed)
             except Exception as exc:
                 log.debug("demo charger %s: %s: %s", charger_id, type(exc).__name__, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 5)
+                await _pause(stop, 5)
 
     async with asyncio.TaskGroup() as tg:
         for charger_id, (password, connectors) in sorted(chargers.items()):

@@ -164,6 +164,19 @@ async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> 
     return password
 
 
+async def store_password(
+    session: AsyncSession, charger_id: str, password: str, now: datetime
+) -> None:
+    """Store the hash of a password the charger itself accepted (a rotation through OCPP:
+    1.6 AuthorizationKey, 2.0.1 BasicAuthPassword); the old one stops working."""
+    row = await session.get(ChargerRow, charger_id)
+    if row is None:
+        raise ChargerError(f"no charger {charger_id!r}")
+    row.password_hash = hash_password(password)
+    row.password_set_at = now
+    row.updated_at = now
+
+
 async def set_password(session: AsyncSession, charger_id: str, now: datetime) -> str:
     """Rotate a charger's password; returns the new one (the old one stops working)."""
     row = await session.get(ChargerRow, charger_id)

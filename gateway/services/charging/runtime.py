@@ -38,8 +38,7 @@ from charging.health import (
     StatusReport,
     UnknownCharger,
 )
-from charging.ocpp.backend import AuthVerdict, IdTagStatus
-from charging.ocpp.session import ChargerSession
+from drivers.ocpp import AuthVerdict, IdTagStatus, Link
 from events import (
     ChargerBooted,
     ChargerNotice,
@@ -51,7 +50,7 @@ from events import (
 )
 from gateway.cases.outbox import record_case
 from gateway.config import OcppConfig
-from gateway.directory.chargers import check_password
+from gateway.directory.chargers import check_password, store_password
 from gateway.infra.bus import EventBus
 from gateway.infra.storage.schema import (
     ChargerEventRow,
@@ -248,7 +247,7 @@ class ChargingRuntime:
         self._on_case = on_case
         self.zone = zone  # the town's: energy today is counted in it
         self.book = ChargerBook(zone, factor=config.silence_factor)
-        self.live: dict[str, ChargerSession] = {}
+        self.live: dict[str, Link] = {}
         self.chargers: dict[str, ChargerInfo] = {}
         # Everything the recorder writes: charger events, and the book's own changes (probes,
         # outages), so all writes of chargers go through one task, in order.
@@ -383,11 +382,16 @@ class ChargingRuntime:
                 self._put(row, await db.get(SiteRow, row.site_id) if row.site_id else None)
         return verdict  # type: ignore[return-value]  # counted by the server
 
-    def connected(self, charger_id: str, session: ChargerSession) -> None:
+    async def password_changed(self, charger_id: str, password: str) -> None:
+        """The charger took a new password (the command's answer waits for this write)."""
+        async with self._sessions.begin() as db:
+            await store_password(db, charger_id, password, self._clock())
+
+    def connected(self, charger_id: str, session: Link) -> None:
         self.live[charger_id] = session
         self._metrics.chargers_connected.set(len(self.live))
 
-    def disconnected(self, charger_id: str, session: ChargerSession, reason: str) -> None:
+    def disconnected(self, charger_id: str, session: Link, reason: str) -> None:
         if self.live.get(charger_id) is session:
             del self.live[charger_id]
         self._metrics.chargers_connected.set(len(self.live))
@@ -403,7 +407,7 @@ class ChargingRuntime:
     def heartbeat_interval(self, charger_id: str) -> int:
         return self.config.heartbeat_s
 
-    async def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
+    def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
         """Public chargers: any well-formed id tag may charge (the app or card settles the
         bill); an empty or oversized one may not."""
         return "Accepted" if 0 < len(id_tag) <= 36 else "Invalid"
@@ -721,7 +725,7 @@ class ChargingRuntime:
                 await self._maintenance(now)
                 await asyncio.sleep(interval_s)
 
-    async def _probe(self, charger_id: str, session: ChargerSession) -> None:
+    async def _probe(self, charger_id: str, session: Link) -> None:
         try:
             ok = await session.probe(self.config.probe_timeout_s)
         finally:

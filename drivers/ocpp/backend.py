@@ -1,61 +1,81 @@
-"""What the OCPP protocol layer needs from the rest of citygate, and an in-memory version of it.
+"""What the OCPP driver needs from the rest of citygate, and an in-memory version of it.
 
-The protocol layer answers chargers; everything that involves the database, the registry or
-the bus goes through a :class:`ChargerBackend`. Its synchronous methods must never block (the
-charger's receive loop is sequential: a slow database would stall the charger), and its async
-ones must be fast (in-memory).
+The driver answers chargers; everything that involves the database, the registry or the bus
+goes through a :class:`ChargerBackend` (the gateway implements it). Its synchronous methods
+must never block (a charger's messages are answered one after the other: a slow database would
+stall the charger); its async ones are awaited by the transport, outside the core.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
 
+from drivers.ocpp.commands import CommandResult
+from drivers.ocpp.handlers import CoreBackend, IdTagStatus
 from events import Event
 
-if TYPE_CHECKING:
-    from charging.ocpp.session import ChargerSession
-
-__all__ = ["AuthVerdict", "ChargerBackend", "IdTagStatus", "MemoryBackend"]
+__all__ = ["AuthVerdict", "ChargerBackend", "IdTagStatus", "Link", "MemoryBackend"]
 
 E = TypeVar("E", bound=Event)
 
 # Anything but "ok" refuses the connection (401) and is counted under its own name.
 AuthVerdict = Literal["ok", "unknown", "bad_password", "no_password", "retired"]
-# The statuses both OCPP 1.6 (idTagInfo) and 2.0.1 (idTokenInfo) know.
-IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
 
 
-class ChargerBackend(Protocol):
+class Link(Protocol):
+    """A connected charger as the backend sees it (a :class:`drivers.ocpp.ChargerSession`)."""
+
+    charger_id: str
+    protocol: str
+    remote: str
+    connected_at: datetime
+    last_message_at: datetime
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def command(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        timeout: float = 30,  # noqa: ASYNC109
+    ) -> CommandResult: ...
+
+    async def probe(self, timeout: float = 10) -> bool: ...  # noqa: ASYNC109
+
+    def begin_close(self, reason: str) -> None:
+        """Start closing the connection with *reason* (returns at once)."""
+        ...
+
+    async def close(self, reason: str) -> None: ...
+
+
+class ChargerBackend(CoreBackend, Protocol):
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
         """Basic-auth check during the websocket handshake; ``None`` when no password was
         sent. Must be fast: a whole fleet reconnects at once after an outage."""
         ...
 
-    def connected(self, charger_id: str, session: ChargerSession) -> None:
+    async def password_changed(self, charger_id: str, password: str) -> None:
+        """The charger accepted a new basic-auth password (1.6 AuthorizationKey, 2.0.1
+        SecurityCtrlr.BasicAuthPassword): from now on it opens its connection with it. The
+        command's answer waits for this (store the hash before the charger reconnects)."""
+        ...
+
+    def connected(self, charger_id: str, session: Link) -> None:
         """A charger is online. An older session of the same id has already been closed
         (with reason ``replaced``) and reported through :meth:`disconnected`."""
         ...
 
-    def disconnected(self, charger_id: str, session: ChargerSession, reason: str) -> None:
+    def disconnected(self, charger_id: str, session: Link, reason: str) -> None:
         """*session* ended. Compare *session* by identity before forgetting the charger."""
         ...
 
     def publish(self, event: Event) -> None:
         """Hand an event on; never blocks (queue database writes)."""
-        ...
-
-    def heartbeat_interval(self, charger_id: str) -> int:
-        """Seconds between heartbeats, given to the charger in the BootNotification answer."""
-        ...
-
-    async def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
-        """Whether *id_tag* (an RFID card, an app token) may charge here; in-memory, fast."""
-        ...
-
-    def new_transaction_id(self, charger_id: str) -> int:
-        """A fresh OCPP 1.6 transaction id (the central system assigns them); in-memory."""
         ...
 
     def count(self, what: str, reason: str) -> None:
@@ -78,10 +98,9 @@ class MemoryBackend:
         self.heartbeat_s = heartbeat_s
         self.events: list[Event] = []
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.sessions: dict[str, ChargerSession] = {}
-        self.history: list[
-            tuple[str, str, str]
-        ] = []  # (charger_id, "connected"|"disconnected", reason)
+        self.sessions: dict[str, Link] = {}
+        # (charger_id, "connected"|"disconnected", reason)
+        self.history: list[tuple[str, str, str]] = []
         self._next_tx = 1
 
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
@@ -92,11 +111,14 @@ class MemoryBackend:
             return "ok"  # provisioned without a password (security profile 0: tests only)
         return "ok" if password == expected else "bad_password"
 
-    def connected(self, charger_id: str, session: ChargerSession) -> None:
+    async def password_changed(self, charger_id: str, password: str) -> None:
+        self.passwords[charger_id] = password
+
+    def connected(self, charger_id: str, session: Link) -> None:
         self.sessions[charger_id] = session
         self.history.append((charger_id, "connected", ""))
 
-    def disconnected(self, charger_id: str, session: ChargerSession, reason: str) -> None:
+    def disconnected(self, charger_id: str, session: Link, reason: str) -> None:
         if self.sessions.get(charger_id) is session:
             del self.sessions[charger_id]
         self.history.append((charger_id, "disconnected", reason))
@@ -107,7 +129,7 @@ class MemoryBackend:
     def heartbeat_interval(self, charger_id: str) -> int:
         return self.heartbeat_s
 
-    async def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
+    def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
         return self.id_tags.get(id_tag, "Invalid")
 
     def new_transaction_id(self, charger_id: str) -> int:

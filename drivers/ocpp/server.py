@@ -17,21 +17,28 @@ import base64
 import binascii
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
-import ocpp.messages
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from charging.ocpp.backend import ChargerBackend
-from charging.ocpp.commands import ChargerGone, CommandError, CommandResult, CommandTimeout
-from charging.ocpp.ledger import TransactionLedger
-from charging.ocpp.session import ChargerSession
+from drivers.ocpp.backend import ChargerBackend
+from drivers.ocpp.commands import ChargerGone, CommandError, CommandResult, CommandTimeout
+from drivers.ocpp.core import (
+    MAX_FRAME,
+    SUBPROTOCOLS,
+    NoCommonSubprotocol,
+    select_subprotocol,
+    version_of,
+)
+from drivers.ocpp.ledger import TransactionLedger
+from drivers.ocpp.session import ChargerSession
 from events import ChargerConnected, ChargerDisconnected, now_utc
 
 __all__ = [
@@ -48,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# In order of preference; ocpp1.6 is also what a charger offering no subprotocol speaks.
-SUBPROTOCOLS = ("ocpp2.0.1", "ocpp2.1", "ocpp1.6")
 MAX_ID_LENGTH = 48  # OCPP: the charge point identity is at most 48 characters
 _REALM = 'Basic realm="citygate OCPP", charset="UTF-8"'
 _VERDICT_REASONS = {"unknown": "unknown_id"}  # contract names for counted verdicts
@@ -70,7 +75,7 @@ class _RedactAuthorization(logging.Filter):
         return True
 
 
-WEBSOCKETS_LOG = logging.getLogger("charging.ocpp.websockets")
+WEBSOCKETS_LOG = logging.getLogger("drivers.ocpp.websockets")
 WEBSOCKETS_LOG.addFilter(_RedactAuthorization())
 
 
@@ -110,9 +115,10 @@ def _basic_auth(headers: Headers) -> tuple[str | None, str | None, bool]:
 class _CentralSystem:
     """The handshake checks and connection handler of one server."""
 
-    def __init__(self, backend: ChargerBackend, prefix: str) -> None:
+    def __init__(self, backend: ChargerBackend, prefix: str, clock: Callable[[], datetime]) -> None:
         self.backend = backend
         self.prefix = prefix
+        self.clock = clock
         self.sessions: dict[str, ChargerSession] = {}
         self.ledgers: dict[str, TransactionLedger] = {}
 
@@ -152,26 +158,23 @@ class _CentralSystem:
     def select_subprotocol(
         self, connection: ServerConnection, offered: Sequence[Subprotocol]
     ) -> Subprotocol | None:
-        if not offered:
-            return None  # OCPP-J: no subprotocol means OCPP 1.6
-        for protocol in SUBPROTOCOLS:
-            if protocol in offered:
-                return Subprotocol(protocol)
-        self.backend.count("connection", "no_subprotocol_match")
-        log.warning(
-            "refused %s: offers only %s", connection.remote_address, ", ".join(offered)[:120]
-        )
-        raise NegotiationError(
-            f"no supported subprotocol; expected one of {', '.join(SUBPROTOCOLS)}"
-        )
+        try:
+            chosen = select_subprotocol(offered)
+        except NoCommonSubprotocol as exc:
+            self.backend.count("connection", "no_subprotocol_match")
+            log.warning(
+                "refused %s: offers only %s", connection.remote_address, ", ".join(offered)[:120]
+            )
+            raise NegotiationError(str(exc)) from None
+        return None if chosen is None else Subprotocol(chosen)
 
     async def handle(self, connection: ServerConnection) -> None:
         assert connection.request is not None  # the handshake succeeded
         charger_id = charger_id_from_path(connection.request.path, self.prefix)
         assert charger_id is not None  # process_request checked it
-        protocol = connection.subprotocol or "ocpp1.6"
+        protocol = version_of(connection.subprotocol)
         ledger = self.ledgers.setdefault(charger_id, TransactionLedger())
-        session = ChargerSession(charger_id, protocol, connection, self.backend, ledger)
+        session = ChargerSession(charger_id, protocol, connection, self.backend, ledger, self.clock)
         old = self.sessions.get(charger_id)
         self.sessions[charger_id] = session
         reason = "server stopped"
@@ -209,7 +212,7 @@ class _CentralSystem:
         try:
             self.backend.disconnected(session.charger_id, session, reason)
             self.backend.publish(
-                ChargerDisconnected(device_id=session.charger_id, ts=now_utc(), reason=reason)
+                ChargerDisconnected(device_id=session.charger_id, ts=self.clock(), reason=reason)
             )
         except Exception:
             log.exception("%s: reporting the disconnect failed", session.charger_id)
@@ -222,15 +225,14 @@ async def serve_ocpp(
     *,
     ssl_context: ssl.SSLContext | None = None,
     path_prefix: str = "/ocpp/",
+    clock: Callable[[], datetime] = now_utc,
 ) -> Server:
     """Start the OCPP central system on *host*:*port* (port 0: any free port; read it from
     ``server.sockets``). Close it with ``server.close(); await server.wait_closed()``: every
-    charger is then disconnected and reported."""
-    # Schema validation inline rather than in a thread pool: it takes microseconds, and the
-    # gateway is asyncio only. (A process-wide switch of the ocpp library.)
-    ocpp.messages.ASYNC_VALIDATION = False
+    charger is then disconnected and reported. *clock* stamps what arrives (the core itself
+    never reads a clock)."""
     prefix = path_prefix if path_prefix.endswith("/") else path_prefix + "/"
-    central = _CentralSystem(backend, prefix)
+    central = _CentralSystem(backend, prefix, clock)
     return await serve(
         central.handle,
         host,
@@ -240,5 +242,6 @@ async def serve_ocpp(
         select_subprotocol=central.select_subprotocol,
         process_request=central.process_request,
         server_header="citygate",
+        max_size=4 * MAX_FRAME,  # the hard cap (closes); the core refuses MAX_FRAME and up
         logger=WEBSOCKETS_LOG,
     )

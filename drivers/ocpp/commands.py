@@ -1,7 +1,7 @@
 """Commands to chargers: one version-neutral vocabulary (what the API offers) mapped to each
 OCPP version's request, and each version's answer mapped back to a :class:`CommandResult`.
 
-Pure: building a request and reading an answer do no I/O; :mod:`charging.ocpp.session` sends
+Pure: building a request and reading an answer do no I/O; :mod:`drivers.ocpp.session` sends
 them. Bad parameters and commands the charger's version lacks raise :class:`CommandError`
 before anything is sent.
 """
@@ -25,6 +25,7 @@ __all__ = [
     "CommandResult",
     "CommandTimeout",
     "Prepared",
+    "credential_accepted",
     "prepare",
 ]
 
@@ -58,6 +59,8 @@ class Prepared:
     action: str
     request: Any  # the ocpp library's call dataclass
     read: Callable[[dict[str, Any]], CommandResult]
+    # A new basic-auth password the request gives the charger (never logged or echoed).
+    secret: str | None = None
 
 
 class _Params:
@@ -145,6 +148,11 @@ def _config_value(command: str, value: object) -> str:
     raise CommandError(f"{command}: value must be a string, number or boolean")
 
 
+# The configuration key (1.6 security whitepaper) and the component/variable (2.0.1) that hold
+# the password a charger sends in its basic-auth header.
+AUTHORIZATION_KEY = "AuthorizationKey"
+BASIC_AUTH_PASSWORD = ("SecurityCtrlr", "BasicAuthPassword")
+
 # -- OCPP 1.6 ---------------------------------------------------------------------------------
 
 _TRIGGERS_16 = {
@@ -222,13 +230,24 @@ def _get_configuration(p: _Params) -> Prepared:
     return Prepared("GetConfiguration", request, lambda payload: CommandResult("Accepted", payload))
 
 
+def _password(command: str, value: str) -> str:
+    """A new basic-auth password: OCPP's 16..40 characters (the value is never shown)."""
+    if not 16 <= len(value) <= 40 or not value.isprintable():
+        raise CommandError(f"{command}: a password is 16 to 40 printable characters")
+    return value
+
+
 def _change_configuration(p: _Params) -> Prepared:
     key = p.text("key")
     if "value" not in p.params:
         raise CommandError("change_configuration: value is required")
     value = _config_value("change_configuration", p.params["value"])
+    secret = _password("change_configuration", value) if key == AUTHORIZATION_KEY else None
     return Prepared(
-        "ChangeConfiguration", call16.ChangeConfiguration(key=key, value=value), _status
+        "ChangeConfiguration",
+        call16.ChangeConfiguration(key=key, value=value),
+        _status,
+        secret,
     )
 
 
@@ -352,15 +371,45 @@ def _get_variables(m: ModuleType, p: _Params) -> Prepared:
     return Prepared("GetVariables", request, read)
 
 
+def _is_password(entry: Mapping[str, Any]) -> bool:
+    return (entry.get("component") or {}).get("name") == BASIC_AUTH_PASSWORD[0] and (
+        entry.get("variable") or {}
+    ).get("name") == BASIC_AUTH_PASSWORD[1]
+
+
 def _set_variables(m: ModuleType, p: _Params) -> Prepared:
-    request = m.SetVariables(set_variable_data=_variables("set_variables", p, with_value=True))
+    data = _variables("set_variables", p, with_value=True)
+    secrets_ = [e["attribute_value"] for e in data if _is_password(e)]
+    if len(secrets_) > 1:
+        raise CommandError("set_variables: one BasicAuthPassword at a time")
+    secret = _password("set_variables", secrets_[0]) if secrets_ else None
+    request = m.SetVariables(set_variable_data=data)
 
     def read(payload: dict[str, Any]) -> CommandResult:
         return CommandResult(
             _overall(payload.get("set_variable_result", []), "attribute_status"), payload
         )
 
-    return Prepared("SetVariables", request, read)
+    return Prepared("SetVariables", request, read, secret)
+
+
+# A charger that stored a new password (now, or at its next reboot) opens its next connection
+# with it: the registry must follow, or the charger is locked out.
+_STORED = ("Accepted", "RebootRequired")
+
+
+def credential_accepted(action: str, payload: Mapping[str, Any]) -> bool:
+    """Whether the charger's answer (snake_case) to a password-setting request says it took
+    the new password."""
+    if action == "ChangeConfiguration":
+        return payload.get("status") in _STORED
+    if action == "SetVariables":
+        return any(
+            _is_password(r) and r.get("attribute_status") in _STORED
+            for r in payload.get("set_variable_result", [])
+            if isinstance(r, Mapping)
+        )
+    return False
 
 
 # name -> (allowed params, 1.6 builder, 2.x builder); None: not in that version (with a hint)
