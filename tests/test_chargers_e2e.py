@@ -5,6 +5,7 @@ see health, operators send commands, the app sees availability and bills."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import pytest_asyncio
 from websockets.exceptions import InvalidStatus
 
-from gateway.demo.ocpp import Charger16, Charger201
+from gateway.demo.ocpp import Charger16, Charger201, SimCharger
 from gateway.directory.chargers import set_password
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
@@ -246,6 +247,81 @@ async def test_bad_credentials_are_refused_and_counted(gw: Any, passwords: dict[
         gw.metrics_value("citygate_ocpp_rejected_total", what="connection", reason="unknown_id")
         >= 1
     )
+
+
+async def _refused(charger: SimCharger) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        async with charger:
+            pass
+    status: int = refused.value.response.status_code
+    return status
+
+
+@pytest.mark.parametrize(
+    ("cid", "command", "body"),
+    [
+        (
+            "SDEV006",
+            "change_configuration",
+            lambda pw: {"key": "AuthorizationKey", "value": pw},
+        ),
+        (
+            "SDEV007",
+            "set_variables",
+            lambda pw: {
+                "variables": [
+                    {"component": "SecurityCtrlr", "variable": "BasicAuthPassword", "value": pw}
+                ]
+            },
+        ),
+    ],
+    ids=["ocpp1.6-AuthorizationKey", "ocpp2.0.1-BasicAuthPassword"],
+)
+async def test_password_rotated_through_ocpp_follows_in_the_registry(
+    gw: Any,
+    http: httpx.AsyncClient,
+    tokens: dict[str, str],
+    passwords: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    cid: str,
+    command: str,
+    body: Any,
+) -> None:
+    """The charger takes a new password (Accepted): the stored hash follows, so its next
+    connection with the new password is accepted and the old one gets 401. A Rejected
+    rotation leaves the old hash. The password is never logged nor echoed by the API."""
+    caplog.set_level(logging.DEBUG)
+    kind = Charger16 if command == "change_configuration" else Charger201
+    old, refused_pw, new = passwords[cid], f"refused-{cid}-000000000", f"rotated-{cid}-0123456789"
+    endpoint = f"/api/v1/chargers/{cid}/commands/{command}"
+    op = auth(tokens["operator"])
+    c = kind(url(gw), cid, old)
+    async with c:
+        await c.boot()
+        await wait_for(lambda: cid in gw.charging.live, 5, what="connected")
+        action = "ChangeConfiguration" if command == "change_configuration" else "SetVariables"
+        c.answers[action] = "Rejected"
+        r = await http.post(endpoint, json=body(refused_pw), headers=op)
+        assert r.status_code == 200 and r.json()["status"] == "Rejected"
+        assert c.password == old
+        del c.answers[action]
+        r = await http.post(endpoint, json=body("too-short"), headers=op)
+        assert r.status_code == 422 and "too-short" not in r.text
+        r = await http.post(endpoint, json=body(new), headers=op)
+        assert r.status_code == 200 and r.json()["status"] == "Accepted", r.text
+        assert new not in r.text
+        assert c.password == new  # the charger uses it from its next connection on
+    passwords[cid] = new
+    # The same charger reconnects, now with its new password: accepted.
+    async with c:
+        assert (await c.heartbeat()) is not None
+        await wait_for(lambda: cid in gw.charging.live, 5, what="reconnected")
+    assert await _refused(kind(url(gw), cid, old)) == 401
+    assert await _refused(kind(url(gw), cid, refused_pw)) == 401
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("drivers", "gateway"))]
+    assert any("accepted a new password" in m for m in ours)
+    for secret in (new, refused_pw):
+        assert not any(secret in m for m in ours)
 
 
 async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict[str, str]) -> None:

@@ -20,7 +20,7 @@ from drivers.ocpp import (
     MemoryBackend,
     serve_ocpp,
 )
-from drivers.ocpp.commands import prepare
+from drivers.ocpp.commands import credential_accepted, prepare
 from events import ChargerHeartbeat, ChargerNotice, ConnectorStatusChanged, MeterSample
 from gateway.demo.ocpp import Charger16, Charger21, Charger201, SimCharger
 from tests.conftest import wait_for
@@ -516,3 +516,68 @@ async def test_password_setting_frames_are_not_logged(
     ours = [r for r in caplog.records if r.name.startswith("drivers")]
     assert any("redacted" in r.getMessage() for r in ours)  # the frame log line is there...
     assert not any("new-password-11111111" in r.getMessage() for r in ours)  # ...without it
+
+
+async def test_password_rotation_follows_only_what_the_charger_took(
+    central: tuple[MemoryBackend, str], cp16: tuple[Charger16, ChargerSession]
+) -> None:
+    backend, _ = central
+    cp, session = cp16
+    rotate = {"key": "AuthorizationKey", "value": "first-new-password-0000"}
+    cp.silent = True  # no answer: the old password stays
+    with pytest.raises(CommandTimeout):
+        await session.command("change_configuration", rotate, timeout=0.3)
+    assert backend.passwords["CP16"] == PASSWORD
+    cp.silent = False
+    cp.answers["ChangeConfiguration"] = "RebootRequired"  # stored, used after its reboot
+    result = await session.command("change_configuration", rotate)
+    assert result.status == "RebootRequired" and result.payload == {"status": "RebootRequired"}
+    assert backend.passwords["CP16"] == "first-new-password-0000" == cp.password
+    # Another configuration key is not a password, whatever its value.
+    await session.command("change_configuration", {"key": "HeartbeatInterval", "value": "60"})
+    assert backend.passwords["CP16"] == "first-new-password-0000"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "name", "params"),
+    [
+        ("ocpp1.6", "change_configuration", {"key": "AuthorizationKey", "value": "short-secret"}),
+        (
+            "ocpp2.0.1",
+            "set_variables",
+            {
+                "variables": [
+                    {
+                        "component": "SecurityCtrlr",
+                        "variable": "BasicAuthPassword",
+                        "value": "short-secret",
+                    }
+                ]
+            },
+        ),
+    ],
+)
+def test_passwords_are_bounded_and_never_repeated(
+    protocol: str, name: str, params: dict[str, Any]
+) -> None:
+    with pytest.raises(CommandError) as refused:
+        prepare(protocol, name, params)
+    assert "16 to 40" in str(refused.value) and "short-secret" not in str(refused.value)
+
+
+def test_credential_accepted_reads_the_password_entry_only() -> None:
+    password = {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}
+    other = {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+    assert credential_accepted(
+        "SetVariables",
+        {"set_variable_result": [{**other, "attribute_status": "Rejected"},
+                                 {**password, "attribute_status": "Accepted"}]},
+    )  # fmt: skip
+    assert not credential_accepted(
+        "SetVariables",
+        {"set_variable_result": [{**other, "attribute_status": "Accepted"},
+                                 {**password, "attribute_status": "Rejected"}]},
+    )  # fmt: skip
+    assert credential_accepted("ChangeConfiguration", {"status": "Accepted"})
+    assert not credential_accepted("ChangeConfiguration", {"status": "NotSupported"})
+    assert not credential_accepted("Reset", {"status": "Accepted"})
