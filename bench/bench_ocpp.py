@@ -68,6 +68,7 @@ from bench.bench_ingest import emit
 
 TARGET_CHARGERS = 5_000
 TARGET_P99_MS = 100.0
+TARGET_CPU_RATIO = 1.5  # issue 9: gateway CPU per message at most 1.5x the bare library's
 RESPONSE_TIMEOUT_S = 10.0  # the chargers' wait for an answer
 
 
@@ -540,6 +541,11 @@ class Phase:
     def rate(self) -> float:
         return self.trips / self.seconds
 
+    @property
+    def cpu_ms_per_1000(self) -> float:
+        """The server's CPU milliseconds per 1,000 messages answered in this phase."""
+        return self.server_cpu * self.seconds / self.trips * 1e6 if self.trips else float("nan")
+
 
 @dataclass
 class Result:
@@ -905,6 +911,38 @@ def main(args: argparse.Namespace) -> None:
         baseline_full_gcs=[
             round(ms) for t, ms in bare.server_gcs if bare.windows[0] <= t <= bare.windows[1]
         ],
+    )
+
+
+    # Issue 9 item 7: the gateway's CPU per message next to the bare library's, same run.
+    ratio = steady.cpu_ms_per_1000 / base.cpu_ms_per_1000 if base.trips else float("nan")
+    emit(
+        "ocpp_cpu_ms_per_1000_messages",
+        steady.cpu_ms_per_1000,
+        "ms",
+        base.cpu_ms_per_1000,
+        **common,
+        phase="steady",
+        ratio_to_baseline=round(ratio, 2),
+        target_ratio=TARGET_CPU_RATIO,
+        gateway_cpu=round(steady.server_cpu, 2),
+        baseline_server_cpu=round(base.server_cpu, 2),
+        messages=steady.trips,
+        baseline_messages=base.trips,
+        p99_ms=round(pct(steady.ms, 0.99), 2),
+        baseline_p99_ms=round(pct(base.ms, 0.99), 2),
+    )
+    sat_ratio = sat.cpu_ms_per_1000 / base_sat.cpu_ms_per_1000 if base_sat.trips else float("nan")
+    emit(
+        "ocpp_cpu_ms_per_1000_messages_saturated",
+        sat.cpu_ms_per_1000,
+        "ms",
+        base_sat.cpu_ms_per_1000,
+        **common,
+        phase="saturated",
+        ratio_to_baseline=round(sat_ratio, 2),
+        messages=sat.trips,
+        baseline_messages=base_sat.trips,
     )
 
 

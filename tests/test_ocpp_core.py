@@ -435,3 +435,81 @@ def test_charging_is_pure() -> None:
         assert not tops & {"asyncio", "websockets", "ssl", "sqlalchemy", "ocpp", "drivers"}, path
         text = path.read_text()
         assert "now_utc()" not in text and "datetime.now(" not in text, path
+
+
+# -- the compiled schemas agree with the library's validators ----------------------------------
+
+HANDLED = [
+    ("1.6", a)
+    for a in ("BootNotification", "MeterValues", "StatusNotification", "StartTransaction",
+              "StopTransaction", "Authorize", "DataTransfer", "SecurityEventNotification")
+] + [
+    (v, a)
+    for v in ("2.0.1", "2.1")
+    for a in ("BootNotification", "MeterValues", "StatusNotification", "TransactionEvent",
+              "NotifyEvent", "Authorize", "NotifyReport")
+]  # fmt: skip
+FIELDS = [
+    "connectorId", "meterValue", "sampledValue", "value", "unit", "timestamp", "idTag",
+    "status", "errorCode", "chargePointVendor", "chargePointModel", "evseId", "eventType",
+    "seqNo", "transactionInfo", "transactionId", "reason", "chargingStation", "vendorName",
+    "model", "idToken", "type", "eventData", "meterStart", "meterStop", "connectorStatus",
+    "triggerReason", "unitOfMeasure", "multiplier", "requestId", "generatedAt",
+]  # fmt: skip
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 2**33)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "Available", "Started", "NoError", "Wh", "2026-12-01T00:00:00Z"])
+    | st.text(max_size=25)
+)
+shaped = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+TS = "2026-12-01T00:00:00Z"
+MV16 = [{"timestamp": TS, "sampledValue": [{"value": "1.5", "unit": "kWh"}]}]
+MV2 = [{"timestamp": TS, "sampledValue": [{"value": 1.5, "unitOfMeasure": {"unit": "Wh"}}]}]
+VALID: dict[tuple[str, str], dict[str, Any]] = {
+    ("1.6", "MeterValues"): {"connectorId": 1, "meterValue": MV16},
+    ("1.6", "StatusNotification"): {"connectorId": 1, "errorCode": "NoError", "status": "Faulted"},
+    ("1.6", "StartTransaction"): {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": TS},
+    ("2.0.1", "MeterValues"): {"evseId": 1, "meterValue": MV2},
+    ("2.0.1", "TransactionEvent"): {
+        "eventType": "Updated", "timestamp": TS, "triggerReason": "MeterValuePeriodic",
+        "seqNo": 1, "transactionInfo": {"transactionId": "T"}, "meterValue": MV2,
+    },
+}  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    which=st.sampled_from(HANDLED),
+    changes=st.dictionaries(st.sampled_from(FIELDS), shaped, max_size=2),
+    drop=st.lists(st.sampled_from(FIELDS), max_size=1),
+)
+def test_compiled_schemas_agree_with_the_library(
+    which: tuple[str, str], changes: dict[str, Any], drop: list[str]
+) -> None:
+    """Near-valid payloads (a valid one with a field changed or dropped) and random ones: the
+    compiled schema accepts exactly what the library's validator accepts."""
+    from drivers.ocpp.schemas import CALL, _compiled, _validator
+
+    version, action = which
+    payload = {**VALID.get(which, {}), **changes}
+    for key in drop:
+        payload.pop(key, None)
+    fast, exact = _compiled(CALL, action, version), _validator(CALL, action, version)
+    assert fast is not None and exact is not None
+    try:
+        fast(payload)
+        fast_ok = True
+    except Exception:
+        fast_ok = False
+    assert fast_ok == exact.is_valid(payload), (action, version, payload)
