@@ -298,7 +298,7 @@ async def test_password_rotated_through_ocpp_follows_in_the_registry(
     c = kind(url(gw), cid, old)
     async with c:
         await c.boot()
-        await wait_for(lambda: cid in gw.charging.live, 5, what="connected")
+        await wait_for(lambda: cid in gw.services.charging.live, 5, what="connected")
         action = "ChangeConfiguration" if command == "change_configuration" else "SetVariables"
         c.answers[action] = "Rejected"
         r = await http.post(endpoint, json=body(refused_pw), headers=op)
@@ -315,13 +315,50 @@ async def test_password_rotated_through_ocpp_follows_in_the_registry(
     # The same charger reconnects, now with its new password: accepted.
     async with c:
         assert (await c.heartbeat()) is not None
-        await wait_for(lambda: cid in gw.charging.live, 5, what="reconnected")
+        await wait_for(lambda: cid in gw.services.charging.live, 5, what="reconnected")
     assert await _refused(kind(url(gw), cid, old)) == 401
     assert await _refused(kind(url(gw), cid, refused_pw)) == 401
     ours = [r.getMessage() for r in caplog.records if r.name.startswith(("drivers", "gateway"))]
     assert any("accepted a new password" in m for m in ours)
     for secret in (new, refused_pw):
         assert not any(secret in m for m in ours)
+
+
+async def test_meter_readings_are_written_lazily_and_flushed(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
+) -> None:
+    """A connector's last meter reading is live in the API at once, written to its row at most
+    once a minute (the book is its live truth), and written when the recorder is flushed."""
+    from sqlalchemy import select
+
+    from gateway.infra.storage.schema import ConnectorRow
+
+    async def stored() -> float | None:
+        async with gw.services.persister._sessions() as s:
+            row = await s.scalar(
+                select(ConnectorRow).where(
+                    ConnectorRow.charger_id == "SDEV012", ConnectorRow.connector_id == 1
+                )
+            )
+            return None if row is None else row.last_meter_wh
+
+    async with Charger16(url(gw), "SDEV012", passwords["SDEV012"]) as c:
+        await c.boot()
+        await c.meter_values(1, energy_wh=1_000)
+        await gw.services.charging.flushed()
+        assert await stored() == 1_000
+        for wh in (2_000, 3_000):
+            await c.meter_values(1, energy_wh=wh)
+
+        async def live() -> bool:
+            body = await charger(http, tokens, "SDEV012")
+            conn = next(x for x in body["connectors"] if x["id"] == 1)
+            return bool(conn["last_meter_wh"] == 3_000)
+
+        await wait_for(live, 5, what="the latest reading in the API")
+        assert await stored() == 1_000  # held back: written once a minute
+        await gw.services.charging.flushed()
+        assert await stored() == 3_000
 
 
 async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ written in batches by the recorder. Authentication reads one row by primary key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -66,6 +67,18 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 HISTORY = timedelta(days=8)
+# A charger's last message and a connector's last meter reading (and energy today) change with
+# every message. The book in memory is their live truth; their rows only seed it after a
+# restart. So a change of nothing else is written at most once a minute per charger and
+# connector (the latest one: writing every one was most of the recorder's cost, and the event
+# loop's stalls, at fleet scale); the watch loop writes the overdue ones, ``flushed()`` and a
+# stop write them all. Any other field a change carries (status, codes, transaction, boot,
+# connection, probe) is written at once. After a crash, they are at most a minute old.
+LAZY_WRITE = timedelta(seconds=60)
+_LAZY_CHARGER = frozenset({"last_message_at"})
+_LAZY_CONNECTOR = frozenset(
+    {"last_meter_wh", "last_meter_at", "energy_today_wh", "last_power_w", "reported_at"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +233,16 @@ def _snapshot(
     )
 
 
+def _recorded(event: Event) -> bool:
+    """Whether *event* itself is written (history, charging sessions), beyond its changes."""
+    if isinstance(event, MeterSample):
+        return bool(event.transaction_id) and event.energy_wh is not None
+    return isinstance(
+        event,
+        ChargingStarted | ChargingEnded | ConnectorStatusChanged | ChargerNotice | ChargerBooted,
+    )
+
+
 def _charger_of(change: Change) -> str:
     return change.state.charger_id if isinstance(change, ChargerChanged) else change.charger_id
 
@@ -256,6 +279,10 @@ class ChargingRuntime:
         )
         self._next_tx = 1
         self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
+        # (charger, connector | -1) -> when last written / the latest change not written yet
+        self._lazy_written: dict[tuple[str, int], datetime] = {}
+        self._lazy_pending: dict[tuple[str, int], Change] = {}
+        self._flush_all = False
         self._warn = OnceLogger(log, "charger recorder")
         self._probing: set[str] = set()
 
@@ -422,35 +449,111 @@ class ChargingRuntime:
     # -- the recorder ---------------------------------------------------------------------------
 
     async def record(self, batch: int = 1000) -> None:
-        """Write charger events in batches (a task of the gateway)."""
-        while True:
-            items = [await self._queue.get()]
-            while len(items) < batch and not self._queue.empty():
-                items.append(self._queue.get_nowait())
-            try:
-                await self._write(items)
-                self._warn.recovered()
-            except Exception as exc:
-                self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
-                self._warn.failed(f"{type(exc).__name__}: {exc}")
-            finally:
-                for _ in items:
-                    self._queue.task_done()
+        """Write charger events in batches (a task of the gateway); cancelled (the gateway
+        stops), it writes the changes it was holding back first."""
+        try:
+            while True:
+                items = [await self._queue.get()]
+                while len(items) < batch and not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                try:
+                    await self._write(items)
+                    self._warn.recovered()
+                except Exception as exc:
+                    self._lazy_written.clear()  # what was skipped as written may not be
+                    self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
+                    self._warn.failed(f"{type(exc).__name__}: {exc}")
+                finally:
+                    for _ in items:
+                        self._queue.task_done()
+        except asyncio.CancelledError:
+            held = tuple(self._lazy_pending.values())
+            self._lazy_pending.clear()
+            if held:
+                with contextlib.suppress(Exception):
+                    await self._write([(held, self._clock())])
+            raise
 
     async def flushed(self) -> None:
-        """Wait until everything queued so far is written (or counted as failed)."""
+        """Wait until everything queued so far is written (or counted as failed), the changes
+        held back (``LAZY_WRITE``) included."""
+        self._flush_all = True
+        self._enqueue_lazy_flush()
         await self._queue.join()
 
+    def _enqueue_lazy_flush(self) -> None:
+        """Ask the recorder to write the held-back changes that are due (an empty batch of
+        changes is that request)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(((), self._clock()))
+
+    def _held(self, now: datetime) -> list[Change]:
+        """The held-back changes to write now: all after ``flushed()``, else the overdue."""
+        everything, self._flush_all = self._flush_all, False
+        keys = [
+            k
+            for k in self._lazy_pending
+            if everything or now - self._lazy_written.get(k, now) >= LAZY_WRITE
+        ]
+        out = [self._lazy_pending.pop(k) for k in keys]
+        for k in keys:
+            self._lazy_written[k] = now
+        return out
+
+    def _due(self, change: Change, received: datetime) -> bool:
+        """Whether *change* is to be written now (see ``LAZY_WRITE``); if not, it is held."""
+        if isinstance(change, ChargerChanged):
+            key, lazy = (change.state.charger_id, -1), change.fields <= _LAZY_CHARGER
+        elif isinstance(change, ConnectorChanged):
+            key = (change.charger_id, change.connector.connector_id)
+            lazy = change.fields <= _LAZY_CONNECTOR
+        else:
+            return True
+        last = self._lazy_written.get(key)
+        if lazy and last is not None and timedelta(0) <= received - last < LAZY_WRITE:
+            self._lazy_pending[key] = change  # the latest state supersedes a held one
+            return False
+        self._lazy_pending.pop(key, None)  # this write carries the whole, newer, state
+        self._lazy_written[key] = received
+        return True
+
     async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
-        """One transaction per batch. The rows every change may touch are read up front, two
-        queries for the whole batch, and nothing is flushed until the end: per-event reads
-        and flushes made the recorder 18x slower (the ceiling of a 5,000-charger fleet)."""
-        ids: set[str] = set()
-        for event, _ in items:
+        """One transaction per batch; only what is due is written (``LAZY_WRITE``).
+
+        The leading run of events that write nothing of their own (meter readings outside a
+        transaction, heartbeats, connections) goes to the book first, so only the rows of the
+        changes due are read. From the first event that does (a transaction, a status, a
+        notice) on, each event goes to the book right before its own writes, in order. The
+        rows the writes touch are read up front, two queries for the whole batch, and nothing
+        is flushed until the end: per-event reads and flushes made the recorder 18x slower
+        (the ceiling of a 5,000-charger fleet)."""
+        early: list[tuple[list[Change], datetime]] = []
+        rest = 0
+        for n, (event, received) in enumerate(items, 1):
+            if n % 100 == 0:
+                await asyncio.sleep(0)  # a big batch must not stall the chargers' answers (5 ms)
+            if isinstance(event, tuple) or _recorded(event):
+                rest = n - 1
+                break
+            rest = n
+            if event.device_id not in self.chargers:
+                continue
+            try:
+                changes = self.book.apply(event, received)
+            except UnknownCharger:
+                continue
+            due = [c for c in changes if self._due(c, received)]
+            if due:
+                early.append((due, received))
+        later = items[rest:]
+        ids = {_charger_of(c) for due, _ in early for c in due}
+        for event, _ in later:
             if isinstance(event, tuple):
                 ids.update(_charger_of(c) for c in event)
             elif event.device_id in self.chargers:
                 ids.add(event.device_id)
+        if not early and not later:
+            return
         async with self._sessions.begin() as db:
             with db.no_autoflush:
                 rows = _Rows(
@@ -469,21 +572,51 @@ class ChargingRuntime:
                         ).scalars()
                     },
                 )
-                for event, received in items:
-                    if isinstance(event, tuple):
-                        for change in event:
-                            self._persist(db, rows, change, received)
-                        continue
-                    if event.device_id not in self.chargers:
-                        continue
-                    try:
-                        changes = self.book.apply(event, received)
-                    except UnknownCharger:
-                        continue
-                    for change in changes:
+                for due, received in early:
+                    for change in due:
                         self._persist(db, rows, change, received)
-                    await self._transactions(db, event, received)
-                    self._notice(db, event, received)
+                for event, received in later:
+                    await self._record_one(db, rows, event, received)
+
+    async def _record_one(
+        self,
+        db: AsyncSession,
+        rows: _Rows,
+        event: Event | tuple[Change, ...],
+        received: datetime,
+    ) -> None:
+        if event == ():
+            held = self._held(received)
+            missing = {_charger_of(c) for c in held} - set(rows.chargers)
+            if missing:  # rows the batch did not read up front
+                for r in (
+                    await db.execute(select(ChargerRow).where(ChargerRow.id.in_(missing)))
+                ).scalars():
+                    rows.chargers[r.id] = r
+                for rc in (
+                    await db.execute(
+                        select(ConnectorRow).where(ConnectorRow.charger_id.in_(missing))
+                    )
+                ).scalars():
+                    rows.connectors[(rc.charger_id, rc.connector_id)] = rc
+            for change in held:
+                self._persist(db, rows, change, received)
+            return
+        if isinstance(event, tuple):
+            for change in event:
+                self._persist(db, rows, change, received)
+            return
+        if event.device_id not in self.chargers:
+            return
+        try:
+            changes = self.book.apply(event, received)
+        except UnknownCharger:
+            return
+        for change in changes:
+            if self._due(change, received):
+                self._persist(db, rows, change, received)
+        await self._transactions(db, event, received)
+        self._notice(db, event, received)
 
     def _persist(self, db: AsyncSession, rows: _Rows, change: Change, now: datetime) -> None:
         if isinstance(change, ChargerChanged):
@@ -723,6 +856,7 @@ class ChargingRuntime:
                     tg.create_task(self._probe(charger_id, session))
                 self._enqueue_changes(self.book.sweep(now))
                 await self._maintenance(now)
+                self._enqueue_lazy_flush()  # the held-back writes that are overdue
                 await asyncio.sleep(interval_s)
 
     async def _probe(self, charger_id: str, session: Link) -> None:
