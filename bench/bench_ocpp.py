@@ -913,7 +913,6 @@ def main(args: argparse.Namespace) -> None:
         ],
     )
 
-
     # Issue 9 item 7: the gateway's CPU per message next to the bare library's, same run.
     ratio = steady.cpu_ms_per_1000 / base.cpu_ms_per_1000 if base.trips else float("nan")
     emit(
@@ -952,10 +951,10 @@ if __name__ == "__main__":
         "--chargers", type=int, default=int(os.environ.get("BENCH_OCPP_CHARGERS", TARGET_CHARGERS))
     )
     ap.add_argument(
-        "--seconds", type=float, default=float(os.environ.get("BENCH_OCPP_SECONDS", 60))
+        "--seconds", type=float, default=float(os.environ.get("BENCH_OCPP_SECONDS", 30))
     )
-    ap.add_argument("--baseline-seconds", type=float, default=15.0)
-    ap.add_argument("--saturate-seconds", type=float, default=10.0)
+    ap.add_argument("--baseline-seconds", type=float, default=20.0)
+    ap.add_argument("--saturate-seconds", type=float, default=5.0)
     ap.add_argument("--period", type=float, default=10.0, help="seconds between MeterValues")
     ap.add_argument("--ramp", type=float, default=500.0, help="new connections per second")
     ap.add_argument("--client-procs", type=int, default=1)
