@@ -9,7 +9,9 @@ Modules: :mod:`~gateway.demo.options` (options, stats, message types),
 :mod:`~gateway.demo.rhythm` (the daily rhythm), :mod:`~gateway.demo.payloads` (one
 builder per envelope), :mod:`~gateway.demo.town_sim` (the pure, seeded state machine),
 :mod:`~gateway.demo.pacing` (clock and rate limit) and :mod:`~gateway.demo.runner`
-(the asyncio loop that publishes).
+(the asyncio loop that publishes). The town's chargers: :mod:`~gateway.demo.ocpp` (simulated
+OCPP chargers, shared with the tests and the bench) and :mod:`~gateway.demo.chargers` (the
+demo's fleet of them).
 """
 
 from gateway.demo.options import Fault, MessageKind, Outgoing, SimStats, SimulatorOptions
