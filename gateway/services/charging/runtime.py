@@ -854,7 +854,11 @@ class ChargingRuntime:
                     self._probing.add(charger_id)
                     self._enqueue_changes(self.book.probe_sent(charger_id, now))
                     tg.create_task(self._probe(charger_id, session))
+                # Each pass over a 5,000-charger book takes 6-20 ms: let the chargers' answers
+                # in between (one 30 ms stall every few seconds showed in the p99).
+                await asyncio.sleep(0)
                 self._enqueue_changes(self.book.sweep(now))
+                await asyncio.sleep(0)
                 await self._maintenance(now)
                 self._enqueue_lazy_flush()  # the held-back writes that are overdue
                 await asyncio.sleep(interval_s)
