@@ -45,7 +45,7 @@ from gateway.infra.changes import ChangeFollower, head_seq
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
-from gateway.services.charging.runtime import ChargingRuntime
+from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
 from gateway.services.parking.payments import (

@@ -15,11 +15,8 @@ from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
 from gateway.infra.storage.schema import ChargerEventRow, ChargingSessionRow
-from gateway.services.charging.runtime import (
-    bill_json,
-    fleet_line,
-    fleet_view,
-)
+from gateway.services.charging.pricing import bill_json
+from gateway.services.charging.views import fleet_line, fleet_view
 
 router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]

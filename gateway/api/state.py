@@ -20,7 +20,7 @@ from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
-from gateway.services.charging.runtime import ChargingRuntime
+from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.sessions import SessionStore

@@ -139,7 +139,8 @@ def cmd_chargers_health(args: argparse.Namespace) -> int:
         from gateway.directory.town import configured_zone
         from gateway.infra.bus import EventBus
         from gateway.metrics import Metrics
-        from gateway.services.charging.runtime import ChargingRuntime, fleet_view
+        from gateway.services.charging.backend import ChargingRuntime
+        from gateway.services.charging.views import fleet_view
 
         o = settings.ocpp
         zone = configured_zone(settings.town)

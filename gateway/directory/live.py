@@ -31,7 +31,7 @@ from parking.occupancy import BerthInfo, OccupancyBook, SiteInfo
 from telemetry.mapping import DeviceTags
 
 if TYPE_CHECKING:
-    from gateway.services.charging.runtime import ChargingRuntime
+    from gateway.services.charging.backend import ChargingRuntime
     from gateway.services.parking.enforcement import Enforcement
     from gateway.services.parking.sessions import SessionStore
 

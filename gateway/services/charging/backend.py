@@ -1,0 +1,74 @@
+"""The gateway's OCPP ``ChargerBackend``: authentication, live sessions, id tags and
+transaction ids; the charging runtime that the supervisor runs and the API reads.
+
+Authentication reads one row by primary key; everything a charger says goes to the
+recorder's queue, never straight to the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from drivers.ocpp import AuthVerdict, IdTagStatus, Link
+from events import (
+    Event,
+)
+from gateway.directory.chargers import check_password, store_password
+from gateway.infra.storage.schema import (
+    ChargerRow,
+    SiteRow,
+)
+from gateway.services.charging.watch import Watch
+
+log = logging.getLogger(__name__)
+
+
+class ChargingRuntime(Watch):
+    """The gateway's ``ChargerBackend`` and the tasks behind it (``record``, ``watch``)."""
+
+    async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
+        async with self._sessions() as db:
+            row = await db.get(ChargerRow, charger_id)
+            verdict = check_password(row, password)
+            if verdict == "ok" and row is not None and charger_id not in self.chargers:
+                # Registered a moment ago (the change feed is on its way): register it now, so
+                # its first messages are not lost.
+                self._put(row, await db.get(SiteRow, row.site_id) if row.site_id else None)
+        return verdict  # type: ignore[return-value]  # counted by the server
+
+    async def password_changed(self, charger_id: str, password: str) -> None:
+        """The charger took a new password (the command's answer waits for this write)."""
+        async with self._sessions.begin() as db:
+            await store_password(db, charger_id, password, self._clock())
+
+    def connected(self, charger_id: str, session: Link) -> None:
+        self.live[charger_id] = session
+        self._metrics.chargers_connected.set(len(self.live))
+
+    def disconnected(self, charger_id: str, session: Link, reason: str) -> None:
+        if self.live.get(charger_id) is session:
+            del self.live[charger_id]
+        self._metrics.chargers_connected.set(len(self.live))
+
+    def publish(self, event: Event) -> None:
+        self._bus.publish(event)
+        try:
+            self._queue.put_nowait((event, self._clock()))
+        except asyncio.QueueFull:
+            self._metrics.ocpp_rejected.labels("recorder", "queue_full").inc()
+            self._warn.failed("recorder queue full: charger events are being dropped")
+
+    def heartbeat_interval(self, charger_id: str) -> int:
+        return self.config.heartbeat_s
+
+    def authorize(self, charger_id: str, id_tag: str) -> IdTagStatus:
+        """Public chargers: any well-formed id tag may charge (the app or card settles the
+        bill); an empty or oversized one may not."""
+        return "Accepted" if 0 < len(id_tag) <= 36 else "Invalid"
+
+    def new_transaction_id(self, charger_id: str) -> int:
+        tx, self._next_tx = self._next_tx, self._next_tx + 1
+        return tx
+
+    def count(self, what: str, reason: str) -> None:
+        self._metrics.ocpp_rejected.labels(what, reason).inc()
