@@ -26,6 +26,9 @@ How a session is billed (docs/charging-bills.md has the full statement and examp
 5. Idle fee: after ``grace`` minutes from the end of charging until the connector is freed,
    ``fen`` per started ``unit`` minutes, at most ``cap_fen``. A session that delivered no
    energy pays nothing (nothing was charged; the charger may have been at fault).
+
+Over 400 lines on purpose: the five billing rules above share one walk over the meter samples
+and the time-of-use bands; the parking waiver is the same walk read the other way.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ market's 06:00–09:30 are read in the book's zone at the observed instant. The 
 module, drops a report whose key was already filed within ``dedup_window_s``.
 
 The rules file format and the semantics are documented in docs/enforcement.md.
+
+Over 400 lines on purpose: one rule book, whose scopes (zone, zone kind, site), windows and
+dedup keys every judgement applies together; the file format lives in enforcement_file.
 """
 
 from __future__ import annotations

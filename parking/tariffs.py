@@ -17,6 +17,10 @@ How a stay is priced (see docs/tariffs.md for the full statement):
    at most N minutes.
 5. A per-day cap adds a negative, zero-length adjustment line after the last charged line of
    each cap window whose charges exceed the cap.
+
+Over 400 lines on purpose: pricing is one algorithm (bands, units, thresholds, caps) over one
+timeline; the versioned book and the TOML reading it builds on live in tariffcore and
+tariff_file.
 """
 
 from __future__ import annotations

@@ -106,6 +106,9 @@ Timestamps: ``stats().oldest_ts_ns`` is the trailing timestamp of the oldest pen
 (the head of the replay queue), read as nanoseconds - lines must be written with ns
 precision (InfluxDB's default); ``None`` when the spool is empty or that line carries no
 timestamp.
+
+Over 400 lines on purpose: append, replay, acknowledgement, the size policy and the read-only
+stats share one file format and its locking rules.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The charger book: every charger's state, fed by the gateway's charger events, with the
 probes and sweeps that decide liveness, and the reads (health, fleet, availability, faults,
 energy) the API and the CLI show. The rules themselves live in the sibling modules; the book
-keeps the state and the recent history they run on."""
+keeps the state and the recent history they run on.
+
+Just over 400 lines: the book is the state the sibling modules' rules run on; it holds no rule
+of its own.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ and is re-sent with the same key. No database transaction is held across network
 
 While the case system fails, one batch probes it per (growing) interval instead of every
 due report trying on its own; new reports do not wake the loop during an outage.
+
+Over 400 lines on purpose: claiming, sending, classifying answers and scheduling retries are
+one at-least-once protocol.
 """
 
 from __future__ import annotations

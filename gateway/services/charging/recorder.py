@@ -2,7 +2,11 @@
 database, in batches and in order (health, history, charging sessions, bills).
 
 A charger's receive loop never waits on the database: events are queued (``publish``) and
-written here."""
+written here.
+
+Over 400 lines on purpose: the batch write is one transaction whose rules (what is due now,
+what is held back, rows read up front, transactions and samples) depend on each other.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ in the same transaction that applies the decision, under a per-berth / per-vehic
 partial unique indexes of ``parking_sessions`` back the "one open session" rule in the
 database itself. Fees are priced with the posted tariff in force at entry
 (``parking.tariffs.settle``), so a stay is priced the same whoever asks and whenever.
+
+Over 400 lines on purpose: berth stays and lane reads share the locks, the snapshot and the
+one-open-session rule; split, each half would re-implement them.
 """
 
 from __future__ import annotations
