@@ -185,3 +185,29 @@ async def test_registry_provision_bind_retire(sessions) -> None:  # type: ignore
     with pytest.raises(RegistryError) as missing:
         await reg.update("ffffffffffffffff", {"notes": "x"}, T0)
     assert missing.value.status == 404
+
+
+async def test_a_retired_charger_says_how_to_reinstate_it(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Re-adding or re-keying a retired charger is refused with the way back, not a wrong
+    hint, and no password is issued that the handshake would refuse anyway."""
+    from gateway.directory.chargers import (
+        ChargerError,
+        NewCharger,
+        add_charger,
+        set_password,
+        update_charger,
+    )
+
+    now = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    new = NewCharger(id="RET001", site_id=None, place="x", lat=38.78, lon=101.08)
+    async with sessions.begin() as s:
+        await add_charger(s, new, now)
+        await update_charger(s, "RET001", {"lifecycle": "retired"}, now)
+    for attempt in (lambda s: add_charger(s, new, now), lambda s: set_password(s, "RET001", now)):
+        with pytest.raises(ChargerError) as caught:
+            async with sessions.begin() as s:
+                await attempt(s)
+        assert caught.value.status == 409 and "reinstate" in str(caught.value)
+    async with sessions.begin() as s:
+        await update_charger(s, "RET001", {"lifecycle": "active"}, now)
+        assert await set_password(s, "RET001", now)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import Any, get_args
 
+from gateway.cases.mirror import CaseStep
 from gateway.cli.common import (
     WithConfig,
     print_table,
@@ -64,7 +65,9 @@ def register(sub: Any, with_config: WithConfig) -> None:
         dest="cases_command", required=True
     )
     cl = with_config(cases.add_parser("list", help="raised reports, delivery and case status"))
-    cl.add_argument("--status", default=None, help="reported, registered, ... evaluated")
+    cl.add_argument(
+        "--status", choices=get_args(CaseStep), default=None, help="the case's current step"
+    )
     cl.add_argument("--category", default=None, help="e.g. 0505")
     cl.add_argument("--delivery", choices=["pending", "delivered", "rejected"], default=None)
     cl.add_argument("--limit", type=int, default=50)

@@ -33,7 +33,10 @@ def cmd_telemetry_status(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         for key, value in out.items():
-            print(f"{key:>18}: {value}")
+            shown = (
+                "-" if value is None else str(value).lower() if isinstance(value, bool) else value
+            )
+            print(f"{key:>18}: {shown}")
     return 0
 
 

@@ -130,9 +130,18 @@ async def charger_at(
     return NewCharger(id=charger_id, site_id=site_id, place=place, lat=lat, lon=lon, **rest)
 
 
+_REINSTATE = (
+    "reinstate it first (`citygate chargers set ID --lifecycle active`, "
+    'or PATCH /api/v1/chargers/{id} {"lifecycle": "active"})'
+)
+
+
 async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> str:
     """Register a charger; returns its password (shown once, stored hashed)."""
-    if await session.get(ChargerRow, new.id) is not None:
+    existing = await session.get(ChargerRow, new.id)
+    if existing is not None and existing.lifecycle == "retired":
+        raise ChargerError(f"charger {new.id!r} is retired: {_REINSTATE}", status=409)
+    if existing is not None:
         raise ChargerError(
             f"charger {new.id!r} already exists (rotate with set-password)", status=409
         )
@@ -182,6 +191,8 @@ async def set_password(session: AsyncSession, charger_id: str, now: datetime) ->
     row = await session.get(ChargerRow, charger_id)
     if row is None:
         raise ChargerError(f"no charger {charger_id!r}", status=404)
+    if row.lifecycle == "retired":  # a password it could not use anyway
+        raise ChargerError(f"charger {charger_id!r} is retired: {_REINSTATE}", status=409)
     password = generate_password()
     row.password_hash = hash_password(password)
     row.password_set_at = now
