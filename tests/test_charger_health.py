@@ -174,6 +174,31 @@ def test_probe_flow_answered() -> None:
     assert liveness(s, at(605 * S)) == "online"
 
 
+def test_probes_and_sweeps_in_slices_find_what_a_whole_pass_finds() -> None:
+    """The watch loop walks a big fleet in slices (``among``) to keep the event loop free;
+    the slices together must find exactly what one pass over the book finds."""
+    b = ChargerBook(CST)
+    ids = [f"CP{n:03}" for n in range(10)]
+    for n, cid in enumerate(ids):
+        b.register(cid, "sd-shimin", heartbeat_s=300, connector_ids=(1,))
+        b.apply(ChargerConnected(device_id=cid, ts=T0, protocol="ocpp1.6"))
+        if n % 3 == 0:  # these go silent; the rest keep talking
+            continue
+        b.apply(ChargerHeartbeat(device_id=cid, ts=at(8 * MIN)))
+    for n in (4, 7):  # and these lose their socket
+        b.apply(ChargerDisconnected(device_id=ids[n], ts=at(8 * MIN), reason="closed"))
+    now = at(11 * MIN)
+    assert b.charger_ids() == tuple(ids)
+    whole = set(b.due_probes(now))
+    sliced = {c for k in range(0, 10, 4) for c in b.due_probes(now, ids[k : k + 4])}
+    assert whole == sliced == {ids[0], ids[3], ids[6], ids[9]}
+    assert b.due_probes(now, ["nobody", ids[3]]) == (ids[3],)  # unknown ids are passed over
+    later = at(20 * MIN)
+    per_slice = [c for k in range(0, 10, 3) for c in b.sweep(later, ids[k : k + 3])]
+    assert {c.charger_id for c in per_slice} == {ids[4], ids[7]}
+    assert b.sweep(later) == ()  # declared once, whichever way it was looked at
+
+
 def test_probe_flow_unanswered_then_back() -> None:
     b = book()
     online(b)

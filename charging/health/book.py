@@ -186,6 +186,15 @@ class ChargerBook:
     def states(self) -> tuple[ChargerState, ...]:
         return tuple(self._states[k] for k in sorted(self._states))
 
+    def charger_ids(self) -> tuple[str, ...]:
+        """Every charger in the book, in the order they were registered."""
+        return tuple(self._states)
+
+    def _among(self, among: Iterable[str] | None) -> Iterable[ChargerState]:
+        if among is None:
+            return self.states()
+        return (s for c in among if (s := self._states.get(c)) is not None)
+
     def history(self, charger_id: str, connector_id: int) -> tuple[StatusReport, ...]:
         """The connector's recent reports (oldest first), back-dated ones in their place."""
         self.state(charger_id)
@@ -263,13 +272,14 @@ class ChargerBook:
 
     # -- liveness: probes and sweeps
 
-    def due_probes(self, now: datetime) -> tuple[str, ...]:
+    def due_probes(self, now: datetime, among: Iterable[str] | None = None) -> tuple[str, ...]:
         """Chargers to probe now (TriggerMessage): socket up, silent past ``heartbeat_s *
-        factor``, and no probe in flight (or one unanswered for ``probe_retry``)."""
+        factor``, and no probe in flight (or one unanswered for ``probe_retry``). ``among``
+        limits the look to some chargers, so a caller can walk a big fleet in slices."""
         now = utc(now)
         return tuple(
             s.charger_id
-            for s in self.states()
+            for s in self._among(among)
             if s.connected
             and liveness(s, now, self.factor, self.grace) == "probing"
             and (
@@ -304,12 +314,13 @@ class ChargerBook:
         self._announce(new, now, out)
         return self._commit(old, new, out)
 
-    def sweep(self, now: datetime) -> tuple[Change, ...]:
+    def sweep(self, now: datetime, among: Iterable[str] | None = None) -> tuple[Change, ...]:
         """Declare the outages that have begun by ``now`` (sockets down past the grace), once
-        each. Run it every few seconds; liveness itself never waits for it."""
+        each. Run it every few seconds; liveness itself never waits for it. ``among``: as for
+        ``due_probes``."""
         now = utc(now)
         out: list[Change] = []
-        for s in self.states():
+        for s in self._among(among):
             self._announce(s, now, out)
         return tuple(out)
 
