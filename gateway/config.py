@@ -97,6 +97,13 @@ class MqttConfig(_Section):
         description="MQTT 5 shared subscription group: instances with the same group share load",
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    reconnect_max_s: float = Field(
+        4.0,
+        gt=0,
+        le=300,
+        description="longest wait between reconnect attempts (jittered): a broker that is "
+        "back is found within about this long",
+    )
     protocol: Literal["3.1.1", "5"] = Field(
         "5", description="MQTT protocol version; shared subscriptions want 5"
     )

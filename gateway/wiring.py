@@ -333,6 +333,7 @@ async def _build(
         [shared(t, m.shared_group) for t in topics.values()],
         ingest.handle,
         on_state=mqtt_state,
+        backoff_cap=m.reconnect_max_s,
     )
     persister = Persister(
         sessions, live.book, live.directory, metrics, s.occupancy.persist_interval_s

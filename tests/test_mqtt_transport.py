@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import aiomqtt
@@ -98,3 +99,40 @@ async def test_a_swallowed_cancellation_is_still_honoured() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.slow
+async def test_a_returned_broker_is_found_within_five_seconds(
+    own_mosquitto: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After an outage long enough for the backoff to reach its cap, the gateway reconnects
+    within 5 s of the broker accepting TCP again (issue 10: it used to wait ~21 s), and says
+    so once on the way down and once on the way back, not at every failed attempt."""
+    caplog.set_level(logging.INFO, logger="drivers.mqtt.transport")
+    t = MqttTransport(params(own_mosquitto, "r"), ["back/#"], lambda _t, _p: None)
+    task = asyncio.create_task(t.run())
+    loop = asyncio.get_running_loop()
+    try:
+        await wait_for(t.connected.is_set, 10, what="first connection")
+        own_mosquitto.stop()
+        await wait_for(lambda: not t.connected.is_set(), 10, what="the loss noticed")
+        # The outage itself (the scenario, not a wait for luck): long enough for the
+        # exponential backoff to climb past the cap several attempts over.
+        await asyncio.sleep(12)
+        failed_attempts = t.reconnects
+        # start() returns once the broker accepts TCP; run it off the loop so the transport
+        # keeps its own timers meanwhile.
+        await asyncio.to_thread(own_mosquitto.start)
+        back = loop.time()
+        await wait_for(t.connected.is_set, 10, interval=0.01, what="reconnected")
+        delay = loop.time() - back
+        assert delay < 5.0, f"reconnected {delay:.1f} s after the broker was back"
+        assert failed_attempts >= 4  # it did keep trying, with backoff, while the broker was away
+        warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+        recoveries = [r for r in caplog.records if "reconnected" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+        assert len(recoveries) == 1
+        print(f"reconnected {delay:.2f} s after the broker accepted TCP again")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

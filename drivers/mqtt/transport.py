@@ -1,6 +1,10 @@
 """MQTT transport on aiomqtt: owns one connection, reconnects with backoff + jitter, replays
 its subscriptions after every reconnect, and hands each message to a synchronous callback.
 
+The backoff is capped low (4 s by default, ``[mqtt] reconnect_max_s``): a refused connection
+costs the broker next to nothing, and with a 30 s cap a broker back after a short outage
+waited up to half a minute for its gateways. The jitter still spreads a fleet's reconnects.
+
 QoS 1 with a persistent session (MQTT 5 session expiry, or clean_session=False on 3.1.1), so
 the broker keeps uplinks for us while we are away. Optional MQTT 5 shared subscriptions spread
 one stream over several gateway instances. TLS is never downgraded: if TLS is configured and
@@ -135,7 +139,7 @@ class MqttTransport:
         *,
         on_state: Callable[[bool], None] | None = None,
         backoff_base: float = 0.2,
-        backoff_cap: float = 30.0,
+        backoff_cap: float = 4.0,
         rng: random.Random | None = None,
     ) -> None:
         self.params = params
