@@ -6,8 +6,10 @@ import asyncio
 import base64
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -250,6 +252,33 @@ async def test_openapi_docs(http: httpx.AsyncClient) -> None:
     spec = (await http.get("/openapi.json")).json()
     assert "/api/v1/sites/{site_id}/berths" in spec["paths"]
     assert (await http.get("/docs")).status_code == 200
+
+
+async def test_docs_need_no_internet(http: httpx.AsyncClient) -> None:
+    """/docs must work on the bureau's offline network: every asset comes from us."""
+    page = await http.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "cdn" not in html.lower()
+    external = re.findall(r"(?:https?:)?//[^\s\"'<>]+", html)
+    assert external == [], f"/docs refers to other hosts: {external}"
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    kinds = {
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".png": "image/png",
+    }
+    assert sorted(Path(r).suffix for r in refs) == [".css", ".js", ".png"], refs
+    for ref in refs:
+        asset = await http.get(ref)
+        assert asset.status_code == 200, ref
+        assert asset.headers["content-type"].startswith(kinds[Path(ref).suffix]), ref
+        assert len(asset.content) > 100, ref
+    script = next(r for r in refs if r.endswith(".js"))
+    assert "SwaggerUIBundle" in (await http.get(script)).text
+    # Only what the page needs is served, and ReDoc (CDN-only) is not offered.
+    assert (await http.get("/static/swagger/index.html")).status_code == 404
+    assert (await http.get("/redoc")).status_code == 404
 
 
 async def test_posted_tariffs(http: httpx.AsyncClient) -> None:

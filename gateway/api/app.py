@@ -20,6 +20,7 @@ from gateway.api import (
     tariffs,
     telemetry,
 )
+from gateway.api.docs import mount_docs
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,10 @@ def create_app(state: AppState) -> FastAPI:
             "Vacancies of the town's car parks and on-street berths (public, read-only), "
             "and the device registry for field technicians (bearer token)."
         ),
+        docs_url=None,  # served from the package by mount_docs: no CDN on offline networks
+        redoc_url=None,
     )
+    mount_docs(app)
     app.state.citygate = state
     app.include_router(public.router)
     app.include_router(tariffs.router)
