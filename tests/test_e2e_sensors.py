@@ -202,3 +202,39 @@ async def test_other_sources_reach_the_api(mosquitto: Broker, tmp_path: Path) ->
         feature = next(f for f in geo["features"] if f["id"] == nb_site)
         assert feature["properties"]["occupied"] >= 1
         assert feature["geometry"]["type"] == "Point"
+
+
+@pytest.mark.slow
+async def test_nbiot_frame_on_another_devices_topic_is_refused(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    nb = [s for s in TOWN.sensors if s.model == "nbiot-geomag"]
+    berths = {b.id: b for b in TOWN.berths}
+    victim = next(s for s in nb if berths[s.berth].site == berths[nb[0].berth].site)
+    spoofer = next(s for s in nb if s.dev_eui != victim.dev_eui)
+    settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", mosquitto)
+    async with running_gateway(settings) as gw:
+        for seq in range(1, 4):
+            frame = nbiot.encode_frame(
+                device_id=victim.dev_eui.lower(),
+                seq=seq,
+                raw=(40, -12, 420),
+                baseline=(20, -10, 200),
+            )
+            await publish(mosquitto, f"nbiot/{spoofer.dev_eui.lower()}/up", frame)
+        await wait_for(
+            lambda: (
+                gw.metrics_value(
+                    "citygate_messages_rejected_total", source="nbiot", reason="device_mismatch"
+                )
+                == 3
+            ),
+            10,
+            what="three device_mismatch rejections",
+        )
+        berths_out = (await get_json(gw, f"/api/v1/sites/{berths[victim.berth].site}/berths"))[
+            "berths"
+        ]
+        mine = next(b for b in berths_out if b["id"] == victim.berth)
+        assert mine["state"] == "unknown"
+        assert gw.metrics_value("citygate_uplinks_total", verdict="applied") == 0

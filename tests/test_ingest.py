@@ -218,3 +218,28 @@ def test_rejections_are_reported_once_then_counted(caplog) -> None:  # type: ign
         )
         == 5
     )
+
+
+def rejected(metrics: Metrics, source: str, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "citygate_messages_rejected_total", {"source": source, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_nbiot_frame_for_another_device_is_refused() -> None:
+    """A frame on device A's topic naming device B must not move B's berth."""
+    ingest, metrics = make_ingest()
+    a, b = [s for s in TOWN.sensors if s.model == "nbiot-geomag"][:2]
+    for seq in (1, 2, 3):
+        frame = nbiot.encode_frame(b.dev_eui.lower(), seq, (0, 0, 300), (0, 0, 0), 3600, -80)
+        ingest.handle(f"nbiot/{a.dev_eui.lower()}/up", frame)
+    assert ingest.book.berth(b.berth).state.value == "unknown"
+    assert ingest.book.berth(a.berth).state.value == "unknown"
+    assert rejected(metrics, "nbiot", "device_mismatch") == 3
+    assert total(metrics, "citygate_uplinks") == 0
+    # The same frames on B's own topic (any case) are applied.
+    for seq in (4, 5):
+        frame = nbiot.encode_frame(b.dev_eui.lower(), seq, (0, 0, 300), (0, 0, 0), 3600, -80)
+        ingest.handle(f"nbiot/{b.dev_eui.upper()}/up", frame)
+    assert ingest.book.berth(b.berth).state.value == "occupied"

@@ -23,7 +23,7 @@ from drivers.lorawan.envelopes import (
     parse_chirpstack,
     parse_tts,
 )
-from drivers.mqtt.topics import matches
+from drivers.mqtt.topics import matches, strip_share
 from drivers.sensors import detection
 from drivers.sensors.messages import (
     CodecError,
@@ -126,7 +126,7 @@ class SensorIngest:
             elif source == "tts":
                 self._lorawan(parse_tts(topic, payload), now)
             elif source == "nbiot":
-                self._nbiot(payload, now)
+                self._nbiot(topic, payload, now)
             else:
                 self._carpark(topic, payload, now)
         except EnvelopeError as exc:
@@ -271,10 +271,30 @@ class SensorIngest:
         raise Rejection("bad_model", entry.id, f"{entry.model} sent a magnetometer frame")
 
     # -- NB-IoT ------------------------------------------------------------------------------
-    def _nbiot(self, payload: bytes, now: datetime) -> None:
+    def _topic_device(self, source: Source, topic: str) -> str | None:
+        """The device a topic names: the level under the filter's first ``+``, lower-cased.
+
+        A per-device broker ACL only means something if the gateway refuses a frame that names
+        another device than its topic, so this identity is checked, never ignored.
+        """
+        levels = strip_share(self.topics[source]).split("/")
+        if "+" not in levels:
+            return None
+        parts = topic.split("/")
+        at = levels.index("+")
+        return parts[at].lower() if at < len(parts) else None
+
+    def _nbiot(self, topic: str, payload: bytes, now: datetime) -> None:
         frame = get_codec("nbiot-geomag").decode(None, payload)
         if not isinstance(frame, MagnetometerFrame):
             raise Rejection("bad_frame", "", "not a magnetometer frame")
+        named = self._topic_device("nbiot", topic)
+        if named is not None and named != frame.device_id:
+            raise Rejection(
+                "device_mismatch",
+                frame.device_id,
+                f"frame of {frame.device_id} on the topic of {named}: {topic}",
+            )
         entry = self._device(frame.device_id)
         self._count_decoded("nbiot", entry.model)
         state = detection.step(
