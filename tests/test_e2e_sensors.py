@@ -238,3 +238,37 @@ async def test_nbiot_frame_on_another_devices_topic_is_refused(
         mine = next(b for b in berths_out if b["id"] == victim.berth)
         assert mine["state"] == "unknown"
         assert gw.metrics_value("citygate_uplinks_total", verdict="applied") == 0
+
+
+@pytest.mark.slow
+async def test_chirpstack_uplink_still_encrypted_is_refused(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    dev_eui, berth_id, site_id = sensor_of("nwave-nps405")
+    settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", mosquitto)
+    async with running_gateway(settings) as gw:
+        port, data = nwave.encode_status(True)
+        doc = json.loads(chirpstack(dev_eui, port, data, 10))
+        # ChirpStack without the AppSKey: the (here plaintext-looking) data is ciphertext.
+        doc["joinServerContext"] = {"sessionKeyId": "0102030405060708"}
+        topic = f"application/app-1/device/{dev_eui}/event/up"
+        await publish(mosquitto, topic, json.dumps(doc).encode())
+        await wait_for(
+            lambda: (
+                gw.metrics_value(
+                    "citygate_messages_rejected_total", source="chirpstack", reason="encrypted"
+                )
+                == 1
+            ),
+            10,
+            what="encrypted uplink rejected",
+        )
+        berths = (await get_json(gw, f"/api/v1/sites/{site_id}/berths"))["berths"]
+        assert next(b for b in berths if b["id"] == berth_id)["state"] == "unknown"
+        # The same uplink decrypted by ChirpStack is applied.
+        await publish(mosquitto, topic, chirpstack(dev_eui, port, data, 11))
+        await wait_for(
+            lambda: gw.services.live.book.berth(berth_id).state.value == "occupied",
+            10,
+            what="plaintext uplink applied",
+        )

@@ -309,6 +309,18 @@ def test_bad_json(payload: bytes, reason: str) -> None:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
+        ({"joinServerContext": {"sessionKeyId": "010203"}}, "encrypted"),
+        (
+            {
+                "joinServerContext": {
+                    "sessionKeyId": "010203",
+                    "appSKey": {"kekLabel": "kek-1", "aesKey": "AAECAwQFBgcICQoLDA0ODw=="},
+                }
+            },
+            "encrypted",
+        ),
+        ({"joinServerContext": {}}, "encrypted"),
+        ({"joinServerContext": "yes"}, "bad_field"),
         ({"data": "!!!"}, "bad_base64"),
         ({"data": "qg="}, "bad_base64"),
         ({"data": "qg==\n"}, "bad_base64"),

@@ -50,7 +50,8 @@ _TOPIC = re.compile(r"[^/#+\x00]+(?:/[^/#+\x00]+)*")  # non-empty levels, no wil
 class EnvelopeError(ValueError):
     """An envelope that cannot be turned into a record. ``reason`` is a stable metric label
     (``oversized``, ``bad_json``, ``not_object``, ``missing_field``, ``bad_field``,
-    ``bad_base64``, ``bad_topic``, ``unsupported_event``); ``detail`` is for humans."""
+    ``bad_base64``, ``bad_topic``, ``unsupported_event``, ``encrypted``); ``detail`` is for
+    humans."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -265,6 +266,8 @@ def parse_chirpstack(topic: str, payload: bytes) -> Uplink | StatusReport | Join
 
     Topic ``application/{app_id}/device/{dev_eui}/event/{up|status|join}``; other event types
     (``ack``, ``txack``, ``log``, ``location``, ``integration``) raise ``unsupported_event``.
+    An uplink carrying ``joinServerContext`` (end-to-end encrypted: the Join Server kept the
+    AppSKey, so ``data`` is ciphertext) raises ``encrypted``.
     """
     parts = _topic_parts(topic)
     if len(parts) != 6 or parts[0] != "application" or parts[2] != "device" or parts[4] != "event":
@@ -301,6 +304,11 @@ def parse_chirpstack(topic: str, payload: bytes) -> Uplink | StatusReport | Join
             dev_addr=None if dev_addr is None else dev_addr.lower(),
         )
 
+    if doc.get("joinServerContext") is not None:
+        # End-to-end encryption: ChirpStack holds no AppSKey, so ``data`` is still ciphertext.
+        # Decoding it would apply noise to a berth; refuse it instead.
+        _obj(doc, "joinServerContext")
+        raise EnvelopeError("encrypted", f"{dev_eui}: payload still encrypted (joinServerContext)")
     rssi, snr = _best_radio(doc.get("rxInfo"), ("rssi",), "rxInfo")
     return Uplink(
         network="chirpstack",
