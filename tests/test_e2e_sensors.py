@@ -16,7 +16,7 @@ import pytest
 
 from drivers.sensors import bosch, nbiot, nwave
 from gateway.directory.town import load_town
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 TOWN = load_town(None)
 
@@ -272,3 +272,63 @@ async def test_chirpstack_uplink_still_encrypted_is_refused(
             10,
             what="plaintext uplink applied",
         )
+
+
+@pytest.mark.slow
+async def test_chirpstack_status_battery_reaches_the_api_and_the_database(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from gateway.infra.storage.schema import DeviceRow
+
+    dev_eui, _, _ = sensor_of("bosch-tps110")  # Bosch frames carry no battery of their own
+    settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", mosquitto)
+    async with running_gateway(settings) as gw:
+        tokens = await make_tokens(gw)
+        auth = {"Authorization": f"Bearer {tokens['technician']}"}
+
+        async def device() -> Any:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as http:
+                r = await http.get(f"/api/v1/devices/{dev_eui}", headers=auth)
+                r.raise_for_status()
+                return r.json()
+
+        assert (await device())["battery_pct"] is None
+        status = {
+            "deduplicationId": str(uuid.uuid4()),
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "deviceInfo": {"tenantId": "t", "applicationId": "app-1", "devEui": dev_eui},
+            "margin": 7,
+            "batteryLevel": 82.68,
+        }
+        topic = f"application/app-1/device/{dev_eui}/event/status"
+        await publish(mosquitto, topic, json.dumps(status).encode())
+
+        async def reported() -> Any:
+            d = await device()
+            return d if d["battery_pct"] is not None else None
+
+        shown = await wait_for(reported, 10, what="battery level in the API")
+        assert shown["battery_pct"] == pytest.approx(82.68)
+        assert shown["last_seen"] is not None
+
+        async def stored() -> float | None:
+            async with gw.services.persister._sessions() as s:
+                row = (
+                    await s.execute(select(DeviceRow).where(DeviceRow.id == dev_eui))
+                ).scalar_one()
+                return row.battery_pct
+
+        assert await wait_for(stored, 10, what="battery level written") == pytest.approx(82.68)
+
+        # Externally powered: no level, and the last known one is kept.
+        status["externalPowerSource"] = True
+        status.pop("batteryLevel")
+        await publish(mosquitto, topic, json.dumps(status).encode())
+        await wait_for(
+            lambda: gw.metrics_value("citygate_messages_in_total", source="chirpstack") == 2,
+            10,
+            what="second status handled",
+        )
+        assert (await device())["battery_pct"] == pytest.approx(82.68)

@@ -69,6 +69,9 @@ class DeviceOut(BaseModel):
     heartbeat_s: int | None
     last_seen: datetime | None
     battery_mv: int | None
+    battery_pct: float | None = Field(
+        None, description="battery level the LoRaWAN network server reports, 0..100"
+    )
     rssi: float | None
     snr: float | None
     notes: str

@@ -30,6 +30,7 @@ class DeviceEntry:
     heartbeat_s: int | None = None
     last_seen: datetime | None = None
     battery_mv: int | None = None
+    battery_pct: float | None = None  # the network server's report (ChirpStack status event)
     rssi: float | None = None
     snr: float | None = None
 
@@ -63,6 +64,7 @@ class DeviceDirectory:
         rssi: float | None = None,
         snr: float | None = None,
         battery_mv: int | None = None,
+        battery_pct: float | None = None,
     ) -> None:
         """Record a sign of life; a provisioned device becomes active on its first uplink."""
         if entry.last_seen is None or ts > entry.last_seen:
@@ -73,6 +75,8 @@ class DeviceDirectory:
                 entry.snr = snr
         if battery_mv is not None:
             entry.battery_mv = battery_mv
+        if battery_pct is not None:
+            entry.battery_pct = battery_pct
         if entry.lifecycle is Lifecycle.PROVISIONED:
             entry.lifecycle = Lifecycle.ACTIVE
         self._dirty.add(entry.id)

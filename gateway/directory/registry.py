@@ -43,6 +43,7 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
         heartbeat_s=row.heartbeat_s,
         last_seen=row.last_seen,
         battery_mv=row.battery_mv,
+        battery_pct=row.battery_pct,
         rssi=row.rssi,
         snr=row.snr,
     )
@@ -93,6 +94,7 @@ class Registry:
         live = self._directory.get(row.id) if self._directory else None
         if live is not None:
             row.last_seen, row.battery_mv = live.last_seen, live.battery_mv
+            row.battery_pct = live.battery_pct
             row.rssi, row.snr, row.lifecycle = live.rssi, live.snr, live.lifecycle.value
         return row
 
@@ -198,6 +200,7 @@ class Registry:
             entry = entry_from_row(row)
             if old is not None:
                 entry.last_seen, entry.battery_mv = old.last_seen, old.battery_mv
+                entry.battery_pct = old.battery_pct
                 entry.rssi, entry.snr = old.rssi, old.snr
                 if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.PROVISIONED:
                     entry.lifecycle = Lifecycle.ACTIVE  # heard from, not yet flushed

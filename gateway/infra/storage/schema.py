@@ -106,6 +106,8 @@ class DeviceRow(Base):
     heartbeat_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     battery_mv: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What the network server reports (ChirpStack status events), 0..100.
+    battery_pct: Mapped[float | None] = mapped_column(Float, nullable=True)
     rssi: Mapped[float | None] = mapped_column(Float, nullable=True)
     snr: Mapped[float | None] = mapped_column(Float, nullable=True)
     notes: Mapped[str] = mapped_column(Text, default="")

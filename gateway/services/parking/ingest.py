@@ -210,7 +210,8 @@ class SensorIngest:
         entry = self._device(msg.dev_eui)
         ts = self._when(msg.time, now)
         if isinstance(msg, StatusReport):
-            self.directory.seen(entry, ts)
+            # None (external power, level unavailable) leaves the last known level alone.
+            self.directory.seen(entry, ts, battery_pct=msg.battery_level)
             self._apply(SensorHeartbeat(device_id=entry.id, ts=ts, model=entry.model))
             return
         if isinstance(msg, JoinNotice):

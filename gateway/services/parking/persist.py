@@ -37,7 +37,9 @@ def _by_key(name: str, columns: tuple[str, ...]) -> Update:
 
 _BERTH_UPDATE = _by_key("berths", ("state", "since", "last_seen", "last_fcnt"))
 _SITE_UPDATE = _by_key("sites", ("occupied_count", "count_updated_at"))
-_DEVICE_UPDATE = _by_key("devices", ("last_seen", "battery_mv", "rssi", "snr")).values(
+_DEVICE_UPDATE = _by_key(
+    "devices", ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
+).values(
     # The only lifecycle step made in memory is a provisioned device's first uplink; any other
     # lifecycle is a technician's, recorded in the database (maybe by another instance).
     lifecycle=case(
@@ -89,6 +91,7 @@ class Persister:
                 "id_": e.id,
                 "last_seen": e.last_seen,
                 "battery_mv": e.battery_mv,
+                "battery_pct": e.battery_pct,
                 "rssi": e.rssi,
                 "snr": e.snr,
                 "lifecycle": e.lifecycle.value,
