@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.sensors import nwave
-from drivers.sensors.messages import CodecError, Heartbeat, OccupancyStatus, SensorMessage, Startup
+from drivers.sensors.messages import (
+    CodecError,
+    Heartbeat,
+    OccupancyStatus,
+    SensorMessage,
+    Startup,
+    TagRegistration,
+)
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "codecs.md").read_text(encoding="utf-8")
 
@@ -23,6 +30,10 @@ VECTORS: list[tuple[int, str, SensorMessage]] = [
     (2, "017d14", Heartbeat(battery_mv=3000, temperature_c=20.0, occupied=True)),
     (3, "0204090200", Startup(firmware="2.4.9", reset_cause="power_on", occupied=False)),
     (3, "0205000101", Startup(firmware="2.5.0", reset_cause="watchdog", occupied=True)),
+    (10, "d11f345678", TagRegistration(tag_id="1F345678", occupied=True, previous_state_s=9600)),
+    (10, "001f345678", TagRegistration(tag_id="1F345678", occupied=None, previous_state_s=None)),
+    (10, "0b00000abc", TagRegistration(tag_id="00000ABC", occupied=True, previous_state_s=300)),
+    (10, "94ffffffff", TagRegistration(tag_id="FFFFFFFF", occupied=None, previous_state_s=None)),
 ]
 
 
@@ -47,7 +58,9 @@ def test_vectors_are_in_the_docs(port: int, hexdata: str, expected: SensorMessag
         (3, "020409020000", "bad_length"),
         (0, "01", "bad_port"),
         (6, "01", "bad_port"),
-        (10, "d11f345678", "bad_port"),
+        (10, "d11f3456", "short_frame"),
+        (10, "d11f34567800", "bad_length"),
+        (9, "d11f345678", "bad_port"),
         (None, "01", "bad_port"),
     ],
 )
@@ -122,5 +135,28 @@ def test_arbitrary_frames_only_raise_codec_error(port: int | None, data: bytes) 
     except CodecError as exc:
         reason = exc.reason
     else:
-        assert isinstance(msg, OccupancyStatus | Heartbeat | Startup)
+        assert isinstance(msg, OccupancyStatus | Heartbeat | Startup | TagRegistration)
     assert reason in {None, "short_frame", "bad_length", "bad_port"}
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.one_of(st.none(), st.booleans()),
+    st.integers(0, 12 * 3600),
+)
+def test_tag_registration_round_trip(tag: int, occupied: bool | None, seconds: int) -> None:
+    port, frame = nwave.encode_tag_registration(f"{tag:x}", occupied, seconds)
+    msg = nwave.decode(port, frame)
+    assert isinstance(msg, TagRegistration)
+    assert msg.tag_id == f"{tag:08X}"
+    if occupied:
+        assert msg.occupied is True
+        assert msg.previous_state_s == nwave.expand_duration(nwave.compress_duration(seconds))
+    else:
+        assert msg.occupied is None and msg.previous_state_s is None
+
+
+@pytest.mark.parametrize("tag", ["", "123456789", "xyz"])
+def test_tag_encoder_rejects_bad_ids(tag: str) -> None:
+    with pytest.raises(ValueError, match="tag id"):
+        nwave.encode_tag_registration(tag)

@@ -243,3 +243,30 @@ def test_nbiot_frame_for_another_device_is_refused() -> None:
         frame = nbiot.encode_frame(b.dev_eui.lower(), seq, (0, 0, 300), (0, 0, 0), 3600, -80)
         ingest.handle(f"nbiot/{b.dev_eui.upper()}/up", frame)
     assert ingest.book.berth(b.berth).state.value == "occupied"
+
+
+def chirpstack_up(dev: str, port: int, data: bytes, fcnt: int) -> bytes:
+    return json.dumps(
+        {
+            "deviceInfo": {"devEui": dev},
+            "fCnt": fcnt,
+            "fPort": port,
+            "data": base64.b64encode(data).decode(),
+        }
+    ).encode()
+
+
+def test_nwave_tag_registration_reports_occupancy() -> None:
+    """Port 10 (a tag registered at the berth) is an occupancy report, not a bad port."""
+    ingest, metrics = make_ingest()
+    topic = f"application/a/device/{DEV}/event/up"
+    port, data = nwave.encode_status(False)
+    ingest.handle(topic, chirpstack_up(DEV, port, data, 1))
+    assert ingest.book.berth(SENSOR.berth).state.value == "free"
+    # Without the occupied bit the frame says nothing about the berth: it stays free.
+    ingest.handle(topic, chirpstack_up(DEV, 10, bytes.fromhex("001f345678"), 2))
+    assert ingest.book.berth(SENSOR.berth).state.value == "free"
+    ingest.handle(topic, chirpstack_up(DEV, 10, bytes.fromhex("d11f345678"), 3))
+    assert ingest.book.berth(SENSOR.berth).state.value == "occupied"
+    assert total(metrics, "citygate_messages_rejected") == 0
+    assert accounted(metrics) == 3

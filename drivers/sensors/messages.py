@@ -42,6 +42,19 @@ class Startup:
 
 
 @dataclass(frozen=True, slots=True)
+class TagRegistration:
+    """A user tag (e.g. a permit fob) registered at the berth; it may report occupancy too.
+
+    ``occupied`` is ``True`` with the previous state's duration when the frame says the berth
+    is occupied, ``None`` when it does not say (never ``False``: the vendor's decoder has no
+    "free" here)."""
+
+    tag_id: str  # 8 uppercase hex digits
+    occupied: bool | None = None
+    previous_state_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MagnetometerFrame:
     """An NB-IoT geomagnetic sensor frame: raw + baseline field, battery, radio."""
 
@@ -54,4 +67,4 @@ class MagnetometerFrame:
     sensor_occupied: bool | None = None  # the device's own (often unreliable) verdict, if sent
 
 
-SensorMessage = OccupancyStatus | Heartbeat | Startup | MagnetometerFrame
+SensorMessage = OccupancyStatus | Heartbeat | Startup | TagRegistration | MagnetometerFrame

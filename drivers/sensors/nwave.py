@@ -8,13 +8,22 @@ Layout follows Nwave's public decoder in The Things Network device repository
 * port 2 heartbeat: b0 bit0 occupied (bits 7..1 hardware health), battery mV = 2500 + 4*b1,
   temperature degC = int8(b2)/2 + 10; trailing bytes are reserved and ignored
 * port 3 startup: firmware b0.b1.b2, reset cause b3, b4 bit0 occupied
+* port 10 tag registration: b0 as port 1 but only "occupied" is reported (bit0 clear means
+  the frame does not say), b1..b4 the tag id, big-endian
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from drivers.sensors.messages import CodecError, Heartbeat, OccupancyStatus, SensorMessage, Startup
+from drivers.sensors.messages import (
+    CodecError,
+    Heartbeat,
+    OccupancyStatus,
+    SensorMessage,
+    Startup,
+    TagRegistration,
+)
 
 __all__ = [
     "DEFAULT_HEARTBEAT_S",
@@ -25,6 +34,7 @@ __all__ = [
     "encode_heartbeat",
     "encode_startup",
     "encode_status",
+    "encode_tag_registration",
     "expand_duration",
 ]
 
@@ -34,6 +44,7 @@ DEFAULT_HEARTBEAT_S: Final = 24 * 3600  # Nwave documents a heartbeat every 24 h
 PORT_STATUS: Final = 1
 PORT_HEARTBEAT: Final = 2
 PORT_STARTUP: Final = 3
+PORT_TAG: Final = 10
 
 # The 7-bit duration is in minutes (an assumption, see docs/codecs.md): exact below 90 min,
 # 5-min steps to 4 h, 1-h steps to 11 h, and 127 means "11 h or more".
@@ -114,6 +125,12 @@ def decode(f_port: int | None, data: bytes) -> SensorMessage:
             reset_cause=_RESET_CAUSES.get(data[3], "unknown"),
             occupied=bool(data[4] & 0x01),
         )
+    if f_port == PORT_TAG:
+        _need(data, 5, 5, f_port)
+        tag_id = int.from_bytes(data[1:5], "big")
+        if data[0] & 0x01:
+            return TagRegistration(f"{tag_id:08X}", True, expand_duration(data[0] >> 1))
+        return TagRegistration(f"{tag_id:08X}")
     raise CodecError("bad_port", f"{MODEL} has no decodable uplink on port {f_port}")
 
 
@@ -148,3 +165,14 @@ def encode_startup(
         raise ValueError(f"unknown reset cause {reset_cause!r}")
     major, minor, patch = (int(p) for p in parts)
     return PORT_STARTUP, bytes([major, minor, patch, _RESET_CODES[reset_cause], int(occupied)])
+
+
+def encode_tag_registration(
+    tag_id: str, occupied: bool | None = None, previous_state_s: int = 0
+) -> tuple[int, bytes]:
+    """Port-10 frame; *tag_id* is up to 8 hex digits. ``occupied=None`` (or ``False``, which
+    the frame cannot say) sends no occupancy: byte 0 is then zero."""
+    if not 1 <= len(tag_id) <= 8 or not all(c in "0123456789abcdefABCDEF" for c in tag_id):
+        raise ValueError(f"tag id must be 1..8 hex digits, got {tag_id!r}")
+    head = (compress_duration(previous_state_s) << 1) | 1 if occupied else 0
+    return PORT_TAG, bytes([head]) + int(tag_id, 16).to_bytes(4, "big")

@@ -32,6 +32,7 @@ from drivers.sensors.messages import (
     OccupancyStatus,
     SensorMessage,
     Startup,
+    TagRegistration,
 )
 from drivers.sensors.registry import get_codec
 from events import (
@@ -257,6 +258,20 @@ class SensorIngest:
                 temperature_c=m.temperature_c,
                 occupied=m.occupied,
             )
+        if isinstance(m, TagRegistration):
+            if m.occupied:
+                # A tag registered at the berth: the vendor reports the berth occupied.
+                return SensorStatus(
+                    device_id=dev,
+                    ts=ts,
+                    model=model,
+                    fcnt=fcnt,
+                    rssi=rssi,
+                    snr=snr,
+                    occupied=True,
+                )
+            # No occupancy in the frame: a sign of life only, the berth keeps its state.
+            return SensorHeartbeat(device_id=dev, ts=ts, model=model, fcnt=fcnt, rssi=rssi, snr=snr)
         if isinstance(m, Startup):
             return SensorStartup(
                 device_id=dev,
