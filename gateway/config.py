@@ -150,6 +150,12 @@ class TariffsConfig(_Section):
     file: Path | None = Field(
         None, description="posted tariffs (TOML); default: the shipped sample tariffs"
     )
+    max_stay_days: int = Field(
+        366,
+        gt=0,
+        le=3660,
+        description="stays longer than this are not priced (a quote answers 422)",
+    )
 
 
 class OccupancyConfig(_Section):

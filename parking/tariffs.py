@@ -53,6 +53,8 @@ FreeFirstMode = Literal["deduction", "threshold"]
 FREE_FIRST_MODES: tuple[FreeFirstMode, ...] = get_args(FreeFirstMode)
 
 DEFAULT_EXIT_GRACE_MINUTES = 15
+# Work grows with the stay (lines per band per day): a longer stay is refused, not priced.
+DEFAULT_MAX_STAY_DAYS = 366
 _DAY = dt.timedelta(days=1)
 _UTC = dt.UTC
 
@@ -308,8 +310,13 @@ def quote(
     vehicle: VehicleClass,
     entry: dt.datetime,
     exit: dt.datetime,
+    *,
+    max_days: int = DEFAULT_MAX_STAY_DAYS,
 ) -> Quote:
-    """Price a stay ``[entry, exit)`` at ``site_id`` under the version in force at entry."""
+    """Price a stay ``[entry, exit)`` at ``site_id`` under the version in force at entry.
+
+    A stay over ``max_days`` is refused (ValueError naming the bound): pricing costs time and
+    memory in proportion to the stay, and nobody parks for centuries."""
     _require_aware(entry, "entry")
     _require_aware(exit, "exit")
     # Compared in UTC: datetimes sharing a tzinfo compare by wall clock, wrong across DST.
@@ -320,6 +327,8 @@ def quote(
         raise ValueError(f"unknown vehicle class {vehicle!r}; expected one of {VEHICLE_CLASSES}")
     index = bisect.bisect_right(tariffs._starts, entry_utc)
     version = tariffs.versions[index - 1] if index else tariffs.version_at(entry)  # raises
+    if exit_utc - entry_utc > dt.timedelta(days=max_days):
+        raise ValueError(f"a stay may last at most {max_days} days (max_stay_days)")
     plan = _plan(version, site_class, vehicle)
     if entry_utc == exit_utc:
         return Quote(site_id, version.version, 0, ())
@@ -501,6 +510,8 @@ def settle(
     exit: dt.datetime,
     paid_fen: int,
     paid_at: dt.datetime | None,
+    *,
+    max_days: int = DEFAULT_MAX_STAY_DAYS,
 ) -> Settlement:
     """Settle a stay with a post-payment exit grace (the version in force at entry gives it).
 
@@ -527,7 +538,7 @@ def settle(
         if exit_utc <= grace_until:
             priced_until = min(max(paid_utc, entry_utc), exit_utc)
         grace_until = grace_until.astimezone(zone)
-    q = quote(tariffs, site_id, site_class, vehicle, entry, priced_until)
+    q = quote(tariffs, site_id, site_class, vehicle, entry, priced_until, max_days=max_days)
     return Settlement(
         quote=q,
         paid_fen=paid_fen,

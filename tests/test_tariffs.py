@@ -203,6 +203,8 @@ def test_holiday_whole_day_free() -> None:
         ({"site_class": "Z"}, "unknown site class 'Z'"),
         ({"vehicle": "bus"}, "unknown vehicle class"),
         ({"entry": at("2020-01-01", "09:00")}, "no tariff in force"),
+        ({"exit": at("2027-11-28", "09:01")}, "at most 366 days"),
+        ({"exit": at("4026-11-27", "09:00")}, "at most 366 days"),
     ],
 )
 def test_bad_input(kwargs: dict[str, object], message: str) -> None:

@@ -7,10 +7,11 @@ from datetime import timedelta
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
+from gateway.bounds import Instant
 from gateway.directory.tokens import Role, TokenInfo
 from parking.enforcement import Detection, DetectionKind
 from parking.sessions import PlateError, normalise_plate
@@ -25,7 +26,7 @@ class DetectionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device_id: str = Field(min_length=1, max_length=64, description="camera or drone id")
     kind: DetectionKind
-    observed_at: AwareDatetime = Field(description="ISO 8601 with offset")
+    observed_at: Instant = Field(description="ISO 8601 with offset")
     confidence: float = Field(ge=0, le=1)
     image_ref: str = Field(min_length=1, max_length=500, description="evidence image URL or id")
     lat: float | None = Field(None, ge=-90, le=90)

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from events import PlateRead
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
+from gateway.bounds import Instant
 from gateway.directory.tokens import Role, TokenInfo
 from gateway.services.parking.payments import PaymentError, PaymentRecord
 from gateway.services.parking.sessions import SessionView
@@ -220,7 +221,7 @@ class PlateReadRequest(BaseModel):
     confidence: float | None = Field(None, ge=0, le=1)
     lane: str | None = Field(None, max_length=32)
     image_ref: str | None = Field(None, max_length=500)
-    ts: AwareDatetime = Field(description="when the camera read the plate (ISO 8601 with offset)")
+    ts: Instant = Field(description="when the camera read the plate (ISO 8601 with offset)")
 
 
 @router.post(

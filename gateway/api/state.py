@@ -51,6 +51,7 @@ class AppState:
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
     min_plate_confidence: float = 0.0
+    max_stay_days: int = 366  # tariffs.max_stay_days: longer quotes are refused
     changed: Callable[[], None] = lambda: None  # a change was recorded: follow the feed now
 
     @property
@@ -82,6 +83,7 @@ class AppState:
             ready_checks=dict(ready_checks or {}),
             max_body_bytes=s.api.max_body_bytes,
             min_plate_confidence=s.sessions.min_plate_confidence,
+            max_stay_days=s.tariffs.max_stay_days,
             changed=services.follower.kick,
         )
 

@@ -39,6 +39,6 @@ async def post_quote(body: QuoteRequest, state: StateDep) -> dict[str, Any]:
     if site is None:
         raise HTTPException(422, f"unknown site {body.site_id!r}")
     try:
-        return make_quote(state.tariffs, site, body)
+        return make_quote(state.tariffs, site, body, state.max_stay_days)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None

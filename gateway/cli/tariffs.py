@@ -53,7 +53,7 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
         try:
             text, source = await documents.in_force(sessions, "tariffs", settings.tariffs.file)
             book = documents.parse_tariffs(text, source, configured_zone(settings.town))
-            out = make_quote(book, site_from_row(row), req)
+            out = make_quote(book, site_from_row(row), req, settings.tariffs.max_stay_days)
         except ValueError as exc:
             print(f"cannot quote: {exc}", file=sys.stderr)
             return 2

@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.bounds import Instant
 from gateway.directory.town import Site
 from parking.sessions import vehicle_class
 from parking.tariff_file import load_sample_tariffs, load_tariffs
-from parking.tariffs import Quote, TariffBook, TariffVersion, quote, summary
+from parking.tariffs import (
+    DEFAULT_MAX_STAY_DAYS,
+    Quote,
+    TariffBook,
+    TariffVersion,
+    quote,
+    summary,
+)
 
 VehicleClassName = Literal["small", "large", "new_energy"]
 PlateColour = Literal["blue", "yellow", "green", "yellow_green", "white", "black"]
@@ -36,8 +44,8 @@ class QuoteRequest(BaseModel):
     plate_colour: PlateColour | None = Field(
         None, description="with plate: its colour (yellow = large, green = new energy)"
     )
-    entry: AwareDatetime = Field(description="ISO 8601 with offset")
-    exit: AwareDatetime = Field(description="ISO 8601 with offset")
+    entry: Instant = Field(description="ISO 8601 with offset")
+    exit: Instant = Field(description="ISO 8601 with offset")
 
     @model_validator(mode="after")
     def _check(self) -> QuoteRequest:
@@ -76,9 +84,14 @@ def quote_json(q: Quote, vehicle: str) -> dict[str, Any]:
     }
 
 
-def make_quote(book: TariffBook, site: Site, req: QuoteRequest) -> dict[str, Any]:
-    """ValueError (with a message for the user) when the tariff cannot price it."""
-    q = quote(book, site.id, site.segment_class, req.vehicle, req.entry, req.exit)
+def make_quote(
+    book: TariffBook, site: Site, req: QuoteRequest, max_days: int = DEFAULT_MAX_STAY_DAYS
+) -> dict[str, Any]:
+    """ValueError (with a message for the user) when the tariff cannot price it, or when the
+    stay is longer than ``max_days`` (``tariffs.max_stay_days``: the work grows with it)."""
+    q = quote(
+        book, site.id, site.segment_class, req.vehicle, req.entry, req.exit, max_days=max_days
+    )
     return quote_json(q, req.vehicle)
 
 
