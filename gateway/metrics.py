@@ -114,6 +114,9 @@ class Metrics:
         self.api_auth_failures = FastCounter(
             "citygate_api_auth_failures", "Rejected API credentials, by reason", ["reason"], r
         )
+        self.api_rejected = FastCounter(
+            "citygate_api_rejected", "API requests refused by validation, by reason", ["reason"], r
+        )
         self.queue_depth = Gauge(
             "citygate_queue_depth", "Current depth of a queue", ["queue"], registry=r
         )

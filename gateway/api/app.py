@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,7 @@ from gateway.api import (
     telemetry,
 )
 from gateway.api.docs import mount_docs
+from gateway.api.rejections import RejectionLog, validation_handler
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,10 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(telemetry.router)
     app.include_router(ops.router)
+
+    app.add_exception_handler(
+        RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
+    )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
