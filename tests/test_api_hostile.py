@@ -250,3 +250,18 @@ async def test_cli_quote_refuses_spans_over_the_bound(gw: Any) -> None:
     )
     assert code_far == 2 and "2200-01-01" in err_far, err_far
     assert code_long == 2 and "at most 366 days" in err_long, err_long
+
+
+async def test_list_and_path_bounds_are_422(gw: Any, http: httpx.AsyncClient) -> None:
+    many = [("site", f"s{i}") for i in range(501)]
+    r = await http.get("/api/v1/vacancies/stream", params=many)
+    assert r.status_code == 422 and "at most 500 site ids" in r.text
+    r = await http.get("/api/v1/vacancies/stream", params=[("site", "x" * 3000)] * 10)
+    assert r.status_code == 404 and len(r.text) < 200  # the error does not echo it all
+    operator = (await make_tokens(gw))["operator"]
+    r = await http.post(
+        "/api/v1/payments/" + "p" * 200 + "/refunds",
+        json={"amount_fen": 1, "reason": "x"},
+        headers={"Authorization": f"Bearer {operator}", "Idempotency-Key": "k" * 20},
+    )
+    assert r.status_code == 422 and "payment_id" in r.text, r.text

@@ -16,6 +16,7 @@ from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
 from gateway.api.state import AppState, get_state
 from parking.occupancy import SiteView
 
+MAX_SITES = 500  # a stream follows at most this many sites: bounds the query and the error
 router = APIRouter(prefix="/api/v1", tags=["vacancies (public)"])
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -140,13 +141,17 @@ def _counts(e: SiteCountsChanged) -> dict[str, Any]:
 async def vacancy_stream(
     request: Request,
     state: StateDep,
-    site: Annotated[list[str] | None, Query(description="only these site ids")] = None,
+    site: Annotated[
+        list[str] | None, Query(description=f"only these site ids (at most {MAX_SITES})")
+    ] = None,
 ) -> StreamingResponse:
+    if site and len(site) > MAX_SITES:
+        raise HTTPException(422, f"at most {MAX_SITES} site ids (got {len(site)})")
     wanted = set(site) if site else None
     if wanted and not wanted <= state.sites.keys():
-        raise HTTPException(
-            404, f"unknown site(s): {', '.join(sorted(wanted - state.sites.keys()))}"
-        )
+        unknown = sorted(wanted - state.sites.keys())
+        shown = ", ".join(s[:64] for s in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise HTTPException(404, f"unknown site(s): {shown}")
 
     def accepts(e: Event) -> bool:
         return isinstance(e, SiteCountsChanged) and (wanted is None or e.site_id in wanted)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,7 +188,7 @@ async def post_payment(
     summary="Refund (part of) a payment (operators; idempotent by Idempotency-Key)",
 )
 async def post_refund(
-    payment_id: str,
+    payment_id: Annotated[str, Path(max_length=128)],
     body: RefundRequest,
     key: IdempotencyKey,
     token: Operator,
