@@ -183,7 +183,7 @@ async def test_2000_year_quote_is_422_naming_the_bound_quickly(http: httpx.Async
 
 async def test_healthz_stays_responsive_under_hostile_quotes(http: httpx.AsyncClient) -> None:
     hostile = [
-        {**QUOTE, "entry": "2000-01-01T00:00:00+08:00", "exit": "2199-12-31T00:00:00+08:00"},
+        {**QUOTE, "entry": "2026-01-01T00:00:00+08:00", "exit": "2199-12-31T00:00:00+08:00"},
         {**QUOTE, "entry": "2026-01-01T00:00:00+08:00", "exit": "2026-12-31T23:00:00+08:00"},
     ]
     stop = asyncio.Event()
