@@ -46,6 +46,11 @@ class Policy:
         self.next_tx += 1
         return self.next_tx
 
+    def connector_count(self, charger_id: str) -> int | None:
+        return self.connectors
+
+    connectors: int | None = None
+
 
 def conn(protocol: str = "ocpp1.6", **kw: Any) -> OcppConnection:
     ids = iter(f"c{n}" for n in range(1, 10_000))

@@ -102,6 +102,7 @@ class MemoryBackend:
         # (charger_id, "connected"|"disconnected", reason)
         self.history: list[tuple[str, str, str]] = []
         self._next_tx = 1
+        self.connectors: dict[str, int] = {}  # registered connector counts (else unknown)
 
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
         if charger_id not in self.passwords:
@@ -135,6 +136,9 @@ class MemoryBackend:
     def new_transaction_id(self, charger_id: str) -> int:
         tx, self._next_tx = self._next_tx, self._next_tx + 1
         return tx
+
+    def connector_count(self, charger_id: str) -> int | None:
+        return self.connectors.get(charger_id)
 
     def count(self, what: str, reason: str) -> None:
         self.counts[(what, reason)] += 1

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from ocpp.charge_point import camel_to_snake_case
 
-from drivers.ocpp.handlers import Context, CoreBackend, Handler
+from drivers.ocpp.handlers import Context, CoreBackend, Handler, Rejected
 from drivers.ocpp.handlers16 import ACTIONS16, HANDLERS16
 from drivers.ocpp.handlers201 import ACTIONS21, ACTIONS201, HANDLERS201
 from drivers.ocpp.ledger import TransactionLedger
@@ -271,6 +271,11 @@ class OcppConnection:
         try:
             answer = handler(ctx, **snake(payload))
             check(CALL_RESULT, action, self.version, answer)  # our own bugs
+        except Rejected as e:  # a value out of bounds: the whole CALL is refused
+            out.problems.extend(ctx.problems)
+            out.problems.append((e.reason, f"{action}: {e.cause}"[:200]))
+            self._error(out, uid, e.code, e.cause)
+            return
         except Exception as exc:
             out.problems.extend(ctx.problems)
             out.problems.append(("internal_error", f"handling {action} failed"))

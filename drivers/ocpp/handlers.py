@@ -6,14 +6,32 @@ rest of citygate (:class:`CoreBackend`: synchronous, in memory).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from drivers.ocpp.ledger import TransactionLedger
-from drivers.ocpp.values import meter_samples, parse_timestamp
+from drivers.ocpp.values import MAX_WH, meter_samples, parse_timestamp
 from events import ChargerNotice, Event
 
-__all__ = ["Context", "CoreBackend", "Handler", "IdTagStatus", "iso"]
+__all__ = [
+    "EARLIEST",
+    "MAX_CONNECTORS",
+    "MAX_SKEW",
+    "Context",
+    "CoreBackend",
+    "Handler",
+    "IdTagStatus",
+    "Rejected",
+    "iso",
+]
+
+# The sane window for a charger's timestamps: queued messages arrive late and back-dated, but
+# nothing we keep happened before 2000 or more than a day after it arrived (a clock that far
+# off would corrupt every history it touched).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_SKEW = timedelta(days=1)
+# Connector (1.6) / EVSE (2.0.1) ids when the charger's registered count is not known.
+MAX_CONNECTORS = 64
 
 # The statuses both OCPP 1.6 (idTagInfo) and 2.0.1 (idTokenInfo) know.
 IdTagStatus = Literal["Accepted", "Blocked", "Expired", "Invalid"]
@@ -34,6 +52,21 @@ class CoreBackend(Protocol):
     def new_transaction_id(self, charger_id: str) -> int:
         """A fresh OCPP 1.6 transaction id (the central system assigns them)."""
         ...
+
+    def connector_count(self, charger_id: str) -> int | None:
+        """How many connectors (EVSEs) the charger is registered with; ``None``: unknown."""
+        ...
+
+
+class Rejected(Exception):
+    """A value out of bounds: the whole CALL is answered with a CALLERROR (*code*) and counted
+    (*reason*), and none of its events are kept."""
+
+    def __init__(self, code: str, cause: str, reason: str) -> None:
+        super().__init__(cause)
+        self.code = code
+        self.cause = cause
+        self.reason = reason
 
 
 def iso(ts: datetime) -> str:
@@ -91,20 +124,62 @@ class Context:
         )
 
     def stamp(self, value: object) -> datetime:
-        """The charger's timestamp, or the arrival if it sent none we can read (counted)."""
+        """The charger's timestamp, or the arrival if it sent none we can read (counted);
+        :class:`Rejected` if it is outside the sane window (``EARLIEST`` .. now + ``MAX_SKEW``)."""
         if value is None:
             return self.now
         ts = parse_timestamp(value)
         if ts is None:
             self.problem("bad_timestamp", repr(value))
             return self.now
+        self.in_window(value)
         return ts
+
+    def in_window(self, value: object) -> None:
+        """:class:`Rejected` if *value* is a timestamp outside the sane window; checked before
+        a message takes its transaction's place (a refused message may come again)."""
+        ts = parse_timestamp(value)
+        if ts is not None and not EARLIEST <= ts <= self.now + MAX_SKEW:
+            raise Rejected(
+                "PropertyConstraintViolation",
+                f"timestamp {str(value)[:40]} is outside {EARLIEST.year}..now+{MAX_SKEW}",
+                "timestamp_out_of_range",
+            )
+
+    def connector(self, value: int, *, what: str = "connectorId", zero: bool = True) -> int:
+        """*value* as a connector (EVSE) id of this charger: 0 (the charger itself, where
+        *zero*) to its registered count (``MAX_CONNECTORS`` when unknown), else
+        :class:`Rejected`: a phantom connector would count against its availability."""
+        known = self.backend.connector_count(self.charger_id)
+        top = MAX_CONNECTORS if known is None else known
+        if not (0 if zero else 1) <= value <= top:
+            raise Rejected(
+                "PropertyConstraintViolation",
+                f"{what} {value} is not a connector of this charger (1..{top})",
+                "connector_out_of_range",
+            )
+        return value
+
+    def meter(self, value: float, what: str) -> float:
+        """A meter register in Wh: 0 .. ``MAX_WH``, else :class:`Rejected`."""
+        if not 0 <= value < MAX_WH:
+            raise Rejected(
+                "PropertyConstraintViolation",
+                f"{what} {value} Wh is outside 0..{MAX_WH:.0e}",
+                "meter_out_of_range",
+            )
+        return value
 
     def publish_meter(
         self, connector_id: int, transaction_id: str | None, meter_values: object
     ) -> None:
         samples, problems = meter_samples(
-            self.charger_id, connector_id, transaction_id, meter_values, self.now
+            self.charger_id,
+            connector_id,
+            transaction_id,
+            meter_values,
+            self.now,
+            (EARLIEST, self.now + MAX_SKEW),
         )
         for reason in problems:
             self.problem(reason)

@@ -69,6 +69,7 @@ def status_notification(
     vendor_error_code: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
+    ctx.connector(connector_id)
     ctx.publish(
         ConnectorStatusChanged(
             device_id=ctx.charger_id,
@@ -90,6 +91,7 @@ def meter_values(
     transaction_id: int | None = None,
     **_: Any,
 ) -> dict[str, Any]:
+    ctx.connector(connector_id)
     tx = None if transaction_id is None else str(transaction_id)
     if tx is not None and connector_id > 0:
         ctx.ledger.place(tx, connector_id)
@@ -104,6 +106,9 @@ def authorize(ctx: Context, id_tag: str, **_: Any) -> dict[str, Any]:
 def start_transaction(
     ctx: Context, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
 ) -> dict[str, Any]:
+    ctx.connector(connector_id, zero=False)
+    ctx.meter(meter_start, "meterStart")
+    ctx.in_window(timestamp)
     status = ctx.backend.authorize(ctx.charger_id, id_tag)
     fingerprint = ("start", connector_id, id_tag, meter_start, timestamp)
     tx = ctx.ledger.start_answered(fingerprint)
@@ -135,6 +140,8 @@ def stop_transaction(
     transaction_data: list[Any] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
+    ctx.meter(meter_stop, "meterStop")
+    ctx.in_window(timestamp)
     tx = str(transaction_id)
     known = ctx.ledger.connector(tx)
     connector = 0 if known is None else known  # 0: not seen by this process, look it up

@@ -17,7 +17,7 @@ from typing import Any
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action
 
-from drivers.ocpp.handlers import Context, Handler, iso
+from drivers.ocpp.handlers import MAX_CONNECTORS, Context, Handler, iso
 from drivers.ocpp.values import energy_wh
 from events import (
     ChargerBooted,
@@ -71,6 +71,7 @@ def status_notification(
     connector_id: int,
     **_: Any,
 ) -> dict[str, Any]:
+    ctx.connector(evse_id, what="evseId")
     ctx.publish(
         ConnectorStatusChanged(
             device_id=ctx.charger_id,
@@ -85,6 +86,7 @@ def status_notification(
 
 
 def meter_values(ctx: Context, evse_id: int, meter_value: list[Any], **_: Any) -> dict[str, Any]:
+    ctx.connector(evse_id, what="evseId")
     ctx.publish_meter(evse_id, None, meter_value)
     return {}
 
@@ -116,11 +118,13 @@ def transaction_event(
     tx: str = transaction_info["transaction_id"]
     evse_id = evse.get("id") if evse else None
     if isinstance(evse_id, int):
+        ctx.connector(evse_id, what="evse.id", zero=False)
         ctx.ledger.place(tx, evse_id)
         connector = evse_id
     else:
         known = ctx.ledger.connector(tx)
         connector = 0 if known is None else known  # 0: not seen by this process
+    ctx.in_window(timestamp)  # before the seqNo is taken: a refused event may come again
     answer: dict[str, Any] = {} if id_token is None else {"idTokenInfo": _token_info(ctx, id_token)}
     if ctx.ledger.seen(tx, seq_no):
         ctx.problem("duplicate", f"TransactionEvent {tx} seqNo {seq_no} re-sent")
@@ -203,6 +207,7 @@ def _problem(
         variable.get("name") != "Problem"
         or not isinstance(evse, int)
         or evse < 1
+        or evse > (ctx.backend.connector_count(ctx.charger_id) or MAX_CONNECTORS)
         or not raised
         or event.get("cleared")
     ):

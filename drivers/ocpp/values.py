@@ -15,9 +15,21 @@ from typing import Any
 
 from events import MeterSample
 
-__all__ = ["Reading", "energy_wh", "meter_samples", "parse_timestamp", "read_sampled_values"]
+__all__ = [
+    "MAX_WH",
+    "Reading",
+    "energy_wh",
+    "meter_samples",
+    "parse_timestamp",
+    "read_sampled_values",
+]
 
 ENERGY = "Energy.Active.Import.Register"  # OCPP's default measurand
+# A meter register beyond this (a terawatt-hour) is a broken meter or a wrapped counter, not
+# energy: it would poison every session, bill and day's total it entered.
+MAX_WH = 1e12
+# Any other sampled value beyond this (in W, A, V or %) is equally absurd.
+_MAX_VALUE = 1e12
 
 # measurand -> (MeterSample field, {unit (lower case): factor to the field's unit})
 _MEASURANDS: dict[str, tuple[str, dict[str, float]]] = {
@@ -149,6 +161,10 @@ def read_sampled_values(sampled: object) -> Reading:
         if value is None:
             problems.append("bad_meter_value")
             continue
+        scaled = value * factor
+        if not -_MAX_VALUE < scaled < _MAX_VALUE or (field == "energy_wh" and scaled < 0):
+            problems.append("meter_out_of_range")
+            continue
         phase = sv.get("phase")
         if phase is None:
             totals.setdefault(field, value * factor)
@@ -165,9 +181,11 @@ def meter_samples(
     transaction_id: str | None,
     meter_values: object,
     received: datetime,
+    window: tuple[datetime, datetime] | None = None,
 ) -> tuple[list[MeterSample], list[str]]:
     """One :class:`MeterSample` per OCPP MeterValue that carries something we keep, stamped
-    with the charger's timestamp (*received* if it has none we can read), and the problems."""
+    with the charger's timestamp (*received* if it has none we can read), and the problems.
+    A sample stamped outside *window* is dropped (counted): the others are kept."""
     samples: list[MeterSample] = []
     problems: list[str] = []
     for mv in _items(meter_values):
@@ -182,6 +200,9 @@ def meter_samples(
         if ts is None:
             problems.append("bad_timestamp")
             ts = received
+        elif window is not None and not window[0] <= ts <= window[1]:
+            problems.append("timestamp_out_of_range")
+            continue
         samples.append(
             MeterSample(
                 device_id=charger_id,

@@ -70,5 +70,9 @@ class ChargingRuntime(Watch):
         tx, self._next_tx = self._next_tx, self._next_tx + 1
         return tx
 
+    def connector_count(self, charger_id: str) -> int | None:
+        info = self.chargers.get(charger_id)
+        return None if info is None else info.connectors
+
     def count(self, what: str, reason: str) -> None:
         self._metrics.ocpp_rejected.labels(what, reason).inc()
