@@ -124,6 +124,7 @@ async def test_inspector_state_survives_a_restart(mosquitto: Broker, module_db_u
             conn2 = next(c for c in e["connectors"] if c["id"] == 2)
             assert (e["energy_today_wh"], conn2["last_meter_wh"]) == (5_000, 15_000)
             assert e["online"] and e["liveness"] == "online"
+            await gw.services.charging.flushed()  # the book credits before the session is written
             sessions = await get(http, "/api/v1/chargers/SDEV005/sessions", inspector)
             (session,) = sessions["sessions"]
             assert (session["state"], session["connector_id"]) == ("closed", 2)

@@ -165,6 +165,7 @@ class ChargerFleet:
         )
         self._next_tx = 1
         self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
+        self._retry: list[Any] = []  # the recorder's units kept while the database is away
         # (charger, connector | -1) -> when last written / the latest change not written yet
         self._lazy_written: dict[tuple[str, int], datetime] = {}
         self._lazy_pending: dict[tuple[str, int], Change] = {}

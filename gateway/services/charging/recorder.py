@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from charging.health import (
@@ -73,6 +74,29 @@ class _Rows:
     connectors: dict[tuple[str, int], ConnectorRow]
 
 
+@dataclass(slots=True)
+class _Unit:
+    """What one item of a batch writes: the book's changes that are due and, if it is
+    recorded itself (history, a charging session), the event."""
+
+    changes: list[Change]
+    event: Event | None
+    received: datetime
+
+
+# Units kept for the next batch while the database is away (about a minute of a big fleet).
+_RETRY_MAX = 50_000
+_TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a write failed because the database is away or busy (worth trying again),
+    not because of what was written."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _TRANSIENT)
+
+
 def _recorded(event: Event) -> bool:
     """Whether *event* itself is written (history, charging sessions), beyond its changes."""
     if isinstance(event, MeterSample):
@@ -100,20 +124,22 @@ class Recorder(Pricing):
                     items.append(self._queue.get_nowait())
                 try:
                     await self._write(items)
-                    self._warn.recovered()
-                except Exception as exc:
-                    self._lazy_written.clear()  # what was skipped as written may not be
-                    self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(items))
-                    self._warn.failed(f"{type(exc).__name__}: {exc}")
                 finally:
                     for _ in items:
                         self._queue.task_done()
         except asyncio.CancelledError:
             held = tuple(self._lazy_pending.values())
             self._lazy_pending.clear()
+            units, self._retry = self._retry, []
             if held:
-                with contextlib.suppress(Exception):
-                    await self._write([(held, self._clock())])
+                units.append(_Unit(list(held), None, self._clock()))
+            if units:  # the batch a stop interrupted was rolled back: write it again
+                self._rolled_back()
+                try:
+                    await self._write_units(units)
+                except Exception as exc:
+                    self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(units))
+                    log.warning("[chargers] stopping: %d writes lost: %r", len(units), exc)
             raise
 
     async def flushed(self) -> None:
@@ -159,43 +185,95 @@ class Recorder(Pricing):
         self._lazy_written[key] = received
         return True
 
-    async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
-        """One transaction per batch; only what is due is written (``LAZY_WRITE``).
+    def _lost(self, unit: _Unit, exc: BaseException) -> None:
+        """One unit that cannot be written, ever (counted and logged; the others are kept)."""
+        self._metrics.ocpp_rejected.labels("recorder", "row_failed").inc()
+        what = type(unit.event).__name__ if unit.event is not None else "changes"
+        who = unit.event.device_id if unit.event is not None else ""
+        log.warning("[chargers] %s of %s not written: %s: %s", what, who, type(exc).__name__, exc)
 
-        The leading run of events that write nothing of their own (meter readings outside a
-        transaction, heartbeats, connections) goes to the book first, so only the rows of the
-        changes due are read. From the first event that does (a transaction, a status, a
-        notice) on, each event goes to the book right before its own writes, in order. The
-        rows the writes touch are read up front, two queries for the whole batch, and nothing
-        is flushed until the end: per-event reads and flushes made the recorder 18x slower
-        (the ceiling of a 5,000-charger fleet)."""
-        early: list[tuple[list[Change], datetime]] = []
-        rest = 0
-        for n, (event, received) in enumerate(items, 1):
-            if n % 100 == 0:
-                await asyncio.sleep(0)  # a big batch must not stall the chargers' answers (5 ms)
-            if isinstance(event, tuple) or _recorded(event):
-                rest = n - 1
-                break
-            rest = n
+    def _units(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> list[_Unit]:
+        """Each item applied to the book, in order (memory only): what to write for it. An
+        event the book cannot apply costs that event only (counted)."""
+        units: list[_Unit] = []
+        for event, received in items:
+            if event == ():
+                held = self._held(received)
+                if held:
+                    units.append(_Unit(held, None, received))
+                continue
+            if isinstance(event, tuple):
+                units.append(_Unit(list(event), None, received))
+                continue
             if event.device_id not in self.chargers:
                 continue
             try:
                 changes = self.book.apply(event, received)
             except UnknownCharger:
                 continue
+            except Exception as exc:  # a value the book cannot take: that event only
+                self._lost(_Unit([], event, received), exc)
+                continue
             due = [c for c in changes if self._due(c, received)]
-            if due:
-                early.append((due, received))
-        later = items[rest:]
-        ids = {_charger_of(c) for due, _ in early for c in due}
-        for event, _ in later:
-            if isinstance(event, tuple):
-                ids.update(_charger_of(c) for c in event)
-            elif event.device_id in self.chargers:
-                ids.add(event.device_id)
-        if not early and not later:
+            if due or _recorded(event):
+                units.append(_Unit(due, event if _recorded(event) else None, received))
+        return units
+
+    async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
+        """Apply *items* to the book and write what is due (``LAZY_WRITE``), with what an
+        earlier batch could not write for a transient reason first.
+
+        One transaction per batch, the rows it touches read up front (two queries) and nothing
+        flushed until the end: per-event reads and flushes made the recorder 18x slower (the
+        ceiling of a 5,000-charger fleet). If the batch fails for a transient reason (the
+        database is away) it is kept and tried again with the next one; if it fails for any
+        other, each unit is written in its own transaction, so one bad row costs that row
+        only (counted, logged), never another charger's history."""
+        units = self._retry + self._units(items)
+        self._retry = units  # in flight: a stop meanwhile writes them (``record``)
+        if not units:
             return
+        try:
+            await self._write_units(units)
+        except Exception as exc:
+            self._rolled_back()
+            if _transient(exc):
+                self._keep(units)
+                self._warn.failed(f"{type(exc).__name__}: {exc}")
+                return
+            await self._one_by_one(units)
+            return
+        self._retry = []
+        self._warn.recovered()
+
+    async def _one_by_one(self, units: list[_Unit]) -> None:
+        for n, unit in enumerate(units):
+            try:
+                await self._write_units([unit])
+            except Exception as exc:
+                self._rolled_back()
+                if _transient(exc):  # the database went away meanwhile: keep the rest
+                    self._keep(units[n:])
+                    self._warn.failed(f"{type(exc).__name__}: {exc}")
+                    return
+                self._lost(unit, exc)
+            self._retry = units[n + 1 :]
+
+    def _keep(self, units: list[_Unit]) -> None:
+        """Hold *units* for the next batch (bounded: the oldest beyond it are counted lost)."""
+        self._retry = units[-_RETRY_MAX:]
+        dropped = len(units) - len(self._retry)
+        if dropped:
+            self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(dropped)
+
+    def _rolled_back(self) -> None:
+        self._lazy_written.clear()  # what was skipped as written may not be
+        self._tx_sessions.clear()  # session ids of a rolled-back batch may not exist
+
+    async def _write_units(self, units: list[_Unit]) -> None:
+        """*units* in one transaction, in order."""
+        ids = {_charger_of(c) for u in units for c in u.changes}
+        ids.update(u.event.device_id for u in units if u.event is not None)
         async with self._sessions.begin() as db:
             with db.no_autoflush:
                 rows = _Rows(
@@ -214,53 +292,14 @@ class Recorder(Pricing):
                         ).scalars()
                     },
                 )
-                for due, received in early:
-                    for change in due:
-                        self._persist(db, rows, change, received)
-                for event, received in later:
-                    await self._record_one(db, rows, event, received)
-
-    async def _record_one(
-        self,
-        db: AsyncSession,
-        rows: _Rows,
-        event: Event | tuple[Change, ...],
-        received: datetime,
-    ) -> None:
-        if event == ():
-            held = self._held(received)
-            missing = {_charger_of(c) for c in held} - set(rows.chargers)
-            if missing:  # rows the batch did not read up front
-                for r in (
-                    await db.execute(select(ChargerRow).where(ChargerRow.id.in_(missing)))
-                ).scalars():
-                    rows.chargers[r.id] = r
-                for rc in (
-                    await db.execute(
-                        select(ConnectorRow).where(ConnectorRow.charger_id.in_(missing))
-                    )
-                ).scalars():
-                    rows.connectors[(rc.charger_id, rc.connector_id)] = rc
-            for n, change in enumerate(held, 1):
-                if n % 100 == 0:
-                    await asyncio.sleep(0)  # a minute's worth of held-back rows: in steps
-                self._persist(db, rows, change, received)
-            return
-        if isinstance(event, tuple):
-            for change in event:
-                self._persist(db, rows, change, received)
-            return
-        if event.device_id not in self.chargers:
-            return
-        try:
-            changes = self.book.apply(event, received)
-        except UnknownCharger:
-            return
-        for change in changes:
-            if self._due(change, received):
-                self._persist(db, rows, change, received)
-        await self._transactions(db, event, received)
-        self._notice(db, event, received)
+                for n, unit in enumerate(units, 1):
+                    if n % 100 == 0:
+                        await asyncio.sleep(0)  # a big batch must not stall the chargers (5 ms)
+                    for change in unit.changes:
+                        self._persist(db, rows, change, unit.received)
+                    if unit.event is not None:
+                        await self._transactions(db, unit.event, unit.received)
+                        self._notice(db, unit.event, unit.received)
 
     def _persist(self, db: AsyncSession, rows: _Rows, change: Change, now: datetime) -> None:
         if isinstance(change, ChargerChanged):
