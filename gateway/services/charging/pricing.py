@@ -53,14 +53,24 @@ class Pricing(ChargerFleet):
     async def session_data(
         self, db: AsyncSession, row: ChargingSessionRow, now: datetime
     ) -> ChargingSessionData:
-        """What billing needs of a session (up to ``now`` while it is open)."""
-        samples = (
-            await db.execute(
-                select(ChargingSampleRow.ts, ChargingSampleRow.energy_wh)
-                .where(ChargingSampleRow.session_id == row.id)
-                .order_by(ChargingSampleRow.ts)
-            )
-        ).all()
+        """What billing needs of a session (up to ``now`` while it is open); ``ValueError``
+        or ``ArithmeticError`` if a stored value does not make one."""
+        return self._data(row, await self._samples(db, row), now)
+
+    async def _samples(
+        self, db: AsyncSession, row: ChargingSessionRow
+    ) -> list[tuple[datetime, float]]:
+        found = await db.execute(
+            select(ChargingSampleRow.ts, ChargingSampleRow.energy_wh)
+            .where(ChargingSampleRow.session_id == row.id)
+            .order_by(ChargingSampleRow.ts)
+        )
+        return [(ts, wh) for ts, wh in found.all()]
+
+    @staticmethod
+    def _data(
+        row: ChargingSessionRow, samples: list[tuple[datetime, float]], now: datetime
+    ) -> ChargingSessionData:
         stop = row.ended_at or max(now, row.started_at)
         return ChargingSessionData(
             start=row.started_at,
@@ -76,10 +86,10 @@ class Pricing(ChargerFleet):
         info = self.chargers.get(row.charger_id)
         if info is None:
             return None
-        data = await self.session_data(db, row, now)
-        try:
-            return bill(self.tariffs, info.location, info.site_class, data)
-        except ValueError as exc:
+        samples = await self._samples(db, row)
+        try:  # a stored value billing cannot take (a broken meter) leaves the session unbilled
+            return bill(self.tariffs, info.location, info.site_class, self._data(row, samples, now))
+        except (ValueError, ArithmeticError) as exc:
             self._metrics.ocpp_rejected.labels("billing", "unpriced").inc()
             log.warning("charging session %s not billed: %s", row.id, exc)
             return None
@@ -91,9 +101,10 @@ class Pricing(ChargerFleet):
         info = self.chargers.get(row.charger_id)
         if info is None or info.site_id is None:
             return None
+        samples = await self._samples(db, row)
         try:
-            w = parking_waiver(self.tariffs, info.site_id, await self.session_data(db, row, now))
-        except ValueError:
+            w = parking_waiver(self.tariffs, info.site_id, self._data(row, samples, now))
+        except (ValueError, ArithmeticError):
             return None
         if w is None:
             return None
