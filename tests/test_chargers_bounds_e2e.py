@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.v16 import call as call16
+from sqlalchemy.exc import OperationalError
 
 from events import ConnectorStatusChanged
 from gateway.demo.ocpp import Charger16
@@ -133,3 +134,46 @@ async def test_bad_values_are_refused_and_cost_no_other_chargers_data(gw: Any) -
     assert counted["meter_out_of_range"] >= 1
     # The bad row was counted (lost on its own), not the batch it came in.
     assert gw.metrics_value("citygate_ocpp_rejected_total", what="recorder", reason="row_failed")
+
+
+async def test_a_batch_lost_to_a_database_outage_is_written_with_the_next(
+    gw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database away for one write (injected: an OperationalError from the connection)
+    costs nothing: the batch is kept and written with the next one, not dropped."""
+    rt = gw.services.charging
+    real = rt._write_units
+    failures: list[int] = []
+
+    def faulted(units: list[Any]) -> bool:
+        return any(
+            isinstance(u.event, ConnectorStatusChanged) and u.event.error_code == "OverVoltage"
+            for u in units
+        )
+
+    async def flaky(units: list[Any]) -> None:
+        if not failures and faulted(units):  # the batch that carries the fault
+            failures.append(len(units))
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("database away"))
+        await real(units)
+
+    monkeypatch.setattr(rt, "_write_units", flaky)
+    tokens = await make_tokens(gw)
+    async with gw.services.persister._sessions.begin() as s:
+        pw = await set_password(s, "SDEV006", gw.services.clock())
+    url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
+    async with (
+        Charger16(url, "SDEV006", pw) as c,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as http,
+    ):
+        await c.boot()
+        await c.fault(2, "OverVoltage")
+        await wait_for(lambda: failures, 10, what="the injected outage")
+        await c.heartbeat()  # the next batch
+        await rt.flushed()
+
+        async def fault_in_history() -> Any:
+            body = await get(http, "/api/v1/chargers/SDEV006/events", tokens["inspector"])
+            return [e for e in body["events"] if e.get("error_code") == "OverVoltage"] or None
+
+        await wait_for(fault_in_history, 10, what="the fault written after the outage")
