@@ -50,13 +50,6 @@ def bill_json(b: Bill) -> dict[str, Any]:
 class Pricing(ChargerFleet):
     """Bills and waivers of charging sessions, read from the database."""
 
-    async def session_data(
-        self, db: AsyncSession, row: ChargingSessionRow, now: datetime
-    ) -> ChargingSessionData:
-        """What billing needs of a session (up to ``now`` while it is open); ``ValueError``
-        or ``ArithmeticError`` if a stored value does not make one."""
-        return self._data(row, await self._samples(db, row), now)
-
     async def _samples(
         self, db: AsyncSession, row: ChargingSessionRow
     ) -> list[tuple[datetime, float]]:
