@@ -137,6 +137,16 @@ class Metrics:
         self.telemetry_pending = Gauge(
             "citygate_telemetry_spool_points", "Points waiting in the telemetry spool", registry=r
         )
+        self.telemetry_degraded = Gauge(
+            "citygate_telemetry_degraded",
+            "1 while the telemetry spool or its status file cannot be written (disk full)",
+            registry=r,
+        )
+        self.telemetry_held = Gauge(
+            "citygate_telemetry_held_points",
+            "Telemetry points held in memory because the spool cannot store them",
+            registry=r,
+        )
         self.sessions = FastCounter(
             "citygate_parking_sessions",
             "Parking session decisions, by source (berth, plate) and outcome",

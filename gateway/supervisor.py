@@ -121,6 +121,7 @@ class Gateway:
         self.ocpp_server = ocpp_server  # None when [ocpp] enabled = false
         self.server, self.state = _uvicorn(services)
         self.state.ready_checks["started"] = self.started_is_set
+        self.state.degraded_checks["telemetry"] = self.telemetry_ok
         self.started = asyncio.Event()
         self.stop_requested = asyncio.Event()
         self.extra_tasks: list[Callable[[], Any]] = []
@@ -148,6 +149,10 @@ class Gateway:
 
     def started_is_set(self) -> bool:
         return self.started.is_set()
+
+    def telemetry_ok(self) -> bool:
+        """False while telemetry is degraded (disk full under the spool): reported, not fatal."""
+        return not self.services.telemetry.pipeline.degraded
 
     @property
     def api_port(self) -> int:

@@ -10,6 +10,12 @@ replay loop writes to the server. A point is acknowledged (counted as written) o
 server confirmed it; points the server refuses as malformed go to the dead-letter table with its
 reason and are never retried. Ingest is never blocked: the pipeline reads the bus through its
 own bounded queue (drops, if ever, are counted by the bus).
+
+A full (or failing) disk never stops the pipeline, let alone the gateway: a batch the spool
+cannot store is held in memory (at most ``max_held_points``, oldest dropped first and counted
+as ``lost``) and retried every ``retry_interval_s`` until the spool takes it again; a status
+file that cannot be written is counted and retried on the next tick. ``degraded`` says so
+meanwhile (the gateway's ``/readyz`` and ``/metrics`` show it).
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ class TelemetryCounters:
     replayed: int = 0
     dead_lettered: int = 0
     unmapped: int = 0
-    lost: int = 0  # the spool could not store them (disk full): counted, logged
+    lost: int = 0  # the spool could not store them (disk full) and memory was full too
     write_failures: int = 0
+    spool_failures: int = 0  # spool operations that failed (disk full, I/O error)
+    status_failures: int = 0  # status file writes that failed
     last_write_ok: float | None = None  # unix time
     last_error: str = ""
 
@@ -67,6 +75,8 @@ class TelemetryPipeline:
         replay_rate: float = 50_000.0,
         backoff: Backoff | None = None,
         on_write_seconds: Callable[[float], None] | None = None,
+        max_held_points: int = 200_000,
+        retry_interval_s: float = 1.0,
     ) -> None:
         self._events = events
         self._to_lines = to_lines
@@ -84,7 +94,23 @@ class TelemetryPipeline:
         self._backlog = asyncio.Event()  # set while the spool may hold points
         self._healthy = sink is not None
         self._lock = asyncio.Lock()  # one write path at a time keeps order
+        self._max_held = max_held_points
+        self._retry_interval = retry_interval_s
+        self._held: list[str] = []  # oldest first: what the spool could not store (yet)
+        self._held_since = 0.0  # monotonic time of the last failed attempt to spool them
+        self.spool_error = ""  # the last spool failure while the spool is failing, else ""
+        self.status_error = ""  # the last status file failure while it fails, else ""
         self.counters = TelemetryCounters()
+
+    @property
+    def degraded(self) -> bool:
+        """The spool or the status file is failing (disk full, I/O error)."""
+        return bool(self.spool_error or self.status_error or self._held)
+
+    @property
+    def held(self) -> int:
+        """Points kept in memory because the spool could not store them."""
+        return len(self._held)
 
     # -- input -------------------------------------------------------------------------------
     def add_lines(self, lines: Sequence[str]) -> None:
@@ -105,8 +131,12 @@ class TelemetryPipeline:
     # -- tasks -------------------------------------------------------------------------------
     async def run(self) -> None:
         """Consume events, flush batches, replay the spool; until cancelled (then flush)."""
-        stats = await self._spool.stats()
-        if stats.pending_points:
+        try:
+            stats = await self._spool.stats()
+        except SpoolError as exc:
+            self._spool_failed("read", exc)
+            stats = None
+        if stats is not None and stats.pending_points:
             log.info("telemetry spool holds %d points from before; replaying", stats.pending_points)
             self._backlog.set()
         try:
@@ -121,6 +151,10 @@ class TelemetryPipeline:
             while self._events is not None and not self._events.empty():
                 self.add_event(self._events.get_nowait())
             await asyncio.shield(self._spool_buffer())
+            if self._held:
+                log.error("telemetry: %d held point(s) lost at shutdown", len(self._held))
+                self.counters.lost += len(self._held)
+                self._held = []
             await asyncio.shield(self._write_status())
 
     async def _consume(self) -> None:
@@ -143,6 +177,10 @@ class TelemetryPipeline:
             since = self._buffer_since
             if since is not None and time.monotonic() - since >= self._flush_interval:
                 await self.flush()
+            elif self._held and time.monotonic() - self._held_since >= self._retry_interval:
+                async with self._lock:  # the disk may have room again
+                    if self._held:
+                        await self._to_spool([])
 
     # -- the write path ------------------------------------------------------------------------
     async def flush(self) -> None:
@@ -152,7 +190,7 @@ class TelemetryPipeline:
             del self._buffer[: self._batch_size]
             self._buffer_since = time.monotonic() if self._buffer else None
             async with self._lock:
-                if self._sink is None or self._backlog.is_set() or not self._healthy:
+                if self._sink is None or self._backlog.is_set() or not self._healthy or self._held:
                     await self._to_spool(batch)
                     continue
                 result = await self._write(batch)
@@ -166,16 +204,36 @@ class TelemetryPipeline:
             await self._to_spool(batch)
 
     async def _to_spool(self, lines: list[str]) -> None:
-        try:
-            kept = await self._spool.append(lines)
-        except SpoolError as exc:  # disk full or broken: these points are lost, say so loudly
-            self.counters.lost += len(lines)
-            log.error("telemetry spool cannot store %d point(s): %s", len(lines), exc)
+        """Spool what is held (older) and then *lines*; hold them all if the spool fails."""
+        batch = self._held + lines if self._held else lines
+        if not batch:
             return
-        if kept < len(lines):
-            log.warning("telemetry spool full: %d point(s) dropped by policy", len(lines) - kept)
+        try:
+            kept = await self._spool.append(batch)
+        except SpoolError as exc:  # disk full or broken: keep them in memory, up to a bound
+            self._spool_failed("append", exc)
+            over = len(batch) - self._max_held
+            if over > 0:
+                self.counters.lost += over
+                log.warning("telemetry: %d held point(s) dropped (memory bound)", over)
+                batch = batch[over:]
+            self._held = batch
+            self._held_since = time.monotonic()
+            return
+        if self._held or self.spool_error:
+            log.info("telemetry spool writable again (%d held point(s) stored)", len(self._held))
+        self._held = []
+        self.spool_error = ""
+        if kept < len(batch):
+            log.warning("telemetry spool full: %d point(s) dropped by policy", len(batch) - kept)
         self.counters.spooled += kept
         self._backlog.set()
+
+    def _spool_failed(self, what: str, exc: SpoolError) -> None:
+        self.counters.spool_failures += 1
+        if not self.spool_error:  # once per episode; the counter says how often
+            log.error("telemetry spool failing (%s): %s; holding points in memory", what, exc)
+        self.spool_error = f"{what}: {exc}"[:200]
 
     async def _write(self, lines: list[str]) -> WriteOk | WriteRetry | WriteRejected:
         assert self._sink is not None
@@ -191,8 +249,13 @@ class TelemetryPipeline:
             self._backoff.reset()
         elif isinstance(result, WriteRejected):
             self.counters.written += result.good_lines_written
-            await self._spool.dead_letter(result.bad_lines, result.reason, self._clock())
-            self.counters.dead_lettered += len(result.bad_lines)
+            try:
+                await self._spool.dead_letter(result.bad_lines, result.reason, self._clock())
+            except SpoolError as exc:  # refused for good anyway: only the evidence is lost
+                self._spool_failed("dead_letter", exc)
+                self.counters.lost += len(result.bad_lines)
+            else:
+                self.counters.dead_lettered += len(result.bad_lines)
             log.warning(
                 "telemetry server refused %d malformed point(s): %s (dead-lettered)",
                 len(result.bad_lines),
@@ -216,17 +279,24 @@ class TelemetryPipeline:
             if self._sink is None:
                 self._backlog.clear()  # nowhere to send: the points wait in the spool
                 continue
-            async with self._lock:
-                batch = await self._spool.peek(self._batch_size)
-                if batch is None:
-                    self._backlog.clear()
-                    log.info("telemetry spool drained")
-                    continue
-                started = time.monotonic()
-                result = await self._write(batch.lines)
-                if isinstance(result, WriteOk | WriteRejected):
-                    await self._spool.ack(batch)
-                    self.counters.replayed += len(batch.lines)
+            try:
+                async with self._lock:
+                    batch = await self._spool.peek(self._batch_size)
+                    if batch is None:
+                        self._backlog.clear()
+                        log.info("telemetry spool drained")
+                        continue
+                    started = time.monotonic()
+                    result = await self._write(batch.lines)
+                    if isinstance(result, WriteOk | WriteRejected):
+                        # If this ack fails, the batch is sent again later: InfluxDB keeps
+                        # one point per series and timestamp, so nothing is doubled.
+                        await self._spool.ack(batch)
+                        self.counters.replayed += len(batch.lines)
+            except SpoolError as exc:
+                self._spool_failed("replay", exc)
+                await asyncio.sleep(self._retry_interval)
+                continue
             if isinstance(result, WriteRetry):
                 delay = result.retry_after_s or self._backoff.next_delay()
                 await asyncio.sleep(delay)
@@ -254,18 +324,37 @@ class TelemetryPipeline:
             "buffered": len(self._buffer),
             "server": "configured" if self._sink is not None else "none",
             "healthy": self._healthy,
+            # the spool's trouble: a status file that failed before is fixed by this write
+            "degraded": bool(self.spool_error or self._held),
+            "held": len(self._held),
+            "spool_error": self.spool_error,
             "pid": os.getpid(),
             "at": time.time(),
         }
         path = self._dir / STATUS_FILE
         tmp = path.with_suffix(".tmp")
         body = json.dumps(data)
-        await asyncio.to_thread(_atomic_write, tmp, path, body)
+        try:
+            await asyncio.to_thread(_atomic_write, tmp, path, body)
+        except OSError as exc:  # disk full: the old file stays; counted, retried next tick
+            self.counters.status_failures += 1
+            if not self.status_error:
+                log.error("telemetry status file %s cannot be written: %s", path, exc)
+            self.status_error = str(exc)[:200]
+            return
+        if self.status_error:
+            log.info("telemetry status file written again")
+        self.status_error = ""
 
 
 def _atomic_write(tmp: Path, path: Path, body: str) -> None:
-    tmp.write_text(body)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(body)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a partial file must not hold the space
+        raise
 
 
 def read_status(spool_dir: Path) -> dict[str, object]:

@@ -21,9 +21,19 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Ready to serve: database reachable, transports connected")
 async def readyz(state: StateDep) -> JSONResponse:
+    """503 while a readiness check fails. A degraded check (telemetry: its spool or status
+    file cannot be written) shows as false in ``checks`` and is named in ``degraded``, but
+    leaves the gateway ready: ingest, the API and OCPP still work, and taking the gateway out
+    of a load balancer for a full telemetry disk would stop exactly those."""
     checks = {name: bool(check()) for name, check in state.ready_checks.items()}
     ok = all(checks.values())
-    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+    soft = {name: bool(check()) for name, check in state.degraded_checks.items()}
+    body = {
+        "ready": ok,
+        "checks": {**checks, **soft},
+        "degraded": sorted(name for name, good in soft.items() if not good),
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

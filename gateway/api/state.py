@@ -49,6 +49,8 @@ class AppState:
     telemetry: TelemetryConfig  # where the status view reads the spool
     sse_keepalive_s: float = 15.0
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    # shown in /readyz's checks, false = degraded, but never make the gateway not-ready
+    degraded_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
     min_plate_confidence: float = 0.0
     max_stay_days: int = 366  # tariffs.max_stay_days: longer quotes are refused

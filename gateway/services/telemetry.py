@@ -20,7 +20,7 @@ from telemetry.lineproto import ts_ns
 from telemetry.mapping import DeviceTags, PointMapper, health_lines
 from telemetry.pipeline import TelemetryPipeline, read_status
 from telemetry.sinks import SinkConfig, make_sink
-from telemetry.spool import Spool, read_stats
+from telemetry.spool import Spool, SpoolError, read_stats
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class Telemetry:
             telemetry.counter_values,
             metrics.registry,
         )
+        metrics.telemetry_degraded.set_function(lambda: float(pipeline.degraded))
+        metrics.telemetry_held.set_function(lambda: float(pipeline.held))
         where = config.url or f"the spool only ({config.spool_dir})"
         log.info("telemetry to %s (%s)", where, config.mode if config.url else "no server")
         return telemetry
@@ -140,7 +142,12 @@ class Telemetry:
         """Every health interval: the gateway's own figures as points; spool gauges."""
         while True:
             now = clock()
-            stats = await self.spool.stats()
+            try:
+                stats = await self.spool.stats()
+            except SpoolError as exc:  # a failing disk never stops the gateway: say so, go on
+                log.warning("telemetry spool figures unavailable: %s", exc)
+                await asyncio.sleep(self.config.health_interval_s)
+                continue
             self.dropped = stats.dropped
             self.metrics.telemetry_pending.set(stats.pending_points)
             lag = 0.0
