@@ -34,6 +34,7 @@ from pathlib import Path
 
 from drivers.backoff import Backoff
 from events import Event
+from telemetry.reopen import ReopeningSpool
 from telemetry.sinks import Sink, WriteOk, WriteRejected, WriteRetry
 from telemetry.spool import Spool, SpoolError
 
@@ -67,7 +68,7 @@ class TelemetryPipeline:
         events: asyncio.Queue[Event] | None,
         to_lines: Callable[[Event], list[str]],
         sink: Sink | None,
-        spool: Spool,
+        spool: Spool | ReopeningSpool,
         spool_dir: Path,
         clock: Callable[[], datetime],
         batch_size: int = 5000,
@@ -136,6 +137,7 @@ class TelemetryPipeline:
         except SpoolError as exc:
             self._spool_failed("read", exc)
             stats = None
+            self._backlog.set()  # it may hold points from before: replay tries until it opens
         if stats is not None and stats.pending_points:
             log.info("telemetry spool holds %d points from before; replaying", stats.pending_points)
             self._backlog.set()
@@ -256,6 +258,7 @@ class TelemetryPipeline:
                 self.counters.lost += len(result.bad_lines)
             else:
                 self.counters.dead_lettered += len(result.bad_lines)
+                self.spool_error = ""  # the spool writes again
             log.warning(
                 "telemetry server refused %d malformed point(s): %s (dead-lettered)",
                 len(result.bad_lines),
@@ -293,6 +296,7 @@ class TelemetryPipeline:
                         # one point per series and timestamp, so nothing is doubled.
                         await self._spool.ack(batch)
                         self.counters.replayed += len(batch.lines)
+                        self.spool_error = ""  # the spool writes again
             except SpoolError as exc:
                 self._spool_failed("replay", exc)
                 await asyncio.sleep(self._retry_interval)

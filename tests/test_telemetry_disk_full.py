@@ -4,6 +4,7 @@ spool on a 2 MiB tmpfs) keeps serving ingest and the API, reports telemetry degr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ import pytest
 
 from drivers.sensors import nwave
 from telemetry import SPOOL_FILE
-from telemetry.pipeline import read_status
-from telemetry.spool import read_stats
+from telemetry.pipeline import TelemetryPipeline, read_status
+from telemetry.reopen import ReopeningSpool
+from telemetry.spool import Spool, read_stats
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 from tests.test_e2e_sensors import TOWN, chirpstack, publish
 
@@ -176,3 +179,82 @@ async def test_full_disk_degrades_telemetry_and_recovers(
             text = (await http.get("/metrics")).text
             assert metric(text, "citygate_telemetry_degraded") == 0.0
         assert gw.services.transport.connected.is_set()
+
+
+@pytest.mark.slow
+async def test_gateway_starts_on_a_full_disk_and_opens_the_spool_later(
+    mosquitto: Broker, small_disk: Path, tmp_path: Path
+) -> None:
+    """A gateway restarted while the disk is still full (SQLite cannot even map its WAL
+    index) must start, not crash-loop; the spool opens once there is room again."""
+    spool_dir = small_disk / "spool"
+    spool_dir.mkdir()
+    async with await Spool.open(spool_dir / SPOOL_FILE) as spool:
+        await spool.append(["before value=1i 1700000000000000000"])
+    filler = fill(small_disk)
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        mosquitto,
+        telemetry={"spool_dir": str(spool_dir), "flush_interval_s": 0.1, "health_interval_s": 0.2},
+    )
+    dev, site_id = street_sensors(1)[0]
+    async with running_gateway(settings) as gw:
+        pipeline = gw.services.telemetry.pipeline
+        reopening = gw.services.telemetry.spool
+        assert isinstance(reopening, ReopeningSpool) and not reopening.is_open
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["degraded"] == ["telemetry"]
+            port, data = nwave.encode_status(True)
+            topic = f"application/a/device/{dev}/event/up"
+            await publish(mosquitto, topic, chirpstack(dev, port, data, 5))
+
+            async def counted() -> bool:
+                r = await http.get(f"/api/v1/sites/{site_id}")
+                return bool(r.json()["occupied"] == 1)
+
+            await wait_for(counted, 10, what="uplink counted on a full disk")
+            await wait_for(lambda: pipeline.held > 0, 10, what="points held in memory")
+
+            filler.unlink()
+            await wait_for(lambda: not pipeline.degraded, 10, what="spool opened")
+            assert reopening.is_open
+            stats = read_stats(spool_dir / SPOOL_FILE)
+            assert stats.pending_points > 1  # the old point and the held ones
+            assert pipeline.counters.lost == 0
+            ready = await http.get("/readyz")
+            assert ready.json()["degraded"] == []
+
+
+async def test_held_points_are_bounded_and_counted(small_disk: Path) -> None:
+    """While the spool cannot write, memory holds at most max_held_points (the newest); the
+    overflow is counted as lost, and the rest reach the spool, in order, once there is room."""
+    spool = await Spool.open(small_disk / SPOOL_FILE)
+    pipeline = TelemetryPipeline(
+        events=None,
+        to_lines=lambda _e: [],
+        sink=None,
+        spool=spool,
+        spool_dir=small_disk,
+        clock=lambda: datetime.now(UTC),
+        max_held_points=50,
+        retry_interval_s=0.05,
+    )
+    run = asyncio.create_task(pipeline.run())
+    try:
+        filler = fill(small_disk)
+        pipeline.add_lines([f"m v={i}i {i}" for i in range(80)])
+        await pipeline.flush()
+        assert pipeline.held == 50 and pipeline.counters.lost == 30 and pipeline.degraded
+        assert (await spool.stats()).pending_points == 0
+        filler.unlink()
+        await wait_for(lambda: not pipeline.degraded, 5, what="held points spooled")
+        batch = await spool.peek(100)
+        assert batch is not None
+        assert batch.lines == [f"m v={i}i {i}" for i in range(30, 80)]
+        assert pipeline.counters.spooled == 50 and pipeline.counters.lost == 30
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await spool.close()

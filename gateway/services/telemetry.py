@@ -19,8 +19,9 @@ from telemetry import SPOOL_FILE
 from telemetry.lineproto import ts_ns
 from telemetry.mapping import DeviceTags, PointMapper, health_lines
 from telemetry.pipeline import TelemetryPipeline, read_status
+from telemetry.reopen import ReopeningSpool
 from telemetry.sinks import SinkConfig, make_sink
-from telemetry.spool import Spool, SpoolError, read_stats
+from telemetry.spool import Spool, SpoolBusyError, SpoolError, SpoolFormatError, read_stats
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,11 @@ class Telemetry:
     """Owns the spool, the sink and the pipeline for one gateway run."""
 
     def __init__(
-        self, pipeline: TelemetryPipeline, spool: Spool, config: TelemetryConfig, metrics: Metrics
+        self,
+        pipeline: TelemetryPipeline,
+        spool: Spool | ReopeningSpool,
+        config: TelemetryConfig,
+        metrics: Metrics,
     ) -> None:
         self.pipeline = pipeline
         self.spool = spool
@@ -84,13 +89,26 @@ class Telemetry:
         clock: Callable[[], datetime],
         extra_tags: Mapping[str, DeviceTags] | None = None,
     ) -> Telemetry:
-        await asyncio.to_thread(config.spool_dir.mkdir, parents=True, exist_ok=True)
-        spool = await Spool.open(
-            config.spool_dir / SPOOL_FILE,
-            max_bytes=config.spool_max_bytes,
-            policy=config.spool_policy,
-            synchronous=config.spool_sync,
-        )
+        async def open_spool() -> Spool:
+            try:
+                await asyncio.to_thread(config.spool_dir.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SpoolError(f"telemetry spool directory {config.spool_dir}: {exc}") from exc
+            return await Spool.open(
+                config.spool_dir / SPOOL_FILE,
+                max_bytes=config.spool_max_bytes,
+                policy=config.spool_policy,
+                synchronous=config.spool_sync,
+            )
+
+        spool: Spool | ReopeningSpool
+        try:
+            spool = await open_spool()
+        except (SpoolBusyError, SpoolFormatError):
+            raise  # a second gateway, or not a spool: the operator must act, fail loudly
+        except SpoolError as exc:  # a full disk, say: start anyway, degraded, open it later
+            log.error("telemetry spool cannot be opened: %s; retrying while running", exc)
+            spool = ReopeningSpool(open_spool, exc)
         sink = None
         if config.url:
             sink = make_sink(
