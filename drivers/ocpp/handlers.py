@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 from drivers.ocpp.ledger import TransactionLedger
 from drivers.ocpp.values import MAX_WH, meter_samples, parse_timestamp
-from events import ChargerNotice, Event
+from events import ChargerHeartbeat, ChargerNotice, Event
 
 __all__ = [
     "EARLIEST",
@@ -22,6 +22,8 @@ __all__ = [
     "Handler",
     "IdTagStatus",
     "Rejected",
+    "boot_accepted",
+    "heartbeat",
     "iso",
 ]
 
@@ -72,6 +74,21 @@ class Rejected(Exception):
 def iso(ts: datetime) -> str:
     """OCPP's time format: UTC with a Z, milliseconds."""
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def boot_accepted(ctx: Context) -> dict[str, Any]:
+    """The BootNotification answer both versions give: accepted, our time, the interval."""
+    return {
+        "currentTime": iso(ctx.now),
+        "interval": ctx.backend.heartbeat_interval(ctx.charger_id),
+        "status": "Accepted",
+    }
+
+
+def heartbeat(ctx: Context, **_: Any) -> dict[str, Any]:
+    """Heartbeat, the same in every version: a sign of life, answered with our time."""
+    ctx.publish(ChargerHeartbeat(device_id=ctx.charger_id, ts=ctx.now))
+    return {"currentTime": iso(ctx.now)}
 
 
 class Context:

@@ -14,10 +14,9 @@ from typing import Any
 
 from ocpp.v16.enums import Action
 
-from drivers.ocpp.handlers import Context, Handler, iso
+from drivers.ocpp.handlers import Context, Handler, boot_accepted, heartbeat
 from events import (
     ChargerBooted,
-    ChargerHeartbeat,
     ChargingEnded,
     ChargingStarted,
     ConnectorStatusChanged,
@@ -47,16 +46,7 @@ def boot_notification(
             firmware=firmware_version,
         )
     )
-    return {
-        "currentTime": iso(ctx.now),
-        "interval": ctx.backend.heartbeat_interval(ctx.charger_id),
-        "status": "Accepted",
-    }
-
-
-def heartbeat(ctx: Context, **_: Any) -> dict[str, Any]:
-    ctx.publish(ChargerHeartbeat(device_id=ctx.charger_id, ts=ctx.now))
-    return {"currentTime": iso(ctx.now)}
+    return boot_accepted(ctx)
 
 
 def status_notification(

@@ -17,11 +17,10 @@ from typing import Any
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action
 
-from drivers.ocpp.handlers import MAX_CONNECTORS, Context, Handler, iso
+from drivers.ocpp.handlers import MAX_CONNECTORS, Context, Handler, boot_accepted, heartbeat
 from drivers.ocpp.values import energy_wh
 from events import (
     ChargerBooted,
-    ChargerHeartbeat,
     ChargingEnded,
     ChargingStarted,
     ConnectorStatusChanged,
@@ -51,16 +50,7 @@ def boot_notification(
             reason=reason,
         )
     )
-    return {
-        "currentTime": iso(ctx.now),
-        "interval": ctx.backend.heartbeat_interval(ctx.charger_id),
-        "status": "Accepted",
-    }
-
-
-def heartbeat(ctx: Context, **_: Any) -> dict[str, Any]:
-    ctx.publish(ChargerHeartbeat(device_id=ctx.charger_id, ts=ctx.now))
-    return {"currentTime": iso(ctx.now)}
+    return boot_accepted(ctx)
 
 
 def status_notification(
