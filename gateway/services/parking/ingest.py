@@ -236,7 +236,10 @@ class SensorIngest:
         snr: float | None,
     ) -> SensorReport:
         dev, model = entry.id, entry.model
-        if isinstance(m, OccupancyStatus):
+        # A tag registered at the berth (Nwave port 10) reports it occupied, as a status does.
+        if isinstance(m, OccupancyStatus | TagRegistration) and (
+            isinstance(m, OccupancyStatus) or m.occupied
+        ):
             return SensorStatus(
                 device_id=dev,
                 ts=ts,
@@ -244,7 +247,7 @@ class SensorIngest:
                 fcnt=fcnt,
                 rssi=rssi,
                 snr=snr,
-                occupied=m.occupied,
+                occupied=bool(m.occupied),
             )
         if isinstance(m, Heartbeat):
             return SensorHeartbeat(
@@ -259,17 +262,6 @@ class SensorIngest:
                 occupied=m.occupied,
             )
         if isinstance(m, TagRegistration):
-            if m.occupied:
-                # A tag registered at the berth: the vendor reports the berth occupied.
-                return SensorStatus(
-                    device_id=dev,
-                    ts=ts,
-                    model=model,
-                    fcnt=fcnt,
-                    rssi=rssi,
-                    snr=snr,
-                    occupied=True,
-                )
             # No occupancy in the frame: a sign of life only, the berth keeps its state.
             return SensorHeartbeat(device_id=dev, ts=ts, model=model, fcnt=fcnt, rssi=rssi, snr=snr)
         if isinstance(m, Startup):
