@@ -116,9 +116,9 @@ async def test_a_returned_broker_is_found_within_five_seconds(
         await wait_for(t.connected.is_set, 10, what="first connection")
         own_mosquitto.stop()
         await wait_for(lambda: not t.connected.is_set(), 10, what="the loss noticed")
-        # The outage itself (the scenario, not a wait for luck): long enough for the
-        # exponential backoff to climb past the cap several attempts over.
-        await asyncio.sleep(12)
+        # The outage lasts until the exponential backoff has climbed to its cap (0.2 s doubling:
+        # the sixth delay is past 4 s), the case that used to wait ~21 s.
+        await wait_for(lambda: t.reconnects >= 6, 30, what="backoff at its cap")
         failed_attempts = t.reconnects
         # start() returns once the broker accepts TCP; run it off the loop so the transport
         # keeps its own timers meanwhile.
