@@ -6,7 +6,10 @@ Prints one JSON line per figure: {"name", "value", "unit", "baseline", ...}.
             Mosquitto; a bare aiomqtt subscriber in this process counts them. -> msgs/s
 2. gateway: the same publisher, the same N messages, into a running gateway (SQLite, the
             sample town); timed until the gateway has handled all N, and the API state
-            checked afterwards. -> uplinks/s, and its ratio to (1)
+            checked afterwards. -> uplinks/s, and its ratio to (1). Each uplink's PUBACK
+            waits for the commit of its state (the gateway's default).
+2b. stays:  the parking sessions the burst made, in the database, compared with the stays
+            its uplinks describe: each recorded exactly once. -> stays (baseline: expected)
 3. latency: the publisher paces 1,000 uplinks/s for D seconds, each carrying its send time;
             every uplink flips a berth, and the moment the flip is visible to the API (the
             occupancy book the API reads) is recorded. -> p50/p99 ms
@@ -147,6 +150,51 @@ async def raw_rate(port: int, n: int) -> float:
     return (n - 1) / elapsed
 
 
+def expected_stays(n: int) -> dict[str, int]:
+    """Stays per berth the burst of ``messages(n, 1)`` makes: each sensor's uplinks alternate
+    occupied (odd fCnt) and free, starting from a berth never heard of, so every odd fCnt
+    opens a stay (and the next one closes it)."""
+    town = load_town(None)
+    berth_of = {s.dev_eui.lower(): s.berth for s in town.sensors}
+    sensors = lorawan_sensors()
+    stays: dict[str, int] = {}
+    for i in range(n):
+        dev, _ = sensors[i % len(sensors)]
+        fcnt = 1 + i // len(sensors)
+        if fcnt % 2 == 1:
+            stays[berth_of[dev]] = stays.get(berth_of[dev], 0) + 1
+    return stays
+
+
+async def sessions_after_burst(gw: Any, n: int) -> dict[str, Any]:
+    """Wait until the burst is committed (no acknowledgement held, nothing left in the
+    book's journal), then compare the parking sessions in the database with the stays the
+    burst made: each recorded exactly once."""
+    from sqlalchemy import func, select
+
+    from gateway.infra.storage.schema import ParkingSessionRow as S
+
+    t0 = time.perf_counter()
+    persister = gw.services.persister
+    while persister.acks_held or gw.services.live.book.changes_pending:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    await persister.flush()
+    settle = time.perf_counter() - t0
+    async with gw.services.sessions() as db:
+        rows = await db.execute(
+            select(S.berth_id, func.count()).where(S.kind == "berth").group_by(S.berth_id)
+        )
+        got = {b: c for b, c in rows}
+    want = expected_stays(n)
+    wrong = sorted(b for b in set(got) | set(want) if got.get(b, 0) != want.get(b, 0))
+    return {
+        "recorded": sum(got.values()),
+        "expected": sum(want.values()),
+        "wrong_berths": len(wrong),
+        "settle_s": round(settle, 3),
+    }
+
+
 def emit(name: str, value: float, unit: str, baseline: float | None, **extra: Any) -> None:
     print(
         json.dumps(
@@ -209,6 +257,7 @@ async def main(n: int, latency_s: float, rate: float) -> None:
             for v in gw.services.live.book.sites()
             if v.site_id in {s["id"] for s in sites if s["counting"] == "berth_sensors"}
         )
+        sessions_ok = await sessions_after_burst(gw, n)
         emit("mqtt_raw_receive_rate", raw, "msg/s", None, messages=n)
         emit(
             "gateway_uplink_rate",
@@ -219,7 +268,12 @@ async def main(n: int, latency_s: float, rate: float) -> None:
             applied=applied,
             rejected=rejected,
             api_matches_book=api_occupied == book_occupied,
+            acks_after_commit=True,
         )
+        emit("burst_stays_recorded", sessions_ok["recorded"], "stays", sessions_ok["expected"],
+             exactly_once=sessions_ok["recorded"] == sessions_ok["expected"]
+             and not sessions_ok["wrong_berths"], wrong_berths=sessions_ok["wrong_berths"],
+             seconds_to_settle=sessions_ok["settle_s"])  # fmt: skip
 
         # Let the gateway digest the burst (telemetry maps and spools ~3 points per uplink)
         # before measuring steady-state latency.

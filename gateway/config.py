@@ -119,6 +119,14 @@ class MqttConfig(_Section):
         "citygate/carpark/+/counts", description="car-park controllers' entry/exit counts (JSON)"
     )
     max_payload_bytes: int = Field(65536, gt=0, description="larger messages are rejected")
+    receive_maximum: int = Field(
+        2000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 Receive Maximum: uplinks the broker may send before their PUBACKs "
+        "(which wait for the commit of their state). On 3.1.1 the broker's own "
+        "max_inflight_messages decides: raise it from mosquitto's 20",
+    )
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttConfig:
@@ -166,7 +174,16 @@ class OccupancyConfig(_Section):
         900, gt=0, description="car-park controller silence before its counts go stale"
     )
     sweep_interval_s: float = Field(5.0, gt=0, description="how often silence is checked")
-    persist_interval_s: float = Field(1.0, gt=0, description="write-behind interval of states")
+    persist_interval_s: float = Field(
+        1.0, gt=0, le=60, description="write-behind interval of states when nothing waits on it"
+    )
+    commit_delay_s: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="how long a write-behind commit waits to gather more uplinks before it "
+        "runs; their PUBACKs go out when it has committed",
+    )
 
 
 class BusConfig(_Section):

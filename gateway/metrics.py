@@ -202,6 +202,17 @@ class Metrics:
         self.persist_seconds = Histogram(
             "citygate_persist_seconds", "Write-behind flush duration", registry=r
         )
+        self.acks_held = Gauge(
+            "citygate_mqtt_acks_held",
+            "Uplinks handled whose PUBACK waits for the commit of their state",
+            registry=r,
+        )
+        self.persist_failed = FastCounter(
+            "citygate_persist_failed",
+            "Write-behind commits that failed (their work and PUBACKs are kept), by kind",
+            ["kind"],
+            r,
+        )
 
     def totals(self) -> dict[str, float]:
         """The gateway's own health figures, as points for telemetry."""

@@ -173,7 +173,8 @@ class Gateway:
                 bus.publish(event)
 
     async def _reconciler(self) -> None:
-        """Sessions follow berth events; this catches what an event lost on the way missed."""
+        """Sessions follow the book's berth changes (the persister); this catches what a change
+        that could not be applied missed."""
         while True:
             await asyncio.sleep(self.settings.enforcement.sweep_interval_s)
             try:
@@ -186,7 +187,6 @@ class Gateway:
         tasks = [
             tg.create_task(sv.transport.run(), name="mqtt"),
             tg.create_task(self._sweeper(), name="sweeper"),
-            tg.create_task(sv.session_store.consume(sv.bus), name="sessions"),
             tg.create_task(self._reconciler(), name="sessions-reconcile"),
             tg.create_task(
                 sv.enforcement.run(self.settings.enforcement.sweep_interval_s), name="enforcement"

@@ -328,15 +328,23 @@ async def _build(
         if not up:
             metrics.reconnects.labels("mqtt").inc()
 
+    persister = Persister(
+        sessions,
+        live.book,
+        live.directory,
+        metrics,
+        s.occupancy.persist_interval_s,
+        session_store=session_store,
+        commit_delay_s=s.occupancy.commit_delay_s,
+    )
     transport = MqttTransport(
         mqtt_params(s),
         [shared(t, m.shared_group) for t in topics.values()],
         ingest.handle,
         on_state=mqtt_state,
+        hold_ack=persister.hold,  # an uplink is acknowledged once its state is committed
+        receive_maximum=m.receive_maximum,
         backoff_cap=m.reconnect_max_s,
-    )
-    persister = Persister(
-        sessions, live.book, live.directory, metrics, s.occupancy.persist_interval_s
     )
     telemetry = await Telemetry.start(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags

@@ -288,7 +288,8 @@ class OccupancyBook:
     Inputs are events (or a technician's binding changes) and a ``now`` for time-driven
     decisions; outputs are the events to publish, returned rather than published so the
     caller decides where they go. ``take_dirty`` tells the write-behind persistence what to
-    save; ``restore_berth``/``restore_site_count`` put it back at start-up.
+    save and ``take_changes`` hands it every berth change in order (for sessions);
+    ``restore_berth``/``restore_site_count`` put it back at start-up.
     """
 
     def __init__(
@@ -312,6 +313,7 @@ class OccupancyBook:
         self._sensors: dict[str, _Sensor] = {}
         self._dirty_berths: set[str] = set()
         self._dirty_sites: set[str] = set()
+        self._changes: list[BerthStateChanged] = []
         self._counters: dict[str, int] = dict.fromkeys(_COUNTER_NAMES, 0)
         for info in sites:
             if info.site_id in self._sites:
@@ -342,6 +344,7 @@ class OccupancyBook:
                 raise ValueError(f"berth {berth.berth_id} bound to more than one sensor")
             self._attach(binding, dev, berth, self._limit(binding), watch_from=start, floor=None)
         self._dirty_berths.clear()  # the configured town is the baseline, not a change
+        self._changes.clear()
 
     # -- sensor reports (hot path) --------------------------------------------------------------
     def apply(self, event: SensorReport, occupied: bool | None = None) -> Outcome:
@@ -767,17 +770,17 @@ class OccupancyBook:
         berth.state = new
         berth.since = since
         self._dirty_berths.add(berth.berth_id)
-        events.append(
-            BerthStateChanged(
-                device_id=cause,
-                ts=since,
-                site_id=site.site_id,
-                berth_id=berth.berth_id,
-                state=new,
-                previous=old,
-                since=since,
-            )
+        change = BerthStateChanged(
+            device_id=cause,
+            ts=since,
+            site_id=site.site_id,
+            berth_id=berth.berth_id,
+            state=new,
+            previous=old,
+            since=since,
         )
+        events.append(change)
+        self._changes.append(change)
 
     @staticmethod
     def _retally(site: _Site, old: BerthState, new: BerthState) -> None:
@@ -871,6 +874,18 @@ class OccupancyBook:
         berths, sites = self._dirty_berths, self._dirty_sites
         self._dirty_berths, self._dirty_sites = set(), set()
         return berths, sites
+
+    @property
+    def changes_pending(self) -> int:
+        """Berth changes not taken yet."""
+        return len(self._changes)
+
+    def take_changes(self) -> list[BerthStateChanged]:
+        """Every berth state change since the last call, in order: the lossless feed that
+        parking sessions are kept from (a stay that begins and ends between two calls is in
+        it twice, where ``take_dirty`` only says the berth changed)."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def controller_count(self, site_id: str) -> int | None:
         """An entry/exit site's running count even while stale (what persistence saves);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
 import aiomqtt
 import pytest
@@ -136,3 +137,44 @@ async def test_a_returned_broker_is_found_within_five_seconds(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_held_acks_decide_what_the_broker_delivers_again(mosquitto: Broker) -> None:
+    """With ``hold_ack`` a message is acknowledged only when the application says so: after a
+    restart of the transport (same persistent session) the broker delivers again exactly the
+    messages whose acknowledgements were still held, and an ack held across the reconnect is
+    not sent on the new connection (its message id means nothing there)."""
+    p = params(mosquitto, "acks")
+    topic = f"acks-{uuid.uuid4().hex[:6]}/up"
+    got: list[bytes] = []
+    held: list[Callable[[], None]] = []
+    first = MqttTransport(p, [topic], lambda _t, b: got.append(b), hold_ack=held.append)
+    task = asyncio.create_task(first.run())
+    try:
+        await wait_for(first.connected.is_set, 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            for i in range(10):
+                await pub.publish(topic, str(i).encode(), qos=1)
+        await wait_for(lambda: len(held) == 10, 10, what="ten messages handled, acks held")
+        for ack in held[:6]:
+            ack()
+        assert first.acks_sent == 6
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    for ack in held[6:]:  # the connection they came on is gone: not sent
+        ack()
+    assert first.acks_sent == 6 and first.acks_stale == 4
+
+    again: list[bytes] = []
+    second = MqttTransport(p, [topic], lambda _t, b: again.append(b))
+    task = asyncio.create_task(second.run())
+    try:
+        await wait_for(lambda: len(again) >= 4, 10, what="the unacknowledged messages again")
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            await pub.publish(topic, b"marker", qos=1)
+        await wait_for(lambda: b"marker" in again, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert again == [b"6", b"7", b"8", b"9", b"marker"]

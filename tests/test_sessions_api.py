@@ -12,7 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from events import BerthState, BerthStateChanged
+from events import SensorStatus
 from gateway.services.parking.payments import FakeProvider
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
@@ -259,13 +259,26 @@ async def test_berth_occupancy_opens_and_closes_sessions(
     http: httpx.AsyncClient, gw: Any, clock: Clock
 ) -> None:
     clock.now = T0 + 2 * 60 * MIN
-    berth = next(b for b in gw.services.live.berths.values() if b.site.startswith("st-"))
-    ev = dict(device_id="sensor-x", site_id=berth.site, berth_id=berth.id)
-    gw.services.bus.publish(
-        BerthStateChanged(
-            **ev, ts=T0, state=BerthState.OCCUPIED, previous=BerthState.FREE, since=T0
-        )
+    live = gw.services.live
+    sensor = next(
+        e
+        for d in live.directory.ids()
+        if (e := live.directory.get(d)) is not None
+        and e.berth_id is not None
+        and e.site_id is not None
+        and e.site_id.startswith("st-")
     )
+    berth = live.berths[sensor.berth_id]
+
+    def report(ts: datetime, occupied: bool, fcnt: int) -> None:
+        """What ingest does with a decoded uplink: the book changes, sessions follow it."""
+        live.book.apply(
+            SensorStatus(
+                device_id=sensor.id, ts=ts, model=sensor.model, fcnt=fcnt, occupied=occupied
+            )
+        )
+
+    report(T0, True, 1)
 
     async def sessions() -> list[dict[str, Any]]:
         r = await http.get("/api/v1/sessions", params={"berth_id": berth.id})
@@ -283,11 +296,7 @@ async def test_berth_occupancy_opens_and_closes_sessions(
     (s,) = await sessions()
     assert s["state"] == "open" and s["berth_number"] == berth.number and s["plate"] is None
     leave = T0 + 45 * MIN
-    gw.services.bus.publish(
-        BerthStateChanged(
-            **ev, ts=leave, state=BerthState.FREE, previous=BerthState.OCCUPIED, since=leave
-        )
-    )
+    report(leave, False, 2)
     await wait_for(
         lambda: (
             gw.metrics_value("citygate_parking_sessions_total", source="berth", outcome="closed")

@@ -6,9 +6,11 @@ costs the broker next to nothing, and with a 30 s cap a broker back after a shor
 waited up to half a minute for its gateways. The jitter still spreads a fleet's reconnects.
 
 QoS 1 with a persistent session (MQTT 5 session expiry, or clean_session=False on 3.1.1), so
-the broker keeps uplinks for us while we are away. Optional MQTT 5 shared subscriptions spread
-one stream over several gateway instances. TLS is never downgraded: if TLS is configured and
-the handshake fails, we retry TLS, never plaintext.
+the broker keeps uplinks for us while we are away. With ``hold_ack`` the PUBACK of each
+message is handed to the application, which sends it once what the message changed is
+durable: a crash before that loses nothing, the broker delivers the message again. Optional
+MQTT 5 shared subscriptions spread one stream over several gateway instances. TLS is never
+downgraded: if TLS is configured and the handshake fails, we retry TLS, never plaintext.
 """
 
 from __future__ import annotations
@@ -64,13 +66,15 @@ def _tls_context(p: MqttParams) -> ssl.SSLContext:
     return ctx
 
 
-def _dispatching_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Message]]:
+def _dispatching_queue(
+    handler: MessageHandler, handled: Callable[[aiomqtt.Message], None] | None = None
+) -> type[asyncio.Queue[aiomqtt.Message]]:
     """A queue class that hands each message to *handler* the moment paho delivers it.
 
     aiomqtt puts every incoming message in a queue that the application drains with one task
-    per message. Dispatching synchronously instead is several times cheaper, and paho sends
-    the QoS 1 PUBACK only after the callback returned: a message is acknowledged to the broker
-    only once it has been handled, so a crash cannot lose an acknowledged uplink.
+    per message. Dispatching synchronously instead is several times cheaper. Then *handled*
+    gets the message (to acknowledge it later, with manual acks); without it paho sends the
+    QoS 1 PUBACK as soon as the handler returned.
     """
 
     class DispatchingQueue(asyncio.Queue[aiomqtt.Message]):
@@ -83,21 +87,33 @@ def _dispatching_queue(handler: MessageHandler) -> type[asyncio.Queue[aiomqtt.Me
             except Exception:
                 # A handler bug must not take the connection down with it.
                 log.exception("MQTT message handler failed on %s", item.topic.value)
+            if handled is not None:
+                handled(item)
 
     return DispatchingQueue
 
 
 def make_client(
-    p: MqttParams, max_queued: int | None = None, handler: MessageHandler | None = None
+    p: MqttParams,
+    max_queued: int | None = None,
+    handler: MessageHandler | None = None,
+    *,
+    handled: Callable[[aiomqtt.Message], None] | None = None,
+    receive_maximum: int | None = None,
 ) -> aiomqtt.Client:
     """An aiomqtt client for *p* (not connected yet); with *handler*, messages are dispatched
-    to it synchronously instead of being queued for ``client.messages``."""
+    to it synchronously instead of being queued for ``client.messages``; with *handled* too,
+    PUBACKs are manual (``ack``). *receive_maximum* (MQTT 5) bounds the uplinks the broker
+    sends ahead of their acknowledgements."""
     v5 = p.protocol == "5"
     props: Properties | None = None
-    if v5 and not p.clean:
+    if v5 and (not p.clean or receive_maximum):
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = p.session_expiry_s
-    return aiomqtt.Client(
+        if not p.clean:
+            props.SessionExpiryInterval = p.session_expiry_s
+        if receive_maximum:
+            props.ReceiveMaximum = receive_maximum
+    client = aiomqtt.Client(
         p.host,
         p.port,
         identifier=p.client_id,
@@ -112,8 +128,18 @@ def make_client(
         tls_context=_tls_context(p) if p.tls else None,
         timeout=p.connect_timeout_s,
         max_queued_incoming_messages=max_queued,
-        queue_type=_dispatching_queue(handler) if handler else None,
+        queue_type=_dispatching_queue(handler, handled) if handler else None,
     )
+    if handled is not None:
+        # aiomqtt does not expose paho's manual acknowledgements; its paho client does.
+        client._client.manual_ack_set(True)
+    return client
+
+
+def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Send *message*'s PUBACK now (manual acks); nothing for QoS 0."""
+    if message.qos > 0:
+        client._client.ack(message.mid, message.qos)
 
 
 def _honour_cancel() -> None:
@@ -138,6 +164,8 @@ class MqttTransport:
         on_message: MessageHandler,
         *,
         on_state: Callable[[bool], None] | None = None,
+        hold_ack: Callable[[Callable[[], None]], None] | None = None,
+        receive_maximum: int | None = None,
         backoff_base: float = 0.2,
         backoff_cap: float = 4.0,
         rng: random.Random | None = None,
@@ -146,6 +174,10 @@ class MqttTransport:
         self.topics = topics
         self._on_message = on_message
         self._on_state = on_state or (lambda _up: None)
+        self._hold_ack = hold_ack
+        self._receive_maximum = receive_maximum
+        self.acks_sent = 0
+        self.acks_stale = 0  # held across a reconnect: the broker sends those messages again
         self._backoff = Backoff(base=backoff_base, cap=backoff_cap, rng=rng or random.Random())
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -157,10 +189,39 @@ class MqttTransport:
             raise ConnectionError("MQTT not connected")
         await self._client.publish(topic, payload, qos=qos)
 
+    def _new_client(self) -> aiomqtt.Client:
+        if self._hold_ack is None:
+            return make_client(
+                self.params, handler=self._on_message, receive_maximum=self._receive_maximum
+            )
+        hold = self._hold_ack
+        client: aiomqtt.Client
+
+        def handled(message: aiomqtt.Message) -> None:
+            if message.qos > 0:
+                hold(lambda: self._ack(client, message))
+
+        client = make_client(
+            self.params,
+            handler=self._on_message,
+            handled=handled,
+            receive_maximum=self._receive_maximum,
+        )
+        return client
+
+    def _ack(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """A held PUBACK, sent on the connection the message came on, if it is still up (a
+        message id means nothing on the next one; the broker redelivers instead)."""
+        if self._client is client and self.connected.is_set():
+            ack(client, message)
+            self.acks_sent += 1
+        else:
+            self.acks_stale += 1
+
     async def run(self) -> None:
         failing = False
         while True:
-            client = make_client(self.params, handler=self._on_message)
+            client = self._new_client()
             try:
                 async with client:
                     for topic in self.topics:

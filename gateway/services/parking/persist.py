@@ -1,26 +1,48 @@
-"""Write-behind persistence of live state (berth states, car-park counts, device health).
+"""Write-behind persistence of live state (berth states, car-park counts, device health), the
+parking sessions those berth changes open and close, and the PUBACKs of the uplinks behind them.
 
-The in-memory book is authoritative while running; this flushes what changed every interval
-and once more at shutdown, in one transaction per flush, so ingest never waits on the disk.
+The in-memory book is what the API serves the moment an uplink is handled; this writes what
+changed in one transaction per flush, so ingest never waits on the disk. An uplink's PUBACK is
+held (``hold``) until the flush that contains its effects has committed: a gateway killed
+before that commit never acknowledged the uplink, and the broker delivers it again. Flushes
+run as soon as acknowledgements wait (after ``commit_delay`` to gather a batch), else every
+``interval``. Berth changes reach sessions from the book's own ordered journal, in the same
+transaction, never over the (lossy, live-view) bus: a stay cannot be missed or billed twice.
+
 On start the persisted state is read back (``restore``) so vacancies survive a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Update, bindparam, case, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from events import BerthState
+from drivers.backoff import Backoff
+from events import BerthState, BerthStateChanged
 from gateway.directory.devices import DeviceDirectory
+from gateway.infra.changes import transient
 from gateway.infra.storage.schema import Base, BerthRow, SiteRow
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
 from parking.occupancy import OccupancyBook
+
+if TYPE_CHECKING:
+    from gateway.services.parking.sessions import SessionStore
+
+Ack = Callable[[], None]
+Rows = list[tuple[Update, list[dict[str, Any]]]]  # statement, executemany parameters
+# A berth change whose session could not be applied for a reason other than the database
+# being away is tried with this many flushes, then counted as an error and left to the
+# reconciler, so one bad change cannot hold every other uplink's acknowledgement.
+MAX_SESSION_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +79,65 @@ class Persister:
         directory: DeviceDirectory,
         metrics: Metrics,
         interval_s: float = 1.0,
+        *,
+        session_store: SessionStore | None = None,
+        commit_delay_s: float = 0.005,
     ) -> None:
         self._sessions = sessions
         self._book = book
         self._directory = directory
         self._metrics = metrics
         self._interval = interval_s
+        self._commit_delay = commit_delay_s
+        self._store = session_store
         self._warn = OnceLogger(log, "state persistence")
+        self._session_warn = OnceLogger(log, "parking sessions from berth changes")
         self._pending: tuple[set[str], set[str], dict[str, dict[str, Any]]] = (set(), set(), {})
+        self._changes: list[BerthStateChanged] = []  # taken from the book, not yet committed
+        self._change_attempts = 0
+        self._acks: list[Ack] = []
+        self._wake = asyncio.Event()
+        self._retry = Backoff(base=0.05, cap=2.0, rng=random.Random())
         self.flushes = 0
 
     @property
     def failing(self) -> bool:
         return self._warn.failing
 
+    def hold(self, ack: Ack) -> None:
+        """Send *ack* once what was handled before it is committed (a flush is due now)."""
+        self._acks.append(ack)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def acks_held(self) -> int:
+        return len(self._acks)
+
     async def run(self) -> None:
         try:
             while True:
-                await asyncio.sleep(self._interval)
-                await self.flush()
+                if not self._acks:  # acknowledgements kept from a failed commit do not wait
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._interval)
+                self._wake.clear()
+                if self._acks and self._commit_delay:
+                    await asyncio.sleep(self._commit_delay)  # gather a batch for one commit
+                if await self.flush():
+                    self._retry.reset()
+                else:  # the database is away: try again soon, without spinning
+                    await asyncio.sleep(min(self._retry.next_delay(), self._interval))
         finally:
             # Cancellation (shutdown) still writes the last changes.
             await asyncio.shield(self.flush())
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what changed (and the sessions it opens or closes), then send the PUBACKs
+        held for it. False when the write failed: everything is kept for the next one."""
+        # Taken together, with no await between: every ack taken covers only changes taken.
+        acks, self._acks = self._acks, []
         berth_ids, site_ids = self._book.take_dirty()
+        self._changes.extend(self._book.take_changes())
         pend_b, pend_s, pend_d = self._pending
         berth_ids |= pend_b
         site_ids |= pend_s
@@ -96,8 +152,65 @@ class Persister:
                 "snr": e.snr,
                 "lifecycle": e.lifecycle.value,
             }
-        if not (berth_ids or site_ids or devices):
-            return
+        changes = self._changes if self._store is not None else []
+        if not (berth_ids or site_ids or devices or changes):
+            self._release(acks)
+            return True
+        rows = self._rows(berth_ids, site_ids, devices)
+        started = time.perf_counter()
+        try:
+            outcomes = await self._write(rows, changes)
+        except Exception as exc:
+            if transient(exc) or not changes:
+                return self._failed(acks, (berth_ids, site_ids, devices), "state", exc)
+            # Not the database being away: maybe a change's session. Keep the state and the
+            # acknowledgements moving without them; the changes are tried again next time.
+            try:
+                await self._write(rows, [])
+            except Exception as exc2:
+                return self._failed(acks, (berth_ids, site_ids, devices), "state", exc2)
+            self._change_attempts += 1
+            self._session_warn.failed(f"{type(exc).__name__}: {exc}")
+            self._metrics.persist_failed.labels("sessions").inc()
+            if self._change_attempts >= MAX_SESSION_ATTEMPTS:
+                assert self._store is not None
+                self._store.count(["error"] * len(changes))
+                self._changes, self._change_attempts = [], 0
+        else:
+            if changes:
+                assert self._store is not None
+                self._store.count(outcomes)
+                self._changes, self._change_attempts = [], 0
+                self._session_warn.recovered()
+        self._pending = (set(), set(), {})
+        self._warn.recovered()
+        self.flushes += 1
+        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+        self._release(acks)
+        return True
+
+    def _failed(
+        self,
+        acks: list[Ack],
+        pending: tuple[set[str], set[str], dict[str, dict[str, Any]]],
+        kind: str,
+        exc: BaseException,
+    ) -> bool:
+        self._pending = pending
+        self._acks[:0] = acks  # still unacknowledged: they go out after a later commit
+        self._metrics.acks_held.set(len(self._acks))
+        self._metrics.persist_failed.labels(kind).inc()
+        self._warn.failed(f"{type(exc).__name__}: {exc}")
+        return False
+
+    def _release(self, acks: list[Ack]) -> None:
+        for ack in acks:
+            ack()
+        self._metrics.acks_held.set(len(self._acks))
+
+    def _rows(
+        self, berth_ids: set[str], site_ids: set[str], devices: dict[str, dict[str, Any]]
+    ) -> Rows:
         berths = []
         for bid in berth_ids:
             try:
@@ -127,26 +240,30 @@ class Persister:
                         "count_updated_at": self._book.site(sid).updated_at,
                     }
                 )
-        started = time.perf_counter()
-        try:
-            async with self._sessions.begin() as session:
-                # Core executemany by key: a fraction of the ORM bulk path's per-row cost,
-                # which runs on the event loop.
-                for stmt, rows in (
-                    (_BERTH_UPDATE, berths),
-                    (_SITE_UPDATE, sites),
-                    (_DEVICE_UPDATE, list(devices.values())),
-                ):
-                    if rows:
-                        await session.execute(stmt, rows)
-        except Exception as exc:  # database down or locked: keep the work for the next round
-            self._pending = (berth_ids, site_ids, devices)
-            self._warn.failed(f"{type(exc).__name__}: {exc}")
-            return
-        self._pending = (set(), set(), {})
-        self._warn.recovered()
-        self.flushes += 1
-        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+        return [
+            (_BERTH_UPDATE, berths),
+            (_SITE_UPDATE, sites),
+            (_DEVICE_UPDATE, list(devices.values())),
+        ]
+
+    async def _write(self, rows: Rows, changes: list[BerthStateChanged]) -> list[str]:
+        """One transaction: the state rows, then the sessions of *changes* (in order)."""
+        if not changes:
+            async with self._sessions.begin() as db:
+                await self._write_rows(db, rows)
+            return []
+        assert self._store is not None
+        async with self._store.berth_lock, self._sessions.begin() as db:
+            await self._write_rows(db, rows)
+            return await self._store.apply_berth_changes(db, changes)
+
+    @staticmethod
+    async def _write_rows(db: AsyncSession, rows: Rows) -> None:
+        # Core executemany by key: a fraction of the ORM bulk path's per-row cost, which runs
+        # on the event loop.
+        for stmt, params in rows:
+            if params:
+                await db.execute(stmt, params)
 
 
 async def restore(sessions: async_sessionmaker[Any], book: OccupancyBook) -> int:

@@ -25,10 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from events import BerthState, BerthStateChanged, PlateRead
 from gateway.directory.town import Berth, Site
-from gateway.infra.bus import EventBus
 from gateway.infra.locks import KeyedLocks
 from gateway.infra.storage.schema import Base, ParkingSessionRow, PlateReadRow
-from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
 from parking.occupancy import OccupancyBook
 from parking.sessions import (
@@ -179,8 +177,7 @@ class SessionStore:
         self._clock = clock
         self._dedup = plate_dedup
         self._locks = KeyedLocks()  # per vehicle at a car park
-        self._berth_lock = asyncio.Lock()  # berth sessions: the consumer and the reconciler
-        self._warn = OnceLogger(log, "parking sessions from berth changes")
+        self._berth_lock = asyncio.Lock()  # berth sessions: the persister and the reconciler
 
     # ----- pricing -------------------------------------------------------------------------
 
@@ -265,48 +262,67 @@ class SessionStore:
     async def on_berth_changes(
         self, events: Sequence[BerthStateChanged], source: str = "berth"
     ) -> list[str]:
-        """Apply berth changes in order, in one transaction of two executemany statements (a
-        busy street's burst costs one commit, not one per event). Returns each event's
+        """Apply berth changes in order in a transaction of their own; returns each event's
         outcome (also counted)."""
+        async with self.berth_lock, self._sessions.begin() as db:
+            outcomes = await self.apply_berth_changes(db, events)
+        self.count(outcomes, source)
+        return outcomes
+
+    @property
+    def berth_lock(self) -> asyncio.Lock:
+        """Held by whoever applies berth changes (the persister's flush, the reconciler): the
+        open-session snapshot each reads must not change under it."""
+        return self._berth_lock
+
+    def count(self, outcomes: Sequence[str], source: str = "berth") -> None:
+        """Count committed outcomes (after the transaction, so a rollback counts nothing)."""
+        for outcome in outcomes:
+            self._metrics.sessions.labels(source, outcome).inc()
+
+    async def apply_berth_changes(
+        self, db: AsyncSession, events: Sequence[BerthStateChanged]
+    ) -> list[str]:
+        """Apply berth changes in order inside *db*'s transaction (the caller holds
+        ``berth_lock``), as two executemany statements: a busy street's burst costs one
+        commit, not one per event. Returns each event's outcome, not yet counted."""
         now = self._clock()
         S = ParkingSessionRow
         ids = {e.berth_id for e in events if e.berth_id in self._berths}
         outcomes: list[str] = []
-        async with self._berth_lock, self._sessions.begin() as db:
-            open_: dict[str, _BerthStay] = {}
-            last_exit: dict[str, datetime] = {}
-            if ids:
-                found = await db.execute(
-                    select(
-                        S.id, S.site_id, S.berth_id, S.entry_at, S.entry_source,
-                        S.vehicle_class, S.paid_fen, S.paid_at, S.note,
-                    ).where(S.berth_id.in_(ids), S.state == "open")
+        open_: dict[str, _BerthStay] = {}
+        last_exit: dict[str, datetime] = {}
+        if ids:
+            found = await db.execute(
+                select(
+                    S.id, S.site_id, S.berth_id, S.entry_at, S.entry_source,
+                    S.vehicle_class, S.paid_fen, S.paid_at, S.note,
+                ).where(S.berth_id.in_(ids), S.state == "open")
+            )  # fmt: skip
+            for r in found:
+                open_[r.berth_id] = _BerthStay(
+                    r.id, r.site_id, r.berth_id, r.entry_at, r.entry_source,
+                    r.vehicle_class, r.paid_fen, r.paid_at, r.note,
                 )  # fmt: skip
-                for r in found:
-                    open_[r.berth_id] = _BerthStay(
-                        r.id, r.site_id, r.berth_id, r.entry_at, r.entry_source,
-                        r.vehicle_class, r.paid_fen, r.paid_at, r.note,
-                    )  # fmt: skip
-                for berth_id, exit_at in await db.execute(
-                    select(S.berth_id, func.max(S.exit_at))
-                    .where(S.berth_id.in_(ids), S.state == "closed")
-                    .group_by(S.berth_id)
-                ):
+            for berth_id, exit_at in await db.execute(
+                select(S.berth_id, func.max(S.exit_at))
+                .where(S.berth_id.in_(ids), S.state == "closed")
+                .group_by(S.berth_id)
+            ):
+                if berth_id is not None and exit_at is not None:
                     last_exit[berth_id] = exit_at
-            inserts: dict[str, _BerthStay] = {}
-            closes: list[dict[str, Any]] = []
-            for event in events:
-                outcomes.append(self._apply_berth(event, open_, last_exit, inserts, closes))
-            # Closes first: a berth closed and reopened in one batch must leave the open index
-            # before its new session enters it.
-            if closes:
-                for c in closes:
-                    c["updated_at"] = now
-                await db.execute(_CLOSE_BERTH, closes)
-            if inserts:
-                await db.execute(insert(S), [x.insert_values(now) for x in inserts.values()])
-        for outcome in outcomes:
-            self._metrics.sessions.labels(source, outcome).inc()
+        inserts: dict[str, _BerthStay] = {}
+        closes: list[dict[str, Any]] = []
+        for event in events:
+            outcomes.append(self._apply_berth(event, open_, last_exit, inserts, closes))
+        # Closes first: a berth closed and reopened in one batch must leave the open index
+        # before its new session enters it.
+        if closes:
+            for c in closes:
+                c["updated_at"] = now
+            await db.execute(_CLOSE_BERTH, closes)
+        if inserts:
+            await db.execute(insert(S), [x.insert_values(now) for x in inserts.values()])
         return outcomes
 
     def _apply_berth(
@@ -357,8 +373,8 @@ class SessionStore:
 
     async def reconcile(self, book: OccupancyBook) -> int:
         """Bring berth sessions in line with the live occupancy (at start, and periodically,
-        so an event lost on the way — a crash, a full queue — cannot leave a stay open or
-        unopened). Returns how many sessions it opened or closed."""
+        so a change that could not be applied — a bug, a berth removed and re-added — cannot
+        leave a stay open or unopened). Returns how many sessions it opened or closed."""
         async with self._sessions() as db:
             open_berths = set(
                 (
@@ -396,25 +412,6 @@ class SessionStore:
             return 0
         outcomes = await self.on_berth_changes(fixes, source="reconcile")
         return sum(o in ("opened", "closed") for o in outcomes)
-
-    async def consume(self, bus: EventBus, batch: int = 500) -> None:
-        """Follow berth changes from the bus (a task of the gateway), in batches of what has
-        queued up while the last batch was written."""
-        async with bus.subscription(
-            "sessions", accepts=lambda e: isinstance(e, BerthStateChanged)
-        ) as sub:
-            while True:
-                events = [await sub.get()]
-                while len(events) < batch and not sub.queue.empty():
-                    events.append(sub.queue.get_nowait())
-                changes = [e for e in events if isinstance(e, BerthStateChanged)]
-                try:
-                    await self.on_berth_changes(changes)
-                except Exception as exc:
-                    self._metrics.sessions.labels("berth", "error").inc(len(changes))
-                    self._warn.failed(f"{type(exc).__name__}: {exc}")
-                else:
-                    self._warn.recovered()
 
     # ----- plate reads ---------------------------------------------------------------------
 
