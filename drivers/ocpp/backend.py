@@ -78,6 +78,12 @@ class ChargerBackend(CoreBackend, Protocol):
         """Hand an event on; never blocks (queue database writes)."""
         ...
 
+    async def room(self) -> None:
+        """Wait until the backend can take more events. A session awaits this before it reads
+        its next frame, so a recorder that falls behind (or a database that is away) slows
+        the chargers down through TCP instead of dropping what they said."""
+        ...
+
     def count(self, what: str, reason: str) -> None:
         """Count a rejection: ("connection", reason) or ("message", reason)."""
         ...
@@ -126,6 +132,9 @@ class MemoryBackend:
 
     def publish(self, event: Event) -> None:
         self.events.append(event)
+
+    async def room(self) -> None:
+        return None
 
     def heartbeat_interval(self, charger_id: str) -> int:
         return self.heartbeat_s

@@ -108,6 +108,7 @@ class ChargerSession:
         try:
             async for frame in self._connection:
                 await self._handle(frame)
+                await self._backend.room()  # back-pressure: read on once there is room
         except ConnectionClosed:
             pass
         except Exception:

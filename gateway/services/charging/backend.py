@@ -6,7 +6,6 @@ recorder's queue, never straight to the database."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from drivers.ocpp import AuthVerdict, IdTagStatus, Link
@@ -18,6 +17,7 @@ from gateway.infra.storage.schema import (
     ChargerRow,
     SiteRow,
 )
+from gateway.services.charging.fleet import HIGH_WATER
 from gateway.services.charging.watch import Watch
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,14 @@ class ChargingRuntime(Watch):
 
     def publish(self, event: Event) -> None:
         self._bus.publish(event)
-        try:
-            self._queue.put_nowait((event, self._clock()))
-        except asyncio.QueueFull:
-            self._metrics.ocpp_rejected.labels("recorder", "queue_full").inc()
-            self._warn.failed("recorder queue full: charger events are being dropped")
+        self._queue.put_nowait((event, self._clock()))
+        if self._room.is_set() and self._queue.qsize() >= HIGH_WATER:
+            self._room.clear()
+            self._metrics.ocpp_rejected.labels("recorder", "backpressure").inc()
+
+    async def room(self) -> None:
+        if not self._room.is_set():
+            await self._room.wait()
 
     def heartbeat_interval(self, charger_id: str) -> int:
         return self.config.heartbeat_s

@@ -43,6 +43,11 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+# Recorder queue depths between which chargers are slowed down (their sessions stop reading
+# frames) rather than their events dropped: a 5,000-charger fleet's minute is ~50,000 events.
+HIGH_WATER = 100_000
+LOW_WATER = 50_000
+
 
 HISTORY = timedelta(days=8)
 
@@ -159,10 +164,12 @@ class ChargerFleet:
         self.live: dict[str, Link] = {}
         self.chargers: dict[str, ChargerInfo] = {}
         # Everything the recorder writes: charger events, and the book's own changes (probes,
-        # outages), so all writes of chargers go through one task, in order.
-        self._queue: asyncio.Queue[tuple[Event | tuple[Change, ...], datetime]] = asyncio.Queue(
-            maxsize=500_000
-        )
+        # outages), so all writes of chargers go through one task, in order. Not bounded by
+        # dropping: above HIGH_WATER the sessions stop reading frames (``room``) until the
+        # recorder has caught up below LOW_WATER.
+        self._queue: asyncio.Queue[tuple[Event | tuple[Change, ...], datetime]] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self._room.set()
         self._next_tx = 1
         self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
         self._retry: list[Any] = []  # the recorder's units kept while the database is away

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from charging.health import (
     StatusRecorded,
     UnknownCharger,
 )
+from drivers.backoff import Backoff
 from events import (
     ChargerBooted,
     ChargerNotice,
@@ -46,10 +48,12 @@ from gateway.infra.storage.schema import (
     ChargingSessionRow,
     ConnectorRow,
 )
-from gateway.services.charging.fleet import liveness_to_row
+from gateway.services.charging.fleet import LOW_WATER, liveness_to_row
 from gateway.services.charging.pricing import Pricing, bill_json
 
 log = logging.getLogger(__name__)
+
+QueueItem = tuple[Event | tuple[Change, ...], datetime]  # what the recorder's queue holds
 
 
 # A charger's last message and a connector's last meter reading (and energy today) change with
@@ -84,7 +88,8 @@ class _Unit:
     received: datetime
 
 
-# Units kept for the next batch while the database is away (about a minute of a big fleet).
+# Units kept for the next batch while the database is away (about a minute of a big fleet);
+# beyond it the recorder stops taking events and the chargers wait (back-pressure).
 _RETRY_MAX = 50_000
 _TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError)
 
@@ -117,16 +122,19 @@ class Recorder(Pricing):
     async def record(self, batch: int = 1000) -> None:
         """Write charger events in batches (a task of the gateway); cancelled (the gateway
         stops), it writes the changes it was holding back first."""
+        backoff = Backoff(base=0.1, cap=5.0, rng=random.Random())
         try:
             while True:
-                items = [await self._queue.get()]
-                while len(items) < batch and not self._queue.empty():
-                    items.append(self._queue.get_nowait())
+                items = await self._next_items(batch, backoff)
+                if not self._room.is_set() and self._queue.qsize() <= LOW_WATER:
+                    self._room.set()
                 try:
                     await self._write(items)
                 finally:
                     for _ in items:
                         self._queue.task_done()
+                if not self._retry:
+                    backoff.reset()
         except asyncio.CancelledError:
             held = tuple(self._lazy_pending.values())
             self._lazy_pending.clear()
@@ -141,6 +149,24 @@ class Recorder(Pricing):
                     self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(units))
                     log.warning("[chargers] stopping: %d writes lost: %r", len(units), exc)
             raise
+
+    async def _next_items(self, batch: int, backoff: Backoff) -> list[QueueItem]:
+        """The next batch to write. While writes fail (the database is away) the kept units
+        are tried again after a backoff even if nothing new arrived, and once they reach
+        ``_RETRY_MAX`` nothing more is taken: the queue grows and the chargers are slowed
+        down (``room``), never their events dropped."""
+        if len(self._retry) >= _RETRY_MAX:
+            await asyncio.sleep(backoff.next_delay())
+            return []
+        items: list[QueueItem] = []
+        if self._retry:
+            with contextlib.suppress(TimeoutError):
+                items.append(await asyncio.wait_for(self._queue.get(), backoff.next_delay()))
+        else:
+            items.append(await self._queue.get())
+        while items and len(items) < batch and not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return items
 
     async def flushed(self) -> None:
         """Wait until everything queued so far is written (or counted as failed), the changes
@@ -219,7 +245,7 @@ class Recorder(Pricing):
                 units.append(_Unit(due, event if _recorded(event) else None, received))
         return units
 
-    async def _write(self, items: list[tuple[Event | tuple[Change, ...], datetime]]) -> None:
+    async def _write(self, items: list[QueueItem]) -> None:
         """Apply *items* to the book and write what is due (``LAZY_WRITE``), with what an
         earlier batch could not write for a transient reason first.
 
@@ -260,11 +286,8 @@ class Recorder(Pricing):
             self._retry = units[n + 1 :]
 
     def _keep(self, units: list[_Unit]) -> None:
-        """Hold *units* for the next batch (bounded: the oldest beyond it are counted lost)."""
-        self._retry = units[-_RETRY_MAX:]
-        dropped = len(units) - len(self._retry)
-        if dropped:
-            self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(dropped)
+        """Hold *units* for the next batch (no more are taken beyond ``_RETRY_MAX``)."""
+        self._retry = units
 
     def _rolled_back(self) -> None:
         self._lazy_written.clear()  # what was skipped as written may not be

@@ -66,10 +66,7 @@ class Watch(Recorder):
 
     def _enqueue_changes(self, changes: tuple[Change, ...]) -> None:
         if changes:
-            try:
-                self._queue.put_nowait((changes, self._clock()))
-            except asyncio.QueueFull:
-                self._metrics.ocpp_rejected.labels("recorder", "queue_full").inc()
+            self._queue.put_nowait((changes, self._clock()))  # unbounded: never dropped
 
     async def _maintenance(self, now: datetime) -> None:
         findings = self.book.maintenance(
