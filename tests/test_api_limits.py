@@ -19,18 +19,23 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HEAD_S = 0.5
-BODY_S = 0.5
+BODY_S = 1.5
 MARGIN_S = 2.0
 UNAUTH_BODIES = 4
 AUTH_BODIES = 6
 RATE = 5.0
 BURST = 8
-QUOTE = {"site_id": "cp-shiminting", "vehicle_class": "small"}
+QUOTE = {
+    "site_id": "cp-shiminting",
+    "vehicle_class": "small",
+    "entry": "2026-11-24T09:00:00+08:00",
+    "exit": "2026-11-24T10:30:00+08:00",
+}
 _clients = itertools.count(1)
 
 
@@ -176,3 +181,109 @@ async def test_trickled_body_is_cut_off_at_the_total_deadline(gw: Any) -> None:
     assert data.startswith(b"HTTP/1.1 408"), data
     assert took >= BODY_S * 0.8
     writer.close()
+
+
+# -- bodies in flight --------------------------------------------------------------------------
+async def hold_body(gw: Any, token: str | None = None) -> tuple[Any, Any]:
+    """A POST whose head is in and whose body never ends: it holds a body slot."""
+    reader, writer = await connect(gw)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        b"POST /api/v1/quotes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"{auth}X-Forwarded-For: {client_ip()}\r\nContent-Length: 5000\r\n\r\n{{".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def test_bodies_past_the_cap_get_503_while_others_answer(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Held unauthenticated bodies fill their pool: one more gets 503 + Retry-After at once,
+    while a body with a real token, a made-up token's, reads and /healthz still answer; when
+    the held bodies time out, the pool is free again."""
+    before = rejected(gw, "busy_bodies")
+    held = [await hold_body(gw) for _ in range(UNAUTH_BODIES)]
+    xff = {"X-Forwarded-For": client_ip()}
+
+    async def refused() -> bool:
+        r = await http.post("/api/v1/quotes", json=QUOTE, headers=xff)
+        return r.status_code == 503
+
+    await wait_for(refused, BODY_S, what="503 past the cap")
+    r = await http.post("/api/v1/quotes", json=QUOTE, headers=xff)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "unavailable"
+    assert r.headers["connection"] == "close"
+    for headers in (
+        {"Authorization": f"Bearer {tokens['device']}"},
+        {"Authorization": "Bearer cg_madeup_notasecret"},  # the other pool: still a body
+    ):
+        r = await http.post("/api/v1/quotes", json=QUOTE, headers={**xff, **headers})
+        assert r.status_code == 200, r.text
+    assert (await http.get("/healthz")).status_code == 200
+    assert (await http.get("/api/v1/sites", headers=xff)).status_code == 200
+    assert rejected(gw, "busy_bodies") >= before + 2
+
+    for reader, writer in held:  # the deadline frees their slots
+        data, _ = await until_closed(reader, BODY_S + MARGIN_S)
+        assert data.startswith(b"HTTP/1.1 408")
+        writer.close()
+    r = await http.post("/api/v1/quotes", json=QUOTE, headers=xff)
+    assert r.status_code == 200
+
+
+async def test_made_up_tokens_cannot_starve_the_public_pool(
+    gw: Any, http: httpx.AsyncClient
+) -> None:
+    held = [await hold_body(gw, "cg_fake_fake") for _ in range(AUTH_BODIES)]
+    xff = {"X-Forwarded-For": client_ip()}
+    fake = {**xff, "Authorization": "Bearer cg_fake_again"}
+
+    async def refused() -> bool:
+        r = await http.post("/api/v1/quotes", json=QUOTE, headers=fake)
+        return r.status_code == 503
+
+    await wait_for(refused, BODY_S, what="the bearer pool full")
+    r = await http.post("/api/v1/quotes", json=QUOTE, headers=xff)  # no token: its own pool
+    assert r.status_code == 200
+    for _, writer in held:
+        writer.close()
+
+
+# -- rate limit --------------------------------------------------------------------------------
+async def test_rate_limit_429_after_the_burst_then_refill(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    before = rejected(gw, "rate_limited")
+    me = {"X-Forwarded-For": client_ip()}
+    for _ in range(BURST):
+        assert (await http.get("/api/v1/sites", headers=me)).status_code == 200
+    r = await http.get("/api/v1/sessions", params={"plate": "甘G12345"}, headers=me)
+    assert r.status_code == 429
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "rate_limited" and r.json()["status"] == 429
+    assert int(r.headers["retry-after"]) >= 1
+    assert rejected(gw, "rate_limited") == before + 1
+
+    # others, probes and token routes are not this client's bucket
+    other = {"X-Forwarded-For": client_ip()}
+    assert (await http.get("/api/v1/sites", headers=other)).status_code == 200
+    assert (await http.get("/healthz", headers=me)).status_code == 200
+    tech = {**me, "Authorization": f"Bearer {tokens['technician']}"}
+    assert (await http.get("/api/v1/devices", headers=tech)).status_code == 200
+    # a token that verifies passes the empty bucket (the app's backend); a made-up one not
+    assert (await http.get("/api/v1/sites", headers=tech)).status_code == 200
+    fake = {**me, "Authorization": "Bearer cg_madeup_secret"}
+    assert (await http.get("/api/v1/sites", headers=fake)).status_code == 429
+
+    start = time.monotonic()
+
+    async def admitted() -> bool:
+        return (await http.get("/api/v1/sites", headers=me)).status_code == 200
+
+    await wait_for(admitted, 1 / RATE + MARGIN_S, interval=0.01, what="a token refilled")
+    took = time.monotonic() - start
+    assert took <= 1 / RATE + MARGIN_S
+    assert (await http.get("/api/v1/sites", headers=me)).status_code == 429  # one, not a burst
