@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -287,3 +288,61 @@ async def test_rate_limit_429_after_the_burst_then_refill(
     took = time.monotonic() - start
     assert took <= 1 / RATE + MARGIN_S
     assert (await http.get("/api/v1/sites", headers=me)).status_code == 429  # one, not a burst
+
+
+async def test_openapi_names_the_new_refusals(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/openapi.json", headers={"X-Forwarded-For": client_ip()})).json()
+    paths = paths["paths"]
+    assert "429" in paths["/api/v1/sites"]["get"]["responses"]
+    assert "429" in paths["/api/v1/sessions"]["get"]["responses"]
+    assert "429" not in paths["/api/v1/devices"]["get"]["responses"]  # a token route
+    assert "429" not in paths["/healthz"]["get"]["responses"]
+    assert "503" in paths["/api/v1/quotes"]["post"]["responses"]
+    assert "public view" in paths["/api/v1/sessions"]["get"]["description"]
+    assert "public view" in paths["/api/v1/sessions/{session_id}"]["get"]["description"]
+
+
+# -- what a bare plate reveals -----------------------------------------------------------------
+PRIVATE = {"site_id", "berth_id", "berth_number", "note"}
+
+
+async def test_a_bare_plate_shows_what_is_owed_not_where(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    read = {
+        "camera_id": "cam-in",
+        "site_id": "cp-shiminting",
+        "direction": "in",
+        "plate": "甘G77777",
+        "ts": gw.services.clock().isoformat(),
+    }
+    device = {"Authorization": f"Bearer {tokens['device']}"}
+    r = await http.post("/api/v1/plate-reads", json=read, headers=device)
+    assert r.status_code == 200 and r.json()["outcome"] == "opened", r.text
+    sid = r.json()["session_id"]
+
+    async def get(path: str, token: str | None = None) -> httpx.Response:
+        h = {"X-Forwarded-For": client_ip()}
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        return await http.get(path, params={"plate": "甘G77777"}, headers=h)
+
+    for token in (None, tokens["device"], tokens["technician"]):  # no token, or no right
+        (s,) = (await get("/api/v1/sessions", token)).json()["sessions"]
+        assert s["view"] == "public" and s["id"] == sid
+        assert not PRIVATE & s.keys(), s
+        assert s["state"] == "open" and s["plate"] == "甘G77777" and "due_fen" in s
+        assert datetime.fromisoformat(s["entry"]) == datetime.fromisoformat(read["ts"])
+        assert all("rule" not in line for line in s["lines"])
+        one = (await get(f"/api/v1/sessions/{sid}", token)).json()
+        assert one["view"] == "public" and not PRIVATE & one.keys()
+        assert "cp-shiminting" not in json.dumps([s, one], ensure_ascii=False)
+
+    for role in ("payments", "operator", "inspector", "admin"):
+        (s,) = (await get("/api/v1/sessions", tokens[role])).json()["sessions"]
+        assert s["view"] == "full" and s["site_id"] == "cp-shiminting"
+        one = (await get(f"/api/v1/sessions/{sid}", tokens[role])).json()
+        assert one["view"] == "full" and one["site_id"] == "cp-shiminting"
+
+    r = await get("/api/v1/sessions", "cg_madeup_notasecret")
+    assert r.status_code == 401  # a broken credential is said, not quietly downgraded

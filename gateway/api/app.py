@@ -23,7 +23,7 @@ from gateway.api import (
     telemetry,
 )
 from gateway.api.docs import mount_docs
-from gateway.api.limits import BodyGate, RateLimit, token_routes, token_verifier
+from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
 from gateway.api.rejections import RejectionLog, validation_handler
 from gateway.api.state import AppState
 from gateway.api.throttle import RateTable
@@ -146,6 +146,9 @@ def add_limits(app: FastAPI, state: AppState) -> None:
     """The admission limits, outside BodyLimit: the rate limit first (cheapest), then the cap
     on bodies in flight (gateway.api.limits)."""
     api, rejected = state.api, state.metrics.api_rejected
+    routes = [r for router in ROUTERS for r in router.routes]
+    tokened = token_routes(routes)
+    document(routes, tokened)
 
     def reject(reason: str) -> None:
         rejected.labels(reason).inc()
@@ -160,7 +163,7 @@ def add_limits(app: FastAPI, state: AppState) -> None:
         app.add_middleware(
             RateLimit,
             table=RateTable(api.rate_limit_per_s, api.rate_limit_burst, api.rate_limit_clients),
-            token_routes=token_routes(r for router in ROUTERS for r in router.routes),
+            token_routes=tokened,
             verify=token_verifier(state.sessions),
             on_reject=reject,
             trusted=[ipaddress.ip_network(n, strict=False) for n in api.trusted_proxies],

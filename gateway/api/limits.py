@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.auth import require
-from gateway.api.problems import send_problem
+from gateway.api.problems import responses, send_problem
 from gateway.api.throttle import RateTable, client_key, forwarded_client
 from gateway.directory.tokens import TokenError, split_token, verify_token
 
@@ -135,6 +135,19 @@ def _requires_token(dependant: Dependant) -> bool:
 def token_routes(routes: Iterable[BaseRoute]) -> list[APIRoute]:
     """The routes that require a bearer token: the rest are public."""
     return [r for r in routes if isinstance(r, APIRoute) and _requires_token(r.dependant)]
+
+
+def document(routes: Iterable[BaseRoute], token_routes: list[APIRoute]) -> None:
+    """Name the refusals these middlewares add in each route's OpenAPI responses: 429 on the
+    rate-limited routes, 503 on those that take a body."""
+    tokened = {id(r) for r in token_routes}
+    for r in routes:
+        if not isinstance(r, APIRoute):
+            continue
+        if id(r) not in tokened and r.path not in EXEMPT_PATHS:
+            r.responses = {**responses(429), **r.responses}
+        if (r.methods or set()) & {"POST", "PUT", "PATCH"}:
+            r.responses = {**responses(503), **r.responses}
 
 
 Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
