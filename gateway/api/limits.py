@@ -72,13 +72,13 @@ def has_body(scope: Scope) -> bool:
     return False
 
 
-def _close_if_body(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """Refusing before the body is read: close, so the unread body is not drained for nothing."""
-    return [(b"connection", b"close")] if has_body(scope) else []
-
-
 class BodyGate:
-    """At most *unauthenticated* bodies without a bearer token, *authenticated* with one."""
+    """At most *unauthenticated* bodies without a bearer token, *authenticated* with one.
+
+    A refusal leaves the connection open: uvicorn reads and drops the unread body (no buffer
+    grows), so the client reads its 503 instead of a reset (closing a socket with unread data
+    sends RST, which can destroy the answer before the client reads it). The body deadline
+    still ends a body that never does."""
 
     def __init__(
         self, app: ASGIApp, unauthenticated: int, authenticated: int, on_reject: Reject
@@ -100,7 +100,7 @@ class BodyGate:
                 503,
                 "too many requests are being received; retry shortly",
                 "unavailable",
-                [(b"retry-after", b"1"), (b"connection", b"close")],
+                [(b"retry-after", b"1")],
             )
             return
         self.in_flight[pool] += 1
@@ -204,7 +204,7 @@ class RateLimit:
                     429,
                     "too many requests from this client; retry after the time given",
                     "rate_limited",
-                    [(b"retry-after", retry), *_close_if_body(scope)],
+                    [(b"retry-after", retry)],
                 )
                 return
         await self.app(scope, receive, send)
