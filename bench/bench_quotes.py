@@ -61,7 +61,7 @@ async def _serve(tmp: Path, ports: Any, stop: Any) -> None:
         {
             "database": {"url": f"sqlite+aiosqlite:///{tmp / 'cg.db'}"},
             "mqtt": {"host": "127.0.0.1", "port": free_port()},  # nothing listens there
-            "api": {"host": "127.0.0.1", "port": 0},
+            "api": {"host": "127.0.0.1", "port": 0, "rate_limit_per_s": 0},  # one client
             "ocpp": {"port": 0},
             "telemetry": {"spool_dir": str(tmp / "spool")},
             "log": {"level": "ERROR"},

@@ -16,6 +16,7 @@ for paths and secrets that each of them must apply the same way.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -56,6 +57,66 @@ class ApiConfig(_Section):
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on idle SSE streams")
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a client must send its whole request head (line and headers) within this "
+        "long of connecting or of its first byte after a keep-alive pause, else it is cut off",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a request body must arrive whole within this long of its headers: 408, "
+        "then the connection is closed",
+    )
+    max_unauthenticated_bodies: int = Field(
+        16,
+        ge=1,
+        le=100_000,
+        description="request bodies without a bearer token read at once; more get 503 "
+        "with Retry-After (memory: this times max_body_bytes)",
+    )
+    max_authenticated_bodies: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="request bodies with a bearer token (not yet verified) read at once; "
+        "more get 503 with Retry-After",
+    )
+    rate_limit_per_s: float = Field(
+        10.0,
+        ge=0,
+        le=100_000,
+        description="public requests per second per client address (token bucket; 0 = off); "
+        "over it: 429 with Retry-After",
+    )
+    rate_limit_burst: int = Field(
+        40, ge=1, le=1_000_000, description="public requests a client may make at once"
+    )
+    rate_limit_clients: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="client addresses the rate limit remembers (least recently seen dropped "
+        "first; an IPv6 client is its /64)",
+    )
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="addresses or networks of reverse proxies whose X-Forwarded-For names the "
+        "client for the rate limit (empty: the peer address is the client)",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {net!r}") from None
+        return v
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiConfig:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from events import now_utc
 from gateway.api.app import create_app
+from gateway.api.slowclients import deadline_protocol
 from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
@@ -97,8 +98,14 @@ def _uvicorn(services: Services) -> tuple[_Server, AppState]:
         "database": lambda: not services.persister.failing,
     }
     state = AppState.of(services, checks)
+    rejected = services.metrics.api_rejected
     config = uvicorn.Config(
         create_app(state),
+        http=deadline_protocol(
+            s.api.header_timeout_s,
+            s.api.body_timeout_s,
+            lambda reason: rejected.labels(reason).inc(),
+        ),
         host=s.api.host,
         port=s.api.port,
         log_config=None,

@@ -222,7 +222,8 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
             "port": broker.port,
             "client_id": f"cg-test-{uuid.uuid4().hex[:8]}",
         },
-        "api": {"port": 0},
+        # one client sends every request of a test: tests of the rate limit turn it on
+        "api": {"port": 0, "rate_limit_per_s": 0},
         "ocpp": {"port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
         "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-", dir=SPOOL_ROOT)},

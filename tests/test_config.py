@@ -116,3 +116,18 @@ def test_config_check_cli(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "[occupancy] silence_factor" in res.stderr
+
+
+def test_api_limits_are_read_and_checked(tmp_path: Path) -> None:
+    p = write(tmp_path, '[api]\nheader_timeout_s = 2.5\ntrusted_proxies = ["10.0.0.0/8"]\n')
+    s = load_settings(p, environ={"CITYGATE_API__TRUSTED_PROXIES": '["10.1.0.0/16", "::1"]'})
+    assert s.api.header_timeout_s == 2.5 and s.api.trusted_proxies == ("10.1.0.0/16", "::1")
+    assert s.api.rate_limit_per_s == 10.0 and s.api.max_unauthenticated_bodies == 16
+    bad = write(
+        tmp_path,
+        '[api]\nheader_timeout_s = 0\nmax_unauthenticated_bodies = 0\ntrusted_proxies = ["x"]\n',
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(bad, environ={})
+    for key in ("header_timeout_s", "max_unauthenticated_bodies", "trusted_proxies"):
+        assert f"[api] {key}" in str(err.value)

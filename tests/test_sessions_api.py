@@ -89,7 +89,7 @@ async def test_lane_reads_make_a_priced_session(
     closed = await read(http, tokens, "甘G10001", "out", exit)
     assert closed["outcome"] == "closed" and closed["session_id"] == first["session_id"]
 
-    r = await http.get(f"/api/v1/sessions/{first['session_id']}")
+    r = await http.get(f"/api/v1/sessions/{first['session_id']}", headers=auth(tokens["payments"]))
     assert r.status_code == 200
     s = r.json()
     quote = await http.post(
@@ -133,7 +133,10 @@ async def test_one_open_session_per_vehicle_per_car_park(
     assert (a["outcome"], b["outcome"]) == ("opened", "reopened")
     other = await read(http, tokens, "甘G30003", "in", T0 + 5 * 60 * MIN, site="cp-huochezhan")
     assert other["outcome"] == "opened"  # another car park is another session
-    found = (await http.get("/api/v1/sessions", params={"plate": "甘G30003"})).json()["sessions"]
+    r = await http.get(
+        "/api/v1/sessions", params={"plate": "甘G30003"}, headers=auth(tokens["operator"])
+    )
+    found = r.json()["sessions"]
     assert sorted(s["state"] for s in found) == ["closed", "open", "open"]
     old = next(s for s in found if s["id"] == a["session_id"])
     assert old["exit"] == (T0 + 4 * 60 * MIN).isoformat() and "exit not read" in old["note"]
@@ -256,7 +259,7 @@ async def test_concurrent_payments_with_one_key_record_one(
 
 
 async def test_berth_occupancy_opens_and_closes_sessions(
-    http: httpx.AsyncClient, gw: Any, clock: Clock
+    http: httpx.AsyncClient, gw: Any, clock: Clock, tokens: dict[str, str]
 ) -> None:
     clock.now = T0 + 2 * 60 * MIN
     live = gw.services.live
@@ -281,7 +284,9 @@ async def test_berth_occupancy_opens_and_closes_sessions(
     report(T0, True, 1)
 
     async def sessions() -> list[dict[str, Any]]:
-        r = await http.get("/api/v1/sessions", params={"berth_id": berth.id})
+        r = await http.get(
+            "/api/v1/sessions", params={"berth_id": berth.id}, headers=auth(tokens["inspector"])
+        )
         found: list[dict[str, Any]] = r.json()["sessions"]
         return found
 

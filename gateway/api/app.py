@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from fastapi import FastAPI, Request
@@ -22,10 +23,24 @@ from gateway.api import (
     telemetry,
 )
 from gateway.api.docs import mount_docs
+from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
 from gateway.api.rejections import RejectionLog, validation_handler
 from gateway.api.state import AppState
+from gateway.api.throttle import RateTable
 
 log = logging.getLogger(__name__)
+ROUTERS = (
+    public.router,
+    tariffs.router,
+    sessions.router,
+    detections.router,
+    cases.router,
+    chargers.router,
+    charger_registry.router,
+    devices.router,
+    telemetry.router,
+    ops.router,
+)
 
 
 class BodyLimit:
@@ -104,16 +119,8 @@ def create_app(state: AppState) -> FastAPI:
     )
     mount_docs(app)
     app.state.citygate = state
-    app.include_router(public.router)
-    app.include_router(tariffs.router)
-    app.include_router(sessions.router)
-    app.include_router(detections.router)
-    app.include_router(cases.router)
-    app.include_router(chargers.router)
-    app.include_router(charger_registry.router)
-    app.include_router(devices.router)
-    app.include_router(telemetry.router)
-    app.include_router(ops.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
@@ -131,4 +138,33 @@ def create_app(state: AppState) -> FastAPI:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_middleware(BodyLimit, limit=state.max_body_bytes)
+    add_limits(app, state)
     return app
+
+
+def add_limits(app: FastAPI, state: AppState) -> None:
+    """The admission limits, outside BodyLimit: the rate limit first (cheapest), then the cap
+    on bodies in flight (gateway.api.limits)."""
+    api, rejected = state.api, state.metrics.api_rejected
+    routes = [r for router in ROUTERS for r in router.routes]
+    tokened = token_routes(routes)
+    document(routes, tokened)
+
+    def reject(reason: str) -> None:
+        rejected.labels(reason).inc()
+
+    app.add_middleware(
+        BodyGate,
+        unauthenticated=api.max_unauthenticated_bodies,
+        authenticated=api.max_authenticated_bodies,
+        on_reject=reject,
+    )
+    if api.rate_limit_per_s > 0:
+        app.add_middleware(
+            RateLimit,
+            table=RateTable(api.rate_limit_per_s, api.rate_limit_burst, api.rate_limit_clients),
+            token_routes=tokened,
+            verify=token_verifier(state.sessions),
+            on_reject=reject,
+            trusted=[ipaddress.ip_network(n, strict=False) for n in api.trusted_proxies],
+        )

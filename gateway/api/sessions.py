@@ -1,20 +1,34 @@
 """Parking sessions for the app (public, read-only), payments (payment backend token), refunds
-(operators) and lane plate reads (device token)."""
+(operators) and lane plate reads (device token).
+
+What a session lookup shows depends on the caller. Anyone who knows a plate (it is written on
+the car) may learn what that car owes, not where it stands: the **public view** has the
+session's id, kind, plate, vehicle class, state, entry and exit times, the amounts (fee, paid,
+due, grace) and the bill's lines as times and amounts. It has no ``site_id``, ``berth_id``,
+``berth_number``, ``note``, line ``rule`` (a deduction is named after its car park) and a
+pricing error only as a fixed text (the real one can name the site). The amount can still
+hint at the tariff class of the place, a group of sites; that is the price of answering
+"what do I owe" at all. The **full view** adds them, for a bearer token of the app's payment
+backend (``payments``), ``operator``, ``inspector`` or ``admin``; a token of another role gets
+the public view, an invalid one 401. ``GET /sessions/{id}`` follows the same rule: a plate
+lookup hands out the id, so the id must not show more than the plate does.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import PlateRead
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.bounds import Instant
-from gateway.directory.tokens import Role, TokenInfo
+from gateway.directory.tokens import Role, TokenError, TokenInfo, verify_token
 from gateway.services.parking.payments import PaymentError, PaymentRecord
 from gateway.services.parking.sessions import SessionView
 from parking.sessions import PlateError, normalise_plate
@@ -35,6 +49,44 @@ IdempotencyKey = Annotated[
     ),
 ]
 RECENT = timedelta(hours=24)
+FULL_VIEW = frozenset({Role.PAYMENTS, Role.OPERATOR, Role.INSPECTOR, Role.ADMIN})
+PRIVATE = ("site_id", "berth_id", "berth_number", "note")
+UNPRICED = "the stay cannot be priced now"
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="optional: a payments, operator or inspector token gets the full view",
+)
+
+
+async def sees_all(
+    state: StateDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """True for a caller that gets the full view (see the module's docstring)."""
+    if creds is None:
+        return False
+    try:
+        async with state.sessions() as session:
+            info = await verify_token(session, creds.credentials)
+    except TokenError as exc:
+        state.metrics.api_auth_failures.labels(exc.reason).inc()
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or revoked token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    return info.role in FULL_VIEW
+
+
+FullView = Annotated[bool, Depends(sees_all)]
+VIEWS = (
+    "Without a token (or with one of another role) the **public view**: what is owed "
+    "(id, kind, plate, vehicle class, state, entry/exit, fee, paid, due, grace, the bill's "
+    "lines as times and amounts) but not where the car stands: no `site_id`, `berth_id`, "
+    "`berth_number`, `note` or line `rule`, and `pricing_error` only as a fixed text. "
+    "A `payments`, `operator`, `inspector` or `admin` token gets the **full view**. "
+    "`view` says which one the answer is."
+)
 
 
 def session_json(v: SessionView) -> dict[str, Any]:
@@ -73,6 +125,20 @@ def session_json(v: SessionView) -> dict[str, Any]:
     }
 
 
+def shown_json(v: SessionView, full: bool) -> dict[str, Any]:
+    """The full view, or the public one (see the module's docstring)."""
+    body = session_json(v)
+    if full:
+        return {**body, "view": "full"}
+    for key in PRIVATE:
+        del body[key]
+    if body["pricing_error"] is not None:
+        body["pricing_error"] = UNPRICED
+    for line in body["lines"]:
+        del line["rule"]
+    return {**body, "view": "public"}
+
+
 def payment_json(p: PaymentRecord) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -88,14 +154,18 @@ def payment_json(p: PaymentRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/sessions/{session_id}", summary="One parking session, priced now")
-async def get_session(session_id: str, state: StateDep) -> dict[str, Any]:
+@router.get(
+    "/sessions/{session_id}",
+    summary="One parking session, priced now",
+    description="The app's handle on a stay (ids are random, 112 bits). " + VIEWS,
+)
+async def get_session(session_id: str, state: StateDep, full: FullView) -> dict[str, Any]:
     if len(session_id) > 64:
         raise HTTPException(404, "no such session")
     v = await state.session_store.get(session_id)
     if v is None:
         raise HTTPException(404, "no such session")
-    body = session_json(v)
+    body = shown_json(v, full)
     if state.payments is not None:
         body["payments"] = [
             {"kind": p.kind, "amount_fen": p.amount_fen, "created_at": p.created_at.isoformat()}
@@ -107,10 +177,11 @@ async def get_session(session_id: str, state: StateDep) -> dict[str, Any]:
 @router.get(
     "/sessions",
     summary="Find the open (and last 24 h) sessions of a plate or a berth",
-    description="Exactly one of `plate` or `berth_id`; the app's 'what do I owe' lookup.",
+    description="Exactly one of `plate` or `berth_id`; the app's 'what do I owe' lookup. " + VIEWS,
 )
 async def find_sessions(
     state: StateDep,
+    full: FullView,
     plate: Annotated[str | None, Query(max_length=16)] = None,
     berth_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
@@ -126,7 +197,7 @@ async def find_sessions(
     views = await state.session_store.find(
         plate=plate, berth_id=berth_id, since=state.clock() - RECENT, limit=20
     )
-    return {"sessions": [session_json(v) for v in views]}
+    return {"sessions": [shown_json(v, full) for v in views]}
 
 
 class PaymentRequest(BaseModel):

@@ -15,7 +15,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
-from gateway.config import TelemetryConfig
+from gateway.config import ApiConfig, TelemetryConfig
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -55,6 +55,7 @@ class AppState:
     min_plate_confidence: float = 0.0
     max_stay_days: int = 366  # tariffs.max_stay_days: longer quotes are refused
     changed: Callable[[], None] = lambda: None  # a change was recorded: follow the feed now
+    api: ApiConfig = field(default_factory=ApiConfig)  # the admission limits (gateway.api.limits)
 
     @property
     def tariffs(self) -> TariffBook:
@@ -87,6 +88,7 @@ class AppState:
             min_plate_confidence=s.sessions.min_plate_confidence,
             max_stay_days=s.tariffs.max_stay_days,
             changed=services.follower.kick,
+            api=s.api,
         )
 
 
