@@ -1,4 +1,8 @@
-"""The FastAPI application: public vacancy API, token-protected registry, operations."""
+"""The FastAPI application: public vacancy API, token-protected registry, operations.
+
+Every refusal answers a Problem (gateway.api.problems): the handlers below turn HTTP
+exceptions (routes, routing's 404/405, security), ProblemError, validation errors and the
+unexpected into one shape, and the OpenAPI document lists them (gateway.api.spec)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
@@ -18,14 +24,17 @@ from gateway.api import (
     ops,
     public,
     sessions,
+    spec,
     tariffs,
     telemetry,
 )
 from gateway.api.docs import mount_docs
-from gateway.api.rejections import RejectionLog, validation_handler
+from gateway.api.problems import ProblemError, problem, send_problem
+from gateway.api.rejections import RejectionLog, safe_text, validation_handler
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class BodyLimit:
@@ -77,18 +86,21 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = b'{"detail":"request body too large"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_problem(
+            send, 413, f"the request body is larger than {self.limit} bytes", "too_large"
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _methods_on(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route answers on this request's path (routers included)."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -115,9 +127,35 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(telemetry.router)
     app.include_router(ops.router)
 
+    spec.install(app)
+
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
     )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's HTTPException is a subclass: routes, security, routing's 404 and 405.
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by two routers (GET and POST /api/v1/chargers) has more.
+            headers["Allow"] = ", ".join(_methods_on(app, request.scope))
+        return problem(exc.status_code, safe_text(detail), headers=headers)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        return problem(
+            exc.status,
+            exc.detail,
+            exc.code,
+            errors=exc.errors,
+            headers=exc.headers,
+            extensions=exc.extensions,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -128,7 +166,7 @@ def create_app(state: AppState) -> FastAPI:
             type(exc).__name__,
             exc_info=exc,
         )
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return problem(500, "internal error", "internal")  # never the exception's text
 
     app.add_middleware(BodyLimit, limit=state.max_body_bytes)
     return app
