@@ -80,6 +80,9 @@ async def test_405_names_every_method_of_the_path(http: httpx.AsyncClient) -> No
     r = await http.put("/api/v1/chargers")
     problem_of(r, 405, "method_not_allowed")
     assert r.headers["allow"] == "GET, POST"
+    # the literal path, not GET /api/v1/cases/{case_id} that its text also matches
+    r = await http.put("/api/v1/cases/callback")
+    assert problem_of(r, 405, "method_not_allowed") and r.headers["allow"] == "POST"
 
 
 async def test_409_413_and_422(http: httpx.AsyncClient, tokens: dict[str, str]) -> None:

@@ -37,7 +37,7 @@ from tests.conftest import Broker, gateway_settings, make_tokens, running_gatewa
 
 pytestmark = pytest.mark.slow
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 7
 SECRET = "schemathesis-case-callback-secret-0123456789"
 
 
@@ -92,8 +92,9 @@ def gateway(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
     gw.stop()
 
 
-def schemathesis(url: str, *extra: str) -> tuple[int, str, float]:
-    """Run schemathesis on *url*: (exit code, output, seconds)."""
+def schemathesis(url: str, cwd: Path, *extra: str) -> tuple[int, str, float]:
+    """Run schemathesis on *url* in *cwd* (where it keeps its cache of found failures):
+    (exit code, output, seconds)."""
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -116,14 +117,16 @@ def schemathesis(url: str, *extra: str) -> tuple[int, str, float]:
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=cwd,
     )
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
 
 @pytest.mark.parametrize("who", ["anonymous", "admin"])
-def test_server_does_what_its_openapi_says(gateway: Any, who: str) -> None:
+def test_server_does_what_its_openapi_says(gateway: Any, who: str, tmp_path: Path) -> None:
     extra = [] if who == "anonymous" else ["-H", f"Authorization: Bearer {gateway.tokens['admin']}"]
-    code, out, seconds = schemathesis(f"http://127.0.0.1:{gateway.port}/openapi.json", *extra)
+    url = f"http://127.0.0.1:{gateway.port}/openapi.json"
+    code, out, seconds = schemathesis(url, tmp_path, *extra)
     summary = re.search(r"(\d+) generated.*", out)
     print(f"schemathesis ({who}): {summary.group(0) if summary else '?'} in {seconds:.0f} s")
     assert code == 0, out[-20000:]

@@ -12,7 +12,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
@@ -34,7 +33,6 @@ from gateway.api.rejections import RejectionLog, safe_text, validation_handler
 from gateway.api.state import AppState
 
 log = logging.getLogger(__name__)
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class BodyLimit:
@@ -91,18 +89,6 @@ class BodyLimit:
         )
 
 
-def _methods_on(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route answers on this request's path (routers included)."""
-    return [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**scope, "method": method})[0] == Match.FULL
-            for route in app.router.routes
-        )
-    ]
-
-
 def create_app(state: AppState) -> FastAPI:
     app = FastAPI(
         title="citygate",
@@ -139,10 +125,11 @@ def create_app(state: AppState) -> FastAPI:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Starlette names the methods of the first route on the path only; a path served
-            # by two routers (GET and POST /api/v1/chargers) has more.
-            headers["Allow"] = ", ".join(_methods_on(app, request.scope))
+        allowed = spec.allowed_methods(app, request.url.path) if exc.status_code == 405 else None
+        if allowed:
+            # Starlette names the methods of the first route on the path only: a path served
+            # by two routers (GET and POST /api/v1/chargers) has more. Say what the spec says.
+            headers["Allow"] = ", ".join(allowed)
         return problem(exc.status_code, safe_text(detail), headers=headers)
 
     @app.exception_handler(ProblemError)

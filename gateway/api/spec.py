@@ -14,6 +14,7 @@ is left as it is.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -119,3 +120,31 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_Template = tuple[int, re.Pattern[str], list[str]]
+
+
+def _templates(schema: dict[str, Any]) -> list[_Template]:
+    out = []
+    for path, item in schema.get("paths", {}).items():
+        parts = re.split(r"(\{[^}]+\})", path)
+        regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+        methods = sorted(m.upper() for m in item if m in _HTTP_METHODS)
+        out.append((path.count("{"), re.compile(f"^{regex}$"), methods))
+    return sorted(out, key=lambda t: t[0])  # a literal path before a parameter: as routed
+
+
+_HTTP_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str] | None:
+    """The methods the OpenAPI document lists for *path* (the template routing picks: the
+    literal ``/cases/callback`` before ``/cases/{case_id}``); None off the document."""
+    templates: list[_Template] | None = getattr(app.state, "openapi_templates", None)
+    if templates is None:
+        templates = app.state.openapi_templates = _templates(app.openapi())
+    for _, regex, methods in templates:
+        if regex.match(path):
+            return methods
+    return None
