@@ -45,7 +45,7 @@ bench: test-deps venv
 ## PostgreSQL cluster included; the machine's own server is not touched)
 clean:
 	-@[ -x scripts/pg-test-server.sh ] && scripts/pg-test-server.sh stop
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis telemetry-spool
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis telemetry-spool
 	rm -rf *.egg-info build dist
 	rm -f citygate.db citygate.db-wal citygate.db-shm citygate.db-journal
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \

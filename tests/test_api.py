@@ -65,7 +65,9 @@ async def test_sites_list_shape(http: httpx.AsyncClient) -> None:
 async def test_unknown_site_is_404(http: httpx.AsyncClient) -> None:
     for path in ("/api/v1/sites/nope", "/api/v1/sites/nope/berths"):
         r = await http.get(path)
-        assert r.status_code == 404 and "nope" in r.json()["detail"]
+        p = r.json()
+        assert r.status_code == 404 and p["code"] == "no_site" and "nope" in p["detail"], p
+        assert r.headers["content-type"] == "application/problem+json" and p["status"] == 404
 
 
 async def test_berths_and_map(http: httpx.AsyncClient) -> None:
@@ -179,12 +181,16 @@ async def test_hostile_bodies(http: httpx.AsyncClient, tokens: dict[str, str]) -
             "/api/v1/devices", content=body, headers={**auth, "Content-Type": "application/json"}
         )
         assert r.status_code == 422, body
-        assert "detail" in r.json()
+        p = r.json()
+        assert r.headers["content-type"] == "application/problem+json"
+        assert p["status"] == 422 and p["code"] == "invalid" and p["errors"], p
+        assert all({"loc", "msg", "type"} <= e.keys() for e in p["errors"]), p
     big = b'{"notes": "' + b"x" * 10_000 + b'"}'
     r = await http.post(
         "/api/v1/devices", content=big, headers={**auth, "Content-Type": "application/json"}
     )
-    assert r.status_code == 413
+    assert r.status_code == 413 and r.json()["code"] == "too_large", r.text
+    assert r.headers["content-type"] == "application/problem+json"
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length, streams past the limit
         for _ in range(10):

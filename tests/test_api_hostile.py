@@ -174,7 +174,9 @@ async def test_2000_year_quote_is_422_naming_the_bound_quickly(http: httpx.Async
     assert r.status_code == 422 and "2200" in r.text, r.text  # outside the dates window
     in_window = {**body, "exit": "2199-01-01T00:00:00+08:00"}
     r = await http.post("/api/v1/quotes", json=in_window)
-    assert r.status_code == 422 and "366 days" in r.json()["detail"], r.text
+    p = r.json()
+    assert r.status_code == 422 and "366 days" in p["detail"] and p["code"] == "unquotable", p
+    assert [e["loc"] for e in p["errors"]] == [["body", "entry"], ["body", "exit"]], p
     assert time.perf_counter() - t0 < 1.0
     year = {**body, "exit": "2027-01-01T00:00:00+08:00"}  # 365 days: priced
     r = await http.post("/api/v1/quotes", json=year)

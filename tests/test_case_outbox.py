@@ -15,12 +15,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from events import CaseRaised
-from gateway.api import cases as cases_api
+from gateway.api.app import create_app
 from gateway.api.state import AppState
 from gateway.cases.mirror import CallbackPayload, UnknownCase, apply_callback, history
 from gateway.cases.outbox import (
@@ -391,9 +390,7 @@ async def api(
     clock.now = datetime.fromtimestamp(int(time.time()), UTC)  # building took a while
     state = AppState.of(services)
     assert state.cases.secret
-    app = FastAPI()
-    app.state.citygate = state
-    app.include_router(cases_api.router)
+    app = create_app(state)  # the whole app: its handlers answer the refusals as Problems
     tokens = {}
     async with sessions.begin() as s:
         for role in (Role.OPERATOR, Role.INSPECTOR, Role.TECHNICIAN):
@@ -472,6 +469,7 @@ async def test_callback_api_refusals(
     bad = {"X-Citygate-Signature": sign(b"not the secret", body, int(time.time()))}
     r = await http.post(url, content=body, headers=bad)
     assert r.status_code == 401 and "mismatch" in r.json()["detail"]
+    assert r.json()["code"] == "bad_signature"
     stale = await http.post(url, **signed(step, at=int(state.clock().timestamp()) - 301))
     assert stale.status_code == 401 and "stale" in stale.json()["detail"]
     tampered = signed(step)
@@ -479,6 +477,7 @@ async def test_callback_api_refusals(
     assert (await http.post(url, **tampered)).status_code == 401
     unknown = await http.post(url, **signed({**step, "id": "no-such-case"}))
     assert unknown.status_code == 404 and "no-such-case" in unknown.json()["detail"]
+    assert unknown.json()["code"] == "no_case"
     for malformed in (b"{not json", json.dumps({**step, "status": "lost"}).encode()):
         r = await http.post(url, **signed(malformed))
         assert r.status_code == 422, r.text

@@ -175,7 +175,9 @@ async def test_payment_idempotency_grace_and_refund(
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     changed = await http.post("/api/v1/payments", json={**body, "amount_fen": 1}, headers=key)
-    assert changed.status_code == 422 and "different request" in changed.json()["detail"]
+    p = changed.json()
+    assert changed.status_code == 422 and "different request" in p["detail"], p
+    assert p["code"] == "idempotency_conflict" and p["status"] == 422, p
     assert len(gw.services.provider.charges) >= 1 and "pay-40004-1" in gw.services.provider.charges
 
     s = (await http.get(f"/api/v1/sessions/{sid}")).json()
@@ -221,7 +223,9 @@ async def test_provider_failures_record_nothing(
         r = await http.post(
             "/api/v1/payments", json=body, headers=auth(tokens["payments"], "decline-1")
         )
-        assert r.status_code == 402 and "insufficient funds" in r.json()["detail"]
+        p = r.json()
+        assert r.status_code == 402 and "insufficient funds" in p["detail"], p
+        assert p["code"] == "declined" and r.headers["content-type"] == "application/problem+json"
     finally:
         provider.decline = None
     provider.down = True
@@ -229,7 +233,12 @@ async def test_provider_failures_record_nothing(
         r = await http.post(
             "/api/v1/payments", json=body, headers=auth(tokens["payments"], "down-key-2")
         )
-        assert r.status_code == 503 and "same key" in r.json()["detail"]
+        p = r.json()
+        assert (
+            r.status_code == 503
+            and "same key" in p["detail"]
+            and p["code"] == "provider_unavailable"
+        )
     finally:
         provider.down = False
     # Retrying with the same key once the provider is back records exactly one payment.

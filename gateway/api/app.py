@@ -1,4 +1,8 @@
-"""The FastAPI application: public vacancy API, token-protected registry, operations."""
+"""The FastAPI application: public vacancy API, token-protected registry, operations.
+
+Every refusal answers a Problem (gateway.api.problems): the handlers below turn HTTP
+exceptions (routes, routing's 404/405, security), ProblemError, validation errors and the
+unexpected into one shape, and the OpenAPI document lists them (gateway.api.spec)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
@@ -19,12 +24,14 @@ from gateway.api import (
     ops,
     public,
     sessions,
+    spec,
     tariffs,
     telemetry,
 )
 from gateway.api.docs import mount_docs
 from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
-from gateway.api.rejections import RejectionLog, validation_handler
+from gateway.api.problems import ProblemError, problem, send_problem
+from gateway.api.rejections import RejectionLog, safe_text, validation_handler
 from gateway.api.state import AppState
 from gateway.api.throttle import RateTable
 
@@ -92,18 +99,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = b'{"detail":"request body too large"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_problem(
+            send, 413, f"the request body is larger than {self.limit} bytes", "too_large"
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -122,9 +120,36 @@ def create_app(state: AppState) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
 
+    spec.install(app)
+
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
     )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's HTTPException is a subclass: routes, security, routing's 404 and 405.
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(exc.headers or {})
+        allowed = spec.allowed_methods(app, request.url.path) if exc.status_code == 405 else None
+        if allowed:
+            # Starlette names the methods of the first route on the path only: a path served
+            # by two routers (GET and POST /api/v1/chargers) has more. Say what the spec says.
+            headers["Allow"] = ", ".join(allowed)
+        return problem(exc.status_code, safe_text(detail), headers=headers)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        return problem(
+            exc.status,
+            exc.detail,
+            exc.code,
+            errors=exc.errors,
+            headers=exc.headers,
+            extensions=exc.extensions,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -135,7 +160,7 @@ def create_app(state: AppState) -> FastAPI:
             type(exc).__name__,
             exc_info=exc,
         )
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return problem(500, "internal error", "internal")  # never the exception's text
 
     app.add_middleware(BodyLimit, limit=state.max_body_bytes)
     add_limits(app, state)

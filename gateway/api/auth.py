@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.api.problems import ProblemError
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenError, TokenInfo, verify_token
 
@@ -24,9 +25,10 @@ def require(*roles: Role) -> Callable[..., Awaitable[TokenInfo]]:
     ) -> TokenInfo:
         if creds is None:
             state.metrics.api_auth_failures.labels("missing").inc()
-            raise HTTPException(
+            raise ProblemError(
                 status.HTTP_401_UNAUTHORIZED,
                 "a bearer token is required",
+                "token_required",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         try:
@@ -34,17 +36,19 @@ def require(*roles: Role) -> Callable[..., Awaitable[TokenInfo]]:
                 info = await verify_token(session, creds.credentials)
         except TokenError as exc:
             state.metrics.api_auth_failures.labels(exc.reason).inc()
-            raise HTTPException(
+            raise ProblemError(
                 status.HTTP_401_UNAUTHORIZED,
                 "invalid or revoked token",
+                "invalid_token",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             ) from None
         if info.role not in allowed:
             state.metrics.api_auth_failures.labels("forbidden").inc()
-            raise HTTPException(
+            raise ProblemError(
                 status.HTTP_403_FORBIDDEN,
                 f"role {info.role.value} may not do this; needs one of "
                 + ", ".join(sorted(r.value for r in allowed)),
+                "wrong_role",
             )
         request.state.token = info
         return info

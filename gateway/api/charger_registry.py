@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, status
 
+from gateway.api import problems
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.chargers import (
@@ -54,14 +55,18 @@ def _out(row: ChargerRow) -> dict[str, Any]:
     }
 
 
-def _refused(exc: ChargerError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
+_CODES = {404: "no_charger", 409: "conflict", 422: "invalid"}
+
+
+def _refused(exc: ChargerError) -> problems.ProblemError:
+    return problems.ProblemError(exc.status, str(exc), _CODES.get(exc.status))
 
 
 @router.post(
     "/chargers",
     status_code=status.HTTP_201_CREATED,
     summary="Register a charger; its OCPP password is in this answer, once",
+    responses=problems.responses(409, s409="the id exists, or is retired (code conflict)"),
 )
 async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) -> dict[str, Any]:
     now = state.clock()
@@ -84,6 +89,7 @@ async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) ->
 @router.post(
     "/chargers/{charger_id}/password",
     summary="Rotate a charger's OCPP password; the new one is in this answer, once",
+    responses=problems.responses(409, s409="the charger is retired (code conflict)"),
 )
 async def rotate_password(charger_id: str, state: StateDep, _: Technician) -> dict[str, Any]:
     try:
@@ -95,13 +101,18 @@ async def rotate_password(charger_id: str, state: StateDep, _: Technician) -> di
     return {"id": charger_id, "password": password}
 
 
-@router.patch("/chargers/{charger_id}", summary="Move a charger, or retire or reinstate it")
+@router.patch(
+    "/chargers/{charger_id}",
+    summary="Move a charger, or retire or reinstate it",
+    description="An empty body (nothing to change) is a 422 with code `nothing_to_change`.",
+    responses=problems.responses(409, s409="the charger is retired (code conflict)"),
+)
 async def patch_charger(
     charger_id: str, body: ChargerPatch, state: StateDep, _: Technician
 ) -> dict[str, Any]:
     changes = body.model_dump(include=body.model_fields_set)
     if not changes:
-        raise HTTPException(422, "nothing to change")
+        raise problems.invalid("nothing to change", "nothing_to_change", ("body",))
     try:
         async with state.sessions.begin() as db:
             out = _out(await update_charger(db, charger_id, changes, state.clock()))

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy import select
 
 from charging.billing import summary
 from charging.health import liveness, ocpi_status
 from drivers.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
+from gateway.api import problems
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
@@ -22,6 +23,10 @@ router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]
 Inspector = Annotated[TokenInfo, Depends(require(Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN))]
 Commander = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.TECHNICIAN))]
+
+
+def _no_charger(charger_id: str) -> problems.ProblemError:
+    return problems.ProblemError(404, f"no charger {charger_id[:64]!r}", "no_charger")
 
 
 def _iso(value: Any) -> str | None:
@@ -37,7 +42,7 @@ async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
 async def charger(charger_id: str, state: StateDep, _: Inspector) -> dict[str, Any]:
     rt = state.charging
     if charger_id not in rt.chargers:
-        raise HTTPException(404, f"no charger {charger_id!r}")
+        raise _no_charger(charger_id)
     now = state.clock()
     s = rt.book.state(charger_id)
     h = rt.book.health(charger_id, now)
@@ -109,7 +114,7 @@ async def charger_events(
 ) -> dict[str, Any]:
     rt = state.charging
     if charger_id not in rt.chargers:
-        raise HTTPException(404, f"no charger {charger_id!r}")
+        raise _no_charger(charger_id)
     E = ChargerEventRow
     async with state.sessions() as db:
         rows = (
@@ -145,7 +150,7 @@ async def charger_sessions(
 ) -> dict[str, Any]:
     rt = state.charging
     if charger_id not in rt.chargers:
-        raise HTTPException(404, f"no charger {charger_id!r}")
+        raise _no_charger(charger_id)
     S = ChargingSessionRow
     async with state.sessions() as db:
         rows = (
@@ -176,7 +181,17 @@ async def charger_sessions(
 @router.post(
     "/chargers/{charger_id}/commands/{command}",
     summary="Send a command to a connected charger and return its answer",
-    description="Commands: " + ", ".join(COMMANDS) + ". The body holds the command's parameters.",
+    description="Commands: "
+    + ", ".join(COMMANDS)
+    + ". The body holds the command's parameters (checked against the command's own schema: "
+    "a 422 with code `bad_params`).",
+    responses=problems.responses(
+        409,
+        504,
+        s404="no such charger (code no_charger) or command (no_command)",
+        s409="the charger is not connected, or went away before answering (not_connected)",
+        s504="the charger did not answer in time (code no_answer)",
+    ),
 )
 async def command(
     charger_id: str,
@@ -187,22 +202,30 @@ async def command(
 ) -> dict[str, Any]:
     rt = state.charging
     if charger_id not in rt.chargers:
-        raise HTTPException(404, f"no charger {charger_id!r}")
+        raise _no_charger(charger_id)
     if command not in COMMANDS:
-        raise HTTPException(404, f"no command {command!r}; commands: {', '.join(COMMANDS)}")
+        raise problems.ProblemError(
+            404, f"no command {command[:64]!r}; commands: {', '.join(COMMANDS)}", "no_command"
+        )
     session = rt.live.get(charger_id)
     if session is None:
-        raise HTTPException(409, f"charger {charger_id!r} is not connected")
+        raise problems.ProblemError(
+            409, f"charger {charger_id!r} is not connected", "not_connected"
+        )
     try:
         # The call runs in its own task: the HTTP handler waits for the answer, never the
         # charger's receive loop.
         result = await session.command(command, params or {}, timeout=rt.config.command_timeout_s)
     except CommandError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise problems.invalid(str(exc), "bad_params", ("body",)) from None
     except CommandTimeout:
-        raise HTTPException(504, f"charger {charger_id!r} did not answer in time") from None
+        raise problems.ProblemError(
+            504, f"charger {charger_id!r} did not answer in time", "no_answer"
+        ) from None
     except ChargerGone:
-        raise HTTPException(409, f"charger {charger_id!r} disconnected before answering") from None
+        raise problems.ProblemError(
+            409, f"charger {charger_id!r} disconnected before answering", "not_connected"
+        ) from None
     return {
         "charger_id": charger_id,
         "command": command,
@@ -288,11 +311,11 @@ async def charging_tariff(state: StateDep) -> dict[str, Any]:
 async def charging_session(session_id: str, state: StateDep) -> dict[str, Any]:
     rt = state.charging
     if len(session_id) > 36:
-        raise HTTPException(404, "no such charging session")
+        raise problems.ProblemError(404, "no such charging session", "no_session")
     async with state.sessions() as db:
         row = await db.get(ChargingSessionRow, session_id)
         if row is None:
-            raise HTTPException(404, "no such charging session")
+            raise problems.ProblemError(404, "no such charging session", "no_session")
         b = row.bill
         if b is None:
             priced = await rt.price(db, row, state.clock())

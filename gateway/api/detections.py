@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.api import problems
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.bounds import Instant
@@ -27,10 +28,10 @@ class DetectionRequest(BaseModel):
     device_id: str = Field(min_length=1, max_length=64, description="camera or drone id")
     kind: DetectionKind
     observed_at: Instant = Field(description="ISO 8601 with offset")
-    confidence: float = Field(ge=0, le=1)
+    confidence: float = Field(ge=0, le=1, strict=True)
     image_ref: str = Field(min_length=1, max_length=500, description="evidence image URL or id")
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
+    lat: float | None = Field(None, ge=-90, le=90, strict=True)
+    lon: float | None = Field(None, ge=-180, le=180, strict=True)
     site_id: str | None = Field(None, max_length=64)
     berth_id: str | None = Field(None, max_length=64)
     plate: str | None = Field(None, max_length=16)
@@ -54,7 +55,10 @@ class DetectionRequest(BaseModel):
 @router.post(
     "/detections",
     summary="Report a detection (street vending, blocking, abandoned vehicle, ...)",
-    description="Kinds: " + ", ".join(KINDS) + ". Answers whether a case report was filed.",
+    description="Kinds: "
+    + ", ".join(KINDS)
+    + ". Answers whether a case report was filed. A place is required: `lat` with `lon`, "
+    "`site_id` or `berth_id` (a berth in that site); otherwise a 422.",
 )
 async def post_detection(
     body: DetectionRequest, token: Reporter, state: StateDep
@@ -64,24 +68,35 @@ async def post_detection(
     if body.berth_id is not None:
         berth = state.berths.get(body.berth_id)
         if berth is None:
-            raise HTTPException(422, f"unknown berth {body.berth_id!r}")
+            raise problems.invalid(
+                f"unknown berth {body.berth_id!r}", "unknown_berth", ("body", "berth_id")
+            )
         if site_id is not None and site_id != berth.site:
-            raise HTTPException(422, f"berth {body.berth_id!r} is not in site {site_id!r}")
+            raise problems.invalid(
+                f"berth {body.berth_id!r} is not in site {site_id!r}",
+                "berth_not_in_site",
+                ("body", "berth_id"),
+                ("body", "site_id"),
+            )
         site_id = berth.site
     site = None
     if site_id is not None:
         site = state.sites.get(site_id)
         if site is None:
-            raise HTTPException(422, f"unknown site {site_id!r}")
+            raise problems.invalid(f"unknown site {site_id!r}", "unknown_site", ("body", "site_id"))
     plate = None
     if body.plate is not None:
         try:
             plate = normalise_plate(body.plate)
         except PlateError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise problems.invalid(str(exc), "bad_plate", ("body", "plate")) from None
     if body.observed_at > state.clock() + timedelta(minutes=5):
         state.metrics.detections.labels("future").inc()
-        raise HTTPException(422, "observed_at is in the future (check the device's clock)")
+        raise problems.invalid(
+            "observed_at is in the future (check the device's clock)",
+            "future",
+            ("body", "observed_at"),
+        )
     lat, lon = body.lat, body.lon
     if lat is None and site is not None:
         berth = state.berths.get(body.berth_id) if body.berth_id else None

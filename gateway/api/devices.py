@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from events import Event
+from gateway.api import problems
 from gateway.api.auth import require
 from gateway.api.models import DeviceCreate, DeviceOut, DevicePatch, DevicesOut
 from gateway.api.state import AppState, get_state
@@ -22,6 +23,13 @@ Writer = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
 
 def _registry(state: AppState) -> Registry:
     return Registry(state.sessions, state.directory, state.book)
+
+
+_CODES = {404: "no_device", 409: "conflict", 422: "invalid"}
+
+
+def _refused(exc: RegistryError) -> problems.ProblemError:
+    return problems.ProblemError(exc.status, exc.message, _CODES.get(exc.status))
 
 
 def _publish(state: AppState, events: list[Event]) -> None:
@@ -46,7 +54,7 @@ async def get_device(device_id: str, state: StateDep, _: Reader) -> DeviceOut:
     try:
         row = await _registry(state).get(device_id)
     except RegistryError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+        raise _refused(exc) from None
     return DeviceOut.model_validate(row, from_attributes=True)
 
 
@@ -55,6 +63,7 @@ async def get_device(device_id: str, state: StateDep, _: Reader) -> DeviceOut:
     response_model=DeviceOut,
     status_code=status.HTTP_201_CREATED,
     summary="Register (provision) a berth sensor, optionally bound to a berth",
+    responses=problems.responses(409, s409="a device with this DevEUI exists (code conflict)"),
 )
 async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> DeviceOut:
     try:
@@ -67,7 +76,7 @@ async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> Devic
             notes=body.notes,
         )
     except RegistryError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+        raise _refused(exc) from None
     _publish(state, events)
     return DeviceOut.model_validate(row, from_attributes=True)
 
@@ -76,12 +85,15 @@ async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> Devic
     "/{device_id}",
     response_model=DeviceOut,
     summary="Bind/unbind, change lifecycle state, annotate",
+    responses=problems.responses(
+        409, s409="the change conflicts with the device's or berth's state (code conflict)"
+    ),
 )
 async def patch_device(device_id: str, body: DevicePatch, state: StateDep, _: Writer) -> DeviceOut:
     changes = body.model_dump(include=body.model_fields_set)
     try:
         row, events = await _registry(state).update(device_id, changes, state.clock())
     except RegistryError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+        raise _refused(exc) from None
     _publish(state, events)
     return DeviceOut.model_validate(row, from_attributes=True)

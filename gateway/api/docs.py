@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from swagger_ui_bundle import swagger_ui_path
+
+from gateway.api.problems import ProblemError
 
 ASSETS_URL = "/static/swagger"
 # Named with their types: the platform's MIME table varies (.js is not always text/javascript).
@@ -46,7 +48,7 @@ def mount_docs(app: FastAPI, docs_url: str = "/docs") -> None:
     async def _asset(name: str) -> FileResponse:
         path = files.get(name)
         if path is None:
-            raise HTTPException(status_code=404, detail="no such file")
+            raise ProblemError(404, "no such file", "not_found")
         return FileResponse(
             path, media_type=_ASSETS[name], headers={"Cache-Control": "public, max-age=86400"}
         )

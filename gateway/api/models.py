@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,7 +105,3 @@ class DevicePatch(BaseModel):
     lifecycle: Lifecycle | None = None
     heartbeat_s: int | None = Field(None, gt=0, le=7 * 86400)
     notes: str | None = Field(None, max_length=2000)
-
-
-class Problem(BaseModel):
-    detail: Any

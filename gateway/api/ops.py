@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from gateway.api.state import AppState, get_state
 
@@ -19,7 +20,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready to serve: database reachable, transports connected")
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    degraded: list[str]
+
+
+@router.get(
+    "/readyz",
+    summary="Ready to serve: database reachable, transports connected",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: a check fails"}},
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """503 while a readiness check fails. A degraded check (telemetry: its spool or status
     file cannot be written) shows as false in ``checks`` and is named in ``degraded``, but

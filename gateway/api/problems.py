@@ -15,6 +15,7 @@ empty otherwise. ``detail`` is for people and may change wording.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -74,17 +75,31 @@ def title_of(status: int) -> str:
         return "Error"
 
 
+MAX_DETAIL_CHARS = 500
+
+
+def _text(value: str) -> str:
+    """*value* as text JSON can always carry (a lone surrogate from a hostile body is escaped),
+    bounded: a detail never grows with the input."""
+    cut = value[:MAX_DETAIL_CHARS] + ("…" if len(value) > MAX_DETAIL_CHARS else "")
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def problem_body(
     status: int,
     detail: str,
     code: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The members; *extensions* (RFC 9457 extension members, e.g. ``due_fen``) come first so
+    they can never replace one of the five."""
     return {
+        **(extensions or {}),
         "status": status,
         "title": title_of(status),
         "code": code or DEFAULT_CODES.get(status, "error"),
-        "detail": detail,
+        "detail": _text(detail),
         "errors": errors or [],
     }
 
@@ -95,11 +110,12 @@ def problem(
     code: str | None = None,
     *,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
     return JSONResponse(
-        problem_body(status, detail, code, errors),
+        problem_body(status, detail, code, errors, extensions),
         status_code=status,
         headers=headers,
         media_type=MEDIA_TYPE,
@@ -138,21 +154,40 @@ class ProblemError(Exception):
         detail: str,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code
         self.headers = headers
+        self.errors = errors
+        self.extensions = extensions
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route that may answer these error statuses, all Problem."""
+def field_error(loc: tuple[str | int, ...], msg: str, kind: str) -> dict[str, Any]:
+    """One entry of ``errors``, for a rule the validator cannot see (a cross-field rule)."""
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+def invalid(detail: str, kind: str, *locs: tuple[str | int, ...]) -> ProblemError:
+    """A 422 naming every field a cross-field rule involves (``code`` is *kind*)."""
+    return ProblemError(422, detail, kind, errors=[field_error(loc, detail, kind) for loc in locs])
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def responses(*statuses: int, **why: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that may answer these error statuses, all Problem in
+    ``application/problem+json`` only (no ``model=``: FastAPI would add an ``application/json``
+    the server never sends). *why* adds a description per status: ``s409="not connected"``."""
     return {
         s: {
-            "model": Problem,
-            "description": title_of(s),
-            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": why.get(f"s{s}", title_of(s)),
+            "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}},
         }
         for s in statuses
     }

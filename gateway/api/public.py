@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from events import Event, SiteCountsChanged
+from gateway.api import problems
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
 from gateway.api.state import AppState, get_state
 from parking.occupancy import SiteView
@@ -46,7 +47,7 @@ def _site_out(state: AppState, view: SiteView, now: datetime) -> SiteOut:
 
 def _site_or_404(state: AppState, site_id: str) -> SiteView:
     if site_id not in state.sites:
-        raise HTTPException(404, f"no site {site_id!r}")
+        raise problems.ProblemError(404, f"no site {site_id[:64]!r}", "no_site")
     return state.book.site(site_id)
 
 
@@ -136,7 +137,10 @@ def _counts(e: SiteCountsChanged) -> dict[str, Any]:
     "/vacancies/stream",
     summary="Server-Sent Events: a `snapshot` of every site, then `counts` on every change",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **problems.responses(404, s404="a site id in `site` is unknown (code unknown_site)"),
+    },
 )
 async def vacancy_stream(
     request: Request,
@@ -146,12 +150,14 @@ async def vacancy_stream(
     ] = None,
 ) -> StreamingResponse:
     if site and len(site) > MAX_SITES:
-        raise HTTPException(422, f"at most {MAX_SITES} site ids (got {len(site)})")
+        raise problems.invalid(
+            f"at most {MAX_SITES} site ids (got {len(site)})", "too_many", ("query", "site")
+        )
     wanted = set(site) if site else None
     if wanted and not wanted <= state.sites.keys():
         unknown = sorted(wanted - state.sites.keys())
         shown = ", ".join(s[:64] for s in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        raise HTTPException(404, f"unknown site(s): {shown}")
+        raise problems.ProblemError(404, f"unknown site(s): {shown}", "unknown_site")
 
     def accepts(e: Event) -> bool:
         return isinstance(e, SiteCountsChanged) and (wanted is None or e.site_id in wanted)

@@ -1,6 +1,7 @@
 """Refused requests: a 422 that can always be encoded, and one log line per reason a minute.
 
-FastAPI's own handler echoes the offending input; a lone surrogate, NaN or Infinity cannot be
+Answered as a Problem (gateway.api.problems) whose ``errors`` list the fields. FastAPI's own
+handler echoes the offending input; a lone surrogate, NaN or Infinity cannot be
 encoded as JSON, so a hostile body turned into a 500 and two tracebacks. Here every value the
 error carries is made JSON-safe (or dropped), and a flood of bad requests is a metric, not a
 flood of log lines.
@@ -18,6 +19,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from gateway.api.problems import problem
 from gateway.metrics import FastCounter
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
 
 
 def error_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """FastAPI's ``detail`` list shape, every value JSON-safe."""
+    """The Problem's ``errors`` (pydantic's loc/msg/type/input/ctx), every value JSON-safe."""
     out: list[dict[str, Any]] = []
     for err in list(errors)[:MAX_ERRORS]:
         item: dict[str, Any] = {
@@ -115,6 +117,8 @@ def validation_handler(rejections: RejectionLog) -> Any:
             reason,
             f"rejected {request.method} {safe_text(request.url.path)}: {reason} at {where}",
         )
-        return JSONResponse({"detail": detail}, status_code=422)
+        summary = f"{where or 'request'}: {first.get('msg', 'invalid')}"
+        more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+        return problem(422, safe_text(summary) + more, "invalid", errors=detail)
 
     return handle

@@ -19,12 +19,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import PlateRead
+from gateway.api import problems
 from gateway.api.auth import require
 from gateway.api.state import AppState, get_state
 from gateway.bounds import Instant
@@ -59,26 +60,37 @@ _bearer = HTTPBearer(
 
 
 async def sees_all(
+    request: Request,
     state: StateDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> bool:
     """True for a caller that gets the full view (see the module's docstring)."""
     if creds is None:
+        if "authorization" in request.headers:  # sent, but not a bearer token
+            state.metrics.api_auth_failures.labels("malformed").inc()
+            raise problems.ProblemError(
+                401,
+                "the Authorization header is not a bearer token",
+                "invalid_token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return False
     try:
         async with state.sessions() as session:
             info = await verify_token(session, creds.credentials)
     except TokenError as exc:
         state.metrics.api_auth_failures.labels(exc.reason).inc()
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
+        raise problems.ProblemError(
+            401,
             "invalid or revoked token",
+            "invalid_token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from None
     return info.role in FULL_VIEW
 
 
 FullView = Annotated[bool, Depends(sees_all)]
+OPTIONAL_TOKEN: dict[str, Any] = {"security": [{}]}  # appended: the token is optional
 VIEWS = (
     "Without a token (or with one of another role) the **public view**: what is owed "
     "(id, kind, plate, vehicle class, state, entry/exit, fee, paid, due, grace, the bill's "
@@ -158,13 +170,14 @@ def payment_json(p: PaymentRecord) -> dict[str, Any]:
     "/sessions/{session_id}",
     summary="One parking session, priced now",
     description="The app's handle on a stay (ids are random, 112 bits). " + VIEWS,
+    openapi_extra=OPTIONAL_TOKEN,
 )
 async def get_session(session_id: str, state: StateDep, full: FullView) -> dict[str, Any]:
     if len(session_id) > 64:
-        raise HTTPException(404, "no such session")
+        raise problems.ProblemError(404, "no such session", "no_session")
     v = await state.session_store.get(session_id)
     if v is None:
-        raise HTTPException(404, "no such session")
+        raise problems.ProblemError(404, "no such session", "no_session")
     body = shown_json(v, full)
     if state.payments is not None:
         body["payments"] = [
@@ -177,23 +190,36 @@ async def get_session(session_id: str, state: StateDep, full: FullView) -> dict[
 @router.get(
     "/sessions",
     summary="Find the open (and last 24 h) sessions of a plate or a berth",
-    description="Exactly one of `plate` or `berth_id`; the app's 'what do I owe' lookup. " + VIEWS,
+    description="Exactly one of `plate` or `berth_id`; the app's 'what do I owe' lookup. "
+    "Neither or both is a 422 (code `one_of`) whose `errors` name both parameters. " + VIEWS,
+    responses=problems.responses(404, s404="no such berth (code no_berth)"),
+    openapi_extra=OPTIONAL_TOKEN,
 )
 async def find_sessions(
     state: StateDep,
     full: FullView,
-    plate: Annotated[str | None, Query(max_length=16)] = None,
-    berth_id: Annotated[str | None, Query(max_length=64)] = None,
+    plate: Annotated[
+        str | None,
+        Query(max_length=16, description="a plate, e.g. 甘G12345; not with `berth_id`"),
+    ] = None,
+    berth_id: Annotated[
+        str | None, Query(max_length=64, description="a berth id; not with `plate`")
+    ] = None,
 ) -> dict[str, Any]:
     if (plate is None) == (berth_id is None):
-        raise HTTPException(422, "give exactly one of plate or berth_id")
+        raise problems.invalid(
+            "give exactly one of plate or berth_id",
+            "one_of",
+            ("query", "plate"),
+            ("query", "berth_id"),
+        )
     if plate is not None:
         try:
             plate = normalise_plate(plate)
         except PlateError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise problems.invalid(str(exc), "bad_plate", ("query", "plate")) from None
     if berth_id is not None and berth_id not in state.berths:
-        raise HTTPException(404, f"no berth {berth_id!r}")
+        raise problems.ProblemError(404, f"no berth {berth_id!r}", "no_berth")
     views = await state.session_store.find(
         plate=plate, berth_id=berth_id, since=state.clock() - RECENT, limit=20
     )
@@ -220,14 +246,27 @@ class RefundRequest(BaseModel):
 
 
 def _refused(exc: PaymentError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
+    return problems.problem(exc.status, exc.message, exc.code, extensions=exc.extra)
 
 
 @router.post(
     "/payments",
     status_code=201,
     summary="Record a payment of a session (idempotent by Idempotency-Key)",
-    responses={200: {"description": "replay of an earlier request with the same key"}},
+    responses={
+        200: {"description": "replay of an earlier request with the same key"},
+        **problems.responses(
+            402,
+            404,
+            409,
+            422,
+            s402="declined by the payment provider (code declined)",
+            s404="no such session (code no_session)",
+            s409="nothing is due, or the session cannot be priced (nothing_due, not_priced)",
+            s422="invalid, more than is due (over_due), or the key was used for a different "
+            "request (idempotency_conflict)",
+        ),
+    },
 )
 async def post_payment(
     body: PaymentRequest,
@@ -257,6 +296,7 @@ async def post_payment(
     "/payments/{payment_id}/refunds",
     status_code=201,
     summary="Refund (part of) a payment (operators; idempotent by Idempotency-Key)",
+    responses=problems.responses(402, s402="declined by the payment provider (code declined)"),
 )
 async def post_refund(
     payment_id: Annotated[str, Path(max_length=128)],
@@ -289,7 +329,7 @@ class PlateReadRequest(BaseModel):
     direction: Literal["in", "out"]
     plate: str = Field(min_length=2, max_length=16)
     colour: Literal["blue", "yellow", "green", "yellow_green", "white", "black"] | None = None
-    confidence: float | None = Field(None, ge=0, le=1)
+    confidence: float | None = Field(None, ge=0, le=1, strict=True)
     lane: str | None = Field(None, max_length=32)
     image_ref: str | None = Field(None, max_length=500)
     ts: Instant = Field(description="when the camera read the plate (ISO 8601 with offset)")
@@ -302,22 +342,27 @@ class PlateReadRequest(BaseModel):
 async def post_plate_read(body: PlateReadRequest, token: Camera, state: StateDep) -> dict[str, Any]:
     if body.site_id not in state.sites:
         state.metrics.sessions.labels("plate", "unknown_site").inc()
-        raise HTTPException(422, f"unknown site {body.site_id!r}")
+        raise problems.invalid(
+            f"unknown site {body.site_id!r}", "unknown_site", ("body", "site_id")
+        )
     try:
         plate = normalise_plate(body.plate)
     except PlateError as exc:
         state.metrics.sessions.labels("plate", "bad_plate").inc()
-        raise HTTPException(422, str(exc)) from None
+        raise problems.invalid(str(exc), "bad_plate", ("body", "plate")) from None
     if body.confidence is not None and body.confidence < state.min_plate_confidence:
         state.metrics.sessions.labels("plate", "low_confidence").inc()
-        raise HTTPException(
-            422,
+        raise problems.invalid(
             f"confidence {body.confidence} is below the configured minimum "
             f"{state.min_plate_confidence}",
+            "low_confidence",
+            ("body", "confidence"),
         )
     if body.ts > state.clock() + timedelta(minutes=5):
         state.metrics.sessions.labels("plate", "future").inc()
-        raise HTTPException(422, "ts is in the future (check the camera's clock)")
+        raise problems.invalid(
+            "ts is in the future (check the camera's clock)", "future", ("body", "ts")
+        )
     read = PlateRead(
         device_id=body.camera_id,
         ts=body.ts,

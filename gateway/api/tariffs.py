@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
+from gateway.api import problems
 from gateway.api.state import AppState, get_state
 from gateway.services.parking.quotes import QuoteRequest, current_version, make_quote, version_json
 
@@ -26,19 +27,29 @@ async def tariffs(state: StateDep) -> dict[str, Any]:
 async def site_tariff(site_id: str, state: StateDep) -> dict[str, Any]:
     site = state.sites.get(site_id)
     if site is None:
-        raise HTTPException(404, f"no site {site_id!r}")
+        raise problems.ProblemError(404, f"no site {site_id[:64]!r}", "no_site")
     v = version_json(current_version(state.tariffs, state.clock()))
     v["rates"] = [r for r in v["rates"] if r["site_class"] == site.segment_class]
     v["free_first"] = {k: x for k, x in v["free_first"].items() if k == site_id}
     return {"site_id": site_id, "site_class": site.segment_class, **v}
 
 
-@router.post("/quotes", summary="Itemised fee for a stay (same result as `citygate tariff quote`)")
+@router.post(
+    "/quotes",
+    summary="Itemised fee for a stay (same result as `citygate tariff quote`)",
+    description="Exactly one of `vehicle_class` or `plate` (`plate_colour` only with `plate`); "
+    "`exit` not before `entry`; the stay within the posted tariff's versions and at most "
+    "the configured maximum days. Otherwise a 422 naming the fields.",
+)
 async def post_quote(body: QuoteRequest, state: StateDep) -> dict[str, Any]:
     site = state.sites.get(body.site_id)
     if site is None:
-        raise HTTPException(422, f"unknown site {body.site_id!r}")
+        raise problems.invalid(
+            f"unknown site {body.site_id!r}", "unknown_site", ("body", "site_id")
+        )
     try:
         return make_quote(state.tariffs, site, body, state.max_stay_days)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise problems.invalid(
+            str(exc), "unquotable", ("body", "entry"), ("body", "exit")
+        ) from None

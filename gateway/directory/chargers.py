@@ -53,7 +53,7 @@ class ChargerCreate(BaseModel):
     vendor: Name = "unknown"
     model: Name = "unknown"
     current: Literal["AC", "DC"] = "AC"
-    power_kw: float = Field(7.0, gt=0, le=1000)
+    power_kw: float = Field(7.0, gt=0, le=1000, strict=True)
     connectors: int = Field(1, ge=1, le=8)
 
     @model_validator(mode="after")

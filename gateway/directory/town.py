@@ -20,8 +20,9 @@ from gateway.config import TownConfig
 
 SAMPLE_TOWN = "sample_town.toml"
 
-Lat = Annotated[float, Field(ge=-90, le=90)]
-Lon = Annotated[float, Field(ge=-180, le=180)]
+# strict: a number, never true/false or "1.5" coerced into one
+Lat = Annotated[float, Field(ge=-90, le=90, strict=True)]
+Lon = Annotated[float, Field(ge=-180, le=180, strict=True)]
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 DevEui = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{16}$")]
 

@@ -128,12 +128,14 @@ class ExternalProvider:
 
 
 class PaymentError(Exception):
-    """A refused payment request: ``status`` is the HTTP status the API answers with."""
+    """A refused payment request: ``status`` is the HTTP status the API answers with, ``code``
+    the stable token of its Problem, ``extra`` its extension members (e.g. ``due_fen``)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, code: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
         self.extra = extra
 
 
@@ -192,7 +194,11 @@ class PaymentService:
         if row is None:
             return None
         if row.request_hash != request_hash:
-            raise PaymentError(422, "this Idempotency-Key was already used for a different request")
+            raise PaymentError(
+                422,
+                "this Idempotency-Key was already used for a different request",
+                "idempotency_conflict",
+            )
         return PaymentRecord.of(row)
 
     async def pay(
@@ -232,16 +238,17 @@ class PaymentService:
             async with self._sessions() as db:
                 row = await db.get(ParkingSessionRow, session_id)
             if row is None:
-                raise PaymentError(404, f"no session {session_id!r}")
+                raise PaymentError(404, f"no session {session_id!r}", "no_session")
             settlement, error = self._store.price(row, now)
             if settlement is None:
-                raise PaymentError(409, f"the session cannot be priced: {error}")
+                raise PaymentError(409, f"the session cannot be priced: {error}", "not_priced")
             if settlement.due_fen == 0:
-                raise PaymentError(409, "nothing is due on this session", due_fen=0)
+                raise PaymentError(409, "nothing is due on this session", "nothing_due", due_fen=0)
             if amount_fen > settlement.due_fen:
                 raise PaymentError(
                     422,
                     f"amount_fen {amount_fen} exceeds what is due ({settlement.due_fen})",
+                    "over_due",
                     due_fen=settlement.due_fen,
                 )
             try:
@@ -253,12 +260,16 @@ class PaymentService:
                     provider_ref=provider_ref,
                 )
             except ProviderRefused as exc:
-                raise PaymentError(422, str(exc)) from None
+                raise PaymentError(422, str(exc), "refused_by_provider") from None
             except ProviderDeclined as exc:
-                raise PaymentError(402, f"declined by the payment provider: {exc}") from None
+                raise PaymentError(
+                    402, f"declined by the payment provider: {exc}", "declined"
+                ) from None
             except ProviderUnavailable as exc:
                 raise PaymentError(
-                    503, f"payment provider unavailable, retry with the same key: {exc}"
+                    503,
+                    f"payment provider unavailable, retry with the same key: {exc}",
+                    "provider_unavailable",
                 ) from None
             payment = PaymentRow(
                 id="pay_" + secrets.token_hex(12),
@@ -309,7 +320,7 @@ class PaymentService:
         async with self._sessions() as db:
             original = await db.get(PaymentRow, payment_id)
         if original is None or original.kind != "payment":
-            raise PaymentError(404, f"no payment {payment_id!r}")
+            raise PaymentError(404, f"no payment {payment_id!r}", "no_payment")
         async with self._locks[original.session_id]:
             found = await self._replay(key, request_hash)
             if found is not None:
@@ -328,6 +339,7 @@ class PaymentService:
                 raise PaymentError(
                     422,
                     f"amount_fen {amount_fen} exceeds what is left to refund ({left})",
+                    "over_refundable",
                     refundable_fen=left,
                 )
             try:
@@ -335,10 +347,14 @@ class PaymentService:
                     payment_ref=original.provider_ref, amount_fen=amount_fen, idempotency_key=key
                 )
             except ProviderDeclined as exc:
-                raise PaymentError(402, f"refund declined by the payment provider: {exc}") from None
+                raise PaymentError(
+                    402, f"refund declined by the payment provider: {exc}", "declined"
+                ) from None
             except ProviderUnavailable as exc:
                 raise PaymentError(
-                    503, f"payment provider unavailable, retry with the same key: {exc}"
+                    503,
+                    f"payment provider unavailable, retry with the same key: {exc}",
+                    "provider_unavailable",
                 ) from None
             now = self._clock()
             row = PaymentRow(
