@@ -383,6 +383,14 @@ class OcppConfig(_Section):
     silence_factor: float = Field(
         2.0, ge=1.0, le=100, description="heartbeat periods of silence before a probe"
     )
+    durable_reply_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="how long the answer to a transaction message (start, stop, a meter value "
+        "of a transaction) waits for its record to be committed; past it the charger gets a "
+        "CallError InternalError and sends the message again",
+    )
     command_timeout_s: float = Field(
         30.0, gt=0, le=300, description="how long a command waits for the charger's answer"
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from ocpp.exceptions import InternalError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -104,3 +105,49 @@ async def test_a_database_outage_slows_chargers_and_loses_no_transaction(gw: Any
     async with gw.services.sessions() as s:
         (row,) = (await s.scalars(select(ChargingSessionRow))).all()
     assert (row.state, row.meter_start_wh, row.meter_stop_wh) == ("closed", 1000, 3500)
+
+
+@pytest_asyncio.fixture
+async def gw_quick(mosquitto: Broker, db_url: str) -> AsyncIterator[Any]:
+    settings = gateway_settings(
+        db_url, mosquitto, ocpp={"heartbeat_s": 60, "durable_reply_timeout_s": 0.5}
+    )
+    async with running_gateway(settings) as gateway:
+        yield gateway
+
+
+async def test_a_stop_is_acknowledged_only_once_it_is_recorded(gw_quick: Any) -> None:
+    """A StopTransaction that cannot be recorded in time gets a CallError (the charger keeps
+    it and sends it again, as OCPP 1.6 §4.10 says); the repeat is answered once the first one
+    is committed, and the session is closed once."""
+    gw = gw_quick
+    async with gw.services.sessions.begin() as s:
+        pw = await set_password(s, "SDEV002", gw.services.clock())
+    url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
+    rt = gw.services.charging
+    async with Charger16(url, "SDEV002", pw) as a:
+        await a.boot()
+        await a.status(1, "Available")
+        tx = await a.start_transaction(1, "APP-1", meter_start=1000, timestamp=datetime.now(UTC))
+        await rt.flushed()
+        outage = Outage(gw.services.engine)
+        await outage.begin()
+        stop_at = datetime.now(UTC)
+        try:
+            with pytest.raises(InternalError):
+                await a.stop_transaction(tx, meter_stop=4200, timestamp=stop_at)
+            assert (
+                gw.metrics_value(
+                    "citygate_ocpp_rejected_total", what="recorder", reason="reply_not_durable"
+                )
+                >= 1
+            )
+        finally:
+            await outage.end()
+        answer = await asyncio.wait_for(
+            a.stop_transaction(tx, meter_stop=4200, timestamp=stop_at), 30
+        )
+        assert answer is not None
+    async with gw.services.sessions() as s:
+        (row,) = (await s.scalars(select(ChargingSessionRow))).all()
+    assert (row.state, row.meter_stop_wh) == ("closed", 4200)

@@ -78,6 +78,12 @@ class ChargerBackend(CoreBackend, Protocol):
         """Hand an event on; never blocks (queue database writes)."""
         ...
 
+    async def durable(self) -> bool:
+        """Wait until every event published so far is recorded: True, or False after the
+        backend's deadline. The answer to a transaction message waits for this, so a charger
+        is never told that a start, a stop or a meter value was taken before it is durable."""
+        ...
+
     async def room(self) -> None:
         """Wait until the backend can take more events. A session awaits this before it reads
         its next frame, so a recorder that falls behind (or a database that is away) slows
@@ -135,6 +141,9 @@ class MemoryBackend:
 
     async def room(self) -> None:
         return None
+
+    async def durable(self) -> bool:
+        return True
 
     def heartbeat_interval(self, charger_id: str) -> int:
         return self.heartbeat_s

@@ -128,6 +128,9 @@ class Response:
     invalid: str | None = None
 
 
+_TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "TransactionEvent"})
+
+
 @dataclass(slots=True)
 class Received:
     """What one frame produced, in order of occurrence."""
@@ -137,6 +140,9 @@ class Received:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (counter reason, detail)
     responses: list[Response] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # handler exceptions (for the log)
+    # Answers to transaction-related messages (OCPP 1.6 §4.10: the charger retries them until
+    # answered, so the answer must wait until what they said is durable).
+    transaction: bool = False
 
 
 class OcppConnection:
@@ -285,6 +291,10 @@ class OcppConnection:
         out.events.extend(ctx.events)
         out.problems.extend(ctx.problems)
         out.replies.append(_dumps([CALL_RESULT, uid, answer]))
+        if action in _TRANSACTION_ACTIONS or (
+            action == "MeterValues" and payload.get("transactionId") is not None
+        ):
+            out.transaction = True
 
     def _on_response(self, frame: list[Any], uid: str | None, kind: int, out: Received) -> None:
         """Match a CALLRESULT/CALLERROR to our call. Responses are never answered, so a bad
@@ -310,6 +320,15 @@ class OcppConnection:
             out.responses.append(Response(uid, action, result=shown, invalid=e.cause))
             return
         out.responses.append(Response(uid, action, result=snake(payload)))
+
+    def not_recorded(self, reply: str) -> str:
+        """The CALLERROR that replaces *reply* (an answer to a transaction message) when what
+        it acknowledges could not be made durable in time. The charger sends the message
+        again, and the ledger recognises the repeat."""
+        uid = orjson.loads(reply)[1]
+        out = Received()
+        self._error(out, str(uid), "InternalError", "not recorded yet: send it again")
+        return out.replies[0]
 
     def _error(self, out: Received, uid: str, code: str, description: str) -> None:
         if self.version == "1.6":

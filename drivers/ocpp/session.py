@@ -136,7 +136,10 @@ class ChargerSession:
             FRAMES.info("%s: receive %s", self.charger_id, frame)
         out = self.core.receive(frame, now)
         self._report(out)
-        for reply in out.replies:
+        replies = out.replies
+        if out.transaction and not await self._backend.durable():
+            replies = [self.core.not_recorded(r) for r in replies]
+        for reply in replies:
             if FRAMES.isEnabledFor(logging.INFO):
                 FRAMES.info("%s: send %s", self.charger_id, reply)
             await self._connection.send(reply)

@@ -6,6 +6,7 @@ recorder's queue, never straight to the database."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from drivers.ocpp import AuthVerdict, IdTagStatus, Link
@@ -53,9 +54,23 @@ class ChargingRuntime(Watch):
     def publish(self, event: Event) -> None:
         self._bus.publish(event)
         self._queue.put_nowait((event, self._clock()))
+        self._events_queued += 1
         if self._room.is_set() and self._queue.qsize() >= HIGH_WATER:
             self._room.clear()
             self._metrics.ocpp_rejected.labels("recorder", "backpressure").inc()
+
+    async def durable(self) -> bool:
+        target = self._events_queued
+        if self._events_written >= target:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((target, waiter))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.config.durable_reply_timeout_s)
+        except TimeoutError:
+            self._metrics.ocpp_rejected.labels("recorder", "reply_not_durable").inc()
+            return False
+        return True
 
     async def room(self) -> None:
         if not self._room.is_set():

@@ -170,6 +170,12 @@ class ChargerFleet:
         self._queue: asyncio.Queue[tuple[Event | tuple[Change, ...], datetime]] = asyncio.Queue()
         self._room = asyncio.Event()
         self._room.set()
+        # Charger events queued and committed (or counted lost), for ``durable``: a
+        # transaction message is answered once the recorder has written up to it.
+        self._events_queued = 0
+        self._events_written = 0
+        self._events_taken = 0
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._next_tx = 1
         self._tx_sessions: dict[tuple[str, str], str] = {}  # (charger, tx) -> session id
         self._retry: list[Any] = []  # the recorder's units kept while the database is away

@@ -133,8 +133,10 @@ class Recorder(Pricing):
                 finally:
                     for _ in items:
                         self._queue.task_done()
+                self._events_taken += sum(not isinstance(item[0], tuple) for item in items)
                 if not self._retry:
                     backoff.reset()
+                    self._written_up_to(self._events_taken)
         except asyncio.CancelledError:
             held = tuple(self._lazy_pending.values())
             self._lazy_pending.clear()
@@ -149,6 +151,19 @@ class Recorder(Pricing):
                     self._metrics.ocpp_rejected.labels("recorder", "write_failed").inc(len(units))
                     log.warning("[chargers] stopping: %d writes lost: %r", len(units), exc)
             raise
+
+    def _written_up_to(self, n: int) -> None:
+        """Every event up to the *n*-th is committed (or counted lost): wake their answers."""
+        self._events_written = n
+        if self._durable_waiters:
+            waiting = []
+            for target, waiter in self._durable_waiters:
+                if target <= n:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    waiting.append((target, waiter))
+            self._durable_waiters = waiting
 
     async def _next_items(self, batch: int, backoff: Backoff) -> list[QueueItem]:
         """The next batch to write. While writes fail (the database is away) the kept units
