@@ -136,6 +136,11 @@ class ModbusHub:
     def online(self) -> bool:
         return self._up.is_set()
 
+    @property
+    def failing_since(self) -> int:
+        """Failed connection attempts (and losses) since the bus was last connected."""
+        return self._once.failures
+
     async def __aenter__(self) -> ModbusHub:
         self.start()
         return self

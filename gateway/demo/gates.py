@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,11 @@ class _Context(ModbusServerContext):
         if address + len(values) > ADDRESSES:
             return ExcCodes.ILLEGAL_ADDRESS
         for i, v in enumerate(values):
-            sim.writes.append(WriteRecord(device_id, table, address + i, int(v), t))
+            record = WriteRecord(device_id, table, address + i, int(v), t)
+            sim.writes.append(record)
             gate.write(table, address + i, int(v), t)
+            if sim.on_write is not None:
+                sim.on_write(record)
         return None
 
 
@@ -211,6 +214,7 @@ class GateSimulator:
         self.gates: dict[int, SimGate] = dict(gates)
         self.writes: list[WriteRecord] = []
         self.requests: list[RequestRecord] = []
+        self.on_write: Callable[[WriteRecord], None] | None = None  # tests: act on a write
         self._refuse: dict[int, list[int]] = {}
         self._garble = 0
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
