@@ -92,14 +92,21 @@ async def test_two_controllers_on_one_tcp_bus(sim: GateSimulator) -> None:
         assert hub.max_in_flight == 1  # the bus lock serialised both controllers' requests
         assert {r.unit for r in sim.requests} == {1, 2}
         assert (sim.action_writes(1, "raise"), sim.action_writes(2, "raise")) == (1, 1)
-        assert sim.gates[1].coils[0] == 0 and sim.gates[2].holding[0] == 0  # pulses ended
+        assert first.elapsed_s < RELAY.actions["raise"].pulse_ms / 1000  # no wait for the pulse
+        await wait_for(
+            lambda: sim.gates[1].coils[0] == 0 and sim.gates[2].holding[0] == 0,
+            5,
+            what="pulses end",
+        )
+        pulse_on, pulse_off = (r for r in sim.writes if r.unit == 1)
+        assert pulse_off.at - pulse_on.at >= RELAY.actions["raise"].pulse_ms / 1000
         # The same decision again: its outcome, nothing sent.
         writes = len(sim.writes)
         assert await g1.command("raise", "d-1") is first
         again = await asyncio.gather(g2.command("lower", "d-3"), g2.command("lower", "d-3"))
         assert again[0] is again[1] and again[0].outcome == "confirmed"
         assert sim.action_writes(2, "lower") == 1
-        assert len(sim.writes) == writes + 2  # the lower and its reset, once
+        await wait_for(lambda: len(sim.writes) == writes + 2, 5, what="the lower's pulse end")
         assert g2.last_state is not None and g2.last_state.position == "down"
 
 
@@ -141,7 +148,7 @@ async def test_dropping_mid_command_is_unconfirmed_and_never_written_twice(
     sim: GateSimulator,
 ) -> None:
     async with hub_for(sim) as hub:
-        g = gate(hub, 1, RELAY, confirm_timeout=1.0, poll_interval=0.05)
+        g = gate(hub, 1, RELAY, confirm_timeout=1.0, poll_interval=0.05, silent_poll_max=0.2)
         assert (await g.read()).position == "down"
 
         def pull_the_plug(r: WriteRecord) -> None:
@@ -196,7 +203,7 @@ async def test_power_cycle_reconnects_by_itself_and_is_logged_once(
     caplog.set_level(logging.INFO, logger="drivers")
     cap = fast_backoff().cap
     async with hub_for(sim) as hub:
-        g = gate(hub, 2, LOGIC, poll_interval=0.05)
+        g = gate(hub, 2, LOGIC, poll_interval=0.05, silent_poll_max=0.2)
         changes: list[tuple[bool, str | None]] = []
         g.on_online = lambda _g, online, why: changes.append((online, why))
         async with polling(g) as task:
@@ -223,7 +230,7 @@ async def test_power_cycle_reconnects_by_itself_and_is_logged_once(
 
 async def test_malformed_and_exception_answers_do_not_kill_polling(sim: GateSimulator) -> None:
     async with hub_for(sim) as hub:
-        g = gate(hub, 2, LOGIC, poll_interval=0.02)
+        g = gate(hub, 2, LOGIC, poll_interval=0.02, silent_poll_max=0.1)
         g.on_state = lambda *_: (_ for _ in ()).throw(RuntimeError("a listener that fails"))
         real_read = hub.read
         calls = 0
@@ -272,3 +279,16 @@ async def test_one_controller_over_rtu_on_a_pty_pair(tmp_path: Path) -> None:
                 assert min(b - a for a, b in itertools.pairwise(seen)) >= gap
         finally:
             await s.stop()
+
+
+def test_a_silent_controller_is_polled_less_often() -> None:
+    g = GateController(ModbusHub("tcp://127.0.0.1:9"), 1, LOGIC, clock=now_utc, poll_interval=0.5)
+    assert g.next_poll_in() == 0.5
+    intervals = []
+    for _ in range(8):
+        g._missed("no answer")
+        intervals.append(g.next_poll_in())
+    assert intervals == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
+    assert not g.online and g.last_error == "no answer"
+    g._seen(GateState("up"))
+    assert g.next_poll_in() == 0.5 and g.online

@@ -12,13 +12,14 @@ confirmed by reading the state back until the boom shows the action done or the 
 - ``failed``: the write was not carried out: not sent (bus down), refused by the controller
   (Modbus exception), or the model has no such action.
 
-The pulse's second write (coil off, command word cleared) is not the action: it is retried
-until it is through (by the polling task after the command if need be), so a relay is never
-left closed.
+The pulse's second write (coil off, command word cleared) is not the action: it goes out when
+the pulse is over, while the state is being read back, and is retried until it is through (by
+the polling task after a reconnect if need be), so a relay is never left closed.
 
 ``run()`` polls the state and never dies: any exception of a read (bus down, no answer, a
 malformed frame, a value the map does not know) is reported once per episode and polling
-goes on; the controller is ``online`` again at its first good read.
+goes on, less often while the controller is silent; it is ``online`` again at its first good
+read.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class GateController:
         confirm_timeout: float | None = None,
         confirm_interval: float = 0.05,
         offline_after: int = 3,
+        silent_poll_max: float = 10.0,
         remember: int = 10_000,
         on_state: StateListener | None = None,
         on_online: OnlineListener | None = None,
@@ -107,14 +109,16 @@ class GateController:
         self.confirm_timeout = confirm_timeout or gate_map.confirm_timeout_s
         self.confirm_interval = confirm_interval
         self.offline_after = offline_after
+        self.silent_poll_max = max(silent_poll_max, poll_interval)
         self.on_state = on_state
         self.on_online = on_online
         self._clock = clock
         self._plan = read_plan(gate_map)
         self._decisions: OrderedDict[str, asyncio.Task[CommandOutcome]] = OrderedDict()
         self._remember = remember
-        self._command_lock = asyncio.Lock()
-        self._pending_resets: dict[tuple[str, int], Write] = {}
+        # Pulse ends still to write: (table, address) -> (the write, not before this loop time).
+        self._pending_resets: dict[tuple[str, int], tuple[Write, float]] = {}
+        self._enders: set[asyncio.Task[None]] = set()
         self._once = OnceLogger(log, f"gate {self.gate_id}")
         self._misses = 0
         self.last_state: GateState | None = None
@@ -180,13 +184,28 @@ class GateController:
                 if not isinstance(exc, BusError | DecodeError):
                     self._missed(f"{type(exc).__name__}: {exc}")
             self.polls += 1
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.next_poll_in())
+
+    def next_poll_in(self) -> float:
+        """The poll interval; doubled per failed poll up to ``silent_poll_max``, so a dead
+        controller does not hold a shared RS-485 line in timeouts the others need."""
+        if not self._misses:
+            return self.poll_interval
+        return min(self.silent_poll_max, self.poll_interval * float(2 ** min(self._misses, 16)))
+
+    async def _end_pulse(self, after: float) -> None:
+        await asyncio.sleep(after)
+        with contextlib.suppress(BusError):  # else the polling task ends it after reconnect
+            await self._flush_resets()
 
     async def _flush_resets(self) -> None:
-        for key, w in list(self._pending_resets.items()):
-            await self.hub.write(self.unit, w, wait=0)
-            if self._pending_resets.get(key) == w:
-                del self._pending_resets[key]
+        """Write the pulse ends that are due (a pulse is never cut short)."""
+        now = asyncio.get_running_loop().time()
+        for key, (w, due) in list(self._pending_resets.items()):
+            if due <= now:
+                await self.hub.write(self.unit, w, wait=0)
+                if self._pending_resets.get(key) == (w, due):
+                    del self._pending_resets[key]
 
     # -- commands ---------------------------------------------------------------------
 
@@ -204,8 +223,18 @@ class GateController:
         return await asyncio.shield(task)
 
     async def _command(self, action: str, decision_id: str) -> CommandOutcome:
-        async with self._command_lock:
+        # Not queued behind another command: an operator's raise while a lower is being
+        # confirmed goes out at once (that lower then ends unconfirmed).
+        start = asyncio.get_running_loop().time()
+        try:
             return await self._carry_out(action, decision_id)
+        except Exception as exc:  # a bug must not leave the lane without an outcome
+            log.exception("gate %s: command %s %s", self.gate_id, action, decision_id)
+            return CommandOutcome(
+                decision_id, action, "unconfirmed", True, self.last_state,
+                f"internal error: {type(exc).__name__}: {exc}",
+                round(asyncio.get_running_loop().time() - start, 4), self._clock(),
+            )  # fmt: skip
 
     async def _carry_out(self, action: str, decision_id: str) -> CommandOutcome:
         loop = asyncio.get_running_loop()
@@ -234,10 +263,12 @@ class GateController:
             error = str(exc)
         self.writes_sent += 1
         if plan.reset is not None and plan.pulse_s is not None:
-            self._pending_resets[(plan.reset.table, plan.reset.address)] = plan.reset
-            await asyncio.sleep(plan.pulse_s)
-            with contextlib.suppress(BusError):
-                await self._flush_resets()
+            due = loop.time() + plan.pulse_s
+            self._pending_resets[(plan.reset.table, plan.reset.address)] = (plan.reset, due)
+            # The pulse ends on its own time while the state is read back.
+            ender = loop.create_task(self._end_pulse(plan.pulse_s))
+            self._enders.add(ender)
+            ender.add_done_callback(self._enders.discard)
         while True:
             remaining = deadline - loop.time()
             try:
