@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.gates.models import shipped_model
-from gateway.cli import main
+from gateway.cli import build_parser
 from gateway.demo.gates import GateSimulator, SimGate
 
 
@@ -54,11 +54,18 @@ async def test_probe_prints_the_map_as_read(tmp_path: Path) -> None:
         await sim.stop()
 
 
+def run(*argv: str) -> int:
+    """The command itself, in this process (``main`` would set up the process's logging)."""
+    args = build_parser().parse_args(["modbus", *argv])
+    result: int = args.func(args)
+    return result
+
+
 def test_probe_refuses_bad_urls_and_models(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["modbus", "probe", "http://x", "--unit", "1"]) == 2
+    assert run("probe", "http://x", "--unit", "1") == 2
     assert "the scheme must be tcp:// or serial://" in capsys.readouterr().err
-    assert main(["modbus", "probe", "tcp://x", "--unit", "1", "--model", "nope"]) == 2
+    assert run("probe", "tcp://x", "--unit", "1", "--model", "nope") == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
-    assert main(["modbus", "models", "--json"]) == 0
+    assert run("models", "--json") == 0
     models = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in models] == ["example-logic-hr", "example-relay4"]

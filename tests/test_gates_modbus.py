@@ -20,7 +20,7 @@ from pymodbus.constants import ExcCodes
 from drivers.backoff import Backoff
 from drivers.gates.bus import frame_gap, parse_bus_url
 from drivers.gates.controller import GateController
-from drivers.gates.hub import ModbusHub
+from drivers.gates.hub import HubPool, ModbusHub
 from drivers.gates.models import shipped_model
 from drivers.gates.registers import GateMap, GateState
 from events import now_utc
@@ -292,3 +292,25 @@ def test_a_silent_controller_is_polled_less_often() -> None:
     assert not g.online and g.last_error == "no answer"
     g._seen(GateState("up"))
     assert g.next_poll_in() == 0.5 and g.online
+
+
+async def test_one_hub_per_bus(sim: GateSimulator) -> None:
+    pool = HubPool(backoff=fast_backoff())
+    try:
+        port = sim.url.rsplit(":", 1)[1]
+        hub = pool.get(sim.url)
+        assert (
+            pool.get(f"tcp://127.0.0.1:{port}") is hub and pool.get(parse_bus_url(sim.url)) is hub
+        )
+        assert pool.get("serial:///dev/ttyNONE") is not hub
+        with pytest.raises(ValueError, match="already configured as serial:///dev/ttyNONE"):
+            pool.get("serial:///dev/ttyNONE?baudrate=19200")
+        with pytest.raises(ValueError, match="already configured"):
+            pool.get(f"{sim.url}?timeout_ms=50")
+        assert await hub.wait_online(5)
+        assert (await gate(hub, 1, RELAY).read()).position == "down"
+        hubs = pool.hubs
+        assert len(hubs) == 2 and hub.online
+    finally:
+        await pool.close()
+    assert not any(h.online for h in hubs) and pool.hubs == []

@@ -4,8 +4,8 @@ every controller on it.
 - One lock: a request and its answer own the bus; RS-485 is half duplex, and a serial server
   in front of one forwards one request at a time anyway.
 - A silence between frames: RTU ends a frame by 3.5 character times at the bus's baud rate
-  (``drivers.gates.bus.frame_gap``), and after a request that got no answer the hub waits
-  out the longest frame, so a late answer cannot be taken for the next request's.
+  (``drivers.gates.bus.frame_gap``), and after an RTU request that got no answer the hub
+  waits out the longest frame, so a late answer cannot be taken for the next request's.
 - A timeout per request, no retries inside pymodbus (``retries=0``): whether to ask again is
   the caller's decision, because a write that got no answer may have been carried out.
 - Reconnect with exponential backoff and jitter (``drivers.backoff``) by a task of its own
@@ -50,7 +50,7 @@ from drivers.gates.bus import BusSpec, SerialBus, char_time, frame_gap, parse_bu
 from drivers.gates.registers import BIT_TABLES, Block, ReadRequest, Write
 from drivers.once import OnceLogger
 
-__all__ = ["BusDown", "BusError", "ModbusHub", "NoAnswer", "Refused"]
+__all__ = ["BusDown", "BusError", "HubPool", "ModbusHub", "NoAnswer", "Refused"]
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,39 @@ class ModbusHub:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await request
         raise _Lost if lost in done else TimeoutError
+
+
+class HubPool:
+    """One hub per physical bus for a service with many controllers: ``get(url)`` returns
+    the same started hub for every URL naming the same bus (host and port, or serial device);
+    the same device with other line settings is a configuration error."""
+
+    def __init__(self, **hub_options: Any) -> None:
+        self._options = hub_options
+        self._hubs: dict[tuple[str, ...], ModbusHub] = {}
+
+    def get(self, url: str | BusSpec) -> ModbusHub:
+        spec = parse_bus_url(url) if isinstance(url, str) else url
+        if isinstance(spec, SerialBus):
+            key: tuple[str, ...] = ("serial", spec.device)
+        else:
+            key = ("tcp", spec.host.lower(), str(spec.port))
+        hub = self._hubs.get(key)
+        if hub is None:
+            hub = self._hubs[key] = ModbusHub(spec, **self._options)
+            hub.start()
+        elif hub.spec != spec:
+            raise ValueError(f"{spec.url}: the same bus is already configured as {hub.url}")
+        return hub
+
+    @property
+    def hubs(self) -> list[ModbusHub]:
+        return list(self._hubs.values())
+
+    async def close(self) -> None:
+        for hub in self._hubs.values():
+            await hub.close()
+        self._hubs.clear()
 
 
 def _serial_client(spec: SerialBus, timeout: float, traced: Callable[[bool], None]) -> Client:
