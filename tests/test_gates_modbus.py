@@ -314,3 +314,34 @@ async def test_one_hub_per_bus(sim: GateSimulator) -> None:
     finally:
         await pool.close()
     assert not any(h.online for h in hubs) and pool.hubs == []
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
+async def test_the_serial_line_goes_and_comes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pty pair disappears (a USB adapter pulled, socat ended) and a new one appears at
+    the same path: the hub reopens it by itself, polling goes on, each logged once."""
+    caplog.set_level(logging.INFO, logger="drivers")
+    s = GateSimulator({3: SimGate(LOGIC, travel_s=TRAVEL)})
+    async with contextlib.AsyncExitStack() as line:
+        gateway_end, simulator_end = await line.enter_async_context(socat_pair(tmp_path))
+        await s.start_serial(simulator_end)
+        url = f"serial://{gateway_end}?baudrate=9600&timeout_ms=300"
+        async with ModbusHub(url, backoff=fast_backoff()) as hub:
+            assert await hub.wait_online(5)
+            g = gate(hub, 3, LOGIC, poll_interval=0.05, silent_poll_max=0.2)
+            async with polling(g):
+                await wait_for(lambda: g.online, 5)
+                await s.stop()
+                await line.aclose()  # socat ends: the gateway's end of the line is gone
+                await wait_for(lambda: not hub.online, 5, what="the line lost")
+                await wait_for(lambda: hub.failing_since >= 3, 5, what="reopening fails")
+                await wait_for(lambda: g.last_error is not None, 5, what="polling sees it")
+                await line.enter_async_context(socat_pair(tmp_path))
+                await s.start_again()
+                await wait_for(lambda: hub.online and g.online, 5, what="the line back")
+                assert (await g.command("raise", "after")).outcome == "confirmed"
+        await s.stop()
+    assert logged(caplog, "drivers.gates.hub", "failing") == 1
+    assert logged(caplog, "drivers.gates.hub", "recovered") == 1
