@@ -273,6 +273,8 @@ async def test_one_controller_over_rtu_on_a_pty_pair(tmp_path: Path) -> None:
                     await gate(hub, 8, LOGIC).read()  # nobody at unit 8 on this line
                 assert (await g.read()).position == "up"  # the line is still in step
                 assert (await g.command("lower", "rtu-2")).outcome == "confirmed"
+                async with ModbusHub(url, backoff=fast_backoff()) as second:
+                    assert not await second.wait_online(0.5)  # the port is opened exclusively
                 gap = frame_gap(parse_bus_url(url))
                 assert gap == pytest.approx(3.5 * 10 / 9600)
                 seen = [r.at for r in s.requests]

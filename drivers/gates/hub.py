@@ -23,8 +23,8 @@ take another. We plug pyserial-asyncio-fast (the maintained fork of pyserial-asy
 issue asks for) in at the one seam pymodbus has, the client's connection factory
 (``client.ctx.call_create``, the same ``create_serial_connection(loop, factory, url, **kw)``
 signature): its transport opens and closes the port in an executor thread where pymodbus's
-opens, flushes and closes it on the event loop (a blocking call, seconds on a wedged USB
-adapter), and it implements the whole ``asyncio.Transport`` contract (``is_closing``, write
+opens and closes it on the event loop (blocking calls, seconds on a wedged USB adapter), and
+it implements the whole ``asyncio.Transport`` contract (``is_closing``, write
 flow control, ``connection_lost`` once after an error) where pymodbus's stubs them. The seam is
 private to pymodbus: ``_serial_client`` checks it is there and fails loudly if an upgrade
 removes it, and tests/test_gates_modbus.py runs RTU over a real pty pair (socat) through it.

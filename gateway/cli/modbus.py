@@ -33,6 +33,8 @@ async def probe(url: str, unit: int, gate_map: Any, per_request: float) -> dict[
         out["bus"] = hub.url
         if not await hub.wait_online(per_request + 1):
             out["error"] = hub.last_error or f"cannot connect to {hub.url}"
+            if out["error"].startswith("cannot connect to serial"):
+                out["error"] += " (no such port, or in use: a running gateway holds its ports)"
             return out
         blocks = []
         try:
