@@ -78,6 +78,9 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
         "websockets",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # The Modbus hub reports a bus's problems once per episode; pymodbus itself would log
+    # every timeout and every failed reconnect of a long outage.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
 class OnceLogger:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start what the test suite needs on a Debian machine:
 #   - mosquitto (the tests start private instances on free loopback ports)
+#   - socat (virtual serial pairs for the Modbus RTU tests)
 #   - a PostgreSQL server with trust auth: the machine's on 127.0.0.1:5432 if it lets user
 #     postgres in without a password, else a private cluster on a free port (the tests create
 #     throwaway databases).
@@ -22,6 +23,7 @@ missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # InfluxDB v2 write API
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)                   # InfluxDB 1.x
+command -v socat >/dev/null 2>&1 || missing+=(socat)                      # virtual serial pairs (Modbus RTU tests)
 if [ ${#missing[@]} -gt 0 ]; then echo "installing ${missing[*]}"; need "${missing[@]}"; fi
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432 when it trusts local TCP connections;
@@ -36,4 +38,4 @@ if [ "$(scripts/pg-test-server.sh probe 127.0.0.1 5432)" != "trust" ] \
   echo "installing postgresql"; need postgresql
 fi
 pg=$(scripts/pg-test-server.sh ensure)
-echo "test dependencies ready: mosquitto, victoria-metrics, influxd; $pg"
+echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat; $pg"

@@ -1,5 +1,5 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, db. One module per command group; each adds its commands
+rules, telemetry, cases, chargers, modbus, db. One module per command group; each adds its commands
 in ``register``."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gateway.cli import (
     config,
     db,
     devices,
+    modbus,
     rules,
     run,
     tariffs,
@@ -43,7 +44,9 @@ EPILOG = (
     "`citygate config which` prints it. Environment variables CITYGATE_<SECTION>__<KEY> "
     "override the file."
 )
-GROUPS = (run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, db)
+GROUPS = (
+    run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, modbus, db,
+)  # fmt: skip
 
 
 def package_version() -> str:
