@@ -29,7 +29,7 @@ BODY_S = 1.5
 MARGIN_S = 2.0
 UNAUTH_BODIES = 4
 AUTH_BODIES = 6
-RATE = 5.0
+RATE = 0.5  # a token every 2 s: the burst below is done long before one refills, even loaded
 BURST = 8
 QUOTE = {
     "site_id": "cp-shiminting",
