@@ -119,7 +119,7 @@ def test_good_bus_urls(url: str) -> None:
     ],
 )
 def test_bad_bus_urls(url: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bus"):
         check_bus_url(url)
 
 
