@@ -16,6 +16,7 @@ from gateway.api import (
     chargers,
     detections,
     devices,
+    lanes,
     ops,
     public,
     sessions,
@@ -24,6 +25,7 @@ from gateway.api import (
 )
 from gateway.api.docs import mount_docs
 from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
+from gateway.api.problems import ProblemError, problem
 from gateway.api.rejections import RejectionLog, validation_handler
 from gateway.api.state import AppState
 from gateway.api.throttle import RateTable
@@ -38,6 +40,7 @@ ROUTERS = (
     chargers.router,
     charger_registry.router,
     devices.router,
+    lanes.router,
     telemetry.router,
     ops.router,
 )
@@ -125,6 +128,12 @@ def create_app(state: AppState) -> FastAPI:
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
     )
+
+    # The lanes routes raise ProblemError; the problem-shape conversion of every route adds
+    # (or already has) this same handler: keep one at merge.
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.detail, exc.code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
