@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
@@ -324,3 +325,58 @@ async def test_decisions_are_all_in_the_database(gw: Any) -> None:
     async with gw.services.sessions() as db:
         states = set((await db.execute(select(LaneDecisionRow.state))).scalars())
     assert states <= {"confirmed", "failed"} and "confirmed" in states
+
+
+async def test_cameras_swapped_by_an_import_follow_their_lanes(gw: Any, clock: Clock) -> None:
+    town = load_town(None)
+    swap = {
+        "ln-huochezhan-in-1": "cam-huochezhan-in-2",
+        "ln-huochezhan-in-2": "cam-huochezhan-in-1",
+    }
+    lanes = [
+        ln.model_copy(update={"camera": swap[ln.id]}) if ln.id in swap else ln for ln in town.lanes
+    ]
+    async with gw.services.sessions.begin() as db:
+        report = await import_town(db, town.model_copy(update={"lanes": lanes}), clock())
+    assert report.updated == {"lanes": 2}
+
+    def swapped() -> bool:
+        return all(lane(gw, lid).config.camera_id == cam for lid, cam in swap.items())
+
+    await wait_for(swapped, 5, what="the swap applied")
+    at = T0 + 10 * 60 * MIN
+    answer = await read(gw, clock, "cam-huochezhan-in-2", "甘G80001", at)
+    assert answer.open
+    assert (await outcome(lane(gw, "ln-huochezhan-in-1"))).plate == "甘G80001"
+    answer = await read(gw, clock, "cam-huochezhan-in-1", "甘G80002", at)
+    assert answer.open
+    assert (await outcome(lane(gw, "ln-huochezhan-in-2"))).plate == "甘G80002"
+
+
+class _DatabaseAway:
+    def plate_of(self, read: Any) -> str | None:
+        return str(read.plate)
+
+    async def of_read(self, *args: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, OSError("database is away"))
+
+
+async def test_a_read_the_books_cannot_take_waits_for_an_operator(
+    gw: Any, clock: Clock, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    lanes = gw.services.lanes
+    facts, lanes._facts = lanes._facts, _DatabaseAway()
+    try:
+        answer = await read(gw, clock, "cam-tonghe-out", "甘G81818", T0 + 11 * 60 * MIN)
+    finally:
+        lanes._facts = facts
+    rt = lane(gw, "ln-tonghe-out")
+    assert not answer.open and rt.state.phase == "waiting_operator"
+    assert "not_recorded" in answer.reason
+    r = await http.post(
+        "/api/v1/lanes/ln-tonghe-out/open",
+        json={"reason": "books unavailable, driver paid cash"},
+        headers=auth(tokens["operator"]),
+    )
+    assert r.status_code == 202
+    assert (await outcome(rt)).state == "confirmed"

@@ -46,7 +46,7 @@ async def test_a_restart_mid_raise_interrupts_and_never_raises_again(
         gw.services.lanes.gates = first
         answer = await gw.services.lanes.on_read(LaneRead(CAMERA, PLATE, T0, confidence=0.9))
         assert answer.open
-        await wait_for(lambda: first.commands, 5, what="the command sent")
+        await wait_for(lambda: first.persisted, 5, what="the command sent")
         (decision_id,) = first.of(LANE)
         assert first.persisted == ["sent"]
     # Stopped mid-command: the row says it was sent, with no outcome.

@@ -74,7 +74,8 @@ class Facts:
             session_id = await self._recent_stay(lane, plate, now)
         if session_id is None:
             return ReadFacts(step.outcome, None, None)
-        return ReadFacts(step.outcome, session_id, await self.due(session_id))
+        due = await self.due(session_id)
+        return ReadFacts(step.outcome if due is not None else "unpriced", session_id, due)
 
     async def _recent_stay(self, lane: LaneConfig, plate: str, now: datetime) -> str | None:
         found = await self._store.find(

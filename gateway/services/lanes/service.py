@@ -31,7 +31,7 @@ from gateway.infra.storage.schema import LaneRow
 from gateway.services.lanes.config import LaneConfig, lane_from_row
 from gateway.services.lanes.contract import GateFactory, LaneAnswer, PlateReadLike
 from gateway.services.lanes.decisions import Decision, DecisionStore, new_decision_id
-from gateway.services.lanes.facts import Facts
+from gateway.services.lanes.facts import Facts, ReadFacts
 from gateway.services.lanes.gates import UnwiredGates
 from gateway.services.lanes.metrics import LaneMetrics
 from parking.lanes import (
@@ -82,7 +82,7 @@ class LaneService:
         gates: GateFactory | None = None,
         keep: int = 20,
         recheck_s: float = 1.0,
-        late_after: timedelta = timedelta(minutes=2),
+        late_after: timedelta = timedelta(minutes=10),
         gate_timeout_s: float = 15.0,
     ) -> None:
         self._sessions = sessions
@@ -138,7 +138,8 @@ class LaneService:
         if rt is None:
             self.lanes[config.id] = LaneRuntime(config, deque(maxlen=self._keep))
         else:
-            self._by_camera.pop(rt.config.camera_id, None)
+            if self._by_camera.get(rt.config.camera_id) == config.id:
+                del self._by_camera[rt.config.camera_id]  # unless a swap gave it away already
             rt.config = config
         self._by_camera[config.camera_id] = config.id
 
@@ -165,7 +166,12 @@ class LaneService:
         now = self._clock()
         plate = self._facts.plate_of(read)
         async with rt.lock:
-            facts = await self._facts.of_read(rt.config, read, plate, now)
+            try:
+                facts = await self._facts.of_read(rt.config, read, plate, now)
+            except (SQLAlchemyError, OSError) as exc:
+                # Not in the books: nothing opens on its own, an operator can still open.
+                log.warning("lane %s: read not recorded: %s", rt.config.id, exc)
+                facts = ReadFacts("not_recorded", None, None)
             if read.offline or now - read.ts > self._late_after:
                 # A read the camera kept while offline: the car has gone; its stay is booked.
                 self._metrics.reads.labels("late").inc()
@@ -268,7 +274,10 @@ class LaneService:
         """Step *event* (the caller holds the lane's lock) and carry out its actions."""
         raised, verdict = self._apply(rt, event)
         opened = raised is not None and await self._decide(rt, raised, verdict, operator)
-        return LaneAnswer(opened, list(rt.display), rt.voice, rt.state.note or verdict)
+        note = rt.state.note
+        return LaneAnswer(
+            opened, list(rt.display), rt.voice, f"{verdict}: {note}" if note else verdict
+        )
 
     async def _decide(self, rt: LaneRuntime, r: Raise, verdict: str, operator: str | None) -> bool:
         """Record the raise, then send it (a task). False when it could not be recorded."""
