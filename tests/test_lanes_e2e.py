@@ -380,3 +380,30 @@ async def test_a_read_the_books_cannot_take_waits_for_an_operator(
     )
     assert r.status_code == 202
     assert (await outcome(rt)).state == "confirmed"
+
+
+async def test_paid_in_the_app_before_the_exit_leaves_free_within_the_grace_only(
+    gw: Any, clock: Clock, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    day = T0 + 12 * 60 * MIN  # 21:00 local, before the night band
+    for plate, leaves_after in (("甘G90001", 10 * MIN), ("甘G90002", 30 * MIN)):
+        await read(gw, clock, "cam-tonghe-in", plate, day - 2 * 60 * MIN)
+        clock.now = day
+        found = await http.get(
+            "/api/v1/sessions", params={"plate": plate}, headers=auth(tokens["payments"])
+        )
+        s = found.json()["sessions"][0]
+        assert s["state"] == "open" and s["due_fen"] > 0
+        r = await http.post(
+            "/api/v1/payments",
+            json={"session_id": s["id"], "amount_fen": s["due_fen"]},
+            headers=auth(tokens["payments"], f"app-pay-{s['id']}"),
+        )
+        assert r.status_code == 201, r.text
+        answer = await read(gw, clock, "cam-tonghe-out", plate, day + leaves_after)
+        rt = lane(gw, "ln-tonghe-out")
+        if leaves_after <= 15 * MIN:  # the posted exit grace
+            assert answer.open and (await outcome(rt)).verdict == "exit_free"
+        else:
+            assert not answer.open and rt.state.phase == "waiting_payment"
+            assert rt.state.due_fen > 0
