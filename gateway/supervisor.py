@@ -1,10 +1,10 @@
 """The supervisor: binds the listeners, then runs every task of the gateway in one TaskGroup.
 
 ``Gateway.open`` binds the API socket first (a taken port is a clear start-up error, not a
-server task dying later), builds the services (``gateway.wiring``) and starts the OCPP
-listener. ``run`` starts the tasks — MQTT ingest, silence sweeper, sessions, enforcement,
-case delivery, the charger recorder and watch, the write-behind persister, the change-feed
-follower, telemetry and the HTTP API — and on ``request_stop`` (SIGTERM) stops the API,
+server task dying later), builds the services (``gateway.wiring``) and starts the OCPP listener.
+``run`` starts the tasks — MQTT ingest, silence sweeper, sessions, enforcement, case delivery,
+the charger recorder and watch, the write-behind persister, the change-feed follower, the lanes'
+payment recheck, telemetry and the HTTP API — and on ``request_stop`` (SIGTERM) stops the API,
 cancels the rest, flushes state and closes the database, well within 10 s.
 """
 
@@ -201,6 +201,7 @@ class Gateway:
             tg.create_task(sv.case_delivery.run(), name="case-delivery"),
             tg.create_task(sv.persister.run(), name="persister"),
             tg.create_task(sv.follower.run(), name="changes"),
+            tg.create_task(sv.lanes.run(), name="lanes"),
             tg.create_task(sv.telemetry.pipeline.run(), name="telemetry"),
             tg.create_task(sv.telemetry.health(sv.clock, sv.metrics.totals), name="health"),
         ]

@@ -46,6 +46,9 @@ from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.lanes.facts import Facts
+from gateway.services.lanes.metrics import LaneMetrics
+from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
 from gateway.services.parking.payments import (
@@ -172,6 +175,7 @@ class Services:
     provider: PaymentProvider
     session_store: SessionStore
     payments: PaymentService
+    lanes: LaneService
     enforcement: Enforcement
     case_delivery: CaseDelivery
     cases: CasesRuntime
@@ -275,6 +279,15 @@ async def _build(
         timedelta(seconds=s.sessions.plate_dedup_s),
     )
     payments = PaymentService(sessions, session_store, provider, metrics, clock)
+    dedup = timedelta(seconds=s.sessions.plate_dedup_s)
+    lanes = LaneService(
+        sessions,
+        Facts(session_store, dedup, s.sessions.min_plate_confidence),
+        LaneMetrics(metrics.registry),
+        clock,
+    )
+    await lanes.load()  # decisions a previous run left in flight are interrupted, not resent
+    payments.on_paid(lanes.payment_recorded)
     case_metrics = CaseMetrics(metrics.registry)
     case_delivery = CaseDelivery(delivery_settings, sessions, clock, case_metrics)
     enforcement = Enforcement(
@@ -351,7 +364,7 @@ async def _build(
     )
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
-        bus, clock, zone, session_store, enforcement, charging, charger_tags,
+        bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
     return Services(
@@ -366,6 +379,7 @@ async def _build(
         provider=provider,
         session_store=session_store,
         payments=payments,
+        lanes=lanes,
         enforcement=enforcement,
         case_delivery=case_delivery,
         cases=cases,

@@ -206,9 +206,24 @@ def _same_car(rules: LaneRules, state: LaneState, plate: str | None, at: datetim
     )
 
 
+def _interrupted_car(state: LaneState, plate: str | None) -> bool:
+    """The car whose raise a restart interrupted, read again: it may have passed already, so
+    only an operator raises for it (the lane never repeats a raise on its own)."""
+    return (
+        state.phase == "waiting_operator"
+        and state.decision_id is not None
+        and plate is not None
+        and plate == state.plate
+    )
+
+
 def _entry(rules: LaneRules, state: LaneState, read: EntryRead) -> Step:
     if _same_car(rules, state, read.plate, read.at):
         return Step(state, (), "repeat_read")
+    if _interrupted_car(state, read.plate):
+        return Step(
+            state, (Show((read.plate or "", "请联系管理员"), "请联系管理员"),), "awaits_operator"
+        )
     if read.plate is None:
         if rules.unreadable_entry == "open":
             return _raise(
@@ -231,6 +246,10 @@ def _entry(rules: LaneRules, state: LaneState, read: EntryRead) -> Step:
 def _exit(rules: LaneRules, state: LaneState, read: ExitRead) -> Step:
     if _same_car(rules, state, read.plate, read.at):
         return Step(state, (), "repeat_read")
+    if _interrupted_car(state, read.plate):
+        return Step(
+            state, (Show((read.plate or "", "请联系管理员"), "请联系管理员"),), "awaits_operator"
+        )
     if read.plate is None:
         return _wait_operator(read.at, None, None, "unreadable plate", UNREAD)
     if state.phase == "waiting_payment" and read.plate == state.plate:

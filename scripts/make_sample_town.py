@@ -188,6 +188,27 @@ CHARGER_PLACES: list[tuple[str | None, str, float, float, list[tuple[str, int]]]
     (None, "中石化东关加油站", 1650, 150, [("dc120", 2), ("dc60", 2)]),
 ]
 
+# --------------------------------------------------------------------------- lanes
+
+# Barrier-gate buses: two Modbus TCP serial servers (the demo's gate simulator listens on
+# these ports) and one RS-485 line read over RTU. The controller models are examples: no
+# public register map exists, each site's relay board is configured by model name.
+BUS_NORTH = "tcp://127.0.0.1:1502"  # 市民大厅, 同和医院
+BUS_SOUTH = "tcp://127.0.0.1:1503"  # 浙宁商厦
+BUS_STATION = "serial:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1"  # 火车站
+# (car park suffix, lane suffix, kind, bus, unit, controller model, display lines or None)
+LANES: list[tuple[str, str, str, str, int, str, int | None]] = [
+    ("shiminting", "in", "entry", BUS_NORTH, 1, "example-coil-board", 4),
+    ("shiminting", "out", "exit", BUS_NORTH, 2, "example-coil-board", 4),
+    ("tonghe", "in", "entry", BUS_NORTH, 3, "example-coil-board", None),
+    ("tonghe", "out", "exit", BUS_NORTH, 4, "example-coil-board", 2),
+    ("zhening", "in", "entry", BUS_SOUTH, 1, "example-register-board", 4),
+    ("zhening", "out", "exit", BUS_SOUTH, 2, "example-register-board", 4),
+    ("huochezhan", "in-1", "entry", BUS_STATION, 1, "example-coil-board", 2),
+    ("huochezhan", "in-2", "entry", BUS_STATION, 2, "example-coil-board", 2),
+    ("huochezhan", "out-1", "exit", BUS_STATION, 3, "example-coil-board", 4),
+]
+
 
 @dataclass
 class ChargerRec:
@@ -471,7 +492,8 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         f"{len(street)} on-street segments with {sum(s.capacity for s in street)} berths,",
         f"# {len(t.sensors)} sensors ("
         + ", ".join(f"{m} {n}" for m, n in by_model.items())
-        + f"), {len(t.chargers)} EV chargers. Coordinates: WGS-84 degrees.",
+        + f"), {len(t.chargers)} EV chargers, {len(LANES)} car-park lanes with cameras and "
+        "barrier gates. Coordinates: WGS-84 degrees.",
         "",
         "[town]",
         f"name = {_q('山丹县 (sample data)')}",
@@ -517,6 +539,12 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         out += [f"place = {_q(c.place)}", _ll(c.x, c.y)]
         out += [f"vendor = {_q(vendor)}", f"model = {_q(model)}", f"current = {_q(current)}"]
         out += [f"power_kw = {power}", f"connectors = {connectors}"]
+    for sfx, lane, kind, bus, unit, model, lines in LANES:
+        out += ["", "[[lanes]]", f"id = {_q(f'ln-{sfx}-{lane}')}", f"site = {_q(f'cp-{sfx}')}"]
+        out += [f"kind = {_q(kind)}", f"camera = {_q(f'cam-{sfx}-{lane}')}"]
+        out.append(f"gate = {{ bus = {_q(bus)}, unit = {unit}, model = {_q(model)} }}")
+        if lines is not None:
+            out.append(f"display = {{ lines = {lines}, voice = true }}")
     return "\n".join(out) + "\n"
 
 

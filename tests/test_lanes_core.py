@@ -126,6 +126,22 @@ def test_a_restart_mid_raise_never_raises_again() -> None:
     assert step(ENTRY, LaneState(), Restarted(T0)).state == LaneState()
 
 
+def test_the_interrupted_car_read_again_waits_for_an_operator_another_car_does_not() -> None:
+    for rules, read in (
+        (ENTRY, lambda p, d: EntryRead(T0, p, "duplicate", "ps_1", d)),
+        (EXIT, lambda p, d: ExitRead(T0, p, "closed", "ps_1", 0, d)),
+    ):
+        s = step(rules, LaneState(), read("甘G12345", "d1"))
+        r = step(rules, s.state, Restarted(T0 + timedelta(minutes=5)))
+        again = step(rules, r.state, read("甘G12345", "d2"))
+        assert again.verdict == "awaits_operator" and not raises(again.actions)
+        assert again.state == r.state and "请联系管理员" in shown(again.actions)
+        other = step(rules, r.state, read("甘G54321", "d3"))
+        assert [x.decision_id for x in raises(other.actions)] == ["d3"]
+        op = step(rules, r.state, OperatorOpen(T0, "op", "checked the camera", "d4"))
+        assert [x.decision_id for x in raises(op.actions)] == ["d4"]
+
+
 def test_a_read_at_the_wrong_kind_of_lane_does_nothing() -> None:
     assert step(EXIT, LaneState(), EntryRead(T0, "甘G1", "opened", "ps", "d")).actions == ()
     assert step(ENTRY, LaneState(), ExitRead(T0, "甘G1", "closed", "ps", 0, "d")).actions == ()

@@ -21,6 +21,7 @@ from gateway.api import (
     chargers,
     detections,
     devices,
+    lanes,
     ops,
     public,
     sessions,
@@ -45,6 +46,7 @@ ROUTERS = (
     chargers.router,
     charger_registry.router,
     devices.router,
+    lanes.router,
     telemetry.router,
     ops.router,
 )

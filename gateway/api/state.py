@@ -21,6 +21,7 @@ from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.sessions import SessionStore
@@ -43,6 +44,7 @@ class AppState:
     clock: Callable[[], datetime]
     session_store: SessionStore
     payments: PaymentService
+    lanes: LaneService
     enforcement: Enforcement
     cases: CasesRuntime
     charging: ChargingRuntime
@@ -78,6 +80,7 @@ class AppState:
             clock=services.clock,
             session_store=services.session_store,
             payments=services.payments,
+            lanes=services.lanes,
             enforcement=services.enforcement,
             cases=services.cases,
             charging=services.charging,

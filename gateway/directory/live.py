@@ -1,11 +1,11 @@
 """Applying the change feed to a running gateway: one change, one re-read, one update.
 
-Each kind of change re-reads its row by key and updates the in-memory view that serves it:
-the device directory and occupancy bindings (devices), the sites and berths the API, sessions
-and enforcement share (town), the charging runtime (chargers), the posted tariff and the rule
-book (documents). Applying is idempotent, so a change this instance already mirrored (the
-API's own write) or one applied twice after a restart does nothing new. Tokens are verified
-against the database per request: their changes need nothing here.
+Each kind of change re-reads its row by key and updates the in-memory view that serves it: the
+device directory and occupancy bindings (devices), the sites and berths the API, sessions and
+enforcement share (town), the charging runtime (chargers), the lanes (the lane service), the
+posted tariff and the rule book (documents). Applying is idempotent, so a change this instance
+already mirrored (the API's own write) or one applied twice after a restart does nothing new.
+Tokens are verified against the database per request: their changes need nothing here.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from telemetry.mapping import DeviceTags
 
 if TYPE_CHECKING:
     from gateway.services.charging.backend import ChargingRuntime
+    from gateway.services.lanes.service import LaneService
     from gateway.services.parking.enforcement import Enforcement
     from gateway.services.parking.sessions import SessionStore
 
@@ -79,6 +80,7 @@ class LiveApplier:
     enforcement: Enforcement
     charging: ChargingRuntime | None = None
     charger_tags: dict[str, DeviceTags] = field(default_factory=dict)
+    lanes: LaneService | None = None
 
     async def apply(self, change: Change) -> None:
         handler = getattr(self, f"_{change.kind}", None)
@@ -103,6 +105,11 @@ class LiveApplier:
         else:
             tags = DeviceTags(site=info.location, kind="charger", model=info.model)
             self.charger_tags[key] = tags
+        return []
+
+    async def _lane(self, key: str) -> list[Event]:
+        if self.lanes is not None:
+            await self.lanes.refresh(key)
         return []
 
     async def _site(self, key: str) -> list[Event]:

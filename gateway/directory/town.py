@@ -1,4 +1,5 @@
-"""The town file: sites (car parks, on-street segments), zones, berths, sensors, EV chargers.
+"""The town file: sites (car parks, on-street segments), zones, berths, sensors, EV chargers,
+and the car parks' lanes (camera + barrier gate controller).
 
 A town file is TOML. It is validated here, at the edge, before anything touches the database;
 every error names the offending entry.
@@ -12,9 +13,10 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.config import TownConfig
 
@@ -116,6 +118,78 @@ class Charger(_Model):
     connectors: int = Field(ge=1, le=8)
 
 
+SERIAL_OPTIONS = {
+    "baudrate": {"1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200"},
+    "parity": {"N", "E", "O"},
+    "stopbits": {"1", "2"},
+    "bytesize": {"7", "8"},
+}
+
+
+def check_bus_url(url: str) -> str:
+    """A gate bus: ``tcp://host:port`` (Modbus TCP, a serial server) or
+    ``serial:///dev/ttyX?baudrate=9600&parity=N&stopbits=1`` (Modbus RTU on RS-485). Checked
+    here so a typo fails the import, not the first car at the gate."""
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None or not 0 < port < 65536:
+            raise ValueError(f"bus {url!r}: tcp://host:port with a port 1..65535")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"bus {url!r}: a tcp bus has no path or options")
+        return url
+    if parts.scheme == "serial":
+        if parts.netloc or not parts.path.startswith("/dev/"):
+            raise ValueError(f"bus {url!r}: serial:///dev/<port>[?baudrate=9600&parity=N...]")
+        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+            allowed = SERIAL_OPTIONS.get(key)
+            if allowed is None:
+                raise ValueError(f"bus {url!r}: unknown serial option {key!r}")
+            if value not in allowed:
+                raise ValueError(f"bus {url!r}: {key} must be one of {sorted(allowed)}")
+        return url
+    raise ValueError(f"bus {url!r}: the scheme must be tcp:// or serial://")
+
+
+class GateRef(_Model):
+    """The barrier gate controller of a lane: which bus, which Modbus unit, which register map."""
+
+    bus: str = Field(
+        min_length=6, max_length=200, description="tcp://host:port or serial:///dev/.."
+    )
+    unit: int = Field(ge=1, le=247, description="Modbus unit (slave) id on the bus")
+    model: str = Field(
+        min_length=1, max_length=64, description="controller model (its register map)"
+    )
+
+    @field_validator("bus")
+    @classmethod
+    def _bus(cls, value: str) -> str:
+        return check_bus_url(value)
+
+
+class LaneDisplay(_Model):
+    """The lane's LED display and voice, driven through the camera's RS-485 port (the answer
+    to the camera's push carries the lines and the text to say)."""
+
+    lines: int = Field(4, ge=1, le=8, description="lines the display shows")
+    voice: bool = True
+
+
+class Lane(_Model):
+    """One entry or exit lane of a car park: the plate camera that reads it, the gate it moves."""
+
+    id: Ident
+    site: Ident
+    kind: Literal["entry", "exit"]
+    camera: Ident = Field(description="the plate camera's id (its push URL carries it)")
+    gate: GateRef
+    display: LaneDisplay | None = None
+
+
 class Town(_Model):
     town: TownInfo
     zones: list[Zone] = Field(default_factory=list)
@@ -123,6 +197,7 @@ class Town(_Model):
     berths: list[Berth] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
     chargers: list[Charger] = Field(default_factory=list)
+    lanes: list[Lane] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -133,6 +208,7 @@ class Town(_Model):
             ("berth", [b.id for b in self.berths]),
             ("sensor dev_eui", [s.dev_eui.lower() for s in self.sensors]),
             ("charger", [c.id for c in self.chargers]),
+            ("lane", [ln.id for ln in self.lanes]),
         ):
             dupes = [i for i, n in Counter(ids).items() if n > 1]
             if dupes:
@@ -164,9 +240,30 @@ class Town(_Model):
         for c in self.chargers:
             if c.site is not None and c.site not in sites:
                 problems.append(f"charger {c.id}: unknown site {c.site!r}")
+        problems += lane_problems(self.lanes, sites)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def lane_problems(lanes: list[Lane], sites: dict[str, Site]) -> list[str]:
+    """A lane stands in a car park; a camera reads one lane; a controller moves one gate."""
+    problems: list[str] = []
+    for ln in lanes:
+        site = sites.get(ln.site)
+        if site is None:
+            problems.append(f"lane {ln.id}: unknown site {ln.site!r}")
+        elif site.kind is not SiteKind.CAR_PARK:
+            problems.append(f"lane {ln.id}: site {ln.site} is not a car park")
+    cameras = Counter(ln.camera for ln in lanes)
+    twice = sorted(c for c, n in cameras.items() if n > 1)
+    if twice:
+        problems.append(f"camera(s) in more than one lane: {', '.join(twice[:5])}")
+    units = Counter((ln.gate.bus, ln.gate.unit) for ln in lanes)
+    shared = sorted(f"{bus} unit {unit}" for (bus, unit), n in units.items() if n > 1)
+    if shared:
+        problems.append(f"gate controller(s) in more than one lane: {', '.join(shared[:5])}")
+    return problems
 
 
 class TownFileError(Exception):

@@ -1,10 +1,12 @@
 """Load or update a town into the database, idempotently.
 
-The town file is authoritative for what it describes (names, coordinates, capacities,
-bindings); runtime facts (berth state, last seen, battery) are never touched by an import.
-Devices that are no longer in the file are left alone: retiring hardware is a technician's
-decision, not a side effect of editing a file. Every row created or updated goes into the
-change feed, in the same transaction, so running gateways follow the import live.
+The town file is authoritative for what it describes (names, coordinates, capacities, bindings);
+runtime facts (berth state, last seen, battery) are never touched by an import. Devices that are
+no longer in the file are left alone: retiring hardware is a technician's decision, not a side
+effect of editing a file. A lane that is no longer in the file is left too, unless the file
+gives its camera to another lane (a camera reads one lane): then it goes. Every row created or
+updated goes into the change feed, in the same transaction, so running gateways follow the
+import live.
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
-from gateway.directory.town import Counting, Town
+from gateway.directory.town import Counting, Lane, Town
 from gateway.infra.changes import record_changes
-from gateway.infra.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow, ZoneRow
+from gateway.infra.storage.schema import (
+    BerthRow,
+    ChargerRow,
+    DeviceRow,
+    LaneRow,
+    SiteRow,
+    ZoneRow,
+)
 
 
 @dataclass
@@ -52,7 +61,7 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
     kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger"}
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
-    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow):
+    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow):
         rows: Any = (await session.execute(select(model))).scalars()
         existing[model] = {r.id: r for r in rows}
 
@@ -209,5 +218,56 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
         else:
             report.note("chargers", "unchanged")
     await session.flush()
+    await _import_lanes(session, town.lanes, existing[LaneRow], report, changed, now)
     await record_changes(session, changed, now)
     return report
+
+
+def lane_values(ln: Lane) -> dict[str, Any]:
+    return {
+        "site_id": ln.site,
+        "kind": ln.kind,
+        "camera_id": ln.camera,
+        "gate_bus": ln.gate.bus,
+        "gate_unit": ln.gate.unit,
+        "gate_model": ln.gate.model,
+        "display": None if ln.display is None else ln.display.model_dump(),
+    }
+
+
+async def _import_lanes(
+    session: AsyncSession,
+    lanes: list[Lane],
+    existing: dict[str, LaneRow],
+    report: ImportReport,
+    changed: list[tuple[str, str, str]],
+    now: datetime,
+) -> None:
+    """Upsert the file's lanes; a lane outside the file holding a camera the file gives to
+    another lane is deleted first, so the one-camera-one-lane constraint holds."""
+    wanted = {ln.camera: ln.id for ln in lanes}
+    in_file = {ln.id for ln in lanes}
+    taken = [r for r in existing.values() if wanted.get(r.camera_id, r.id) != r.id]
+    stale = [r.id for r in taken if r.id not in in_file]
+    if stale:
+        await session.execute(delete(LaneRow).where(LaneRow.id.in_(stale)))
+        changed.extend(("lane", key, "delete") for key in stale)
+    moving = [r for r in taken if r.id in in_file]
+    for row in moving:  # cameras swapped between lanes of the file: free them first
+        row.camera_id = f"~{row.id}"[:64]
+    if moving:
+        await session.flush()
+    for ln in lanes:
+        values = lane_values(ln)
+        lane_row = existing.get(ln.id)
+        if lane_row is None:
+            session.add(LaneRow(id=ln.id, created_at=now, updated_at=now, **values))
+            report.note("lanes", "created")
+            changed.append(("lane", ln.id, "import"))
+        elif _apply(lane_row, values):
+            lane_row.updated_at = now
+            report.note("lanes", "updated")
+            changed.append(("lane", ln.id, "import"))
+        else:
+            report.note("lanes", "unchanged")
+    await session.flush()

@@ -444,3 +444,45 @@ class DocumentRow(Base):
     source: Mapped[str] = mapped_column(String(300))
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LaneRow(Base):
+    """A car park's entry or exit lane: the camera that reads it and the gate controller that
+    moves its barrier (bus URL, Modbus unit, register-map model). From the town file."""
+
+    __tablename__ = "lanes"
+    __table_args__ = (UniqueConstraint("camera_id", name="uq_lanes_camera"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # entry | exit
+    camera_id: Mapped[str] = mapped_column(String(64))
+    gate_bus: Mapped[str] = mapped_column(String(200))
+    gate_unit: Mapped[int] = mapped_column(Integer)
+    gate_model: Mapped[str] = mapped_column(String(64))
+    display: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LaneDecisionRow(Base):
+    """A decision to raise a lane's gate, written before the command is sent: ``pending`` ->
+    ``sent`` -> ``confirmed | unconfirmed | failed``, or ``interrupted`` when the gateway
+    restarted before the outcome was known (never resent: the gate may have moved)."""
+
+    __tablename__ = "lane_decisions"
+    __table_args__ = (
+        Index("ix_lane_decisions_lane", "lane_id", "created_at"),
+        Index("ix_lane_decisions_state", "state"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lane_id: Mapped[str] = mapped_column(String(64))
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(String(300))
+    verdict: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    operator: Mapped[str | None] = mapped_column(String(16), nullable=True)  # token id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

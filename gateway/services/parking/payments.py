@@ -187,6 +187,12 @@ class PaymentService:
         self._metrics = metrics
         self._clock = clock
         self._locks = KeyedLocks()  # per parking session
+        self._on_paid: list[Callable[[str], None]] = []
+
+    def on_paid(self, hook: Callable[[str], None]) -> None:
+        """Call *hook* with the session id after each payment is committed (a lane waiting at
+        the exit opens at once instead of at its next recheck)."""
+        self._on_paid.append(hook)
 
     async def _replay(self, key: str, request_hash: str) -> PaymentRecord | None:
         async with self._sessions() as db:
@@ -300,6 +306,8 @@ class PaymentService:
                     raise
                 return found, True
         self._metrics.payments.labels("payment", "recorded").inc()
+        for hook in self._on_paid:
+            hook(session_id)
         return PaymentRecord.of(payment), False
 
     async def refund(

@@ -1,0 +1,94 @@
+"""The seams of the lane service, as agreed in issue 11's contract.
+
+- The camera route (``gateway/api/cameras.py``, the cameras part) stores a read, then calls
+  ``LaneDecider.on_read(read) -> LaneAnswer`` and renders the answer in its vendor's shape.
+  ``read`` is a ``drivers.cameras`` ``CameraRead``; until that lands any object with the
+  fields of ``PlateReadLike`` will do (``LaneRead`` below, used by the tests).
+- A lane's barrier gate is a ``Gate``: ``drivers.gates.controller.GateController`` (the gates
+  part) satisfies it. The lane service persists a decision before it calls ``command``, so
+  a restart never repeats it; the controller sends it at most once per decision id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.services.lanes.config import LaneConfig
+
+
+@dataclass(frozen=True, slots=True)
+class LaneAnswer:
+    """What the camera is told: ``open`` when the lane decided to raise its gate (the gate
+    controller is commanded by the lane service; a camera whose own relay is wired to the
+    barrier may fire it too), the display lines and the voice text, and why."""
+
+    open: bool
+    display: list[str]
+    voice: str | None
+    reason: str
+
+
+class PlateReadLike(Protocol):
+    """What the lane needs of a camera's read (read-only: CameraRead is frozen)."""
+
+    @property
+    def camera_id(self) -> str: ...
+    @property
+    def plate(self) -> str | None: ...  # None: the camera could not read it
+    @property
+    def ts(self) -> datetime: ...  # aware UTC, the camera's clock
+    @property
+    def record_id(self) -> str | None: ...
+    @property
+    def confidence(self) -> float | None: ...
+    @property
+    def colour(self) -> str | None: ...
+    @property
+    def direction(self) -> str | None: ...  # 'in' | 'out' | None, as the camera says
+    @property
+    def offline(self) -> bool: ...  # kept by the camera while the gateway was unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class LaneRead:
+    """A plain read with the fields the lane needs (tests, tools; CameraRead in production)."""
+
+    camera_id: str
+    plate: str | None
+    ts: datetime
+    record_id: str | None = None
+    confidence: float | None = None
+    colour: str | None = None
+    direction: str | None = None
+    offline: bool = False
+
+
+class LaneDecider(Protocol):
+    async def on_read(self, read: PlateReadLike) -> LaneAnswer: ...
+
+
+class GateOutcomeLike(Protocol):
+    """A command's outcome: ``status`` confirmed | unconfirmed | failed, and a detail text
+    (``drivers.gates.controller.CommandOutcome``)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class Gate(Protocol):
+    """A lane's barrier gate controller (``drivers.gates.controller.GateController``)."""
+
+    async def command(self, action: str, decision_id: str) -> GateOutcomeLike: ...
+
+
+class GateFactory(Protocol):
+    """The gate of a lane, looked up at each command (a lane changed live gets its new one).
+    Production: one ``ModbusHub`` per bus URL and one ``GateController`` per unit, from the
+    gates part; tests: a fake that records the commands."""
+
+    def gate_for(self, lane: LaneConfig) -> Gate: ...

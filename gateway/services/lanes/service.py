@@ -1,0 +1,334 @@
+"""The lane service: per lane, the state of ``parking.lanes`` and the I/O around each step.
+
+A read (``on_read``, the ``LaneDecider`` the camera route calls) is recorded as a session
+step and priced (``facts``), then stepped. A ``Raise`` is written to ``lane_decisions``
+first and only then sent to the gate, in a task of its own, so the camera gets its answer
+at once and a restart finds every raise that may have happened (``decisions``). The gate's
+outcome is stepped back in (``GateDone``); a failure puts the lane in ``fault``, from which
+an operator opens it (``operator_open``, with a reason and the operator's token id).
+
+A lane waiting for payment opens when the payment is recorded: ``payment_recorded`` is the
+in-process hook of ``PaymentService``; a recheck every ``recheck_s`` also catches payments
+recorded by another instance. Steps of one lane are serialised by its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from gateway.infra.storage.schema import LaneRow
+from gateway.services.lanes.config import LaneConfig, lane_from_row
+from gateway.services.lanes.contract import GateFactory, LaneAnswer, PlateReadLike
+from gateway.services.lanes.decisions import Decision, DecisionStore, new_decision_id
+from gateway.services.lanes.facts import Facts, ReadFacts
+from gateway.services.lanes.gates import UnwiredGates
+from gateway.services.lanes.metrics import LaneMetrics
+from parking.lanes import (
+    EntryRead,
+    ExitRead,
+    GateDone,
+    GateOutcome,
+    LaneInput,
+    LaneState,
+    OperatorOpen,
+    PaymentSeen,
+    Raise,
+    Restarted,
+    Show,
+    step,
+)
+
+log = logging.getLogger(__name__)
+OUTCOMES: frozenset[str] = frozenset({"confirmed", "unconfirmed", "failed"})
+
+
+@dataclass
+class LaneRuntime:
+    """One lane: its configuration, state, what its display shows and its last decisions."""
+
+    config: LaneConfig
+    recent: deque[Decision]
+    state: LaneState = field(default_factory=LaneState)
+    display: tuple[str, ...] = ()
+    voice: str | None = None
+    verdict: str = ""
+    updated_at: datetime | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class UnknownLane(LookupError):
+    pass
+
+
+class LaneService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        facts: Facts,
+        metrics: LaneMetrics,
+        clock: Callable[[], datetime],
+        *,
+        gates: GateFactory | None = None,
+        keep: int = 20,
+        recheck_s: float = 1.0,
+        late_after: timedelta = timedelta(minutes=10),
+        gate_timeout_s: float = 15.0,
+    ) -> None:
+        self._sessions = sessions
+        self._store = DecisionStore(sessions)
+        self._facts = facts
+        self._metrics = metrics
+        self._clock = clock
+        self.gates: GateFactory = gates or UnwiredGates()  # SEAM: the Modbus gates (gates.py)
+        self._keep = keep
+        self._recheck_s = recheck_s
+        self._late_after = late_after
+        self._gate_timeout_s = gate_timeout_s
+        self.lanes: dict[str, LaneRuntime] = {}
+        self._by_camera: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tick = asyncio.Event()
+        self.rechecks = 0  # rounds of re-pricing done (tests wait on it)
+
+    # ----- loading and following the town ------------------------------------------------
+
+    async def load(self) -> int:
+        """Load the lanes; decisions a previous run left ``pending``/``sent`` become
+        ``interrupted`` and their lanes get ``Restarted`` (never resent). Returns how many."""
+        async with self._sessions() as db:
+            rows = list((await db.execute(select(LaneRow).order_by(LaneRow.id))).scalars())
+        for row in rows:
+            self._put(lane_from_row(row))
+        now = self._clock()
+        interrupted = await self._store.interrupt_open(now)
+        last = {d.lane_id: d for d in interrupted}  # oldest first: the last one wins
+        for rt in self.lanes.values():
+            rt.recent.extend(await self._store.recent(rt.config.id, self._keep))
+            d = last.get(rt.config.id)
+            if d is not None:
+                rt.state = LaneState(
+                    phase="raising",
+                    plate=d.plate,
+                    session_id=d.session_id,
+                    decision_id=d.id,
+                    decided_at=d.created_at,
+                )
+                self._apply(rt, Restarted(now))
+        if interrupted:
+            log.warning(
+                "lanes: %d gate decision(s) interrupted by the restart, not resent: %s",
+                len(interrupted),
+                ", ".join(sorted(last)),
+            )
+        return len(interrupted)
+
+    def _put(self, config: LaneConfig) -> None:
+        rt = self.lanes.get(config.id)
+        if rt is None:
+            self.lanes[config.id] = LaneRuntime(config, deque(maxlen=self._keep))
+        else:
+            if self._by_camera.get(rt.config.camera_id) == config.id:
+                del self._by_camera[rt.config.camera_id]  # unless a swap gave it away already
+            rt.config = config
+        self._by_camera[config.camera_id] = config.id
+
+    async def refresh(self, lane_id: str) -> None:
+        """Re-read one lane (the change feed's ``lane`` change)."""
+        async with self._sessions() as db:
+            row = await db.get(LaneRow, lane_id)
+        if row is None:
+            rt = self.lanes.pop(lane_id, None)
+            if rt is not None and self._by_camera.get(rt.config.camera_id) == lane_id:
+                del self._by_camera[rt.config.camera_id]
+            return
+        self._put(lane_from_row(row))
+
+    # ----- inputs ---------------------------------------------------------------------------
+
+    async def on_read(self, read: PlateReadLike) -> LaneAnswer:
+        """The camera's read: recorded as a session step, priced at an exit, decided."""
+        lane_id = self._by_camera.get(read.camera_id)
+        if lane_id is None:
+            self._metrics.reads.labels("unknown_camera").inc()
+            return LaneAnswer(False, [], None, f"camera {read.camera_id} is in no lane")
+        rt = self.lanes[lane_id]
+        now = self._clock()
+        plate = self._facts.plate_of(read)
+        async with rt.lock:
+            try:
+                facts = await self._facts.of_read(rt.config, read, plate, now)
+            except (SQLAlchemyError, OSError) as exc:
+                # Not in the books: nothing opens on its own, an operator can still open.
+                log.warning("lane %s: read not recorded: %s", rt.config.id, exc)
+                facts = ReadFacts("not_recorded", None, None)
+            if read.offline or now - read.ts > self._late_after:
+                # A read the camera kept while offline: the car has gone; its stay is booked.
+                self._metrics.reads.labels("late").inc()
+                return LaneAnswer(False, [], None, f"late read recorded ({facts.outcome})")
+            self._metrics.reads.labels("decided").inc()
+            event: LaneInput
+            if rt.config.kind == "entry":
+                event = EntryRead(now, plate, facts.outcome, facts.session_id, new_decision_id())
+            else:
+                event = ExitRead(
+                    now, plate, facts.outcome, facts.session_id, facts.due_fen, new_decision_id()
+                )
+            return await self._step(rt, event)
+
+    async def operator_open(self, lane_id: str, reason: str, operator: str) -> Decision:
+        """An operator opens the lane, whatever its state; the reason and the operator's
+        token id are recorded with the decision. Raises UnknownLane, or RuntimeError when the
+        decision cannot be recorded (then nothing was sent)."""
+        rt = self.lanes.get(lane_id)
+        if rt is None:
+            raise UnknownLane(lane_id)
+        async with rt.lock:
+            decision_id = new_decision_id()
+            await self._step(
+                rt, OperatorOpen(self._clock(), operator, reason, decision_id), operator
+            )
+        found = next((d for d in rt.recent if d.id == decision_id), None)
+        if found is None:
+            raise RuntimeError("the decision could not be recorded: nothing was sent")
+        return found
+
+    def payment_recorded(self, session_id: str) -> None:
+        """PaymentService's hook: a lane waiting on this session re-prices it now."""
+        for rt in list(self.lanes.values()):
+            if rt.state.phase == "waiting_payment" and rt.state.session_id == session_id:
+                self._spawn(self._reprice(rt))
+
+    def set_recheck(self, seconds: float) -> None:
+        """Re-price waiting lanes every *seconds* from now on (the running loop restarts its
+        wait)."""
+        self._recheck_s = seconds
+        self._tick.set()
+
+    async def run(self) -> None:
+        """Re-price the waiting lanes every ``recheck_s``: a payment recorded by another
+        instance reaches no hook of this one."""
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tick.wait(), self._recheck_s)
+                if self._tick.is_set():
+                    self._tick.clear()
+                    continue
+                for rt in list(self.lanes.values()):
+                    if rt.state.phase == "waiting_payment":
+                        try:
+                            await self._reprice(rt)
+                        except Exception:  # one lane's bug must not stop the others' recheck
+                            log.exception("lane %s: recheck failed", rt.config.id)
+                self.rechecks += 1
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _reprice(self, rt: LaneRuntime) -> None:
+        async with rt.lock:
+            sid = rt.state.session_id
+            if rt.state.phase != "waiting_payment" or sid is None:
+                return
+            try:
+                due = await self._facts.due(sid)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("lane %s: re-pricing %s failed: %s", rt.config.id, sid, exc)
+                return
+            if due is None or (due > 0 and due == rt.state.due_fen):
+                return
+            await self._step(rt, PaymentSeen(self._clock(), sid, due, new_decision_id()))
+
+    # ----- stepping and carrying out -----------------------------------------------------
+
+    def _apply(self, rt: LaneRuntime, event: LaneInput) -> tuple[Raise | None, str]:
+        s = step(rt.config.rules, rt.state, event)
+        rt.state, rt.verdict, rt.updated_at = s.state, s.verdict, self._clock()
+        self._metrics.verdicts.labels(rt.config.kind, s.verdict).inc()
+        raised: Raise | None = None
+        for action in s.actions:
+            if isinstance(action, Show):
+                rt.display = action.lines[: rt.config.display_lines]
+                rt.voice = action.voice if rt.config.voice else None
+            else:
+                raised = action
+        return raised, s.verdict
+
+    async def _step(
+        self, rt: LaneRuntime, event: LaneInput, operator: str | None = None
+    ) -> LaneAnswer:
+        """Step *event* (the caller holds the lane's lock) and carry out its actions."""
+        raised, verdict = self._apply(rt, event)
+        opened = raised is not None and await self._decide(rt, raised, verdict, operator)
+        note = rt.state.note
+        return LaneAnswer(
+            opened, list(rt.display), rt.voice, f"{verdict}: {note}" if note else verdict
+        )
+
+    async def _decide(self, rt: LaneRuntime, r: Raise, verdict: str, operator: str | None) -> bool:
+        """Record the raise, then send it (a task). False when it could not be recorded."""
+        now = self._clock()
+        d = Decision(
+            r.decision_id, rt.config.id, r.plate, r.session_id, r.reason, verdict, "pending",
+            "", operator, now,
+        )  # fmt: skip
+        try:
+            await self._store.record(d)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("lane %s: decision not recorded, gate not raised: %s", rt.config.id, exc)
+            self._metrics.gate_outcomes.labels("not_recorded").inc()
+            self._apply(rt, GateDone(now, r.decision_id, "failed", "decision not recorded"))
+            return False
+        rt.recent.append(d)
+        self._spawn(self._send(rt, d))
+        return True
+
+    async def _send(self, rt: LaneRuntime, d: Decision) -> None:
+        try:
+            await self._store.sent(d.id, self._clock())
+        except (SQLAlchemyError, OSError) as exc:  # still pending: a restart treats it alike
+            log.warning("lane %s: decision %s not marked sent: %s", rt.config.id, d.id, exc)
+        d.state, d.sent_at = "sent", self._clock()
+        try:
+            gate = self.gates.gate_for(rt.config)
+            outcome = await asyncio.wait_for(gate.command("raise", d.id), self._gate_timeout_s)
+            status, detail = outcome.status, outcome.detail
+        except TimeoutError:
+            status, detail = "unconfirmed", f"no outcome within {self._gate_timeout_s:g} s"
+        except Exception as exc:  # a driver's bug must not leave the lane raising forever
+            status, detail = "failed", f"{type(exc).__name__}: {exc}"
+        if status not in OUTCOMES:
+            status, detail = "failed", f"unknown outcome {status!r}: {detail}"
+        now = self._clock()
+        try:
+            await self._store.done(d.id, status, detail, now)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("lane %s: outcome of %s not recorded: %s", rt.config.id, d.id, exc)
+        d.state, d.detail, d.done_at = status, detail[:300], now
+        self._metrics.gate_outcomes.labels(status).inc()
+        async with rt.lock:
+            self._apply(rt, GateDone(now, d.id, cast(GateOutcome, status), detail))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settled(self) -> None:
+        """Wait for the gate commands and re-pricings in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
