@@ -319,6 +319,20 @@ class SessionsConfig(_Section):
     )
 
 
+class LanesConfig(_Section):
+    gates: Literal["modbus", "none"] = Field(
+        "modbus",
+        description="modbus: command the lanes' barrier gates over their buses; none: no gate "
+        "is driven (every raise fails at once and the lane asks for an operator)",
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often each gate controller's state is read"
+    )
+    recheck_s: float = Field(
+        1.0, gt=0, le=60, description="how often lanes waiting for a payment re-price the stay"
+    )
+
+
 class PaymentsConfig(_Section):
     provider: Literal["external", "fake"] = Field(
         "external",
@@ -439,6 +453,7 @@ class Settings(_Section):
     log: LogConfig = LogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     sessions: SessionsConfig = SessionsConfig()
+    lanes: LanesConfig = LanesConfig()
     payments: PaymentsConfig = PaymentsConfig()
     enforcement: EnforcementConfig = EnforcementConfig()
     cases: CasesConfig = CasesConfig()

@@ -29,6 +29,7 @@ from gateway.api.slowclients import deadline_protocol
 from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
+from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.payments import PaymentProvider
 from gateway.wiring import Services, build_services
 
@@ -189,6 +190,12 @@ class Gateway:
             except SQLAlchemyError as exc:
                 log.warning("session reconciliation failed: %s", exc)
 
+    async def _gates(self) -> None:
+        """Poll the lanes' gate controllers (over Modbus; nothing with ``[lanes] gates = none``)."""
+        lanes = self.services.lanes
+        if isinstance(lanes.gates, ModbusGates):
+            await lanes.gates.run(lambda: [rt.config for rt in lanes.lanes.values()])
+
     def _tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[Any]]:
         sv = self.services
         tasks = [
@@ -202,6 +209,7 @@ class Gateway:
             tg.create_task(sv.persister.run(), name="persister"),
             tg.create_task(sv.follower.run(), name="changes"),
             tg.create_task(sv.lanes.run(), name="lanes"),
+            tg.create_task(self._gates(), name="gates"),
             tg.create_task(sv.telemetry.pipeline.run(), name="telemetry"),
             tg.create_task(sv.telemetry.health(sv.clock, sv.metrics.totals), name="health"),
         ]

@@ -48,6 +48,7 @@ from gateway.metrics import Metrics
 from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.lanes.facts import Facts
 from gateway.services.lanes.metrics import LaneMetrics
+from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
@@ -280,11 +281,18 @@ async def _build(
     )
     payments = PaymentService(sessions, session_store, provider, metrics, clock)
     dedup = timedelta(seconds=s.sessions.plate_dedup_s)
+    gates = (
+        ModbusGates(clock, poll_interval_s=s.lanes.poll_interval_s)
+        if s.lanes.gates == "modbus"
+        else None
+    )
     lanes = LaneService(
         sessions,
         Facts(session_store, dedup, s.sessions.min_plate_confidence),
         LaneMetrics(metrics.registry),
         clock,
+        gates=gates,
+        recheck_s=s.lanes.recheck_s,
     )
     await lanes.load()  # decisions a previous run left in flight are interrupted, not resent
     payments.on_paid(lanes.payment_recorded)

@@ -198,15 +198,15 @@ BUS_SOUTH = "tcp://127.0.0.1:1503"  # 浙宁商厦
 BUS_STATION = "serial:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1"  # 火车站
 # (car park suffix, lane suffix, kind, bus, unit, controller model, display lines or None)
 LANES: list[tuple[str, str, str, str, int, str, int | None]] = [
-    ("shiminting", "in", "entry", BUS_NORTH, 1, "example-coil-board", 4),
-    ("shiminting", "out", "exit", BUS_NORTH, 2, "example-coil-board", 4),
-    ("tonghe", "in", "entry", BUS_NORTH, 3, "example-coil-board", None),
-    ("tonghe", "out", "exit", BUS_NORTH, 4, "example-coil-board", 2),
-    ("zhening", "in", "entry", BUS_SOUTH, 1, "example-register-board", 4),
-    ("zhening", "out", "exit", BUS_SOUTH, 2, "example-register-board", 4),
-    ("huochezhan", "in-1", "entry", BUS_STATION, 1, "example-coil-board", 2),
-    ("huochezhan", "in-2", "entry", BUS_STATION, 2, "example-coil-board", 2),
-    ("huochezhan", "out-1", "exit", BUS_STATION, 3, "example-coil-board", 4),
+    ("shiminting", "in", "entry", BUS_NORTH, 1, "example-relay4", 4),
+    ("shiminting", "out", "exit", BUS_NORTH, 2, "example-relay4", 4),
+    ("tonghe", "in", "entry", BUS_NORTH, 3, "example-relay4", None),
+    ("tonghe", "out", "exit", BUS_NORTH, 4, "example-relay4", 2),
+    ("zhening", "in", "entry", BUS_SOUTH, 1, "example-logic-hr", 4),
+    ("zhening", "out", "exit", BUS_SOUTH, 2, "example-logic-hr", 4),
+    ("huochezhan", "in-1", "entry", BUS_STATION, 1, "example-relay4", 2),
+    ("huochezhan", "in-2", "entry", BUS_STATION, 2, "example-relay4", 2),
+    ("huochezhan", "out-1", "exit", BUS_STATION, 3, "example-relay4", 4),
 ]
 
 

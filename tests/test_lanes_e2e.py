@@ -295,7 +295,7 @@ async def test_a_lane_added_by_a_town_import_is_live(gw: Any, clock: Clock) -> N
         )
         + '[[lanes]]\nid = "ln-keyunzhan-in"\nsite = "cp-keyunzhan"\nkind = "entry"\n'
         'camera = "cam-keyunzhan-in"\n'
-        'gate = { bus = "tcp://127.0.0.1:1504", unit = 1, model = "example-coil-board" }\n'
+        'gate = { bus = "tcp://127.0.0.1:1504", unit = 1, model = "example-relay4" }\n'
     )
     town = town.model_copy(update={"lanes": [*town.lanes, *extra.lanes]})
     async with gw.services.sessions.begin() as db:

@@ -80,9 +80,9 @@ def parse_bus_url(url: str) -> BusSpec:
                 fields["port"] = parts.port
             return TcpBus.model_validate(fields)
         if parts.scheme == "serial":
-            device = parts.netloc + parts.path if parts.netloc else parts.path
-            if not device:
-                raise BusUrlError(f"{url!r}: serial:///dev/ttyX needs a device")
+            device = parts.path
+            if parts.netloc or not device.startswith("/"):
+                raise BusUrlError(f"{url!r}: serial:///dev/ttyX (three slashes, an absolute path)")
             if "parity" in query:
                 query["parity"] = query["parity"].upper()[:1]
             ints = ("bytesize", "stopbits")

@@ -13,11 +13,12 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
-from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.gates.bus import BusUrlError, parse_bus_url
+from drivers.gates.models import model_names
 from gateway.config import TownConfig
 
 SAMPLE_TOWN = "sample_town.toml"
@@ -118,40 +119,15 @@ class Charger(_Model):
     connectors: int = Field(ge=1, le=8)
 
 
-SERIAL_OPTIONS = {
-    "baudrate": {"1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200"},
-    "parity": {"N", "E", "O"},
-    "stopbits": {"1", "2"},
-    "bytesize": {"7", "8"},
-}
-
-
 def check_bus_url(url: str) -> str:
-    """A gate bus: ``tcp://host:port`` (Modbus TCP, a serial server) or
-    ``serial:///dev/ttyX?baudrate=9600&parity=N&stopbits=1`` (Modbus RTU on RS-485). Checked
-    here so a typo fails the import, not the first car at the gate."""
-    parts = urlsplit(url)
-    if parts.scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or port is None or not 0 < port < 65536:
-            raise ValueError(f"bus {url!r}: tcp://host:port with a port 1..65535")
-        if parts.path not in ("", "/") or parts.query:
-            raise ValueError(f"bus {url!r}: a tcp bus has no path or options")
-        return url
-    if parts.scheme == "serial":
-        if parts.netloc or not parts.path.startswith("/dev/"):
-            raise ValueError(f"bus {url!r}: serial:///dev/<port>[?baudrate=9600&parity=N...]")
-        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-            allowed = SERIAL_OPTIONS.get(key)
-            if allowed is None:
-                raise ValueError(f"bus {url!r}: unknown serial option {key!r}")
-            if value not in allowed:
-                raise ValueError(f"bus {url!r}: {key} must be one of {sorted(allowed)}")
-        return url
-    raise ValueError(f"bus {url!r}: the scheme must be tcp:// or serial://")
+    """A gate bus as the gates driver reads it (``tcp://host:port`` or
+    ``serial:///dev/ttyX?baudrate=9600&parity=N&stopbits=1``): checked here so a typo fails
+    the import, not the first car at the gate."""
+    try:
+        parse_bus_url(url)
+    except BusUrlError as exc:
+        raise ValueError(f"bus {exc}") from None
+    return url
 
 
 class GateRef(_Model):
@@ -169,6 +145,13 @@ class GateRef(_Model):
     @classmethod
     def _bus(cls, value: str) -> str:
         return check_bus_url(value)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value not in model_names():
+            raise ValueError(f"unknown gate model {value!r}; shipped: {', '.join(model_names())}")
+        return value
 
 
 class LaneDisplay(_Model):

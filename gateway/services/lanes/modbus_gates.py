@@ -1,0 +1,116 @@
+"""The lanes' barrier gates over Modbus: one hub per physical bus, one controller per unit.
+
+The ``GateFactory`` the lane service asks at each command. Controllers are made on first use
+(a lane added live gets its gate without a restart) and polled by ``run`` (a task of the
+gateway), so a lane's gate state and whether it answers are known before a car arrives. A
+controller whose lane changed bus, unit or model is replaced; its polling task ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.gates.controller import CommandOutcome, GateController
+from drivers.gates.hub import HubPool
+from drivers.gates.models import MapError, shipped_model
+from gateway.services.lanes.config import LaneConfig
+from gateway.services.lanes.contract import Gate, GateOutcomeLike
+from gateway.services.lanes.gates import Outcome
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int, str]  # bus URL, unit, model
+
+
+@dataclass(frozen=True, slots=True)
+class _Adapted:
+    """A ``GateController`` as the lane service's ``Gate``."""
+
+    controller: GateController
+
+    async def command(self, action: str, decision_id: str) -> GateOutcomeLike:
+        done: CommandOutcome = await self.controller.command(action, decision_id)
+        return Outcome(done.outcome, done.error or "")
+
+
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """A lane whose gate cannot be built (unknown model, bad bus): every command fails."""
+
+    why: str
+
+    async def command(self, action: str, decision_id: str) -> GateOutcomeLike:
+        return Outcome("failed", self.why)
+
+
+class ModbusGates:
+    def __init__(self, clock: Callable[[], datetime], *, poll_interval_s: float = 1.0) -> None:
+        self._clock = clock
+        self._poll = poll_interval_s
+        self._pool = HubPool()
+        self._controllers: dict[Key, GateController] = {}
+        self._by_lane: dict[str, Key] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._started = False
+
+    def gate_for(self, lane: LaneConfig) -> Gate:
+        key: Key = (lane.gate_bus, lane.gate_unit, lane.gate_model)
+        controller = self._controllers.get(key)
+        if controller is None:
+            try:
+                gate_map = shipped_model(lane.gate_model)
+                hub = self._pool.get(lane.gate_bus)
+                controller = GateController(
+                    hub, lane.gate_unit, gate_map, clock=self._clock, gate_id=lane.id,
+                    poll_interval=self._poll,
+                )  # fmt: skip
+            except (MapError, ValueError) as exc:
+                log.warning("lane %s: no gate: %s", lane.id, exc)
+                return _Broken(f"lane {lane.id}: {exc}")
+            self._controllers[key] = controller
+            self._poll_later(key, controller)
+        old = self._by_lane.get(lane.id)
+        self._by_lane[lane.id] = key
+        if old is not None and old != key and old not in self._by_lane.values():
+            self._retire(old)
+        return _Adapted(controller)
+
+    def controller(self, lane_id: str) -> GateController | None:
+        key = self._by_lane.get(lane_id)
+        return None if key is None else self._controllers.get(key)
+
+    def _poll_later(self, key: Key, controller: GateController) -> None:
+        if self._started:
+            self._tasks[key] = asyncio.get_running_loop().create_task(
+                controller.run(), name=f"gate {controller.gate_id}"
+            )
+
+    def _retire(self, key: Key) -> None:
+        self._controllers.pop(key, None)
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def run(self, lanes: Callable[[], list[LaneConfig]]) -> None:
+        """Poll every lane's gate until cancelled (then the buses are closed)."""
+        self._started = True
+        try:
+            for lane in lanes():
+                self.gate_for(lane)
+            for key, controller in self._controllers.items():
+                if key not in self._tasks:
+                    self._poll_later(key, controller)
+            await asyncio.Event().wait()
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            for task in self._tasks.values():
+                with contextlib.suppress(BaseException):
+                    await task
+            self._tasks.clear()
+            await self._pool.close()
