@@ -30,6 +30,9 @@ class FakeGates:
     def gate_for(self, lane: LaneConfig) -> Gate:
         return _FakeGate(self, lane.id)
 
+    def status(self, lane_id: str) -> dict[str, object] | None:
+        return {"online": True, "driver": "fake"}
+
     def of(self, lane_id: str) -> list[str]:
         return [d for lane, _, d in self.commands if lane == lane_id]
 

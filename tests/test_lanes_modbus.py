@@ -78,6 +78,13 @@ async def test_entry_raises_the_real_gate_once(gw: Any, sim: GateSimulator) -> N
         LaneRead("cam-test-in", "甘G24680", T0 + timedelta(seconds=3), "r2")
     )
     assert len(lane(gw).recent) == 1 and sim.action_writes(1, "raise") == 1
+    # Operators see the gate as the controller reports it.
+    await wait_for(
+        lambda: (gw.services.lanes.gates.status("ln-test-in") or {}).get("position") == "up",
+        10,
+        what="the gate reported up",
+    )
+    assert gw.services.lanes.gates.status("ln-test-in")["online"] is True
 
 
 async def test_a_gate_that_is_gone_is_a_fault_and_an_operator_opens_it_later(

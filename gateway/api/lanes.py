@@ -47,7 +47,8 @@ def _lane(state: AppState, lane_id: str) -> Any:
 )
 async def list_lanes(state: StateDep, token: Viewer) -> dict[str, Any]:
     lanes = sorted(state.lanes.lanes.values(), key=lambda rt: rt.config.id)
-    return {"lanes": [lane_json(rt) for rt in lanes]}
+    gates = state.lanes.gates
+    return {"lanes": [lane_json(rt, gate=gates.status(rt.config.id)) for rt in lanes]}
 
 
 @router.get(
@@ -56,7 +57,7 @@ async def list_lanes(state: StateDep, token: Viewer) -> dict[str, Any]:
     responses=responses(401, 403, 404),
 )
 async def get_lane(lane_id: LaneId, state: StateDep, token: Viewer) -> dict[str, Any]:
-    return lane_json(_lane(state, lane_id), decisions=True)
+    return lane_json(_lane(state, lane_id), decisions=True, gate=state.lanes.gates.status(lane_id))
 
 
 @router.post(
@@ -80,4 +81,5 @@ async def open_lane(
         raise ProblemError(404, f"no lane {lane_id!r}", "no_such_lane") from None
     except RuntimeError as exc:
         raise ProblemError(503, str(exc), "not_recorded") from None
-    return {"lane": lane_json(_lane(state, lane_id)), "decision": decision_json(decision)}
+    lane = lane_json(_lane(state, lane_id), gate=state.lanes.gates.status(lane_id))
+    return {"lane": lane, "decision": decision_json(decision)}

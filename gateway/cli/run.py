@@ -110,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
+    from gateway.demo.gates import simulate_town_gates
     from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
     from gateway.supervisor import Gateway
@@ -160,10 +161,16 @@ async def _demo(args: argparse.Namespace) -> int:
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below
         settings = Settings.model_validate(data)
+        town = load_town(settings.town.file)
+        gate_sims, not_simulated = await simulate_town_gates(
+            (lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes
+        )
+        for what in not_simulated:
+            print(f"demo: gate bus {what} is not simulated: its lanes' gates stay offline",
+                  file=sys.stderr)  # fmt: skip
         gw = await Gateway.open(settings)
         if stop_now.is_set():
             gw.request_stop()
-        town = load_town(settings.town.file)
         options = SimulatorOptions(speed=args.speed, max_rate=args.rate)
 
         def tracked(work: Any) -> Any:
@@ -233,7 +240,11 @@ async def _demo(args: argparse.Namespace) -> int:
                 stop()
 
         gw.extra_tasks += [tracked(simulate), tracked(chargers), announce]
-        await gw.run()
+        try:
+            await gw.run()
+        finally:
+            for sim in gate_sims:
+                await sim.stop()
     return 0
 
 

@@ -92,3 +92,8 @@ class GateFactory(Protocol):
     gates part; tests: a fake that records the commands."""
 
     def gate_for(self, lane: LaneConfig) -> Gate: ...
+
+    def status(self, lane_id: str) -> dict[str, object] | None:
+        """What is known of the lane's gate now (online, position, fault), for operators;
+        None when nothing is."""
+        ...

@@ -39,3 +39,6 @@ class UnwiredGates:
 
     def gate_for(self, lane: LaneConfig) -> Gate:
         return _Unwired(lane)
+
+    def status(self, lane_id: str) -> dict[str, object] | None:
+        return {"online": False, "driver": "none"}

@@ -80,6 +80,20 @@ class ModbusGates:
             self._retire(old)
         return _Adapted(controller)
 
+    def status(self, lane_id: str) -> dict[str, object] | None:
+        c = self.controller(lane_id)
+        if c is None:
+            return None
+        s = c.last_state
+        return {
+            "online": c.online,
+            "position": None if s is None else s.position,
+            "vehicle_present": None if s is None else s.vehicle_present,
+            "fault": None if s is None else s.fault,
+            "read_at": None if c.last_read_at is None else c.last_read_at.isoformat(),
+            "error": c.last_error,
+        }
+
     def controller(self, lane_id: str) -> GateController | None:
         key = self._by_lane.get(lane_id)
         return None if key is None else self._controllers.get(key)

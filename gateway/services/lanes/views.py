@@ -30,14 +30,17 @@ def decision_json(d: Decision) -> dict[str, Any]:
     }
 
 
-def lane_json(rt: LaneRuntime, decisions: bool = False) -> dict[str, Any]:
+def lane_json(
+    rt: LaneRuntime, decisions: bool = False, gate: dict[str, object] | None = None
+) -> dict[str, Any]:
+    """*gate*: what the gate driver knows of the lane's gate now (``GateFactory.status``)."""
     c, s = rt.config, rt.state
     body: dict[str, Any] = {
         "id": c.id,
         "site_id": c.site_id,
         "kind": c.kind,
         "camera_id": c.camera_id,
-        "gate": {"bus": c.gate_bus, "unit": c.gate_unit, "model": c.gate_model},
+        "gate": {"bus": c.gate_bus, "unit": c.gate_unit, "model": c.gate_model, "now": gate},
         "phase": s.phase,
         "plate": s.plate,
         "session_id": s.session_id,
