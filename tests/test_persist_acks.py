@@ -120,3 +120,54 @@ async def test_a_stay_inside_one_commit_is_recorded_once(gw: Any) -> None:
         ("closed", T0, T0 + timedelta(minutes=20)),
         ("closed", T0 + timedelta(minutes=30), T0 + timedelta(minutes=50)),
     ]
+
+
+async def test_a_row_the_database_refuses_costs_only_that_row(gw: Any) -> None:
+    """One berth's state breaks a rule of the database (here a trigger or check standing in
+    for a value out of a column's range): the other berth's state, both sessions and both
+    acknowledgements still go through; the refused row is counted."""
+    bad, good = street_sensor(gw, 3), street_sensor(gw, 4)
+    engine = gw.services.engine
+    async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER fcnt_cap BEFORE UPDATE ON berths WHEN NEW.last_fcnt > 1000 "
+                    "BEGIN SELECT RAISE(ABORT, 'last_fcnt too big'); END"
+                )
+            )
+        else:
+            await conn.execute(
+                text("ALTER TABLE berths ADD CONSTRAINT fcnt_cap CHECK (last_fcnt <= 1000)")
+            )
+    try:
+        acked: list[str] = []
+        report(gw, bad, T0, True, 5000)
+        gw.services.persister.hold(lambda: acked.append("bad"))
+        report(gw, good, T0, True, 7)
+        gw.services.persister.hold(lambda: acked.append("good"))
+        await wait_for(lambda: acked == ["bad", "good"], 10, what="both acknowledgements")
+        assert gw.metrics_value("citygate_persist_failed_total", kind="row") >= 1
+        assert await berth_state(gw, good.berth_id) == "occupied"
+        assert await berth_state(gw, bad.berth_id) is None  # not written; the book has it
+        assert gw.services.live.book.berth(bad.berth_id).state.value == "occupied"
+        assert [s.state for s in await stays(gw, bad.berth_id)] == ["open"]
+        assert [s.state for s in await stays(gw, good.berth_id)] == ["open"]
+    finally:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                await conn.execute(text("DROP TRIGGER fcnt_cap"))
+            else:
+                await conn.execute(text("ALTER TABLE berths DROP CONSTRAINT fcnt_cap"))
+
+
+async def test_a_32_bit_frame_counter_is_stored(gw: Any) -> None:
+    """LoRaWAN frame counters are 32-bit unsigned: one above 2^31 is a berth's state like any
+    other (it did not fit PostgreSQL's integer column)."""
+    sensor = street_sensor(gw, 5)
+    report(gw, sensor, T0, True, 3_000_000_000)
+    assert await gw.services.persister.flush()
+    assert gw.metrics_value("citygate_persist_failed_total", kind="row") == 0
+    async with gw.services.sessions() as db:
+        row = await db.get(BerthRow, sensor.berth_id)
+    assert row is not None and row.last_fcnt == 3_000_000_000 and row.state == "occupied"

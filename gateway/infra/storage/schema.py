@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -89,7 +90,7 @@ class BerthRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_fcnt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_fcnt: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # LoRaWAN: u32
 
 
 class DeviceRow(Base):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Update, bindparam, case, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.backoff import Backoff
@@ -36,6 +37,13 @@ from parking.occupancy import OccupancyBook
 
 if TYPE_CHECKING:
     from gateway.services.parking.sessions import SessionStore
+
+
+def row_level(exc: BaseException) -> bool:
+    """The database refused a row's values (out of range, a constraint), not the statement,
+    the schema or the connection: that row alone is at fault."""
+    return isinstance(exc, DataError | IntegrityError)
+
 
 Ack = Callable[[], None]
 Rows = list[tuple[Update, list[dict[str, Any]]]]  # statement, executemany parameters
@@ -92,6 +100,7 @@ class Persister:
         self._store = session_store
         self._warn = OnceLogger(log, "state persistence")
         self._session_warn = OnceLogger(log, "parking sessions from berth changes")
+        self._row_warn = OnceLogger(log, "state rows refused by the database")
         self._pending: tuple[set[str], set[str], dict[str, dict[str, Any]]] = (set(), set(), {})
         self._changes: list[BerthStateChanged] = []  # taken from the book, not yet committed
         self._change_attempts = 0
@@ -161,33 +170,68 @@ class Persister:
         try:
             outcomes = await self._write(rows, changes)
         except Exception as exc:
-            if transient(exc) or not changes:
-                return self._failed(acks, (berth_ids, site_ids, devices), "state", exc)
-            # Not the database being away: maybe a change's session. Keep the state and the
-            # acknowledgements moving without them; the changes are tried again next time.
+            pending = (berth_ids, site_ids, devices)
+            if transient(exc) or not (changes or row_level(exc)):
+                return self._failed(acks, pending, "state", exc)  # the database, not a row
+            # A row the database refuses, or a change's session: neither may hold every
+            # other uplink's state and acknowledgement. The rows one by one (a refused one
+            # is counted and dropped), then the sessions alone.
             try:
-                await self._write(rows, [])
+                await self._write_each(rows)
             except Exception as exc2:
-                return self._failed(acks, (berth_ids, site_ids, devices), "state", exc2)
-            self._change_attempts += 1
-            self._session_warn.failed(f"{type(exc).__name__}: {exc}")
-            self._metrics.persist_failed.labels("sessions").inc()
-            if self._change_attempts >= MAX_SESSION_ATTEMPTS:
-                assert self._store is not None
-                self._store.count(["error"] * len(changes))
-                self._changes, self._change_attempts = [], 0
+                return self._failed(acks, pending, "state", exc2)
+            if changes:
+                try:
+                    outcomes = await self._write([], changes)
+                except Exception as exc3:
+                    if transient(exc3):  # the state is written; the changes wait, and the acks
+                        return self._failed(acks, (set(), set(), {}), "sessions", exc3)
+                    self._sessions_failed(exc3, changes)
+                else:
+                    self._sessions_done(outcomes)
         else:
             if changes:
-                assert self._store is not None
-                self._store.count(outcomes)
-                self._changes, self._change_attempts = [], 0
-                self._session_warn.recovered()
+                self._sessions_done(outcomes)
         self._pending = (set(), set(), {})
         self._warn.recovered()
         self.flushes += 1
         self._metrics.persist_seconds.observe(time.perf_counter() - started)
         self._release(acks)
         return True
+
+    def _sessions_done(self, outcomes: list[str]) -> None:
+        assert self._store is not None
+        self._store.count(outcomes)
+        self._changes, self._change_attempts = [], 0
+        self._session_warn.recovered()
+
+    def _sessions_failed(self, exc: BaseException, changes: list[BerthStateChanged]) -> None:
+        """The state is written, its changes' sessions are not: they are tried with the
+        next flushes, then counted as errors and left to the reconciler."""
+        self._change_attempts += 1
+        self._session_warn.failed(f"{type(exc).__name__}: {exc}")
+        self._metrics.persist_failed.labels("sessions").inc()
+        if self._change_attempts >= MAX_SESSION_ATTEMPTS:
+            assert self._store is not None
+            self._store.count(["error"] * len(changes))
+            self._changes, self._change_attempts = [], 0
+
+    async def _write_each(self, rows: Rows) -> None:
+        """*rows* one transaction each; a row the database refuses for its values (anything
+        else is raised) is counted and dropped: it is written again when it
+        changes again, and the book in memory stays right meanwhile."""
+        for stmt, params in rows:
+            for one in params:
+                try:
+                    async with self._sessions.begin() as db:
+                        await db.execute(stmt, [one])
+                except Exception as exc:
+                    if not row_level(exc):
+                        raise  # the database or the schema, not this row: keep everything
+                    self._metrics.persist_failed.labels("row").inc()
+                    self._row_warn.failed(f"{one.get('id_')}: {type(exc).__name__}: {exc}")
+                else:
+                    self._row_warn.recovered()
 
     def _failed(
         self,
