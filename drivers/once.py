@@ -1,7 +1,7 @@
 """Report a problem once when it starts and once when it clears, quietly in between.
 
-The drivers' own copy of ``gateway.logs.OnceLogger`` (drivers may not import the gateway).
-Driver messages carry no credentials (Modbus has none), so there is nothing to redact here.
+The one implementation: ``gateway.logs.OnceLogger`` is this with redaction of credentials
+(drivers may not import the gateway; the gateway may import drivers).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class OnceLogger:
         if not self._failing:
             self._failing = True
             self.episodes += 1
-            self._log.warning("%s failing: %s (retrying quietly)", self._what, reason)
+            self._log.warning("%s failing: %s (retrying quietly)", self._what, self.shown(reason))
 
     def recovered(self) -> None:
         if self._failing:
@@ -37,3 +37,7 @@ class OnceLogger:
     @property
     def failing(self) -> bool:
         return self._failing
+
+    def shown(self, reason: str) -> str:
+        """*reason* as logged (the gateway's subclass redacts credentials)."""
+        return reason

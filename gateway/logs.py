@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers.once import OnceLogger as _DriverOnceLogger
+
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(password|passwd|secret|token|authorization)(\"?\s*[:=]\s*\"?)([^\s\",}]+)"),
     re.compile(r"(?i)((?:bearer|basic)\s+)([A-Za-z0-9._~+/=-]+)"),
@@ -83,27 +85,9 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
-class OnceLogger:
-    """Report a problem once when it starts and once when it clears; stay quiet in between."""
+class OnceLogger(_DriverOnceLogger):
+    """Report a problem once when it starts and once when it clears; stay quiet in between
+    (``drivers.once.OnceLogger``, with credentials redacted from the reason)."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
-        self._log = logger
-        self._what = what
-        self._failing = False
-        self.failures = 0
-
-    def failed(self, reason: str) -> None:
-        self.failures += 1
-        if not self._failing:
-            self._failing = True
-            self._log.warning("%s failing: %s (retrying quietly)", self._what, redact(reason))
-
-    def recovered(self) -> None:
-        if self._failing:
-            self._log.info("%s recovered after %d failed attempt(s)", self._what, self.failures)
-        self._failing = False
-        self.failures = 0
-
-    @property
-    def failing(self) -> bool:
-        return self._failing
+    def shown(self, reason: str) -> str:
+        return redact(reason)
