@@ -45,7 +45,11 @@ from gateway.infra.changes import ChangeFollower, head_seq
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
+from gateway.services.cameras.decider import RecordingDecider
+from gateway.services.cameras.evidence import EvidenceStore
+from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.lanes.contract import LaneDecider
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
 from gateway.services.parking.payments import (
@@ -182,6 +186,8 @@ class Services:
     persister: Persister
     telemetry: Telemetry
     follower: ChangeFollower
+    camera_reads: CameraReads
+    lane_decider: LaneDecider  # until the lane service: records reads, opens nothing
 
     @property
     def tariffs(self) -> TariffBook:
@@ -354,6 +360,17 @@ async def _build(
         bus, clock, zone, session_store, enforcement, charging, charger_tags,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
+    c = s.cameras
+    evidence = EvidenceStore(
+        c.evidence_dir,
+        max_total_bytes=c.max_total_bytes,
+        max_age=timedelta(days=c.max_age_days),
+        metrics=metrics,
+    )
+    camera_reads = CameraReads(sessions, evidence, c, metrics, clock)
+    lane_decider = RecordingDecider(
+        session_store, live.directory, live.sites, bus, s.sessions.min_plate_confidence
+    )
     return Services(
         settings=s,
         clock=clock,
@@ -376,4 +393,6 @@ async def _build(
         persister=persister,
         telemetry=telemetry,
         follower=follower,
+        camera_reads=camera_reads,
+        lane_decider=lane_decider,
     )

@@ -226,6 +226,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
         "ocpp": {"port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
         "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-", dir=SPOOL_ROOT)},
+        "cameras": {"evidence_dir": tempfile.mkdtemp(prefix="cg-evidence-", dir=SPOOL_ROOT)},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

@@ -72,6 +72,10 @@ class CameraRead:
     dropped_images: tuple[str, ...] = ()  # "name: reason" of images not kept
     plate_error: str | None = None
     serial: str | None = None  # the camera's own serial / device id, as it says
+    # Filled in by the edge, never by a parser: how the camera's clock was off (then ``ts``
+    # is the receive time: "ahead", "old", "missing") and the stored read's id.
+    clock_off: str | None = None
+    read_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

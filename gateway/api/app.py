@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
+    cameras,
     cases,
     charger_registry,
     chargers,
@@ -30,20 +31,26 @@ log = logging.getLogger(__name__)
 
 class BodyLimit:
     """Refuse request bodies over *limit* bytes with 413, whether or not they declare a length
-    (a hostile client can lie or stream forever)."""
+    (a hostile client can lie or stream forever). *prefixes* give paths their own limit
+    (plate cameras push pictures: ``/cameras/`` takes ``[cameras] max_body_bytes``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, prefixes: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
+        limit = next((n for p, n in self.prefixes if path.startswith(p)), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
@@ -60,7 +67,7 @@ class BodyLimit:
                 return  # client went away
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.limit:
+            if seen > limit:
                 await self._refuse(send)
                 return
             chunks.append(chunk)
@@ -114,6 +121,7 @@ def create_app(state: AppState) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(telemetry.router)
     app.include_router(ops.router)
+    app.include_router(cameras.router)
 
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
@@ -124,11 +132,15 @@ def create_app(state: AppState) -> FastAPI:
         log.error(
             "unhandled error on %s %s: %s",
             request.method,
-            request.url.path,
+            cameras.redacted(request.url.path),  # a camera's URL carries its secret
             type(exc).__name__,
             exc_info=exc,
         )
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    app.add_middleware(BodyLimit, limit=state.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=state.max_body_bytes,
+        prefixes=((cameras.PREFIX + "/", state.camera_body_bytes),),
+    )
     return app
