@@ -333,3 +333,23 @@ async def test_a_camera_provisioned_elsewhere_is_live_without_restart_and_secret
     cam.secret = r.json()["secret"]
     assert (await cam.keepalive()).status_code == 200
     await cam.aclose()
+
+
+async def test_a_record_id_reused_for_another_read_is_stored_not_taken_for_a_duplicate(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], reader: AsyncEngine
+) -> None:
+    cam_c = await add_camera(http, tokens, "cam-vz-4", "vzenith", "cp-tonghe", direction="out")
+    cam = VzenithCamera(str(http.base_url), "cam-vz-4", cam_c["secret"])
+    first = await cam.push("甘G20001", T0 - timedelta(days=2), plateid=7)
+    assert first.status_code == 200
+    reused = gw.services.metrics.camera_pushes.labels("vzenith", "record_id_reused").value
+    # the camera was reset: its counter starts again, an offline read comes with plateid 7
+    again = await cam.push("甘G20002", T0 - timedelta(hours=1), plateid=7, offline=True)
+    assert again.json()["Response_AlarmInfoPlate"]["ContinuePushOffline"]["plateid"] == 7
+    stored = {r.plate: r for r in await rows(reader, "cam-vz-4")}
+    assert set(stored) == {"甘G20001", "甘G20002"}
+    assert stored["甘G20001"].record_id == "7" and stored["甘G20002"].record_id is None
+    assert (
+        gw.services.metrics.camera_pushes.labels("vzenith", "record_id_reused").value == reused + 1
+    )
+    await cam.aclose()

@@ -5,12 +5,15 @@ A camera's time is kept when it is plausible; when it is ahead of the receive ti
 than ``clock_ahead_s``, older than ``max_offline_days`` or missing, the read is kept with the
 receive time and flagged (``clock_off``), the camera's own time beside it. A resend of a
 record the camera already delivered is found by ``(camera_id, record_id)`` (unique in the
-database, whatever races run) and answered as a duplicate.
+database, whatever races run) and answered as a duplicate; a record id that comes back with
+another plate or time (the camera's counter restarted) is stored without it and counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +29,8 @@ from gateway.directory.devices import DeviceEntry
 from gateway.infra.storage.schema import CameraReadRow
 from gateway.metrics import Metrics
 from gateway.services.cameras.evidence import EvidenceStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,31 +76,53 @@ class CameraReads:
         self._metrics.camera_clock_off.labels(read.vendor, how).inc()
         return dataclasses.replace(read, ts=received, clock_off=how)
 
-    async def _existing(self, read: CameraRead) -> int | None:
+    async def _existing(self, read: CameraRead) -> tuple[int, str | None, datetime | None] | None:
+        """``(id, raw_plate, camera_ts)`` of the stored read with *read*'s record id."""
         if read.record_id is None:
             return None
         R = CameraReadRow
         async with self._sessions() as db:
-            found: int | None = await db.scalar(
-                select(R.id).where(R.camera_id == read.camera_id, R.record_id == read.record_id)
+            found = (
+                await db.execute(
+                    select(R.id, R.raw_plate, R.camera_ts).where(
+                        R.camera_id == read.camera_id, R.record_id == read.record_id
+                    )
+                )
+            ).first()
+        return None if found is None else (found[0], found[1], found[2])
+
+    def _reused(self, read: CameraRead) -> None:
+        """The camera's record id came back with another read: its counter restarted (reset,
+        firmware upgrade, a replaced unit). The read is stored without the id, not lost."""
+        self._metrics.camera_pushes.labels(read.vendor, "record_id_reused").inc()
+        key = (read.camera_id, "record_id_reused")
+        if time.monotonic() - self.quiet.get(key, -1e9) >= 60:
+            self.quiet[key] = time.monotonic()
+            log.warning(
+                "camera %s sent record id %s again with another read: stored without it",
+                read.camera_id,
+                read.record_id,
             )
-        return found
 
     async def record(self, parsed: CameraRead, camera: DeviceEntry) -> Stored:
         """Store *parsed* with its pictures; a known record is a duplicate. Raises
         SQLAlchemyError / OSError when it cannot be stored (then nothing is half-kept)."""
         received = self._clock()
         read = self.timed(parsed, received)
+        record_id = read.record_id
         found = await self._existing(read)
         if found is not None:
-            return Stored(dataclasses.replace(read, read_id=found), duplicate=True)
+            if (found[1], found[2]) == (read.raw_plate, parsed.ts):
+                return Stored(dataclasses.replace(read, read_id=found[0]), duplicate=True)
+            self._reused(read)
+            record_id = None
         assert read.ts is not None  # timed() gave it one
         rels = await self.evidence.save(read.camera_id, received, read.images)
         for reason in read.dropped_images:
             self._metrics.camera_images.labels(reason.rsplit(": ", 1)[-1]).inc()
         row = CameraReadRow(
             camera_id=read.camera_id,
-            record_id=read.record_id,
+            record_id=record_id,
             vendor=read.vendor,
             site_id=camera.site_id,
             lane_id=camera.lane_id,
@@ -119,12 +146,12 @@ class CameraReads:
                 db.add(row)
                 await db.flush()
                 row_id = row.id
-        except IntegrityError:
+        except IntegrityError:  # the same record, stored meanwhile by a concurrent push
             await self.evidence.discard(rels)
             found = await self._existing(read)
             if found is None:
                 raise
-            return Stored(dataclasses.replace(read, read_id=found), duplicate=True)
+            return Stored(dataclasses.replace(read, read_id=found[0]), duplicate=True)
         except BaseException:
             await self.evidence.discard(rels)
             raise
