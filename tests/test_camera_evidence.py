@@ -31,6 +31,7 @@ async def test_save_writes_whole_files_and_discard_removes_them(tmp_path: Path) 
     assert len(rels) == 2 and all(".." not in r.split("/") for r in rels)
     assert [(tmp_path / r).stat().st_size for r in rels] == [len(tiny_jpeg()), 500]
     assert not files(tmp_path, "*.tmp")
+    await ev.flush()  # the background fsyncs finish
     await ev.discard(rels)
     assert not files(tmp_path)
 

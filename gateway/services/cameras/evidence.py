@@ -1,7 +1,10 @@
 """Camera pictures kept as evidence files, bounded in total size and age.
 
-Files are written off the event loop (a thread), each to a temporary name, fsynced and
-renamed, so a read's row never points at half a picture. The total is tracked as files are
+Files are written off the event loop (a thread), each to a temporary name and renamed, so a
+read's row never points at half a picture, and a killed gateway loses none (the kernel holds
+them). They are fsynced right after, in the background: that is what a power cut needs, and
+it costs the camera's answer nothing (an fsync takes tens of milliseconds on a busy disk,
+which would be most of a lane's budget). The total is tracked as files are
 written; past the cap, or on the prune interval, the pruner deletes pictures past their age
 and then the oldest until the total fits. Bodies a parser refused are kept the same way
 (under ``rejected/``) so nothing a camera sent is lost without a trace.
@@ -47,6 +50,7 @@ class EvidenceStore:
         self.total: int | None = None  # unknown until the first prune has scanned the tree
         self._full = asyncio.Event()
         self._warn = OnceLogger(log, "camera evidence pruning")
+        self._syncs: set[asyncio.Task[None]] = set()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -61,6 +65,7 @@ class EvidenceStore:
             for i, (name, data) in enumerate(images)
         ]
         await asyncio.to_thread(self._write, files)
+        self._sync_later([rel for rel, _ in files])
         self._added(sum(len(d) for _, d in files))
         self._metrics.camera_images.labels("stored").inc(len(files))
         return [rel for rel, _ in files]
@@ -72,6 +77,7 @@ class EvidenceStore:
             f"{at:%H%M%S}-{uuid.uuid4().hex[:12]}-{_safe(reason)}.bin"
         )
         await asyncio.to_thread(self._write, [(rel, body)])
+        self._sync_later([rel])
         self._added(len(body))
         return rel
 
@@ -82,20 +88,40 @@ class EvidenceStore:
             self._added(-freed)
 
     def _write(self, files: Sequence[tuple[str, bytes]]) -> None:
-        dirs = set()
         for rel, data in files:
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            tmp.write_bytes(data)
             tmp.replace(path)
-            dirs.add(path.parent)
-        for d in dirs:  # the renames themselves are durable
+
+    def _sync_later(self, rels: Sequence[str]) -> None:
+        task = asyncio.create_task(asyncio.to_thread(self._fsync, rels))
+        self._syncs.add(task)
+        task.add_done_callback(self._synced)
+
+    def _synced(self, task: asyncio.Task[None]) -> None:
+        self._syncs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._warn.failed(f"fsync: {task.exception()}")
+
+    async def flush(self) -> None:
+        """Wait for the background fsyncs started so far (tests, shutdown)."""
+        if self._syncs:
+            await asyncio.gather(*self._syncs, return_exceptions=True)
+
+    def _fsync(self, rels: Sequence[str]) -> None:
+        dirs = set()
+        for rel in rels:
+            path = self.root / rel
+            with contextlib.suppress(FileNotFoundError):  # pruned or discarded meanwhile
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                dirs.add(path.parent)
+        for d in dirs:  # the renames themselves
             fd = os.open(d, os.O_RDONLY)
             try:
                 os.fsync(fd)
