@@ -216,6 +216,20 @@ def test_absurd_camera_times_are_none() -> None:
     assert parse_tollgate(body, "c", zone=ZONE, max_image_bytes=MAX).ts is None
 
 
+def test_text_a_database_cannot_take_is_cleaned() -> None:
+    body = b'{"AlarmInfoPlate": {"serialno": "s\\u0000n", "result": {"PlateResult": '
+    body += b'{"license": "\\ud800\\u0000\\u7ca4B12345\\u0007", "plateid": "\\udfff7"}}}}'
+    read = vz(body)
+    assert isinstance(read, CameraRead)
+    assert (read.plate, read.raw_plate, read.record_id, read.serial) == (
+        None,
+        "?粤B12345",
+        "?7",
+        "sn",
+    )  # garbage around a plate is not a plate
+    assert read.plate_error is not None
+
+
 # -- fuzzing -------------------------------------------------------------------------------
 
 
@@ -228,10 +242,22 @@ def _all(body: bytes, ctype: str) -> None:
         lambda: parse_keepalive(body, "c"),
     ):
         try:
-            call()
+            out = call()
         except CameraError as exc:
             reasons.append(exc.reason and exc.message and exc.reason)
+            continue
+        texts = [v for v in vars_of(out) if isinstance(v, str)]
+        texts += [n for n, _ in getattr(out, "images", ())] + list(
+            getattr(out, "dropped_images", ())
+        )
+        for text in texts:  # storable: no control characters, no lone surrogates
+            text.encode("utf-8")
+            assert all(c.isprintable() or c == " " for c in text), repr(text)
     assert all(reasons)
+
+
+def vars_of(obj: object) -> list[object]:
+    return [getattr(obj, f) for f in getattr(obj, "__dataclass_fields__", {})]
 
 
 @settings(max_examples=300, deadline=None)

@@ -353,3 +353,40 @@ async def test_a_record_id_reused_for_another_read_is_stored_not_taken_for_a_dup
         gw.services.metrics.camera_pushes.labels("vzenith", "record_id_reused").value == reused + 1
     )
     await cam.aclose()
+
+
+HOSTILE: list[tuple[bytes, str]] = [
+    (b"", "application/json"),
+    (b"\xff\xfe\x00garbage\x80", "text/xml"),
+    (b"[" * 100_000, "application/json"),
+    (b"<a>" * 50_000, "application/xml"),
+    (b"--x\r\n\r\n\r\n--x--", "multipart/form-data; boundary=x"),
+    (b"--x--", 'multipart/form-data; boundary="' + "b" * 300 + '"'),
+    (
+        b'{"AlarmInfoPlate": {"result": {"PlateResult": {"license": "\\ud800", "plateid": 1e400}}}}',
+        "application/json",
+    ),
+    (
+        b'{"Picture": {"Plate": {"PlateNumber": "\\u0000"}, "SnapInfo": {"AccurateTime": "9999-99"}}}',
+        "application/json",
+    ),
+]
+
+
+async def test_hostile_bodies_never_get_a_5xx(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    paths = []
+    for vendor, tail in (
+        ("hikvision", "/hikvision"),
+        ("vzenith", "/vzenith"),
+        ("dahua", "/NotificationInfo/TollgateInfo"),
+        ("dahua", "/NotificationInfo/KeepAlive"),
+    ):
+        c = await add_camera(http, tokens, f"cam-hostile-{len(paths)}", vendor, "cp-tonghe")
+        paths.append(f"/cameras/{c['device']['id']}/{c['secret']}{tail}")
+    for path in paths:
+        for body, ctype in HOSTILE:
+            r = await http.post(path, content=body, headers={"Content-Type": ctype})
+            assert r.status_code in (200, 400, 413), (path, body[:40], r.status_code, r.text)
+    assert (await http.get("/healthz")).status_code == 200

@@ -19,6 +19,7 @@ from drivers.cameras.reads import (
     Direction,
     ImageSink,
     as_utc,
+    clean,
     confidence_of,
     plate_of,
 )
@@ -42,7 +43,7 @@ def _obj(value: Any, key: str) -> dict[str, Any]:
 def _str(value: Any, limit: int = 64) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    text = str(value).strip()[:limit]
+    text = clean(str(value), limit)
     return text or None
 
 

@@ -20,6 +20,7 @@ from drivers.cameras.reads import (
     Direction,
     ImageSink,
     as_utc,
+    clean,
     confidence_of,
     plate_of,
 )
@@ -48,8 +49,8 @@ def _text(el: ET.Element | None, name: str, limit: int = 64) -> str | None:
     c = _child(el, name)
     if c is None or c.text is None:
         return None
-    t = c.text.strip()
-    return t[:limit] if t else None
+    t = clean(c.text, limit)
+    return t or None
 
 
 def _document(body: bytes, content_type: str, images: ImageSink) -> bytes:

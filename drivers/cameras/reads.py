@@ -22,6 +22,7 @@ __all__ = [
     "Image",
     "Vendor",
     "as_utc",
+    "clean",
     "is_jpeg",
     "plate_of",
 ]
@@ -89,11 +90,18 @@ class CameraHeartbeat:
     serial: str | None = None
 
 
+def clean(text: str, limit: int = 64) -> str:
+    """Camera text fit to store: no control characters or lone surrogates (JSON allows
+    both; no database takes them), at most *limit* characters, stripped."""
+    text = text[: limit * 2].encode("utf-8", "replace").decode("utf-8")
+    return "".join(c for c in text if c.isprintable() or c == " ").strip()[:limit]
+
+
 def plate_of(raw: str | None) -> tuple[str | None, str | None, str | None]:
     """``(plate, raw_plate, plate_error)`` of what the camera sent."""
     if raw is None:
         return None, None, None
-    raw = raw.strip()[:64]
+    raw = clean(raw)
     if raw.lower() in _UNREAD:
         return None, raw or None, None
     try:
@@ -154,7 +162,7 @@ class ImageSink:
     dropped: list[str] = field(default_factory=list)
 
     def add(self, name: str, data: bytes) -> None:
-        name = name[:64] or "image"
+        name = clean(name) or "image"
         if not data:
             return  # an empty picture part is normal (no plate crop): nothing to keep
         if not is_jpeg(data):

@@ -20,6 +20,7 @@ from drivers.cameras.reads import (
     CameraHeartbeat,
     CameraRead,
     ImageSink,
+    clean,
     confidence_of,
     epoch,
     plate_of,
@@ -49,7 +50,7 @@ def _str(value: Any, limit: int = 64) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float | str):
-        text = str(value).strip()[:limit]
+        text = clean(str(value), limit)
         return text or None
     return None
 

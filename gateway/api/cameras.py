@@ -101,8 +101,10 @@ async def _push(
         return JSONResponse(render(None, NO_ACTION))
     try:
         stored = await state.camera_reads.record(parsed, camera)
-    except (SQLAlchemyError, OSError) as exc:
+    except Exception as exc:  # the database or the disk is away (or a bug: logged in full)
         state.metrics.camera_pushes.labels(vendor, "store_failed").inc()
+        if not isinstance(exc, SQLAlchemyError | OSError):
+            log.error("camera %s: read not stored", camera.id, exc_info=exc)
         _note(
             state, camera.id, "store_failed", f"read not stored: {type(exc).__name__}: {exc}"[:300]
         )
