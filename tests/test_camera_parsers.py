@@ -246,6 +246,9 @@ def _all(body: bytes, ctype: str) -> None:
         except CameraError as exc:
             reasons.append(exc.reason and exc.message and exc.reason)
             continue
+        if isinstance(out, CameraRead):  # the widths of camera_reads
+            assert len(out.raw_plate or "") <= 64 and len(out.record_id or "") <= 64
+            assert len(out.vehicle_type or "") <= 32 and len(out.plate or "") <= 16
         texts = [v for v in vars_of(out) if isinstance(v, str)]
         texts += [n for n, _ in getattr(out, "images", ())] + list(
             getattr(out, "dropped_images", ())

@@ -120,7 +120,9 @@ def parse_hikvision(
         raise CameraError("not_anpr", f"event {kind[:32]!r} is not an ANPR read")
     plate, raw, error = plate_of(_text(anpr, "licensePlate") or _text(anpr, "originalLicensePlate"))
     colour = (_text(anpr, "plateColor") or "").lower()
-    vehicle = _text(anpr, "vehicleType") or _text(_child(anpr, "vehicleInfo"), "vehicleType")
+    vehicle = _text(anpr, "vehicleType", 32) or _text(
+        _child(anpr, "vehicleInfo"), "vehicleType", 32
+    )
     return CameraRead(
         camera_id=camera_id,
         vendor="hikvision",
