@@ -363,11 +363,13 @@ HOSTILE: list[tuple[bytes, str]] = [
     (b"--x\r\n\r\n\r\n--x--", "multipart/form-data; boundary=x"),
     (b"--x--", 'multipart/form-data; boundary="' + "b" * 300 + '"'),
     (
-        b'{"AlarmInfoPlate": {"result": {"PlateResult": {"license": "\\ud800", "plateid": 1e400}}}}',
+        b'{"AlarmInfoPlate": {"result": {"PlateResult": '
+        b'{"license": "\\ud800", "plateid": 1e400}}}}',
         "application/json",
     ),
     (
-        b'{"Picture": {"Plate": {"PlateNumber": "\\u0000"}, "SnapInfo": {"AccurateTime": "9999-99"}}}',
+        b'{"Picture": {"Plate": {"PlateNumber": "\\u0000"}, '
+        b'"SnapInfo": {"AccurateTime": "9999-99"}}}',
         "application/json",
     ),
 ]
