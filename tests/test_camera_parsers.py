@@ -72,6 +72,14 @@ def test_hikvision_bare_xml_and_old_firmware_octet_stream() -> None:
     assert [n for n, _ in read.images] == ["vehiclePicture.jpg"]
 
 
+def test_hikvision_gb18030_declared_document() -> None:
+    doc = hikvision_xml("粤B12345", T).decode().replace('encoding="UTF-8"', 'encoding="GB18030"')
+    read = hik_read(doc.encode("gb18030"), "text/xml")
+    assert read.plate == "粤B12345"
+    with pytest.raises(CameraError, match="encoding"):
+        hik(b'<?xml version="1.0" encoding="GBK"?><a>\xff\xff</a>', "text/xml")
+
+
 def test_hikvision_lf_only_multipart_and_quoted_boundary() -> None:
     doc = hikvision_xml("京A12345", T)
     body, _ = multipart([("anpr.xml", "anpr.xml", "text/xml", doc)], boundary="b0und")
@@ -110,6 +118,7 @@ def test_hikvision_images_bounded_and_sniffed() -> None:
             "malformed_xml",
         ),
         (b"<Other/>", "text/xml", "malformed_xml"),
+        (b'<?xml version="1.0" encoding="U-F-8"?><a/>', "text/xml", "malformed_xml"),
         (hikvision_xml("京A12345", T).replace(b">ANPR<", b">VMD<"), "text/xml", "not_anpr"),
         (b"--x\r\nno headers here", "multipart/form-data; boundary=x", "malformed_multipart"),
         (b"whatever", "multipart/form-data", "malformed_multipart"),

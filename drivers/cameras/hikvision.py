@@ -9,6 +9,7 @@ picture part is normal. Documents with a DTD are refused outright (no entity exp
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, tzinfo
 
@@ -27,6 +28,10 @@ from drivers.cameras.reads import (
 
 __all__ = ["parse_hikvision"]
 
+_DECL = re.compile(
+    rb"""\s*<\?xml[^>]{0,200}?encoding=["']([A-Za-z0-9._-]{1,40})["'][^>]{0,200}\?>"""
+)
+_EXPAT_ENCODINGS = {b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"utf-16"}
 _DIRECTIONS: dict[str, Direction] = {"forward": "in", "reverse": "out"}
 _COLOURS = {"blue": "blue", "yellow": "yellow", "white": "white", "black": "black"}
 _COLOURS |= {"green": "green", "yellowgreen": "yellow_green", "yellow_green": "yellow_green"}
@@ -70,13 +75,25 @@ def _document(body: bytes, content_type: str, images: ImageSink) -> bytes:
     return xml
 
 
+def _decoded(xml: bytes) -> bytes | str:
+    """The document as expat can read it: a declared multi-byte encoding it cannot decode
+    itself (GB2312, GBK, GB18030 on some Chinese firmware) is decoded here."""
+    m = _DECL.match(xml)
+    if m is None or m.group(1).lower() in _EXPAT_ENCODINGS:
+        return xml
+    try:
+        return xml[m.end() :].decode(m.group(1).decode("ascii"))
+    except (LookupError, UnicodeDecodeError):
+        raise CameraError("malformed_xml", "XML in an unknown or wrong encoding") from None
+
+
 def _root(xml: bytes) -> ET.Element:
     head = xml[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in xml.lower():
         raise CameraError("malformed_xml", "XML with a DTD or entities is refused")
     try:
-        root = ET.fromstring(xml)  # noqa: S314 - no DTD (checked above), expat fetches nothing
-    except (ET.ParseError, ValueError, RecursionError) as exc:
+        root = ET.fromstring(_decoded(xml))  # noqa: S314 - no DTD (checked above), expat fetches nothing
+    except (ET.ParseError, ValueError, LookupError, RecursionError) as exc:  # LookupError: encoding
         raise CameraError("malformed_xml", f"not well-formed XML: {exc}"[:200]) from None
     if _local(root.tag) != "EventNotificationAlert":
         found = next((e for e in root.iter() if _local(e.tag) == "EventNotificationAlert"), None)
