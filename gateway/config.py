@@ -431,6 +431,38 @@ class OcppConfig(_Section):
         return self
 
 
+class CamerasConfig(_Section):
+    evidence_dir: Path = Field(
+        Path("camera-evidence"), description="where plate cameras' pictures are kept as evidence"
+    )
+    max_body_bytes: int = Field(
+        4_194_304,
+        gt=0,
+        le=64 * 1_048_576,
+        description="larger camera pushes get 413 (replaces [api] max_body_bytes on /cameras/)",
+    )
+    max_image_bytes: int = Field(
+        1_048_576, gt=0, description="a larger picture is not kept (the read is; counted)"
+    )
+    max_total_bytes: int = Field(
+        2 * 1024**3, gt=0, description="evidence kept at most; the oldest pictures go first"
+    )
+    max_age_days: int = Field(90, ge=1, le=3650, description="pictures older than this are pruned")
+    prune_interval_s: float = Field(600.0, gt=0, description="how often evidence is pruned")
+    clock_ahead_s: int = Field(
+        300,
+        ge=0,
+        description="a read timed further ahead than this is kept with its receive time (flagged)",
+    )
+    max_offline_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="a read timed older than this (a camera clock far off) is kept with its "
+        "receive time (flagged)",
+    )
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -458,6 +490,7 @@ class Settings(_Section):
     enforcement: EnforcementConfig = EnforcementConfig()
     cases: CasesConfig = CasesConfig()
     ocpp: OcppConfig = OcppConfig()
+    cameras: CamerasConfig = CamerasConfig()
     demo: DemoConfig = DemoConfig()
 
 
@@ -648,6 +681,7 @@ def settings_to_toml(settings: Settings, base: Path, header: str = "") -> str:
     # directory, a value in the file to the file's.
     data.setdefault("database", {})["url"] = settings.database.url
     data.setdefault("telemetry", {})["spool_dir"] = settings.telemetry.spool_dir
+    data.setdefault("cameras", {})["evidence_dir"] = settings.cameras.evidence_dir
 
     def shown(section: str, key: str, value: Any) -> Any:
         if (section, key) in PATH_KEYS:

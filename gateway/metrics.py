@@ -214,6 +214,35 @@ class Metrics:
             r,
         )
 
+        self.camera_refused = FastCounter(
+            "citygate_camera_refused",
+            "Camera pushes refused before parsing, by reason (unknown camera, secret, vendor)",
+            ["reason"],
+            r,
+        )
+        self.camera_pushes = FastCounter(
+            "citygate_camera_pushes",
+            "Camera pushes by vendor and outcome (read, unread, bad_plate, duplicate, heartbeat, "
+            "or the reason it was rejected)",
+            ["vendor", "outcome"],
+            r,
+        )
+        self.camera_clock_off = FastCounter(
+            "citygate_camera_clock_off",
+            "Reads kept with their receive time because the camera's was ahead, too old or missing",
+            ["vendor", "how"],
+            r,
+        )
+        self.camera_images = FastCounter(
+            "citygate_camera_images",
+            "Camera pictures by outcome (stored, pruned, or why one was not kept)",
+            ["outcome"],
+            r,
+        )
+        self.camera_evidence_bytes = Gauge(
+            "citygate_camera_evidence_bytes", "Bytes of camera evidence kept on disk", registry=r
+        )
+
     def totals(self) -> dict[str, float]:
         """The gateway's own health figures, as points for telemetry."""
         return {

@@ -212,6 +212,10 @@ class Gateway:
             tg.create_task(self._gates(), name="gates"),
             tg.create_task(sv.telemetry.pipeline.run(), name="telemetry"),
             tg.create_task(sv.telemetry.health(sv.clock, sv.metrics.totals), name="health"),
+            tg.create_task(
+                sv.camera_reads.evidence.run(self.settings.cameras.prune_interval_s, sv.clock),
+                name="camera-evidence",
+            ),
         ]
         if self.ocpp_server is not None:  # this instance serves chargers
             tasks.append(tg.create_task(sv.charging.record(), name="charger-recorder"))

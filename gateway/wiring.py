@@ -45,10 +45,10 @@ from gateway.infra.changes import ChangeFollower, head_seq
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
+from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
-from gateway.services.lanes.facts import Facts
-from gateway.services.lanes.metrics import LaneMetrics
-from gateway.services.lanes.modbus_gates import ModbusGates
+from gateway.services.lanes.build import build_cameras, build_lanes
+from gateway.services.lanes.contract import LaneDecider
 from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
@@ -187,6 +187,8 @@ class Services:
     persister: Persister
     telemetry: Telemetry
     follower: ChangeFollower
+    camera_reads: CameraReads
+    lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
 
     @property
     def tariffs(self) -> TariffBook:
@@ -280,22 +282,7 @@ async def _build(
         timedelta(seconds=s.sessions.plate_dedup_s),
     )
     payments = PaymentService(sessions, session_store, provider, metrics, clock)
-    dedup = timedelta(seconds=s.sessions.plate_dedup_s)
-    gates = (
-        ModbusGates(clock, poll_interval_s=s.lanes.poll_interval_s)
-        if s.lanes.gates == "modbus"
-        else None
-    )
-    lanes = LaneService(
-        sessions,
-        Facts(session_store, dedup, s.sessions.min_plate_confidence),
-        LaneMetrics(metrics.registry),
-        clock,
-        gates=gates,
-        recheck_s=s.lanes.recheck_s,
-    )
-    await lanes.load()  # decisions a previous run left in flight are interrupted, not resent
-    payments.on_paid(lanes.payment_recorded)
+    lanes = await build_lanes(s, sessions, session_store, payments, metrics, clock)
     case_metrics = CaseMetrics(metrics.registry)
     case_delivery = CaseDelivery(delivery_settings, sessions, clock, case_metrics)
     enforcement = Enforcement(
@@ -375,6 +362,9 @@ async def _build(
         bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
+    camera_reads, lane_decider = build_cameras(
+        s, sessions, session_store, lanes, live.directory, live.sites, bus, metrics, clock
+    )
     return Services(
         settings=s,
         clock=clock,
@@ -398,4 +388,6 @@ async def _build(
         persister=persister,
         telemetry=telemetry,
         follower=follower,
+        camera_reads=camera_reads,
+        lane_decider=lane_decider,
     )

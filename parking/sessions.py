@@ -13,12 +13,11 @@ open session per car park.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from events.plates import PlateError, normalise_plate
 from parking.tariffs import VehicleClass
 
 __all__ = [
@@ -35,30 +34,6 @@ __all__ = [
     "normalise_plate",
     "vehicle_class",
 ]
-
-# Province abbreviations of mainland plates, plus the special prefixes.
-_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领"
-_PLATE = re.compile(
-    rf"^[{_PROVINCES}][A-HJ-NP-Z](?:[A-HJ-NP-Z0-9]{{5,6}}|[A-HJ-NP-Z0-9]{{4}}[挂学警港澳领使试超])$"
-)
-_SEPARATORS = str.maketrans("", "", " \t·.-•・")
-
-
-class PlateError(ValueError):
-    """Text that is not a mainland plate; the message says what is wrong."""
-
-
-def normalise_plate(text: str) -> str:
-    """Canonical plate text: full-width folded, separators removed, letters upper-case,
-    the province character kept (粤B·12345 → 粤B12345). Raises PlateError otherwise."""
-    plate = unicodedata.normalize("NFKC", text).translate(_SEPARATORS).upper()
-    if not _PLATE.match(plate):
-        raise PlateError(
-            f"{text!r} is not a plate: expected a province character, a letter and 5 or 6 "
-            "letters/digits (I and O are not used), e.g. 甘G12345 or 甘GD12345"
-        )
-    return plate
-
 
 _COLOURS: dict[str, VehicleClass] = {
     "blue": "small",

@@ -231,6 +231,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
         # Modbus start a simulator and set "modbus" (tests/test_lanes_modbus.py).
         "lanes": {"gates": "none"},
         "telemetry": {"spool_dir": tempfile.mkdtemp(prefix="cg-spool-", dir=SPOOL_ROOT)},
+        "cameras": {"evidence_dir": tempfile.mkdtemp(prefix="cg-evidence-", dir=SPOOL_ROOT)},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

@@ -118,3 +118,52 @@ def test_chargers_add_rotate_and_health(tmp_path: Path) -> None:
     assert table[1].split()[:3] == ["id", "state", "place"]
     health = json.loads(cli("chargers", "health", "--json", db=db).stdout)
     assert health["counts"]["offline"] == 57 and len(health["chargers"]) == 57
+
+
+@pytest.mark.slow
+def test_devices_add_camera_and_rotate_its_secret(tmp_path: Path) -> None:
+    db = tmp_path / "cg.db"
+    out = json.loads(
+        cli(
+            "devices",
+            "add-camera",
+            "cam-east-in",
+            "--vendor",
+            "vzenith",
+            "--site",
+            "cp-shiminting",
+            "--direction",
+            "in",
+            db=db,
+        ).stdout
+    )
+    assert out["push_path"] == f"/cameras/cam-east-in/{out['secret']}/vzenith"
+    assert out["device"]["kind"] == "camera" and out["device"]["direction"] == "in"
+    listed = cli("devices", "list", "--kind", "camera", "--json", db=db).stdout
+    assert "cam-east-in" in listed and out["secret"] not in listed  # never the secret
+    again = json.loads(cli("devices", "camera-secret", "cam-east-in", db=db).stdout)
+    assert again["secret"] != out["secret"]
+    taken = cli(
+        "devices",
+        "add-camera",
+        "cam-east-in",
+        "--vendor",
+        "dahua",
+        "--site",
+        "cp-shiminting",
+        db=db,
+        check=False,
+    )
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+    nowhere = cli(
+        "devices",
+        "add-camera",
+        "cam-x",
+        "--vendor",
+        "dahua",
+        "--site",
+        "cp-none",
+        db=db,
+        check=False,
+    )
+    assert nowhere.returncode == 2 and "no site" in nowhere.stderr

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
+    cameras,
     cases,
     charger_registry,
     chargers,
@@ -49,29 +50,36 @@ ROUTERS = (
     lanes.router,
     telemetry.router,
     ops.router,
+    cameras.router,
 )
 
 
 class BodyLimit:
     """Refuse request bodies over *limit* bytes with 413, whether or not they declare a length
-    (a hostile client can lie or stream forever)."""
+    (a hostile client can lie or stream forever). *prefixes* give paths their own limit
+    (plate cameras push pictures: ``/cameras/`` takes ``[cameras] max_body_bytes``)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, prefixes: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
+        limit = next((n for p, n in self.prefixes if path.startswith(p)), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await self._refuse(send)
+                    await self._refuse(send, limit)
                     return
         # Buffer the (bounded) body before the app sees it, so an oversized stream is refused
         # cleanly instead of failing half-way through parsing.
@@ -84,8 +92,8 @@ class BodyLimit:
                 return  # client went away
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.limit:
-                await self._refuse(send)
+            if seen > limit:
+                await self._refuse(send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -100,10 +108,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        await send_problem(
-            send, 413, f"the request body is larger than {self.limit} bytes", "too_large"
-        )
+    async def _refuse(self, send: Send, limit: int) -> None:
+        await send_problem(send, 413, f"the request body is larger than {limit} bytes", "too_large")
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -158,13 +164,17 @@ def create_app(state: AppState) -> FastAPI:
         log.error(
             "unhandled error on %s %s: %s",
             request.method,
-            request.url.path,
+            cameras.redacted(request.url.path),  # a camera's URL carries its secret
             type(exc).__name__,
             exc_info=exc,
         )
         return problem(500, "internal error", "internal")  # never the exception's text
 
-    app.add_middleware(BodyLimit, limit=state.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=state.max_body_bytes,
+        prefixes=((cameras.PREFIX + "/", state.camera_body_bytes),),
+    )
     add_limits(app, state)
     return app
 

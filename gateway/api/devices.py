@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 
 from events import Event
 from gateway.api import problems
 from gateway.api.auth import require
-from gateway.api.models import DeviceCreate, DeviceOut, DevicePatch, DevicesOut
+from gateway.api.models import (
+    CameraCreate,
+    CameraCredentials,
+    DeviceCreate,
+    DeviceOut,
+    DevicePatch,
+    DevicesOut,
+)
+from gateway.api.problems import problem, responses
 from gateway.api.state import AppState, get_state
 from gateway.directory.registry import Registry, RegistryError
 from gateway.directory.tokens import Role, TokenInfo
@@ -97,3 +105,53 @@ async def patch_device(device_id: str, body: DevicePatch, state: StateDep, _: Wr
         raise _refused(exc) from None
     _publish(state, events)
     return DeviceOut.model_validate(row, from_attributes=True)
+
+
+# Dahua's is the ITSAPI base URL: the camera appends /NotificationInfo/TollgateInfo itself.
+PUSH_PATHS = {"hikvision": "/hikvision", "vzenith": "/vzenith", "dahua": ""}
+
+
+def camera_credentials(row: Any, secret: str) -> CameraCredentials:
+    path = f"/cameras/{row.id}/{secret}{PUSH_PATHS.get(row.vendor, '')}"
+    return CameraCredentials(
+        device=DeviceOut.model_validate(row, from_attributes=True), secret=secret, push_path=path
+    )
+
+
+@router.post(
+    "/cameras",
+    response_model=CameraCredentials,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a plate camera (its push URL's secret is in the answer, once)",
+    responses=responses(409, 422),
+)
+async def create_camera(body: CameraCreate, state: StateDep, _: Writer) -> Any:
+    try:
+        row, secret = await _registry(state).provision_camera(
+            body.id,
+            body.vendor,
+            body.site_id,
+            state.clock(),
+            lane_id=body.lane_id,
+            direction=body.direction,
+            notes=body.notes,
+        )
+    except RegistryError as exc:
+        return problem(exc.status, exc.message)
+    state.changed()
+    return camera_credentials(row, secret)
+
+
+@router.post(
+    "/{device_id}/secret",
+    response_model=CameraCredentials,
+    summary="Give a plate camera a new push URL secret (the old one stops working)",
+    responses=responses(404),
+)
+async def rotate_camera_secret(device_id: str, state: StateDep, _: Writer) -> Any:
+    try:
+        row, secret = await _registry(state).rotate_camera_secret(device_id, state.clock())
+    except RegistryError as exc:
+        return problem(exc.status, exc.message)
+    state.changed()
+    return camera_credentials(row, secret)

@@ -43,6 +43,16 @@ from gateway.api.throttle import RateTable, client_key, forwarded_client
 from gateway.directory.tokens import TokenError, split_token, verify_token
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/cases/callback"})
+# Plate cameras push to a URL that carries their secret (they cannot send a token), and a
+# refused push is a lost read (Hikvision never retries): no rate limit, and their bodies
+# count with the authenticated ones (checked by the route, as a token is).
+CAMERA_PREFIX = "/cameras/"
+
+
+def exempt(path: str) -> bool:
+    return path in EXEMPT_PATHS or path.startswith(CAMERA_PREFIX)
+
+
 _REQUIRE_CODE = require().__code__  # every require(...) dependency shares this code object
 
 Reject = Callable[[str], None]
@@ -92,7 +102,7 @@ class BodyGate:
         if scope["type"] != "http" or not has_body(scope):
             await self.app(scope, receive, send)
             return
-        pool = bearer_of(scope) is not None
+        pool = bearer_of(scope) is not None or scope["path"].startswith(CAMERA_PREFIX)
         if self.in_flight[pool] >= self.caps[pool]:
             self.on_reject("busy_bodies")
             await send_problem(
@@ -144,7 +154,7 @@ def document(routes: Iterable[BaseRoute], token_routes: list[APIRoute]) -> None:
     for r in routes:
         if not isinstance(r, APIRoute):
             continue
-        if id(r) not in tokened and r.path not in EXEMPT_PATHS:
+        if id(r) not in tokened and not exempt(r.path):
             r.responses = {**responses(429), **r.responses}
         if (r.methods or set()) & {"POST", "PUT", "PATCH"}:
             r.responses = {**responses(503), **r.responses}
@@ -175,7 +185,7 @@ class RateLimit:
         self.clock = clock
 
     def limited(self, scope: Scope) -> bool:
-        if scope["path"] in EXEMPT_PATHS:
+        if exempt(scope["path"]):
             return False
         return not any(r.matches(scope)[0] is Match.FULL for r in self.token_routes)
 

@@ -77,6 +77,11 @@ class DeviceOut(BaseModel):
     notes: str
     created_at: datetime
     updated_at: datetime
+    vendor: str | None = Field(None, description="plate cameras: the push format")
+    lane_id: str | None = Field(None, description="plate cameras: the lane it watches")
+    direction: Literal["in", "out"] | None = Field(
+        None, description="plate cameras: which way its lane goes (null: as the camera says)"
+    )
 
 
 class DevicesOut(BaseModel):
@@ -95,6 +100,29 @@ class DeviceCreate(BaseModel):
     berth_id: str | None = Field(None, max_length=64)
     heartbeat_s: int | None = Field(None, gt=0, le=7 * 86400)
     notes: str = Field("", max_length=2000)
+
+
+CameraId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class CameraCreate(BaseModel):
+    """Register a plate camera at a car park; the answer holds its push URL's secret, once."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: CameraId
+    vendor: Literal["hikvision", "vzenith", "dahua"]
+    site_id: str = Field(min_length=1, max_length=64)
+    lane_id: str | None = Field(None, min_length=1, max_length=64)
+    direction: Literal["in", "out"] | None = None
+    notes: str = Field("", max_length=2000)
+
+
+class CameraCredentials(BaseModel):
+    """A camera with its push path; ``secret`` is shown this once (only its hash is kept)."""
+
+    device: DeviceOut
+    secret: str
+    push_path: str = Field(description="POST here (prefix with the gateway's base URL)")
 
 
 class DevicePatch(BaseModel):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -20,7 +21,9 @@ from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
+from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.lanes.contract import LaneDecider
 from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.payments import PaymentService
@@ -49,11 +52,16 @@ class AppState:
     cases: CasesRuntime
     charging: ChargingRuntime
     telemetry: TelemetryConfig  # where the status view reads the spool
+    camera_reads: CameraReads
+    lane_decider: LaneDecider
+    zone: ZoneInfo  # the town's: camera times without an offset are read in it
     sse_keepalive_s: float = 15.0
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     # shown in /readyz's checks, false = degraded, but never make the gateway not-ready
     degraded_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     max_body_bytes: int = 1_048_576
+    camera_body_bytes: int = 4_194_304  # [cameras] max_body_bytes, on /cameras/ only
+    camera_image_bytes: int = 1_048_576
     min_plate_confidence: float = 0.0
     max_stay_days: int = 366  # tariffs.max_stay_days: longer quotes are refused
     changed: Callable[[], None] = lambda: None  # a change was recorded: follow the feed now
@@ -85,9 +93,14 @@ class AppState:
             cases=services.cases,
             charging=services.charging,
             telemetry=s.telemetry,
+            camera_reads=services.camera_reads,
+            lane_decider=services.lane_decider,
+            zone=services.zone,
             sse_keepalive_s=s.api.sse_keepalive_s,
             ready_checks=dict(ready_checks or {}),
             max_body_bytes=s.api.max_body_bytes,
+            camera_body_bytes=s.cameras.max_body_bytes,
+            camera_image_bytes=s.cameras.max_image_bytes,
             min_plate_confidence=s.sessions.min_plate_confidence,
             max_stay_days=s.tariffs.max_stay_days,
             changed=services.follower.kick,

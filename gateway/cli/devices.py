@@ -116,11 +116,67 @@ def cmd_devices_set(args: argparse.Namespace) -> int:
     return _change(args, "set", body)
 
 
+def _camera(args: argparse.Namespace, rotate: bool) -> int:
+    """Register a plate camera, or give it a new secret; prints its push path once."""
+    from pydantic import ValidationError
+
+    from gateway.api.models import CameraCreate
+
+    body = None
+    if not rotate:
+        try:
+            body = CameraCreate(
+                id=args.id,
+                vendor=args.vendor,
+                site_id=args.site,
+                lane_id=args.lane,
+                direction=args.direction,
+                notes=args.notes,
+            )
+        except ValidationError as exc:
+            return _invalid(exc)
+    settings = settings_for(args)
+
+    async def work(sessions: Any) -> int:
+        from gateway.api.devices import camera_credentials
+        from gateway.directory.registry import Registry, RegistryError
+
+        registry = Registry(sessions)
+        try:
+            if body is None:
+                row, secret = await registry.rotate_camera_secret(args.id, now_utc())
+            else:
+                row, secret = await registry.provision_camera(
+                    body.id,
+                    body.vendor,
+                    body.site_id,
+                    now_utc(),
+                    lane_id=body.lane_id,
+                    direction=body.direction,
+                    notes=body.notes,
+                )
+        except RegistryError as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        print(camera_credentials(row, secret).model_dump_json())
+        return 0
+
+    return asyncio.run(with_db(settings, work, town=True))
+
+
+def cmd_devices_add_camera(args: argparse.Namespace) -> int:
+    return _camera(args, rotate=False)
+
+
+def cmd_devices_camera_secret(args: argparse.Namespace) -> int:
+    return _camera(args, rotate=True)
+
+
 def register(sub: Any, with_config: WithConfig) -> None:
     """Add this group's commands to the parser."""
-    dev = sub.add_parser("devices", help="the device registry (berth sensors)").add_subparsers(
-        dest="devices_command", required=True
-    )
+    dev = sub.add_parser(
+        "devices", help="the device registry (berth sensors, cameras)"
+    ).add_subparsers(dest="devices_command", required=True)
     ls = with_config(dev.add_parser("list", help="devices, as the API lists them"))
     ls.add_argument("--kind", default=None)
     ls.add_argument("--site", default=None)
@@ -145,3 +201,18 @@ def register(sub: Any, with_config: WithConfig) -> None:
     st.add_argument("--heartbeat-s", type=int, default=None)
     st.add_argument("--notes", default=None)
     st.set_defaults(func=cmd_devices_set)
+    cam = with_config(
+        dev.add_parser("add-camera", help="register a plate camera; prints its push URL once")
+    )
+    cam.add_argument("id", help="camera id: lower-case letters, digits, . _ -")
+    cam.add_argument("--vendor", required=True, choices=["hikvision", "vzenith", "dahua"])
+    cam.add_argument("--site", required=True, help="the car park it watches")
+    cam.add_argument("--lane", default=None, help="its lane id")
+    cam.add_argument("--direction", choices=["in", "out"], default=None, help="its lane's way")
+    cam.add_argument("--notes", default="")
+    cam.set_defaults(func=cmd_devices_add_camera)
+    rot = with_config(
+        dev.add_parser("camera-secret", help="a new push URL secret for a camera (printed once)")
+    )
+    rot.add_argument("id")
+    rot.set_defaults(func=cmd_devices_camera_secret)

@@ -157,6 +157,8 @@ async def _demo(args: argparse.Namespace) -> int:
             data["database"]["url"] = f"{SQLITE_PREFIX}{workdir / 'citygate.db'}"
         if base.telemetry.spool_dir == Settings().telemetry.spool_dir:
             data["telemetry"]["spool_dir"] = workdir / "telemetry-spool"
+        if base.cameras.evidence_dir == Settings().cameras.evidence_dir:
+            data.setdefault("cameras", {})["evidence_dir"] = workdir / "camera-evidence"
         data["api"]["port"] = args.port
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below

@@ -33,6 +33,11 @@ class DeviceEntry:
     battery_pct: float | None = None  # the network server's report (ChirpStack status event)
     rssi: float | None = None
     snr: float | None = None
+    # plate cameras: push format, SHA-256 of the URL secret, lane, lane direction
+    vendor: str | None = None
+    secret_hash: str | None = None
+    lane_id: str | None = None
+    direction: str | None = None
 
 
 class DeviceDirectory:

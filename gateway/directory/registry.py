@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
 from events import Event
+from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
 from gateway.infra.changes import record_change
-from gateway.infra.storage.schema import BerthRow, DeviceRow
+from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from parking.occupancy import OccupancyBook, SensorBinding
 
 
@@ -46,6 +47,10 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
         battery_pct=row.battery_pct,
         rssi=row.rssi,
         snr=row.snr,
+        vendor=row.vendor,
+        secret_hash=row.secret_hash,
+        lane_id=row.lane_id,
+        direction=row.direction,
     )
 
 
@@ -148,6 +153,63 @@ class Registry:
             await session.flush()
             await record_change(session, "device", dev_id, "provision", now)
         return row, self._sync(row, now)
+
+    async def provision_camera(
+        self,
+        camera_id: str,
+        vendor: str,
+        site_id: str,
+        now: datetime,
+        *,
+        lane_id: str | None = None,
+        direction: str | None = None,
+        notes: str = "",
+    ) -> tuple[DeviceRow, str]:
+        """Register a plate camera at a site; returns its row and the clear URL secret
+        (shown once: only its hash is stored)."""
+        cam_id = camera_id.lower()
+        secret = new_secret()
+        async with self._sessions.begin() as session:
+            if await session.get(DeviceRow, cam_id) is not None:
+                raise RegistryError(409, f"device {cam_id} already exists")
+            if await session.get(SiteRow, site_id) is None:
+                raise RegistryError(422, f"no site {site_id!r}")
+            row = DeviceRow(
+                id=cam_id,
+                kind="camera",
+                protocol="http-push",
+                model=vendor,
+                address=f"/cameras/{cam_id}/",
+                site_id=site_id,
+                lifecycle=Lifecycle.PROVISIONED.value,
+                notes=notes,
+                vendor=vendor,
+                secret_hash=hash_secret(secret),
+                lane_id=lane_id,
+                direction=direction,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            await record_change(session, "device", cam_id, "provision", now)
+        self._sync(row, now)
+        return row, secret
+
+    async def rotate_camera_secret(self, camera_id: str, now: datetime) -> tuple[DeviceRow, str]:
+        """A new URL secret for a camera (the old one stops working at once)."""
+        cam_id = camera_id.lower()
+        secret = new_secret()
+        async with self._sessions.begin() as session:
+            row = await session.get(DeviceRow, cam_id)
+            if row is None or row.kind != "camera":
+                raise RegistryError(404, f"no camera {camera_id!r}")
+            row.secret_hash = hash_secret(secret)
+            row.updated_at = now
+            await session.flush()
+            await record_change(session, "device", cam_id, "secret", now)
+        self._sync(row, now)
+        return row, secret
 
     async def update(
         self, device_id: str, changes: dict[str, Any], now: datetime

@@ -114,6 +114,47 @@ class DeviceRow(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Plate cameras (kind "camera"): the push format, the SHA-256 of the secret in the
+    # camera's URL, its lane and which way that lane goes (None: as the camera says).
+    vendor: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lane_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    direction: Mapped[str | None] = mapped_column(String(4), nullable=True)
+
+
+class CameraReadRow(Base):
+    """Every plate read a camera pushed, stored before the camera gets its answer.
+
+    ``(camera_id, record_id)`` is unique: a camera's resend of a read it already delivered
+    (Vzenith ``plateid``) is recognised as a duplicate. ``read_at`` is the camera's time, or
+    the receive time when the camera's clock was off (``clock_off`` says how).
+    """
+
+    __tablename__ = "camera_reads"
+    __table_args__ = (
+        UniqueConstraint("camera_id", "record_id", name="uq_camera_reads_record"),
+        Index("ix_camera_reads_camera_read_at", "camera_id", "read_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    vendor: Mapped[str] = mapped_column(String(16))
+    site_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lane_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    raw_plate: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # read | unread | bad_plate
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    direction: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    colour: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    vehicle_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    camera_ts: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    clock_off: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    images: Mapped[list[str]] = mapped_column(JSON, default=list)  # under evidence_dir
+    dropped_images: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class ApiTokenRow(Base):
@@ -184,7 +225,7 @@ class PlateReadRow(Base):
     site_id: Mapped[str] = mapped_column(String(64), ForeignKey("sites.id"))
     direction: Mapped[str] = mapped_column(String(4))  # in | out
     plate: Mapped[str] = mapped_column(String(16))
-    colour: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    colour: Mapped[str | None] = mapped_column(String(16), nullable=True)  # yellow_green
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     lane: Mapped[str | None] = mapped_column(String(32), nullable=True)
     image_ref: Mapped[str | None] = mapped_column(String(500), nullable=True)

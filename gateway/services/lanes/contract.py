@@ -2,8 +2,9 @@
 
 - The camera route (``gateway/api/cameras.py``, the cameras part) stores a read, then calls
   ``LaneDecider.on_read(read) -> LaneAnswer`` and renders the answer in its vendor's shape.
-  ``read`` is a ``drivers.cameras`` ``CameraRead``; until that lands any object with the
-  fields of ``PlateReadLike`` will do (``LaneRead`` below, used by the tests).
+  ``read`` is a ``drivers.cameras`` ``CameraRead`` (stored first, ``read_id`` set, ``ts``
+  filled); any object with the fields of ``PlateReadLike`` will do (``LaneRead`` below, used
+  by the tests and tools). A duplicate resend is never asked twice.
 - A lane's barrier gate is a ``Gate``: ``drivers.gates.controller.GateController`` (the gates
   part) satisfies it. The lane service persists a decision before it calls ``command``, so
   a restart never repeats it; the controller sends it at most once per decision id.
@@ -11,12 +12,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from drivers.cameras import CameraRead
+
 if TYPE_CHECKING:
     from gateway.services.lanes.config import LaneConfig
+
+__all__ = ["NO_ACTION", "CameraRead", "LaneAnswer", "LaneDecider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +31,12 @@ class LaneAnswer:
     barrier may fire it too), the display lines and the voice text, and why."""
 
     open: bool
-    display: list[str]
-    voice: str | None
-    reason: str
+    display: list[str] = field(default_factory=list)
+    voice: str | None = None
+    reason: str = ""
+
+
+NO_ACTION = LaneAnswer(open=False, reason="no gate action")
 
 
 class PlateReadLike(Protocol):
@@ -67,7 +75,10 @@ class LaneRead:
 
 
 class LaneDecider(Protocol):
-    async def on_read(self, read: PlateReadLike) -> LaneAnswer: ...
+    """What the camera route calls with a stored read (``CameraDecider``: the camera's lane,
+    or only the parking books for a camera in no lane)."""
+
+    async def on_read(self, read: CameraRead) -> LaneAnswer: ...
 
 
 class GateOutcomeLike(Protocol):

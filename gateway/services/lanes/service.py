@@ -103,6 +103,10 @@ class LaneService:
 
     # ----- loading and following the town ------------------------------------------------
 
+    def serves(self, camera_id: str) -> bool:
+        """Whether *camera_id* is the camera of one of the lanes."""
+        return camera_id in self._by_camera
+
     async def load(self) -> int:
         """Load the lanes; decisions a previous run left ``pending``/``sent`` become
         ``interrupted`` and their lanes get ``Restarted`` (never resent). Returns how many."""

@@ -5,7 +5,7 @@ at the same time; at merge one of the two is re-linked after the other (change
 ``down_revision`` here, or theirs to this one).
 
 Revision ID: 0008_lanes
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_lanes"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
