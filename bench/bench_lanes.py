@@ -11,7 +11,9 @@ bare pymodbus round trip to the same simulator, measured in the same run.
   command comes back confirmed (the controller read the boom up). Baseline: a bare pymodbus
   client's raise write + state read to the same simulator, one at a time.
 
-One JSON line per figure (name, value, unit, baseline), as the other benches. Target:
+Also: how long the camera waited for its answer (the read stored and the lane decided; the
+gate command runs after it). One JSON line per figure (name, value, unit, baseline), as the
+other benches. Target:
 p99 < 50 ms, and the lane path adding < 10 ms over the bare round trip at p50.
 """
 
@@ -187,6 +189,7 @@ async def main(seconds: float, bare_n: int) -> None:
         )
         sent: dict[str, list[float]] = {f"ln-bench-{i}": [] for i in range(LANES)}
         refused = 0
+        answered: list[float] = []
 
         async def lane_traffic(i: int) -> None:
             nonlocal refused
@@ -198,6 +201,7 @@ async def main(seconds: float, bare_n: int) -> None:
                 plate = f"甘G{i:02d}{k:03d}"
                 t = time.perf_counter()
                 r = await cams[i].push(plate, datetime.now(UTC))
+                answered.append((time.perf_counter() - t) * 1000)
                 if r.status_code != 200:
                     refused += 1
                     continue
@@ -239,6 +243,8 @@ async def main(seconds: float, bare_n: int) -> None:
             not_confirmed=not_confirmed,
             refused_pushes=refused,
         )
+        emit("camera_push_answered_p50", pct(answered, 0.5), "ms", None, pushes=len(answered))
+        emit("camera_push_answered_p99", pct(answered, 0.99), "ms", None, pushes=len(answered))
         gw.request_stop()
         await run
     finally:
