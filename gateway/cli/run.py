@@ -111,6 +111,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
     from gateway.demo.gates import simulate_town_gates
+    from gateway.demo.lanes import DemoLane, run_lane_traffic
     from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
     from gateway.supervisor import Gateway
@@ -167,6 +168,9 @@ async def _demo(args: argparse.Namespace) -> int:
         gate_sims, not_simulated = await simulate_town_gates(
             (lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes
         )
+        sim_buses = {lane.gate.bus for lane in town.lanes} - {
+            w.split(" ", 1)[0] for w in not_simulated
+        }
         for what in not_simulated:
             print(f"demo: gate bus {what} is not simulated: its lanes' gates stay offline",
                   file=sys.stderr)  # fmt: skip
@@ -210,6 +214,17 @@ async def _demo(args: argparse.Namespace) -> int:
             ocpp_url = f"ws://127.0.0.1:{gw.ocpp_port}/ocpp"
             await run_chargers(ocpp_url, fleet, sim_stop, speed=args.speed / 60)
 
+        async def cars() -> None:
+            """Cars through the lanes whose gates are simulated (cameras push over HTTP)."""
+            assert gw is not None
+            await gw.started.wait()
+            demo_lanes = [
+                DemoLane(lane.id, lane.site, lane.kind, lane.camera, lane.gate.bus)
+                for lane in town.lanes
+            ]
+            simulated = {lane.gate.bus for lane in town.lanes if lane.gate.bus in sim_buses}
+            await run_lane_traffic(gw, demo_lanes, simulated, sim_stop, now_utc)
+
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
@@ -232,6 +247,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
                 f"  live:      {url}/api/v1/vacancies/stream\n"
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
+                f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
+                "--role operator)\n"
                 f"  API docs:  {url}/docs\n"
                 f"  config:    {config_file} (on {base_config}; the CLI finds it)\n"
                 "Press Ctrl-C to stop.\n",
@@ -241,7 +258,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.duration)
                 stop()
 
-        gw.extra_tasks += [tracked(simulate), tracked(chargers), announce]
+        gw.extra_tasks += [tracked(simulate), tracked(chargers), tracked(cars), announce]
         try:
             await gw.run()
         finally:
