@@ -187,7 +187,7 @@ async def test_unknown_camera_wrong_secret_or_vendor_refused_alike_and_counted(
     after = {k: refused.labels(k).value for k in before}
     assert after == {k: v + 1 for k, v in before.items()}
     r = await http.post(f"/cameras/cam-hik-2/{cam['secret']}/hikvision", content=b"<x")
-    assert r.status_code == 400  # a push that the gateway logs (once a minute)
+    assert r.status_code == 422  # a push that the gateway logs (once a minute)
     # the gateway's own log lines (not the test client's, nor uvicorn's access log, which
     # the gateway turns off and only pytest's capture handler revives)
     ours = [r for r in caplog.records if not r.name.startswith(CLIENT_SIDE)]
@@ -255,7 +255,7 @@ async def test_bad_input_is_refused_clearly_counted_and_nothing_is_lost(
     r = await http.post(
         url, content=b"<EventNotificationAlert><ANPR>", headers={"Content-Type": "text/xml"}
     )
-    assert r.status_code == 400 and r.json()["code"] == "malformed_xml"
+    assert r.status_code == 422 and r.json()["code"] == "malformed_xml"
     assert r.headers["content-type"].startswith("application/problem+json")
     assert pushes(gw, "hikvision", "malformed_xml") == counted["hikvision", "malformed_xml"] + 1
     kept = list((evidence / "rejected" / "cam-hik-3").rglob("*malformed_xml.bin"))
@@ -263,7 +263,7 @@ async def test_bad_input_is_refused_clearly_counted_and_nothing_is_lost(
     r = await http.post(
         f"/cameras/cam-vz-3/{vz_c['secret']}/vzenith", content=b'{"AlarmInfoPlate": '
     )
-    assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+    assert r.status_code == 422 and r.json()["code"] == "malformed_json"
     assert pushes(gw, "vzenith", "malformed_json") == counted["vzenith", "malformed_json"] + 1
 
     # an oversized picture is not kept; the read is
@@ -397,5 +397,5 @@ async def test_hostile_bodies_never_get_a_5xx(
     for path in paths:
         for body, ctype in HOSTILE:
             r = await http.post(path, content=body, headers={"Content-Type": ctype})
-            assert r.status_code in (200, 400, 413), (path, body[:40], r.status_code, r.text)
+            assert r.status_code in (200, 413, 422), (path, body[:40], r.status_code, r.text)
     assert (await http.get("/healthz")).status_code == 200

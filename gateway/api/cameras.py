@@ -5,7 +5,7 @@
 base URL is ``/cameras/{camera_id}/{secret}``). Cameras cannot send bearer tokens.
 
 A push is admitted (unknown camera or wrong secret: 403, the same for both, counted), parsed
-by the vendor's pure parser (bad input: 400 problem with the reason as ``code``, counted, and
+by the vendor's pure parser (bad input: 422 problem with the reason as ``code``, counted, and
 the body kept under the evidence directory's ``rejected/``), stored durably with its
 pictures, and only then decided by the lane (``LaneDecider``) and answered in the vendor's
 shape. A read whose plate is unreadable or impossible is still stored and answered (status
@@ -49,7 +49,22 @@ router = APIRouter(prefix=PREFIX, tags=["plate cameras (per-camera URL secret)"]
 StateDep = Annotated[AppState, Depends(get_state)]
 Parsed = CameraRead | CameraHeartbeat
 Render = Callable[[CameraRead | None, LaneAnswer], dict[str, Any]]
-_ERRORS = responses(400, 403, 413, 503)
+_ERRORS = responses(403, 413, 422, 503)
+
+
+def _body(content: dict[str, Any]) -> dict[str, Any]:
+    """What a vendor's push carries, for the OpenAPI document (the route reads it raw: the
+    pure parser decides, and what it cannot take is a 422 naming why)."""
+    return {"requestBody": {"required": True, "content": content}}
+
+
+_JSON = _body({"application/json": {"schema": {"type": "object"}}})
+_HIKVISION = _body(
+    {
+        "multipart/form-data": {"schema": {"type": "object"}},
+        "application/xml": {"schema": {"type": "string"}},
+    }
+)
 
 
 def redacted(path: str) -> str:
@@ -146,7 +161,9 @@ async def _rejected(
     except OSError as err:
         _note(state, camera.id, "rejected_not_kept", f"rejected body not kept: {err}")
     _note(state, camera.id, exc.reason, f"push rejected ({exc.reason}): {exc.message} [{kept}]")
-    return problem(400, exc.message, exc.reason)
+    # 422, as every body the API cannot take (FastAPI's own malformed JSON included): the
+    # request reached the gateway whole, its content is what is wrong.
+    return problem(422, exc.message, exc.reason)
 
 
 def _ack(read: CameraRead | None, answer: LaneAnswer) -> dict[str, Any]:
@@ -170,6 +187,7 @@ def _vzenith(read: CameraRead | None, answer: LaneAnswer) -> dict[str, Any]:
     "/{camera_id}/{secret}/hikvision",
     summary="Hikvision ISAPI ANPR push (EventNotificationAlert, multipart or XML)",
     responses=_ERRORS,
+    openapi_extra=_HIKVISION,
 )
 async def hikvision(camera_id: str, secret: str, request: Request, state: StateDep) -> Response:
     ctype = request.headers.get("content-type", "")
@@ -186,6 +204,7 @@ async def hikvision(camera_id: str, secret: str, request: Request, state: StateD
     "/{camera_id}/{secret}/vzenith",
     summary="Vzenith AlarmInfoPlate push or heartbeat; the reply drives the lane",
     responses=_ERRORS,
+    openapi_extra=_JSON,
 )
 async def vzenith(camera_id: str, secret: str, request: Request, state: StateDep) -> Response:
     def parse(body: bytes, cam: str) -> Parsed:
@@ -198,6 +217,7 @@ async def vzenith(camera_id: str, secret: str, request: Request, state: StateDep
     "/{camera_id}/{secret}/NotificationInfo/TollgateInfo",
     summary="Dahua ITSAPI TollgateInfo (a plate read)",
     responses=_ERRORS,
+    openapi_extra=_JSON,
 )
 async def dahua_tollgate(
     camera_id: str, secret: str, request: Request, state: StateDep
@@ -212,6 +232,7 @@ async def dahua_tollgate(
     "/{camera_id}/{secret}/NotificationInfo/KeepAlive",
     summary="Dahua ITSAPI KeepAlive",
     responses=_ERRORS,
+    openapi_extra=_JSON,
 )
 async def dahua_keepalive(
     camera_id: str, secret: str, request: Request, state: StateDep
