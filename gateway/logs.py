@@ -19,6 +19,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)(password|passwd|secret|token|authorization)(\"?\s*[:=]\s*\"?)([^\s\",}]+)"),
     re.compile(r"(?i)((?:bearer|basic)\s+)([A-Za-z0-9._~+/=-]+)"),
     re.compile(r"(?i)(://[^:/@\s]+:)([^@\s]+)(@)"),
+    # A plate camera's push URL carries its secret: /cameras/{id}/{secret}/...
+    re.compile(r"(/cameras/[^/\s]+/)([^/\s?\"']+)"),
 ]
 
 
@@ -26,7 +28,8 @@ def redact(text: str) -> str:
     """Blank out anything that looks like a credential."""
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
     text = _SECRET_PATTERNS[0].sub(r"\1\2***", text)
-    return _SECRET_PATTERNS[2].sub(r"\1***\3", text)
+    text = _SECRET_PATTERNS[2].sub(r"\1***\3", text)
+    return _SECRET_PATTERNS[3].sub(r"\1***", text)
 
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
@@ -78,6 +81,8 @@ def setup_logging(level: str = "INFO", json_format: bool = False) -> None:
         "ocpp",
         "drivers.ocpp.frames",
         "websockets",
+        "httpx",  # the demo's simulated cameras and app: one line per request
+        "httpcore",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # The Modbus hub reports a bus's problems once per episode; pymodbus itself would log

@@ -205,6 +205,9 @@ def test_logs_redact_secrets() -> None:
     assert "hunter2" not in redact("connect mqtt://gw:hunter2@broker:1883")
     assert "abc.def" not in redact("Authorization: Bearer abc.def")
     assert "xyz" not in redact('{"password": "xyz"}')
+    # A plate camera's push URL carries its secret (httpx logs the URLs it posts to).
+    line = redact('HTTP Request: POST http://gw/cameras/cam-7/Zq9-s3cr3t_x/vzenith "200 OK"')
+    assert "Zq9-s3cr3t_x" not in line and "/cameras/cam-7/***/vzenith" in line
 
 
 async def test_dead_port_means_not_ready(tmp_path: Path) -> None:
