@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -21,6 +20,7 @@ from drivers.cameras.reads import (
     as_utc,
     clean,
     confidence_of,
+    json_object,
     plate_of,
 )
 
@@ -45,16 +45,6 @@ def _str(value: Any, limit: int = 64) -> str | None:
         return None
     text = clean(str(value), limit)
     return text or None
-
-
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise CameraError("malformed_json", f"not JSON: {exc}"[:200]) from None
-    if not isinstance(doc, dict):
-        raise CameraError("malformed_json", "the push is not a JSON object")
-    return doc
 
 
 def _time(value: Any, zone: tzinfo) -> datetime | None:
@@ -87,7 +77,7 @@ def _colour(value: Any) -> str | None:
 def parse_tollgate(
     body: bytes, camera_id: str, *, zone: tzinfo, max_image_bytes: int
 ) -> CameraRead:
-    picture = _load(body).get("Picture")
+    picture = json_object(body).get("Picture")
     if not isinstance(picture, dict):
         raise CameraError("malformed_json", "TollgateInfo without Picture")
     plate_info = _obj(picture, "Plate")
@@ -126,5 +116,5 @@ def parse_keepalive(body: bytes, camera_id: str) -> CameraHeartbeat:
     """A KeepAlive: an empty body or any JSON object (its DeviceID, if any, is kept)."""
     if not body.strip():
         return CameraHeartbeat(camera_id=camera_id, vendor="dahua")
-    doc = _load(body)
+    doc = json_object(body)
     return CameraHeartbeat(camera_id=camera_id, vendor="dahua", serial=_str(doc.get("DeviceID")))

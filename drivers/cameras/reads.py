@@ -7,9 +7,10 @@ plate the normaliser refuses is still on record, and says which images it droppe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Literal
+from typing import Any, Literal
 
 from events.plates import PlateError, normalise_plate
 
@@ -88,6 +89,17 @@ class CameraHeartbeat:
     vendor: Vendor
     ts: datetime | None = None
     serial: str | None = None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON push's top-level object (Vzenith, Dahua), or a ``malformed_json`` error."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise CameraError("malformed_json", f"not JSON: {exc}"[:200]) from None
+    if not isinstance(doc, dict):
+        raise CameraError("malformed_json", "the push is not a JSON object")
+    return doc
 
 
 def clean(text: str, limit: int = 64) -> str:

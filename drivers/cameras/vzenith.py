@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from drivers.cameras.reads import (
     clean,
     confidence_of,
     epoch,
+    json_object,
     plate_of,
 )
 
@@ -69,20 +69,10 @@ def _image(sink: ImageSink, name: str, value: Any) -> None:
     sink.add(name, data)
 
 
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise CameraError("malformed_json", f"not JSON: {exc}"[:200]) from None
-    if not isinstance(doc, dict):
-        raise CameraError("malformed_json", "the push is not a JSON object")
-    return doc
-
-
 def parse_vzenith(
     body: bytes, camera_id: str, *, max_image_bytes: int
 ) -> CameraRead | CameraHeartbeat:
-    doc = _load(body)
+    doc = json_object(body)
     beat = next((v for k, v in doc.items() if k.lower() == "heartbeat"), None)
     if isinstance(beat, dict):
         ts = epoch(*_timeval(beat))
