@@ -17,17 +17,7 @@ Errors say whether the request may have reached the controller: ``BusDown`` (not
 ``NoAnswer`` (sent, no valid answer: it may have been carried out), ``Refused`` (the
 controller answered with a Modbus exception: not carried out).
 
-RTU transport. pymodbus 3.16 carries its own asyncio serial transport
-(``pymodbus.transport.serialtransport``: pyserial plus ``add_reader``) and has no public way to
-take another. We plug pyserial-asyncio-fast (the maintained fork of pyserial-asyncio that the
-issue asks for) in at the one seam pymodbus has, the client's connection factory
-(``client.ctx.call_create``, the same ``create_serial_connection(loop, factory, url, **kw)``
-signature): its transport opens and closes the port in an executor thread where pymodbus's
-opens and closes it on the event loop (blocking calls, seconds on a wedged USB adapter), and
-it implements the whole ``asyncio.Transport`` contract (``is_closing``, write
-flow control, ``connection_lost`` once after an error) where pymodbus's stubs them. The seam is
-private to pymodbus: ``_serial_client`` checks it is there and fails loudly if an upgrade
-removes it, and tests/test_gates_modbus.py runs RTU over a real pty pair (socat) through it.
+Clients per bus kind (TCP; RTU over pyserial-asyncio-fast): ``drivers.gates.clients``.
 """
 
 from __future__ import annotations
@@ -39,14 +29,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-import serial_asyncio_fast
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from drivers.backoff import Backoff
 from drivers.gates.bus import BusSpec, SerialBus, char_time, frame_gap, parse_bus_url
+from drivers.gates.clients import Client, client_for
 from drivers.gates.registers import BIT_TABLES, Block, ReadRequest, Write
 from drivers.once import OnceLogger
 
@@ -54,7 +42,6 @@ __all__ = ["BusDown", "BusError", "HubPool", "ModbusHub", "NoAnswer", "Refused"]
 
 log = logging.getLogger(__name__)
 
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 _READERS = {
     "coil": "read_coils",
     "discrete": "read_discrete_inputs",
@@ -200,16 +187,7 @@ class ModbusHub:
         self._generation += 1
         traced = partial(self._traced, self._generation)
         spec = self.spec
-        if isinstance(spec, SerialBus):
-            return _serial_client(spec, self.timeout, traced)
-        return AsyncModbusTcpClient(
-            spec.host,
-            port=spec.port,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-            trace_connect=traced,
-        )
+        return client_for(spec, self.timeout, traced)
 
     def _traced(self, generation: int, connected: bool) -> None:
         if not connected and generation == self._generation:
@@ -369,34 +347,3 @@ class HubPool:
         for hub in self._hubs.values():
             await hub.close()
         self._hubs.clear()
-
-
-def _serial_client(spec: SerialBus, timeout: float, traced: Callable[[bool], None]) -> Client:
-    """A pymodbus RTU client whose transport is pyserial-asyncio-fast (see the docstring)."""
-    client = AsyncModbusSerialClient(
-        spec.device,
-        framer=FramerType.RTU,
-        baudrate=spec.baudrate,
-        bytesize=spec.bytesize,
-        parity=spec.parity,
-        stopbits=spec.stopbits,
-        timeout=timeout,
-        retries=0,
-        reconnect_delay=0,
-        trace_connect=traced,
-    )
-    ctx: Any = client.ctx
-    if not callable(getattr(ctx, "call_create", None)):
-        raise RuntimeError("pymodbus changed: no connection factory to give the serial transport")
-    ctx.call_create = partial(
-        serial_asyncio_fast.create_serial_connection,
-        asyncio.get_running_loop(),
-        ctx.handle_new_connection,
-        spec.device,
-        baudrate=spec.baudrate,
-        bytesize=spec.bytesize,
-        parity=spec.parity,
-        stopbits=spec.stopbits,
-        exclusive=True,
-    )
-    return client
