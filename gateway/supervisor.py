@@ -30,7 +30,7 @@ from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
 from gateway.services.lanes.modbus_gates import ModbusGates
-from gateway.services.parking.payments import PaymentProvider
+from gateway.services.parking.providers import PaymentProvider
 from gateway.wiring import Services, build_services
 
 log = logging.getLogger(__name__)

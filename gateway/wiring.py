@@ -52,13 +52,9 @@ from gateway.services.lanes.contract import LaneDecider
 from gateway.services.lanes.service import LaneService
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
-from gateway.services.parking.payments import (
-    ExternalProvider,
-    FakeProvider,
-    PaymentProvider,
-    PaymentService,
-)
+from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.persist import Persister, restore
+from gateway.services.parking.providers import ExternalProvider, FakeProvider, PaymentProvider
 from gateway.services.parking.sessions import SessionStore
 from gateway.services.telemetry import Telemetry
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding

@@ -28,7 +28,8 @@ from gateway.metrics import Metrics
 from gateway.services.lanes.contract import LaneAnswer, LaneRead
 from gateway.services.lanes.decisions import Decision
 from gateway.services.lanes.service import LaneRuntime
-from gateway.services.parking.payments import FakeProvider, PaymentService
+from gateway.services.parking.payments import PaymentService
+from gateway.services.parking.providers import FakeProvider
 from parking.lanes import yuan
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 from tests.lanes_fakes import FakeGates

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from events import SensorStatus
-from gateway.services.parking.payments import FakeProvider
+from gateway.services.parking.providers import FakeProvider
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -125,7 +125,8 @@ async def test_plate_reads_on_both_databases(store: SessionStore) -> None:
 
 
 async def test_external_provider_records_what_the_backend_collected(store: SessionStore) -> None:
-    from gateway.services.parking.payments import ExternalProvider, PaymentError, PaymentService
+    from gateway.services.parking.payments import PaymentError, PaymentService
+    from gateway.services.parking.providers import ExternalProvider
 
     read = PlateRead(
         device_id="cam-in", ts=T0, site_id="cp-keyunzhan", direction="in", plate="甘G66666"
