@@ -66,18 +66,8 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
         existing[model] = {r.id: r for r in rows}
 
     async def upsert(model: Any, key: str, values: dict[str, Any], table: str) -> Any:
-        row = existing[model].get(key)
-        if row is None:
-            row = model(id=key, **values)
-            session.add(row)
-            report.note(table, "created")
-            changed.append((kinds[table], key, "import"))
-        elif _apply(row, values):
-            report.note(table, "updated")
-            changed.append((kinds[table], key, "import"))
-        else:
-            report.note(table, "unchanged")
-        return row
+        return _upsert(session, existing[model], model, key, values, table, kinds[table],
+                       report, changed)  # fmt: skip
 
     for z in town.zones:
         polygon = [[lon, lat] for lon, lat in z.polygon]
@@ -129,7 +119,6 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
     for sensor in town.sensors:
         codec = get_codec(sensor.model)
         dev_id = sensor.dev_eui.lower()
-        row = existing[DeviceRow].get(dev_id)
         values = {
             "kind": "berth_sensor",
             "protocol": codec.transport,
@@ -139,22 +128,11 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             "site_id": berth_site[sensor.berth],
             "heartbeat_s": sensor.heartbeat_s,
         }
-        if row is None:
-            session.add(
-                DeviceRow(id=dev_id, lifecycle="active", created_at=now, updated_at=now, **values)
-            )
-            report.note("devices", "created")
-            changed.append(("device", dev_id, "import"))
-        elif _apply(row, values):
-            row.updated_at = now
-            report.note("devices", "updated")
-            changed.append(("device", dev_id, "import"))
-        else:
-            report.note("devices", "unchanged")
+        _upsert(session, existing[DeviceRow], DeviceRow, dev_id, values, "devices", "device",
+                report, changed, now=now, created={"lifecycle": "active"})  # fmt: skip
     for site in town.sites:
         if site.counting is not Counting.ENTRY_EXIT or site.controller_id is None:
             continue
-        row = existing[DeviceRow].get(site.controller_id)
         values = {
             "kind": "carpark_controller",
             "protocol": "mqtt-json",
@@ -163,25 +141,9 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             "site_id": site.id,
             "berth_id": None,
         }
-        if row is None:
-            session.add(
-                DeviceRow(
-                    id=site.controller_id,
-                    lifecycle="active",
-                    created_at=now,
-                    updated_at=now,
-                    heartbeat_s=None,
-                    **values,
-                )
-            )
-            report.note("devices", "created")
-            changed.append(("device", site.controller_id, "import"))
-        elif _apply(row, values):
-            row.updated_at = now
-            report.note("devices", "updated")
-            changed.append(("device", site.controller_id, "import"))
-        else:
-            report.note("devices", "unchanged")
+        _upsert(session, existing[DeviceRow], DeviceRow, site.controller_id, values, "devices",
+                "device", report, changed, now=now,
+                created={"lifecycle": "active", "heartbeat_s": None})  # fmt: skip
     await session.flush()
 
     # Chargers: what the file says of them; passwords and live state are the gateway's own.
@@ -197,30 +159,47 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
             "power_kw": c.power_kw,
             "connectors": c.connectors,
         }
-        row = existing[ChargerRow].get(c.id)
-        if row is None:
-            session.add(
-                ChargerRow(
-                    id=c.id,
-                    lifecycle="active",
-                    heartbeat_s=300,
-                    created_at=now,
-                    updated_at=now,
-                    **charger,
-                )
-            )
-            report.note("chargers", "created")
-            changed.append(("charger", c.id, "import"))
-        elif _apply(row, charger):
-            row.updated_at = now
-            report.note("chargers", "updated")
-            changed.append(("charger", c.id, "import"))
-        else:
-            report.note("chargers", "unchanged")
+        _upsert(session, existing[ChargerRow], ChargerRow, c.id, charger, "chargers", "charger",
+                report, changed, now=now,
+                created={"lifecycle": "active", "heartbeat_s": 300})  # fmt: skip
     await session.flush()
     await _import_lanes(session, town.lanes, existing[LaneRow], report, changed, now)
     await record_changes(session, changed, now)
     return report
+
+
+def _upsert(
+    session: AsyncSession,
+    rows: dict[str, Any],
+    model: Any,
+    key: str,
+    values: dict[str, Any],
+    table: str,
+    kind: str,
+    report: ImportReport,
+    changed: list[tuple[str, str, str]],
+    *,
+    now: datetime | None = None,
+    created: dict[str, Any] | None = None,
+) -> Any:
+    """Create the row *key* with *values* (and *created*, what only a new row gets) or bring
+    the existing one (from *rows*) to *values*; count it in *report* and, when it changed,
+    note it for the change feed. With *now* the row's created_at/updated_at are stamped."""
+    row = rows.get(key)
+    stamps = {} if now is None else {"created_at": now, "updated_at": now}
+    if row is None:
+        row = model(id=key, **stamps, **(created or {}), **values)
+        session.add(row)
+        report.note(table, "created")
+        changed.append((kind, key, "import"))
+    elif _apply(row, values):
+        if now is not None:
+            row.updated_at = now
+        report.note(table, "updated")
+        changed.append((kind, key, "import"))
+    else:
+        report.note(table, "unchanged")
+    return row
 
 
 def lane_values(ln: Lane) -> dict[str, Any]:
@@ -258,16 +237,6 @@ async def _import_lanes(
     if moving:
         await session.flush()
     for ln in lanes:
-        values = lane_values(ln)
-        lane_row = existing.get(ln.id)
-        if lane_row is None:
-            session.add(LaneRow(id=ln.id, created_at=now, updated_at=now, **values))
-            report.note("lanes", "created")
-            changed.append(("lane", ln.id, "import"))
-        elif _apply(lane_row, values):
-            lane_row.updated_at = now
-            report.note("lanes", "updated")
-            changed.append(("lane", ln.id, "import"))
-        else:
-            report.note("lanes", "unchanged")
+        _upsert(session, existing, LaneRow, ln.id, lane_values(ln), "lanes", "lane", report,
+                changed, now=now)  # fmt: skip
     await session.flush()
