@@ -146,7 +146,9 @@ class Persister:
         # Taken together, with no await between: every ack taken covers only changes taken.
         acks, self._acks = self._acks, []
         berth_ids, site_ids = self._book.take_dirty()
-        self._changes.extend(self._book.take_changes())
+        taken = self._book.take_changes()  # taken always: the journal must not grow unread
+        if self._store is not None:
+            self._changes.extend(taken)
         pend_b, pend_s, pend_d = self._pending
         berth_ids |= pend_b
         site_ids |= pend_s
@@ -161,7 +163,7 @@ class Persister:
                 "snr": e.snr,
                 "lifecycle": e.lifecycle.value,
             }
-        changes = self._changes if self._store is not None else []
+        changes = self._changes
         if not (berth_ids or site_ids or devices or changes):
             self._release(acks)
             return True
