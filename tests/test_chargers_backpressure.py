@@ -143,6 +143,9 @@ async def test_a_stop_is_acknowledged_only_once_it_is_recorded(gw_quick: Any) ->
             )
         finally:
             await outage.end()
+        # The recorder retries with backoff; the charger sends its repeat after the first stop
+        # is committed (a repeat sent earlier may be refused again, and sent again: §4.10).
+        await asyncio.wait_for(rt.flushed(), 30)
         answer = await asyncio.wait_for(
             a.stop_transaction(tx, meter_stop=4200, timestamp=stop_at), 30
         )
