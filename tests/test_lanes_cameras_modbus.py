@@ -168,3 +168,53 @@ async def test_entry_free_hour_exit_and_paid_exit(gw: Any, sim: GateSimulator) -
             assert [x["verdict"] for x in body["decisions"]][:2] == ["exit_paid", "exit_free"]
         finally:
             await asyncio.gather(entry.aclose(), out.aclose())
+
+
+async def test_a_read_whose_stay_cannot_be_booked_is_kept_and_the_lane_asks_an_operator(
+    gw: Any, sim: GateSimulator
+) -> None:
+    """The read, its session step and the gate decision are one commit; when the books
+    cannot take the step (here: the sessions table is away), the read is still stored (the
+    camera does not send it again), nothing is raised, and an operator can open."""
+    from sqlalchemy import func, select, text
+
+    from gateway.infra.storage.schema import CameraReadRow
+
+    gw.clock.now = T0
+    tokens = await make_tokens(gw)
+    base = f"http://127.0.0.1:{gw.api_port}"
+    engine = gw.services.engine
+    async with httpx.AsyncClient(base_url=base) as http:
+        secret = await camera(http, tokens, "cam-e2e-entry", "hikvision", "ln-e2e-entry")
+        await wait_for(lambda: gw.services.live.directory.get("cam-e2e-entry") is not None, 5)
+        entry = HikvisionCamera(base, "cam-e2e-entry", secret)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE parking_sessions RENAME TO ps_away"))
+            try:
+                r = await entry.push("甘G10009", T0)
+            finally:
+                async with engine.begin() as conn:
+                    await conn.execute(text("ALTER TABLE ps_away RENAME TO parking_sessions"))
+            assert r.status_code == 200, r.text
+            async with gw.services.sessions() as s:
+                n = await s.scalar(
+                    select(func.count())
+                    .select_from(CameraReadRow)
+                    .where(CameraReadRow.plate == "甘G10009")
+                )
+            assert n == 1
+            rt = lane(gw, "ln-e2e-entry")
+            assert rt.state.phase == "waiting_operator", rt.state
+            assert not rt.recent and sim.action_writes(1, "raise") == 0
+            r = await http.post(
+                "/api/v1/lanes/ln-e2e-entry/open",
+                json={"reason": "books away: let the car in"},
+                headers={"Authorization": f"Bearer {tokens['operator']}"},
+            )
+            assert r.status_code == 202, r.text  # accepted: the gate's outcome follows
+            d = await settled(rt, 1)
+            assert (d.state, d.verdict) == ("confirmed", "operator_open")
+            assert sim.action_writes(1, "raise") == 1
+        finally:
+            await entry.aclose()

@@ -128,7 +128,7 @@ async def test_entry_opens_a_session_and_raises_once_for_a_second_read(
     d = await outcome(rt)
     assert d.state == "confirmed" and d.plate == "甘G11111" and d.session_id
     assert gates(gw).of("ln-shiminting-in") == [d.id]
-    assert gates(gw).persisted[-1] == "sent"  # recorded before the gate was commanded
+    assert gates(gw).persisted[-1] == "pending"  # committed before the gate was commanded
     assert (await stored(gw, d.id)).state == "confirmed"
     assert rt.state.phase == "idle" and rt.state.raised_ok
     s = await session_of(http, tokens, d.session_id)

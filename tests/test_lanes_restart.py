@@ -48,7 +48,7 @@ async def test_a_restart_mid_raise_interrupts_and_never_raises_again(
         assert answer.open
         await wait_for(lambda: first.persisted, 5, what="the command sent")
         (decision_id,) = first.of(LANE)
-        assert first.persisted == ["sent"]
+        assert first.persisted == ["pending"]
     # Stopped mid-command: the row says it was sent, with no outcome.
     clock.now = T0 + timedelta(minutes=1)
     async with running_gateway(settings, clock) as gw:

@@ -115,7 +115,7 @@ async def _push(
         state.metrics.camera_pushes.labels(vendor, "heartbeat").inc()
         return JSONResponse(render(None, NO_ACTION))
     try:
-        stored = await state.camera_reads.record(parsed, camera)
+        stored, answer = await state.lane_decider.on_push(parsed, camera)
     except Exception as exc:  # the database or the disk is away (or a bug: logged in full)
         state.metrics.camera_pushes.labels(vendor, "store_failed").inc()
         if not isinstance(exc, SQLAlchemyError | OSError):
@@ -129,23 +129,12 @@ async def _push(
             "unavailable",
             headers={"Retry-After": "5"},
         )
-    if stored.duplicate:
+    if stored.duplicate or answer is None:
         state.metrics.camera_pushes.labels(vendor, "duplicate").inc()
         return JSONResponse(render(stored.read, LaneAnswer(open=False, reason="duplicate")))
     state.metrics.camera_pushes.labels(vendor, status_of(stored.read)).inc()
-    try:
-        answer = await state.lane_decider.on_read(stored.read)
-    except Exception as exc:  # the read is stored: the camera still gets its answer
+    if answer.reason == "decider_failed":
         state.metrics.camera_pushes.labels(vendor, "decider_failed").inc()
-        log.error(
-            "lane decision failed for camera %s read %s: %s: %s",
-            camera.id,
-            stored.read.read_id,
-            type(exc).__name__,
-            exc,
-            exc_info=exc,
-        )
-        answer = LaneAnswer(open=False, reason="decider_failed")
     return JSONResponse(render(stored.read, answer))
 
 

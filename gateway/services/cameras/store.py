@@ -14,14 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.cameras import CameraRead
 from gateway.config import CamerasConfig
@@ -37,6 +37,17 @@ log = logging.getLogger(__name__)
 class Stored:
     read: CameraRead  # with ``read_id``, and ``ts`` / ``clock_off`` as stored
     duplicate: bool
+    within: Any = None  # what ``record``'s *within* returned (committed with the read)
+    within_error: BaseException | None = None  # why *within* failed (the read alone stored)
+
+
+Within = Callable[[AsyncSession, CameraRead], Awaitable[Any]]
+
+
+class _WithinFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def status_of(read: CameraRead) -> str:
@@ -104,9 +115,16 @@ class CameraReads:
                 read.record_id,
             )
 
-    async def record(self, parsed: CameraRead, camera: DeviceEntry) -> Stored:
+    async def record(
+        self, parsed: CameraRead, camera: DeviceEntry, within: Within | None = None
+    ) -> Stored:
         """Store *parsed* with its pictures; a known record is a duplicate. Raises
-        SQLAlchemyError / OSError when it cannot be stored (then nothing is half-kept)."""
+        SQLAlchemyError / OSError when it cannot be stored (then nothing is half-kept).
+
+        *within* runs in the read's transaction (``read_id`` not known yet): a lane
+        records the session step and the gate decision in the same commit. When *within*
+        fails, the read is stored alone (the camera does not send it again) and
+        ``within_error`` says why."""
         received = self._clock()
         read = self.timed(parsed, received)
         record_id = read.record_id
@@ -120,7 +138,7 @@ class CameraReads:
         rels = await self.evidence.save(read.camera_id, received, read.images)
         for reason in read.dropped_images:
             self._metrics.camera_images.labels(reason.rsplit(": ", 1)[-1]).inc()
-        row = CameraReadRow(
+        row = dict(
             camera_id=read.camera_id,
             record_id=record_id,
             vendor=read.vendor,
@@ -142,10 +160,11 @@ class CameraReads:
             dropped_images=list(read.dropped_images),
         )
         try:
-            async with self._sessions.begin() as db:
-                db.add(row)
-                await db.flush()
-                row_id = row.id
+            try:
+                return await self._insert(row, read, within)
+            except _WithinFailed as failed:
+                stored = await self._insert(row, read, None)
+                return dataclasses.replace(stored, within_error=failed.cause)
         except IntegrityError:  # the same record, stored meanwhile by a concurrent push
             await self.evidence.discard(rels)
             found = await self._existing(read)
@@ -155,4 +174,28 @@ class CameraReads:
         except BaseException:
             await self.evidence.discard(rels)
             raise
-        return Stored(dataclasses.replace(read, read_id=row_id), duplicate=False)
+
+    async def _insert(
+        self, fields: dict[str, Any], read: CameraRead, within: Within | None
+    ) -> Stored:
+        result = None
+        async with self._sessions.begin() as db:
+            row = CameraReadRow(**fields)
+            db.add(row)
+            if within is None:
+                await db.flush()
+            else:
+                try:
+                    # The row goes out with within's first statement (autoflush): one round
+                    # trip fewer on the camera's path. An error of the row itself is an
+                    # IntegrityError on its unique record id, told apart below.
+                    result = await within(db, read)
+                    await db.flush()
+                except IntegrityError as exc:
+                    if "camera_reads" in str(exc.orig):
+                        raise  # the read's own row: a concurrent push stored it
+                    raise _WithinFailed(exc) from exc
+                except (SQLAlchemyError, OSError) as exc:
+                    raise _WithinFailed(exc) from exc
+            stored = dataclasses.replace(read, read_id=row.id)
+        return Stored(stored, duplicate=False, within=result)

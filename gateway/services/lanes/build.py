@@ -41,7 +41,7 @@ async def build_lanes(
     dedup = timedelta(seconds=s.sessions.plate_dedup_s)
     lanes = LaneService(
         sessions,
-        Facts(session_store, dedup, s.sessions.min_plate_confidence),
+        Facts(session_store, sessions, dedup, s.sessions.min_plate_confidence),
         LaneMetrics(metrics.registry),
         clock,
         gates=gates,
@@ -73,4 +73,5 @@ def build_cameras(
     recording = RecordingDecider(
         session_store, directory, sites, bus, s.sessions.min_plate_confidence
     )
-    return CameraReads(sessions, evidence, c, metrics, clock), CameraDecider(lanes, recording)
+    reads = CameraReads(sessions, evidence, c, metrics, clock)
+    return reads, CameraDecider(lanes, recording, reads)

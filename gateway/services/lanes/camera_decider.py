@@ -1,34 +1,47 @@
-"""Which decides on a camera's stored read: the lane the camera belongs to, or, for a camera
-in no lane (a car park without barrier lanes), the recording decider that only keeps the
-parking books (``gateway/services/cameras/decider.py``)."""
+"""Which decides on a camera's push: the lane the camera belongs to (the read, its session
+step and the gate decision in one commit), or, for a camera in no lane (a car park without
+barrier lanes), the recording decider that only keeps the parking books
+(``gateway/services/cameras/decider.py``)."""
 
 from __future__ import annotations
 
+import logging
+
 from drivers.cameras import CameraRead
+from gateway.directory.devices import DeviceEntry
 from gateway.services.cameras.decider import RecordingDecider
-from gateway.services.lanes.contract import LaneAnswer, LaneRead
+from gateway.services.cameras.store import CameraReads, Stored
+from gateway.services.lanes.contract import LaneAnswer
 from gateway.services.lanes.service import LaneService
+
+log = logging.getLogger(__name__)
 
 
 class CameraDecider:
     """The ``LaneDecider`` the camera route calls."""
 
-    def __init__(self, lanes: LaneService, recording: RecordingDecider) -> None:
+    def __init__(self, lanes: LaneService, recording: RecordingDecider, reads: CameraReads) -> None:
         self._lanes = lanes
         self._recording = recording
+        self._reads = reads
 
-    async def on_read(self, read: CameraRead) -> LaneAnswer:
-        if not self._lanes.serves(read.camera_id) or read.ts is None:
-            return await self._recording.on_read(read)
-        return await self._lanes.on_read(
-            LaneRead(
-                camera_id=read.camera_id,
-                plate=read.plate,
-                ts=read.ts,
-                record_id=read.record_id,
-                confidence=read.confidence,
-                colour=read.colour,
-                direction=read.direction,
-                offline=read.offline,
+    async def on_push(
+        self, parsed: CameraRead, camera: DeviceEntry
+    ) -> tuple[Stored, LaneAnswer | None]:
+        if self._lanes.serves(camera.id):
+            return await self._lanes.on_push(parsed, camera, self._reads)
+        stored = await self._reads.record(parsed, camera)
+        if stored.duplicate:
+            return stored, None
+        try:
+            return stored, await self._recording.on_read(stored.read)
+        except Exception as exc:  # the read is stored: the camera still gets its answer
+            log.error(
+                "books not kept for camera %s read %s: %s: %s",
+                camera.id,
+                stored.read.read_id,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
             )
-        )
+            return stored, LaneAnswer(open=False, reason="decider_failed")

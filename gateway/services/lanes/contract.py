@@ -1,10 +1,12 @@
 """The seams of the lane service, as agreed in issue 11's contract.
 
-- The camera route (``gateway/api/cameras.py``, the cameras part) stores a read, then calls
-  ``LaneDecider.on_read(read) -> LaneAnswer`` and renders the answer in its vendor's shape.
-  ``read`` is a ``drivers.cameras`` ``CameraRead`` (stored first, ``read_id`` set, ``ts``
-  filled); any object with the fields of ``PlateReadLike`` will do (``LaneRead`` below, used
-  by the tests and tools). A duplicate resend is never asked twice.
+- The camera route (``gateway/api/cameras.py``) hands a parsed push to
+  ``LaneDecider.on_push(parsed, camera) -> (Stored, LaneAnswer | None)`` and renders the
+  answer in its vendor's shape: the read is stored (at a lane: with its session step and gate
+  decision, one commit) before it returns; it raises SQLAlchemyError / OSError when the read
+  could not be stored. A duplicate resend (answer None) is never decided twice.
+  ``LaneService.on_read`` takes any object with the fields of ``PlateReadLike`` (``LaneRead``
+  below, used by the tests and tools).
 - A lane's barrier gate is a ``Gate``: ``drivers.gates.controller.GateController`` (the gates
   part) satisfies it. The lane service persists a decision before it calls ``command``, so
   a restart never repeats it; the controller sends it at most once per decision id.
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from drivers.cameras import CameraRead
 
 if TYPE_CHECKING:
+    from gateway.directory.devices import DeviceEntry
+    from gateway.services.cameras.store import Stored
     from gateway.services.lanes.config import LaneConfig
 
 __all__ = ["NO_ACTION", "CameraRead", "LaneAnswer", "LaneDecider"]
@@ -75,10 +79,12 @@ class LaneRead:
 
 
 class LaneDecider(Protocol):
-    """What the camera route calls with a stored read (``CameraDecider``: the camera's lane,
+    """What the camera route calls with a parsed push (``CameraDecider``: the camera's lane,
     or only the parking books for a camera in no lane)."""
 
-    async def on_read(self, read: CameraRead) -> LaneAnswer: ...
+    async def on_push(
+        self, parsed: CameraRead, camera: DeviceEntry
+    ) -> tuple[Stored, LaneAnswer | None]: ...
 
 
 class GateOutcomeLike(Protocol):

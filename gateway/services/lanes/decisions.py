@@ -1,10 +1,12 @@
 """Gate decisions in the database: written ``pending`` before the command goes out, so no
 raise is ever sent that a restart would not know of, and never sent twice.
 
-``pending`` -> ``sent`` (just before ``Gate.command``) -> ``confirmed | unconfirmed |
-failed`` (its outcome). At start, whatever is still ``pending`` or ``sent`` is marked
-``interrupted``: the gate may or may not have moved, so the lane asks an operator instead of
-repeating it.
+``pending`` (committed before ``Gate.command``, so "pending" means "may have been sent")
+-> ``confirmed | unconfirmed | failed`` (its outcome, with the time it was sent). No commit
+sits between the decision and the command: a ``sent`` mark would tell a restart nothing that
+``pending`` does not (databases of earlier releases may still hold it). At start, whatever
+is still ``pending`` or ``sent`` is marked ``interrupted``: the gate may or may not have
+moved, so the lane asks an operator instead of repeating it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.infra.storage.schema import LaneDecisionRow
 
@@ -60,36 +62,36 @@ class DecisionStore:
     async def record(self, d: Decision) -> None:
         """Write *d* (``pending``) in a transaction of its own, committed before it is sent."""
         async with self._sessions.begin() as db:
-            db.add(
-                LaneDecisionRow(
-                    id=d.id,
-                    lane_id=d.lane_id,
-                    plate=d.plate,
-                    session_id=d.session_id,
-                    reason=d.reason[:300],
-                    verdict=d.verdict[:32],
-                    state=d.state,
-                    detail=d.detail[:300],
-                    operator=d.operator,
-                    created_at=d.created_at,
-                )
-            )
+            self.add(db, d)
 
-    async def sent(self, decision_id: str, at: datetime) -> None:
-        async with self._sessions.begin() as db:
-            await db.execute(
-                update(LaneDecisionRow)
-                .where(LaneDecisionRow.id == decision_id, LaneDecisionRow.state == "pending")
-                .values(state="sent", sent_at=at)
+    @staticmethod
+    def add(db: AsyncSession, d: Decision) -> None:
+        """Write *d* (``pending``) in the caller's transaction (a lane's read, its session
+        step and its decision are one commit), which commits before the gate is commanded."""
+        db.add(
+            LaneDecisionRow(
+                id=d.id,
+                lane_id=d.lane_id,
+                plate=d.plate,
+                session_id=d.session_id,
+                reason=d.reason[:300],
+                verdict=d.verdict[:32],
+                state=d.state,
+                detail=d.detail[:300],
+                operator=d.operator,
+                created_at=d.created_at,
             )
+        )
 
-    async def done(self, decision_id: str, state: str, detail: str, at: datetime) -> None:
+    async def done(
+        self, decision_id: str, state: str, detail: str, sent_at: datetime, at: datetime
+    ) -> None:
         """The gate's outcome; a decision already marked interrupted keeps that mark."""
         async with self._sessions.begin() as db:
             await db.execute(
                 update(LaneDecisionRow)
                 .where(LaneDecisionRow.id == decision_id, LaneDecisionRow.state.in_(OPEN_STATES))
-                .values(state=state, detail=detail[:300], done_at=at)
+                .values(state=state, detail=detail[:300], sent_at=sent_at, done_at=at)
             )
 
     async def interrupt_open(self, at: datetime) -> list[Decision]:

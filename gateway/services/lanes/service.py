@@ -25,11 +25,14 @@ from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from drivers.cameras import CameraRead
+from gateway.directory.devices import DeviceEntry
 from gateway.infra.storage.schema import LaneRow
+from gateway.services.cameras.store import CameraReads, Stored
 from gateway.services.lanes.config import LaneConfig, lane_from_row
-from gateway.services.lanes.contract import GateFactory, LaneAnswer, PlateReadLike
+from gateway.services.lanes.contract import GateFactory, LaneAnswer, LaneRead, PlateReadLike
 from gateway.services.lanes.decisions import Decision, DecisionStore, new_decision_id
 from gateway.services.lanes.facts import Facts, ReadFacts
 from gateway.services.lanes.gates import UnwiredGates
@@ -46,6 +49,7 @@ from parking.lanes import (
     Raise,
     Restarted,
     Show,
+    Step,
     step,
 )
 
@@ -161,7 +165,8 @@ class LaneService:
     # ----- inputs ---------------------------------------------------------------------------
 
     async def on_read(self, read: PlateReadLike) -> LaneAnswer:
-        """The camera's read: recorded as a session step, priced at an exit, decided."""
+        """A read already stored (tools, tests): recorded as a session step, priced at an
+        exit, decided; each in a transaction of its own."""
         lane_id = self._by_camera.get(read.camera_id)
         if lane_id is None:
             self._metrics.reads.labels("unknown_camera").inc()
@@ -173,22 +178,104 @@ class LaneService:
             try:
                 facts = await self._facts.of_read(rt.config, read, plate, now)
             except (SQLAlchemyError, OSError) as exc:
-                # Not in the books: nothing opens on its own, an operator can still open.
-                log.warning("lane %s: read not recorded: %s", rt.config.id, exc)
-                facts = ReadFacts("not_recorded", None, None)
-            if read.offline or now - read.ts > self._late_after:
-                # A read the camera kept while offline: the car has gone; its stay is booked.
-                self._metrics.reads.labels("late").inc()
+                facts = self._not_recorded(rt, exc)
+            event = self._event(rt, read, plate, facts, now)
+            if event is None:
                 return LaneAnswer(False, [], None, f"late read recorded ({facts.outcome})")
-            self._metrics.reads.labels("decided").inc()
-            event: LaneInput
-            if rt.config.kind == "entry":
-                event = EntryRead(now, plate, facts.outcome, facts.session_id, new_decision_id())
-            else:
-                event = ExitRead(
-                    now, plate, facts.outcome, facts.session_id, facts.due_fen, new_decision_id()
-                )
             return await self._step(rt, event)
+
+    async def on_push(
+        self, parsed: CameraRead, camera: DeviceEntry, reads: CameraReads
+    ) -> tuple[Stored, LaneAnswer | None]:
+        """A camera's push at its lane: the read, its session step and the gate decision
+        are one commit (``CameraReads.record``'s *within*), made before the camera gets its
+        answer and before the gate is commanded. The answer is None for a duplicate resend
+        (it was decided when it first came)."""
+        rt = self.lanes.get(self._by_camera.get(parsed.camera_id, ""))
+        if rt is None:  # the lane went away since the route asked ``serves``
+            stored = await reads.record(parsed, camera)
+            return stored, None if stored.duplicate else await self.on_read(_laned(stored.read))
+        plate = self._facts.plate_of(parsed)
+        now = self._clock()
+        planned: list[tuple[ReadFacts, Step | None, Decision | None]] = []
+
+        async def within(db: AsyncSession, read: CameraRead) -> None:
+            facts = await self._facts.of_read_in(db, rt.config, _laned(read), plate, now)
+            event = self._event(rt, _laned(read), plate, facts, now, count=False)
+            s = None if event is None else step(rt.config.rules, rt.state, event)
+            d = None if s is None else self._decision(rt, s, None, now)
+            if d is not None:
+                DecisionStore.add(db, d)
+            planned.append((facts, s, d))
+
+        async with rt.lock, self._facts.lock(rt.config, plate):
+            stored = await reads.record(parsed, camera, within)
+            if stored.duplicate:
+                return stored, None
+            try:
+                return stored, await self._carry_out(rt, stored, planned, plate, now)
+            except Exception as exc:  # the read is stored: the camera still gets its answer
+                log.error("lane %s: decision failed", rt.config.id, exc_info=exc)
+                return stored, LaneAnswer(False, [], None, "decider_failed")
+
+    async def _carry_out(
+        self,
+        rt: LaneRuntime,
+        stored: Stored,
+        planned: list[tuple[ReadFacts, Step | None, Decision | None]],
+        plate: str | None,
+        now: datetime,
+    ) -> LaneAnswer:
+        """After the push's commit: take the planned step and send its raise."""
+        if stored.within_error is not None or not planned:
+            facts = self._not_recorded(rt, stored.within_error)
+            event = self._event(rt, _laned(stored.read), plate, facts, now)
+            if event is None:
+                return LaneAnswer(False, [], None, "late read")
+            return await self._step(rt, event)
+        facts, s, d = planned[-1]
+        self._facts.count(facts)
+        self._count_event(_laned(stored.read), now)
+        if s is None:
+            return LaneAnswer(False, [], None, f"late read recorded ({facts.outcome})")
+        self._take(rt, s)
+        if d is not None:
+            rt.recent.append(d)
+            self._spawn(self._send(rt, d))
+        return self._answer(rt, s.verdict, d is not None)
+
+    def _not_recorded(self, rt: LaneRuntime, exc: BaseException | None) -> ReadFacts:
+        # Not in the books: nothing opens on its own, an operator can still open.
+        log.warning("lane %s: read not recorded: %s", rt.config.id, exc)
+        return ReadFacts("not_recorded", None, None)
+
+    def _late(self, read: PlateReadLike, now: datetime) -> bool:
+        """A read the camera kept while offline: the car has gone; its stay is booked."""
+        return read.offline or now - read.ts > self._late_after
+
+    def _count_event(self, read: PlateReadLike, now: datetime) -> None:
+        self._metrics.reads.labels("late" if self._late(read, now) else "decided").inc()
+
+    def _event(
+        self,
+        rt: LaneRuntime,
+        read: PlateReadLike,
+        plate: str | None,
+        facts: ReadFacts,
+        now: datetime,
+        *,
+        count: bool = True,
+    ) -> LaneInput | None:
+        """The lane's input for *read*, None for a late one (booked, not decided)."""
+        if count:
+            self._count_event(read, now)
+        if self._late(read, now):
+            return None
+        if rt.config.kind == "entry":
+            return EntryRead(now, plate, facts.outcome, facts.session_id, new_decision_id())
+        return ExitRead(
+            now, plate, facts.outcome, facts.session_id, facts.due_fen, new_decision_id()
+        )
 
     async def operator_open(self, lane_id: str, reason: str, operator: str) -> Decision:
         """An operator opens the lane, whatever its state; the reason and the operator's
@@ -259,8 +346,11 @@ class LaneService:
 
     # ----- stepping and carrying out -----------------------------------------------------
 
-    def _apply(self, rt: LaneRuntime, event: LaneInput) -> tuple[Raise | None, str]:
-        s = step(rt.config.rules, rt.state, event)
+    def _apply(self, rt: LaneRuntime, event: LaneInput) -> Raise | None:
+        return self._take(rt, step(rt.config.rules, rt.state, event))
+
+    def _take(self, rt: LaneRuntime, s: Step) -> Raise | None:
+        """Make *s* the lane's state (what its display shows included); its raise, if any."""
         rt.state, rt.verdict, rt.updated_at = s.state, s.verdict, self._clock()
         self._metrics.verdicts.labels(rt.config.kind, s.verdict).inc()
         raised: Raise | None = None
@@ -270,42 +360,51 @@ class LaneService:
                 rt.voice = action.voice if rt.config.voice else None
             else:
                 raised = action
-        return raised, s.verdict
+        return raised
 
-    async def _step(
-        self, rt: LaneRuntime, event: LaneInput, operator: str | None = None
-    ) -> LaneAnswer:
-        """Step *event* (the caller holds the lane's lock) and carry out its actions."""
-        raised, verdict = self._apply(rt, event)
-        opened = raised is not None and await self._decide(rt, raised, verdict, operator)
+    def _answer(self, rt: LaneRuntime, verdict: str, opened: bool) -> LaneAnswer:
         note = rt.state.note
         return LaneAnswer(
             opened, list(rt.display), rt.voice, f"{verdict}: {note}" if note else verdict
         )
 
-    async def _decide(self, rt: LaneRuntime, r: Raise, verdict: str, operator: str | None) -> bool:
-        """Record the raise, then send it (a task). False when it could not be recorded."""
-        now = self._clock()
-        d = Decision(
-            r.decision_id, rt.config.id, r.plate, r.session_id, r.reason, verdict, "pending",
+    def _decision(
+        self, rt: LaneRuntime, s: Step, operator: str | None, now: datetime
+    ) -> Decision | None:
+        """The decision to record for *s*'s raise (None: it raises nothing)."""
+        r = next((a for a in s.actions if isinstance(a, Raise)), None)
+        if r is None:
+            return None
+        return Decision(
+            r.decision_id, rt.config.id, r.plate, r.session_id, r.reason, s.verdict, "pending",
             "", operator, now,
         )  # fmt: skip
+
+    async def _step(
+        self, rt: LaneRuntime, event: LaneInput, operator: str | None = None
+    ) -> LaneAnswer:
+        """Step *event* (the caller holds the lane's lock), record its raise in a
+        transaction of its own, then carry it out."""
+        s = step(rt.config.rules, rt.state, event)
+        now = self._clock()
+        d = self._decision(rt, s, operator, now)
+        self._take(rt, s)
+        if d is None:
+            return self._answer(rt, s.verdict, False)
         try:
             await self._store.record(d)
         except (SQLAlchemyError, OSError) as exc:
             log.error("lane %s: decision not recorded, gate not raised: %s", rt.config.id, exc)
             self._metrics.gate_outcomes.labels("not_recorded").inc()
-            self._apply(rt, GateDone(now, r.decision_id, "failed", "decision not recorded"))
-            return False
+            self._apply(rt, GateDone(now, d.id, "failed", "decision not recorded"))
+            return self._answer(rt, s.verdict, False)
         rt.recent.append(d)
         self._spawn(self._send(rt, d))
-        return True
+        return self._answer(rt, s.verdict, True)
 
     async def _send(self, rt: LaneRuntime, d: Decision) -> None:
-        try:
-            await self._store.sent(d.id, self._clock())
-        except (SQLAlchemyError, OSError) as exc:  # still pending: a restart treats it alike
-            log.warning("lane %s: decision %s not marked sent: %s", rt.config.id, d.id, exc)
+        """Command the gate for *d* (committed ``pending``: no write stands between the two)
+        and record its outcome."""
         d.state, d.sent_at = "sent", self._clock()
         try:
             gate = self.gates.gate_for(rt.config)
@@ -319,7 +418,7 @@ class LaneService:
             status, detail = "failed", f"unknown outcome {status!r}: {detail}"
         now = self._clock()
         try:
-            await self._store.done(d.id, status, detail, now)
+            await self._store.done(d.id, status, detail, d.sent_at, now)
         except (SQLAlchemyError, OSError) as exc:
             log.warning("lane %s: outcome of %s not recorded: %s", rt.config.id, d.id, exc)
         d.state, d.detail, d.done_at = status, detail[:300], now
@@ -336,3 +435,18 @@ class LaneService:
         """Wait for the gate commands and re-pricings in flight (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _laned(read: CameraRead) -> LaneRead:
+    """The fields of a stored camera read the lane needs (its time filled by the store)."""
+    assert read.ts is not None  # CameraReads.timed gives every stored read one
+    return LaneRead(
+        camera_id=read.camera_id,
+        plate=read.plate,
+        ts=read.ts,
+        record_id=read.record_id,
+        confidence=read.confidence,
+        colour=read.colour,
+        direction=read.direction,
+        offline=read.offline,
+    )

@@ -418,26 +418,40 @@ class SessionStore:
     async def on_plate_read(self, read: PlateRead) -> PlateOutcome:
         """Apply a lane read (plate already validated by the caller, site known)."""
         plate = normalise_plate(read.plate)
+        async with self.plate_lock(read.site_id, plate), self._sessions.begin() as db:
+            result = await self.plate_read_in(db, read)
+        self.count([result.outcome], "plate")
+        return result
+
+    def plate_lock(self, site_id: str, plate: str) -> asyncio.Lock:
+        """The lock of one vehicle at one car park: held around the transaction of its read
+        (taken before the transaction begins, as every caller does, so locks and the
+        database's write lock are always taken in the same order)."""
+        return self._locks[site_id, normalise_plate(plate)]
+
+    async def plate_read_in(self, db: AsyncSession, read: PlateRead) -> PlateOutcome:
+        """Apply a lane read inside the caller's transaction (the caller holds
+        ``plate_lock`` and counts the outcome with ``count`` once it is committed): a lane
+        stores the camera's read, this step and its gate decision in one commit."""
+        plate = normalise_plate(read.plate)
         now = self._clock()
-        async with self._locks[read.site_id, plate], self._sessions.begin() as db:
-            result = await self._plate(db, read, plate, now)
-            db.add(
-                PlateReadRow(
-                    device_id=read.device_id,
-                    site_id=read.site_id,
-                    direction=read.direction,
-                    plate=plate,
-                    colour=read.colour,
-                    confidence=read.confidence,
-                    lane=read.lane,
-                    image_ref=read.image_ref,
-                    read_at=read.ts,
-                    received_at=now,
-                    outcome=result.outcome,
-                    session_id=result.session_id,
-                )
+        result = await self._plate(db, read, plate, now)
+        db.add(
+            PlateReadRow(
+                device_id=read.device_id,
+                site_id=read.site_id,
+                direction=read.direction,
+                plate=plate,
+                colour=read.colour,
+                confidence=read.confidence,
+                lane=read.lane,
+                image_ref=read.image_ref,
+                read_at=read.ts,
+                received_at=now,
+                outcome=result.outcome,
+                session_id=result.session_id,
             )
-        self._metrics.sessions.labels("plate", result.outcome).inc()
+        )
         return result
 
     async def _plate(
@@ -554,7 +568,11 @@ class SessionStore:
 
     async def get(self, session_id: str) -> SessionView | None:
         async with self._sessions() as db:
-            row = await db.get(ParkingSessionRow, session_id)
+            return await self.get_in(db, session_id)
+
+    async def get_in(self, db: AsyncSession, session_id: str) -> SessionView | None:
+        """The session as *db* sees it (inside a transaction: with its own changes)."""
+        row = await db.get(ParkingSessionRow, session_id)
         return None if row is None else self.view(row)
 
     async def find(
