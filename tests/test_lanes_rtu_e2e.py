@@ -394,10 +394,13 @@ async def test_gateway_restart_mid_raise_is_interrupted_and_never_resent(
         view = await second.view(ENTRY)
         assert (view["phase"], view["verdict"]) == ("waiting_operator", "restart_mid_raise")
         assert [(x["id"], x["state"]) for x in view["decisions"]] == [(d.id, "interrupted")]
-        # The new run talks to the controller, and does not raise again.
+        # The new run talks to the controller, and does not raise again; the relay the
+        # stopped run left closed (its pulse end never went out) is released, or the next
+        # raise would be no rising edge at all.
         await wait_for(
             lambda: _view_if(second, ENTRY, lambda v: v["gate"]["now"]["online"] is True), 5
         )
+        await wait_for(lambda: sim.gates[1].coils.get(0) == 0, 5, what="the relay released")
         assert raises(sim, 1) == 1
         # The same car read again: an operator decides, nothing is sent.
         r = await second.entry.push("甘G70008", clock.now)
