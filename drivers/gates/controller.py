@@ -14,7 +14,8 @@ confirmed by reading the state back until the boom shows the action done or the 
 
 The pulse's second write (coil off, command word cleared) is not the action: it goes out when
 the pulse is over, while the state is being read back, and is retried until it is through (by
-the polling task after a reconnect if need be), so a relay is never left closed.
+the polling task after a reconnect if need be), so a relay is never left closed; the polling
+task also releases, when it starts, what a previous run stopped mid-pulse left closed.
 
 ``run()`` polls the state and never dies: any exception of a read (bus down, no answer, a
 malformed frame, a value the map does not know) is reported once per episode and polling
@@ -173,6 +174,7 @@ class GateController:
 
     async def run(self) -> None:
         """Poll forever (cancel to stop). Nothing a controller or the bus does ends it."""
+        self._release_outputs()
         while True:
             try:
                 with contextlib.suppress(BusError):
@@ -192,6 +194,18 @@ class GateController:
         if not self._misses:
             return self.poll_interval
         return min(self.silent_poll_max, self.poll_interval * float(2 ** min(self._misses, 16)))
+
+    def _release_outputs(self) -> None:
+        """Put every pulse end on the list, due a pulse's length from now: a previous run
+        stopped mid-pulse leaves a relay closed (or a command word set) that nothing here
+        knows of, and the next action would then be no edge at all. Writing an output's
+        rest value moves nothing; the delay cuts no pulse a previous run began short."""
+        now = asyncio.get_running_loop().time()
+        for name in self.gate_map.actions:
+            plan = action_plan(self.gate_map, name)
+            if plan.reset is not None and plan.pulse_s is not None:
+                key = (plan.reset.table, plan.reset.address)
+                self._pending_resets.setdefault(key, (plan.reset, now + plan.pulse_s))
 
     async def _end_pulse(self, after: float) -> None:
         await asyncio.sleep(after)

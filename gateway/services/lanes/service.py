@@ -160,7 +160,11 @@ class LaneService:
             if rt is not None and self._by_camera.get(rt.config.camera_id) == lane_id:
                 del self._by_camera[rt.config.camera_id]
             return
-        self._put(lane_from_row(row))
+        config = lane_from_row(row)
+        self._put(config)
+        # Its gate now, not at its first car: polled from here on, so an operator sees a
+        # controller that does not answer before a driver is stuck at it.
+        self.gates.gate_for(config)
 
     # ----- inputs ---------------------------------------------------------------------------
 
