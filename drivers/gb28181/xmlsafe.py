@@ -21,6 +21,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from xml.parsers import expat
 
 __all__ = [
@@ -180,11 +181,14 @@ def parse_xml(
     return root
 
 
+@lru_cache(maxsize=2048)  # few distinct names in practice; bounded for the rest
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+
+
 def local(tag: object) -> str:
     """An element's name without namespace or prefix, lower-cased (tags arrive in any case)."""
-    if not isinstance(tag, str):
-        return ""
-    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower()
+    return _local(tag) if isinstance(tag, str) else ""
 
 
 def children(el: ET.Element | None, name: str) -> Iterator[ET.Element]:
