@@ -163,6 +163,8 @@ async def _demo(args: argparse.Namespace) -> int:
         data["api"]["port"] = args.port
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below
+        if base.bodycams.sip_port == Settings().bodycams.sip_port:
+            data["bodycams"]["sip_port"] = 0  # likewise (the demo's cams are told it)
         settings = Settings.model_validate(data)
         town = load_town(settings.town.file)
         gate_sims, not_simulated = await simulate_town_gates(
@@ -228,7 +230,12 @@ async def _demo(args: argparse.Namespace) -> int:
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
-            written = _as_running(settings, gw.api_port, gw.ocpp_port if gw.ocpp_server else None)
+            written = _as_running(
+                settings,
+                gw.api_port,
+                gw.ocpp_port if gw.ocpp_server else None,
+                gw.sip_port if settings.bodycams.enabled else None,
+            )
             config_file = workdir / DEMO_CONFIG.name
             write_config(
                 config_file,
@@ -242,11 +249,16 @@ async def _demo(args: argparse.Namespace) -> int:
             ocpp = (
                 f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.ocpp_server else "off"
             )
+            b = settings.bodycams
+            sip = (
+                f"udp+tcp {b.host}:{gw.sip_port}, platform {b.platform_id}" if b.enabled else "off"
+            )
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
                 f"  live:      {url}/api/v1/vacancies/stream\n"
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
+                f"  body cams: {url}/api/v1/field (operator token; GB/T 28181 SIP: {sip})\n"
                 f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
                 "--role operator)\n"
                 f"  API docs:  {url}/docs\n"
@@ -267,12 +279,16 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_running(settings: Settings, api_port: int, ocpp_port: int | None) -> Settings:
+def _as_running(
+    settings: Settings, api_port: int, ocpp_port: int | None, sip_port: int | None = None
+) -> Settings:
     """The demo's settings with the ports it actually bound, for the file the CLI reads."""
     data = settings.model_dump()
     data["api"]["port"] = api_port
     if ocpp_port is not None:
         data["ocpp"]["port"] = ocpp_port
+    if sip_port is not None:
+        data["bodycams"]["sip_port"] = sip_port
     data["demo"] = {}  # the broker runs already: readers connect to it, they start none
     return Settings.model_validate(data)
 
