@@ -168,7 +168,11 @@ def _parse_start(line: bytes) -> tuple[tuple[str, str, str], bool]:
             raise SipParseError("bad_status", text[:40])
         return (parts[0].upper(), code, parts[2].strip() if len(parts) > 2 else ""), False
     parts = text.split()
-    if len(parts) != 3 or not _VERSION.match(parts[2]) or not _TOKEN.match(parts[0].encode()):
+    if (
+        len(parts) != 3
+        or not _VERSION.match(parts[2])
+        or not _TOKEN.match(parts[0].encode("utf-8", "surrogateescape"))
+    ):
         raise SipParseError("bad_start_line", text[:40])
     return (parts[0].upper(), parts[1], parts[2].upper()), True
 

@@ -26,6 +26,7 @@ from drivers.gb28181.manscdp import parse_manscdp
 from drivers.gb28181.presence import PresenceState
 from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
+from drivers.sip.errors import SipParseError
 from drivers.sip.fields import parse_params
 from drivers.sip.message import SipRequest, SipResponse, stamp_received
 from drivers.sip.responses import response_to
@@ -201,6 +202,15 @@ class BodycamService(Asker):
         self.counts.labels("drop", reason).inc()
 
     def on_message(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
+        """One message from the transport. A header the parser let through but that cannot be
+        read where it matters (a garbled To, Via) is a counted drop: there is no answer that
+        the sender could match."""
+        try:
+            self._receive(msg, peer)
+        except SipParseError as exc:
+            self.counts.labels("drop", exc.reason.split(":")[0][:32]).inc()
+
+    def _receive(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
         mono = self._mono()
         if isinstance(msg, SipResponse):
             if not self.outgoing.on_response(msg, mono):
