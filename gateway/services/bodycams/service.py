@@ -34,7 +34,7 @@ from drivers.sip.transactions import T1, Retransmission, ServerTransactions
 from drivers.sip.transport import Peer, SipEndpoint
 from events import BodycamPosition, CaseRaised
 from gateway.config import BodycamsConfig
-from gateway.directory.bodycams import credential
+from gateway.directory.bodycams import credential, credentials, set_passwords
 from gateway.infra.bus import EventBus
 from gateway.metrics import FastCounter, Metrics
 from gateway.services.bodycams.asking import Asker
@@ -189,6 +189,17 @@ class BodycamService(Asker):
             self.credentials[cam_id] = cred
             if cred.officer_id and cred.officer_id not in self.officers:
                 await self.refresh_officer(cred.officer_id)
+
+    async def set_passwords(self, passwords: dict[str, str], *, create: bool = False) -> int:
+        """Set cams' digest passwords from code (the demo's simulated cams, a bench): stored
+        as HA1 through the change feed like any provisioning, and live here at once."""
+        async with self.store.sessions.begin() as db:
+            n = await set_passwords(
+                db, passwords, self.config.effective_realm, self.clock(), create=create
+            )
+        async with self.store.sessions() as db:
+            self.credentials.update(await credentials(db))
+        return n
 
     async def refresh_officer(self, officer_id: str) -> None:
         info = await self.store.officer(officer_id)
