@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from drivers.gates.models import shipped_model
@@ -101,3 +102,24 @@ async def test_a_gate_that_is_gone_is_a_fault_and_an_operator_opens_it_later(
     )
     d2 = await settled(lane(gw), 2)
     assert d2.state == "confirmed" and sim.action_writes(1, "raise") == 1
+
+
+def test_a_serial_port_the_town_names_is_opened_as_this_hosts_device() -> None:
+    """The town (shared by every instance) names ``/dev/ttyUSB0``; each host says which of
+    its devices that is (``[lanes] serial_ports``). Other buses are left as they are."""
+    from datetime import UTC, datetime
+
+    from gateway.config import Settings
+    from gateway.services.lanes.modbus_gates import ModbusGates
+
+    gates = ModbusGates(
+        lambda: datetime.now(UTC), serial_ports={"/dev/ttyUSB0": "/dev/serial/by-id/usb-FTDI-1"}
+    )
+    assert (
+        gates.host_bus("serial:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1")
+        == "serial:///dev/serial/by-id/usb-FTDI-1?baudrate=19200&parity=E&stopbits=1"
+    )
+    assert gates.host_bus("serial:///dev/ttyS1") == "serial:///dev/ttyS1"
+    assert gates.host_bus("tcp://127.0.0.1:1502") == "tcp://127.0.0.1:1502"
+    with pytest.raises(ValueError, match="absolute device paths"):
+        Settings.model_validate({"lanes": {"serial_ports": {"ttyUSB0": "/dev/ttyACM0"}}})

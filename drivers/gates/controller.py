@@ -52,6 +52,7 @@ from drivers.once import OnceLogger
 __all__ = ["CommandOutcome", "GateController", "Outcome"]
 
 log = logging.getLogger(__name__)
+FIRST_CONNECT_S = 2.0  # how long the first poll waits for the bus's first connection
 
 Outcome = Literal["confirmed", "unconfirmed", "failed"]
 StateListener = Callable[["GateController", GateState | None, GateState], None]
@@ -173,8 +174,13 @@ class GateController:
                 log.exception("gate %s: online listener failed", self.gate_id)
 
     async def run(self) -> None:
-        """Poll forever (cancel to stop). Nothing a controller or the bus does ends it."""
+        """Poll forever (cancel to stop). Nothing a controller or the bus does ends it.
+
+        The first poll waits for the bus's first connection (up to ``FIRST_CONNECT_S``): a
+        gate is reported failing when its bus is down, not because polling began before the
+        connection was made."""
         self._release_outputs()
+        await self.hub.wait_online(FIRST_CONNECT_S)
         while True:
             try:
                 with contextlib.suppress(BusError):

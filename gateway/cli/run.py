@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -152,7 +153,10 @@ async def _demo(args: argparse.Namespace) -> int:
         task.add_done_callback(finishing.discard)
 
     install_stop(stop)
-    async with embedded_broker(kind=base.demo.broker) as (host, port, kind):
+    async with (
+        contextlib.AsyncExitStack() as pairs,
+        embedded_broker(kind=base.demo.broker) as (host, port, kind),
+    ):
         data = _on_embedded_broker(base, host, port, kind)
         if base.database.url == Settings().database.url:
             data["database"]["url"] = f"{SQLITE_PREFIX}{workdir / 'citygate.db'}"
@@ -167,9 +171,17 @@ async def _demo(args: argparse.Namespace) -> int:
             data["bodycams"]["sip_port"] = 0  # likewise (the demo's cams are told it)
         settings = Settings.model_validate(data)
         town = load_town(settings.town.file)
-        gate_sims, not_simulated = await simulate_town_gates(
-            (lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes
+        town_gates = await simulate_town_gates(
+            ((lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes),
+            pairs,
+            workdir,
         )
+        gate_sims = town_gates.sims
+        not_simulated = town_gates.skipped
+        if town_gates.serial_ports and not settings.lanes.serial_ports:
+            # The gateway opens the pairs' ends in the town's serial ports' place.
+            data["lanes"] = {**data.get("lanes", {}), "serial_ports": town_gates.serial_ports}
+            settings = Settings.model_validate(data)
         sim_buses = {lane.gate.bus for lane in town.lanes} - {
             w.split(" ", 1)[0] for w in not_simulated
         }

@@ -38,6 +38,7 @@ class LaneAnswer:
     display: list[str] = field(default_factory=list)
     voice: str | None = None
     reason: str = ""
+    display_model: str = "text-crlf"  # how the lane's display module frames them
 
 
 NO_ACTION = LaneAnswer(open=False, reason="no gate action")

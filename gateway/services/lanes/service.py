@@ -369,7 +369,11 @@ class LaneService:
     def _answer(self, rt: LaneRuntime, verdict: str, opened: bool) -> LaneAnswer:
         note = rt.state.note
         return LaneAnswer(
-            opened, list(rt.display), rt.voice, f"{verdict}: {note}" if note else verdict
+            opened,
+            list(rt.display),
+            rt.voice,
+            f"{verdict}: {note}" if note else verdict,
+            rt.config.display_model,
         )
 
     def _decision(
