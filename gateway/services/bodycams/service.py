@@ -138,16 +138,18 @@ class BodycamService(Asker):
 
     async def run(self) -> None:
         """Timers: retransmissions, expiries, subscription refreshes, the write-behind."""
-        next_flush = 0.0
+        next_flush = next_second = 0.0
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # Timer E's resolution (T1 = 0.5 s)
             mono = self._mono()
             self.outgoing.tick(mono)
-            for table in self.tx.values():
-                table.expire(mono)
-            self.queries.expire(mono, self.config.query_timeout_s)
-            self.catalogs.expire(mono)
-            self.refresh_subscriptions(mono)
+            if mono >= next_second:  # scans of every entry: once a second is plenty
+                next_second = mono + 1.0
+                for table in self.tx.values():
+                    table.expire(mono)
+                self.queries.expire(mono, self.config.query_timeout_s)
+                self.catalogs.expire(mono)
+                self.refresh_subscriptions(mono)
             if mono >= next_flush:
                 next_flush = mono + self.config.persist_interval_s
                 await self.flush()
