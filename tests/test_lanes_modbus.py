@@ -17,7 +17,7 @@ from gateway.demo.gates import GateSimulator, SimGate
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
 from gateway.services.lanes.contract import LaneRead
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 
 T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
