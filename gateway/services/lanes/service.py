@@ -145,6 +145,7 @@ class LaneService:
             rt = self.lanes.pop(lane_id, None)
             if rt is not None and self._by_camera.get(rt.config.camera_id) == lane_id:
                 del self._by_camera[rt.config.camera_id]
+            self.gates.forget(lane_id)
             return
         config = lane_from_row(row)
         self._put(config)
