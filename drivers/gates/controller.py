@@ -132,10 +132,13 @@ class GateController:
 
     # -- reading ----------------------------------------------------------------------
 
-    async def read(self, *, wait: float | None = None) -> GateState:
-        """Read and decode the state once (raises ``BusError`` or ``DecodeError``)."""
+    async def read(self, *, wait: float | None = None, urgent: bool = False) -> GateState:
+        """Read and decode the state once (raises ``BusError`` or ``DecodeError``);
+        *urgent* for a command's read-back (ahead of the polls on the bus)."""
         try:
-            blocks = [await self.hub.read(self.unit, req, wait=wait) for req in self._plan]
+            blocks = [
+                await self.hub.read(self.unit, req, wait=wait, urgent=urgent) for req in self._plan
+            ]
             state = decode(self.gate_map, blocks)
         except (BusError, DecodeError) as exc:
             self._missed(str(exc))
@@ -292,7 +295,7 @@ class GateController:
         while True:
             remaining = deadline - loop.time()
             try:
-                state = await self.read(wait=max(0.0, remaining))
+                state = await self.read(wait=max(0.0, remaining), urgent=True)
                 if confirms(name, state):
                     return outcome("confirmed", True, None)
                 error = (

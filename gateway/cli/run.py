@@ -111,8 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
-    from gateway.demo.gates import simulate_town_gates
     from gateway.demo.lanes import DemoLane, run_lane_traffic
+    from gateway.demo.town_gates import simulate_town_gates
     from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
     from gateway.supervisor import Gateway

@@ -115,3 +115,7 @@ class GateFactory(Protocol):
         """What is known of the lane's gate now (online, position, fault), for operators;
         None when nothing is."""
         ...
+
+    def forget(self, lane_id: str) -> None:
+        """The lane is gone: its gate is no longer polled (unless another lane has it)."""
+        ...

@@ -110,6 +110,11 @@ class ModbusGates:
             "error": c.last_error,
         }
 
+    def forget(self, lane_id: str) -> None:
+        key = self._by_lane.pop(lane_id, None)
+        if key is not None and key not in self._by_lane.values():
+            self._retire(key)
+
     def controller(self, lane_id: str) -> GateController | None:
         key = self._by_lane.get(lane_id)
         return None if key is None else self._controllers.get(key)
