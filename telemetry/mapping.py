@@ -423,7 +423,7 @@ def _case_raised(m: PointMapper, e: CaseRaised, ns: int) -> list[str]:
 # -- body cams ----------------------------------------------------------------------------------
 @mapping(BodycamPosition)
 def _bodycam_position(m: PointMapper, e: BodycamPosition, ns: int) -> list[str]:
-    tags = m.tag("device_id", e.device_id) + m.tag("officer_id", e.officer_id)
+    tags = m.tag("device", e.device_id) + m.tag("officer", e.officer_id)
     tags += m.tag("squad", e.squad)
     out: list[str] = []
     fields = (("lat", e.lat), ("lon", e.lon), ("speed_kmh", e.speed_kmh),

@@ -105,7 +105,7 @@ def test_positions_become_bodycam_position_points() -> None:
         speed_kmh=4.5, direction_deg=90.0,
     )  # fmt: skip
     (line,) = PointMapper({}).lines(e)
-    assert line.startswith(f"bodycam_position,device_id={CAM},officer_id=of-001,squad=督查中队 ")
+    assert line.startswith(f"bodycam_position,device={CAM},officer=of-001,squad=督查中队 ")
     assert "lat=38.7851,lon=101.0852,speed_kmh=4.5,direction_deg=90.0" in line
     nan = BodycamPosition(device_id=CAM, ts=T0, lat=float("nan"), lon=101.0)
     assert PointMapper({}).lines(nan) == []

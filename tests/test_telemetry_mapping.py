@@ -167,7 +167,7 @@ CASES: list[tuple[Event, str]] = [
             device_id="62072500081380000001", ts=T0, lat=38.7851, lon=101.0852,
             officer_id="of-001", squad="督查中队", speed_kmh=4.5, direction_deg=90.0,
         ),
-        "bodycam_position,device_id=62072500081380000001,officer_id=of-001,squad=督查中队 "
+        "bodycam_position,device=62072500081380000001,officer=of-001,squad=督查中队 "
         "lat=38.7851,lon=101.0852,speed_kmh=4.5,direction_deg=90.0 1740817815123456000",
     ),
     (
@@ -856,6 +856,7 @@ def test_any_event_maps_without_raising(event: Event) -> None:
         assert set(tags) <= {
             "site", "kind", "model", "device", "berth", "report", "reason", "source",
             "camera", "direction", "category", "rule", "connector", "phase", "notice",
+            "officer", "squad",
         }  # fmt: skip
         assert tags.get("notice", "other") in {
             "security", "firmware", "diagnostics", "log", "notify", "data_transfer", "other",
