@@ -273,9 +273,9 @@ class _Cam:
             dialog = self._dialog(now)
             interval = dialog.interval_s if dialog is not None else o.position_interval_s
             if self.pos_now or now >= next_pos:
+                next_pos = now + interval if self.pos_now else max(next_pos + interval, now)
                 self.pos_now = False
                 self.spawn(self._position)
-                next_pos = max(next_pos + interval, now)
             if now >= next_alarm:
                 self.spawn(self._alarm)
                 next_alarm = now + self.rng.expovariate(rate)
