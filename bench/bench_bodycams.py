@@ -1,0 +1,252 @@
+"""Body cams under load: 2,000 registered cams with 60 s keepalives and 5 s positions (about
+430 MESSAGEs a second) against the running gateway's GB/T 28181 platform, next to a bare
+asyncio UDP responder answering the same datagrams with a canned 200, in the same run.
+
+- The cams are ``gateway.demo.bodycams.BodyCamSimulator`` (one UDP socket per cam, digest
+  REGISTER, client transactions) in a child process of their own, so the load generator does
+  not share the target's core (this machine has two).
+- Targets, one after the other, each measured over the same window length once every cam is
+  registered: the bare responder (a child process: finds Via/From/To/Call-ID/CSeq, answers
+  200, nothing else), the SIP core alone (``tests/sip_uas.py`` in a child: parse, digest,
+  transactions, ``parse_manscdp``; no storage: where the gateway's extra cost is not), and
+  the gateway (this process: registrar, MESSAGE handling, presence, telemetry, SQLite).
+- Handling time: from a request's first send to its 2xx (keepalives and positions).
+  CPU per message: the target process's user+system time over the window (``/proc/<pid>/stat``
+  for children, ``getrusage`` for the gateway here) divided by the messages answered in it.
+
+One JSON line per figure (name, value, unit, baseline), as the other benches. Target:
+p99 < 20 ms, and the gateway's CPU per message within 5x the bare responder's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_ingest import emit
+from gateway.demo.bodycams import BodyCamOptions, BodyCamSimulator, CamSpec, cam_id
+from tests.conftest import gateway_settings, start_mosquitto, wait_for
+
+PLATFORM_ID = "62072500082000000001"
+REALM = PLATFORM_ID[:10]
+KINDS = ("keepalive", "position")
+
+
+def password(n: int) -> str:
+    return f"bench-pw-{n:06d}"
+
+
+def pct(ms: list[float], q: float) -> float:
+    s = sorted(ms)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def cpu_of(pid: int) -> float:
+    """User + system seconds of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# -- targets in children ------------------------------------------------------------------
+
+
+def _bare(ready: Any) -> None:
+    """The least a SIP answer costs: copy five header lines, say 200."""
+
+    class Bare(asyncio.DatagramProtocol):
+        def connection_made(self, transport: Any) -> None:
+            self.t = transport
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            keep = [
+                line
+                for line in head[1:]
+                if line[:4].lower() in (b"via:", b"from", b"to: ", b"call", b"cseq")
+            ]
+            self.t.sendto(
+                b"SIP/2.0 200 OK\r\n" + b"\r\n".join(keep) + b"\r\nContent-Length: 0\r\n\r\n", addr
+            )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        t, _ = await loop.create_datagram_endpoint(Bare, local_addr=("127.0.0.1", 0))
+        ready.put(t.get_extra_info("sockname")[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def _sip_core(n: int, ready: Any) -> None:
+    from tests.sip_uas import Uas
+
+    async def main() -> None:
+        uas = Uas({cam_id(i): password(i) for i in range(1, n + 1)}, keep=False)
+        _, port = await uas.start()
+        ready.put(port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- the load generator -------------------------------------------------------------------
+
+
+def _cams(port: int, n: int, seconds: float, spread: float, out: Any, go: Any) -> None:
+    async def main() -> None:
+        cams = [CamSpec(cam_id(i), password(i)) for i in range(1, n + 1)]
+        options = BodyCamOptions(
+            ("127.0.0.1", port), platform_id=PLATFORM_ID, keepalive_interval_s=60,
+            position_interval_s=5, register_expires_s=3600, alarm_rate_per_h=0,
+            start_spread_s=spread, backoff_cap_s=5, unregister_on_stop=False,
+        )  # fmt: skip
+        sites = [(38.7750, 101.0712), (38.7859, 101.0888), (38.7800, 101.0800)]
+        sim = BodyCamSimulator(cams, options, sites)
+        stop = asyncio.Event()
+        run = asyncio.create_task(sim.run(stop))
+        with contextlib.suppress(AssertionError):  # measured anyway; the count is reported
+            await wait_for(lambda: sim.stats.registered >= n, spread + 120, 0.2)
+        registered = sim.stats.registered
+        await asyncio.sleep(6)  # every cam past its first position phase
+        for k in KINDS:
+            sim.stats.latencies_ms.pop(k, None)
+        before = dict(sim.stats.ok), dict(sim.stats.failed), sim.stats.counters.retransmissions
+        out.put(("measuring", registered))
+        await asyncio.get_running_loop().run_in_executor(None, go.wait)
+        await asyncio.sleep(seconds)
+        lat = [x for k in KINDS for x in sim.stats.latencies_ms.get(k, [])]
+        ok = sum(sim.stats.ok.get(k, 0) - before[0].get(k, 0) for k in KINDS)
+        failed = sum(sim.stats.failed.get(k, 0) - before[1].get(k, 0) for k in KINDS)
+        retrans = sim.stats.counters.retransmissions - before[2]
+        out.put(("done", {"lat": lat, "ok": ok, "failed": failed, "retrans": retrans}))
+        stop.set()
+        await asyncio.wait_for(run, 30)
+
+    asyncio.run(main())
+
+
+async def measure(
+    ctx: Any, port: int, n: int, seconds: float, spread: float, cpu: Any
+) -> dict[str, Any]:
+    """Run the fleet against *port*; *cpu* reads the target's CPU seconds."""
+    out, go = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_cams, args=(port, n, seconds, spread, out, go))
+    child.start()
+    loop = asyncio.get_running_loop()
+    try:
+        what, registered = await loop.run_in_executor(None, out.get, True, spread + 180)
+        assert what == "measuring"
+        c0, t0 = cpu(), time.monotonic()
+        go.set()
+        what, result = await loop.run_in_executor(None, out.get, True, seconds + 60)
+        c1, t1 = cpu(), time.monotonic()
+        assert what == "done"
+        await loop.run_in_executor(None, child.join, 40)
+    finally:
+        if child.is_alive():
+            child.terminate()
+    handled = result["ok"] + result["failed"]
+    result.update(
+        registered=registered,
+        cpu_s=c1 - c0,
+        rate=handled / (t1 - t0),
+        cpu_us_per_msg=(c1 - c0) / max(1, handled) * 1e6,
+    )
+    return result
+
+
+def report(prefix: str, r: dict[str, Any], base: dict[str, Any] | None, **extra: Any) -> None:
+    b50 = pct(base["lat"], 0.5) if base else None
+    b99 = pct(base["lat"], 0.99) if base else None
+    emit(f"{prefix}_handling_p50", pct(r["lat"], 0.5), "ms", b50, messages=len(r["lat"]))
+    emit(
+        f"{prefix}_handling_p99", pct(r["lat"], 0.99), "ms", b99, target_ms=20,
+        registered=r["registered"], failed=r["failed"], retransmissions=r["retrans"],
+    )  # fmt: skip
+    ratio = r["cpu_us_per_msg"] / base["cpu_us_per_msg"] if base else None
+    emit(
+        f"{prefix}_cpu_per_message", r["cpu_us_per_msg"], "us",
+        base["cpu_us_per_msg"] if base else None,
+        ratio=None if ratio is None else round(ratio, 2), rate_per_s=round(r["rate"], 1),
+        cpu_s=round(r["cpu_s"], 2), **extra,
+    )  # fmt: skip
+
+
+async def gateway_run(ctx: Any, n: int, seconds: float, spread: float) -> dict[str, Any] | None:
+    """The gateway in this process; None (said on stdout) when its platform is not there."""
+    try:
+        from gateway.directory.bodycams import add_bodycam
+    except ImportError as exc:
+        emit("bodycam_gateway_skipped", 0, "-", None, reason=f"no body cam platform: {exc}")
+        return None
+    from gateway.supervisor import Gateway
+
+    tmp = Path(tempfile.mkdtemp(prefix="cg-bench-bodycams-"))
+    broker = start_mosquitto(tmp / "mqtt")
+    try:
+        settings = gateway_settings(
+            f"sqlite+aiosqlite:///{tmp / 'cg.db'}", broker, log={"level": "WARNING"},
+            bodycams={"sip_port": 0, "platform_id": PLATFORM_ID},
+        )  # fmt: skip
+        gw = await Gateway.open(settings)
+        run = asyncio.create_task(gw.run())
+        await gw.started.wait()
+        now = datetime.now(UTC)
+        async with gw.services.sessions.begin() as db:
+            for i in range(1, n + 1):
+                await add_bodycam(db, cam_id(i), None, REALM, password(i), now)
+        await asyncio.sleep(3)  # the change feed brings the cams to the registrar
+        result = await measure(ctx, gw.sip_port, n, seconds, spread, own_cpu)
+        gw.request_stop()
+        await run
+        return result
+    finally:
+        broker.stop()
+
+
+async def main(n: int, seconds: float, spread: float) -> None:
+    ctx = mp.get_context("spawn")
+    results: dict[str, dict[str, Any]] = {}
+    for name, target, args in (("bare", _bare, ()), ("sipcore", _sip_core, (n,))):
+        ready = ctx.Queue()
+        proc = ctx.Process(target=target, args=(*args, ready), daemon=True)
+        proc.start()
+        try:
+            port = ready.get(timeout=30)
+            pid = proc.pid
+            assert pid is not None
+            results[name] = await measure(ctx, port, n, seconds, spread, lambda p=pid: cpu_of(p))
+        finally:
+            proc.terminate()
+    bare = results["bare"]
+    report("bodycam_bare_responder", bare, None, cams=n)
+    report("bodycam_sip_core_uas", results["sipcore"], bare, cams=n)
+    gw = await gateway_run(ctx, n, seconds, spread)
+    if gw is not None:
+        report("bodycam_gateway", gw, bare, cams=n, target_ratio=5)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cams", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--spread", type=float, default=20.0, help="registrations spread (s)")
+    a = ap.parse_args()
+    asyncio.run(main(a.cams, a.seconds, a.spread))
