@@ -16,6 +16,7 @@ from typing import Literal
 __all__ = [
     "BerthState",
     "BerthStateChanged",
+    "BodycamPosition",
     "CarParkCount",
     "CaseRaised",
     "ChargerBooted",
@@ -320,3 +321,18 @@ class ChargerNotice(Event):
 def now_utc() -> datetime:
     """The current time, aware UTC. Only edges call this; pure logic takes time as input."""
     return datetime.now(UTC)
+
+
+# -- body cams (GB/T 28181) ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BodycamPosition(Event):
+    """A body cam's position (``device_id``: its 20-digit id; ``ts``: the cam's fix time).
+    WGS-84 degrees as the cam sends them; ``officer_id``/``squad`` of the officer carrying it."""
+
+    lat: float
+    lon: float
+    officer_id: str | None = None
+    squad: str | None = None
+    speed_kmh: float | None = None
+    direction_deg: float | None = None
+    altitude_m: float | None = None

@@ -463,6 +463,77 @@ class CamerasConfig(_Section):
     )
 
 
+class BodycamsConfig(_Section):
+    """The GB/T 28181 signalling platform the officers' body cams register with (no media)."""
+
+    enabled: bool = Field(True, description="run the SIP platform for the body cams")
+    host: str = Field("127.0.0.1", description="address the SIP listeners (UDP and TCP) bind to")
+    sip_port: Port = Field(5060, description="SIP port, UDP and TCP alike (0 = pick a free one)")
+    platform_id: str = Field(
+        "62072500082000000001",
+        pattern=r"^[0-9]{20}$",
+        description="the platform's 20-digit GB/T 28181 id (area 62072500, industry 08, "
+        "type 200 central signalling server)",
+    )
+    realm: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="digest realm; default: the first 10 digits of platform_id",
+    )
+    keepalive_interval_s: float = Field(
+        60.0, gt=0, le=3600, description="the cams' keepalive interval"
+    )
+    keepalive_count: int = Field(
+        3, ge=1, le=100, description="missed keepalives before a cam is shown offline"
+    )
+    position_interval_s: int = Field(
+        5, ge=1, le=3600, description="MobilePosition interval asked in the SUBSCRIBE"
+    )
+    register_expires_min_s: int = Field(
+        60, ge=1, description="a shorter registration Expires gets 423 Interval Too Brief"
+    )
+    register_expires_max_s: int = Field(
+        3600, ge=1, description="a longer registration Expires is granted this long"
+    )
+    nonce_ttl_s: float = Field(300.0, gt=0, le=86400, description="how long a nonce is good")
+    subscription_expires_s: int = Field(
+        600, ge=30, le=86400, description="MobilePosition SUBSCRIBE Expires (refreshed before)"
+    )
+    max_message_bytes: int = Field(
+        65536, ge=1024, le=1_048_576, description="larger SIP messages are refused (counted)"
+    )
+    per_source_rate_per_s: float = Field(
+        50.0, gt=0, description="messages per second one source address may send (then dropped)"
+    )
+    per_source_burst: int = Field(200, ge=1, description="burst allowed above that rate")
+    auth_failures_before_slowdown: int = Field(
+        5, ge=1, le=1000, description="failed digests in a row before a cam is slowed down"
+    )
+    slowdown_s: float = Field(
+        60.0, ge=0, le=86400, description="how long a slowed-down cam gets 403 without challenge"
+    )
+    query_timeout_s: float = Field(
+        32.0, gt=0, le=300, description="how long a query to a cam waits for its answer"
+    )
+    alarm_cases: bool = Field(
+        False, description="file a case report (with the position) for every cam alarm"
+    )
+    persist_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the cams' live state is written to the database"
+    )
+
+    @property
+    def effective_realm(self) -> str:
+        return self.realm or self.platform_id[:10]
+
+    @model_validator(mode="after")
+    def _expires(self) -> BodycamsConfig:
+        if self.register_expires_min_s > self.register_expires_max_s:
+            raise ValueError("register_expires_min_s must not exceed register_expires_max_s")
+        return self
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -491,6 +562,7 @@ class Settings(_Section):
     cases: CasesConfig = CasesConfig()
     ocpp: OcppConfig = OcppConfig()
     cameras: CamerasConfig = CamerasConfig()
+    bodycams: BodycamsConfig = BodycamsConfig()
     demo: DemoConfig = DemoConfig()
 
 

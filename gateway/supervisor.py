@@ -1,7 +1,8 @@
 """The supervisor: binds the listeners, then runs every task of the gateway in one TaskGroup.
 
 ``Gateway.open`` binds the API socket first (a taken port is a clear start-up error, not a
-server task dying later), builds the services (``gateway.wiring``) and starts the OCPP listener.
+server task dying later), builds the services (``gateway.wiring``) and starts the OCPP listener
+and the body cams' SIP listeners.
 ``run`` starts the tasks — MQTT ingest, silence sweeper, sessions, enforcement, case delivery,
 the charger recorder and watch, the write-behind persister, the change-feed follower, the lanes'
 payment recheck, telemetry and the HTTP API — and on ``request_stop`` (SIGTERM) stops the API,
@@ -84,6 +85,17 @@ async def start_ocpp(services: Services) -> Any:
         ) from exc
 
 
+async def start_sip(services: Services) -> int:
+    """The body cams' SIP listeners, UDP and TCP on one port (a taken port: a start-up error)."""
+    b = services.settings.bodycams
+    try:
+        return await services.bodycams.start()
+    except OSError as exc:
+        raise StartupError(
+            f"[bodycams] cannot listen on {b.host}:{b.sip_port}: {exc.strerror or exc}"
+        ) from exc
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the gateway owns SIGTERM."""
 
@@ -149,7 +161,10 @@ class Gateway:
             raise
         try:
             ocpp_server = await start_ocpp(services) if settings.ocpp.enabled else None
+            if settings.bodycams.enabled:
+                await start_sip(services)
         except BaseException:
+            services.bodycams.close()
             sock.close()
             await services.close()
             raise
@@ -172,6 +187,12 @@ class Gateway:
         assert self.ocpp_server is not None, "[ocpp] enabled = false"
         port: int = next(iter(self.ocpp_server.sockets)).getsockname()[1]
         return port
+
+    @property
+    def sip_port(self) -> int:
+        """The body cams' SIP port (UDP and TCP)."""
+        assert self.settings.bodycams.enabled, "[bodycams] enabled = false"
+        return self.services.bodycams.port
 
     async def _sweeper(self) -> None:
         live, bus = self.services.live, self.services.bus
@@ -217,6 +238,8 @@ class Gateway:
                 name="camera-evidence",
             ),
         ]
+        if self.settings.bodycams.enabled:  # this instance is the body cams' SIP platform
+            tasks.append(tg.create_task(sv.bodycams.run(), name="bodycams"))
         if self.ocpp_server is not None:  # this instance serves chargers
             tasks.append(tg.create_task(sv.charging.record(), name="charger-recorder"))
             tasks.append(tg.create_task(sv.charging.watch(), name="charger-watch"))
@@ -250,6 +273,9 @@ class Gateway:
                     t.cancel()
         finally:
             self._sock.close()
+            self.services.bodycams.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.services.bodycams.flush(), 5)
             if self.ocpp_server is not None:
                 self.ocpp_server.close()
                 with contextlib.suppress(Exception):

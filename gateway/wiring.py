@@ -45,6 +45,7 @@ from gateway.infra.changes import ChangeFollower, head_seq
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
+from gateway.services.bodycams import BodycamService, build_bodycams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.lanes.build import build_cameras, build_lanes
@@ -185,6 +186,7 @@ class Services:
     follower: ChangeFollower
     camera_reads: CameraReads
     lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
+    bodycams: BodycamService
 
     @property
     def tariffs(self) -> TariffBook:
@@ -353,9 +355,11 @@ async def _build(
     telemetry = await Telemetry.start(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags
     )
+    bodycams = await build_bodycams(s.bodycams, sessions, bus, metrics, clock, zone,
+                                    case_delivery.kick)  # fmt: skip
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
-        bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes,
+        bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes, bodycams,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
     camera_reads, lane_decider = build_cameras(
@@ -386,4 +390,5 @@ async def _build(
         follower=follower,
         camera_reads=camera_reads,
         lane_decider=lane_decider,
+        bodycams=bodycams,
     )

@@ -252,6 +252,54 @@ class SensorRec:
     heartbeat_s: int | None
 
 
+# --------------------------------------------------------------------------- officers
+# 57 officers and 15 assistants (invented names), each with one body cam: cam n for officer n,
+# id area 62072500 + industry 08 + type 138 (mobile transmission device) + network 0 + serial.
+SURNAMES = (
+    "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董袁潘蒋蔡余"
+    "杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙"
+    "史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏飞宇浩凯健俊峰辉斌亮婷"
+    "雪琳晨欣怡佳文博志海波"
+)
+ENFORCEMENT_SQUADS = [f"执法{c}中队" for c in "一二三四五六"]
+INSPECTION_SQUAD = "督查中队"
+
+
+def bodycam_id(n: int) -> str:
+    return f"62072500081380{n:06d}"
+
+
+@dataclass
+class OfficerRec:
+    id: str
+    name: str
+    squad: str
+    role: str
+    bodycam: str
+
+
+def _officers(rng: random.Random) -> list[OfficerRec]:
+    out: list[OfficerRec] = []
+    names: set[str] = set()
+    for n in range(1, 73):
+        while True:
+            name = rng.choice(SURNAMES) + "".join(
+                rng.choice(GIVEN) for _ in range(rng.choice((1, 2)))
+            )
+            if name not in names:
+                names.add(name)
+                break
+        role = "officer" if n <= 57 else "assistant"
+        # 6 inspectors (督查中队), the rest of the officers by turns over the six squads; the
+        # assistants by turns too.
+        squad = INSPECTION_SQUAD if n <= 6 else ENFORCEMENT_SQUADS[n % 6]
+        out.append(OfficerRec(f"of-{n:03d}", name, squad, role, bodycam_id(n)))
+    return out
+
+
 @dataclass
 class TownData:
     zones: list[tuple[str, str, str, list[Point]]]
@@ -259,6 +307,7 @@ class TownData:
     berths: list[BerthRec]
     sensors: list[SensorRec]
     chargers: list[ChargerRec]
+    officers: list[OfficerRec]
 
 
 def _zone_for(x: float, y: float) -> str | None:
@@ -420,7 +469,8 @@ def build(seed: int = DEFAULT_SEED) -> TownData:
                 site = f"cp-{sfx}" if sfx else None
                 chargers.append(ChargerRec(f"SDEV{n:03d}", site, place, cx, cy, key))
 
-    data = TownData(ZONES, sites, berths, sensors, chargers)
+    officers = _officers(random.Random(seed + 72))  # its own stream: nothing above moves
+    data = TownData(ZONES, sites, berths, sensors, chargers, officers)
     _self_check(data)
     return data
 
@@ -438,6 +488,9 @@ def _self_check(t: TownData) -> None:
     _require(total == CAR_PARK_TOTAL, f"car-park capacities sum to {total}")
     _require(all(20 <= s.capacity <= 150 for s in parks), "car-park sizes 20..150")
     _require(len(t.chargers) == 56, f"{len(t.chargers)} chargers (the town runs 56)")
+    roles = [o.role for o in t.officers]
+    _require(roles.count("officer") == 57 and roles.count("assistant") == 15, "57 + 15 officers")
+    _require(all(len(o.bodycam) == 20 for o in t.officers), "20-digit body cam ids")
     site_ids = {s.id for s in t.sites}
     _require(all(c.site is None or c.site in site_ids for c in t.chargers), "charger sites")
     for label, ids in (
@@ -446,6 +499,8 @@ def _self_check(t: TownData) -> None:
         ("sensor", [s.dev_eui for s in t.sensors]),
         ("zone", [z[0] for z in t.zones]),
         ("charger", [c.id for c in t.chargers]),
+        ("officer", [o.id for o in t.officers]),
+        ("bodycam", [o.bodycam for o in t.officers]),
     ):
         _require(len(ids) == len(set(ids)), f"duplicate {label} ids")
     per_site: dict[str, int] = {}
@@ -493,7 +548,9 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         f"# {len(t.sensors)} sensors ("
         + ", ".join(f"{m} {n}" for m, n in by_model.items())
         + f"), {len(t.chargers)} EV chargers, {len(LANES)} car-park lanes with cameras and "
-        "barrier gates. Coordinates: WGS-84 degrees.",
+        "barrier gates,",
+        f"# {len(t.officers)} officers and assistants (invented names) with one body cam each. "
+        "Coordinates: WGS-84 degrees.",
         "",
         "[town]",
         f"name = {_q('山丹县 (sample data)')}",
@@ -545,6 +602,9 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         out.append(f"gate = {{ bus = {_q(bus)}, unit = {unit}, model = {_q(model)} }}")
         if lines is not None:
             out.append(f"display = {{ lines = {lines}, voice = true }}")
+    for o in t.officers:
+        out += ["", "[[officers]]", f"id = {_q(o.id)}", f"name = {_q(o.name)}"]
+        out += [f"squad = {_q(o.squad)}", f"role = {_q(o.role)}", f"bodycam = {_q(o.bodycam)}"]
     return "\n".join(out) + "\n"
 
 

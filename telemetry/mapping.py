@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from events import (
     BerthState,
     BerthStateChanged,
+    BodycamPosition,
     CarParkCount,
     CaseRaised,
     ChargerBooted,
@@ -417,6 +418,21 @@ def _case_raised(m: PointMapper, e: CaseRaised, ns: int) -> list[str]:
     if e.site_id:
         tags += m.tag("site", e.site_id)
     return [f"case_raised{tags} count=1i {ns + _discriminator(e.dedup_key)}"]
+
+
+# -- body cams ----------------------------------------------------------------------------------
+@mapping(BodycamPosition)
+def _bodycam_position(m: PointMapper, e: BodycamPosition, ns: int) -> list[str]:
+    tags = m.tag("device_id", e.device_id) + m.tag("officer_id", e.officer_id)
+    tags += m.tag("squad", e.squad)
+    out: list[str] = []
+    fields = (("lat", e.lat), ("lon", e.lon), ("speed_kmh", e.speed_kmh),
+              ("direction_deg", e.direction_deg), ("altitude_m", e.altitude_m))  # fmt: skip
+    for key, value in fields:
+        _float(out, key, value)
+    if len(out) < 2 or not out[0].startswith("lat=") or not out[1].startswith("lon="):
+        return []  # without a finite fix there is no point
+    return [f"bodycam_position{tags} {','.join(out)} {ns}"]
 
 
 # -- edge ---------------------------------------------------------------------------------------

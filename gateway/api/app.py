@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
+    bodycam_registry,
     cameras,
     cases,
     charger_registry,
     chargers,
     detections,
     devices,
+    field,
     lanes,
     ops,
     public,
@@ -39,6 +41,7 @@ from gateway.api.throttle import RateTable
 
 log = logging.getLogger(__name__)
 ROUTERS = (
+    bodycam_registry.router,  # before devices: /devices/bodycams is not a device id
     public.router,
     tariffs.router,
     sessions.router,
@@ -51,6 +54,7 @@ ROUTERS = (
     telemetry.router,
     ops.router,
     cameras.router,
+    field.router,
 )
 
 

@@ -16,7 +16,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
-from gateway.config import ApiConfig, TelemetryConfig
+from gateway.config import ApiConfig, BodycamsConfig, TelemetryConfig
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -32,6 +32,7 @@ from parking.occupancy import OccupancyBook
 from parking.tariffs import TariffBook
 
 if TYPE_CHECKING:
+    from gateway.services.bodycams import BodycamService
     from gateway.wiring import Services
 
 
@@ -66,6 +67,8 @@ class AppState:
     max_stay_days: int = 366  # tariffs.max_stay_days: longer quotes are refused
     changed: Callable[[], None] = lambda: None  # a change was recorded: follow the feed now
     api: ApiConfig = field(default_factory=ApiConfig)  # the admission limits (gateway.api.limits)
+    bodycams: BodycamService | None = None  # the body cams' SIP platform (flushed before a view)
+    bodycams_config: BodycamsConfig = field(default_factory=BodycamsConfig)
 
     @property
     def tariffs(self) -> TariffBook:
@@ -105,6 +108,8 @@ class AppState:
             max_stay_days=s.tariffs.max_stay_days,
             changed=services.follower.kick,
             api=s.api,
+            bodycams=services.bodycams,
+            bodycams_config=s.bodycams,
         )
 
 

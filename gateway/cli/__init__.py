@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, modbus, db. One module per command group; each adds its commands
-in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, modbus, db. One module per command group;
+each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gateway.cli import (
+    bodycams,
     cases,
     chargers,
     config,
@@ -45,7 +46,8 @@ EPILOG = (
     "override the file."
 )
 GROUPS = (
-    run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, modbus, db,
+    run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, bodycams,
+    modbus, db,
 )  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 Each kind of change re-reads its row by key and updates the in-memory view that serves it: the
 device directory and occupancy bindings (devices), the sites and berths the API, sessions and
 enforcement share (town), the charging runtime (chargers), the lanes (the lane service), the
+body cam platform's credentials and officers (bodycams), the
 posted tariff and the rule book (documents). Applying is idempotent, so a change this instance
 already mirrored (the API's own write) or one applied twice after a restart does nothing new.
 Tokens are verified against the database per request: their changes need nothing here.
@@ -31,6 +32,7 @@ from parking.occupancy import BerthInfo, OccupancyBook, SiteInfo
 from telemetry.mapping import DeviceTags
 
 if TYPE_CHECKING:
+    from gateway.services.bodycams import BodycamService
     from gateway.services.charging.backend import ChargingRuntime
     from gateway.services.lanes.service import LaneService
     from gateway.services.parking.enforcement import Enforcement
@@ -81,6 +83,7 @@ class LiveApplier:
     charging: ChargingRuntime | None = None
     charger_tags: dict[str, DeviceTags] = field(default_factory=dict)
     lanes: LaneService | None = None
+    bodycams: BodycamService | None = None
 
     async def apply(self, change: Change) -> None:
         handler = getattr(self, f"_{change.kind}", None)
@@ -105,6 +108,16 @@ class LiveApplier:
         else:
             tags = DeviceTags(site=info.location, kind="charger", model=info.model)
             self.charger_tags[key] = tags
+        return []
+
+    async def _bodycam(self, key: str) -> list[Event]:
+        if self.bodycams is not None:  # a new cam or password is live for the registrar
+            await self.bodycams.refresh_cam(key)
+        return []
+
+    async def _officer(self, key: str) -> list[Event]:
+        if self.bodycams is not None:
+            await self.bodycams.refresh_officer(key)
         return []
 
     async def _lane(self, key: str) -> list[Event]:

@@ -1,5 +1,5 @@
 """The town file: sites (car parks, on-street segments), zones, berths, sensors, EV chargers,
-and the car parks' lanes (camera + barrier gate controller).
+the car parks' lanes (camera + barrier gate controller), and the officers with their body cams.
 
 A town file is TOML. It is validated here, at the edge, before anything touches the database;
 every error names the offending entry.
@@ -119,6 +119,29 @@ class Charger(_Model):
     connectors: int = Field(ge=1, le=8)
 
 
+SQUADS = (
+    "执法一中队",
+    "执法二中队",
+    "执法三中队",
+    "执法四中队",
+    "执法五中队",
+    "执法六中队",
+    "督查中队",
+)
+BodycamId = Annotated[str, Field(pattern=r"^[0-9]{20}$", description="GB/T 28181 20-digit id")]
+
+
+class Officer(_Model):
+    """An officer or assistant of the bureau and the body cam they carry (its password is
+    not in the town file: technicians set it)."""
+
+    id: Ident
+    name: str = Field(min_length=1, max_length=64)
+    squad: Literal[SQUADS]  # type: ignore[valid-type]
+    role: Literal["officer", "assistant"] = "officer"
+    bodycam: BodycamId | None = None
+
+
 def check_bus_url(url: str) -> str:
     """A gate bus as the gates driver reads it (``tcp://host:port`` or
     ``serial:///dev/ttyX?baudrate=9600&parity=N&stopbits=1``): checked here so a typo fails
@@ -181,6 +204,7 @@ class Town(_Model):
     sensors: list[Sensor] = Field(default_factory=list)
     chargers: list[Charger] = Field(default_factory=list)
     lanes: list[Lane] = Field(default_factory=list)
+    officers: list[Officer] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -192,6 +216,8 @@ class Town(_Model):
             ("sensor dev_eui", [s.dev_eui.lower() for s in self.sensors]),
             ("charger", [c.id for c in self.chargers]),
             ("lane", [ln.id for ln in self.lanes]),
+            ("officer", [o.id for o in self.officers]),
+            ("officer bodycam", [o.bodycam for o in self.officers if o.bodycam]),
         ):
             dupes = [i for i, n in Counter(ids).items() if n > 1]
             if dupes:

@@ -23,9 +23,11 @@ from gateway.directory.town import Counting, Lane, Town
 from gateway.infra.changes import record_changes
 from gateway.infra.storage.schema import (
     BerthRow,
+    BodycamRow,
     ChargerRow,
     DeviceRow,
     LaneRow,
+    OfficerRow,
     SiteRow,
     ZoneRow,
 )
@@ -58,10 +60,12 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
     """Upsert *town* in one transaction owned by the caller."""
     report = ImportReport()
     changed: list[tuple[str, str, str]] = []  # (kind, key, op) for the change feed
-    kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger"}
+    kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger",
+             "officers": "officer", "bodycams": "bodycam"}  # fmt: skip
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
-    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow):
+    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow, OfficerRow,
+                  BodycamRow):  # fmt: skip
         rows: Any = (await session.execute(select(model))).scalars()
         existing[model] = {r.id: r for r in rows}
 
@@ -164,8 +168,27 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                 created={"lifecycle": "active", "heartbeat_s": 300})  # fmt: skip
     await session.flush()
     await _import_lanes(session, town.lanes, existing[LaneRow], report, changed, now)
+    # Officers and the cam each carries; a cam's credential and live state are the gateway's.
+    for o in town.officers:
+        person: dict[str, Any] = {"name": o.name, "squad": o.squad, "role": o.role}
+        person["updated_at"] = now
+        if o.id not in existing[OfficerRow] or _differs(existing[OfficerRow][o.id], person):
+            await upsert(OfficerRow, o.id, person, "officers")
+        else:
+            report.note("officers", "unchanged")
+    await session.flush()
+    for o in town.officers:
+        if o.bodycam is not None:
+            _upsert(session, existing[BodycamRow], BodycamRow, o.bodycam, {"officer_id": o.id},
+                    "bodycams", "bodycam", report, changed, now=now,
+                    created={"lifecycle": "active"})  # fmt: skip
+    await session.flush()
     await record_changes(session, changed, now)
     return report
+
+
+def _differs(row: Any, values: dict[str, Any]) -> bool:
+    return any(getattr(row, k) != v for k, v in values.items() if k != "updated_at")
 
 
 def _upsert(

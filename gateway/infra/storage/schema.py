@@ -528,3 +528,79 @@ class LaneDecisionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OfficerRow(Base):
+    """An officer or assistant of the bureau's enforcement squads (from the town file)."""
+
+    __tablename__ = "officers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    squad: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))  # officer | assistant
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BodycamRow(Base):
+    """A body cam (GB/T 28181 device, 20-digit id) and its digest credential.
+
+    Only HA1 = MD5(id:realm:password) is stored, with the realm it was made for: the digest
+    needs nothing else, and a leaked row does not give the password away for other realms.
+    """
+
+    __tablename__ = "bodycams"
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    officer_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("officers.id"), nullable=True, index=True
+    )
+    ha1: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    realm: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lifecycle: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BodycamStateRow(Base):
+    """What the platform last knew of a cam: registration, presence, power, position.
+    Written behind the signalling (every ``[bodycams] persist_interval_s``), read back at a
+    restart so presence survives it."""
+
+    __tablename__ = "bodycam_state"
+    device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    contact: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    transport: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    source_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_keepalive: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    battery_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    storage_free_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    storage_total_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    position_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    speed_kmh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    direction_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    manufacturer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    firmware: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BodycamAlarmRow(Base):
+    """An alarm a cam raised (kept for the operators; ``case_id`` when one was filed)."""
+
+    __tablename__ = "bodycam_alarms"
+    __table_args__ = (Index("ix_bodycam_alarms_device_at", "device_id", "received_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    method: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    alarm_type: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    description: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    case_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

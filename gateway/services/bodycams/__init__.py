@@ -1,0 +1,32 @@
+"""Body cams over GB/T 28181: the signalling platform (registrar, MANSCDP messages, presence,
+the platform's queries and position subscription), its store and the field view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.config import BodycamsConfig
+from gateway.infra.bus import EventBus
+from gateway.metrics import Metrics
+from gateway.services.bodycams.service import BodycamService
+from gateway.services.bodycams.store import BodycamStore
+
+__all__ = ["BodycamService", "build_bodycams"]
+
+
+async def build_bodycams(
+    config: BodycamsConfig,
+    sessions: Any,
+    bus: EventBus,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+    zone: ZoneInfo,
+    on_case: Callable[[], None],
+) -> BodycamService:
+    """The platform with its credentials and restored state loaded (not yet listening)."""
+    service = BodycamService(config, BodycamStore(sessions), bus, metrics, clock, zone, on_case)
+    await service.load()
+    return service

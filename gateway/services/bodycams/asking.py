@@ -1,0 +1,124 @@
+"""The platform's own requests to a cam: DeviceInfo/DeviceStatus/Catalog queries matched by
+SN, and the MobilePosition subscription, refreshed in the dialog it created (a 481 ends that
+dialog and one new SUBSCRIBE starts another: never a refresh loop on a stale dialog).
+
+A mixin of ``BodycamService`` (it uses the service's clock, outgoing transactions, pending
+queries and counters), apart so each module keeps one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Callable
+from datetime import datetime
+
+from drivers.gb28181.manscdp import QueryCmd
+from drivers.sip.message import SipResponse
+from gateway.config import BodycamsConfig
+from gateway.metrics import FastCounter
+from gateway.services.bodycams.cams import CamLive, Dialog
+from gateway.services.bodycams.messages import PendingQueries
+from gateway.services.bodycams.outgoing import Outgoing
+from gateway.services.bodycams.requests import Local, query_request, subscribe_request
+
+__all__ = ["Asker"]
+
+
+def _hex(n: int) -> str:
+    return os.urandom(n).hex()
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.strip().isdigit() and len(value) < 10 else None
+
+
+class Asker:
+    config: BodycamsConfig
+    clock: Callable[[], datetime]
+    cams: dict[str, CamLive]
+    counts: FastCounter
+    outgoing: Outgoing
+    queries: PendingQueries
+    local: Local
+    _sn: itertools.count[int]
+
+    def _mono(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def follow_up(self, cam: CamLive) -> None:
+        """After a registration (or a restored cam's first message): queries and SUBSCRIBE."""
+        if cam.peer is None or not cam.presence.online(self.clock()):
+            return
+        if not cam.queried:
+            cam.queried = True
+            for cmd in ("DeviceInfo", "DeviceStatus"):
+                self.query(cam, cmd)
+        if cam.subscription is None and not cam.subscribing:
+            self._subscribe(cam, None)
+
+    def query(self, cam: CamLive, cmd: QueryCmd) -> int | None:
+        """Ask *cam* a DeviceInfo, DeviceStatus or Catalog query; its SN, or None if not sent."""
+        if cam.peer is None:
+            return None
+        sn = next(self._sn)
+        req = query_request(cmd, sn, self.local, cam.device_id, cam.peer, cam.contact,
+                            f"{_hex(8)}@{self.local.host}", _hex(4))  # fmt: skip
+        mono = self._mono()
+
+        def done(r: SipResponse | None) -> None:
+            self.counts.labels("query", "timeout" if r is None else str(r.status)).inc()
+
+        if self.outgoing.start(req, cam.peer, mono, done):
+            self.queries.add(cam.device_id, sn, cmd, mono)
+            return sn
+        return None
+
+    def _subscribe(self, cam: CamLive, dialog: Dialog | None) -> None:
+        """A new subscription (``dialog`` None) or the refresh of ``dialog``, in that dialog."""
+        if cam.peer is None:
+            return
+        c, mono = self.config, self._mono()
+        if dialog is None:
+            dialog = Dialog(f"{_hex(8)}@{self.local.host}", _hex(4), None, 0, 0.0)
+        dialog.cseq += 1
+        sn, peer = next(self._sn), cam.peer
+        req = subscribe_request(sn, self.local, cam.device_id, peer, cam.contact, dialog,
+                                c.subscription_expires_s, c.position_interval_s)  # fmt: skip
+        refresh = dialog.remote_tag is not None
+        cam.subscribing = True
+
+        def done(r: SipResponse | None) -> None:
+            cam.subscribing = False
+            outcome = "timeout" if r is None else str(r.status)
+            self.counts.labels("subscribe_refresh" if refresh else "subscribe", outcome).inc()
+            if r is not None and 200 <= r.status < 300:
+                dialog.remote_tag = dialog.remote_tag or r.to.tag
+                dialog.confirmed = True
+                expires = _int(r.headers.get("Expires")) or c.subscription_expires_s
+                dialog.expires_at = self._mono() + expires
+                cam.subscription = dialog
+            elif r is not None and r.status == 481 and refresh:
+                cam.subscription = None  # the cam forgot the dialog: a new one, once
+                self._subscribe(cam, None)
+            else:
+                cam.subscription = None
+
+        if not self.outgoing.start(req, cam.peer, mono, done):
+            cam.subscribing = False
+
+    def refresh_subscriptions(self, mono: float) -> None:
+        now = None
+        for cam in self.cams.values():
+            d = cam.subscription
+            if d is None or cam.subscribing:
+                continue
+            lead = min(60.0, max(5.0, self.config.subscription_expires_s * 0.2))
+            if mono < d.expires_at - lead:
+                continue
+            now = now or self.clock()
+            if cam.presence.online(now):
+                self._subscribe(cam, d)
+            else:
+                cam.subscription = None  # gone: subscribed afresh when it registers again

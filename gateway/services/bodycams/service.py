@@ -1,0 +1,346 @@
+"""The GB/T 28181 signalling platform for the officers' body cams (no media).
+
+Glue between the SIP endpoint (``drivers.sip.transport``) and the pure parts: requests are
+matched to server transactions first (a retransmission is answered from the table, never
+processed twice), then REGISTER goes to the registrar, MESSAGE and NOTIFY bodies to
+``apply_message``. After a registration the platform asks DeviceInfo and DeviceStatus and
+subscribes to MobilePosition (``Event: presence``), refreshing the subscription in the dialog
+it created before it expires; a 481 ends that dialog and a new SUBSCRIBE starts one (never a
+loop on a stale dialog). A cam restored after a restart is asked again at its first keepalive.
+State is written behind (``run``); everything the API shows is flushed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from drivers.gb28181.catalog import CatalogAssembler
+from drivers.gb28181.manscdp import parse_manscdp
+from drivers.gb28181.presence import PresenceState
+from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
+from drivers.sip.digest import NonceBook
+from drivers.sip.fields import parse_params
+from drivers.sip.message import SipRequest, SipResponse, stamp_received
+from drivers.sip.responses import response_to
+from drivers.sip.transactions import T1, Retransmission, ServerTransactions
+from drivers.sip.transport import Peer, SipEndpoint
+from events import BodycamPosition, CaseRaised
+from gateway.config import BodycamsConfig
+from gateway.directory.bodycams import credential
+from gateway.infra.bus import EventBus
+from gateway.metrics import FastCounter, Metrics
+from gateway.services.bodycams.asking import Asker
+from gateway.services.bodycams.cams import CamLive, row_values
+from gateway.services.bodycams.messages import PendingQueries, apply_message
+from gateway.services.bodycams.outgoing import Outgoing
+from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_of
+from gateway.services.bodycams.requests import Local
+from gateway.services.bodycams.store import AlarmRecord, BodycamStore
+
+__all__ = ["BodycamService"]
+
+log = logging.getLogger(__name__)
+ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
+
+
+class BodycamService(Asker):
+    def __init__(
+        self,
+        config: BodycamsConfig,
+        store: BodycamStore,
+        bus: EventBus,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        zone: ZoneInfo,
+        on_case: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = c = config
+        self.store, self.bus, self.clock, self.zone, self._kick_cases = (
+            store,
+            bus,
+            clock,
+            zone,
+            on_case,
+        )
+        self.counts = FastCounter(
+            "citygate_bodycam_sip",
+            "Body cam signalling by what (register, message, drop, query, subscribe, alarm) "
+            "and outcome or reason",
+            ["what", "outcome"],
+            metrics.registry,
+        )
+        self.metrics = metrics
+        self.credentials: dict[str, Any] = {}
+        self.officers: dict[str, Any] = {}
+        self.cams: dict[str, CamLive] = {}
+        self.registrar = Registrar(
+            RegistrarPolicy(
+                c.effective_realm,
+                c.register_expires_min_s,
+                c.register_expires_max_s,
+                c.auth_failures_before_slowdown,
+                c.slowdown_s,
+            ),
+            NonceBook(os.urandom(32), lifetime=c.nonce_ttl_s),
+            self.credentials,
+            os.urandom,
+            zone,
+        )
+        self.endpoint = SipEndpoint(
+            self.on_message,
+            self.on_drop,
+            max_size=c.max_message_bytes,
+            rate_per_s=c.per_source_rate_per_s,
+            burst=c.per_source_burst,
+        )
+        self.tx = {"UDP": ServerTransactions(), "TCP": ServerTransactions(lifetime=2 * T1)}
+        self.outgoing = Outgoing(self.endpoint.send, os.urandom)
+        self.queries = PendingQueries()
+        self.catalogs = CatalogAssembler()
+        self.limits = XmlLimits(max_bytes=c.max_message_bytes)
+        self._sn = itertools.count(int.from_bytes(os.urandom(2), "big") + 1)
+        self._alarms: list[AlarmRecord] = []
+        self._flush_lock = asyncio.Lock()
+        self.local = Local(c.platform_id, c.effective_realm, c.host, c.sip_port)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def load(self) -> None:
+        c = self.config
+        creds, officers, cams = await self.store.load(c.keepalive_interval_s, c.keepalive_count)
+        self.credentials.update(creds)
+        self.officers.update(officers)
+        self.cams.update(cams)
+        now = self.clock()
+        online = sum(1 for cam in cams.values() if cam.presence.online(now))
+        log.info("body cams: %d provisioned, %d restored online", len(creds), online)
+
+    async def start(self) -> int:
+        port = await self.endpoint.start(self.config.host, self.config.sip_port)
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        self.local = Local(self.config.platform_id, self.config.effective_realm, host, port)
+        log.info("body cam SIP platform %s on udp+tcp %s:%d", self.config.platform_id, host, port)
+        return port
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    async def run(self) -> None:
+        """Timers: retransmissions, expiries, subscription refreshes, the write-behind."""
+        next_flush = 0.0
+        while True:
+            await asyncio.sleep(0.1)
+            mono = self._mono()
+            self.outgoing.tick(mono)
+            for table in self.tx.values():
+                table.expire(mono)
+            self.queries.expire(mono, self.config.query_timeout_s)
+            self.catalogs.expire(mono)
+            self.refresh_subscriptions(mono)
+            if mono >= next_flush:
+                next_flush = mono + self.config.persist_interval_s
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write the dirty cams and the alarms that arrived (kept for the next try on failure)."""
+        async with self._flush_lock:
+            now = self.clock()
+            dirty = [cam for cam in self.cams.values() if cam.dirty]
+            alarms, self._alarms = self._alarms, []
+            if not dirty and not alarms:
+                return
+            for cam in dirty:
+                cam.dirty = False
+            try:
+                await self.store.flush([row_values(c, now) for c in dirty], alarms, self._case)
+            except Exception as exc:
+                log.warning("body cams: state not written (%s: %s)", type(exc).__name__, exc)
+                self.counts.labels("persist", "failed").inc()
+                for cam in dirty:
+                    cam.dirty = True
+                self._alarms = alarms + self._alarms
+
+    def _case(self, case: CaseRaised, recorded: bool) -> None:
+        self.metrics.cases_raised.labels(
+            case.category, "recorded" if recorded else "duplicate"
+        ).inc()
+        if recorded:
+            self.bus.publish(case)
+            self._kick_cases()
+
+    # -- the change feed ---------------------------------------------------------------------------
+    async def refresh_cam(self, cam_id: str) -> None:
+        async with self.store.sessions() as db:
+            cred = await credential(db, cam_id)
+        if cred is None:
+            self.credentials.pop(cam_id, None)
+        else:
+            self.credentials[cam_id] = cred
+            if cred.officer_id and cred.officer_id not in self.officers:
+                await self.refresh_officer(cred.officer_id)
+
+    async def refresh_officer(self, officer_id: str) -> None:
+        info = await self.store.officer(officer_id)
+        if info is None:
+            self.officers.pop(officer_id, None)
+        else:
+            self.officers[officer_id] = info
+
+    # -- receiving -------------------------------------------------------------------------------
+    def on_drop(self, reason: str, peer: Peer) -> None:
+        self.counts.labels("drop", reason).inc()
+
+    def on_message(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
+        mono = self._mono()
+        if isinstance(msg, SipResponse):
+            if not self.outgoing.on_response(msg, mono):
+                self.counts.labels("response", "unmatched").inc()
+            return
+        request = stamp_received(msg, peer.addr)
+        table = self.tx[peer.transport]
+        got = table.receive(request, mono)
+        if isinstance(got, Retransmission):
+            self.counts.labels("retransmission", request.method.lower()[:16]).inc()
+            if got.response is not None:
+                self.endpoint.send(peer, got.response.to_bytes())
+            return
+        response = self._handle(request, peer, mono)
+        if response is not None:
+            table.respond(request, response, mono)
+            self.endpoint.send(peer, response.to_bytes())
+
+    def _handle(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse | None:
+        method = request.method
+        if method == "REGISTER":
+            return self._register(request, peer, mono)
+        if method in ("MESSAGE", "NOTIFY"):
+            return self._message(request, peer, mono)
+        if method == "ACK":
+            return None
+        if method in ("OPTIONS", "BYE"):
+            return response_to(request, 200, headers=[("Allow", ALLOW)])
+        self.counts.labels("request", "not_allowed").inc()
+        return response_to(request, 405, headers=[("Allow", ALLOW)])
+
+    def _register(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse:
+        now = self.clock()
+        out = self.registrar.register(request, mono, now)
+        self.counts.labels("register", out.reason).inc()
+        if out.device_id is None or out.kind not in ("registered", "unregistered"):
+            if out.reason in ("bad_password", "slowed_down"):
+                log.warning(
+                    "body cam %s: REGISTER refused (%s) from %s", out.device_id, out.reason, peer
+                )
+            return out.response
+        cam = self.cams.get(out.device_id)
+        if cam is None:
+            c = self.config
+            presence = PresenceState(None, None, c.keepalive_interval_s, c.keepalive_count)
+            cam = self.cams[out.device_id] = CamLive(out.device_id, presence)
+        if out.kind == "registered":
+            fresh = not cam.presence.online(now)
+            cam.registered(now, out.expires_s, peer, _contact_uri(out.contact))
+            if fresh:
+                cam.subscription = None  # a cam that was away keeps no dialog of ours
+            asyncio.get_running_loop().call_soon(self.follow_up, cam)
+        else:
+            cam.unregistered()
+            log.info("body cam %s unregistered", cam.device_id)
+        return out.response
+
+    def _message(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse:
+        now = self.clock()
+        device_id = device_of(request)
+        cam = self.cams.get(device_id or "")
+        if device_id is None or device_id not in self.credentials:
+            self.counts.labels("message", "unknown_device").inc()
+            return response_to(request, 403 if device_id else 400)
+        if cam is None or not cam.presence.registered_until or cam.presence.registered_until <= now:
+            self.counts.labels("message", "not_registered").inc()
+            return response_to(request, 403, "Not Registered")
+        if cam.peer is not None and cam.peer.host != peer.host:
+            self.counts.labels("message", "source_mismatch").inc()
+            return response_to(request, 403)
+        charset = _charset(request.content_type)
+        try:
+            msg = parse_manscdp(request.body, charset, tz=self.zone, limits=self.limits)
+        except ManscdpError as exc:
+            self.counts.labels("message", exc.reason.split(":")[0][:32]).inc()
+            return response_to(request, 400)
+        cam.seen(now, peer)
+        kind = type(msg).__name__
+        self.counts.labels("message", kind).inc()
+        effects = apply_message(cam, msg, now, mono, self.queries, self.catalogs)
+        for reason in effects.dropped:
+            self.counts.labels("message", reason).inc()
+        for p in effects.positions:
+            self._publish_position(cam, p)
+        if effects.alarm is not None:
+            self._alarm(cam, effects.alarm, now)
+        if effects.catalog is not None:
+            log.info("body cam %s: catalog of %d items", cam.device_id, len(effects.catalog.items))
+        if not cam.queried or (cam.subscription is None and not cam.subscribing):
+            asyncio.get_running_loop().call_soon(self.follow_up, cam)
+        return response_to(request, 200)
+
+    def _officer_of(self, device_id: str) -> Any:
+        cred = self.credentials.get(device_id)
+        return self.officers.get(cred.officer_id) if cred and cred.officer_id else None
+
+    def _publish_position(self, cam: CamLive, p: Any) -> None:
+        o = self._officer_of(cam.device_id)
+        self.bus.publish(
+            BodycamPosition(
+                device_id=cam.device_id,
+                ts=p.time,
+                lat=p.latitude,
+                lon=p.longitude,
+                officer_id=o.id if o else None,
+                squad=o.squad if o else None,
+                speed_kmh=p.speed_kmh,
+                direction_deg=p.direction_deg,
+                altitude_m=p.altitude_m,
+            )
+        )
+
+    def _alarm(self, cam: CamLive, alarm: Any, now: datetime) -> None:
+        o = self._officer_of(cam.device_id)
+        lat, lon = alarm.latitude, alarm.longitude
+        if lat is None and cam.position is not None:
+            lat, lon = cam.position.latitude, cam.position.longitude
+        self.counts.labels(
+            "alarm", str(alarm.alarm_type if alarm.alarm_type is not None else "")
+        ).inc()
+        log.warning(
+            "ALERT body cam %s (%s): alarm priority %s method %s: %s at %s,%s",
+            cam.device_id, o.name if o else "no officer", alarm.priority, alarm.method,
+            alarm.description or "", lat, lon,
+        )  # fmt: skip
+        self._alarms.append(AlarmRecord(alarm, now, lat, lon, o, self.config.alarm_cases))
+
+
+def _contact_uri(contact: str | None) -> str | None:
+    if not contact:
+        return None
+    start, end = contact.find("<"), contact.find(">")
+    uri = contact[start + 1 : end] if 0 <= start < end else contact.split(";")[0]
+    return uri.strip() or None
+
+
+def _charset(content_type: str | None) -> str | None:
+    if not content_type or ";" not in content_type:
+        return None
+    try:
+        return parse_params(content_type.split(";", 1)[1]).get("charset")
+    except ValueError:
+        return None

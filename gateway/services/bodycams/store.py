@@ -1,0 +1,133 @@
+"""The body cams in the database: loaded at boot, written behind the signalling.
+
+``load`` reads the credentials, the officers and the stored live state (restored presence);
+``flush`` writes the dirty cams' state in bulk (one INSERT for new rows, one UPDATE by key for
+the rest) and the alarms that arrived, each with its case report when ``[bodycams]
+alarm_cases`` says so, in one transaction. A failed flush keeps its work for the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from drivers.gb28181.manscdp import Alarm
+from events import CaseRaised
+from gateway.cases.outbox import record_case
+from gateway.directory.bodycams import Credential, credentials
+from gateway.infra.storage.schema import BodycamAlarmRow, BodycamStateRow, OfficerRow
+from gateway.services.bodycams.cams import CamLive, cam_from_row
+
+__all__ = ["AlarmRecord", "BodycamStore", "OfficerInfo", "alarm_case"]
+
+CASE_CATEGORY = "bodycam"  # a category of its own: the case system routes it to the squads
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerInfo:
+    id: str
+    name: str
+    squad: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    alarm: Alarm
+    received_at: datetime
+    lat: float | None  # the alarm's own position, else the cam's last one
+    lon: float | None
+    officer: OfficerInfo | None
+    file_case: bool
+
+
+def alarm_case(a: AlarmRecord) -> CaseRaised:
+    """The case report an alarm files: who, where (WGS-84), what the cam said."""
+    who = f"{a.officer.name}（{a.officer.squad}）" if a.officer else a.alarm.device_id
+    what = a.alarm.description or "报警"
+    return CaseRaised(
+        device_id=a.alarm.device_id,
+        ts=a.alarm.time or a.received_at,
+        category=CASE_CATEGORY,
+        rule_id="bodycam-alarm",
+        title=f"执法记录仪报警：{who}：{what}"[:200],
+        dedup_key=f"bodycam|{a.alarm.device_id}|{a.alarm.sn}",
+        dedup_window_s=300,
+        lat=a.lat,
+        lon=a.lon,
+        evidence=(f"bodycam-alarm:{a.alarm.device_id}:{a.alarm.sn}",),
+        details={
+            "officer_id": a.officer.id if a.officer else None,
+            "priority": a.alarm.priority,
+            "method": a.alarm.method,
+            "alarm_type": a.alarm.alarm_type,
+        },
+    )
+
+
+class BodycamStore:
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self.sessions = sessions
+        self._stored: set[str] = set()  # ids with a bodycam_state row
+
+    async def load(
+        self, interval_s: float, count: int
+    ) -> tuple[dict[str, Credential], dict[str, OfficerInfo], dict[str, CamLive]]:
+        async with self.sessions() as db:
+            creds = await credentials(db)
+            officers = {
+                o.id: OfficerInfo(o.id, o.name, o.squad, o.role)
+                for o in (await db.execute(select(OfficerRow))).scalars()
+            }
+            rows = list((await db.execute(select(BodycamStateRow))).scalars())
+        self._stored = {r.device_id for r in rows}
+        cams = {r.device_id: cam_from_row(r, interval_s, count) for r in rows}
+        return creds, officers, cams
+
+    async def officer(self, officer_id: str) -> OfficerInfo | None:
+        async with self.sessions() as db:
+            o = await db.get(OfficerRow, officer_id)
+        return None if o is None else OfficerInfo(o.id, o.name, o.squad, o.role)
+
+    async def flush(
+        self,
+        states: list[dict[str, Any]],
+        alarms: list[AlarmRecord],
+        on_case: Callable[[CaseRaised, bool], None],
+    ) -> None:
+        """Write *states* and *alarms* in one transaction; *on_case* hears each case raised
+        (and whether it was recorded or a duplicate) after the commit."""
+        new = [s for s in states if s["device_id"] not in self._stored]
+        old = [s for s in states if s["device_id"] in self._stored]
+        cases: list[tuple[CaseRaised, bool]] = []
+        async with self.sessions.begin() as db:
+            if new:
+                await db.execute(insert(BodycamStateRow), new)
+            if old:
+                await db.execute(update(BodycamStateRow), old)
+            for a in alarms:
+                row = BodycamAlarmRow(
+                    device_id=a.alarm.device_id,
+                    at=a.alarm.time,
+                    received_at=a.received_at,
+                    priority=a.alarm.priority,
+                    method=a.alarm.method,
+                    alarm_type=a.alarm.alarm_type,
+                    description=a.alarm.description,
+                    lat=a.lat,
+                    lon=a.lon,
+                )
+                if a.file_case:
+                    case = alarm_case(a)
+                    filed = await record_case(db, case, a.received_at)
+                    row.case_id = filed.id if filed is not None else None
+                    cases.append((case, filed is not None))
+                db.add(row)
+        self._stored.update(s["device_id"] for s in new)
+        for case, recorded in cases:
+            on_case(case, recorded)
