@@ -163,6 +163,8 @@ async def _demo(args: argparse.Namespace) -> int:
         data["api"]["port"] = args.port
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below
+        if base.bodycams.sip_port == Settings().bodycams.sip_port:
+            data["bodycams"]["sip_port"] = 0  # the body cams' SIP port: any free one
         settings = Settings.model_validate(data)
         town = load_town(settings.town.file)
         gate_sims, not_simulated = await simulate_town_gates(
@@ -225,6 +227,15 @@ async def _demo(args: argparse.Namespace) -> int:
             simulated = {lane.gate.bus for lane in town.lanes if lane.gate.bus in sim_buses}
             await run_lane_traffic(gw, demo_lanes, simulated, sim_stop, now_utc)
 
+        async def bodycams() -> None:
+            """The officers' body cams over GB/T 28181 SIP (demo passwords set here)."""
+            from gateway.demo.bodycam_town import simulate_town_bodycams
+
+            assert gw is not None
+            await gw.started.wait()
+            if settings.bodycams.enabled:
+                await simulate_town_bodycams(gw, town, sim_stop)
+
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
@@ -242,6 +253,12 @@ async def _demo(args: argparse.Namespace) -> int:
             ocpp = (
                 f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.ocpp_server else "off"
             )
+            cams = (
+                f"  body cams: {url}/api/v1/field (GB/T 28181 SIP on "
+                f"{settings.bodycams.host}:{gw.sip_port}, UDP and TCP)\n"
+                if settings.bodycams.enabled
+                else ""
+            )
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
@@ -249,6 +266,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
                 f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
                 "--role operator)\n"
+                f"{cams}"
                 f"  API docs:  {url}/docs\n"
                 f"  config:    {config_file} (on {base_config}; the CLI finds it)\n"
                 "Press Ctrl-C to stop.\n",
@@ -258,7 +276,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.duration)
                 stop()
 
-        gw.extra_tasks += [tracked(simulate), tracked(chargers), tracked(cars), announce]
+        gw.extra_tasks += [
+            tracked(simulate), tracked(chargers), tracked(cars), tracked(bodycams), announce,
+        ]  # fmt: skip
         try:
             await gw.run()
         finally:

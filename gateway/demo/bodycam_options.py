@@ -43,6 +43,9 @@ class BodyCamOptions:
     platform_id: str = DEFAULT_PLATFORM_ID
     realm: str | None = None  # default: the platform id's first 10 digits
     bind_host: str = "127.0.0.1"
+    # Each cam on its own loopback address (127.100.x.y): a fleet from one address is a flood
+    # to per-address flood control; real cams each have their own. Linux only, loopback only.
+    own_loopback_address: bool = False
     keepalive_interval_s: float = 60.0
     position_interval_s: float = 5.0
     register_expires_s: int = 3600
@@ -59,6 +62,14 @@ class BodyCamOptions:
     unregister_on_stop: bool = True
     backoff_cap_s: float = 60.0
 
+    def host_for(self, index: int) -> str:
+        """The address cam number *index* (0-based) binds to."""
+        if not self.own_loopback_address:
+            return self.bind_host
+        if not 0 <= index < 250 * 250:
+            raise ValueError("at most 62,500 cams get their own loopback address")
+        return f"127.100.{index // 250}.{index % 250 + 1}"
+
     @property
     def realm_(self) -> str:
         return self.realm or self.platform_id[:10]
@@ -72,6 +83,8 @@ class BodyCamOptions:
                 raise ValueError(f"{name} must be a positive number")
         if not 1 <= self.register_expires_s <= 86400:
             raise ValueError("register_expires_s outside 1..86400")
+        if self.own_loopback_address and not self.bind_host.startswith("127."):
+            raise ValueError("own_loopback_address needs a loopback bind_host")
         if not 0 <= self.list_form_share <= 1 or self.alarm_rate_per_h < 0:
             raise ValueError("list_form_share outside 0..1 or a negative alarm rate")
 

@@ -95,8 +95,9 @@ def _new_id() -> str:
 
 
 class _Cam:
-    def __init__(self, spec: CamSpec, sim: BodyCamSimulator) -> None:
+    def __init__(self, spec: CamSpec, sim: BodyCamSimulator, index: int) -> None:
         self.spec = spec
+        self.host = sim.options.host_for(index)
         self.id = spec.device_id
         self.sim = sim
         o = sim.options
@@ -108,7 +109,7 @@ class _Cam:
         self.storage_free0 = self.rng.uniform(16_000, 60_000)
         self.sn = self.rng.randrange(1, 1000)
         self.cseq = 0
-        self.reg_call_id = f"{_new_id()}@{o.bind_host}"
+        self.reg_call_id = f"{_new_id()}@{self.host}"
         self.reg_tag = _new_id()
         self.challenge: Challenge | None = None
         self.nc = 0
@@ -165,7 +166,7 @@ class _Cam:
         if self.sim.stopping:
             return
         self.ep = await SipEndpoint.open(
-            o.bind_host, self._on_request, self.sim.stats.counters, t1=o.t1, t2=o.t2
+            self.host, self._on_request, self.sim.stats.counters, t1=o.t1, t2=o.t2
         )
         self.addr = CamAddress(self.id, o.platform_id, o.realm_, self.ep.local, o.platform)
         backoff = Backoff(base=1.0, cap=o.backoff_cap_s, rng=self.rng)
@@ -462,7 +463,7 @@ class BodyCamSimulator:
         self.clock = clock
         self.stats = SimStats()
         self.stopping = False
-        self.cams = [_Cam(spec, self) for spec in cams]
+        self.cams = [_Cam(spec, self, i) for i, spec in enumerate(cams)]
         self._tg: asyncio.TaskGroup | None = None
 
     @property
