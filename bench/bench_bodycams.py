@@ -142,6 +142,7 @@ def _cams(port: int, n: int, seconds: float, spread: float, out: Any, go: Any) -
         for k in KINDS:
             sim.stats.latencies_ms.pop(k, None)
         before = dict(sim.stats.ok), dict(sim.stats.failed), sim.stats.counters.retransmissions
+        cpu0 = own_cpu()
         out.put(("measuring", registered))
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
         await asyncio.sleep(seconds)
@@ -150,7 +151,10 @@ def _cams(port: int, n: int, seconds: float, spread: float, out: Any, go: Any) -
         failed = sum(sim.stats.failed.get(k, 0) - before[1].get(k, 0) for k in KINDS)
         retrans = sim.stats.counters.retransmissions - before[2]
         prober.cancel()
-        done = {"lat": lat, "ok": ok, "failed": failed, "retrans": retrans, "lag": lags}
+        done = {
+            "lat": lat, "ok": ok, "failed": failed, "retrans": retrans, "lag": lags,
+            "generator_cpu_s": own_cpu() - cpu0,
+        }  # fmt: skip
         out.put(("done", done))
         stop.set()
         await asyncio.wait_for(run, 30)
@@ -182,6 +186,7 @@ async def measure(
     result.update(
         registered=registered,
         cpu_s=c1 - c0,
+        window_s=t1 - t0,
         rate=handled / (t1 - t0),
         cpu_us_per_msg=(c1 - c0) / max(1, handled) * 1e6,
     )
@@ -196,7 +201,10 @@ def report(prefix: str, r: dict[str, Any], base: dict[str, Any] | None, **extra:
         f"{prefix}_handling_p99", pct(r["lat"], 0.99), "ms", b99, target_ms=20,
         registered=r["registered"], failed=r["failed"], retransmissions=r["retrans"],
     )  # fmt: skip
-    emit(f"{prefix}_load_generator_loop_lag_p99", pct(r["lag"], 0.99), "ms", None)
+    emit(
+        f"{prefix}_load_generator_loop_lag_p99", pct(r["lag"], 0.99), "ms", None,
+        generator_cpu_share=round(r["generator_cpu_s"] / r["window_s"], 2),
+    )  # fmt: skip
     ratio = r["cpu_us_per_msg"] / base["cpu_us_per_msg"] if base else None
     emit(
         f"{prefix}_cpu_per_message", r["cpu_us_per_msg"], "us",
@@ -248,10 +256,12 @@ async def gateway_run(ctx: Any, n: int, seconds: float, spread: float) -> dict[s
         broker.stop()
 
 
-async def main(n: int, seconds: float, spread: float) -> None:
+async def main(n: int, seconds: float, spread: float, only: set[str]) -> None:
     ctx = mp.get_context("spawn")
     results: dict[str, dict[str, Any]] = {}
     for name, target, args in (("bare", _bare, ()), ("sipcore", _sip_core, (n,))):
+        if name not in only and name != "bare":
+            continue
         ready = ctx.Queue()
         proc = ctx.Process(target=target, args=(*args, ready), daemon=True)
         proc.start()
@@ -264,8 +274,9 @@ async def main(n: int, seconds: float, spread: float) -> None:
             proc.terminate()
     bare = results["bare"]
     report("bodycam_bare_responder", bare, None, cams=n)
-    report("bodycam_sip_core_uas", results["sipcore"], bare, cams=n)
-    gw = await gateway_run(ctx, n, seconds, spread)
+    if "sipcore" in results:
+        report("bodycam_sip_core_uas", results["sipcore"], bare, cams=n)
+    gw = await gateway_run(ctx, n, seconds, spread) if "gateway" in only else None
     if gw is not None:
         report("bodycam_gateway", gw, bare, cams=n, target_ratio=5)
 
@@ -275,5 +286,8 @@ if __name__ == "__main__":
     ap.add_argument("--cams", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--spread", type=float, default=20.0, help="registrations spread (s)")
+    ap.add_argument(
+        "--targets", default="bare,sipcore,gateway", help="which (the bare one always runs)"
+    )
     a = ap.parse_args()
-    asyncio.run(main(a.cams, a.seconds, a.spread))
+    asyncio.run(main(a.cams, a.seconds, a.spread, set(a.targets.split(","))))

@@ -133,7 +133,11 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self.counters.garbage += 1
             return
         entry = self._pending.get(branch)
-        if entry is None or not entry[0].match(response):
+        try:
+            method = response.cseq.method
+        except SipParseError:
+            method = ""
+        if entry is None or method != entry[0].method:  # §17.1.3: branch and CSeq method
             self.counters.stray_responses += 1
             return
         tx, fut = entry
@@ -147,7 +151,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
         began = time.perf_counter()
         tx = ClientTransaction.start(request, loop.time(), os.urandom, t1=self.t1, t2=self.t2)
         fut: asyncio.Future[SipResponse] = loop.create_future()
-        self._pending[tx.branch] = (tx, fut)
+        branch = tx.branch  # a property that parses the Via: once
+        self._pending[branch] = (tx, fut)
         wire = tx.request.to_bytes()
         try:
             self.counters.sent += 1
@@ -167,6 +172,6 @@ class SipEndpoint(asyncio.DatagramProtocol):
                     self.counters.retransmissions += 1
                     self.send_raw(wire, dest)
         finally:
-            del self._pending[tx.branch]
+            del self._pending[branch]
             if not fut.done():
                 fut.cancel()
