@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import gc
 import multiprocessing as mp
 import os
@@ -214,7 +215,32 @@ def report(prefix: str, r: dict[str, Any], base: dict[str, Any] | None, **extra:
     )  # fmt: skip
 
 
-async def gateway_run(ctx: Any, n: int, seconds: float, spread: float) -> dict[str, Any] | None:
+async def loop_lag(out: list[float]) -> None:
+    """How late a 10 ms sleep wakes, over and over: the lag of the loop it runs on."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        out.append((time.perf_counter() - t - 0.01) * 1000)
+
+
+def timed_flushes(store: Any) -> list[float]:
+    """The platform's write-behind flushes, each one's duration in ms (wrapped, bench only)."""
+    inner, out = store.flush, []
+
+    async def flush(*args: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await inner(*args, **kw)
+        finally:
+            out.append((time.perf_counter() - t) * 1000)
+
+    store.flush = flush
+    return out
+
+
+async def gateway_run(
+    ctx: Any, n: int, seconds: float, spread: float, profile: str | None = None
+) -> dict[str, Any] | None:
     """The gateway in this process; None (said on stdout) when its platform is not there."""
     try:
         from gateway.directory.bodycams import add_bodycam, credentials, set_password
@@ -248,7 +274,18 @@ async def gateway_run(ctx: Any, n: int, seconds: float, spread: float) -> dict[s
             return all(getattr(creds.get(k), "ha1", None) == h for k, h in want.items())
 
         await wait_for(known, 60, 0.2, what="the registrar knows the cams' passwords")
+        flushes = timed_flushes(gw.services.bodycams.store)
+        lags: list[float] = []
+        prober = asyncio.create_task(loop_lag(lags))
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
         result = await measure(ctx, gw.sip_port, n, seconds, spread, own_cpu)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        prober.cancel()
+        result.update(gateway_lag=lags, flushes=flushes)
         gw.request_stop()
         await run
         return result
@@ -256,7 +293,7 @@ async def gateway_run(ctx: Any, n: int, seconds: float, spread: float) -> dict[s
         broker.stop()
 
 
-async def main(n: int, seconds: float, spread: float, only: set[str]) -> None:
+async def main(n: int, seconds: float, spread: float, only: set[str], profile: str | None) -> None:
     ctx = mp.get_context("spawn")
     results: dict[str, dict[str, Any]] = {}
     for name, target, args in (("bare", _bare, ()), ("sipcore", _sip_core, (n,))):
@@ -276,9 +313,16 @@ async def main(n: int, seconds: float, spread: float, only: set[str]) -> None:
     report("bodycam_bare_responder", bare, None, cams=n)
     if "sipcore" in results:
         report("bodycam_sip_core_uas", results["sipcore"], bare, cams=n)
-    gw = await gateway_run(ctx, n, seconds, spread) if "gateway" in only else None
+    gw = await gateway_run(ctx, n, seconds, spread, profile) if "gateway" in only else None
     if gw is not None:
         report("bodycam_gateway", gw, bare, cams=n, target_ratio=5)
+        lag = gw["gateway_lag"]
+        emit("bodycam_gateway_loop_lag_p99", pct(lag, 0.99), "ms", None, max_ms=round(max(lag), 1))
+        fl = gw["flushes"]
+        emit(
+            "bodycam_gateway_state_flush_p50", pct(fl, 0.5), "ms", None,
+            p99_ms=round(pct(fl, 0.99), 1), flushes=len(fl),
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -289,5 +333,6 @@ if __name__ == "__main__":
     ap.add_argument(
         "--targets", default="bare,sipcore,gateway", help="which (the bare one always runs)"
     )
+    ap.add_argument("--profile", help="write the gateway's cProfile stats here (slows it)")
     a = ap.parse_args()
-    asyncio.run(main(a.cams, a.seconds, a.spread, set(a.targets.split(","))))
+    asyncio.run(main(a.cams, a.seconds, a.spread, set(a.targets.split(",")), a.profile))
