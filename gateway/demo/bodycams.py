@@ -19,9 +19,10 @@ coroutine each, so the bench's fleet costs a few MB.
 Requests are client transactions (retransmitted on Timer E until Timer F); everything runs in
 one TaskGroup; ``stop`` ends every cam (unregistering, if asked, within two seconds).
 
-Long because one cam's life (registration, cadence, answers, the subscription dialog) reads
-best as one state machine; what it builds on is apart: ``bodycam_options`` (options, stats),
-``bodycam_requests`` (the SIP it sends), ``sipua`` (socket and transactions), ``patrol``.
+The module is long because one cam's life (registration, cadence, answers, the subscription
+dialog) reads best as one state machine; what it builds on is apart: ``bodycam_options``
+(options, stats), ``bodycam_requests`` (the SIP it sends), ``sipua`` (socket and
+transactions), ``patrol`` (the walk).
 """
 
 from __future__ import annotations
