@@ -148,6 +148,9 @@ class Timed:
     def status(self, lane_id: str) -> Any:
         return self.inner.status(lane_id)
 
+    def forget(self, lane_id: str) -> None:
+        self.inner.forget(lane_id)
+
 
 def town_with_lanes(urls: list[str]) -> Any:
     from gateway.directory.town import load_town, parse_town

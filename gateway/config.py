@@ -331,6 +331,22 @@ class LanesConfig(_Section):
     recheck_s: float = Field(
         1.0, gt=0, le=60, description="how often lanes waiting for a payment re-price the stay"
     )
+    serial_ports: dict[str, str] = Field(
+        default_factory=dict,
+        description="this host's device for a serial port the town's lanes name, e.g. "
+        '{ "/dev/ttyUSB0" = "/dev/serial/by-id/usb-FTDI_..." }: the town (and its lanes) is '
+        "shared by every instance, the device name is the host's",
+    )
+
+    @field_validator("serial_ports")
+    @classmethod
+    def _absolute_devices(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [
+            f"{k} = {v}" for k, v in value.items() if not (k.startswith("/") and v.startswith("/"))
+        ]
+        if bad:
+            raise ValueError(f"serial ports are absolute device paths: {', '.join(bad[:3])}")
+        return value
 
 
 class PaymentsConfig(_Section):
@@ -740,6 +756,12 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table; keys quoted (they may hold "/" or ".")
+        return (
+            "{ "
+            + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+            + " }"
+        )
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 

@@ -26,12 +26,16 @@ class FakeGates:
     persisted: list[str] = field(default_factory=list)  # the row's state when it was sent
     script: dict[str, list[str]] = field(default_factory=dict)  # lane -> next outcomes
     hold: bool = False  # commands never answer (the gateway stops mid-command)
+    forgotten: list[str] = field(default_factory=list)  # lanes that went away
 
     def gate_for(self, lane: LaneConfig) -> Gate:
         return _FakeGate(self, lane.id)
 
     def status(self, lane_id: str) -> dict[str, object] | None:
         return {"online": True, "driver": "fake"}
+
+    def forget(self, lane_id: str) -> None:
+        self.forgotten.append(lane_id)
 
     def of(self, lane_id: str) -> list[str]:
         return [d for lane, _, d in self.commands if lane == lane_id]

@@ -173,3 +173,24 @@ async def test_a_flood_from_one_address_is_dropped_and_counted_not_a_stall(
     await wait_for(lambda: dropped(gw, "rate_limited") >= before + 1000, 5, what="drops")
     assert max(waits) < 1.2, waits  # at worst one retransmission (a datagram lost in the flood)
     await options_answered(gw, uac)
+
+
+async def test_a_retransmitted_request_is_answered_from_its_transaction(gw: Any, uac: Uac) -> None:
+    assert (await uac.register()).status == 200
+    lines = uac._head("MESSAGE", f"sip:{PLATFORM}@{REALM}", PLATFORM)
+    lines.append("Content-Type: Application/MANSCDP+xml")
+    body = (
+        f"<Notify><CmdType>Keepalive</CmdType><SN>99</SN><DeviceID>{CAM}</DeviceID>"
+        "<Status>OK</Status></Notify>"
+    ).encode()
+    data = ("\r\n".join([*lines, f"Content-Length: {len(body)}"]) + "\r\n\r\n").encode() + body
+    handled = counted(gw, "message", "Keepalive")
+    again = counted(gw, "retransmission", "message")
+    uac.send_raw(data)
+    first = await asyncio.wait_for(uac.responses.get(), 5)
+    uac.send_raw(data)  # the cam did not hear the 200: the same request again
+    second = await asyncio.wait_for(uac.responses.get(), 5)
+    assert first.status == second.status == 200
+    assert first.to.tag == second.to.tag
+    assert counted(gw, "message", "Keepalive") == handled + 1  # processed once
+    assert counted(gw, "retransmission", "message") == again + 1

@@ -399,3 +399,32 @@ async def test_hostile_bodies_never_get_a_5xx(
             r = await http.post(path, content=body, headers={"Content-Type": ctype})
             assert r.status_code in (200, 413, 422), (path, body[:40], r.status_code, r.text)
     assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_dahua_digest_header_with_empty_realm_and_nonce_is_no_credential(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dahua firmware configured for digest on its push sends an Authorization header with an
+    empty realm and nonce (it cannot answer a challenge): the camera is known by its URL
+    secret, so the header is neither required nor trusted, and a wrong secret with a
+    well-formed header is still refused."""
+    c = await add_camera(http, tokens, "cam-dh-dg", "dahua", "cp-tonghe", direction="in")
+    cam = DahuaCamera(str(http.base_url), "cam-dh-dg", c["secret"])
+    digest = (
+        'Digest username="admin", realm="", nonce="", uri="/NotificationInfo/TollgateInfo", '
+        'response="", algorithm="MD5"'
+    )
+    cam.client.headers["Authorization"] = digest
+    try:
+        r = await cam.push("川A54321", gw.services.clock())
+        assert r.status_code == 200 and r.json() == {"Result": True}, r.text
+        assert await rows_count(gw, "cam-dh-dg") == 1
+        wrong = DahuaCamera(str(http.base_url), "cam-dh-dg", "x" * len(c["secret"]))
+        wrong.client.headers["Authorization"] = digest
+        r = await wrong.push("川A54322", gw.services.clock())
+        assert r.status_code in (401, 403, 404), r.text
+        await wrong.aclose()
+        assert await rows_count(gw, "cam-dh-dg") == 1
+    finally:
+        await cam.aclose()
+    assert c["secret"] not in caplog.text

@@ -35,6 +35,7 @@ async def test_kill_9_between_commit_and_delivery(
         "CITYGATE_MQTT__PORT": str(mosquitto.port),
         "CITYGATE_MQTT__CLIENT_ID": '"cases-crash"',
         "CITYGATE_API__PORT": str(api_port),
+        "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',
         "CITYGATE_CASES__URL": f'"{case_system.url}"',

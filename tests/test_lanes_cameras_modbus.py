@@ -20,7 +20,7 @@ from gateway.demo.cameras import HikvisionCamera, VzenithCamera
 from gateway.demo.gates import GateSimulator, SimGate
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.slow

@@ -27,7 +27,7 @@ from gateway.infra.storage.schema import LaneDecisionRow
 from gateway.metrics import Metrics
 from gateway.services.lanes.contract import LaneAnswer, LaneRead
 from gateway.services.lanes.decisions import Decision
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.providers import FakeProvider
 from parking.lanes import yuan

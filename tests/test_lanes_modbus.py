@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from drivers.gates.models import shipped_model
@@ -16,7 +17,7 @@ from gateway.demo.gates import GateSimulator, SimGate
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
 from gateway.services.lanes.contract import LaneRead
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 
 T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
@@ -101,3 +102,44 @@ async def test_a_gate_that_is_gone_is_a_fault_and_an_operator_opens_it_later(
     )
     d2 = await settled(lane(gw), 2)
     assert d2.state == "confirmed" and sim.action_writes(1, "raise") == 1
+
+
+def test_a_serial_port_the_town_names_is_opened_as_this_hosts_device() -> None:
+    """The town (shared by every instance) names ``/dev/ttyUSB0``; each host says which of
+    its devices that is (``[lanes] serial_ports``). Other buses are left as they are."""
+    from datetime import UTC, datetime
+
+    from gateway.config import Settings
+    from gateway.services.lanes.modbus_gates import ModbusGates
+
+    gates = ModbusGates(
+        lambda: datetime.now(UTC), serial_ports={"/dev/ttyUSB0": "/dev/serial/by-id/usb-FTDI-1"}
+    )
+    assert (
+        gates.host_bus("serial:///dev/ttyUSB0?baudrate=19200&parity=E&stopbits=1")
+        == "serial:///dev/serial/by-id/usb-FTDI-1?baudrate=19200&parity=E&stopbits=1"
+    )
+    assert gates.host_bus("serial:///dev/ttyS1") == "serial:///dev/ttyS1"
+    assert gates.host_bus("tcp://127.0.0.1:1502") == "tcp://127.0.0.1:1502"
+    with pytest.raises(ValueError, match="absolute device paths"):
+        Settings.model_validate({"lanes": {"serial_ports": {"ttyUSB0": "/dev/ttyACM0"}}})
+
+
+async def test_a_lane_that_goes_away_stops_its_gate_polling_unless_another_lane_has_it() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from gateway.services.lanes.config import LaneConfig
+    from gateway.services.lanes.modbus_gates import ModbusGates
+
+    gates = ModbusGates(lambda: datetime.now(UTC))
+    a = LaneConfig(
+        "ln-a", "cp-x", "entry", "cam-a", "tcp://127.0.0.1:9", 1, "example-relay4", 4, True
+    )
+    b = replace(a, id="ln-b", camera_id="cam-b")  # the same controller (a test town's mistake)
+    gates.gate_for(a)
+    gates.gate_for(b)
+    gates.forget("ln-a")
+    assert gates.controller("ln-a") is None and gates.controller("ln-b") is not None
+    gates.forget("ln-b")
+    assert gates.controller("ln-b") is None and not gates._controllers

@@ -35,7 +35,7 @@ from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
 from gateway.infra.storage.schema import CameraReadRow, LaneDecisionRow, PlateReadRow
 from gateway.services.lanes.modbus_gates import ModbusGates
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 # slow: seven tests on both backends, each starting a gateway (about 1.3 s), 25-40 s in all.

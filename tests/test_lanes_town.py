@@ -82,6 +82,10 @@ def test_a_valid_lane_parses_with_its_gate_and_display() -> None:
         (lane("ln-1", "cam-1", 0), "lanes.0.gate.unit"),
         (lane("ln-1", "cam-1", 1).replace('"entry"', '"both"'), "lanes.0.kind"),
         (lane("ln-1", "cam-1", 1, bus="udp://1.2.3.4:502"), "scheme must be tcp:// or serial://"),
+        (
+            lane("ln-1", "cam-1", 1) + 'display = { model = "ledmaster-9000" }\n',
+            "unknown display model 'ledmaster-9000'",
+        ),
     ],
 )
 def test_bad_lanes_are_refused_and_named(lanes: str, expected: str) -> None:

@@ -161,6 +161,7 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
         "CITYGATE_MQTT__PORT": str(mosquitto.port),
         "CITYGATE_MQTT__CLIENT_ID": '"sigterm-test"',
         "CITYGATE_API__PORT": str(port),
+        "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
         "CITYGATE_LOG__JSON": "true",
         "CITYGATE_MQTT__PASSWORD": "s3cret-not-in-logs",

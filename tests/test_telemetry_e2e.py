@@ -107,6 +107,7 @@ async def test_gateway_killed_during_outage_delivers_after_restart(
         "CITYGATE_MQTT__PORT": str(mosquitto.port),
         "CITYGATE_MQTT__CLIENT_ID": '"crash-test"',
         "CITYGATE_API__PORT": str(api_port),
+        "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
         "CITYGATE_TELEMETRY__URL": f'"{own_victoria.url}"',
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{spool_dir}"',

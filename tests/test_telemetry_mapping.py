@@ -18,6 +18,7 @@ import events
 from events import (
     BerthState,
     BerthStateChanged,
+    BodycamPosition,
     CarParkCount,
     CaseRaised,
     ChargerBooted,
@@ -160,6 +161,14 @@ CASES: list[tuple[Event, str]] = [
         ),
         "plate_read,camera=cam-shiminting-in1,direction=in,site=cp-shiminting "
         "count=1i,confidence=0.97 1740817815123456585",
+    ),
+    (
+        BodycamPosition(
+            device_id="62072500081380000001", ts=T0, lat=38.7851, lon=101.0852,
+            officer_id="of-001", squad="督查中队", speed_kmh=4.5, direction_deg=90.0,
+        ),
+        "bodycam_position,device_id=62072500081380000001,officer_id=of-001,squad=督查中队 "
+        "lat=38.7851,lon=101.0852,speed_kmh=4.5,direction_deg=90.0 1740817815123456000",
     ),
     (
         CaseRaised(
@@ -777,6 +786,11 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     ),
     InputRejected: st.builds(
         InputRejected, device_id=_ids, ts=_ts, source=_text, reason=_text, detail=_text
+    ),
+    BodycamPosition: st.builds(
+        BodycamPosition, device_id=_ids, ts=_ts, lat=_floats, lon=_floats,
+        officer_id=st.none() | _text, squad=st.none() | _text, speed_kmh=_opt_float,
+        direction_deg=_opt_float, altitude_m=_opt_float,
     ),
     PlateRead: st.builds(
         PlateRead, device_id=_ids, ts=_ts, site_id=_text, direction=st.sampled_from(["in", "out"]),

@@ -14,6 +14,7 @@ import binascii
 from collections.abc import Sequence
 from typing import Any
 
+from drivers.cameras.framing import Framing, display_model, frame_text
 from drivers.cameras.reads import (
     CameraError,
     CameraHeartbeat,
@@ -38,7 +39,6 @@ __all__ = [
 _COLOURS = {1: "blue", 2: "yellow", 3: "white", 4: "black", 5: "green"}
 DISPLAY_CHANNEL = 0  # RS-485 port 0: the LED display (the usual wiring; lanes may differ)
 VOICE_CHANNEL = 1  # port 1: the voice module
-_MAX_TEXT = 256  # characters of display or voice text sent in one reply
 
 
 def _obj(value: Any, key: str) -> dict[str, Any]:
@@ -122,21 +122,18 @@ def serial_items(
     display: Sequence[str] = (),
     voice: str | None = None,
     *,
+    framing: Framing | None = None,
     display_channel: int = DISPLAY_CHANNEL,
     voice_channel: int = VOICE_CHANNEL,
 ) -> list[tuple[int, bytes]]:
-    """The RS-485 payloads of a reply: display lines and voice text as GB18030 bytes.
-
-    LED display and voice modules speak their makers' own framing; this plain-text framing
-    (lines joined by CRLF) is what text-mode modules take. A lane with another module passes
-    its own bytes to ``build_response``.
-    """
+    """The RS-485 payloads of a reply: display lines and voice text framed for the lane's
+    display module (``drivers.cameras.framing``; text-mode ``text-crlf`` by default)."""
+    shown, said = frame_text(framing or display_model("text-crlf"), display, voice)
     out: list[tuple[int, bytes]] = []
-    text = "\r\n".join(line[:_MAX_TEXT] for line in display)[:_MAX_TEXT]
-    if text:
-        out.append((display_channel, text.encode("gb18030", "replace")))
-    if voice:
-        out.append((voice_channel, voice[:_MAX_TEXT].encode("gb18030", "replace")))
+    if shown:
+        out.append((display_channel, shown))
+    if said:
+        out.append((voice_channel, said))
     return out
 
 

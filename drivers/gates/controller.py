@@ -52,6 +52,7 @@ from drivers.once import OnceLogger
 __all__ = ["CommandOutcome", "GateController", "Outcome"]
 
 log = logging.getLogger(__name__)
+FIRST_CONNECT_S = 2.0  # how long the first poll waits for the bus's first connection
 
 Outcome = Literal["confirmed", "unconfirmed", "failed"]
 StateListener = Callable[["GateController", GateState | None, GateState], None]
@@ -131,10 +132,13 @@ class GateController:
 
     # -- reading ----------------------------------------------------------------------
 
-    async def read(self, *, wait: float | None = None) -> GateState:
-        """Read and decode the state once (raises ``BusError`` or ``DecodeError``)."""
+    async def read(self, *, wait: float | None = None, urgent: bool = False) -> GateState:
+        """Read and decode the state once (raises ``BusError`` or ``DecodeError``);
+        *urgent* for a command's read-back (ahead of the polls on the bus)."""
         try:
-            blocks = [await self.hub.read(self.unit, req, wait=wait) for req in self._plan]
+            blocks = [
+                await self.hub.read(self.unit, req, wait=wait, urgent=urgent) for req in self._plan
+            ]
             state = decode(self.gate_map, blocks)
         except (BusError, DecodeError) as exc:
             self._missed(str(exc))
@@ -173,8 +177,13 @@ class GateController:
                 log.exception("gate %s: online listener failed", self.gate_id)
 
     async def run(self) -> None:
-        """Poll forever (cancel to stop). Nothing a controller or the bus does ends it."""
+        """Poll forever (cancel to stop). Nothing a controller or the bus does ends it.
+
+        The first poll waits for the bus's first connection (up to ``FIRST_CONNECT_S``): a
+        gate is reported failing when its bus is down, not because polling began before the
+        connection was made."""
         self._release_outputs()
+        await self.hub.wait_online(FIRST_CONNECT_S)
         while True:
             try:
                 with contextlib.suppress(BusError):
@@ -286,7 +295,7 @@ class GateController:
         while True:
             remaining = deadline - loop.time()
             try:
-                state = await self.read(wait=max(0.0, remaining))
+                state = await self.read(wait=max(0.0, remaining), urgent=True)
                 if confirms(name, state):
                     return outcome("confirmed", True, None)
                 error = (

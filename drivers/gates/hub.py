@@ -34,6 +34,7 @@ from pymodbus.pdu import ModbusPDU
 
 from drivers.backoff import Backoff
 from drivers.gates.bus import BusSpec, SerialBus, char_time, frame_gap, parse_bus_url
+from drivers.gates.buslock import BusLock
 from drivers.gates.clients import Client, client_for
 from drivers.gates.registers import BIT_TABLES, Block, ReadRequest, Write
 from drivers.once import OnceLogger
@@ -100,7 +101,7 @@ class ModbusHub:
             else 0.0
         )
         self._backoff = backoff or Backoff(base=0.25, cap=10.0)
-        self._lock = asyncio.Lock()
+        self._lock = BusLock()
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._down.set()
@@ -209,30 +210,37 @@ class ModbusHub:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def read(self, unit: int, req: ReadRequest, *, wait: float | None = None) -> Block:
+    async def read(
+        self, unit: int, req: ReadRequest, *, wait: float | None = None, urgent: bool = False
+    ) -> Block:
         """One read of *req* from controller *unit*. *wait*: how long to wait for the bus to
-        be connected first (default: the request timeout)."""
+        be connected first (default: the request timeout). *urgent*: a command's read-back,
+        served before the polls waiting for the bus."""
         reader = _READERS[req.table]
 
         def call(c: Client) -> Awaitable[ModbusPDU]:
             method: Callable[..., Awaitable[ModbusPDU]] = getattr(c, reader)
             return method(req.address, count=req.count, device_id=unit)
 
-        rsp = await self._request(unit, f"read {req.table} {req.address}+{req.count}", call, wait)
+        what = f"read {req.table} {req.address}+{req.count}"
+        rsp = await self._request(unit, what, call, wait, urgent)
         raw = list(rsp.bits) if req.table in BIT_TABLES else list(rsp.registers)
         if len(raw) < req.count or (req.table not in BIT_TABLES and len(raw) != req.count):
             raise NoAnswer(f"unit {unit}: {len(raw)} values for a read of {req.count}")
         return Block(req.table, req.address, tuple(int(v) for v in raw[: req.count]))
 
-    async def write(self, unit: int, w: Write, *, wait: float | None = None) -> None:
-        """One write to controller *unit*, sent at most once (no retry here)."""
+    async def write(
+        self, unit: int, w: Write, *, wait: float | None = None, urgent: bool = True
+    ) -> None:
+        """One write to controller *unit*, sent at most once (no retry here); a command,
+        so served before the polls waiting for the bus unless *urgent* is False."""
 
         def call(c: Client) -> Awaitable[ModbusPDU]:
             if w.table == "coil":
                 return c.write_coil(w.address, bool(w.value), device_id=unit)
             return c.write_register(w.address, w.value, device_id=unit)
 
-        rsp = await self._request(unit, f"write {w.table} {w.address}={w.value}", call, wait)
+        rsp = await self._request(unit, f"write {w.table} {w.address}={w.value}", call, wait, True)
         echo = int(rsp.bits[0]) if w.table == "coil" and rsp.bits else None
         if w.table == "holding" and rsp.registers:
             echo = rsp.registers[0]
@@ -245,10 +253,11 @@ class ModbusHub:
         what: str,
         call: Callable[[Client], Awaitable[ModbusPDU]],
         wait: float | None,
+        urgent: bool = False,
     ) -> ModbusPDU:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.timeout if wait is None else wait)
-        async with self._lock:
+        async with self._lock.hold(urgent):
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             try:

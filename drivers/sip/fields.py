@@ -30,8 +30,9 @@ __all__ = [
 MAGIC_COOKIE = "z9hG4bK"
 MAX_PARAMS = 32
 MAX_CSEQ = 2**31 - 1
-_TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~\-]+$")
-_SENT_BY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::(\d{1,5}))?$")
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_SENT_BY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?")
 
 
 def split_commas(value: str) -> list[str]:
@@ -154,10 +155,10 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2 or not _DIGITS.fullmatch(parts[0]):
         raise SipParseError("bad_cseq", value[:40])
     number = int(parts[0])
-    if number > MAX_CSEQ or not _TOKEN.match(parts[1]):
+    if number > MAX_CSEQ or not _TOKEN.fullmatch(parts[1]):
         raise SipParseError("bad_cseq", value[:40])
     return CSeq(number, parts[1].upper())
 
@@ -209,7 +210,7 @@ def parse_via(value: str) -> Via:
     proto = [p.strip() for p in parts[0].split("/")]
     if len(proto) != 3 or proto[0].upper() != "SIP" or not all(proto):
         raise SipParseError("bad_via", value[:60])
-    m = _SENT_BY.match(parts[1].strip())
+    m = _SENT_BY.fullmatch(parts[1].strip())
     if m is None:
         raise SipParseError("bad_via", value[:60])
     port = int(m.group(2)) if m.group(2) else None

@@ -57,8 +57,10 @@ MAX_SIZE = 65536
 MAX_HEADERS = 128
 REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 
-_TOKEN = re.compile(rb"^[A-Za-z0-9.!%*_+`'~\-]+$")
-_VERSION = re.compile(r"^SIP/\d\.\d$", re.IGNORECASE)
+_TOKEN = re.compile(rb"[A-Za-z0-9.!%*_+`'~\-]+")
+_TOKEN_STR = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
+_DIGITS = re.compile(r"[0-9]+")
+_VERSION = re.compile(r"SIP/[0-9]\.[0-9]", re.IGNORECASE)
 
 
 class _Common:
@@ -130,14 +132,12 @@ SipMessage = SipRequest | SipResponse
 
 
 def _decode(raw: bytes) -> str:
+    """UTF-8 as RFC 3261 says; else GB18030, which display names from Chinese firmware often
+    are; bytes that are neither become U+FFFD (so every string encodes again)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        # Display names from Chinese firmware are often GB2312; keep bytes otherwise intact.
-        try:
-            return raw.decode("gb18030")
-        except UnicodeDecodeError:
-            return raw.decode("utf-8", "surrogateescape")
+        return raw.decode("gb18030", "replace")
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes] | None:
@@ -162,13 +162,13 @@ class _Head:
 def _parse_start(line: bytes) -> tuple[tuple[str, str, str], bool]:
     text = _decode(line).strip()
     parts = text.split(" ", 2)
-    if len(parts) >= 2 and _VERSION.match(parts[0]):
+    if len(parts) >= 2 and _VERSION.fullmatch(parts[0]):
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not _DIGITS.fullmatch(code) or not 100 <= int(code) <= 699:
             raise SipParseError("bad_status", text[:40])
         return (parts[0].upper(), code, parts[2].strip() if len(parts) > 2 else ""), False
     parts = text.split()
-    if len(parts) != 3 or not _VERSION.match(parts[2]) or not _TOKEN.match(parts[0].encode()):
+    if len(parts) != 3 or not _VERSION.fullmatch(parts[2]) or not _TOKEN_STR.fullmatch(parts[0]):
         raise SipParseError("bad_start_line", text[:40])
     return (parts[0].upper(), parts[1], parts[2].upper()), True
 
@@ -185,7 +185,7 @@ def _parse_head(raw: bytes, *, max_size: int, max_headers: int) -> _Head:
             continue
         name, sep, value = line.partition(b":")
         name = name.strip()
-        if not sep or not _TOKEN.match(name):
+        if not sep or not _TOKEN.fullmatch(name):
             raise SipParseError("bad_header", _decode(line)[:40])
         fields.append([_decode(name), _decode(value).strip()])
         if len(fields) > max_headers:
@@ -215,7 +215,7 @@ def _content_length(headers: Headers, max_size: int) -> int | None:
     if len(values) > 1:
         raise SipParseError("bad_content_length", "conflicting values")
     (value,) = values
-    if not value.isdigit() or len(value) > 9:
+    if not _DIGITS.fullmatch(value) or len(value) > 9:
         raise SipParseError("bad_content_length", value[:20])
     length = int(value)
     if length > max_size:

@@ -180,6 +180,10 @@ class SipEndpoint:
         except SipParseError as exc:
             self.on_drop(exc.reason.split(":")[0], peer)
             return
+        except Exception:  # a parser bug: counted and logged, never the listener's end
+            log.exception("SIP parser failed on a datagram from %s", peer)
+            self.on_drop("parser_error", peer)
+            return
         self._deliver(message, peer)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -202,6 +206,10 @@ class SipEndpoint:
                 except SipParseError as exc:
                     self.on_drop(exc.reason.split(":")[0], peer)
                     return  # out of step: the stream cannot be read any further
+                except Exception:
+                    log.exception("SIP parser failed on a stream from %s", peer)
+                    self.on_drop("parser_error", peer)
+                    return
                 if parser.keepalives != before and data.startswith(b"\r\n\r\n"):
                     writer.write(b"\r\n")
                 for message in messages:

@@ -36,6 +36,7 @@ from drivers.cameras import (
     parse_vzenith,
     serial_items,
 )
+from drivers.cameras.framing import DisplayModelError, Framing, display_model
 from gateway.api.problems import problem, responses
 from gateway.api.state import AppState, get_state
 from gateway.directory.cameras import admit
@@ -163,11 +164,18 @@ def _dahua(read: CameraRead | None, answer: LaneAnswer) -> dict[str, Any]:
     return dict(DAHUA_REPLY)
 
 
+def _framing(answer: LaneAnswer) -> Framing:
+    try:
+        return display_model(answer.display_model)
+    except DisplayModelError:  # validated at import; an older row falls back to plain text
+        return display_model("text-crlf")
+
+
 def _vzenith(read: CameraRead | None, answer: LaneAnswer) -> dict[str, Any]:
     resend = read is not None and read.offline and read.record_id is not None
     return build_response(
         open_gate=answer.open,
-        serial=serial_items(answer.display, answer.voice),
+        serial=serial_items(answer.display, answer.voice, framing=_framing(answer)),
         continue_plateid=read.record_id if resend and read else None,
     )
 

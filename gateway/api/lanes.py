@@ -16,7 +16,7 @@ from gateway.api.auth import require
 from gateway.api.problems import ProblemError, responses
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
-from gateway.services.lanes.service import UnknownLane
+from gateway.services.lanes.runtime import UnknownLane
 from gateway.services.lanes.views import decision_json, lane_json
 
 router = APIRouter(prefix="/api/v1", tags=["lanes"])

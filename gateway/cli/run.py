@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -110,8 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.demo.broker import embedded_broker
-    from gateway.demo.gates import simulate_town_gates
     from gateway.demo.lanes import DemoLane, run_lane_traffic
+    from gateway.demo.town_gates import simulate_town_gates
     from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
     from gateway.supervisor import Gateway
@@ -152,7 +153,10 @@ async def _demo(args: argparse.Namespace) -> int:
         task.add_done_callback(finishing.discard)
 
     install_stop(stop)
-    async with embedded_broker(kind=base.demo.broker) as (host, port, kind):
+    async with (
+        contextlib.AsyncExitStack() as pairs,
+        embedded_broker(kind=base.demo.broker) as (host, port, kind),
+    ):
         data = _on_embedded_broker(base, host, port, kind)
         if base.database.url == Settings().database.url:
             data["database"]["url"] = f"{SQLITE_PREFIX}{workdir / 'citygate.db'}"
@@ -164,12 +168,20 @@ async def _demo(args: argparse.Namespace) -> int:
         if base.ocpp.port == Settings().ocpp.port:
             data["ocpp"]["port"] = 0  # any free port: printed below
         if base.bodycams.sip_port == Settings().bodycams.sip_port:
-            data["bodycams"]["sip_port"] = 0  # the body cams' SIP port: any free one
+            data["bodycams"]["sip_port"] = 0  # likewise (the demo's cams are told it)
         settings = Settings.model_validate(data)
         town = load_town(settings.town.file)
-        gate_sims, not_simulated = await simulate_town_gates(
-            (lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes
+        town_gates = await simulate_town_gates(
+            ((lane.gate.bus, lane.gate.unit, lane.gate.model) for lane in town.lanes),
+            pairs,
+            workdir,
         )
+        gate_sims = town_gates.sims
+        not_simulated = town_gates.skipped
+        if town_gates.serial_ports and not settings.lanes.serial_ports:
+            # The gateway opens the pairs' ends in the town's serial ports' place.
+            data["lanes"] = {**data.get("lanes", {}), "serial_ports": town_gates.serial_ports}
+            settings = Settings.model_validate(data)
         sim_buses = {lane.gate.bus for lane in town.lanes} - {
             w.split(" ", 1)[0] for w in not_simulated
         }
@@ -239,7 +251,12 @@ async def _demo(args: argparse.Namespace) -> int:
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
-            written = _as_running(settings, gw.api_port, gw.ocpp_port if gw.ocpp_server else None)
+            written = _as_running(
+                settings,
+                gw.api_port,
+                gw.ocpp_port if gw.ocpp_server else None,
+                gw.sip_port if settings.bodycams.enabled else None,
+            )
             config_file = workdir / DEMO_CONFIG.name
             write_config(
                 config_file,
@@ -253,20 +270,18 @@ async def _demo(args: argparse.Namespace) -> int:
             ocpp = (
                 f"ws://{settings.ocpp.host}:{gw.ocpp_port}/ocpp/{{id}}" if gw.ocpp_server else "off"
             )
-            cams = (
-                f"  body cams: {url}/api/v1/field (GB/T 28181 SIP on "
-                f"{settings.bodycams.host}:{gw.sip_port}, UDP and TCP)\n"
-                if settings.bodycams.enabled
-                else ""
+            b = settings.bodycams
+            sip = (
+                f"udp+tcp {b.host}:{gw.sip_port}, platform {b.platform_id}" if b.enabled else "off"
             )
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
                 f"  live:      {url}/api/v1/vacancies/stream\n"
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
+                f"  body cams: {url}/api/v1/field (operator token; GB/T 28181 SIP: {sip})\n"
                 f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
                 "--role operator)\n"
-                f"{cams}"
                 f"  API docs:  {url}/docs\n"
                 f"  config:    {config_file} (on {base_config}; the CLI finds it)\n"
                 "Press Ctrl-C to stop.\n",
@@ -287,12 +302,16 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_running(settings: Settings, api_port: int, ocpp_port: int | None) -> Settings:
+def _as_running(
+    settings: Settings, api_port: int, ocpp_port: int | None, sip_port: int | None = None
+) -> Settings:
     """The demo's settings with the ports it actually bound, for the file the CLI reads."""
     data = settings.model_dump()
     data["api"]["port"] = api_port
     if ocpp_port is not None:
         data["ocpp"]["port"] = ocpp_port
+    if sip_port is not None:
+        data["bodycams"]["sip_port"] = sip_port
     data["demo"] = {}  # the broker runs already: readers connect to it, they start none
     return Settings.model_validate(data)
 

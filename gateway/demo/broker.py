@@ -22,7 +22,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now. With SO_REUSEADDR, as the gateway's
+    own listener binds: a port whose last connections linger in TIME-WAIT is free (on Linux
+    the bind still fails while anything listens there)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,13 @@ from drivers.gates.registers import (
     action_plan,
 )
 
-__all__ = ["GateSimulator", "RequestRecord", "SimGate", "WriteRecord", "socat_pair"]
+__all__ = [
+    "GateSimulator",
+    "RequestRecord",
+    "SimGate",
+    "WriteRecord",
+    "socat_pair",
+]
 
 _TABLE_OF = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding",
              16: "holding", 4: "input"}  # fmt: skip
@@ -327,6 +333,7 @@ async def socat_pair(directory: Path) -> AsyncIterator[tuple[str, str]]:
     proc = await asyncio.create_subprocess_exec(
         "socat", "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        process_group=0,  # a terminal's Ctrl-C is for the demo: the line goes when it is done
     )  # fmt: skip
     assert proc.stderr is not None
     drain: asyncio.Task[None] | None = None
@@ -350,34 +357,3 @@ async def socat_pair(directory: Path) -> AsyncIterator[tuple[str, str]]:
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
-
-
-async def simulate_town_gates(
-    lanes: Iterable[tuple[str, int, str]], travel_s: float = 2.0
-) -> tuple[list[GateSimulator], list[str]]:
-    """For the demo: a simulator per loopback Modbus TCP bus the town's lanes name, serving
-    each lane's controller (unit, model). Returns the simulators and what could not be
-    simulated (a serial bus, another host, a port already taken), to be said."""
-    from drivers.gates.bus import TcpBus, parse_bus_url
-    from drivers.gates.models import shipped_model
-
-    buses: dict[tuple[str, int], dict[int, SimGate]] = {}
-    skipped: list[str] = []
-    for bus, unit, model in lanes:
-        spec = parse_bus_url(bus)
-        if not isinstance(spec, TcpBus) or spec.host not in ("127.0.0.1", "localhost"):
-            skipped.append(f"{bus} (not a loopback TCP bus)")
-            continue
-        buses.setdefault((spec.host, spec.port), {})[unit] = SimGate(
-            shipped_model(model), travel_s=travel_s
-        )
-    sims: list[GateSimulator] = []
-    for (host, port), gates in sorted(buses.items()):
-        sim = GateSimulator(gates)
-        try:
-            await sim.start_tcp(host, port)
-        except OSError as exc:
-            skipped.append(f"tcp://{host}:{port} ({exc.strerror or exc})")
-            continue
-        sims.append(sim)
-    return sims, sorted(set(skipped))

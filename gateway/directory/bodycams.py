@@ -103,16 +103,25 @@ async def set_password(
 
 
 async def set_passwords(
-    session: AsyncSession, passwords: dict[str, str], realm: str, now: datetime
+    session: AsyncSession,
+    passwords: dict[str, str],
+    realm: str,
+    now: datetime,
+    *,
+    create: bool = False,
 ) -> int:
-    """Set many cams' passwords in one transaction (the demo's 72); unknown ids are skipped.
-    Returns how many were set."""
+    """Set many cams' passwords in one transaction (the demo's 72); unknown ids are skipped,
+    or registered without an officer with *create* (a bench's 2,000). Returns how many."""
     rows = (await session.execute(select(BodycamRow).where(BodycamRow.id.in_(passwords)))).scalars()
-    n = 0
+    known = set()
     for row in rows:
         await set_password(session, row.id, realm, passwords[row.id], now)
-        n += 1
-    return n
+        known.add(row.id)
+    if create:
+        for cam_id in sorted(set(passwords) - known):
+            await add_bodycam(session, cam_id, None, realm, passwords[cam_id], now)
+            known.add(cam_id)
+    return len(known)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.cameras.framing import display_model_names
 from drivers.gates.bus import BusUrlError, parse_bus_url
 from drivers.gates.models import model_names
 from gateway.config import TownConfig
@@ -183,6 +184,19 @@ class LaneDisplay(_Model):
 
     lines: int = Field(4, ge=1, le=8, description="lines the display shows")
     voice: bool = True
+    model: str = Field(
+        "text-crlf",
+        description="the display module's framing (drivers/cameras/displays: text-crlf, ...)",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _display_model(cls, value: str) -> str:
+        if value not in display_model_names():
+            raise ValueError(
+                f"unknown display model {value!r}; shipped: {', '.join(display_model_names())}"
+            )
+        return value
 
 
 class Lane(_Model):

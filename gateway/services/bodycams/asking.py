@@ -86,7 +86,7 @@ class Asker:
         sn, peer = next(self._sn), cam.peer
         req = subscribe_request(sn, self.local, cam.device_id, peer, cam.contact, dialog,
                                 c.subscription_expires_s, c.position_interval_s)  # fmt: skip
-        refresh = dialog.remote_tag is not None
+        refresh = dialog.confirmed
         cam.subscribing = True
 
         def done(r: SipResponse | None) -> None:
@@ -98,6 +98,7 @@ class Asker:
                 dialog.confirmed = True
                 expires = _int(r.headers.get("Expires")) or c.subscription_expires_s
                 dialog.expires_at = self._mono() + expires
+                dialog.expires_s = expires
                 cam.subscription = dialog
             elif r is not None and r.status == 481 and refresh:
                 cam.subscription = None  # the cam forgot the dialog: a new one, once
@@ -114,8 +115,7 @@ class Asker:
             d = cam.subscription
             if d is None or cam.subscribing:
                 continue
-            lead = min(60.0, max(5.0, self.config.subscription_expires_s * 0.2))
-            if mono < d.expires_at - lead:
+            if mono < d.refresh_at():
                 continue
             now = now or self.clock()
             if cam.presence.online(now):

@@ -31,6 +31,13 @@ class Dialog:
     cseq: int
     expires_at: float  # monotonic
     confirmed: bool = False
+    expires_s: int = 0  # as granted by the cam
+
+    def refresh_at(self) -> float:
+        """When to refresh: a fifth of the granted time before expiry (at most 60 s before),
+        and never sooner than a second after the last grant."""
+        lead = min(60.0, self.expires_s * 0.2)
+        return max(self.expires_at - lead, self.expires_at - self.expires_s + 1.0)
 
 
 @dataclass(slots=True)

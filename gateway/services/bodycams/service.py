@@ -26,6 +26,7 @@ from drivers.gb28181.manscdp import parse_manscdp
 from drivers.gb28181.presence import PresenceState
 from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
+from drivers.sip.errors import SipParseError
 from drivers.sip.fields import parse_params
 from drivers.sip.message import SipRequest, SipResponse, stamp_received
 from drivers.sip.responses import response_to
@@ -33,7 +34,7 @@ from drivers.sip.transactions import T1, Retransmission, ServerTransactions
 from drivers.sip.transport import Peer, SipEndpoint
 from events import BodycamPosition, CaseRaised
 from gateway.config import BodycamsConfig
-from gateway.directory.bodycams import credential
+from gateway.directory.bodycams import credential, credentials, set_passwords
 from gateway.infra.bus import EventBus
 from gateway.metrics import FastCounter, Metrics
 from gateway.services.bodycams.asking import Asker
@@ -137,16 +138,18 @@ class BodycamService(Asker):
 
     async def run(self) -> None:
         """Timers: retransmissions, expiries, subscription refreshes, the write-behind."""
-        next_flush = 0.0
+        next_flush = next_second = 0.0
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # Timer E's resolution (T1 = 0.5 s)
             mono = self._mono()
             self.outgoing.tick(mono)
-            for table in self.tx.values():
-                table.expire(mono)
-            self.queries.expire(mono, self.config.query_timeout_s)
-            self.catalogs.expire(mono)
-            self.refresh_subscriptions(mono)
+            if mono >= next_second:  # scans of every entry: once a second is plenty
+                next_second = mono + 1.0
+                for table in self.tx.values():
+                    table.expire(mono)
+                self.queries.expire(mono, self.config.query_timeout_s)
+                self.catalogs.expire(mono)
+                self.refresh_subscriptions(mono)
             if mono >= next_flush:
                 next_flush = mono + self.config.persist_interval_s
                 await self.flush()
@@ -189,6 +192,17 @@ class BodycamService(Asker):
             if cred.officer_id and cred.officer_id not in self.officers:
                 await self.refresh_officer(cred.officer_id)
 
+    async def set_passwords(self, passwords: dict[str, str], *, create: bool = False) -> int:
+        """Set cams' digest passwords from code (the demo's simulated cams, a bench): stored
+        as HA1 through the change feed like any provisioning, and live here at once."""
+        async with self.store.sessions.begin() as db:
+            n = await set_passwords(
+                db, passwords, self.config.effective_realm, self.clock(), create=create
+            )
+        async with self.store.sessions() as db:
+            self.credentials.update(await credentials(db))
+        return n
+
     async def refresh_officer(self, officer_id: str) -> None:
         info = await self.store.officer(officer_id)
         if info is None:
@@ -201,6 +215,15 @@ class BodycamService(Asker):
         self.counts.labels("drop", reason).inc()
 
     def on_message(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
+        """One message from the transport. A header the parser let through but that cannot be
+        read where it matters (a garbled To, Via) is a counted drop: there is no answer that
+        the sender could match."""
+        try:
+            self._receive(msg, peer)
+        except SipParseError as exc:
+            self.counts.labels("drop", exc.reason.split(":")[0][:32]).inc()
+
+    def _receive(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
         mono = self._mono()
         if isinstance(msg, SipResponse):
             if not self.outgoing.on_response(msg, mono):

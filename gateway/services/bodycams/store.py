@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from drivers.gb28181.manscdp import Alarm
@@ -25,6 +25,7 @@ from gateway.services.bodycams.cams import CamLive, cam_from_row
 
 __all__ = ["AlarmRecord", "BodycamStore", "OfficerInfo", "alarm_case"]
 
+CHUNK = 100  # rows per UPDATE statement of a flush
 CASE_CATEGORY = "bodycam"  # a category of its own: the case system routes it to the squads
 
 
@@ -103,13 +104,17 @@ class BodycamStore:
         """Write *states* and *alarms* in one transaction; *on_case* hears each case raised
         (and whether it was recorded or a duplicate) after the commit."""
         new = [s for s in states if s["device_id"] not in self._stored]
-        old = [s for s in states if s["device_id"] in self._stored]
+        old = [{"key": s["device_id"], **s} for s in states if s["device_id"] in self._stored]
         cases: list[tuple[CaseRaised, bool]] = []
+        table = cast(Table, BodycamStateRow.__table__)
         async with self.sessions.begin() as db:
             if new:
-                await db.execute(insert(BodycamStateRow), new)
-            if old:
-                await db.execute(update(BodycamStateRow), old)
+                await db.execute(insert(table), new)
+            # Core executemany in slices: the loop answers cams between them (one statement
+            # for 2,000 rows held it for ~50 ms)
+            by_key = update(table).where(table.c.device_id == bindparam("key"))
+            for i in range(0, len(old), CHUNK):
+                await db.execute(by_key, old[i : i + CHUNK])
             for a in alarms:
                 row = BodycamAlarmRow(
                     device_id=a.alarm.device_id,

@@ -34,7 +34,9 @@ async def build_lanes(
     clock: Callable[[], datetime],
 ) -> LaneService:
     gates = (
-        ModbusGates(clock, poll_interval_s=s.lanes.poll_interval_s)
+        ModbusGates(
+            clock, poll_interval_s=s.lanes.poll_interval_s, serial_ports=s.lanes.serial_ports
+        )
         if s.lanes.gates == "modbus"
         else None
     )

@@ -22,6 +22,7 @@ class LaneConfig:
     gate_model: str
     display_lines: int  # lines the display shows (what the camera is told is cut to these)
     voice: bool
+    display_model: str = "text-crlf"  # the module's framing (drivers.cameras.framing)
 
     @property
     def rules(self) -> LaneRules:
@@ -46,4 +47,5 @@ def lane_from_row(row: LaneRow) -> LaneConfig:
         gate_model=row.gate_model,
         display_lines=int(display.get("lines", DEFAULT_DISPLAY_LINES)),
         voice=bool(display.get("voice", row.display is not None)),
+        display_model=str(display.get("model", "text-crlf")),
     )

@@ -38,6 +38,7 @@ class LaneAnswer:
     display: list[str] = field(default_factory=list)
     voice: str | None = None
     reason: str = ""
+    display_model: str = "text-crlf"  # how the lane's display module frames them
 
 
 NO_ACTION = LaneAnswer(open=False, reason="no gate action")
@@ -113,4 +114,8 @@ class GateFactory(Protocol):
     def status(self, lane_id: str) -> dict[str, object] | None:
         """What is known of the lane's gate now (online, position, fault), for operators;
         None when nothing is."""
+        ...
+
+    def forget(self, lane_id: str) -> None:
+        """The lane is gone: its gate is no longer polled (unless another lane has it)."""
         ...

@@ -42,3 +42,6 @@ class UnwiredGates:
 
     def status(self, lane_id: str) -> dict[str, object] | None:
         return {"online": False, "driver": "none"}
+
+    def forget(self, lane_id: str) -> None:
+        pass

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from drivers.gates.bus import SerialBus, parse_bus_url
 from drivers.gates.controller import CommandOutcome, GateController
 from drivers.gates.hub import HubPool
 from drivers.gates.models import MapError, shipped_model
@@ -49,9 +50,16 @@ class _Broken:
 
 
 class ModbusGates:
-    def __init__(self, clock: Callable[[], datetime], *, poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        *,
+        poll_interval_s: float = 1.0,
+        serial_ports: Mapping[str, str] | None = None,
+    ) -> None:
         self._clock = clock
         self._poll = poll_interval_s
+        self._serial_ports = dict(serial_ports or {})
         self._pool = HubPool()
         self._controllers: dict[Key, GateController] = {}
         self._by_lane: dict[str, Key] = {}
@@ -64,7 +72,7 @@ class ModbusGates:
         if controller is None:
             try:
                 gate_map = shipped_model(lane.gate_model)
-                hub = self._pool.get(lane.gate_bus)
+                hub = self._pool.get(self.host_bus(lane.gate_bus))
                 controller = GateController(
                     hub, lane.gate_unit, gate_map, clock=self._clock, gate_id=lane.id,
                     poll_interval=self._poll,
@@ -80,6 +88,14 @@ class ModbusGates:
             self._retire(old)
         return _Adapted(controller)
 
+    def host_bus(self, bus: str) -> str:
+        """*bus* as this host reaches it: a serial port the town names is mapped to this
+        host's device (``[lanes] serial_ports``); anything else as it is."""
+        spec = parse_bus_url(bus)
+        if isinstance(spec, SerialBus) and spec.device in self._serial_ports:
+            return spec.model_copy(update={"device": self._serial_ports[spec.device]}).url
+        return bus
+
     def status(self, lane_id: str) -> dict[str, object] | None:
         c = self.controller(lane_id)
         if c is None:
@@ -93,6 +109,11 @@ class ModbusGates:
             "read_at": None if c.last_read_at is None else c.last_read_at.isoformat(),
             "error": c.last_error,
         }
+
+    def forget(self, lane_id: str) -> None:
+        key = self._by_lane.pop(lane_id, None)
+        if key is not None and key not in self._by_lane.values():
+            self._retire(key)
 
     def controller(self, lane_id: str) -> GateController | None:
         key = self._by_lane.get(lane_id)

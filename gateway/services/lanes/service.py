@@ -1,15 +1,13 @@
 """The lane service: per lane, the state of ``parking.lanes`` and the I/O around each step.
 
-A read (``on_read``, the ``LaneDecider`` the camera route calls) is recorded as a session
-step and priced (``facts``), then stepped. A ``Raise`` is written to ``lane_decisions``
-first and only then sent to the gate, in a task of its own, so the camera gets its answer
-at once and a restart finds every raise that may have happened (``decisions``). The gate's
-outcome is stepped back in (``GateDone``); a failure puts the lane in ``fault``, from which
-an operator opens it (``operator_open``, with a reason and the operator's token id).
-
-A lane waiting for payment opens when the payment is recorded: ``payment_recorded`` is the
-in-process hook of ``PaymentService``; a recheck every ``recheck_s`` also catches payments
-recorded by another instance. Steps of one lane are serialised by its lock.
+A camera's push (``on_push``) is one commit: the read, its session step and price
+(``facts``) and, when the step raises, the decision (``decisions``, ``pending``); only then
+is the gate commanded, in a task of its own, so the camera gets its answer at once and a
+restart finds every raise that may have happened. The gate's outcome is stepped back in
+(``GateDone``); a failure puts the lane in ``fault``, from which an operator opens it
+(``operator_open``, with a reason and the operator's token id). A lane waiting for payment
+opens when the payment is recorded (``payment_recorded``, PaymentService's hook; a recheck
+every ``recheck_s`` catches another instance's). Steps of one lane hold its lock.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -32,11 +29,19 @@ from gateway.directory.devices import DeviceEntry
 from gateway.infra.storage.schema import LaneRow
 from gateway.services.cameras.store import CameraReads, Stored
 from gateway.services.lanes.config import LaneConfig, lane_from_row
-from gateway.services.lanes.contract import GateFactory, LaneAnswer, LaneRead, PlateReadLike
+from gateway.services.lanes.contract import GateFactory, LaneAnswer, PlateReadLike
 from gateway.services.lanes.decisions import Decision, DecisionStore, new_decision_id
 from gateway.services.lanes.facts import Facts, ReadFacts
 from gateway.services.lanes.gates import UnwiredGates
 from gateway.services.lanes.metrics import LaneMetrics
+from gateway.services.lanes.runtime import (
+    LaneRuntime,
+    UnknownLane,
+    answer,
+    decision_for,
+    laned,
+    take,
+)
 from parking.lanes import (
     EntryRead,
     ExitRead,
@@ -48,31 +53,12 @@ from parking.lanes import (
     PaymentSeen,
     Raise,
     Restarted,
-    Show,
     Step,
     step,
 )
 
 log = logging.getLogger(__name__)
 OUTCOMES: frozenset[str] = frozenset({"confirmed", "unconfirmed", "failed"})
-
-
-@dataclass
-class LaneRuntime:
-    """One lane: its configuration, state, what its display shows and its last decisions."""
-
-    config: LaneConfig
-    recent: deque[Decision]
-    state: LaneState = field(default_factory=LaneState)
-    display: tuple[str, ...] = ()
-    voice: str | None = None
-    verdict: str = ""
-    updated_at: datetime | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class UnknownLane(LookupError):
-    pass
 
 
 class LaneService:
@@ -159,6 +145,7 @@ class LaneService:
             rt = self.lanes.pop(lane_id, None)
             if rt is not None and self._by_camera.get(rt.config.camera_id) == lane_id:
                 del self._by_camera[rt.config.camera_id]
+            self.gates.forget(lane_id)
             return
         config = lane_from_row(row)
         self._put(config)
@@ -198,16 +185,16 @@ class LaneService:
         rt = self.lanes.get(self._by_camera.get(parsed.camera_id, ""))
         if rt is None:  # the lane went away since the route asked ``serves``
             stored = await reads.record(parsed, camera)
-            return stored, None if stored.duplicate else await self.on_read(_laned(stored.read))
+            return stored, None if stored.duplicate else await self.on_read(laned(stored.read))
         plate = self._facts.plate_of(parsed)
         now = self._clock()
         planned: list[tuple[ReadFacts, Step | None, Decision | None]] = []
 
         async def within(db: AsyncSession, read: CameraRead) -> None:
-            facts = await self._facts.of_read_in(db, rt.config, _laned(read), plate, now)
-            event = self._event(rt, _laned(read), plate, facts, now, count=False)
+            facts = await self._facts.of_read_in(db, rt.config, laned(read), plate, now)
+            event = self._event(rt, laned(read), plate, facts, now, count=False)
             s = None if event is None else step(rt.config.rules, rt.state, event)
-            d = None if s is None else self._decision(rt, s, None, now)
+            d = None if s is None else decision_for(rt, s, None, now)
             if d is not None:
                 DecisionStore.add(db, d)
             planned.append((facts, s, d))
@@ -233,20 +220,20 @@ class LaneService:
         """After the push's commit: take the planned step and send its raise."""
         if stored.within_error is not None or not planned:
             facts = self._not_recorded(rt, stored.within_error)
-            event = self._event(rt, _laned(stored.read), plate, facts, now)
+            event = self._event(rt, laned(stored.read), plate, facts, now)
             if event is None:
                 return LaneAnswer(False, [], None, "late read")
             return await self._step(rt, event)
         facts, s, d = planned[-1]
         self._facts.count(facts)
-        self._count_event(_laned(stored.read), now)
+        self._count_event(laned(stored.read), now)
         if s is None:
             return LaneAnswer(False, [], None, f"late read recorded ({facts.outcome})")
         self._take(rt, s)
         if d is not None:
             rt.recent.append(d)
             self._spawn(self._send(rt, d))
-        return self._answer(rt, s.verdict, d is not None)
+        return answer(rt, s.verdict, d is not None)
 
     def _not_recorded(self, rt: LaneRuntime, exc: BaseException | None) -> ReadFacts:
         # Not in the books: nothing opens on its own, an operator can still open.
@@ -354,35 +341,8 @@ class LaneService:
         return self._take(rt, step(rt.config.rules, rt.state, event))
 
     def _take(self, rt: LaneRuntime, s: Step) -> Raise | None:
-        """Make *s* the lane's state (what its display shows included); its raise, if any."""
-        rt.state, rt.verdict, rt.updated_at = s.state, s.verdict, self._clock()
         self._metrics.verdicts.labels(rt.config.kind, s.verdict).inc()
-        raised: Raise | None = None
-        for action in s.actions:
-            if isinstance(action, Show):
-                rt.display = action.lines[: rt.config.display_lines]
-                rt.voice = action.voice if rt.config.voice else None
-            else:
-                raised = action
-        return raised
-
-    def _answer(self, rt: LaneRuntime, verdict: str, opened: bool) -> LaneAnswer:
-        note = rt.state.note
-        return LaneAnswer(
-            opened, list(rt.display), rt.voice, f"{verdict}: {note}" if note else verdict
-        )
-
-    def _decision(
-        self, rt: LaneRuntime, s: Step, operator: str | None, now: datetime
-    ) -> Decision | None:
-        """The decision to record for *s*'s raise (None: it raises nothing)."""
-        r = next((a for a in s.actions if isinstance(a, Raise)), None)
-        if r is None:
-            return None
-        return Decision(
-            r.decision_id, rt.config.id, r.plate, r.session_id, r.reason, s.verdict, "pending",
-            "", operator, now,
-        )  # fmt: skip
+        return take(rt, s, self._clock())
 
     async def _step(
         self, rt: LaneRuntime, event: LaneInput, operator: str | None = None
@@ -391,20 +351,20 @@ class LaneService:
         transaction of its own, then carry it out."""
         s = step(rt.config.rules, rt.state, event)
         now = self._clock()
-        d = self._decision(rt, s, operator, now)
+        d = decision_for(rt, s, operator, now)
         self._take(rt, s)
         if d is None:
-            return self._answer(rt, s.verdict, False)
+            return answer(rt, s.verdict, False)
         try:
             await self._store.record(d)
         except (SQLAlchemyError, OSError) as exc:
             log.error("lane %s: decision not recorded, gate not raised: %s", rt.config.id, exc)
             self._metrics.gate_outcomes.labels("not_recorded").inc()
             self._apply(rt, GateDone(now, d.id, "failed", "decision not recorded"))
-            return self._answer(rt, s.verdict, False)
+            return answer(rt, s.verdict, False)
         rt.recent.append(d)
         self._spawn(self._send(rt, d))
-        return self._answer(rt, s.verdict, True)
+        return answer(rt, s.verdict, True)
 
     async def _send(self, rt: LaneRuntime, d: Decision) -> None:
         """Command the gate for *d* (committed ``pending``: no write stands between the two)
@@ -439,18 +399,3 @@ class LaneService:
         """Wait for the gate commands and re-pricings in flight (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-def _laned(read: CameraRead) -> LaneRead:
-    """The fields of a stored camera read the lane needs (its time filled by the store)."""
-    assert read.ts is not None  # CameraReads.timed gives every stored read one
-    return LaneRead(
-        camera_id=read.camera_id,
-        plate=read.plate,
-        ts=read.ts,
-        record_id=read.record_id,
-        confidence=read.confidence,
-        colour=read.colour,
-        direction=read.direction,
-        offline=read.offline,
-    )

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.services.lanes.decisions import Decision
-from gateway.services.lanes.service import LaneRuntime
+from gateway.services.lanes.runtime import LaneRuntime
 
 
 def _t(at: datetime | None) -> str | None:

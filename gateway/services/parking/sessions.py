@@ -458,16 +458,21 @@ class SessionStore:
         self, db: AsyncSession, read: PlateRead, plate: str, now: datetime
     ) -> PlateOutcome:
         S = ParkingSessionRow
-        open_row = await db.scalar(
-            select(S).where(S.site_id == read.site_id, S.plate == plate, S.state == "open")
+        # The vehicle's stays at the car park in one round trip (a lane waits on it): its
+        # open stay, its last exit and a pending exit read this entry may pair with.
+        open_id = (
+            select(S.id)
+            .where(S.site_id == read.site_id, S.plate == plate, S.state == "open")
+            .limit(1)
+            .scalar_subquery()
         )
-        last_exit = await db.scalar(
-            select(func.max(S.exit_at)).where(
-                S.site_id == read.site_id, S.plate == plate, S.state == "closed"
-            )
+        last_exit_q = (
+            select(func.max(S.exit_at))
+            .where(S.site_id == read.site_id, S.plate == plate, S.state == "closed")
+            .scalar_subquery()
         )
-        pending = await db.scalar(
-            select(PlateReadRow)
+        pending_id = (
+            select(PlateReadRow.id)
             .where(
                 PlateReadRow.site_id == read.site_id,
                 PlateReadRow.plate == plate,
@@ -477,7 +482,12 @@ class SessionStore:
             )
             .order_by(PlateReadRow.read_at)
             .limit(1)
+            .scalar_subquery()
         )
+        found = (await db.execute(select(open_id, last_exit_q, pending_id))).one()
+        open_row = None if found[0] is None else await db.get(S, found[0])
+        last_exit = found[1]
+        pending = None if found[2] is None else await db.get(PlateReadRow, found[2])
         blocked = False
         if pending is not None:
             blocked = (
