@@ -239,6 +239,15 @@ async def _demo(args: argparse.Namespace) -> int:
             simulated = {lane.gate.bus for lane in town.lanes if lane.gate.bus in sim_buses}
             await run_lane_traffic(gw, demo_lanes, simulated, sim_stop, now_utc)
 
+        async def bodycams() -> None:
+            """The officers' body cams over GB/T 28181 SIP (demo passwords set here)."""
+            from gateway.demo.bodycam_town import simulate_town_bodycams
+
+            assert gw is not None
+            await gw.started.wait()
+            if settings.bodycams.enabled:
+                await simulate_town_bodycams(gw, town, sim_stop)
+
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
@@ -282,7 +291,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 await asyncio.sleep(args.duration)
                 stop()
 
-        gw.extra_tasks += [tracked(simulate), tracked(chargers), tracked(cars), announce]
+        gw.extra_tasks += [
+            tracked(simulate), tracked(chargers), tracked(cars), tracked(bodycams), announce,
+        ]  # fmt: skip
         try:
             await gw.run()
         finally:

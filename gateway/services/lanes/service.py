@@ -7,8 +7,7 @@ restart finds every raise that may have happened. The gate's outcome is stepped 
 (``GateDone``); a failure puts the lane in ``fault``, from which an operator opens it
 (``operator_open``, with a reason and the operator's token id). A lane waiting for payment
 opens when the payment is recorded (``payment_recorded``, PaymentService's hook; a recheck
-every ``recheck_s`` catches another instance's). Steps of one lane hold its lock.
-"""
+every ``recheck_s`` catches another instance's). Steps of one lane hold its lock."""
 
 from __future__ import annotations
 
