@@ -63,7 +63,13 @@ async def test_probe_before_offline(gw: Any, clock: ShiftedClock) -> None:
         await wait_for(
             lambda: book.health("SDEV010", clock()).liveness == "online", 5, what="online again"
         )
-        assert gw.metrics_value("citygate_ocpp_probes_total", result="answered") >= 1
+        # The probe's own answer is counted when the TriggerMessage result comes back, which
+        # may be just after the Heartbeat it triggered: a condition, not a race.
+        await wait_for(
+            lambda: gw.metrics_value("citygate_ocpp_probes_total", result="answered") >= 1,
+            10,
+            what="probe counted as answered",
+        )
 
         # Silent again, and this time it does not answer: offline, though the socket is up.
         c.silent = True
