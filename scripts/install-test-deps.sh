@@ -2,6 +2,7 @@
 # Install and start what the test suite needs on a Debian machine:
 #   - mosquitto (the tests start private instances on free loopback ports)
 #   - socat (virtual serial pairs for the Modbus RTU tests)
+#   - sip-tester (SIPp, the GB/T 28181 body cam in the SIP tests)
 #   - a PostgreSQL server with trust auth: the machine's on 127.0.0.1:5432 if it lets user
 #     postgres in without a password, else a private cluster on a free port (the tests create
 #     throwaway databases).
@@ -24,6 +25,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # InfluxDB v2 write API
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)                   # InfluxDB 1.x
 command -v socat >/dev/null 2>&1 || missing+=(socat)                      # virtual serial pairs (Modbus RTU tests)
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)                  # SIPp: the body cams' SIP device in tests
 if [ ${#missing[@]} -gt 0 ]; then echo "installing ${missing[*]}"; need "${missing[@]}"; fi
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432 when it trusts local TCP connections;
@@ -38,4 +40,4 @@ if [ "$(scripts/pg-test-server.sh probe 127.0.0.1 5432)" != "trust" ] \
   echo "installing postgresql"; need postgresql
 fi
 pg=$(scripts/pg-test-server.sh ensure)
-echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat; $pg"
+echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat, sipp; $pg"
