@@ -12,14 +12,14 @@ maker's protocol. Pure: text in, bytes out.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from drivers.tomlmodels import load_model, shipped_model_of, shipped_names
 
 __all__ = [
     "DisplayModelError",
@@ -61,6 +61,13 @@ class Frame(BaseModel):
     prefix: HexBytes = b""
     header: str = ""
     suffix: HexBytes = b""
+
+    @field_validator("header")
+    @classmethod
+    def _header_is_hex(cls, value: str) -> str:
+        _hex(value.replace("{line}", "01"))
+        return value
+
     length: Literal["none", "u8", "u16be", "u16le"] = "none"
     checksum: Literal["none", "sum8", "xor8", "crc16_modbus"] = "none"
 
@@ -141,49 +148,19 @@ def frame_text(framing: Framing, lines: Sequence[str], voice: str | None) -> tup
     return display, said
 
 
-def _parse(text: str, where: str) -> Framing:
-    try:
-        framing = Framing.model_validate(tomllib.loads(text))
-        for f in (framing.display, framing.voice):
-            if f.header:
-                bytes.fromhex(f.header.replace("{line}", "01"))
-        return framing
-    except tomllib.TOMLDecodeError as exc:
-        raise DisplayModelError(f"{where}: {exc}") from None
-    except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise DisplayModelError(f"{where}: {reasons}") from None
-    except ValueError as exc:
-        raise DisplayModelError(f"{where}: header: {exc}") from None
-
-
 def display_model_names() -> list[str]:
     """The shipped display models, by name."""
-    return sorted(
-        p.name.removesuffix(".toml")
-        for p in files("drivers.cameras").joinpath("displays").iterdir()
-        if p.name.endswith(".toml")
-    )
+    return shipped_names("drivers.cameras", "displays")
 
 
 @cache
 def display_model(name: str) -> Framing:
     """The shipped display model *name*."""
-    if name not in display_model_names():
-        raise DisplayModelError(
-            f"unknown display model {name!r}; shipped: {', '.join(display_model_names())}"
-        )
-    text = files("drivers.cameras").joinpath("displays", f"{name}.toml").read_text("utf-8")
-    framing = _parse(text, f"display model {name}")
-    if framing.model != name:
-        raise DisplayModelError(f"display model {name}: the file names itself {framing.model!r}")
-    return framing
+    return shipped_model_of(
+        Framing, "drivers.cameras", "displays", name, "display model", DisplayModelError
+    )
 
 
 def load_display_model(path: Path) -> Framing:
     """A display model from a TOML file of the same shape as the shipped ones."""
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise DisplayModelError(f"{path}: {exc.strerror or exc}") from None
-    return _parse(text, str(path))
+    return load_model(Framing, path, DisplayModelError)
