@@ -225,6 +225,7 @@ class GateSimulator:
         self._garble = 0
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._where: tuple[str, Any] | None = None
+        self._handlers: list[Any] = []  # the connections of the server now serving
         self.starts = 0
 
     @staticmethod
@@ -246,10 +247,12 @@ class GateSimulator:
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve Modbus TCP on *host*:*port* (0: a free port); returns the bus URL."""
+        handlers: list[Any] = []
         server = ModbusTcpServer(
             _Context(self), address=(host, port), ignore_missing_devices=True,
-            trace_packet=self._trace,
+            trace_packet=self._tracer(handlers),
         )  # fmt: skip
+        self._track(server, handlers)
         await server.serve_forever(background=True)
         sock = server.transport.sockets[0]  # type: ignore[attr-defined]
         self._where = ("tcp", (host, sock.getsockname()[1]))
@@ -259,10 +262,12 @@ class GateSimulator:
 
     async def start_serial(self, device: str, baudrate: int = 9600) -> str:
         """Serve Modbus RTU on serial *device* (the simulator's end of a pty pair)."""
+        handlers: list[Any] = []
         server = ModbusSerialServer(
             _Context(self), framer=FramerType.RTU, port=device, baudrate=baudrate,
-            ignore_missing_devices=True, trace_packet=self._trace,
+            ignore_missing_devices=True, trace_packet=self._tracer(handlers),
         )  # fmt: skip
+        self._track(server, handlers)
         await server.serve_forever(background=True)
         self._where = ("serial", (device, baudrate))
         self._server = server
@@ -270,10 +275,32 @@ class GateSimulator:
         return self.url
 
     async def stop(self) -> None:
-        """Stop serving (the connections drop)."""
+        """Stop serving: every connection drops. pymodbus misses one accepted just before
+        its shutdown, which went on answering; so each is closed here, and one that still
+        carries a request afterwards is closed then, unanswered (``_tracer``)."""
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]
+        self._close_handlers(self._handlers)
+
+    def _track(self, server: ModbusTcpServer | ModbusSerialServer, handlers: list[Any]) -> None:
+        """Keep every connection *server* makes in *handlers*, so ``stop`` can close them."""
+        self._handlers = handlers
+        make = server.callback_new_connection
+
+        def new_connection() -> Any:
+            handler = make()  # type: ignore[no-untyped-call]
+            handlers.append(handler)
+            return handler
+
+        server.callback_new_connection = new_connection  # type: ignore[method-assign]
+
+    @staticmethod
+    def _close_handlers(handlers: list[Any]) -> None:
+        for handler in handlers:
+            transport = getattr(handler, "transport", None)
+            if transport is not None:
+                transport.close()
 
     async def start_again(self) -> None:
         """Serve again where it served before (same port or device)."""
@@ -304,6 +331,20 @@ class GateSimulator:
     def garble_next(self, n: int = 1) -> None:
         """The next *n* answers go out malformed (a frame that does not decode)."""
         self._garble += n
+
+    def _tracer(self, handlers: list[Any]) -> Callable[[bool, bytes], bytes]:
+        """The packet hook of the server being started (its connections in *handlers*):
+        once that server is stopped, they carry nothing (a stopped controller answers
+        nothing) and are closed."""
+        starts = self.starts + 1
+
+        def trace(sending: bool, data: bytes) -> bytes:
+            if self.starts != starts or self._server is None:
+                asyncio.get_running_loop().call_soon(self._close_handlers, handlers)
+                return b""
+            return self._trace(sending, data)
+
+        return trace
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if sending and self._garble > 0:
