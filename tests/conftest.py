@@ -255,7 +255,22 @@ async def running_gateway(
         yield gw
     finally:
         gw.request_stop()
-        await asyncio.wait_for(task, 15)
+        done, _ = await asyncio.wait({task}, timeout=15)
+        if not done:  # say what is stuck, then cancel it
+            stuck = _task_stacks()
+            task.cancel()
+            raise AssertionError(f"the gateway did not stop in 15 s:\n{stuck}")
+        task.result()
+
+
+def _task_stacks() -> str:
+    import io
+
+    out = io.StringIO()
+    for t in asyncio.all_tasks():
+        if t is not asyncio.current_task():
+            t.print_stack(limit=12, file=out)
+    return out.getvalue()
 
 
 async def make_tokens(gw: Any) -> dict[str, str]:
