@@ -62,6 +62,23 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu() -> dict[str, float]:
+    """User + system seconds of each of this process's threads, by thread name (``comm``)."""
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            key = "main" if task.name == str(os.getpid()) else name
+            out[key] = out.get(key, 0.0) + cpu_of_stat(stat)
+    return out
+
+
+def cpu_of_stat(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -280,12 +297,24 @@ async def gateway_run(
         profiler = cProfile.Profile() if profile else None
         if profiler is not None:
             profiler.enable()
-        result = await measure(ctx, gw.sip_port, n, seconds, spread, own_cpu)
+        snapshots: list[dict[str, float]] = []
+
+        def cpu() -> float:  # read at the window's start and end: the threads' split too
+            snapshots.append(thread_cpu())
+            return own_cpu()
+
+        result = await measure(ctx, gw.sip_port, n, seconds, spread, cpu)
+        threads0, threads1 = snapshots[0], snapshots[-1]
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
         prober.cancel()
         result.update(gateway_lag=lags, flushes=flushes)
+        result["threads"] = {
+            k: round(v - threads0.get(k, 0.0), 2)
+            for k, v in threads1.items()
+            if v - threads0.get(k, 0.0) > 0
+        }
         gw.request_stop()
         await run
         return result
@@ -318,6 +347,9 @@ async def main(n: int, seconds: float, spread: float, only: set[str], profile: s
         report("bodycam_gateway", gw, bare, cams=n, target_ratio=5)
         lag = gw["gateway_lag"]
         emit("bodycam_gateway_loop_lag_p99", pct(lag, 0.99), "ms", None, max_ms=round(max(lag), 1))
+        emit(
+            "bodycam_gateway_cpu_by_thread", sum(gw["threads"].values()), "s", None, **gw["threads"]
+        )
         fl = gw["flushes"]
         emit(
             "bodycam_gateway_state_flush_p50", pct(fl, 0.5), "ms", None,

@@ -520,9 +520,23 @@ class BodycamsConfig(_Section):
         65536, ge=1024, le=1_048_576, description="larger SIP messages are refused (counted)"
     )
     per_source_rate_per_s: float = Field(
-        50.0, gt=0, description="messages per second one source address may send (then dropped)"
+        50.0,
+        gt=0,
+        description="messages per second one source address (host and port) may send, "
+        "dropped before parsing past it",
     )
     per_source_burst: int = Field(200, ge=1, description="burst allowed above that rate")
+    per_device_rate_per_s: float = Field(
+        20.0, gt=0, description="messages per second a registered cam may send from its address"
+    )
+    per_device_burst: int = Field(100, ge=1, description="burst allowed above that rate")
+    per_host_rate_per_s: float = Field(
+        200.0,
+        gt=0,
+        description="messages per second from one host that are not a registered cam's (all "
+        "unregistered cams behind a NAT share it)",
+    )
+    per_host_burst: int = Field(1000, ge=1, description="burst allowed above that rate")
     auth_failures_before_slowdown: int = Field(
         5, ge=1, le=1000, description="failed digests in a row before a cam is slowed down"
     )

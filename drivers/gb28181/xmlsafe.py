@@ -9,6 +9,11 @@ nothing. Without a DTD only the five predefined entities and character reference
 the text cannot grow past the input. Size is bounded before decoding, depth and element count
 while parsing (a deep document is stopped at the first element too deep, not after).
 
+A plain document (no DTD, comment, CDATA, PI or namespace declaration, and fewer possible
+elements than the depth limit: every Keepalive and position) cannot break either bound, and is
+built by the C parser and tree builder without the counting callbacks; anything else goes the
+careful way above, and so does a plain document the C parser refuses.
+
 Encoding: devices declare GB2312, GBK or GB18030 (in Content-Type or the XML declaration)
 and send whatever their firmware has; GB18030 is a superset of both, so all three are decoded
 as gb18030. The declaration is then removed, because expat accepts no multi-byte encoding
@@ -119,11 +124,34 @@ def decode_body(body: bytes, charset: str | None = None) -> str:
     raise ManscdpError("bad_encoding", "neither the declared charset, UTF-8 nor GB18030")
 
 
+class _Element(ET.Element):
+    """An element of a parsed body: its children are indexed by local name the first time
+    one is looked up (a message's fields are read by name a dozen times; a scan of every
+    child per lookup was most of the parse)."""
+
+    __slots__ = ("by_name",)
+    by_name: dict[str, list[ET.Element]]
+
+
+def _index(el: ET.Element) -> dict[str, list[ET.Element]] | None:
+    """The children of *el* by local name (first come first), for parsed elements."""
+    if not isinstance(el, _Element):
+        return None  # built elsewhere: scanned
+    try:
+        return el.by_name
+    except AttributeError:
+        index: dict[str, list[ET.Element]] = {}
+        for c in el:
+            index.setdefault(local(c.tag), []).append(c)
+        el.by_name = index
+        return index
+
+
 class _Builder:
     """Expat callbacks into a TreeBuilder, counting depth and elements as they arrive."""
 
     def __init__(self, limits: XmlLimits) -> None:
-        self.tb = ET.TreeBuilder()
+        self.tb = ET.TreeBuilder(element_factory=_Element)
         self.limits = limits
         self.depth = 0
         self.count = 0
@@ -141,8 +169,31 @@ class _Builder:
         self.depth -= 1
         self.tb.end(tag)
 
-    def data(self, data: str) -> None:
-        self.tb.data(data)
+
+def _plain(doc: str, limits: XmlLimits) -> bool:
+    """True when *doc* cannot break the depth or element limits, whatever it holds: no
+    ``<!`` or ``<?`` (a DTD, comment, CDATA or PI: the only places a ``<`` can be other than
+    a tag), so every ``<`` that does not start ``</`` may start an element, and there are
+    no more of those than the depth limit; and no namespace declaration (read as the
+    careful parser reads it, below). A Keepalive or a position is such a document."""
+    if "<!" in doc or "<?" in doc or "xmlns" in doc:
+        return False
+    return doc.count("<") - doc.count("</") <= min(limits.max_depth, limits.max_elements)
+
+
+def _parse_plain(data: bytes) -> ET.Element | None:
+    """A plain document (``_plain``) by the C parser and tree builder, which need no
+    counting there; None when it refuses it (the careful parser then says why: the same
+    refusal, counted the same)."""
+    try:
+        # safe without defusedxml: no DTD got here (refused above), so no entity either
+        target = ET.TreeBuilder(element_factory=_Element)
+        p = ET.XMLParser(target=target, encoding="utf-8")  # noqa: S314
+        p.feed(data)
+        root: ET.Element = p.close()
+    except Exception:  # ParseError, an unbound prefix, bad bytes: the careful path decides
+        return None
+    return root
 
 
 def _refuse(*_: object) -> None:
@@ -159,18 +210,24 @@ def parse_xml(
     if _DTD.search(doc):
         raise ManscdpError("dtd_refused", "DTD or entity declaration")
     doc = _DECL_TEXT.sub("", doc, count=1)
+    data = doc.encode("utf-8", "surrogatepass")
+    if _plain(doc, limits):
+        root = _parse_plain(data)
+        if root is not None:
+            return root
     b = _Builder(limits)
     p = expat.ParserCreate(encoding="utf-8")
     p.StartElementHandler = b.start
     p.EndElementHandler = b.end
-    p.CharacterDataHandler = b.data
+    p.CharacterDataHandler = b.tb.data
+    p.buffer_text = True
     p.StartDoctypeDeclHandler = _refuse
     p.EntityDeclHandler = _refuse
     p.UnparsedEntityDeclHandler = _refuse
     p.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
     p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     try:
-        p.Parse(doc.encode("utf-8", "surrogatepass"), True)
+        p.Parse(data, True)
         root = b.tb.close()
     except expat.ExpatError as exc:
         raise ManscdpError("bad_xml", str(exc)[:120]) from None
@@ -196,6 +253,10 @@ def children(el: ET.Element | None, name: str) -> Iterator[ET.Element]:
     if el is None:
         return
     want = name.lower()
+    index = _index(el)
+    if index is not None:
+        yield from index.get(want, ())
+        return
     for c in el:
         if local(c.tag) == want:
             yield c
@@ -203,6 +264,15 @@ def children(el: ET.Element | None, name: str) -> Iterator[ET.Element]:
 
 def child(el: ET.Element | None, *names: str) -> ET.Element | None:
     """The first child of *el* named any of *names* (in that order of preference)."""
+    if el is None:
+        return None
+    index = _index(el)
+    if index is not None:
+        for name in names:
+            named = index.get(name.lower())
+            if named:
+                return named[0]
+        return None
     for name in names:
         found = next(children(el, name), None)
         if found is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "parse_params",
     "parse_via",
     "split_commas",
+    "stamped_via",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -32,6 +33,7 @@ MAX_PARAMS = 32
 MAX_CSEQ = 2**31 - 1
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_SPACE = re.compile(r"\s")  # what str.isspace says
 _SENT_BY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?")
 
 
@@ -139,7 +141,7 @@ def parse_name_addr(value: str) -> NameAddr:
         uri, _, rest = value.partition(";")
         uri = uri.strip()
         params = parse_params(rest)
-    if not uri or any(ch.isspace() for ch in uri):
+    if not uri or _SPACE.search(uri):
         raise SipParseError("bad_name_addr", "empty or spaced URI")
     return NameAddr(display, uri, params)
 
@@ -225,15 +227,19 @@ def parse_via(value: str) -> Via:
     )
 
 
-def fill_received(via_value: str, source: tuple[str, int]) -> str:
-    """The top Via as the server stamps it on receipt (RFC 3261 §18.2.1, RFC 3581 §4):
+def stamped_via(via: Via, source: tuple[str, int]) -> Via:
+    """*via* as the server stamps it on receipt (RFC 3261 §18.2.1, RFC 3581 §4):
     ``received`` when the sent-by host differs from the source address (or rport was asked),
     ``rport`` filled with the source port when the client sent the flag."""
-    via = parse_via(via_value)
     ip, port = source
     params = dict(via.params)
     if via.host.strip("[]").lower() != ip.lower() or "rport" in params:
         params["received"] = ip
     if "rport" in params and params["rport"] == "":
         params["rport"] = str(port)
-    return Via(via.transport, via.host, via.port, params, via.protocol).to_str()
+    return Via(via.transport, via.host, via.port, params, via.protocol)
+
+
+def fill_received(via_value: str, source: tuple[str, int]) -> str:
+    """The top Via value as the server stamps it on receipt (see :func:`stamped_via`)."""
+    return stamped_via(parse_via(via_value), source).to_str()

@@ -10,7 +10,7 @@ readers of ``drivers.sip.fields`` are re-exported here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from drivers.sip.errors import SipParseError
 from drivers.sip.fields import (
@@ -25,6 +25,7 @@ from drivers.sip.fields import (
     parse_params,
     parse_via,
     split_commas,
+    stamped_via,
 )
 from drivers.sip.headers import Headers, canonical_name
 
@@ -57,10 +58,25 @@ MAX_SIZE = 65536
 MAX_HEADERS = 128
 REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 
-_TOKEN = re.compile(rb"[A-Za-z0-9.!%*_+`'~\-]+")
 _TOKEN_STR = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
 _DIGITS = re.compile(r"[0-9]+")
 _VERSION = re.compile(r"SIP/[0-9]\.[0-9]", re.IGNORECASE)
+
+
+def _read_cseq(h: Headers) -> CSeq:
+    return parse_cseq(h.get("CSeq") or "")
+
+
+def _read_top_via(h: Headers) -> Via:
+    return parse_via(h.get("Via") or "")
+
+
+def _read_from(h: Headers) -> NameAddr:
+    return parse_name_addr(h.get("From") or "")
+
+
+def _read_to(h: Headers) -> NameAddr:
+    return parse_name_addr(h.get("To") or "")
 
 
 class _Common:
@@ -77,19 +93,19 @@ class _Common:
 
     @property
     def cseq(self) -> CSeq:
-        return parse_cseq(self.headers.get("CSeq") or "")
+        return self.headers.parsed("CSeq", _read_cseq)
 
     @property
     def top_via(self) -> Via:
-        return parse_via(self.headers.get("Via") or "")
+        return self.headers.parsed("Via", _read_top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return parse_name_addr(self.headers.get("From") or "")
+        return self.headers.parsed("From", _read_from)
 
     @property
     def to(self) -> NameAddr:
-        return parse_name_addr(self.headers.get("To") or "")
+        return self.headers.parsed("To", _read_to)
 
     @property
     def content_type(self) -> str | None:
@@ -97,7 +113,7 @@ class _Common:
 
     def _wire(self, start: str) -> bytes:
         lines = [start]
-        lines.extend(f"{name}: {value}" for name, value in self.headers.remove("Content-Length"))
+        lines.extend(f"{name}: {value}" for name, value in self.headers if name != "Content-Length")
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
 
@@ -159,8 +175,8 @@ class _Head:
     content_length: int | None
 
 
-def _parse_start(line: bytes) -> tuple[tuple[str, str, str], bool]:
-    text = _decode(line).strip()
+def _parse_start(text: str) -> tuple[tuple[str, str, str], bool]:
+    text = text.strip()
     parts = text.split(" ", 2)
     if len(parts) >= 2 and _VERSION.fullmatch(parts[0]):
         code = parts[1]
@@ -173,27 +189,39 @@ def _parse_start(line: bytes) -> tuple[tuple[str, str, str], bool]:
     return (parts[0].upper(), parts[1], parts[2].upper()), True
 
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def _lines(raw: bytes) -> list[str]:
+    """The head's lines as text, each decoded as ``_decode`` says: the whole head at once
+    when it is UTF-8 (then every line is), else line by line."""
+    try:
+        return raw.decode("utf-8").replace("\r\n", "\n").split("\n")
+    except UnicodeDecodeError:
+        return [_decode(line) for line in raw.replace(b"\r\n", b"\n").split(b"\n")]
+
+
 def _parse_head(raw: bytes, *, max_size: int, max_headers: int) -> _Head:
-    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+    lines = _lines(raw)
     start, is_request = _parse_start(lines[0])
     fields: list[list[str]] = []
     for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
+        if line[:1] in (" ", "\t"):
             if not fields:
                 raise SipParseError("bad_header", "continuation before any header")
-            fields[-1][1] += " " + _decode(line).strip()
+            fields[-1][1] += " " + line.strip()
             continue
-        name, sep, value = line.partition(b":")
-        name = name.strip()
-        if not sep or not _TOKEN.fullmatch(name):
-            raise SipParseError("bad_header", _decode(line)[:40])
-        fields.append([_decode(name), _decode(value).strip()])
+        name, sep, value = line.partition(":")
+        name = name.strip(_ASCII_SPACE)
+        if not sep or not name.isascii() or not _TOKEN_STR.fullmatch(name):
+            raise SipParseError("bad_header", line[:40])
+        fields.append([name, value.strip()])
         if len(fields) > max_headers:
             raise SipParseError("too_many_headers")
     items: list[tuple[str, str]] = []
     for fname, fvalue in fields:
         full = canonical_name(fname)
-        if full == "Via":
+        if full == "Via" and ("," in fvalue or not fvalue):
             items.extend((full, part) for part in split_commas(fvalue))
         else:
             items.append((full, fvalue))
@@ -203,8 +231,8 @@ def _parse_head(raw: bytes, *, max_size: int, max_headers: int) -> _Head:
     for required in REQUIRED:
         if not headers.get(required):
             raise SipParseError(f"missing_header:{required}")
-    parse_cseq(headers.get("CSeq") or "")
-    parse_via(headers.get("Via") or "")
+    headers.parsed("CSeq", _read_cseq)  # checked here, kept for the readers
+    headers.parsed("Via", _read_top_via)
     return _Head(start, is_request, headers, _content_length(headers, max_size))
 
 
@@ -309,8 +337,8 @@ class SipStreamParser:
 def stamp_received(request: SipRequest, source: tuple[str, int]) -> SipRequest:
     """The request with its top Via stamped with ``received``/``rport`` for ``source`` (what a
     server does on receipt, so responses copy the stamped Via)."""
-    vias = request.headers.get_all("Via")
-    stamped = fill_received(vias[0], source)
+    via = stamped_via(request.top_via, source)
+    stamped = via.to_str()
     items: list[tuple[str, str]] = []
     first = True
     for name, value in request.headers:
@@ -319,4 +347,7 @@ def stamp_received(request: SipRequest, source: tuple[str, int]) -> SipRequest:
             first = False
         else:
             items.append((name, value))
-    return replace(request, headers=Headers(items))
+    headers = Headers(items)
+    headers.keep_parsed(request.headers, ("CSeq", "From", "To"))  # the same fields
+    headers.parsed("Via", lambda _h: via)
+    return SipRequest(request.method, request.uri, request.version, headers, request.body)

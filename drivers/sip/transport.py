@@ -4,9 +4,12 @@ No SIP logic here (transactions, registration and dialogs are the application's)
 is parsed (``parse_message`` per datagram, ``SipStreamParser`` per TCP connection) and handed
 to ``on_message`` with the peer it came from; ``send`` writes bytes to a peer. Bounded on
 every side: the message size, the TCP connections, and a token bucket per source address
-(a flood from one address is dropped before parsing, counted). Every refusal goes to
-``on_drop(reason)`` — never an exception into the event loop. A TCP stream that goes out of
-step (a parse error) is closed; a double-CRLF ping is answered with CRLF (RFC 5626 §4.4.1).
+(host and port: a flood from one address is dropped before parsing, counted, and costs no
+other address, so not the other cams behind the same NAT). Who pays past that, per device or
+per host, is the application's (``drivers.sip.flood``): it needs the parsed message. Every
+refusal goes to ``on_drop(reason)`` — never an exception into the event loop. A TCP stream
+that goes out of step (a parse error) is closed; a double-CRLF ping is answered with CRLF
+(RFC 5626 §4.4.1).
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from drivers.sip.errors import SipParseError
+from drivers.sip.flood import TokenBuckets
 from drivers.sip.message import SipRequest, SipResponse, SipStreamParser, parse_message
 
 __all__ = ["Peer", "SipEndpoint", "TokenBuckets"]
@@ -41,26 +44,6 @@ class Peer:
 
     def __str__(self) -> str:
         return f"{self.transport.lower()}:{self.host}:{self.port}"
-
-
-class TokenBuckets:
-    """One token bucket per source address (``rate`` per second, ``burst`` deep); the table
-    is bounded (the least recently seen address is forgotten). Time is passed in."""
-
-    def __init__(self, rate: float, burst: int, *, max_sources: int = 65536) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.max_sources = max_sources
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, source: str, now: float) -> bool:
-        tokens, at = self._buckets.pop(source, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        ok = tokens >= 1.0
-        self._buckets[source] = (tokens - 1.0 if ok else tokens, now)
-        if len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
-        return ok
 
 
 OnMessage = Callable[[SipRequest | SipResponse, Peer], None]
@@ -158,7 +141,7 @@ class SipEndpoint:
     # -- receiving -------------------------------------------------------------------------------
     def _admit(self, peer: Peer) -> bool:
         assert self._loop is not None
-        if self.buckets.allow(peer.host, self._loop.time()):
+        if self.buckets.allow(peer.addr, self._loop.time()):
             return True
         self.on_drop("rate_limited", peer)
         return False

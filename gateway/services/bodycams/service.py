@@ -28,6 +28,7 @@ from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
 from drivers.sip.errors import SipParseError
 from drivers.sip.fields import parse_params
+from drivers.sip.flood import FloodControl, FloodLimits
 from drivers.sip.message import SipRequest, SipResponse, stamp_received
 from drivers.sip.responses import response_to
 from drivers.sip.transactions import T1, Retransmission, ServerTransactions
@@ -101,6 +102,10 @@ class BodycamService(Asker):
             rate_per_s=c.per_source_rate_per_s,
             burst=c.per_source_burst,
         )
+        self.flood = FloodControl(
+            FloodLimits(c.per_device_rate_per_s, c.per_device_burst, c.per_host_rate_per_s,
+                        c.per_host_burst)
+        )  # fmt: skip
         self.tx = {"UDP": ServerTransactions(), "TCP": ServerTransactions(lifetime=2 * T1)}
         self.outgoing = Outgoing(self.endpoint.send, os.urandom)
         self.queries = PendingQueries()
@@ -224,7 +229,11 @@ class BodycamService(Asker):
             self.counts.labels("drop", exc.reason.split(":")[0][:32]).inc()
 
     def _receive(self, msg: SipRequest | SipResponse, peer: Peer) -> None:
-        mono = self._mono()
+        mono, now = self._mono(), self.clock()
+        device = self._registered_sender(msg, peer, now)
+        if not self.flood.allow(device, peer.host, mono):
+            self.counts.labels("drop", "rate_limited_" + ("device" if device else "host")).inc()
+            return
         if isinstance(msg, SipResponse):
             if not self.outgoing.on_response(msg, mono):
                 self.counts.labels("response", "unmatched").inc()
@@ -237,17 +246,36 @@ class BodycamService(Asker):
             if got.response is not None:
                 self.endpoint.send(peer, got.response.to_bytes())
             return
-        response = self._handle(request, peer, mono)
+        response = self._handle(request, peer, mono, now)
         if response is not None:
             table.respond(request, response, mono)
             self.endpoint.send(peer, response.to_bytes())
 
-    def _handle(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse | None:
+    def _registered_sender(
+        self, msg: SipRequest | SipResponse, peer: Peer, now: datetime
+    ) -> str | None:
+        """The registered cam *msg* is from (its From, or the To of a response to us), when it
+        comes from the cam's host (where its messages are taken from); else None: it pays per
+        source host."""
+        try:
+            uri = (msg.from_ if isinstance(msg, SipRequest) else msg.to).uri
+        except SipParseError:
+            return None
+        device = uri.split(":", 1)[-1].split("@", 1)[0]
+        cam = self.cams.get(device)
+        if cam is None or cam.peer is None or cam.peer.host != peer.host:
+            return None
+        until = cam.presence.registered_until
+        return device if until is not None and until > now else None
+
+    def _handle(
+        self, request: SipRequest, peer: Peer, mono: float, now: datetime
+    ) -> SipResponse | None:
         method = request.method
         if method == "REGISTER":
-            return self._register(request, peer, mono)
+            return self._register(request, peer, mono, now)
         if method in ("MESSAGE", "NOTIFY"):
-            return self._message(request, peer, mono)
+            return self._message(request, peer, mono, now)
         if method == "ACK":
             return None
         if method in ("OPTIONS", "BYE"):
@@ -255,8 +283,7 @@ class BodycamService(Asker):
         self.counts.labels("request", "not_allowed").inc()
         return response_to(request, 405, headers=[("Allow", ALLOW)])
 
-    def _register(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse:
-        now = self.clock()
+    def _register(self, request: SipRequest, peer: Peer, mono: float, now: datetime) -> SipResponse:
         out = self.registrar.register(request, mono, now)
         self.counts.labels("register", out.reason).inc()
         if out.device_id is None or out.kind not in ("registered", "unregistered"):
@@ -281,8 +308,7 @@ class BodycamService(Asker):
             log.info("body cam %s unregistered", cam.device_id)
         return out.response
 
-    def _message(self, request: SipRequest, peer: Peer, mono: float) -> SipResponse:
-        now = self.clock()
+    def _message(self, request: SipRequest, peer: Peer, mono: float, now: datetime) -> SipResponse:
         device_id = device_of(request)
         cam = self.cams.get(device_id or "")
         if device_id is None or device_id not in self.credentials:
