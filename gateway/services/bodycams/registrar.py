@@ -61,9 +61,13 @@ class RegisterOutcome:
 def device_of(request: SipRequest) -> str | None:
     """The 20-digit id in the From URI's user part (``sip:<id>@<realm>``), else None."""
     try:
-        uri = request.from_.uri
+        return device_in(request.from_.uri)
     except SipParseError:
         return None
+
+
+def device_in(uri: str) -> str | None:
+    """The 20-digit id in *uri*'s user part (``sip:<id>@<realm>``), else None."""
     user = uri.split(":", 1)[-1].split("@", 1)[0]
     return user if is_device_id(user) else None
 

@@ -42,7 +42,7 @@ from gateway.services.bodycams.asking import Asker
 from gateway.services.bodycams.cams import CamLive, row_values
 from gateway.services.bodycams.messages import PendingQueries, apply_message
 from gateway.services.bodycams.outgoing import Outgoing
-from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_of
+from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_in, device_of
 from gateway.services.bodycams.requests import Local
 from gateway.services.bodycams.store import AlarmRecord, BodycamStore
 
@@ -261,8 +261,8 @@ class BodycamService(Asker):
             uri = (msg.from_ if isinstance(msg, SipRequest) else msg.to).uri
         except SipParseError:
             return None
-        device = uri.split(":", 1)[-1].split("@", 1)[0]
-        cam = self.cams.get(device)
+        device = device_in(uri)
+        cam = None if device is None else self.cams.get(device)
         if cam is None or cam.peer is None or cam.peer.host != peer.host:
             return None
         until = cam.presence.registered_until
