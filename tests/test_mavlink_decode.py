@@ -374,6 +374,10 @@ def test_silence_loses_the_link_once_and_a_heartbeat_recovers_it() -> None:
     lost = core.check(3.0, AT).reports
     assert [(r.key, r.link) for r in lost] == [("3", LinkState.LOST)]
     assert core.check(10.0, AT).reports == []  # once
+    battery = core.receive(enc.sys_status(battery_remaining=40), ADDR, 10.5, AT)
+    assert battery.reports == []  # no report contradicts the loss before a heartbeat
+    vehicle = core.vehicle(3)
+    assert vehicle is not None and vehicle.battery_percent == 40.0
     back = core.receive(_hb(enc, 6), ("127.0.0.1", 40001), 11.0, AT)
     assert [(r.link, r.mode) for r in back.reports] == [(LinkState.ONLINE, "RTL")]
     assert len(back.sends) == 2  # the stream rates are asked for again
@@ -413,9 +417,13 @@ def test_gps_raw_position_only_without_global_position() -> None:
     gps = enc.gps_raw_int(
         fix_type=3, lat=387_000_000, lon=1_010_000_000, alt=0, vel=0, cog=0, satellites=9
     )
+    assert core.receive(gps, ADDR, 0.0, AT).reports == []  # no heartbeat yet: the view only
+    before = core.vehicle(5)
+    assert before is not None and before.link is LinkState.UNKNOWN
+    assert before.fix is not None and before.fix.lat == 38.7
+    core.receive(_hb(enc), ADDR, 0.0, AT)
     first = core.receive(gps, ADDR, 0.0, AT).reports
     assert first[0].fix is not None and first[0].fix.lat == 38.7
-    assert first[0].link is LinkState.UNKNOWN  # no heartbeat yet
     gp = enc.global_position_int(
         time_boot_ms=0, lat=387_100_000, lon=1_010_000_000, alt=0, relative_alt=0, vx=0, vy=0,
         vz=0, hdg=0,

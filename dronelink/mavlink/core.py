@@ -5,8 +5,11 @@ One vehicle per system id, remembered with the UDP address it was last heard fro
 behind NAT or a telemetry radio may change port) and the component of its autopilot (where
 commands go). A flight controller's HEARTBEAT is the link: the first one, and the first after
 a loss, asks for the configured stream rates (SET_MESSAGE_INTERVAL); silence past the timeout
-reports the link LOST once. Everything refused is counted by reason and handed back in the
-step (the transport passes it on to the gateway's metrics), never raised.
+reports the link LOST once. Reports flow while the link is up: what a vehicle says before its
+first heartbeat or after a loss updates its view (``vehicles``) only, so the one LOST report is
+not followed by positions that seem to contradict it. Everything refused is counted by reason
+and handed back in the step (the transport passes it on to the gateway's metrics), never
+raised.
 
 Time comes in as arguments: ``now`` monotonic seconds for the timers, ``at`` the aware UTC
 stamp of the reports.
@@ -182,7 +185,7 @@ class MavlinkCore:
                 vehicle = dataclasses.replace(vehicle, text=text)
                 report = self._report(vehicle, at, text=text)
         self._vehicles[sysid] = vehicle
-        if report is not None:
+        if report is not None and vehicle.link is LinkState.ONLINE:
             step.reports.append(report)
 
     def _heartbeat(
