@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from drivers.sip.flood import TokenBuckets
 from dronelink.mavlink import decode, wire
 from dronelink.mavlink.commands import Attempt, Resend, status_of
 from dronelink.mavlink.core import MAX_DATAGRAM, MavlinkCore
@@ -489,3 +490,17 @@ def test_gcs_heartbeat_and_commands_go_to_the_last_address() -> None:
     cmd = parse_datagram(out[0]).frames[0]
     assert isinstance(cmd, CommandLong)
     assert (cmd.target_system, cmd.target_component, cmd.command, cmd.confirmation) == (6, 1, 20, 2)
+
+
+def test_a_flooding_address_is_refused_before_parsing_and_refills() -> None:
+    core = MavlinkCore(
+        Encoder(255, 190),
+        link_timeout_s=3.0,
+        stream_intervals={},
+        flood=TokenBuckets(10.0, 2),
+    )
+    other = ("127.0.0.2", 1)
+    reasons = [core.receive(b"x", ADDR, 0.0, AT).rejects for _ in range(4)]
+    assert reasons == [["bad_prefix"], ["bad_prefix"], ["rate_limited"], ["rate_limited"]]
+    assert core.receive(b"x", other, 0.0, AT).rejects == ["bad_prefix"]  # costs nobody else
+    assert core.receive(b"x", ADDR, 0.1, AT).rejects == ["bad_prefix"]  # a token back

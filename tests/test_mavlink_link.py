@@ -161,6 +161,26 @@ async def test_a_silent_vehicle_times_out_after_the_retries() -> None:
         assert r.rtl_confirmations() == [0, 1, 2]
 
 
+async def test_in_progress_holds_the_resends_until_the_answer() -> None:
+    async with rig(in_progress_s=0.6) as r:  # longer than ack_timeout_s (0.25)
+        await wait_for(online(r), 5)
+        outcome = await r.link.return_home("1", command_id="c-ip")
+        assert (outcome.status, outcome.attempts) == (CommandStatus.OK, 1)
+        assert r.rtl_confirmations() == [0]
+
+
+async def test_a_flood_from_one_address_is_refused_before_parsing() -> None:
+    async with rig({"rate_per_s": 1.0, "burst": 30}) as r:
+        await wait_for(lambda: r.link.counts.get("rate_limited", 0) >= 1, 5, what="limited")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(50):
+                sock.sendto(b"rubbish", ("127.0.0.1", r.link.port))
+            await wait_for(lambda: r.link.counts.get("bad_prefix", 0) >= 30, 5, what="parsed")
+        # The plain socket has a bucket of its own, 30 deep (plus a token or two of refill):
+        # the vehicle's flood did not cost it, and its own excess was never parsed.
+        assert r.link.counts["bad_prefix"] <= 33
+
+
 async def test_one_outstanding_rtl_per_vehicle() -> None:
     async with rig(ignore_commands=1) as r:
         await wait_for(online(r), 5)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from drivers.sip.flood import TokenBuckets
 from dronelink.mavlink import decode
 from dronelink.mavlink.wire import (
     MAV_AUTOPILOT_INVALID,
@@ -84,7 +85,8 @@ class Step:
 
 class MavlinkCore:
     """Vehicles, their links and the bounds of the input. *stream_intervals*: message id →
-    seconds between messages, asked of every vehicle when its link comes up."""
+    seconds between messages, asked of every vehicle when its link comes up; *flood*: a token
+    bucket per source address (host, port), charged per datagram."""
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class MavlinkCore:
         link_timeout_s: float,
         stream_intervals: Mapping[int, float],
         allowed_system_ids: Iterable[int] | None = None,
+        flood: TokenBuckets | None = None,
     ) -> None:
         if link_timeout_s <= 0:
             raise ValueError("link_timeout_s must be > 0")
@@ -100,6 +103,7 @@ class MavlinkCore:
         self.link_timeout_s = link_timeout_s
         self.stream_intervals = dict(stream_intervals)
         self.allowed = None if allowed_system_ids is None else frozenset(allowed_system_ids)
+        self.flood = flood
         self.counts: collections.Counter[str] = collections.Counter()
         self._vehicles: dict[int, Vehicle] = {}
 
@@ -113,6 +117,9 @@ class MavlinkCore:
     # -- input -----------------------------------------------------------------------------------
     def receive(self, data: bytes, addr: Address, now: float, at: datetime) -> Step:
         step = Step()
+        if self.flood is not None and not self.flood.allow(addr, now):
+            self._reject(step, "rate_limited")  # before parsing: a flood costs us little
+            return step
         if len(data) > MAX_DATAGRAM:
             self._reject(step, "oversize")
             return step

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from drivers.sip.flood import TokenBuckets
 from dronelink.mavlink.commands import Attempt, Resend
 from dronelink.mavlink.core import SOURCE, Address, MavlinkCore, Step, Vehicle
 from dronelink.mavlink.wire import (
@@ -74,7 +75,11 @@ def _system_id(value: int, what: str) -> int:
 
 class MavlinkLink:
     """Vehicles speaking MAVLink on one UDP port. ``start`` binds, ``run`` keeps the timers
-    until cancelled, ``close`` unbinds and ends any waiting command as CANCELED."""
+    until cancelled, ``close`` unbinds and ends any waiting command as CANCELED.
+
+    *rate_per_s* / *burst*: datagrams allowed per source address (an autopilot streaming
+    everything sends a few hundred a second at most; a router relaying a fleet shares one
+    address), refused past that as ``rate_limited`` before parsing."""
 
     source = SOURCE
 
@@ -93,9 +98,13 @@ class MavlinkLink:
         own_component_id: int = 190,  # MAV_COMP_ID_MISSIONPLANNER, the usual GCS component
         allowed_system_ids: set[int] | None = None,
         on_reject: Callable[[str], None] | None = None,
+        rate_per_s: float = 500.0,
+        burst: int = 1000,
     ) -> None:
         if ack_timeout_s <= 0 or not 0 <= retries <= 255:
             raise ValueError("ack_timeout_s must be > 0 and retries in 0..255")
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
         allowed = (
             None
             if allowed_system_ids is None
@@ -119,6 +128,7 @@ class MavlinkLink:
                 DEFAULT_STREAM_INTERVALS if stream_intervals is None else stream_intervals
             ),
             allowed_system_ids=allowed,
+            flood=TokenBuckets(rate_per_s, burst, max_sources=4096),
         )
         self._check_s = max(0.01, min(0.5, link_timeout_s / 5))
         self._transport: asyncio.DatagramTransport | None = None

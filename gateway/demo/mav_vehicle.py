@@ -23,6 +23,7 @@ from dronelink.mavlink.wire import (
     MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
     MAV_MODE_FLAG_SAFETY_ARMED,
     MAV_RESULT_ACCEPTED,
+    MAV_RESULT_IN_PROGRESS,
     MAV_RESULT_UNSUPPORTED,
     MAV_STATE_ACTIVE,
     MAV_STATE_STANDBY,
@@ -133,6 +134,7 @@ class MavVehicle:
 
     *ignore_commands*: RTL commands to drop unanswered first; *command_result*: the MAV_RESULT
     to answer (it flies home only on ACCEPTED); *answer_commands* False: never answer;
+    *in_progress_s*: answer IN_PROGRESS at once and twice more, the result after that long;
     ``silent`` (settable at any time): send nothing and hear nothing, as a vehicle out of range.
     """
 
@@ -156,9 +158,12 @@ class MavVehicle:
         ignore_commands: int = 0,
         command_result: int = MAV_RESULT_ACCEPTED,
         answer_commands: bool = True,
+        in_progress_s: float | None = None,
         silent: bool = False,
         host: str = "127.0.0.1",
     ) -> None:
+        if not waypoints:
+            raise ValueError("a patrol needs waypoints")
         self.gateway = gateway
         self.system_id = system_id
         self.host = host
@@ -172,6 +177,8 @@ class MavVehicle:
         self.ignore_commands = ignore_commands
         self.command_result = command_result
         self.answer_commands = answer_commands
+        self.in_progress_s = in_progress_s
+        self._tasks: set[asyncio.Task[None]] = set()
         self.silent = silent
         self.custom_mode = COPTER_AUTO
         self.armed = True
@@ -213,6 +220,8 @@ class MavVehicle:
             await asyncio.sleep(self.tick_s)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -295,12 +304,27 @@ class MavVehicle:
                 return
             if not self.answer_commands:
                 return
-            self._ack(cmd, self.command_result)
-            if self.command_result == MAV_RESULT_ACCEPTED and self.flight.return_home():
-                self.custom_mode = COPTER_RTL
-                self._say(_SEVERITY_NOTICE, "Mode RTL")
+            if self.in_progress_s is None:
+                self._finish(cmd)
+            elif not self._tasks:  # a resend while in progress changes nothing
+                task = asyncio.get_running_loop().create_task(self._progress(cmd))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         else:
             self._ack(cmd, MAV_RESULT_UNSUPPORTED)
+
+    async def _progress(self, cmd: CommandLong) -> None:
+        assert self.in_progress_s is not None
+        for percent in (0, 33, 66):
+            self._ack(cmd, MAV_RESULT_IN_PROGRESS, percent)
+            await asyncio.sleep(self.in_progress_s / 3)
+        self._finish(cmd)
+
+    def _finish(self, cmd: CommandLong) -> None:
+        self._ack(cmd, self.command_result)
+        if self.command_result == MAV_RESULT_ACCEPTED and self.flight.return_home():
+            self.custom_mode = COPTER_RTL
+            self._say(_SEVERITY_NOTICE, "Mode RTL")
 
     def _set_interval(self, msg_id: int, interval_us: float) -> None:
         if msg_id not in (_MSG_GLOBAL_POSITION_INT, _MSG_SYS_STATUS):
@@ -311,12 +335,13 @@ class MavVehicle:
             self._schedule.intervals[msg_id] = interval_us / 1e6
         self._schedule.due.pop(msg_id, None)
 
-    def _ack(self, cmd: CommandLong, result: int) -> None:
+    def _ack(self, cmd: CommandLong, result: int, progress: int = 0) -> None:
         self._send(
             self._encoder.command_ack(
                 command=cmd.command,
                 result=result,
                 target_system=cmd.sysid,
                 target_component=cmd.compid,
+                progress=progress,
             )
         )
