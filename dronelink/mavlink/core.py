@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import dronelink.mavlink.decode as decode
 from drivers.sip.flood import TokenBuckets
-from dronelink.mavlink import decode
 from dronelink.mavlink.wire import (
     MAV_AUTOPILOT_INVALID,
     MAV_CMD_SET_MESSAGE_INTERVAL,
