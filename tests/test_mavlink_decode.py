@@ -73,6 +73,14 @@ def test_frames_survive_the_wire() -> None:
     ]
 
 
+def test_mavlink_1_frames_are_read_too() -> None:
+    enc = Encoder(2, 1)
+    msg = enc._mav.heartbeat_encode(QUAD, ARDU, 129, 4, 4)
+    data = bytes(msg.pack(enc._mav, force_mavlink1=True))
+    assert data[0] == 0xFE
+    assert parse_datagram(data).frames == [Heartbeat(2, 1, QUAD, ARDU, 129, 4, 4)]
+
+
 def test_sequence_numbers_advance() -> None:
     enc = Encoder(1, 1)
     a = enc.statustext(severity=6, text="x")

@@ -55,8 +55,8 @@ async def rig(link_kw: dict[str, Any] | None = None, **vehicle_kw: Any) -> Async
     options: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 0,
-        "link_timeout_s": 0.6,
-        "ack_timeout_s": 0.25,
+        "link_timeout_s": 1.0,  # 10 heartbeats: a loaded CI machine never fakes a loss
+        "ack_timeout_s": 0.5,
         "retries": 2,
         "stream_intervals": STREAMS,
         "on_reject": rejects.append,
@@ -162,7 +162,7 @@ async def test_a_silent_vehicle_times_out_after_the_retries() -> None:
 
 
 async def test_in_progress_holds_the_resends_until_the_answer() -> None:
-    async with rig(in_progress_s=0.6) as r:  # longer than ack_timeout_s (0.25)
+    async with rig(in_progress_s=0.9) as r:  # longer than ack_timeout_s (0.5), progress at 0.3
         await wait_for(online(r), 5)
         outcome = await r.link.return_home("1", command_id="c-ip")
         assert (outcome.status, outcome.attempts) == (CommandStatus.OK, 1)

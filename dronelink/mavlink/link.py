@@ -186,7 +186,8 @@ class MavlinkLink:
         """MAV_CMD_NAV_RETURN_TO_LAUNCH to the vehicle's autopilot, resent with the next
         ``confirmation`` while unanswered. A second call with the same *command_id* while the
         first is outstanding waits for the same outcome; another id is refused as busy (an
-        ACK cannot tell two RTLs apart)."""
+        ACK cannot tell two RTLs apart). A vehicle whose link is lost is still asked, at its
+        last address (its heartbeats may be what is lost); the retries bound the wait."""
         sysid = int(key) if key.isdecimal() and len(key) <= 3 else None
         if sysid is None or self._core.vehicle(sysid) is None:
             return CommandOutcome(CommandStatus.REJECTED, 0, None, f"unknown vehicle {key!r}")
