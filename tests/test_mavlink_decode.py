@@ -512,3 +512,15 @@ def test_a_flooding_address_is_refused_before_parsing_and_refills() -> None:
     assert reasons == [["bad_prefix"], ["bad_prefix"], ["rate_limited"], ["rate_limited"]]
     assert core.receive(b"x", other, 0.0, AT).rejects == ["bad_prefix"]  # costs nobody else
     assert core.receive(b"x", ADDR, 0.1, AT).rejects == ["bad_prefix"]  # a token back
+
+
+def test_only_the_heartbeat_moves_the_command_address() -> None:
+    core, enc = _core(), Encoder(8, 1)
+    core.receive(_hb(enc), ADDR, 0.0, AT)
+    elsewhere = ("10.0.0.9", 5000)
+    core.receive(enc.statustext(severity=6, text="spoof?"), elsewhere, 0.1, AT)
+    vehicle = core.vehicle(8)
+    assert vehicle is not None and vehicle.address == ADDR
+    core.receive(_hb(enc), elsewhere, 0.2, AT)
+    vehicle = core.vehicle(8)
+    assert vehicle is not None and vehicle.address == elsewhere

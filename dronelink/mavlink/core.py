@@ -1,15 +1,15 @@
 """The MAVLink side of the gateway without sockets or clocks: datagrams in, reports and
 datagrams to send out.
 
-One vehicle per system id, remembered with the UDP address it was last heard from (a vehicle
-behind NAT or a telemetry radio may change port) and the component of its autopilot (where
-commands go). A flight controller's HEARTBEAT is the link: the first one, and the first after
-a loss, asks for the configured stream rates (SET_MESSAGE_INTERVAL); silence past the timeout
-reports the link LOST once. Reports flow while the link is up: what a vehicle says before its
-first heartbeat or after a loss updates its view (``vehicles``) only, so the one LOST report is
-not followed by positions that seem to contradict it. Everything refused is counted by reason
-and handed back in the step (the transport passes it on to the gateway's metrics), never
-raised.
+One vehicle per system id, remembered with the UDP address its autopilot's heartbeat last came
+from (a vehicle behind NAT or a telemetry radio may change port; other messages do not move it)
+and the component of its autopilot (where commands go). A flight controller's HEARTBEAT is the
+link: the first one, and the first after a loss, asks for the configured stream rates
+(SET_MESSAGE_INTERVAL); silence past the timeout reports the link LOST once. Reports flow while
+the link is up: what a vehicle says before its first heartbeat or after a loss updates its view
+(``vehicles``) only, so the one LOST report is not followed by positions that seem to
+contradict it. Everything refused is counted by reason and handed back in the step (the
+transport passes it on to the gateway's metrics), never raised.
 
 Time comes in as arguments: ``now`` monotonic seconds for the timers, ``at`` the aware UTC
 stamp of the reports.
@@ -138,9 +138,7 @@ class MavlinkCore:
         sysid = frame.sysid
         if isinstance(frame, CommandLong):
             return  # commands to us: the gateway takes none
-        if isinstance(frame, Heartbeat) and (
-            frame.autopilot == MAV_AUTOPILOT_INVALID or frame.type == MAV_TYPE_GCS
-        ):
+        if isinstance(frame, Heartbeat) and not decode.is_vehicle(frame):
             return  # a GCS, gimbal or companion computer: not the vehicle's link
         if sysid == 0:
             self._reject(step, "bad_system_id")
@@ -157,9 +155,10 @@ class MavlinkCore:
             known = Vehicle(
                 key=str(sysid), system_id=sysid, component_id=frame.compid, address=addr
             )
-        vehicle = dataclasses.replace(known, address=addr)
+        vehicle = known
         report: DroneReport | None = None
-        if isinstance(frame, Heartbeat):
+        if isinstance(frame, Heartbeat):  # the link: its address is where commands go
+            vehicle = dataclasses.replace(vehicle, address=addr)
             vehicle, report = self._heartbeat(vehicle, frame, now, at, step)
         elif isinstance(frame, SysStatus):
             battery = decode.battery_percent(frame)
