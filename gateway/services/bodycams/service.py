@@ -24,14 +24,12 @@ from zoneinfo import ZoneInfo
 from drivers.gb28181.catalog import CatalogAssembler
 from drivers.gb28181.manscdp import Manscdp, parse_manscdp
 from drivers.gb28181.presence import PresenceState
-from drivers.gb28181.quick import quick_manscdp
 from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
 from drivers.sip.errors import SipParseError
 from drivers.sip.fields import parse_params
 from drivers.sip.flood import FloodControl, FloodLimits
 from drivers.sip.message import SipRequest, SipResponse, stamp_received
-from drivers.sip.quick import quick_response, read_quick
 from drivers.sip.responses import response_to
 from drivers.sip.transactions import T1, Retransmission, ServerTransactions
 from drivers.sip.transport import Peer, SipEndpoint
@@ -44,6 +42,7 @@ from gateway.services.bodycams.asking import Asker
 from gateway.services.bodycams.cams import CamLive, row_values
 from gateway.services.bodycams.messages import PendingQueries, apply_message
 from gateway.services.bodycams.outgoing import Outgoing
+from gateway.services.bodycams.quicklane import QuickLane
 from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_in, device_of
 from gateway.services.bodycams.requests import Local
 from gateway.services.bodycams.store import AlarmRecord, BodycamStore
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
 
 
-class BodycamService(Asker):
+class BodycamService(Asker, QuickLane):
     def __init__(
         self,
         config: BodycamsConfig,
@@ -66,13 +65,8 @@ class BodycamService(Asker):
         on_case: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = c = config
-        self.store, self.bus, self.clock, self.zone, self._kick_cases = (
-            store,
-            bus,
-            clock,
-            zone,
-            on_case,
-        )
+        self.store, self.bus, self.clock, self.zone = store, bus, clock, zone
+        self._kick_cases = on_case
         self.counts = FastCounter(
             "citygate_bodycam_sip",
             "Body cam signalling by what (register, message, drop, query, subscribe, alarm) "
@@ -160,24 +154,28 @@ class BodycamService(Asker):
                 self.refresh_subscriptions(mono)
             if mono >= next_flush:
                 next_flush = mono + self.config.persist_interval_s
-                await self.flush()
+                await self.flush(everything=False)
 
-    async def flush(self) -> None:
-        """Write the dirty cams and the alarms that arrived (kept for the next try on failure)."""
+    async def flush(self, *, everything: bool = True) -> None:
+        """Write the cams due (every change, with *everything*; else routine ones once they
+        are ``persist_routine_s`` old) and the alarms that arrived (kept for the next try
+        on failure)."""
         async with self._flush_lock:
             now = self.clock()
-            dirty = [cam for cam in self.cams.values() if cam.dirty]
+            routine_s = -1.0 if everything else self.config.persist_routine_s
+            due = [cam for cam in self.cams.values() if cam.due(now, routine_s)]
             alarms, self._alarms = self._alarms, []
-            if not dirty and not alarms:
+            if not due and not alarms:
                 return
-            for cam in dirty:
-                cam.dirty = False
+            rows = [row_values(c, now) for c in due]
+            for cam in due:
+                cam.written()
             try:
-                await self.store.flush([row_values(c, now) for c in dirty], alarms, self._case)
+                await self.store.flush(rows, alarms, self._case)
             except Exception as exc:
                 log.warning("body cams: state not written (%s: %s)", type(exc).__name__, exc)
                 self.counts.labels("persist", "failed").inc()
-                for cam in dirty:
+                for cam in due:
                     cam.dirty = True
                 self._alarms = alarms + self._alarms
 
@@ -332,48 +330,6 @@ class BodycamService(Asker):
             return response_to(request, 400)
         self._take(cam, msg, peer, now, mono)
         return response_to(request, 200)
-
-    def on_quick(self, data: bytes, peer: Peer) -> bool:
-        """The quick lane (``drivers.sip.quick``): a routine MESSAGE or NOTIFY from a cam that
-        is registered and speaks from where it registered, answered 200 without the general
-        header map or element tree. False (the general way, which also says why it refuses)
-        for anything else; what it does is what ``_receive`` and ``_message`` would do."""
-        q = read_quick(data, self.endpoint.max_size)
-        if q is None or peer.transport != "UDP":
-            return False
-        now = self.clock()
-        device = device_in(q.from_uri)
-        cam = self.cams.get(device or "")
-        if (
-            device is None
-            or cam is None
-            or device not in self.credentials
-            or cam.peer is None
-            or cam.peer.host != peer.host
-            or not cam.presence.registered_until
-            or cam.presence.registered_until <= now
-        ):
-            return False
-        msg = quick_manscdp(q.body, self.zone, self.limits)
-        if msg is None:
-            return False
-        mono = self._mono()
-        if not self.flood.allow(device, peer.host, mono):
-            self.counts.labels("drop", "rate_limited_device").inc()
-            return True
-        table = self.tx["UDP"]
-        got = table.receive_key(q.key, mono)
-        if isinstance(got, Retransmission):
-            self.counts.labels("retransmission", q.method.lower()).inc()
-            resend = got.data()
-            if resend is not None:
-                self.endpoint.send(peer, resend)
-            return True
-        self._take(cam, msg, peer, now, mono)
-        wire = quick_response(q, peer.addr)
-        table.respond_wire(q.key, wire, mono)
-        self.endpoint.send(peer, wire)
-        return True
 
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
         """What a cam's MANSCDP message does, once it is known to be the cam's."""
