@@ -75,10 +75,10 @@ class DockOptions:
 @dataclass
 class FleetStats:
     services: list[tuple[str, str, str, str]] = field(default_factory=list)  # dock,method,tid,bid
-    events_replied: dict[str, int] = field(default_factory=dict)  # tid -> replies received
-    status_replies: dict[str, int] = field(default_factory=dict)  # tid -> replies received
+    events_replied: dict[str, int] = field(default_factory=dict)  # "tid/bid" -> replies
+    status_replies: dict[str, int] = field(default_factory=dict)  # "tid/bid" -> replies
     events_sent: dict[str, tuple[str, str]] = field(default_factory=dict)  # tid -> (bid, method)
-    topo_sent: dict[str, str] = field(default_factory=dict)  # tid -> dock sn
+    topo_sent: dict[str, str] = field(default_factory=dict)  # "tid/bid" -> dock sn
     published: int = 0
     osd_sent: int = 0
     runs: dict[str, int] = field(default_factory=dict)  # bid/method -> times asked
@@ -284,7 +284,8 @@ class DockFleet:
     # -- what tests drive -------------------------------------------------------------------
 
     async def update_topo(self, sn: str) -> str:
-        """Send dock *sn*'s ``update_topo`` (its aircraft, or none when offline); the tid."""
+        """Send dock *sn*'s ``update_topo`` (its aircraft, or none when offline); its
+        "tid/bid" (the key of ``stats.status_replies``)."""
         spec, ac = self.docks[sn], self._aircraft[sn]
         subs = [{"sn": spec.aircraft_sn, "type": 67, "sub_type": 0, "index": "A"}]
         data = {
@@ -297,9 +298,10 @@ class DockFleet:
             "sub_devices": subs if ac.online else [],
         }
         env = self._env("update_topo", data, sn)
-        self.stats.topo_sent[env["tid"]] = sn
+        key = f"{env['tid']}/{env['bid']}"
+        self.stats.topo_sent[key] = sn
         await self._pub(f"sys/product/{sn}/status", env)
-        return str(env["tid"])
+        return key
 
     async def set_aircraft_online(self, sn: str, online: bool) -> None:
         """The aircraft of dock *sn* comes (back) or goes: osd stops or resumes, and the dock
@@ -311,7 +313,8 @@ class DockFleet:
         self, sn: str, method: str, data: dict[str, Any], *, need_reply: bool = True, bid: str = ""
     ) -> str:
         """Raise an event from dock *sn*; with *need_reply*, re-sent with the same tid and
-        bid until answered (at most ``event_tries`` times). Returns the tid."""
+        bid until answered (at most ``event_tries`` times). Returns "tid/bid" (the key of
+        ``stats.events_replied``)."""
         env = self._env(method, data, sn, bid=bid or None, need_reply=1 if need_reply else 0)
         tid = str(env["tid"])
         self.stats.events_sent[tid] = (str(env["bid"]), method)
@@ -323,7 +326,7 @@ class DockFleet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answered.wait(), self.options.event_retry_s)
                 break
-        return tid
+        return f"{tid}/{env['bid']}"
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -339,11 +342,13 @@ class DockFleet:
             return
         sn, kind = parts[2], parts[3]
         if kind == "events_reply":
-            self.stats.events_replied[tid] = self.stats.events_replied.get(tid, 0) + 1
-            if tid in self._answered:
+            key = f"{tid}/{bid}"
+            self.stats.events_replied[key] = self.stats.events_replied.get(key, 0) + 1
+            if tid in self._answered and self.stats.events_sent.get(tid, ("",))[0] == bid:
                 self._answered[tid].set()
         elif kind == "status_reply":
-            self.stats.status_replies[tid] = self.stats.status_replies.get(tid, 0) + 1
+            key = f"{tid}/{bid}"
+            self.stats.status_replies[key] = self.stats.status_replies.get(key, 0) + 1
         elif kind == "services":
             self.stats.services.append((sn, method, tid, bid))
             self._spawn(self._service(sn, method, tid, bid, data))
