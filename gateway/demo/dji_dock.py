@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import random
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -156,7 +157,15 @@ class DockFleet:
         )
         topics = ["thing/product/+/services", "thing/product/+/events_reply"]
         topics.append("sys/product/+/status_reply")
-        self.transport = MqttTransport(params, topics, self._on_message)
+        self.transport = MqttTransport(params, topics, self._on_message, on_state=self._nodelay)
+
+    def _nodelay(self, up: bool) -> None:
+        """TCP_NODELAY on the fleet's socket (paho leaves Nagle on): a dock's small messages
+        go at once instead of waiting for the broker's delayed ACK (~40 ms)."""
+        client = self.transport._client
+        sock = client._client.socket() if up and client is not None else None
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- running ----------------------------------------------------------------------------
 
