@@ -16,7 +16,8 @@ instance that gets a command's progress is often not the one that waits: it stil
 ``on_progress`` (the gateway stores it by command id, which is the bid, so the caller's view
 completes), and the gateway, on learning that a command it waits for ended elsewhere, calls
 ``resolve(command_id, outcome)`` on its own link to end the wait. An instance that holds the
-bid itself also ends the command on a final progress event (the reply may have been lost).
+bid itself also ends the command on a final progress event (the reply may have been lost),
+unless built with ``resolve_on_progress=False`` (then only ``resolve`` does: one path).
 
 Presence is rebuilt from traffic (``presence``): a restarted gateway reports each dock and
 aircraft online again with its next message; silence past ``presence_timeout_s`` reports it
@@ -91,6 +92,8 @@ class DjiLink:
         psdk_index: int = 0,
         on_reject: Callable[[str], None] | None = None,
         tick_s: float = 0.1,
+        resolve_on_progress: bool = True,
+        max_devices: int = 10_000,
     ) -> None:
         self._known = known
         self._on_report = on_report
@@ -100,6 +103,8 @@ class DjiLink:
         self._on_reject = on_reject
         self._psdk_index = psdk_index
         self._tick_s = tick_s
+        self._resolve_on_progress = resolve_on_progress
+        self._max_devices = max_devices
         self.share_group = share_group
         self.book = ServiceBook(reply_timeout_s, retries)
         self.topology = Topology()
@@ -213,6 +218,11 @@ class DjiLink:
         if self._known is not None and not self._known(sn):
             self._reject("unknown_sn", sn)
             return
+        if self.presence.last_seen(sn) is None and len(self.presence) >= self._max_devices:
+            # Without a ``known`` filter, anyone on the broker could make us remember
+            # serial numbers without end.
+            self._reject("too_many_devices", sn)
+            return
         env = envelope.parse(payload)
         if isinstance(env, envelope.Rejection):
             self._reject(env.reason, f"{name}: {env.detail}")
@@ -306,7 +316,11 @@ class DjiLink:
             self._count("events_other")
             return
         self._on_progress(progress)
-        if progress.status.final and self.book.pending(progress.command_id):
+        if (
+            self._resolve_on_progress
+            and progress.status.final
+            and self.book.pending(progress.command_id)
+        ):
             outcome = CommandOutcome(
                 progress.status, result_code=progress.result_code, detail=progress.detail
             )

@@ -21,6 +21,9 @@ class Presence:
         self._last: dict[str, datetime] = {}
         self._online: set[str] = set()
 
+    def __len__(self) -> int:
+        return len(self._last)
+
     def seen(self, sn: str, at: datetime) -> bool:
         """Record a message from *sn*; True if it was not online before (it is now)."""
         self._last[sn] = max(at, self._last.get(sn, at))

@@ -18,7 +18,7 @@ reply), ``late`` (after ``late_s``), ``twice`` (the same reply two times), ``err
 a bench of 200 docks does not need 200 connections); the load is in the messages, not in the
 sockets.
 
-Long because one dock's life (its osd groups, its aircraft's flight, its answers and events)
+The module is long because one dock's life (its osd groups, its aircraft's flight, its answers and events)
 reads best in one place; the patrol geometry is the only pure part and is small.
 """
 
