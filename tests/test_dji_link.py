@@ -94,9 +94,13 @@ async def running(*things: Any) -> AsyncIterator[None]:
         stop.set()
         for t in tasks:
             t.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=10)
+        for t in stuck:
+            t.print_stack()
+        assert not stuck, f"{len(stuck)} task(s) ignored their cancellation"
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
 
 
 async def paired(link: DjiLink, s: DockSpec) -> None:

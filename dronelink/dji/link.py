@@ -23,6 +23,10 @@ Presence is rebuilt from traffic (``presence``): a restarted gateway reports eac
 aircraft online again with its next message; silence past ``presence_timeout_s`` reports it
 LOST once. Bad input never raises: each rejection is counted by reason in ``counts`` (and
 handed to ``on_reject``, which the gateway maps to a Prometheus counter).
+
+The module is long because the dispatch of the six topics and the command API share one
+state (the request book, the topology, presence, the dock merge) and read best side by side;
+every decision in them is in the cores.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ log = logging.getLogger(__name__)
 
 MAX_TTS_CHARS = 500  # the dock's text-to-speech takes short announcements
 PUBLISHERS = 4  # concurrent publishes (each waits for its PUBACK)
+PUBLISH_TIMEOUT_S = 10.0
 
 
 class DjiLink:
@@ -145,18 +150,27 @@ class DjiLink:
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, listen and answer until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.transport.run())
-            for _ in range(PUBLISHERS):
-                tg.create_task(self._publisher())
-            tg.create_task(self._ticker())
+        """Connect, listen and answer until cancelled; commands still waiting then end
+        CANCELED (a caller never waits on a link that is gone)."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.transport.run())
+                for _ in range(PUBLISHERS):
+                    tg.create_task(self._publisher())
+                tg.create_task(self._ticker())
+        finally:
+            for command_id in list(self._waiting):
+                self.resolve(
+                    command_id, CommandOutcome(CommandStatus.CANCELED, detail="link stopped")
+                )
 
     async def _publisher(self) -> None:
         while True:
             name, payload = await self._outbox.get()
             try:
-                await self.transport.publish(name, payload)
+                # Bounded: a PUBACK that never comes (connection lost under it) must not
+                # hold this publisher for ever.
+                await asyncio.wait_for(self.transport.publish(name, payload), PUBLISH_TIMEOUT_S)
                 self._count("published")
             except (ConnectionError, OSError, Exception) as exc:
                 # A lost reply: the dock sends its event again; a lost request: the book
@@ -170,7 +184,12 @@ class DjiLink:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
-            self.tick(self._clock())
+            try:
+                self.tick(self._clock())
+            except Exception:
+                # A callback's bug must not stop retries and timeouts: callers would wait
+                # for ever.
+                log.exception("DJI link tick failed")
 
     def tick(self, now: datetime) -> None:
         """Retries, timeouts and presence at *now* (the ticker calls this)."""

@@ -18,8 +18,8 @@ reply), ``late`` (after ``late_s``), ``twice`` (the same reply two times), ``err
 a bench of 200 docks does not need 200 connections); the load is in the messages, not in the
 sockets.
 
-The module is long because one dock's life (its osd groups, its aircraft's flight, its answers and events)
-reads best in one place; the patrol geometry is the only pure part and is small.
+The module is long because one dock's life (its osd groups, its aircraft's flight, its
+answers and events) reads best in one place; the patrol geometry is the only pure part.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import aiomqtt
 
 from drivers.mqtt.transport import MqttParams, MqttTransport
 
@@ -181,8 +183,10 @@ class DockFleet:
                 t.cancel()
 
     async def _pub(self, name: str, obj: dict[str, Any], qos: int = 1) -> None:
-        with contextlib.suppress(ConnectionError):
-            await self.transport.publish(name, json.dumps(obj).encode(), qos=qos)
+        with contextlib.suppress(ConnectionError, TimeoutError, aiomqtt.MqttError):
+            await asyncio.wait_for(
+                self.transport.publish(name, json.dumps(obj).encode(), qos=qos), 5.0
+            )
             self.stats.published += 1
 
     def _spawn(self, coro: Any) -> None:
