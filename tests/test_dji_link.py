@@ -95,8 +95,9 @@ async def running(*things: Any) -> AsyncIterator[None]:
         for t in tasks:
             t.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=10)
-        for t in stuck:
-            t.print_stack()
+        if stuck:
+            for t in asyncio.all_tasks():
+                t.print_stack()
         assert not stuck, f"{len(stuck)} task(s) ignored their cancellation"
         for t in tasks:
             if not t.cancelled() and t.exception() is not None:

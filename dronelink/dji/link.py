@@ -169,8 +169,10 @@ class DjiLink:
             name, payload = await self._outbox.get()
             try:
                 # Bounded: a PUBACK that never comes (connection lost under it) must not
-                # hold this publisher for ever.
-                await asyncio.wait_for(self.transport.publish(name, payload), PUBLISH_TIMEOUT_S)
+                # hold this publisher for ever. asyncio.timeout, not wait_for: on 3.11
+                # wait_for swallows a cancellation that lands as the publish completes.
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                    await self.transport.publish(name, payload)
                 self._count("published")
             except (ConnectionError, OSError, Exception) as exc:
                 # A lost reply: the dock sends its event again; a lost request: the book

@@ -184,9 +184,10 @@ class DockFleet:
 
     async def _pub(self, name: str, obj: dict[str, Any], qos: int = 1) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError, aiomqtt.MqttError):
-            await asyncio.wait_for(
-                self.transport.publish(name, json.dumps(obj).encode(), qos=qos), 5.0
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # lands as the publish completes, and the dock would never stop.
+            async with asyncio.timeout(5.0):
+                await self.transport.publish(name, json.dumps(obj).encode(), qos=qos)
             self.stats.published += 1
 
     def _spawn(self, coro: Any) -> None:
@@ -337,7 +338,8 @@ class DockFleet:
             if not need_reply:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(answered.wait(), self.options.event_retry_s)
+                async with asyncio.timeout(self.options.event_retry_s):
+                    await answered.wait()
                 break
         return f"{tid}/{env['bid']}"
 
