@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +61,12 @@ def spec() -> DockSpec:
     return DockSpec(f"DOCK{tag}", f"AIR{tag}", HOME, LOOP)
 
 
-def make_link(broker: Broker, seen: Seen, **kw: Any) -> DjiLink:
+def make_link(
+    broker: Broker,
+    seen: Seen,
+    on_progress: Callable[[CommandProgress], None] | None = None,
+    **kw: Any,
+) -> DjiLink:
     params = MqttParams(broker.host, broker.port, f"gw-{uuid.uuid4().hex[:8]}", clean=True)
     opts: dict[str, Any] = {
         "reply_timeout_s": 0.4,
@@ -71,7 +76,13 @@ def make_link(broker: Broker, seen: Seen, **kw: Any) -> DjiLink:
     }
     opts.update(kw)
     return DjiLink(
-        params, None, seen.reports.append, seen.docks.append, seen.progress.append, clock, **opts
+        params,
+        None,
+        seen.reports.append,
+        seen.docks.append,
+        on_progress or seen.progress.append,
+        clock,
+        **opts,
     )
 
 
@@ -238,22 +249,27 @@ async def test_two_instances_in_a_share_group(mosquitto: Broker) -> None:
     db: dict[str, CommandProgress] = {}
     holders: dict[str, DjiLink] = {}
     seen_a, seen_b = Seen(), Seen()
-    # A ends its waits only through resolve: the hook below is the one way the outcome
-    # reaches it, whichever instance the progress went to.
+
+    def gateway_hook(seen: Seen) -> Callable[[CommandProgress], None]:
+        """What the gateway's drone service does with a progress, on any instance: store it
+        by command id, and tell the instance that waits for that command."""
+
+        def on_progress(p: CommandProgress) -> None:
+            seen.progress.append(p)
+            db[p.command_id] = p
+            if p.status.final and p.command_id in holders:
+                outcome = CommandOutcome(p.status, detail="learned from the database")
+                holders[p.command_id].resolve(p.command_id, outcome)
+
+        return on_progress
+
+    # A ends its waits only through resolve: the hook is the one way the outcome reaches
+    # it, whichever instance the progress went to.
     a = make_link(
-        mosquitto, seen_a, share_group=group, reply_timeout_s=5.0, resolve_on_progress=False
-    )
-    b = make_link(mosquitto, seen_b, share_group=group, reply_timeout_s=5.0)
-
-    def gateway_hook(p: CommandProgress, _me: DjiLink) -> None:
-        db[p.command_id] = p  # what the gateway's drone service stores
-        if p.status.final and p.command_id in holders:
-            holders[p.command_id].resolve(
-                p.command_id, CommandOutcome(p.status, detail="learned from the database")
-            )
-
-    a._on_progress = lambda p: (seen_a.progress.append(p), gateway_hook(p, a))[0]
-    b._on_progress = lambda p: (seen_b.progress.append(p), gateway_hook(p, b))[0]
+        mosquitto, seen_a, gateway_hook(seen_a), share_group=group, reply_timeout_s=5.0,
+        resolve_on_progress=False,
+    )  # fmt: skip
+    b = make_link(mosquitto, seen_b, gateway_hook(seen_b), share_group=group, reply_timeout_s=5.0)
     fleet = fleet_of(mosquitto, s, progress_steps=6)
     async with running(a, b, fleet):
         await paired(a, s)
