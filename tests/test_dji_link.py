@@ -278,8 +278,8 @@ async def test_two_instances_in_a_share_group(mosquitto: Broker) -> None:
         holders["sh-0"] = a
         out = await a.speaker(s.aircraft_sn, "请出示证件", 50, False, command_id="sh-0")
         assert out.status is CommandStatus.OK and out.attempts == 3
-        await wait_for(lambda: b.counts.get("reply_unknown", 0) == 3, 5)
-        assert "reply_unknown" not in a.counts
+        await wait_for(lambda: b.stats.get("replies_not_ours", 0) == 3, 5)
+        assert "replies_not_ours" not in a.stats and not a.counts and not b.counts
         await wait_for(lambda: db.get("sh-0") and db["sh-0"].status.final, 5)
         # Now the reply gets lost: the progress, wherever it went, ends A's wait.
         fleet.reply_mode = "drop"
@@ -312,6 +312,24 @@ async def test_presence_lost_and_back_and_a_restarted_gateway(mosquitto: Broker)
         n = len(seen.reports)
         await fleet.set_aircraft_online(s.dock_sn, True)
         await wait_for(lambda: any(r.link is LinkState.ONLINE for r in seen.reports[n:]), 5)
+        assert link.topology.dock_of(s.aircraft_sn) == s.dock_sn
+        # The aircraft falls silent with no word from the dock: lost after the timeout, once;
+        # back with its next message.
+        await fleet.set_aircraft_online(s.dock_sn, False, announce=False)
+        n = len(seen.reports)
+
+        def lost_by_timeout() -> list[DroneReport]:
+            return [r for r in seen.reports[n:] if r.link is LinkState.LOST]
+
+        await wait_for(lost_by_timeout, 5, what="the silent aircraft lost")
+        assert lost_by_timeout()[0].dock_key == s.dock_sn
+        assert link.presence.state(s.aircraft_sn) is LinkState.LOST
+        assert link.presence.state(s.dock_sn) is LinkState.ONLINE  # the dock still talks
+        await asyncio.sleep(0.3)
+        assert len(lost_by_timeout()) == 1
+        await fleet.set_aircraft_online(s.dock_sn, True, announce=False)
+        await wait_for(lambda: link.presence.state(s.aircraft_sn) is LinkState.ONLINE, 5)
+        assert seen.reports[-1].link is LinkState.ONLINE
     # The dock went silent (its fleet stopped): lost after the timeout, once.
     lost = Seen()
     link2 = make_link(mosquitto, lost)

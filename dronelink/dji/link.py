@@ -11,7 +11,9 @@ state, events, requests, status) are subscribed as ``$share/{group}/...``: the b
 each message to one instance, which answers it (events_reply, status_reply) and reports it.
 ``services_reply`` is subscribed by every instance *without* ``$share``: replies are few, and
 this way the instance that sent a request (and whose caller waits) always sees its reply; the
-others count it as ``reply_unknown`` and drop it. Progress events, though, are shared, so the
+others drop it (counted in ``stats["replies_not_ours"]``, not as a rejection: with a share
+group a reply to another instance is normal; without one, a reply to a request never made is
+the rejection ``reply_unknown``). Progress events, though, are shared, so the
 instance that gets a command's progress is often not the one that waits: it still calls
 ``on_progress`` (the gateway stores it by command id, which is the bid, so the caller's view
 completes), and the gateway, on learning that a command it waits for ended elsewhere, calls
@@ -249,7 +251,11 @@ class DjiLink:
             self._reject(env.reason, f"{name}: {env.detail}")
             return
         if kind is TopicKind.SERVICES_REPLY:
-            self._act(self.book.on_reply(env, now))
+            action = self.book.on_reply(env, now)
+            if self.share_group and action == Ignored("reply_unknown"):
+                self._count("replies_not_ours")
+            else:
+                self._act(action)
             return
         if kind in (TopicKind.OSD, TopicKind.STATE):
             self._osd(kind, sn, env, now)

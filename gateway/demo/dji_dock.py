@@ -317,11 +317,13 @@ class DockFleet:
         await self._pub(f"sys/product/{sn}/status", env)
         return key
 
-    async def set_aircraft_online(self, sn: str, online: bool) -> None:
-        """The aircraft of dock *sn* comes (back) or goes: osd stops or resumes, and the dock
-        says so in an ``update_topo``."""
+    async def set_aircraft_online(self, sn: str, online: bool, *, announce: bool = True) -> None:
+        """The aircraft of dock *sn* comes (back) or goes: its osd stops or resumes, and
+        the dock says so in an ``update_topo`` (unless not *announce*: it just falls
+        silent, as when its radio link drops)."""
         self._aircraft[sn].online = online
-        await self.update_topo(sn)
+        if announce:
+            await self.update_topo(sn)
 
     async def send_event(
         self, sn: str, method: str, data: dict[str, Any], *, need_reply: bool = True, bid: str = ""
