@@ -392,3 +392,22 @@ async def test_unknown_serial_numbers_are_refused(mosquitto: Broker) -> None:
     async with running(link, fleet):
         await wait_for(lambda: link.counts.get("unknown_sn", 0) >= 3, 5)
         assert not seen.docks and not seen.reports and not fleet.stats.status_replies
+
+
+async def test_a_command_survives_a_broker_restart(own_mosquitto: Broker) -> None:
+    """The broker goes away as a command is sent: the publish fails (counted), the book
+    sends it again with the same bid once the link is back (subscriptions replayed)."""
+    s, seen = spec(), Seen()
+    link = make_link(own_mosquitto, seen, reply_timeout_s=1.0, retries=5, presence_timeout_s=10)
+    fleet = fleet_of(own_mosquitto, s)
+    async with running(link, fleet):
+        await paired(link, s)
+        own_mosquitto.stop()
+        await wait_for(lambda: not link.transport.connected.is_set(), 5)
+        command = asyncio.create_task(link.return_home(s.aircraft_sn, command_id="rth-outage"))
+        await wait_for(lambda: link.stats.get("publish_failed", 0) >= 1, 5)
+        own_mosquitto.start()
+        out = await asyncio.wait_for(command, 15)
+        assert out.status is CommandStatus.OK and out.attempts >= 2
+        assert {b for _, m, _, b in fleet.stats.services if m == "return_home"} == {"rth-outage"}
+        assert fleet.stats.runs["rth-outage/return_home"] >= 1
