@@ -546,9 +546,6 @@ class BodycamsConfig(_Section):
     query_timeout_s: float = Field(
         32.0, gt=0, le=300, description="how long a query to a cam waits for its answer"
     )
-    alarm_cases: bool = Field(
-        False, description="file a case report (with the position) for every cam alarm"
-    )
     persist_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often the cams' live state is written to the database"
     )

@@ -356,7 +356,7 @@ async def _build(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags
     )
     bodycams = await build_bodycams(s.bodycams, sessions, bus, metrics, clock, zone,
-                                    case_delivery.kick)  # fmt: skip
+                                    case_delivery.kick, lambda: enforcement.rules)  # fmt: skip
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
         bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes, bodycams,

@@ -51,7 +51,12 @@ __all__ = [
 ]
 
 DetectionKind = Literal[
-    "street_vending", "mobile_vendor", "non_motor_blocking", "abandoned_vehicle", "illegal_parking"
+    "street_vending",
+    "mobile_vendor",
+    "non_motor_blocking",
+    "abandoned_vehicle",
+    "illegal_parking",
+    "officer_alarm",  # a body cam's alarm (the officer's button); confidence from its priority
 ]
 DETECTION_KINDS: tuple[DetectionKind, ...] = get_args(DetectionKind)
 Trigger = Literal["detection", "stay"]

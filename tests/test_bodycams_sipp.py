@@ -38,7 +38,6 @@ async def gw(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Asy
             "keepalive_count": 2,
             "register_expires_min_s": 1,
             "persist_interval_s": 0.1,
-            "alarm_cases": True,
         },
     )
     async with running_gateway(settings) as gateway:
@@ -172,7 +171,7 @@ async def test_an_alarm_alerts_the_operator_and_files_a_case(
     assert alarm["priority"] == 1 and alarm["method"] == 2 and alarm["alarm_type"] == 1
     assert alarm["description"] == "SOS button"
     assert (alarm["lat"], alarm["lon"]) == (38.787, 101.087)
-    assert alarm["case_id"] is not None  # [bodycams] alarm_cases = true
+    assert alarm["case_id"] is not None  # priority 1: the sample rules' officer-alarm files one
     assert count(gw, "alarm", "1") == 1
 
 

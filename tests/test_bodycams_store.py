@@ -13,7 +13,14 @@ from drivers.sip.transport import Peer
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BodycamAlarmRow
 from gateway.services.bodycams.cams import CamLive, row_values
-from gateway.services.bodycams.store import CHUNK, AlarmRecord, BodycamStore, OfficerInfo
+from gateway.services.bodycams.store import (
+    CHUNK,
+    AlarmRecord,
+    BodycamStore,
+    OfficerInfo,
+    alarm_cases,
+)
+from parking.enforcement_file import load_sample_rules
 
 T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -37,9 +44,12 @@ async def test_flush_then_load_round_trips(db_url: str) -> None:
             c.presence = c.presence.seen(T0 + timedelta(seconds=30))
         officer = OfficerInfo("of-001", "范欣娜", "督查中队", "officer")
         alarm = Alarm(cams[0].device_id, 5, 1, 2, T0, "SOS", 101.0, 38.0, 1)
-        record = AlarmRecord(alarm, T0, 38.0, 101.0, officer, True)
+        record = AlarmRecord(alarm, T0, 38.0, 101.0, officer)
         await store.flush(
-            [row_values(c, T0) for c in cams], [record], lambda c, r: seen.append((c.title, r))
+            [row_values(c, T0) for c in cams],
+            [record],
+            lambda c, r: seen.append((c.title, r)),
+            load_sample_rules(()),
         )
         assert seen and seen[0][1] is True and "范欣娜" in seen[0][0]
         _, _, back = await BodycamStore(sessionmaker_for(engine)).load(60, 3)
@@ -53,3 +63,24 @@ async def test_flush_then_load_round_trips(db_url: str) -> None:
         assert row.case_id is not None and row.description == "SOS"
     finally:
         await engine.dispose()
+
+
+def test_the_rule_book_decides_which_alarms_file_a_case() -> None:
+    rules = load_sample_rules(())
+    officer = OfficerInfo("of-001", "范欣娜", "督查中队", "officer")
+
+    def alarm(device: str, sn: int, priority: int | None) -> AlarmRecord:
+        a = Alarm(device, sn, priority, 2, T0, "SOS", 101.08, 38.78, 1)
+        return AlarmRecord(a, T0, 38.78, 101.08, officer)
+
+    (case,) = alarm_cases(alarm(cam(1).device_id, 5, 1), rules)  # the officer's SOS
+    assert case.rule_id == "officer-alarm" and case.category == "bodycam"
+    assert "范欣娜（督查中队）" in case.title and (case.lat, case.lon) == (38.78, 101.08)
+    assert case.details["officer_id"] == "of-001" and case.details["priority"] == 1
+    assert len(alarm_cases(alarm(cam(1).device_id, 6, 2), rules)) == 1
+    assert alarm_cases(alarm(cam(1).device_id, 7, 3), rules) == ()  # below the rule's bar
+    assert alarm_cases(alarm(cam(1).device_id, 8, None), rules) == ()
+    assert alarm_cases(alarm(cam(1).device_id, 5, 1), None) == ()  # no rules: no case
+    # two officers' alarms at one place are two cases (keyed per cam and SN, not per place)
+    keys = {alarm_cases(alarm(cam(n).device_id, 5, 1), rules)[0].dedup_key for n in (1, 2)}
+    assert len(keys) == 2

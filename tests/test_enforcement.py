@@ -614,7 +614,7 @@ def test_rule_book_refuses_duplicate_ids() -> None:
 
 def test_sample_rules_load_with_any_town() -> None:
     assert [r.id for r in load_sample_rules(()).rules] == [r.id for r in BOOK.rules]
-    assert {r.category for r in BOOK.rules} == {"0107", "0501", "0504", "0505", "0506"}
+    assert {r.category for r in BOOK.rules} == {"0107", "0501", "0504", "0505", "0506", "bodycam"}
     assert str(BOOK.zone) == "Asia/Shanghai"
 
 

@@ -13,6 +13,7 @@ from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
 from gateway.services.bodycams.service import BodycamService
 from gateway.services.bodycams.store import BodycamStore
+from parking.enforcement import RuleBook
 
 __all__ = ["BodycamService", "build_bodycams"]
 
@@ -25,8 +26,12 @@ async def build_bodycams(
     clock: Callable[[], datetime],
     zone: ZoneInfo,
     on_case: Callable[[], None],
+    rules: Callable[[], RuleBook | None] = lambda: None,
 ) -> BodycamService:
-    """The platform with its credentials and restored state loaded (not yet listening)."""
-    service = BodycamService(config, BodycamStore(sessions), bus, metrics, clock, zone, on_case)
+    """The platform with its credentials and restored state loaded (not yet listening);
+    *rules* gives the enforcement rules as they are now (they follow the change feed)."""
+    service = BodycamService(
+        config, BodycamStore(sessions), bus, metrics, clock, zone, on_case, rules
+    )
     await service.load()
     return service

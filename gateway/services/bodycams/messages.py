@@ -27,9 +27,10 @@ from drivers.gb28181.manscdp import (
     QueryAnswerOther,
 )
 from drivers.gb28181.xmlsafe import ManscdpError
+from drivers.sip.fields import parse_params
 from gateway.services.bodycams.cams import CamLive
 
-__all__ = ["Effects", "PendingQueries", "apply_message"]
+__all__ = ["Effects", "PendingQueries", "apply_message", "body_charset"]
 
 
 class PendingQueries:
@@ -126,3 +127,13 @@ def apply_message(
     elif isinstance(msg, QueryAnswerOther) and queries.answer(cam.device_id, msg.sn, msg.cmd_type):
         out.answered = msg.cmd_type
     return out
+
+
+def body_charset(content_type: str | None) -> str | None:
+    """The charset a Content-Type declares, else None."""
+    if not content_type or ";" not in content_type:
+        return None
+    try:
+        return parse_params(content_type.split(";", 1)[1]).get("charset")
+    except ValueError:
+        return None

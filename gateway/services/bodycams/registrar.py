@@ -34,7 +34,7 @@ from drivers.sip.message import SipRequest, SipResponse
 from drivers.sip.responses import response_to
 from gateway.directory.bodycams import Credential
 
-__all__ = ["RegisterOutcome", "Registrar", "RegistrarPolicy", "device_of", "gb_date"]
+__all__ = ["RegisterOutcome", "Registrar", "RegistrarPolicy", "contact_uri", "device_of", "gb_date"]
 
 Kind = Literal["challenge", "registered", "unregistered", "refused"]
 
@@ -209,3 +209,12 @@ def _with_expires(contact: str, expires: int) -> str:
     display = f'"{addr.display}" ' if addr.display else ""
     tail = "".join(f";{k}={v}" if v != "" else f";{k}" for k, v in params.items())
     return f"{display}<{addr.uri}>{tail}"
+
+
+def contact_uri(contact: str | None) -> str | None:
+    """The URI in a Contact value (``<sip:...>;expires=...`` or bare), else None."""
+    if not contact:
+        return None
+    start, end = contact.find("<"), contact.find(">")
+    uri = contact[start + 1 : end] if 0 <= start < end else contact.split(";")[0]
+    return uri.strip() or None

@@ -27,7 +27,6 @@ from drivers.gb28181.presence import PresenceState
 from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
 from drivers.sip.errors import SipParseError
-from drivers.sip.fields import parse_params
 from drivers.sip.flood import FloodControl, FloodLimits
 from drivers.sip.message import SipRequest, SipResponse, stamp_received
 from drivers.sip.responses import response_to
@@ -40,12 +39,19 @@ from gateway.infra.bus import EventBus
 from gateway.metrics import FastCounter, Metrics
 from gateway.services.bodycams.asking import Asker
 from gateway.services.bodycams.cams import CamLive, row_values
-from gateway.services.bodycams.messages import PendingQueries, apply_message
+from gateway.services.bodycams.messages import PendingQueries, apply_message, body_charset
 from gateway.services.bodycams.outgoing import Outgoing
 from gateway.services.bodycams.quicklane import QuickLane
-from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_in, device_of
+from gateway.services.bodycams.registrar import (
+    Registrar,
+    RegistrarPolicy,
+    contact_uri,
+    device_in,
+    device_of,
+)
 from gateway.services.bodycams.requests import Local
 from gateway.services.bodycams.store import AlarmRecord, BodycamStore
+from parking.enforcement import RuleBook
 
 __all__ = ["BodycamService"]
 
@@ -63,10 +69,11 @@ class BodycamService(Asker, QuickLane):
         clock: Callable[[], datetime],
         zone: ZoneInfo,
         on_case: Callable[[], None] = lambda: None,
+        rules: Callable[[], RuleBook | None] = lambda: None,
     ) -> None:
         self.config = c = config
         self.store, self.bus, self.clock, self.zone = store, bus, clock, zone
-        self._kick_cases = on_case
+        self._kick_cases, self.rules = on_case, rules
         self.counts = FastCounter(
             "citygate_bodycam_sip",
             "Body cam signalling by what (register, message, drop, query, subscribe, alarm) "
@@ -171,7 +178,7 @@ class BodycamService(Asker, QuickLane):
             for cam in due:
                 cam.written()
             try:
-                await self.store.flush(rows, alarms, self._case)
+                await self.store.flush(rows, alarms, self._case, self.rules())
             except Exception as exc:
                 log.warning("body cams: state not written (%s: %s)", type(exc).__name__, exc)
                 self.counts.labels("persist", "failed").inc()
@@ -301,7 +308,7 @@ class BodycamService(Asker, QuickLane):
             cam = self.cams[out.device_id] = CamLive(out.device_id, presence)
         if out.kind == "registered":
             fresh = not cam.presence.online(now)
-            cam.registered(now, out.expires_s, peer, _contact_uri(out.contact))
+            cam.registered(now, out.expires_s, peer, contact_uri(out.contact))
             if fresh:
                 cam.subscription = None  # a cam that was away keeps no dialog of ours
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
@@ -322,7 +329,7 @@ class BodycamService(Asker, QuickLane):
         if cam.peer is not None and cam.peer.host != peer.host:
             self.counts.labels("message", "source_mismatch").inc()
             return response_to(request, 403)
-        charset = _charset(request.content_type)
+        charset = body_charset(request.content_type)
         try:
             msg = parse_manscdp(request.body, charset, tz=self.zone, limits=self.limits)
         except ManscdpError as exc:
@@ -381,21 +388,4 @@ class BodycamService(Asker, QuickLane):
             cam.device_id, o.name if o else "no officer", alarm.priority, alarm.method,
             alarm.description or "", lat, lon,
         )  # fmt: skip
-        self._alarms.append(AlarmRecord(alarm, now, lat, lon, o, self.config.alarm_cases))
-
-
-def _contact_uri(contact: str | None) -> str | None:
-    if not contact:
-        return None
-    start, end = contact.find("<"), contact.find(">")
-    uri = contact[start + 1 : end] if 0 <= start < end else contact.split(";")[0]
-    return uri.strip() or None
-
-
-def _charset(content_type: str | None) -> str | None:
-    if not content_type or ";" not in content_type:
-        return None
-    try:
-        return parse_params(content_type.split(";", 1)[1]).get("charset")
-    except ValueError:
-        return None
+        self._alarms.append(AlarmRecord(alarm, now, lat, lon, o))

@@ -2,14 +2,14 @@
 
 ``load`` reads the credentials, the officers and the stored live state (restored presence);
 ``flush`` writes the dirty cams' state in bulk (one INSERT for new rows, one UPDATE by key for
-the rest) and the alarms that arrived, each with its case report when ``[bodycams]
-alarm_cases`` says so, in one transaction. A failed flush keeps its work for the next one.
+the rest) and the alarms that arrived, each with the case reports the enforcement rules file
+for it (``officer_alarm``), in one transaction. A failed flush keeps its work for the next one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,11 +22,11 @@ from gateway.cases.outbox import record_case
 from gateway.directory.bodycams import Credential, credentials
 from gateway.infra.storage.schema import BodycamAlarmRow, BodycamStateRow, OfficerRow
 from gateway.services.bodycams.cams import CamLive, cam_from_row
+from parking.enforcement import Detection, RuleBook
 
-__all__ = ["AlarmRecord", "BodycamStore", "OfficerInfo", "alarm_case"]
+__all__ = ["AlarmRecord", "BodycamStore", "OfficerInfo", "alarm_cases", "alarm_detection"]
 
 CHUNK = 100  # rows per UPDATE statement of a flush
-CASE_CATEGORY = "bodycam"  # a category of its own: the case system routes it to the squads
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,30 +44,49 @@ class AlarmRecord:
     lat: float | None  # the alarm's own position, else the cam's last one
     lon: float | None
     officer: OfficerInfo | None
-    file_case: bool
 
 
-def alarm_case(a: AlarmRecord) -> CaseRaised:
-    """The case report an alarm files: who, where (WGS-84), what the cam said."""
+def _confidence(priority: int | None) -> float:
+    """How sure the rule book may be that it matters: priority 1 (highest) .. 4."""
+    return 0.5 if priority is None else (5 - priority) / 4
+
+
+def alarm_detection(a: AlarmRecord) -> Detection:
+    """The alarm as the rule book reads it: a detection of kind ``officer_alarm``."""
+    ts = a.alarm.time or a.received_at
+    return Detection(
+        device_id=a.alarm.device_id,
+        kind="officer_alarm",
+        observed_at=ts,
+        confidence=_confidence(a.alarm.priority),
+        image_ref=f"bodycam-alarm:{a.alarm.device_id}:{a.alarm.sn}",
+        lon=a.lon,
+        lat=a.lat,
+    )
+
+
+def alarm_cases(a: AlarmRecord, rules: RuleBook | None) -> tuple[CaseRaised, ...]:
+    """The case reports the rules file for an alarm (none without a rule that says so):
+    the rule's category, window and zone; who, where (WGS-84) and what the cam said; one
+    case per cam and alarm SN (two officers' alarms at one place are two cases)."""
+    if rules is None:
+        return ()
     who = f"{a.officer.name}（{a.officer.squad}）" if a.officer else a.alarm.device_id
     what = a.alarm.description or "报警"
-    return CaseRaised(
-        device_id=a.alarm.device_id,
-        ts=a.alarm.time or a.received_at,
-        category=CASE_CATEGORY,
-        rule_id="bodycam-alarm",
-        title=f"执法记录仪报警：{who}：{what}"[:200],
-        dedup_key=f"bodycam|{a.alarm.device_id}|{a.alarm.sn}",
-        dedup_window_s=300,
-        lat=a.lat,
-        lon=a.lon,
-        evidence=(f"bodycam-alarm:{a.alarm.device_id}:{a.alarm.sn}",),
-        details={
-            "officer_id": a.officer.id if a.officer else None,
-            "priority": a.alarm.priority,
-            "method": a.alarm.method,
-            "alarm_type": a.alarm.alarm_type,
-        },
+    return tuple(
+        replace(
+            case,
+            title=f"{case.title}：{who}：{what}"[:200],
+            dedup_key=f"bodycam|{a.alarm.device_id}|{a.alarm.sn}",
+            details={
+                **case.details,
+                "officer_id": a.officer.id if a.officer else None,
+                "priority": a.alarm.priority,
+                "method": a.alarm.method,
+                "alarm_type": a.alarm.alarm_type,
+            },
+        )
+        for case in rules.for_detection(alarm_detection(a)).cases
     )
 
 
@@ -100,6 +119,7 @@ class BodycamStore:
         states: list[dict[str, Any]],
         alarms: list[AlarmRecord],
         on_case: Callable[[CaseRaised, bool], None],
+        rules: RuleBook | None = None,
     ) -> None:
         """Write *states* and *alarms* in one transaction; *on_case* hears each case raised
         (and whether it was recorded or a duplicate) after the commit."""
@@ -127,10 +147,9 @@ class BodycamStore:
                     lat=a.lat,
                     lon=a.lon,
                 )
-                if a.file_case:
-                    case = alarm_case(a)
+                for case in alarm_cases(a, rules):
                     filed = await record_case(db, case, a.received_at)
-                    row.case_id = filed.id if filed is not None else None
+                    row.case_id = row.case_id or (filed.id if filed is not None else None)
                     cases.append((case, filed is not None))
                 db.add(row)
         self._stored.update(s["device_id"] for s in new)
