@@ -100,13 +100,13 @@ async def import_drones(
     in_file = {d.id for d in drones}
     sns = {sn for d in drones for sn in (d.dock_sn, d.aircraft_sn) if sn is not None}
     system_ids = {d.system_id for d in drones if d.system_id is not None}
-    for row in list(existing.values()):
-        if row.id in in_file:
+    for old in list(existing.values()):
+        if old.id in in_file:
             continue
-        if {row.dock_sn, row.aircraft_sn} & sns or row.system_id in system_ids:
-            await session.delete(row)
-            del existing[row.id]
-            out.append(("deleted", "drone", row.id))
+        if {old.dock_sn, old.aircraft_sn} & sns or old.system_id in system_ids:
+            await session.delete(old)
+            del existing[old.id]
+            out.append(("deleted", "drone", old.id))
     wanted = {d.id: drone_values(d) for d in drones}
     before = {
         key: {k: getattr(row, k) for k in wanted[key]}
@@ -114,9 +114,9 @@ async def import_drones(
         if key in wanted
     }
     for key in before:  # keys may move between drones of the file: free them first
-        row = existing[key]
-        row.dock_sn = row.aircraft_sn = None
-        row.system_id = None
+        freed = existing[key]
+        freed.dock_sn = freed.aircraft_sn = None
+        freed.system_id = None
     await session.flush()
     for d in drones:
         values = wanted[d.id]
