@@ -134,7 +134,7 @@ def test_a_drone_along_the_edge_does_not_flap() -> None:
 
 
 def test_no_area_no_area_alert() -> None:
-    w, alerts = observe(Watch(), report(0.0, 0.0), None, RULES)
+    _, alerts = observe(Watch(), report(0.0, 0.0), None, RULES)
     assert alerts == ()
 
 
@@ -184,11 +184,11 @@ def test_an_older_report_does_not_move_last_heard_back() -> None:
 
 
 def test_rules_are_checked() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"0\.\.100"):
         AlertRules(low_battery_percent=120)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         AlertRules(area_margin_m=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         AlertRules(link_lost_after_s=0)
 
 

@@ -23,7 +23,6 @@ from dronelink.model import (
     DockReport,
     DroneFix,
     DroneReport,
-    LinkState,
 )
 from events import DroneAlert, DronePosition
 from gateway.config import DronesConfig
@@ -127,7 +126,7 @@ def _drain(sub: Any) -> list[Any]:
 
 
 async def test_unknown_keys_and_bad_values_are_counted(sessions: Any) -> None:
-    service, metrics, bus = make(sessions, {}, Clock())
+    service, metrics, _ = make(sessions, {}, Clock())
     await service.load()
     service.on_report(DroneReport("dji", "NOSUCHSN", T0))
     service.on_report(DroneReport("mavlink", DJI_SN, T0))  # a DJI sn over MAVLink: not it

@@ -118,9 +118,9 @@ def test_duplicate_keys_and_degenerate_areas_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate drone system_id"):
         type(base).model_validate({**base.model_dump(), "drones": [*base.model_dump()["drones"],
                                                                    twin.model_dump()]})  # fmt: skip
+    line = [(101.0, 38.0), (101.1, 38.1), (101.2, 38.2)]
     with pytest.raises(ValueError, match="on one line"):
-        Drone(id="d", name="d", kind="mavlink", system_id=5,
-              patrol_area=[(101.0, 38.0), (101.1, 38.1), (101.2, 38.2)], home=(101.0, 38.0))  # fmt: skip
+        Drone(id="d", name="d", kind="mavlink", system_id=5, patrol_area=line, home=(101.0, 38.0))
 
 
 async def test_state_round_trips(sessions: Any) -> None:
