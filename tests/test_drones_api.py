@@ -113,6 +113,7 @@ HOSTILE: list[Any] = [
     {"text": "x", "volume": "50"},
     {"text": "x", "volume": 50.5},
     {"text": "x", "loop": "yes"},
+    {"text": "bell\x07"},
     {"text": 5},
     {"volume": 5},
     [],
@@ -133,6 +134,9 @@ async def test_hostile_bodies_are_422_problems(
         r = await http.post("/api/v1/drones/drone-1/speaker", content=raw,
                             headers={**h, "content-type": "application/json"})  # fmt: skip
         assert 400 <= r.status_code < 500, (raw, r.status_code)
+    r = await http.post("/api/v1/drones/drone-1/speaker", content=b'{"text": "\\ud800 x"}',
+                        headers={**h, "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 422  # refused before the route (any lone surrogate is)
     r = await http.post("/api/v1/drones/drone-1/speaker", json={"text": "x" * 201}, headers=h)
     assert r.json()["code"] == "text_too_long"
     r = await http.post("/api/v1/drones/" + "x" * 65 + "/return-home", headers=h)

@@ -21,6 +21,7 @@ from gateway.api.auth import require
 from gateway.api.problems import ProblemError, invalid, responses
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
+from gateway.services.drones.commands import speakable
 from gateway.services.drones.service import CommandBusy, NotRecorded, UnknownDrone
 from gateway.services.drones.store import command_json
 from gateway.services.drones.views import drones_view
@@ -129,6 +130,9 @@ async def speaker(
     limit = state.drones_config.speaker_max_chars
     if not text:
         raise invalid("text must say something", "empty_text", ("body", "text"))
+    if not speakable(text):
+        raise invalid("text has control characters or lone surrogates", "bad_text",
+                      ("body", "text"))  # fmt: skip
     if len(text) > limit:
         raise invalid(f"text is longer than {limit} characters", "text_too_long", ("body", "text"))
     volume = state.drones_config.default_volume if body.volume is None else body.volume

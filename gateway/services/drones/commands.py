@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -34,10 +35,15 @@ from gateway.metrics import FastCounter
 from gateway.services.drones.live import DroneInfo
 from gateway.services.drones.store import CommandRecord, DroneStore
 
-__all__ = ["POLL_S", "CommandBusy", "CommandRunner", "NotRecorded"]
+__all__ = ["POLL_S", "CommandBusy", "CommandRunner", "NotRecorded", "speakable"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often a waiting command reads its row (another instance may finish it)
+
+
+def speakable(text: str) -> bool:
+    """Text a loudspeaker can say: no control characters, no lone surrogates."""
+    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
 class CommandBusy(Exception):
@@ -118,6 +124,8 @@ class CommandRunner:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("speaker needs a text")
         text = " ".join(text.split())
+        if not speakable(text):
+            raise ValueError("speaker text has control characters or lone surrogates")
         if len(text) > self.config.speaker_max_chars:
             raise ValueError(f"speaker text is longer than {self.config.speaker_max_chars}")
         volume = args.get("volume", self.config.default_volume)
