@@ -70,7 +70,9 @@ class AppState:
     api: ApiConfig = field(default_factory=ApiConfig)  # the admission limits (gateway.api.limits)
     bodycams: BodycamService | None = None  # the body cams' SIP platform (flushed before a view)
     bodycams_config: BodycamsConfig = field(default_factory=BodycamsConfig)
-    drones: DroneService | None = None  # the drone service (flushed before a view)
+    # the drone service (flushed before a view; None with [drones] enabled = false: the views
+    # read the database, commands answer 503)
+    drones: DroneService | None = None
     drones_config: DronesConfig = field(default_factory=DronesConfig)
 
     @property
@@ -113,7 +115,7 @@ class AppState:
             api=s.api,
             bodycams=services.bodycams,
             bodycams_config=s.bodycams,
-            drones=services.drones,
+            drones=services.drones if s.drones.enabled else None,
             drones_config=s.drones,
         )
 

@@ -25,10 +25,12 @@ async def build_drones(
     metrics: Metrics,
     clock: Callable[[], datetime],
 ) -> DroneService:
-    """The service with the town's drones and their restored state, and its links."""
+    """The service with the town's drones and their restored state, and its links (none with
+    ``[drones] enabled = false``: then the service is not run and the API sends no command)."""
     links: dict[str, Any] = {}
     service = DroneService(settings.drones, DroneStore(sessions), bus, metrics, clock, links)
-    links.update(build_links(settings, service.on_report, service.on_dock,
-                             service.on_progress, clock))  # fmt: skip
+    if settings.drones.enabled:
+        links.update(build_links(settings, service.on_report, service.on_dock,
+                                 service.on_progress, clock))  # fmt: skip
     await service.load()
     return service
