@@ -75,6 +75,11 @@ class CommandRunner:
         self._inflight: dict[tuple[str, str], str] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
 
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the caller may be gone
+            log.warning("drones: a command ended with %r", task.exception())
+
     def max_command_s(self) -> float:
         c = self.config
         return c.command_timeout_s * (c.command_retries + 1)
@@ -112,7 +117,7 @@ class CommandRunner:
             raise NotRecorded(f"the command could not be recorded: {exc}") from exc
         task = asyncio.get_running_loop().create_task(self._execute(info, command_id, kind, clean))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return await asyncio.shield(task)
 
     def _args(self, kind: CommandKind, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 ``GET /api/v1/drones/{id}``, the drones of ``GET /api/v1/field`` and ``citygate drones``, read
 from the database (the running service flushes its state first), so all show the same thing.
 
-A drone's ``link`` is ``online`` when its link said so within ``presence_timeout_s``, ``lost``
-when the link said lost or it has been silent longer, ``unknown`` when it was never heard.
+A drone's ``link`` (and its dock's) is ``online`` when its link said so within
+``presence_timeout_s``, ``lost`` when the link said lost or it has been silent longer,
+``unknown`` when it was never heard.
 Positions are WGS-84 degrees, as the vehicles send them (``datum``).
 """
 
@@ -49,9 +50,13 @@ def _line(d: DroneRow, st: DroneStateRow | None, now: datetime, timeout_s: float
         }
     dock = None
     if d.kind == "dji":
+        dock_link = "unknown" if st is None or st.dock_link is None else st.dock_link
+        heard = None if st is None else st.dock_heard
+        if heard is not None and (now - heard).total_seconds() > timeout_s:
+            dock_link = "lost"
         dock = {
             "sn": d.dock_sn,
-            "link": "unknown" if st is None or st.dock_link is None else st.dock_link,
+            "link": dock_link,
             "last_seen": _iso(st.dock_heard) if st else None,
             "mode": st.dock_mode if st else None,
             "drone_in_dock": st.drone_in_dock if st else None,
