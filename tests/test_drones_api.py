@@ -228,3 +228,20 @@ async def test_cli_shows_what_the_api_shows(
     cli = await cli_json(tmp_path, "drones", "show", "drone-1", "--json")
     assert {**cli, "at": None} == {**api, "at": None}
     assert cli["commands"], "the commands of the earlier tests are shown"
+
+
+async def test_a_town_import_is_live_through_the_change_feed(gw: Any) -> None:
+    from gateway.directory.town import load_town
+    from gateway.directory.town_import import import_town
+
+    town = load_town(None)
+    moved = town.model_copy(
+        update={"drones": [town.drones[0], town.drones[1].model_copy(update={"system_id": 5})]}
+    )
+    async with gw.services.sessions.begin() as db:
+        await import_town(db, moved, gw.services.clock())
+    gw.services.follower.kick()
+    service = gw.services.drones
+    await wait_for(lambda: service.drones["drone-2"].key == "5", 10, what="the feed applied")
+    service.on_report(DroneReport("mavlink", "5", gw.services.clock(), battery_percent=42.0))
+    assert service.live["drone-2"].battery_percent == 42.0
