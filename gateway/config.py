@@ -634,7 +634,7 @@ class DronesConfig(_Section):
         5.0, gt=0, le=600, description="no HEARTBEAT for this long: the vehicle's link is lost"
     )
     mavlink_ack_timeout_s: float = Field(
-        3.0, gt=0, le=120, description="how long a COMMAND_LONG waits for its COMMAND_ACK"
+        1.5, gt=0, le=120, description="how long a COMMAND_LONG waits for its COMMAND_ACK"
     )
     mavlink_retries: int = Field(
         3, ge=0, le=10, description="COMMAND_LONG resends (confirmation counted up) after no ack"
@@ -646,7 +646,7 @@ class DronesConfig(_Section):
         description="GLOBAL_POSITION_INT stream interval asked (SET_MESSAGE_INTERVAL)",
     )
     mavlink_status_interval_s: float = Field(
-        2.0, gt=0, le=60, description="SYS_STATUS stream interval asked (SET_MESSAGE_INTERVAL)"
+        5.0, gt=0, le=60, description="SYS_STATUS stream interval asked (SET_MESSAGE_INTERVAL)"
     )
 
     @model_validator(mode="after")
