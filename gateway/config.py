@@ -552,6 +552,13 @@ class BodycamsConfig(_Section):
     persist_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often the cams' live state is written to the database"
     )
+    persist_routine_s: float = Field(
+        15.0,
+        ge=0,
+        le=300,
+        description="a routine change (a keepalive's time, a new position) is written once "
+        "it is this old; the API writes everything before it answers",
+    )
 
     @property
     def effective_realm(self) -> str:

@@ -105,9 +105,12 @@ class Uac:
         return await self.request(self._register_lines(expires, auth))
 
     async def message(self, xml: str, timeout: float = 5) -> SipResponse:
+        body = ('<?xml version="1.0" encoding="GB2312"?>\r\n' + xml).encode("gb18030")
+        return await self.message_bytes(body, timeout)
+
+    async def message_bytes(self, body: bytes, timeout: float = 5) -> SipResponse:
         lines = self._head("MESSAGE", f"sip:{self.platform}@{self.realm}", self.platform)
         lines.append("Content-Type: Application/MANSCDP+xml")
-        body = ('<?xml version="1.0" encoding="GB2312"?>\r\n' + xml).encode("gb18030")
         return await self.request(lines, body, timeout)
 
     async def keepalive(self, sn: int = 1) -> SipResponse:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from drivers.gb28181.device import CatalogEntry, catalog_bodies
 from drivers.sip.message import SipRequest
 from drivers.sip.responses import response_to
 from gateway.directory.bodycams import set_passwords
@@ -65,7 +66,7 @@ async def test_queries_answered_by_sn_and_a_subscription_refreshed_in_its_dialog
             assert (await uac.register()).status == 200
             queries = {}
             sub = None
-            while len(queries) < 2 or sub is None:
+            while len(queries) < 3 or sub is None:
                 req = await asyncio.wait_for(uac.requests.get(), 5)
                 if req.method == "MESSAGE":
                     kind = re.search(rb"<CmdType>(\w+)</CmdType>", req.body)
@@ -74,7 +75,7 @@ async def test_queries_answered_by_sn_and_a_subscription_refreshed_in_its_dialog
                     uac.send_raw(response_to(req, 200).to_bytes())
                 elif req.method == "SUBSCRIBE":
                     sub = req
-            assert set(queries) == {"DeviceInfo", "DeviceStatus"}
+            assert set(queries) == {"DeviceInfo", "DeviceStatus", "Catalog"}
             assert sub.headers.get("Event") == "presence"
             assert b"<Interval>5</Interval>" in sub.body and sub.to.tag is None
             # the cam grants 3 s: the refresh comes in the same dialog before that
@@ -108,7 +109,17 @@ async def test_queries_answered_by_sn_and_a_subscription_refreshed_in_its_dialog
             live = gw.services.bodycams.cams[cam(1)]
             assert (live.manufacturer, live.model, live.battery_percent) == ("Hik", "DSJ-X1", 76)
             assert (live.storage_total_mb, live.storage_free_mb) == (65536, 40960)
-            assert len(gw.services.bodycams.queries) == 0  # both answered, by SN
+            # the Catalog comes back in two parts with the query's SN: reassembled, answered
+            entries = [
+                CatalogEntry(f"{cam(1)[:10]}131{n:07d}", f"通道{n}", "Hik", "DSJ-X1", cam(1))
+                for n in (1, 2)
+            ]
+            first, second = catalog_bodies(queries["Catalog"], cam(1), entries, per_part=1)
+            assert (await uac.message_bytes(first)).status == 200
+            assert live.catalog_items is None and len(gw.services.bodycams.queries) == 1
+            assert (await uac.message_bytes(second)).status == 200
+            assert live.catalog_items == 2
+            assert len(gw.services.bodycams.queries) == 0  # all three answered, by SN
         finally:
             uac.close()
 

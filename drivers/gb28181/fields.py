@@ -20,21 +20,28 @@ from drivers.gb28181.ids import is_device_id
 from drivers.gb28181.xmlsafe import ManscdpError, child, local, text
 
 __all__ = [
+    "MAX_SUM",
     "Power",
     "child_or_root",
     "device_id_of",
+    "device_id_text",
     "extras",
     "integer",
+    "integer_text",
     "local_time",
     "number",
+    "number_text",
     "power_of",
     "sn_of",
+    "sn_text",
+    "time_text",
 ]
 
 T = TypeVar("T")
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _SN_MAX = 10**18
+MAX_SUM = 1_000_000  # SumNum's parse-level sanity; the Catalog assembler bounds far lower
 _NUM = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
 _SIZE = re.compile(r"\s*([+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
@@ -51,7 +58,11 @@ _SKIP = {"devicelist", "alarmstatus", "item"}  # subtrees that are not the devic
 
 def sn_of(root: ET.Element) -> int:
     """The ``SN`` (the query's serial number that the answer echoes)."""
-    t = text(root, "SN", limit=40)
+    return sn_text(text(root, "SN", limit=40))
+
+
+def sn_text(t: str | None) -> int:
+    """``sn_of`` on the field's text (stripped, cut at 40; None when absent or empty)."""
     if t is None:
         raise ManscdpError("missing:SN")
     if not t.isascii() or not t.isdigit() or int(t) > _SN_MAX:
@@ -62,13 +73,17 @@ def sn_of(root: ET.Element) -> int:
 def device_id_of(el: ET.Element, *names: str, required: bool = True) -> str | None:
     """A 20-digit id from the first of *names* present (default ``DeviceID``)."""
     names = names or ("DeviceID",)
-    t = text(el, *names, limit=40)
+    return device_id_text(text(el, *names, limit=40), names[0], required=required)
+
+
+def device_id_text(t: str | None, name: str, *, required: bool = True) -> str | None:
+    """``device_id_of`` on the field's text (*name*: the first name, for the reason)."""
     if t is None:
         if required:
-            raise ManscdpError(f"missing:{names[0]}")
+            raise ManscdpError(f"missing:{name}")
         return None
     if not is_device_id(t):
-        raise ManscdpError("bad_device_id", f"{names[0]} {t[:24]!r}")
+        raise ManscdpError("bad_device_id", f"{name} {t[:24]!r}")
     return t
 
 
@@ -82,8 +97,13 @@ def number(
     reason_name: str | None = None,
 ) -> float | None:
     """A finite number within ``[lo, hi]`` from child *name*; NaN and infinities refused."""
-    label = reason_name or name
-    t = text(el, name, limit=40)
+    return number_text(text(el, name, limit=40), reason_name or name, lo, hi, required=required)
+
+
+def number_text(
+    t: str | None, label: str, lo: float, hi: float, *, required: bool = False
+) -> float | None:
+    """``number`` on the field's text."""
     if t is None:
         if required:
             raise ManscdpError(f"missing:{label}")
@@ -98,7 +118,11 @@ def number(
 
 def integer(el: ET.Element | None, name: str, lo: int, hi: int) -> int | None:
     """An optional integer within ``[lo, hi]``; ``bad:<name>`` otherwise."""
-    t = text(el, name, limit=40)
+    return integer_text(text(el, name, limit=40), name, lo, hi)
+
+
+def integer_text(t: str | None, name: str, lo: int, hi: int) -> int | None:
+    """``integer`` on the field's text."""
     if t is None:
         return None
     if _INT.fullmatch(t) is None:
@@ -115,7 +139,11 @@ def local_time(
     """A device time as aware UTC. Devices send local wall time without a zone
     (``2026-12-02T14:05:09``, also with a space or milliseconds); it is read in *tz*, the
     town's. An explicit offset or ``Z`` is honoured."""
-    t = text(el, name, limit=40)
+    return time_text(text(el, name, limit=40), name, tz, required=required)
+
+
+def time_text(t: str | None, name: str, tz: tzinfo, *, required: bool = False) -> datetime | None:
+    """``local_time`` on the field's text."""
     if t is None:
         if required:
             raise ManscdpError(f"missing:{name}")

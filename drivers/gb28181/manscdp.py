@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 from drivers.gb28181.fields import (
+    MAX_SUM,
     Power,
     device_id_of,
     extras,
@@ -80,7 +81,6 @@ CHINA = ZoneInfo("Asia/Shanghai")
 XML_DECLARATION = '<?xml version="1.0" encoding="GB2312"?>'
 QueryCmd = Literal["DeviceInfo", "DeviceStatus", "Catalog"]
 _ROOTS: dict[str, RootName] = {"notify": "Notify", "response": "Response", "query": "Query"}
-_MAX_SUM = 1_000_000  # parse-level sanity; the Catalog assembler bounds far lower
 
 
 def _upper(el: ET.Element | None, *names: str) -> str | None:
@@ -123,7 +123,7 @@ def _mobile_position(root: ET.Element, sn: int, tz: tzinfo) -> MobilePositions:
     if child(root, "DeviceList") is None:
         one = _position(root, dev, tz, ("Time", "CaptureTime"))
         return MobilePositions(dev, sn, (one,) if one else ())
-    integer(root, "SumNum", 0, _MAX_SUM)  # validated, informational
+    integer(root, "SumNum", 0, MAX_SUM)  # validated, informational
     found = (_position(i, dev, tz, ("CaptureTime", "Time")) for i in items)
     return MobilePositions(dev, sn, tuple(p for p in found if p is not None))
 
@@ -240,7 +240,7 @@ def _catalog_item(item: ET.Element) -> CatalogItem | None:
 def _catalog(root: ET.Element, sn: int) -> CatalogPart:
     dev = device_id_of(root)
     assert dev is not None
-    total = integer(root, "SumNum", 0, _MAX_SUM)
+    total = integer(root, "SumNum", 0, MAX_SUM)
     if total is None:
         raise ManscdpError("missing:SumNum")
     items: list[CatalogItem] = []

@@ -15,7 +15,7 @@ from drivers.sip.fields import format_params, parse_name_addr
 from drivers.sip.headers import Headers
 from drivers.sip.message import SipRequest, SipResponse
 
-__all__ = ["REASONS", "derived_tag", "response_to"]
+__all__ = ["REASONS", "derived_tag", "response_to", "tag_for"]
 
 REASONS = {
     100: "Trying",
@@ -43,8 +43,13 @@ REASONS = {
 
 def derived_tag(request: SipRequest) -> str:
     """A stable To tag for this request: same request, same tag."""
-    from_tag = request.from_.tag or ""
-    seed = f"{request.call_id}\x00{from_tag}\x00{request.headers.get('CSeq')}".encode()
+    return tag_for(request.call_id, request.from_.tag or "", request.headers.get("CSeq"))
+
+
+def tag_for(call_id: str, from_tag: str, cseq: str | None) -> str:
+    """The derived To tag from the three values it depends on (the quick lane has them
+    without a parsed request)."""
+    seed = f"{call_id}\x00{from_tag}\x00{cseq}".encode()
     return hashlib.sha256(seed).hexdigest()[:12]
 
 

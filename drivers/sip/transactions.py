@@ -75,6 +75,13 @@ class Retransmission:
     key: TransactionKey
     response: SipResponse | None
     ack: bool = False
+    wire: bytes | None = None  # the response as sent by the quick lane (no object kept)
+
+    def data(self) -> bytes | None:
+        """The bytes to resend, if any."""
+        if self.wire is not None:
+            return self.wire
+        return None if self.response is None else self.response.to_bytes()
 
 
 @dataclass(slots=True)
@@ -82,6 +89,7 @@ class _Entry:
     created: float
     response: SipResponse | None = None
     final_at: float | None = None
+    wire: bytes | None = None
 
 
 class ServerTransactions:
@@ -114,9 +122,27 @@ class ServerTransactions:
             return New(key)  # an ACK to a 2xx is its own request (end to end), not ours
         if entry is not None:
             self.retransmissions += 1
-            return Retransmission(key, entry.response)
+            return Retransmission(key, entry.response, wire=entry.wire)
         self._insert(key, _Entry(created=now))
         return New(key)
+
+    def receive_key(self, key: TransactionKey, now: float) -> New | Retransmission:
+        """``receive`` for a request known only by its key (the quick lane; never an ACK)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.retransmissions += 1
+            return Retransmission(key, entry.response, wire=entry.wire)
+        self._insert(key, _Entry(created=now))
+        return New(key)
+
+    def respond_wire(self, key: TransactionKey, wire: bytes, now: float) -> None:
+        """Remember the final response *wire* (bytes) for the transaction *key*."""
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = _Entry(created=now)
+            self._insert(key, entry)
+        if entry.final_at is None:
+            entry.wire, entry.final_at = wire, now
 
     def respond(self, request: SipRequest, response: SipResponse, now: float) -> None:
         """Remember ``response`` as the one to resend; a final response starts the expiry."""

@@ -5,7 +5,9 @@ is parsed (``parse_message`` per datagram, ``SipStreamParser`` per TCP connectio
 to ``on_message`` with the peer it came from; ``send`` writes bytes to a peer. Bounded on
 every side: the message size, the TCP connections, and a token bucket per source address
 (host and port: a flood from one address is dropped before parsing, counted, and costs no
-other address, so not the other cams behind the same NAT). Who pays past that, per device or
+other address, so not the other cams behind the same NAT). A datagram may first be offered
+to ``on_quick`` (the application's quick lane for routine requests, ``drivers.sip.quick``):
+True means it was handled, False that it takes the general way. Who pays past that, per device or
 per host, is the application's (``drivers.sip.flood``): it needs the parsed message. Every
 refusal goes to ``on_drop(reason)`` — never an exception into the event loop. A TCP stream
 that goes out of step (a parse error) is closed; a double-CRLF ping is answered with CRLF
@@ -48,6 +50,7 @@ class Peer:
 
 OnMessage = Callable[[SipRequest | SipResponse, Peer], None]
 OnDrop = Callable[[str, Peer], None]
+OnQuick = Callable[[bytes, Peer], bool]
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -74,9 +77,11 @@ class SipEndpoint:
         burst: int = 200,
         max_connections: int = 4096,
         idle_timeout_s: float = 600.0,
+        on_quick: OnQuick | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_drop = on_drop
+        self.on_quick = on_quick
         self.max_size = max_size
         self.buckets = TokenBuckets(rate_per_s, burst)
         self.max_connections = max_connections
@@ -158,6 +163,14 @@ class SipEndpoint:
             return
         if not data.strip(b"\r\n"):
             return  # a CRLF keepalive datagram
+        if self.on_quick is not None:
+            try:
+                if self.on_quick(data, peer):
+                    return
+            except Exception:  # the application's bug must not kill the listener
+                log.exception("SIP quick lane failed on a datagram from %s", peer)
+                self.on_drop("handler_error", peer)
+                return
         try:
             message = parse_message(data, max_size=self.max_size)
         except SipParseError as exc:

@@ -48,12 +48,14 @@ class Asker:
         return asyncio.get_running_loop().time()
 
     def follow_up(self, cam: CamLive) -> None:
-        """After a registration (or a restored cam's first message): queries and SUBSCRIBE."""
+        """After a registration (or a restored cam's first message): DeviceInfo, DeviceStatus
+        and Catalog queries (the Catalog's parts reassembled by SN and SumNum), and the
+        position SUBSCRIBE."""
         if cam.peer is None or not cam.presence.online(self.clock()):
             return
         if not cam.queried:
             cam.queried = True
-            for cmd in ("DeviceInfo", "DeviceStatus"):
+            for cmd in ("DeviceInfo", "DeviceStatus", "Catalog"):
                 self.query(cam, cmd)
         if cam.subscription is None and not cam.subscribing:
             self._subscribe(cam, None)

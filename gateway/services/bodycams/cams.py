@@ -3,7 +3,10 @@ position, and its position subscription's dialog. Pure updates; times are passed
 
 ``CamLive`` is restored from ``bodycam_state`` at boot (``PresenceState.restore``: online
 until the stored deadline, then confirmed or not by the next keepalive) and written back
-behind the signalling (``dirty``).
+behind the signalling: a change (registration, power, a new address) at the next flush
+(``dirty``), a routine one (a keepalive's time, a new position: a few a minute from every
+cam) once it is ``persist_routine_s`` old (``routine_since``), so 2,000 cams cost a few
+hundred row writes a minute, not a second. The API flushes everything before it answers.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class CamLive:
     subscription: Dialog | None = None
     subscribing: bool = False
     queried: bool = False  # DeviceInfo/DeviceStatus asked since the last registration
-    dirty: bool = False
+    dirty: bool = False  # a change to write at the next flush
+    routine_since: datetime | None = None  # a routine change (keepalive, position) unwritten
     extra: dict[str, Any] = field(default_factory=dict)
 
     def registered(self, now: datetime, expires_s: int, peer: Peer, contact: str | None) -> None:
@@ -73,9 +77,27 @@ class CamLive:
         self.dirty = True
 
     def seen(self, now: datetime, peer: Peer) -> None:
+        """A message from the cam: a routine change, unless it now speaks from elsewhere."""
         self.presence = self.presence.seen(now)
-        self.peer = peer
-        self.dirty = True
+        if peer != self.peer:
+            self.peer = peer
+            self.dirty = True
+        self._routine(now)
+
+    def _routine(self, now: datetime) -> None:
+        if self.routine_since is None:
+            self.routine_since = now
+
+    def due(self, now: datetime, routine_s: float) -> bool:
+        """Whether the next flush writes this cam: a change, or a routine one that is
+        *routine_s* old (negative: any routine change)."""
+        since = self.routine_since
+        return self.dirty or (
+            since is not None and (routine_s < 0 or (now - since).total_seconds() >= routine_s)
+        )
+
+    def written(self) -> None:
+        self.dirty, self.routine_since = False, None
 
     def power(self, p: Power) -> None:
         if p.battery_percent is not None:
@@ -101,7 +123,7 @@ class CamLive:
         if self.position is not None and p.time <= self.position.time:
             return False
         self.position = p
-        self.dirty = True
+        self._routine(p.time)
         return True
 
 

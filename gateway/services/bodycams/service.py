@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.gb28181.catalog import CatalogAssembler
-from drivers.gb28181.manscdp import parse_manscdp
+from drivers.gb28181.manscdp import Manscdp, parse_manscdp
 from drivers.gb28181.presence import PresenceState
 from drivers.gb28181.xmlsafe import ManscdpError, XmlLimits
 from drivers.sip.digest import NonceBook
@@ -42,6 +42,7 @@ from gateway.services.bodycams.asking import Asker
 from gateway.services.bodycams.cams import CamLive, row_values
 from gateway.services.bodycams.messages import PendingQueries, apply_message
 from gateway.services.bodycams.outgoing import Outgoing
+from gateway.services.bodycams.quicklane import QuickLane
 from gateway.services.bodycams.registrar import Registrar, RegistrarPolicy, device_in, device_of
 from gateway.services.bodycams.requests import Local
 from gateway.services.bodycams.store import AlarmRecord, BodycamStore
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 ALLOW = "REGISTER, MESSAGE, NOTIFY, OPTIONS, ACK, BYE"
 
 
-class BodycamService(Asker):
+class BodycamService(Asker, QuickLane):
     def __init__(
         self,
         config: BodycamsConfig,
@@ -64,13 +65,8 @@ class BodycamService(Asker):
         on_case: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = c = config
-        self.store, self.bus, self.clock, self.zone, self._kick_cases = (
-            store,
-            bus,
-            clock,
-            zone,
-            on_case,
-        )
+        self.store, self.bus, self.clock, self.zone = store, bus, clock, zone
+        self._kick_cases = on_case
         self.counts = FastCounter(
             "citygate_bodycam_sip",
             "Body cam signalling by what (register, message, drop, query, subscribe, alarm) "
@@ -101,6 +97,7 @@ class BodycamService(Asker):
             max_size=c.max_message_bytes,
             rate_per_s=c.per_source_rate_per_s,
             burst=c.per_source_burst,
+            on_quick=self.on_quick,
         )
         self.flood = FloodControl(
             FloodLimits(c.per_device_rate_per_s, c.per_device_burst, c.per_host_rate_per_s,
@@ -157,24 +154,28 @@ class BodycamService(Asker):
                 self.refresh_subscriptions(mono)
             if mono >= next_flush:
                 next_flush = mono + self.config.persist_interval_s
-                await self.flush()
+                await self.flush(everything=False)
 
-    async def flush(self) -> None:
-        """Write the dirty cams and the alarms that arrived (kept for the next try on failure)."""
+    async def flush(self, *, everything: bool = True) -> None:
+        """Write the cams due (every change, with *everything*; else routine ones once they
+        are ``persist_routine_s`` old) and the alarms that arrived (kept for the next try
+        on failure)."""
         async with self._flush_lock:
             now = self.clock()
-            dirty = [cam for cam in self.cams.values() if cam.dirty]
+            routine_s = -1.0 if everything else self.config.persist_routine_s
+            due = [cam for cam in self.cams.values() if cam.due(now, routine_s)]
             alarms, self._alarms = self._alarms, []
-            if not dirty and not alarms:
+            if not due and not alarms:
                 return
-            for cam in dirty:
-                cam.dirty = False
+            rows = [row_values(c, now) for c in due]
+            for cam in due:
+                cam.written()
             try:
-                await self.store.flush([row_values(c, now) for c in dirty], alarms, self._case)
+                await self.store.flush(rows, alarms, self._case)
             except Exception as exc:
                 log.warning("body cams: state not written (%s: %s)", type(exc).__name__, exc)
                 self.counts.labels("persist", "failed").inc()
-                for cam in dirty:
+                for cam in due:
                     cam.dirty = True
                 self._alarms = alarms + self._alarms
 
@@ -243,8 +244,9 @@ class BodycamService(Asker):
         got = table.receive(request, mono)
         if isinstance(got, Retransmission):
             self.counts.labels("retransmission", request.method.lower()[:16]).inc()
-            if got.response is not None:
-                self.endpoint.send(peer, got.response.to_bytes())
+            data = got.data()
+            if data is not None:
+                self.endpoint.send(peer, data)
             return
         response = self._handle(request, peer, mono, now)
         if response is not None:
@@ -326,6 +328,11 @@ class BodycamService(Asker):
         except ManscdpError as exc:
             self.counts.labels("message", exc.reason.split(":")[0][:32]).inc()
             return response_to(request, 400)
+        self._take(cam, msg, peer, now, mono)
+        return response_to(request, 200)
+
+    def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
+        """What a cam's MANSCDP message does, once it is known to be the cam's."""
         cam.seen(now, peer)
         kind = type(msg).__name__
         self.counts.labels("message", kind).inc()
@@ -340,7 +347,6 @@ class BodycamService(Asker):
             log.info("body cam %s: catalog of %d items", cam.device_id, len(effects.catalog.items))
         if not cam.queried or (cam.subscription is None and not cam.subscribing):
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
-        return response_to(request, 200)
 
     def _officer_of(self, device_id: str) -> Any:
         cred = self.credentials.get(device_id)
