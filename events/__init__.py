@@ -29,6 +29,8 @@ __all__ = [
     "CommsLost",
     "CommsRestored",
     "ConnectorStatusChanged",
+    "DroneAlert",
+    "DronePosition",
     "Event",
     "InputRejected",
     "MagnetometerSample",
@@ -336,3 +338,29 @@ class BodycamPosition(Event):
     speed_kmh: float | None = None
     direction_deg: float | None = None
     altitude_m: float | None = None
+
+
+# -- patrol drones (DJI Cloud API, MAVLink) -------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DronePosition(Event):
+    """A patrol drone's position (``device_id``: the town's drone id, e.g. ``drone-1``; ``ts``:
+    when the gateway received the fix). WGS-84 degrees as the vehicle sends them; ``height_m``
+    above the ellipsoid / sea level as the vehicle reports it, ``elevation_m`` above take-off."""
+
+    lat: float
+    lon: float
+    height_m: float | None = None
+    elevation_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    battery_percent: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DroneAlert(Event):
+    """A patrol drone's alert raised or cleared. ``alert`` is its kind: left_area,
+    low_battery or link_lost (not ``kind``: every event's ``kind`` is its type name)."""
+
+    alert: str
+    raised: bool
+    detail: str = ""

@@ -568,6 +568,100 @@ class BodycamsConfig(_Section):
         return self
 
 
+class DronesConfig(_Section):
+    """The patrol drones: presence, alert rules, commands, and the two links' settings (DJI
+    Cloud API over the [mqtt] broker, MAVLink over UDP)."""
+
+    enabled: bool = Field(True, description="run the drone service (state, alerts, commands)")
+    presence_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="a drone silent this long is shown with link lost"
+    )
+    link_lost_after_s: float = Field(
+        30.0, gt=0, le=3600, description="a drone silent this long raises the link_lost alert"
+    )
+    low_battery_percent: float = Field(
+        30.0, ge=0, le=100, description="below this battery level the low_battery alert is raised"
+    )
+    battery_hysteresis: float = Field(
+        5.0, ge=0, le=50, description="percentage points above the threshold that clear it"
+    )
+    area_margin_m: float = Field(
+        15.0,
+        ge=0,
+        le=1000,
+        description="metres outside its patrol area before left_area is raised (and inside "
+        "before it clears): a drone on the boundary does not flap",
+    )
+    speaker_max_chars: int = Field(
+        200, ge=1, le=2000, description="longest loudspeaker text an operator may send"
+    )
+    default_volume: int = Field(
+        80, ge=0, le=100, description="loudspeaker volume when the request gives none (0-100)"
+    )
+    command_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="how long a command may take (every retry of the link included) before it "
+        "is recorded as timeout; the API waits this long for the outcome",
+    )
+    command_retries: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="times the service asks the link again (same command id: never run twice) "
+        "after a timeout outcome",
+    )
+    recent_commands: int = Field(
+        10, ge=1, le=100, description="commands shown per drone on GET /api/v1/drones/{id}"
+    )
+    persist_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the drones' live state is written to the database"
+    )
+    dji_share_group: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT shared-subscription group for the DJI topics ($share/GROUP/...); "
+        "None: every instance subscribes plainly",
+    )
+    dji_reply_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="how long a DJI service call waits for services_reply"
+    )
+    dji_retries: int = Field(
+        2, ge=0, le=10, description="DJI service call retries (new tid, same bid) after no reply"
+    )
+    mavlink_host: str = Field("0.0.0.0", description="address the MAVLink UDP endpoint binds to")
+    mavlink_port: Port = Field(14550, description="MAVLink UDP port (0 = pick a free one)")
+    mavlink_link_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="no HEARTBEAT for this long: the vehicle's link is lost"
+    )
+    mavlink_ack_timeout_s: float = Field(
+        1.5, gt=0, le=120, description="how long a COMMAND_LONG waits for its COMMAND_ACK"
+    )
+    mavlink_retries: int = Field(
+        3, ge=0, le=10, description="COMMAND_LONG resends (confirmation counted up) after no ack"
+    )
+    mavlink_position_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="GLOBAL_POSITION_INT stream interval asked (SET_MESSAGE_INTERVAL)",
+    )
+    mavlink_status_interval_s: float = Field(
+        5.0, gt=0, le=60, description="SYS_STATUS stream interval asked (SET_MESSAGE_INTERVAL)"
+    )
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> DronesConfig:
+        if self.presence_timeout_s > self.link_lost_after_s:
+            raise ValueError("presence_timeout_s must not exceed link_lost_after_s")
+        if self.low_battery_percent + self.battery_hysteresis > 100:
+            raise ValueError("low_battery_percent + battery_hysteresis must not exceed 100")
+        return self
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -597,6 +691,7 @@ class Settings(_Section):
     ocpp: OcppConfig = OcppConfig()
     cameras: CamerasConfig = CamerasConfig()
     bodycams: BodycamsConfig = BodycamsConfig()
+    drones: DronesConfig = DronesConfig()
     demo: DemoConfig = DemoConfig()
 
 

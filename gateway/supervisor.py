@@ -5,8 +5,9 @@ server task dying later), builds the services (``gateway.wiring``) and starts th
 and the body cams' SIP listeners.
 ``run`` starts the tasks — MQTT ingest, silence sweeper, sessions, enforcement, case delivery,
 the charger recorder and watch, the write-behind persister, the change-feed follower, the lanes'
-payment recheck, telemetry and the HTTP API — and on ``request_stop`` (SIGTERM) stops the API,
-cancels the rest, flushes state and closes the database, well within 10 s.
+payment recheck, the drones' timers, telemetry and the HTTP API — and on ``request_stop``
+(SIGTERM) stops the API, cancels the rest, flushes state and closes the database, well within
+10 s.
 """
 
 from __future__ import annotations
@@ -240,6 +241,8 @@ class Gateway:
         ]
         if self.settings.bodycams.enabled:  # this instance is the body cams' SIP platform
             tasks.append(tg.create_task(sv.bodycams.run(), name="bodycams"))
+        if self.settings.drones.enabled:  # the drones' timers and write-behind
+            tasks.append(tg.create_task(sv.drones.run(), name="drones"))
         if self.ocpp_server is not None:  # this instance serves chargers
             tasks.append(tg.create_task(sv.charging.record(), name="charger-recorder"))
             tasks.append(tg.create_task(sv.charging.watch(), name="charger-watch"))
@@ -276,6 +279,8 @@ class Gateway:
             self.services.bodycams.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.services.bodycams.flush(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.services.drones.close(), 5)
             if self.ocpp_server is not None:
                 self.ocpp_server.close()
                 with contextlib.suppress(Exception):

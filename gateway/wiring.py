@@ -48,6 +48,7 @@ from gateway.metrics import Metrics
 from gateway.services.bodycams import BodycamService, build_bodycams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
 from gateway.services.lanes.contract import LaneDecider
 from gateway.services.lanes.service import LaneService
@@ -187,6 +188,7 @@ class Services:
     camera_reads: CameraReads
     lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
     bodycams: BodycamService
+    drones: DroneService  # runs with [drones] enabled (the links: services/drones/links.py)
 
     @property
     def tariffs(self) -> TariffBook:
@@ -357,9 +359,11 @@ async def _build(
     )
     bodycams = await build_bodycams(s.bodycams, sessions, bus, metrics, clock, zone,
                                     case_delivery.kick, lambda: enforcement.rules)  # fmt: skip
+    drones = await build_drones(s, sessions, bus, metrics, clock)
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
         bus, clock, zone, session_store, enforcement, charging, charger_tags, lanes, bodycams,
+        drones,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
     camera_reads, lane_decider = build_cameras(
@@ -391,4 +395,5 @@ async def _build(
         camera_reads=camera_reads,
         lane_decider=lane_decider,
         bodycams=bodycams,
+        drones=drones,
     )

@@ -300,6 +300,31 @@ def _officers(rng: random.Random) -> list[OfficerRec]:
     return out
 
 
+# --------------------------------------------------------------------------- drones
+# The bureau's 2 patrol drones with loudspeakers, over the busiest places: drone-1 (a DJI dock
+# with its aircraft; invented sns) over the 文化街 early market, drone-2 (a MAVLink vehicle,
+# system id 1) over the station and the 同和医院 entrance. (id, name, kind, keys, patrol
+# area ring, home) in metres from the origin like everything else.
+DRONES: list[tuple[str, str, str, dict[str, str | int], list[Point], Point]] = [
+    (
+        "drone-1",
+        "文化街早市巡查机",
+        "dji",
+        {"dock_sn": "7CTDM1234567890", "aircraft_sn": "1581F5FHD2345678"},
+        rect(-900, -700, 100, -150),
+        (-340, -300),
+    ),
+    (
+        "drone-2",
+        "火车站—同和医院巡查机",
+        "mavlink",
+        {"system_id": 1},
+        [(-700, 2300), (0, 2300), (450, 900), (450, 400), (0, 400), (-700, 1700)],
+        (180, 620),
+    ),
+]
+
+
 @dataclass
 class TownData:
     zones: list[tuple[str, str, str, list[Point]]]
@@ -549,8 +574,8 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         + ", ".join(f"{m} {n}" for m, n in by_model.items())
         + f"), {len(t.chargers)} EV chargers, {len(LANES)} car-park lanes with cameras and "
         "barrier gates,",
-        f"# {len(t.officers)} officers and assistants (invented names) with one body cam each. "
-        "Coordinates: WGS-84 degrees.",
+        f"# {len(t.officers)} officers and assistants (invented names) with one body cam each, "
+        f"{len(DRONES)} patrol drones. Coordinates: WGS-84 degrees.",
         "",
         "[town]",
         f"name = {_q('山丹县 (sample data)')}",
@@ -605,6 +630,12 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
     for o in t.officers:
         out += ["", "[[officers]]", f"id = {_q(o.id)}", f"name = {_q(o.name)}"]
         out += [f"squad = {_q(o.squad)}", f"role = {_q(o.role)}", f"bodycam = {_q(o.bodycam)}"]
+    for did, name, kind, keys, ring, home in DRONES:
+        out += ["", "[[drones]]", f"id = {_q(did)}", f"name = {_q(name)}", f"kind = {_q(kind)}"]
+        out += [f"{k} = {_q(v) if isinstance(v, str) else v}" for k, v in keys.items()]
+        pts = ", ".join("[{:.6f}, {:.6f}]".format(*to_lonlat(x, y)) for x, y in ring)
+        out.append(f"patrol_area = [{pts}]")
+        out.append("home = [{:.6f}, {:.6f}]".format(*to_lonlat(*home)))
     return "\n".join(out) + "\n"
 
 

@@ -46,6 +46,8 @@ from events import (
     CommsLost,
     CommsRestored,
     ConnectorStatusChanged,
+    DroneAlert,
+    DronePosition,
     Event,
     InputRejected,
     MagnetometerSample,
@@ -433,6 +435,34 @@ def _bodycam_position(m: PointMapper, e: BodycamPosition, ns: int) -> list[str]:
     if len(out) < 2 or not out[0].startswith("lat=") or not out[1].startswith("lon="):
         return []  # without a finite fix there is no point
     return [f"bodycam_position{tags} {','.join(out)} {ns}"]
+
+
+# -- patrol drones -------------------------------------------------------------------------------
+_DRONE_ALERTS = frozenset({"left_area", "low_battery", "link_lost"})
+
+
+@mapping(DronePosition)
+def _drone_position(m: PointMapper, e: DronePosition, ns: int) -> list[str]:
+    out: list[str] = []
+    fields = (("lat", e.lat), ("lon", e.lon), ("height_m", e.height_m),
+              ("elevation_m", e.elevation_m), ("speed_mps", e.speed_mps),
+              ("heading_deg", e.heading_deg), ("battery_percent", e.battery_percent))  # fmt: skip
+    for key, value in fields:
+        _float(out, key, value)
+    if len(out) < 2 or not out[0].startswith("lat=") or not out[1].startswith("lon="):
+        return []  # without a finite fix there is no point
+    return [f"drone_position{m.tag('device', e.device_id)} {','.join(out)} {ns}"]
+
+
+@mapping(DroneAlert)
+def _drone_alert(m: PointMapper, e: DroneAlert, ns: int) -> list[str]:
+    # ``alert`` is a tag only for the three kinds the rules raise (anything else: ``other``).
+    alert = e.alert if e.alert in _DRONE_ALERTS else "other"
+    out = ["raised=1i" if e.raised else "raised=0i"]
+    _text(out, "detail", e.detail)
+    ns += 1 if e.raised else 0  # a clear and a raise of one instant: both kept, raise last
+    return [f"drone_alert{m.tag('alert', alert)}{m.tag('device', e.device_id)} "
+            f"{','.join(out)} {ns}"]  # fmt: skip
 
 
 # -- edge ---------------------------------------------------------------------------------------

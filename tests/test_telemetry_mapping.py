@@ -31,6 +31,8 @@ from events import (
     CommsLost,
     CommsRestored,
     ConnectorStatusChanged,
+    DroneAlert,
+    DronePosition,
     Event,
     InputRejected,
     MagnetometerSample,
@@ -169,6 +171,23 @@ CASES: list[tuple[Event, str]] = [
         ),
         "bodycam_position,device=62072500081380000001,officer=of-001,squad=督查中队 "
         "lat=38.7851,lon=101.0852,speed_kmh=4.5,direction_deg=90.0 1740817815123456000",
+    ),
+    (
+        DronePosition(
+            device_id="drone-1", ts=T0, lat=38.776221, lon=101.076078, height_m=1652.5,
+            elevation_m=60.0, speed_mps=4.2, heading_deg=270.0, battery_percent=81.0,
+        ),
+        "drone_position,device=drone-1 lat=38.776221,lon=101.076078,height_m=1652.5,"
+        "elevation_m=60.0,speed_mps=4.2,heading_deg=270.0,battery_percent=81.0 "
+        "1740817815123456000",
+    ),
+    (
+        DroneAlert(
+            device_id="drone-2", ts=T0, alert="left_area", raised=True,
+            detail="42 m outside its patrol area",
+        ),
+        'drone_alert,alert=left_area,device=drone-2 raised=1i,detail="42 m outside its patrol '
+        'area" 1740817815123456001',
     ),
     (
         CaseRaised(
@@ -791,6 +810,15 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
         BodycamPosition, device_id=_ids, ts=_ts, lat=_floats, lon=_floats,
         officer_id=st.none() | _text, squad=st.none() | _text, speed_kmh=_opt_float,
         direction_deg=_opt_float, altitude_m=_opt_float,
+    ),
+    DronePosition: st.builds(
+        DronePosition, device_id=_ids, ts=_ts, lat=_floats, lon=_floats, height_m=_opt_float,
+        elevation_m=_opt_float, speed_mps=_opt_float, heading_deg=_opt_float,
+        battery_percent=_opt_float,
+    ),
+    DroneAlert: st.builds(
+        DroneAlert, device_id=_ids, ts=_ts, alert=st.sampled_from(["left_area", "x"]) | _text,
+        raised=st.booleans(), detail=_text,
     ),
     PlateRead: st.builds(
         PlateRead, device_id=_ids, ts=_ts, site_id=_text, direction=st.sampled_from(["in", "out"]),

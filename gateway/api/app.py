@@ -23,6 +23,7 @@ from gateway.api import (
     chargers,
     detections,
     devices,
+    drones,
     field,
     lanes,
     ops,
@@ -55,6 +56,7 @@ ROUTERS = (
     ops.router,
     cameras.router,
     field.router,
+    drones.router,
 )
 
 

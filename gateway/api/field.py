@@ -1,6 +1,6 @@
 """The field picture for operators and inspectors: the officers' body cams, online or not,
-battery and storage, last position (WGS-84) and recent alarms. The same view function as
-``citygate field`` (``gateway.services.bodycams.views.field_view``)."""
+battery and storage, last position (WGS-84) and recent alarms, and the patrol drones. The same
+view function as ``citygate field`` (``gateway.services.bodycams.views.field_view``)."""
 
 from __future__ import annotations
 
@@ -22,17 +22,22 @@ Reader = Annotated[TokenInfo, Depends(require(Role.OPERATOR, Role.INSPECTOR))]
 async def _view(state: AppState, device_id: str | None = None) -> dict[str, Any]:
     if state.bodycams is not None:
         await state.bodycams.flush()  # what the platform knows now, not a second ago
+    if state.drones is not None and device_id is None:
+        await state.drones.flush()
     c = state.bodycams_config
     async with state.sessions() as db:
         return await field_view(
-            db, state.clock(), c.keepalive_interval_s, c.keepalive_count, device_id
-        )
+            db, state.clock(), c.keepalive_interval_s, c.keepalive_count, device_id,
+            state.drones_config.presence_timeout_s,
+        )  # fmt: skip
 
 
 @router.get(
     "/field",
-    summary="The officers' body cams: online, battery, storage, last position, alarms",
-    description="Positions are WGS-84 degrees, as the cams send them (`datum`).",
+    summary="The officers' body cams (online, battery, storage, last position, alarms) and the "
+    "patrol drones",
+    description="Positions are WGS-84 degrees, as the cams and drones send them (`datum`). "
+    "`drones` is the list of `GET /api/v1/drones`.",
 )
 async def field(state: StateDep, _: Reader) -> dict[str, Any]:
     return await _view(state)

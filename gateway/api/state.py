@@ -16,7 +16,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
-from gateway.config import ApiConfig, BodycamsConfig, TelemetryConfig
+from gateway.config import ApiConfig, BodycamsConfig, DronesConfig, TelemetryConfig
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -33,6 +33,7 @@ from parking.tariffs import TariffBook
 
 if TYPE_CHECKING:
     from gateway.services.bodycams import BodycamService
+    from gateway.services.drones import DroneService
     from gateway.wiring import Services
 
 
@@ -69,6 +70,10 @@ class AppState:
     api: ApiConfig = field(default_factory=ApiConfig)  # the admission limits (gateway.api.limits)
     bodycams: BodycamService | None = None  # the body cams' SIP platform (flushed before a view)
     bodycams_config: BodycamsConfig = field(default_factory=BodycamsConfig)
+    # the drone service (flushed before a view; None with [drones] enabled = false: the views
+    # read the database, commands answer 503)
+    drones: DroneService | None = None
+    drones_config: DronesConfig = field(default_factory=DronesConfig)
 
     @property
     def tariffs(self) -> TariffBook:
@@ -110,6 +115,8 @@ class AppState:
             api=s.api,
             bodycams=services.bodycams,
             bodycams_config=s.bodycams,
+            drones=services.drones if s.drones.enabled else None,
+            drones_config=s.drones,
         )
 
 

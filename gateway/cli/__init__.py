@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, modbus, db. One module per command group;
-each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, db. One module per command
+group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.cli import (
     config,
     db,
     devices,
+    drones,
     modbus,
     rules,
     run,
@@ -47,7 +48,7 @@ EPILOG = (
 )
 GROUPS = (
     run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, bodycams,
-    modbus, db,
+    drones, modbus, db,
 )  # fmt: skip
 
 

@@ -111,7 +111,10 @@ def cmd_field(args: argparse.Namespace) -> int:
 
         b = settings.bodycams
         async with sessions() as db:
-            view = await field_view(db, now_utc(), b.keepalive_interval_s, b.keepalive_count)
+            view = await field_view(
+                db, now_utc(), b.keepalive_interval_s, b.keepalive_count,
+                drone_presence_s=settings.drones.presence_timeout_s,
+            )  # fmt: skip
         if args.json:
             print(json.dumps(view, ensure_ascii=False, indent=2))
             return 0

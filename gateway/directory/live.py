@@ -3,7 +3,7 @@
 Each kind of change re-reads its row by key and updates the in-memory view that serves it: the
 device directory and occupancy bindings (devices), the sites and berths the API, sessions and
 enforcement share (town), the charging runtime (chargers), the lanes (the lane service), the
-body cam platform's credentials and officers (bodycams), the
+body cam platform's credentials and officers (bodycams), the drone service's drones, the
 posted tariff and the rule book (documents). Applying is idempotent, so a change this instance
 already mirrored (the API's own write) or one applied twice after a restart does nothing new.
 Tokens are verified against the database per request: their changes need nothing here.
@@ -34,6 +34,7 @@ from telemetry.mapping import DeviceTags
 if TYPE_CHECKING:
     from gateway.services.bodycams import BodycamService
     from gateway.services.charging.backend import ChargingRuntime
+    from gateway.services.drones import DroneService
     from gateway.services.lanes.service import LaneService
     from gateway.services.parking.enforcement import Enforcement
     from gateway.services.parking.sessions import SessionStore
@@ -84,6 +85,7 @@ class LiveApplier:
     charger_tags: dict[str, DeviceTags] = field(default_factory=dict)
     lanes: LaneService | None = None
     bodycams: BodycamService | None = None
+    drones: DroneService | None = None
 
     async def apply(self, change: Change) -> None:
         handler = getattr(self, f"_{change.kind}", None)
@@ -118,6 +120,11 @@ class LiveApplier:
     async def _officer(self, key: str) -> list[Event]:
         if self.bodycams is not None:
             await self.bodycams.refresh_officer(key)
+        return []
+
+    async def _drone(self, key: str) -> list[Event]:
+        if self.drones is not None:  # its keys, patrol area and home are live for the service
+            await self.drones.refresh(key)
         return []
 
     async def _lane(self, key: str) -> list[Event]:

@@ -1,5 +1,6 @@
 """The town file: sites (car parks, on-street segments), zones, berths, sensors, EV chargers,
-the car parks' lanes (camera + barrier gate controller), and the officers with their body cams.
+the car parks' lanes (camera + barrier gate controller), the officers with their body cams,
+and the patrol drones (``gateway.directory.drones``).
 
 A town file is TOML. It is validated here, at the edge, before anything touches the database;
 every error names the offending entry.
@@ -21,6 +22,7 @@ from drivers.cameras.framing import display_model_names
 from drivers.gates.bus import BusUrlError, parse_bus_url
 from drivers.gates.models import model_names
 from gateway.config import TownConfig
+from gateway.directory.drones import Drone, drone_problems
 
 SAMPLE_TOWN = "sample_town.toml"
 
@@ -219,6 +221,7 @@ class Town(_Model):
     chargers: list[Charger] = Field(default_factory=list)
     lanes: list[Lane] = Field(default_factory=list)
     officers: list[Officer] = Field(default_factory=list)
+    drones: list[Drone] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -264,6 +267,7 @@ class Town(_Model):
             if c.site is not None and c.site not in sites:
                 problems.append(f"charger {c.id}: unknown site {c.site!r}")
         problems += lane_problems(self.lanes, sites)
+        problems += drone_problems(self.drones)
         if problems:
             raise ValueError("; ".join(problems))
         return self

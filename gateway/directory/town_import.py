@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
+from gateway.directory.drones import import_drones
 from gateway.directory.town import Counting, Lane, Town
 from gateway.infra.changes import record_changes
 from gateway.infra.storage.schema import (
@@ -183,6 +184,11 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                     "bodycams", "bodycam", report, changed, now=now,
                     created={"lifecycle": "active"})  # fmt: skip
     await session.flush()
+    for outcome, kind, key in await import_drones(session, town.drones, now):
+        if outcome != "deleted":  # a drone whose keys the file gave to another
+            report.note("drones", outcome)
+        if outcome != "unchanged":
+            changed.append((kind, key, "delete" if outcome == "deleted" else "import"))
     await record_changes(session, changed, now)
     return report
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "citygate_changes"
 _WRITER_LOCK = 0x6367_0001  # pg_advisory_xact_lock key: one change writer at a time
 
-Kind = str  # device | charger | token | site | berth | zone | lane | tariffs | rules
+Kind = str  # device | charger | token | site | berth | zone | lane | drone | tariffs | rules
 
 
 @dataclass(frozen=True, slots=True)

@@ -604,3 +604,76 @@ class BodycamAlarmRow(Base):
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     case_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class DroneRow(Base):
+    """A patrol drone of the town file: its link (``dji``: dock and aircraft sns; ``mavlink``:
+    system id), patrol area (a WGS-84 ``[lon, lat]`` ring) and home."""
+
+    __tablename__ = "drones"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # dji | mavlink
+    dock_sn: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    aircraft_sn: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    system_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    patrol_area: Mapped[Any] = mapped_column(JSON)
+    home_lat: Mapped[float] = mapped_column(Float)
+    home_lon: Mapped[float] = mapped_column(Float)
+    lifecycle: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DroneStateRow(Base):
+    """What the drone service last knew of a drone (and its dock): written behind the links'
+    reports (every ``[drones] persist_interval_s``), read back at a restart. ``alerts``: the
+    alert kinds standing, so a restart neither forgets nor repeats them."""
+
+    __tablename__ = "drone_state"
+    drone_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    link: Mapped[str] = mapped_column(String(16))  # online | lost | unknown
+    last_heard: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    height_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    elevation_m: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speed_mps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    heading_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    position_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    battery_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    flying: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    armed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    text: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    dock_link: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    dock_heard: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    dock_mode: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    drone_in_dock: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    drone_charging: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    cover_state: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    alerts: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DroneCommandRow(Base):
+    """A command to a drone, written through: ``pending`` before it goes on the wire, its
+    outcome when final. ``id`` is the command id (DJI: the bid), so progress from any
+    instance updates the row. ``args`` holds no secrets; ``requested_by`` is the token's
+    label."""
+
+    __tablename__ = "drone_commands"
+    __table_args__ = (Index("ix_drone_commands_drone_at", "drone_id", "requested_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    drone_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    args: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_code: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

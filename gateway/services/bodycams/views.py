@@ -1,4 +1,5 @@
-"""The field picture: officers' cams with presence, power, last position and recent alarms.
+"""The field picture: officers' cams with presence, power, last position and recent alarms,
+and the patrol drones (``gateway.services.drones.views``; in the whole picture only).
 One function behind ``GET /api/v1/field``, ``GET /api/v1/field/{id}`` and ``citygate field``,
 read from the database (the running platform flushes its state first), so all three show the
 same thing. Online is the presence rule of ``drivers.gb28181.presence`` at ``now``.
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.gb28181.presence import is_online
 from gateway.infra.storage.schema import BodycamAlarmRow, BodycamRow, BodycamStateRow, OfficerRow
+from gateway.services.drones.views import drone_lines
 
 __all__ = ["DATUM", "field_view"]
 
@@ -85,8 +87,10 @@ async def field_view(
     interval_s: float,
     count: int,
     device_id: str | None = None,
+    drone_presence_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Every cam (or the one *device_id*; ``cams`` empty when unknown), by squad and officer."""
+    """Every cam (or the one *device_id*; ``cams`` empty when unknown), by squad and officer,
+    and (for every cam) the drones, by id (``[drones] presence_timeout_s``)."""
     q = select(BodycamRow)
     if device_id is not None:
         q = q.where(BodycamRow.id == device_id)
@@ -110,10 +114,13 @@ async def field_view(
         officer, state = officers.get(c.officer_id or ""), states.get(c.id)
         lines.append(_line(c, officer, state, alarms.get(c.id, []), now, interval_s, count))
     lines.sort(key=lambda x: (x["squad"] or "~", x["officer_id"] or "~", x["device_id"]))
-    return {
+    view = {
         "at": now.isoformat(),
         "datum": DATUM,
         "total": len(lines),
         "online": sum(1 for x in lines if x["online"]),
         "cams": lines,
     }
+    if device_id is None:
+        view["drones"] = await drone_lines(db, now, drone_presence_s)
+    return view
