@@ -25,12 +25,14 @@ from typing import Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from dronelink.mavlink.link import MavlinkLink
 from events import now_utc
 from gateway.api.app import create_app
 from gateway.api.slowclients import deadline_protocol
 from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
+from gateway.services.drones import start_links
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
 from gateway.wiring import Services, build_services
@@ -83,6 +85,18 @@ async def start_ocpp(services: Services) -> Any:
     except OSError as exc:
         raise StartupError(
             f"[ocpp] cannot listen on {o.host}:{o.port}: {exc.strerror or exc}"
+        ) from exc
+
+
+async def start_drone_links(services: Services) -> None:
+    """The drone links that listen (MAVLink's UDP port; a taken port: a start-up error)."""
+    d = services.settings.drones
+    try:
+        await start_links(services.drones.links)
+    except OSError as exc:
+        raise StartupError(
+            f"[drones] cannot listen for MAVLink on {d.mavlink_host}:{d.mavlink_port}: "
+            f"{exc.strerror or exc}"
         ) from exc
 
 
@@ -164,8 +178,12 @@ class Gateway:
             ocpp_server = await start_ocpp(services) if settings.ocpp.enabled else None
             if settings.bodycams.enabled:
                 await start_sip(services)
+            if settings.drones.enabled:
+                await start_drone_links(services)
         except BaseException:
             services.bodycams.close()
+            for link in services.drones.links.values():
+                getattr(link, "close", lambda: None)()
             sock.close()
             await services.close()
             raise
@@ -188,6 +206,13 @@ class Gateway:
         assert self.ocpp_server is not None, "[ocpp] enabled = false"
         port: int = next(iter(self.ocpp_server.sockets)).getsockname()[1]
         return port
+
+    @property
+    def mavlink_port(self) -> int:
+        """The UDP port MAVLink vehicles send to."""
+        link = self.services.drones.links["mavlink"]
+        assert isinstance(link, MavlinkLink), "[drones] enabled = false"
+        return link.port
 
     @property
     def sip_port(self) -> int:
@@ -241,8 +266,12 @@ class Gateway:
         ]
         if self.settings.bodycams.enabled:  # this instance is the body cams' SIP platform
             tasks.append(tg.create_task(sv.bodycams.run(), name="bodycams"))
-        if self.settings.drones.enabled:  # the drones' timers and write-behind
+        if self.settings.drones.enabled:  # the drones' timers and write-behind, and links
             tasks.append(tg.create_task(sv.drones.run(), name="drones"))
+            for source, link in sv.drones.links.items():
+                run = getattr(link, "run", None)
+                if run is not None:
+                    tasks.append(tg.create_task(run(), name=f"drone-link-{source}"))
         if self.ocpp_server is not None:  # this instance serves chargers
             tasks.append(tg.create_task(sv.charging.record(), name="charger-recorder"))
             tasks.append(tg.create_task(sv.charging.watch(), name="charger-watch"))

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
-from drivers.mqtt.transport import MqttParams, MqttTransport, shared
+from drivers.mqtt.transport import MqttTransport, shared
 from events import now_utc
 from gateway.cases.delivery import CaseDelivery, DeliverySettings
 from gateway.cases.metrics import CaseMetrics
@@ -42,6 +42,7 @@ from gateway.directory.town_import import import_town
 from gateway.errors import StartupError
 from gateway.infra.bus import EventBus
 from gateway.infra.changes import ChangeFollower, head_seq
+from gateway.infra.mqtt import mqtt_params
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
@@ -64,27 +65,6 @@ from parking.tariffs import TariffBook
 from telemetry.mapping import DeviceTags
 
 log = logging.getLogger(__name__)
-
-
-def mqtt_params(
-    settings: Settings, client_id: str | None = None, clean: bool = False
-) -> MqttParams:
-    m = settings.mqtt
-    return MqttParams(
-        host=m.host,
-        port=m.port,
-        client_id=client_id or m.client_id,
-        username=m.username,
-        password=m.password.get_secret_value() if m.password else None,
-        tls=m.tls,
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
-        protocol=m.protocol,
-        keepalive_s=m.keepalive_s,
-        session_expiry_s=m.session_expiry_s,
-        clean=clean,
-    )
 
 
 async def ensure_town(sessions: async_sessionmaker[Any], town_file: Any, now: datetime) -> bool:

@@ -227,6 +227,7 @@ def gateway_settings(db: str, broker: Broker, **sections: dict[str, Any]) -> Any
         "api": {"port": 0, "rate_limit_per_s": 0},
         "ocpp": {"port": 0},
         "bodycams": {"sip_port": 0},
+        "drones": {"mavlink_port": 0},
         "occupancy": {"sweep_interval_s": 0.05, "persist_interval_s": 0.1},
         # No gate bus of the sample town runs here: the lane tests that drive gates over
         # Modbus start a simulator and set "modbus" (tests/test_lanes_modbus.py).

@@ -115,8 +115,8 @@ async def _demo(args: argparse.Namespace) -> int:
     from gateway.demo.town_gates import simulate_town_gates
     from gateway.demo.workdir import write_config
     from gateway.directory.town import load_town
+    from gateway.infra.mqtt import mqtt_params
     from gateway.supervisor import Gateway
-    from gateway.wiring import mqtt_params
 
     base = settings_for(args)
     source = config_source(args).path
@@ -343,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 async def _simulate(args: argparse.Namespace) -> int:
     from gateway.demo import SimulatorOptions, run_simulator
     from gateway.directory.town import load_town
-    from gateway.wiring import mqtt_params
+    from gateway.infra.mqtt import mqtt_params
 
     settings = settings_for(args)
     town = load_town(settings.town.file)

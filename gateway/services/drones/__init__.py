@@ -1,6 +1,6 @@
 """The patrol drones: ``service`` (reports, alerts, commands), ``store`` (state written behind,
 commands written through), ``live`` (a drone as the service holds it), ``views`` (what the API
-and CLI show) and ``links`` (where the DJI and MAVLink links are plugged in)."""
+and CLI show) and ``links`` (the DJI and MAVLink links it flies them over)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 from gateway.config import Settings
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
-from gateway.services.drones.links import build_links
+from gateway.services.drones.links import build_links, start_links
 from gateway.services.drones.service import DroneService
 from gateway.services.drones.store import DroneStore
 
-__all__ = ["DroneService", "build_drones"]
+__all__ = ["DroneService", "build_drones", "start_links"]
 
 
 async def build_drones(
@@ -31,6 +31,7 @@ async def build_drones(
     service = DroneService(settings.drones, DroneStore(sessions), bus, metrics, clock, links)
     if settings.drones.enabled:
         links.update(build_links(settings, service.on_report, service.on_dock,
-                                 service.on_progress, clock))  # fmt: skip
+                                 service.on_progress, clock, service.knows_sn,
+                                 metrics))  # fmt: skip
     await service.load()
     return service

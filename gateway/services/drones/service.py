@@ -112,6 +112,10 @@ class DroneService:
         self._by_key = {(d.kind, d.key): d.id for d in self.drones.values()}
         self._by_dock = {d.dock_sn: d.id for d in self.drones.values() if d.dock_sn}
 
+    def knows_sn(self, sn: str) -> bool:
+        """Whether *sn* is the dock or the aircraft of one of the town's drones (DJI)."""
+        return sn in self._by_dock or ("dji", sn) in self._by_key
+
     async def refresh(self, drone_id: str) -> None:
         """The change feed: the drone was imported, changed or removed."""
         info = await self.store.drone(drone_id)
