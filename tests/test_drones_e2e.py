@@ -48,8 +48,10 @@ async def fleet(gw: Any, mosquitto: Broker) -> AsyncIterator[DockFleet]:
     import asyncio
 
     spec = DockSpec(DOCK, AIRCRAFT, (38.777302, 101.076078), MARKET)
-    docks = DockFleet(mosquitto.host, mosquitto.port, [spec], DockOptions(
-        dock_osd_interval_s=0.5, aircraft_osd_interval_s=0.5, progress_interval_s=0.05))  # fmt: skip
+    options = DockOptions(
+        dock_osd_interval_s=0.5, aircraft_osd_interval_s=0.5, progress_interval_s=0.05
+    )
+    docks = DockFleet(mosquitto.host, mosquitto.port, [spec], options)
     stop = asyncio.Event()
     task = asyncio.create_task(docks.run(stop))
     yield docks
