@@ -169,6 +169,8 @@ async def _demo(args: argparse.Namespace) -> int:
             data["ocpp"]["port"] = 0  # any free port: printed below
         if base.bodycams.sip_port == Settings().bodycams.sip_port:
             data["bodycams"]["sip_port"] = 0  # likewise (the demo's cams are told it)
+        if base.drones.mavlink_port == Settings().drones.mavlink_port:
+            data.setdefault("drones", {})["mavlink_port"] = 0  # likewise (the vehicle is told)
         settings = Settings.model_validate(data)
         town = load_town(settings.town.file)
         town_gates = await simulate_town_gates(
@@ -248,6 +250,15 @@ async def _demo(args: argparse.Namespace) -> int:
             if settings.bodycams.enabled:
                 await simulate_town_bodycams(gw, town, sim_stop)
 
+        async def drones() -> None:
+            """The town's patrol drones: a DJI dock over the demo broker, a MAVLink vehicle."""
+            from gateway.demo.drone_town import simulate_town_drones
+
+            assert gw is not None
+            await gw.started.wait()
+            if settings.drones.enabled:
+                await simulate_town_drones(town.drones, (host, port), gw.mavlink_port, sim_stop)
+
         async def announce() -> None:
             assert gw is not None
             await gw.started.wait()
@@ -256,6 +267,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 gw.api_port,
                 gw.ocpp_port if gw.ocpp_server else None,
                 gw.sip_port if settings.bodycams.enabled else None,
+                gw.mavlink_port if settings.drones.enabled else None,
             )
             config_file = workdir / DEMO_CONFIG.name
             write_config(
@@ -274,12 +286,16 @@ async def _demo(args: argparse.Namespace) -> int:
             sip = (
                 f"udp+tcp {b.host}:{gw.sip_port}, platform {b.platform_id}" if b.enabled else "off"
             )
+            d = settings.drones
+            mav = f"udp {d.mavlink_host}:{gw.mavlink_port}" if d.enabled else "off"
             print(
                 f"\ncitygate demo is running ({kind} broker on {host}:{port}).\n"
                 f"  vacancies: {url}/api/v1/sites\n  city map:  {url}/api/v1/map\n"
                 f"  live:      {url}/api/v1/vacancies/stream\n"
                 f"  chargers:  {url}/api/v1/charging/locations (OCPP: {ocpp})\n"
                 f"  body cams: {url}/api/v1/field (operator token; GB/T 28181 SIP: {sip})\n"
+                f"  drones:    {url}/api/v1/drones (operator token; DJI over the broker, "
+                f"MAVLink: {mav})\n"
                 f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
                 "--role operator)\n"
                 f"  API docs:  {url}/docs\n"
@@ -292,7 +308,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 stop()
 
         gw.extra_tasks += [
-            tracked(simulate), tracked(chargers), tracked(cars), tracked(bodycams), announce,
+            tracked(simulate), tracked(chargers), tracked(cars), tracked(bodycams),
+            tracked(drones), announce,
         ]  # fmt: skip
         try:
             await gw.run()
@@ -303,7 +320,11 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _as_running(
-    settings: Settings, api_port: int, ocpp_port: int | None, sip_port: int | None = None
+    settings: Settings,
+    api_port: int,
+    ocpp_port: int | None,
+    sip_port: int | None = None,
+    mavlink_port: int | None = None,
 ) -> Settings:
     """The demo's settings with the ports it actually bound, for the file the CLI reads."""
     data = settings.model_dump()
@@ -312,6 +333,8 @@ def _as_running(
         data["ocpp"]["port"] = ocpp_port
     if sip_port is not None:
         data["bodycams"]["sip_port"] = sip_port
+    if mavlink_port is not None:
+        data["drones"]["mavlink_port"] = mavlink_port
     data["demo"] = {}  # the broker runs already: readers connect to it, they start none
     return Settings.model_validate(data)
 
