@@ -22,6 +22,7 @@ from gateway.cli import (
     modbus,
     rules,
     run,
+    simulate,
     tariffs,
     telemetry,
     tokens,
@@ -47,8 +48,8 @@ EPILOG = (
     "override the file."
 )
 GROUPS = (
-    run, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers, bodycams,
-    drones, modbus, db,
+    run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
+    bodycams, drones, modbus, db,
 )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Run the gateway, the demo (gateway + local broker + simulators) and the sensor simulator.
+"""Run the gateway and the demo (gateway + local broker + simulators).
 
 ``citygate run`` with no config file found runs on built-in defaults but says so, loudly, on
 stderr (sample town, broker, absolute data paths): it does not refuse, because defaults are
@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -363,30 +361,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lock.release()
 
 
-async def _simulate(args: argparse.Namespace) -> int:
-    from gateway.demo import SimulatorOptions, run_simulator
-    from gateway.directory.town import load_town
-    from gateway.infra.mqtt import mqtt_params
-
-    settings = settings_for(args)
-    town = load_town(settings.town.file)
-    stop = asyncio.Event()
-    install_stop(stop.set)
-    options = SimulatorOptions(speed=args.speed, max_rate=args.rate, seed=args.seed)
-    stats = await run_simulator(
-        mqtt_params(settings, f"citygate-sim-{os.getpid()}", clean=True),
-        town,
-        options,
-        stop=stop,
-    )
-    print(json.dumps(dataclasses.asdict(stats), default=str))
-    return 0
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    return asyncio.run(_simulate(args))
-
-
 def register(sub: Any, with_config: WithConfig) -> None:
     """Add this group's commands to the parser."""
     run = with_config(sub.add_parser("run", help="run the gateway"))
@@ -409,9 +383,3 @@ def register(sub: Any, with_config: WithConfig) -> None:
         config_use_env=False,
         announce_config=False,
     )
-
-    sim = with_config(sub.add_parser("simulate", help="drive the town's sensors over MQTT"))
-    sim.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
-    sim.add_argument("--rate", type=float, default=200.0, help="max messages per second")
-    sim.add_argument("--seed", type=int, default=1)
-    sim.set_defaults(func=cmd_simulate)
