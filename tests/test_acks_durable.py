@@ -59,6 +59,7 @@ async def test_kill_9_after_the_api_shows_the_last_uplink_loses_no_berth(
         "CITYGATE_MQTT__CLIENT_ID": '"kill9"',  # the same persistent session after restart
         "CITYGATE_API__PORT": str(api_port),
         "CITYGATE_BODYCAMS__SIP_PORT": "0",
+        "CITYGATE_DRONES__MAVLINK_PORT": "0",
         "CITYGATE_OCPP__ENABLED": "false",
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',
         # The write-behind interval as shipped: acknowledgements, not the interval, decide.

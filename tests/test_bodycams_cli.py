@@ -28,7 +28,7 @@ def config_dir(tmp_path: Path, mosquitto: Broker) -> Path:
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
         f'client_id = "cg-bcam-{uuid.uuid4().hex[:8]}"\n'
         "[api]\nport = 0\n[ocpp]\nport = 0\n"
-        "[bodycams]\nsip_port = 0\npersist_interval_s = 0.1\n",
+        "[bodycams]\nsip_port = 0\npersist_interval_s = 0.1\n[drones]\nmavlink_port = 0\n",
         "utf-8",
     )
     (tmp_path / "data").mkdir()

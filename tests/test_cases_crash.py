@@ -37,6 +37,7 @@ async def test_kill_9_between_commit_and_delivery(
         "CITYGATE_API__PORT": str(api_port),
         "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
+        "CITYGATE_DRONES__MAVLINK_PORT": "0",
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',
         "CITYGATE_CASES__URL": f'"{case_system.url}"',
         "CITYGATE_CASES__SECRET": case_system.secret.decode(),

@@ -41,7 +41,7 @@ def config_dir(tmp_path: Path, mosquitto: Broker) -> Path:
         '[telemetry]\nspool_dir = "data/telemetry-spool"\nhealth_interval_s = 3600\n'
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
         f'client_id = "cg-parity-{uuid.uuid4().hex[:8]}"\n'
-        "[api]\nport = 0\n[ocpp]\nport = 0\n[bodycams]\nsip_port = 0\n",
+        "[api]\nport = 0\n[ocpp]\nport = 0\n[bodycams]\nsip_port = 0\n[drones]\nmavlink_port = 0\n",
         "utf-8",
     )
     (tmp_path / "data").mkdir()

@@ -163,6 +163,7 @@ def test_sigterm_drains_and_exits_cleanly(mosquitto: Broker, tmp_path: Path) -> 
         "CITYGATE_API__PORT": str(port),
         "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
+        "CITYGATE_DRONES__MAVLINK_PORT": "0",
         "CITYGATE_LOG__JSON": "true",
         "CITYGATE_MQTT__PASSWORD": "s3cret-not-in-logs",
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{tmp_path / "spool"}"',

@@ -109,6 +109,7 @@ async def test_gateway_killed_during_outage_delivers_after_restart(
         "CITYGATE_API__PORT": str(api_port),
         "CITYGATE_BODYCAMS__SIP_PORT": "0",
         "CITYGATE_OCPP__PORT": "0",
+        "CITYGATE_DRONES__MAVLINK_PORT": "0",
         "CITYGATE_TELEMETRY__URL": f'"{own_victoria.url}"',
         "CITYGATE_TELEMETRY__SPOOL_DIR": f'"{spool_dir}"',
         "CITYGATE_TELEMETRY__FLUSH_INTERVAL_S": "0.1",
