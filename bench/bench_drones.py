@@ -32,7 +32,9 @@ For both:
   requester and the speaker calls, and for the gateway everything else the gateway runs.
 
 One JSON line per figure (``bench.bench_ingest.emit``). Targets: osd p99 < 20 ms, service
-round trip within 2x the bare one. ``--profile FILE`` writes the gateway's cProfile stats over
+round trip within 2x the bare one. The gateway target also gives the wall time of each
+call the speaker command makes (the drone store's and the link's), and of the write-behind
+flush, over the window. ``--profile FILE`` writes the gateway's cProfile stats over
 the window (it slows the gateway down: figures of a profiled run are not the gateway's).
 """
 
@@ -50,7 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -382,6 +384,28 @@ def counted(counter: Any) -> dict[str, float]:
     }
 
 
+STORE_CALLS = ("open_command", "insert_command", "update_command", "command", "flush")
+
+
+def timed(obj: Any, names: Sequence[str], on: Callable[[], bool]) -> dict[str, list[float]]:
+    """Wrap *obj*'s coroutine methods *names* (bench only): each call's wall time in ms while
+    *on()*, by name."""
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        inner, times = getattr(obj, name), out[name]
+
+        async def call(*args: Any, _inner: Any = inner, _times: Any = times, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return await _inner(*args, **kw)
+            finally:
+                if on():
+                    _times.append((time.perf_counter() - t) * 1000)
+
+        setattr(obj, name, call)
+    return out
+
+
 def town_drone(i: int, s: DockSpec) -> Any:
     """Dock *s* as a town drone: a patrol area around its loop, its dock as home."""
     from gateway.directory.drones import Drone
@@ -445,6 +469,11 @@ async def gateway_run(ctx: Any, n: int, seconds: float, calls: int, profile: str
                 return None if rec.status == CommandStatus.OK else f"{rec.status}: {rec.detail}"
 
             counts0 = counted(service.counts)
+
+            def on() -> bool:
+                return timing.recording
+
+            calls_ms = timed(service.store, STORE_CALLS, on) | timed(link, ["speaker"], on)
             profiler = cProfile.Profile() if profile else None
             w = await measure(ctx, broker, link, timing, speak, n, seconds, calls, profiler)
             if profiler is not None and profile:
@@ -455,6 +484,12 @@ async def gateway_run(ctx: Any, n: int, seconds: float, calls: int, profile: str
                 "drones_gateway", w, n, link_rejected=sum(link.counts.values()),
                 service_outcomes={k: v for k, v in outcomes.items() if v}, profiled=bool(profile),
             )  # fmt: skip
+            for name, ms in calls_ms.items():  # where the speaker round trip's time goes
+                what = "link_speaker" if name == "speaker" else f"store_{name}"
+                emit(
+                    f"drones_gateway_{what}_p50", pct(ms, 0.5), "ms", None,
+                    p99_ms=round(pct(ms, 0.99), 2), calls=len(ms),
+                )  # fmt: skip
         finally:
             gw.request_stop()
             await asyncio.wait_for(run, 30)
