@@ -36,6 +36,9 @@ round trip within 2x the bare one. The gateway target also gives the wall time o
 call the speaker command makes (the drone store's and the link's), and of the write-behind
 flush, over the window. ``--profile FILE`` writes the gateway's cProfile stats over
 the window (it slows the gateway down: figures of a profiled run are not the gateway's).
+
+The module is long because both targets share one fleet, one measuring window and one
+report, and read best next to each other.
 """
 
 from __future__ import annotations
