@@ -1,19 +1,44 @@
 """Drones under load: 200 simulated DJI docks with their aircraft (dock osd as 3 partial
-messages every 2 s, aircraft osd at 0.5 Hz: about 400 messages a second) against one
-``DjiLink`` over a private Mosquitto, and the speaker service's round trip next to a bare MQTT
-request/reply over the same broker, in the same run.
+messages every 2 s, aircraft osd at 0.5 Hz: about 400 messages a second) and the speaker
+service's round trip next to a bare MQTT request/reply over the same broker, in the same run,
+against two targets (``--targets link,gateway``, both by default), each with a private
+Mosquitto of its own:
+
+- ``link``: one bare ``DjiLink`` in this process (figures ``drones_link_*``): the link's own
+  cost, no service behind it.
+- ``gateway``: the real gateway (``Gateway.open``, SQLite, everything it runs) in this process
+  (figures ``drones_gateway_*``), with the fleet's 200 docks provisioned as town drones of kind
+  ``dji`` (``import_drones`` and the change feed, kind ``drone``, as a town import does: the
+  running drone service follows them live), each with a patrol area around its loop and its
+  dock as home.
+
+For both:
 
 - The docks are ``gateway.demo.dji_dock.DockFleet`` in a child process (one MQTT connection
-  for the fleet), so the load generator does not share the link's core; the bare responder
+  for the fleet), so the load generator does not share the target's core; the bare responder
   (subscribed to one topic, echoing every message on another) is a child of its own.
-- Handling time: from the dock's publish (its send time, carried in the osd's tid) to the
-  link's ``on_report`` / ``on_dock`` call, broker included.
-- Service round trip: ``DjiLink.speaker`` (volume and loop already set, so one
-  ``speaker_tts_play_start`` and its ``services_reply``) against the bare responder's round
-  trip, interleaved one for one while the fleet's osd flows.
+- Osd handling: from the dock's publish (its send time, carried in the osd's tid) to the
+  target having applied it, broker included: for the link its ``on_report`` / ``on_dock``
+  call; for the gateway the drone service's ``on_report`` / ``on_dock`` returned (the link's
+  callbacks are wrapped: the link holds the service's bound methods).
+- Service round trip: for the link ``DjiLink.speaker``; for the gateway
+  ``DroneService.command(drone, SPEAKER, ...)`` (recorded, sent, its outcome recorded: what the
+  API's command call waits for). Volume and loop are set by a warm-up call, so each is one
+  ``speaker_tts_play_start`` and its ``services_reply``. Interleaved one for one with the bare
+  responder's round trip (the order alternating), while the fleet's osd flows; the bare
+  requester is a client in this process, so it shares the target's loop.
+- CPU per osd message: this process's user+system time (``getrusage``, every thread) over the
+  window divided by the osd messages handled in it, with the rate. It includes the bare
+  requester and the speaker calls, and for the gateway everything else the gateway runs.
 
 One JSON line per figure (``bench.bench_ingest.emit``). Targets: osd p99 < 20 ms, service
-round trip within 2x the bare one.
+round trip within 2x the bare one. The gateway target also gives the wall time of each
+call the speaker command makes (the drone store's and the link's), and of the write-behind
+flush, over the window. ``--profile FILE`` writes the gateway's cProfile stats over
+the window (it slows the gateway down: figures of a profiled run are not the gateway's).
+
+The module is long because both targets share one fleet, one measuring window and one
+report, and read best next to each other.
 """
 
 from __future__ import annotations
@@ -21,13 +46,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import multiprocessing as mp
+import os
 import resource
 import socket
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +68,13 @@ import aiomqtt
 from bench.bench_ingest import emit
 from drivers.mqtt.transport import MqttParams
 from dronelink.dji.link import DjiLink
-from dronelink.model import CommandStatus, DockReport, DroneReport
+from dronelink.model import CommandKind, CommandStatus, DockReport, DroneReport
 from gateway.demo.dji_dock import DockFleet, DockOptions, DockSpec
-from tests.conftest import start_mosquitto, wait_for
+from tests.conftest import Broker, gateway_settings, start_mosquitto, wait_for
 
 BASE = (38.7800, 101.0800)
+WARM_S = 6.0  # after every dock is paired: the fleet's cadence settles
+TARGETS = ("link", "gateway")
 
 
 def pct(ms: list[float], q: float) -> float:
@@ -54,6 +85,28 @@ def pct(ms: list[float], q: float) -> float:
 def own_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def thread_cpu() -> dict[str, float]:
+    """User + system seconds of each of this process's threads, by name (``comm``)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            key = "main" if task.name == str(os.getpid()) else name
+            fields = stat.rsplit(")", 1)[1].split()
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def loop_lag(out: list[float]) -> None:
+    """How late a 10 ms sleep wakes, over and over: the lag of the loop it runs on."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        out.append((time.perf_counter() - t - 0.01) * 1000)
 
 
 def nodelay(client: aiomqtt.Client) -> None:
@@ -70,6 +123,10 @@ def specs(n: int) -> list[DockSpec]:
         loop = [(lat + 0.001, lon), (lat, lon + 0.001), (lat - 0.001, lon), (lat, lon - 0.001)]
         out.append(DockSpec(f"DOCK{i:04d}", f"AIR{i:04d}", (lat, lon), loop))
     return out
+
+
+def drone_id(i: int) -> str:
+    return f"bench-drone-{i:04d}"
 
 
 def _fleet(port: int, n: int, seconds: float) -> None:
@@ -96,9 +153,27 @@ def _bare(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
+@contextlib.asynccontextmanager
+async def private_broker(ctx: Any, name: str) -> AsyncIterator[Broker]:
+    """A Mosquitto of its own with the bare responder (a child process) on it."""
+    broker = start_mosquitto(Path(tempfile.mkdtemp(prefix=f"cg-bench-drones-{name}-")) / "mqtt")
+    bare = None
+    try:
+        ready = ctx.Queue()
+        bare = ctx.Process(target=_bare, args=(broker.port, ready), daemon=True)
+        bare.start()
+        await asyncio.get_running_loop().run_in_executor(None, ready.get, True, 30)
+        yield broker
+    finally:
+        if bare is not None and bare.is_alive():
+            bare.terminate()
+        broker.stop()
+
+
 class Timing:
     """Wraps the link's message handler to read each osd's send time before the link does;
-    its callbacks then take the handling time."""
+    ``report`` (called once the target has applied the message) then takes the handling
+    time."""
 
     def __init__(self) -> None:
         self.sent: float | None = None
@@ -122,6 +197,20 @@ class Timing:
         if self.recording and self.sent is not None:
             self.osd_ms.append((time.time() - self.sent) * 1000)
             self.sent = None
+
+    def after(self, link: DjiLink) -> None:
+        """Take the time once the link's callbacks (the drone service's) have returned."""
+        on_report, on_dock = link._on_report, link._on_dock
+
+        def report(r: DroneReport) -> None:
+            on_report(r)
+            self.report(r)
+
+        def dock(d: DockReport) -> None:
+            on_dock(d)
+            self.report(d)
+
+        link._on_report, link._on_dock = report, dock
 
 
 async def bare_round_trips(port: int) -> Any:
@@ -158,17 +247,108 @@ async def bare_round_trips(port: int) -> Any:
     return rt, close
 
 
-async def main(n: int, seconds: float, calls: int) -> None:
-    ctx = mp.get_context("spawn")
-    tmp = Path(tempfile.mkdtemp(prefix="cg-bench-drones-"))
-    broker = start_mosquitto(tmp / "mqtt")
-    procs: list[Any] = []
+@dataclass
+class Window:
+    osd_ms: list[float]
+    service_ms: list[float] = field(default_factory=list)
+    bare_ms: list[float] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cpu_s: float = 0.0
+    window_s: float = 0.0
+    threads: dict[str, float] = field(default_factory=dict)
+    lags: list[float] = field(default_factory=list)
+
+
+Speak = Callable[[int], Awaitable[str | None]]  # call i: None when it ended ok, else why not
+
+
+async def measure(
+    ctx: Any, broker: Broker, link: DjiLink, timing: Timing, speak: Speak,
+    n: int, seconds: float, calls: int, profiler: cProfile.Profile | None = None,
+) -> Window:  # fmt: skip
+    """With *link* connected: start the fleet, wait for every dock, warm up, then measure
+    the osd and *calls* speaker calls, each with a bare round trip, over *seconds*."""
+    fleet = ctx.Process(target=_fleet, args=(broker.port, n, WARM_S + seconds + 20), daemon=True)
+    fleet.start()
     try:
-        ready = ctx.Queue()
-        bare = ctx.Process(target=_bare, args=(broker.port, ready), daemon=True)
-        bare.start()
-        procs.append(bare)
-        ready.get(timeout=30)
+        await wait_for(lambda: len(link.topology.docks()) >= n, 60, 0.1, what="every dock paired")
+        await asyncio.sleep(WARM_S - 2)
+        rt, close = await bare_round_trips(broker.port)
+        first = await speak(-1)
+        assert first is None, f"the warm-up speaker call failed: {first}"
+        w = Window(timing.osd_ms)
+        gap = seconds / max(1, calls)
+        timing.recording = True
+        if profiler is not None:
+            profiler.enable()
+        prober = asyncio.create_task(loop_lag(w.lags))
+        threads0, cpu0, t0 = thread_cpu(), own_cpu(), time.monotonic()
+        for i in range(calls):
+            t = time.perf_counter()
+            for which in (0, 1) if i % 2 == 0 else (1, 0):  # the order alternates
+                if which == 1:
+                    w.bare_ms.append(await rt())
+                    continue
+                s = time.perf_counter()
+                why = await speak(i)
+                if why is None:
+                    w.service_ms.append((time.perf_counter() - s) * 1000)
+                else:
+                    w.failed.append(why)
+            await asyncio.sleep(max(0.0, gap - (time.perf_counter() - t)))
+        timing.recording = False
+        w.cpu_s, w.window_s, threads1 = own_cpu() - cpu0, time.monotonic() - t0, thread_cpu()
+        prober.cancel()
+        if profiler is not None:
+            profiler.disable()
+        w.threads = {
+            k: round(v - threads0.get(k, 0.0), 2)
+            for k, v in threads1.items()
+            if v - threads0.get(k, 0.0) > 0
+        }
+        await close()
+    finally:
+        if fleet.is_alive():
+            fleet.terminate()
+    return w
+
+
+def report(prefix: str, w: Window, n: int, **osd_extra: Any) -> None:
+    osd = w.osd_ms
+    rate = len(osd) / w.window_s
+    emit(f"{prefix}_osd_handling_p50", pct(osd, 0.5), "ms", None, messages=len(osd), docks=n)
+    emit(
+        f"{prefix}_osd_handling_p99", pct(osd, 0.99), "ms", None, target_ms=20,
+        rate_per_s=round(rate, 1), max_ms=round(max(osd, default=0), 1), **osd_extra,
+    )  # fmt: skip
+    emit(
+        f"{prefix}_cpu_per_osd_message", w.cpu_s / max(1, len(osd)) * 1e6, "us", None,
+        rate_per_s=round(rate, 1), cpu_share=round(w.cpu_s / w.window_s, 2),
+        window_s=round(w.window_s, 1), threads=w.threads,
+        note="this process: includes the bare requester and the speaker calls",
+    )  # fmt: skip
+    b50, b99 = pct(w.bare_ms, 0.5), pct(w.bare_ms, 0.99)
+    emit(f"{prefix}_bare_mqtt_round_trip_p50", b50, "ms", None, calls=len(w.bare_ms))
+    emit(f"{prefix}_bare_mqtt_round_trip_p99", b99, "ms", None)
+    s50, s99 = pct(w.service_ms, 0.5), pct(w.service_ms, 0.99)
+    emit(
+        f"{prefix}_speaker_round_trip_p50", s50, "ms", b50, ratio=round(s50 / b50, 2),
+        target_ratio=2, calls=len(w.service_ms), failed=len(w.failed),
+        first_failure=w.failed[0][:200] if w.failed else None,
+    )  # fmt: skip
+    emit(f"{prefix}_speaker_round_trip_p99", s99, "ms", b99, ratio=round(s99 / b99, 2))
+    emit(
+        f"{prefix}_loop_lag_p99", pct(w.lags, 0.99), "ms", None,
+        p50_ms=round(pct(w.lags, 0.5), 2), max_ms=round(max(w.lags, default=0), 1),
+    )  # fmt: skip
+
+
+# -- the targets ----------------------------------------------------------------------------
+
+
+async def link_run(ctx: Any, n: int, seconds: float, calls: int) -> None:
+    """A bare DjiLink in this process."""
+    async with private_broker(ctx, "link") as broker:
         timing = Timing()
         link = DjiLink(
             MqttParams(broker.host, broker.port, "bench-gw", clean=True),
@@ -182,62 +362,148 @@ async def main(n: int, seconds: float, calls: int) -> None:
         )
         timing.wrap(link)
         run = asyncio.create_task(link.run())
-        await asyncio.wait_for(link.transport.connected.wait(), 10)
-        warm = 6.0
-        fleet = ctx.Process(target=_fleet, args=(broker.port, n, warm + seconds + 5), daemon=True)
-        fleet.start()
-        procs.append(fleet)
-        await wait_for(lambda: len(link.topology.docks()) >= n, 30, 0.1, what="every dock paired")
-        await asyncio.sleep(warm - 2)
-        rt, close = await bare_round_trips(broker.port)
-        air = "AIR0000"
-        first = await link.speaker(air, "预热", 60, False, command_id="bench-warm")
-        assert first.status is CommandStatus.OK, first
-        timing.recording = True
-        cpu0, t0, handled0 = own_cpu(), time.monotonic(), sum(link.stats.values())
-        service_ms: list[float] = []
-        bare_ms: list[float] = []
-        gap = seconds / max(1, calls)
-        for i in range(calls):
+        try:
+            await asyncio.wait_for(link.transport.connected.wait(), 10)
+
+            async def speak(i: int) -> str | None:
+                text, cid = ("预热", "bench-warm") if i < 0 else (f"请勿停车 {i}", f"bench-{i}")
+                out = await link.speaker("AIR0000", text, 60, False, command_id=cid)
+                return None if out.status is CommandStatus.OK else f"{out.status}: {out.detail}"
+
+            w = await measure(ctx, broker, link, timing, speak, n, seconds, calls)
+            report("drones_link", w, n, rejected=sum(link.counts.values()))
+        finally:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+
+
+def counted(counter: Any) -> dict[str, float]:
+    """A FastCounter's values by "label/label" (read as a scrape would)."""
+    return {
+        "/".join(sample.labels.values()): sample.value
+        for family in counter.collect()
+        for sample in family.samples
+    }
+
+
+STORE_CALLS = ("open_command", "insert_command", "update_command", "command", "flush")
+
+
+def timed(obj: Any, names: Sequence[str], on: Callable[[], bool]) -> dict[str, list[float]]:
+    """Wrap *obj*'s coroutine methods *names* (bench only): each call's wall time in ms while
+    *on()*, by name."""
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:
+        inner, times = getattr(obj, name), out[name]
+
+        async def call(*args: Any, _inner: Any = inner, _times: Any = times, **kw: Any) -> Any:
             t = time.perf_counter()
-            out = await link.speaker(air, f"请勿停车 {i}", 60, False, command_id=f"bench-{i}")
-            if out.status is CommandStatus.OK:
-                service_ms.append((time.perf_counter() - t) * 1000)
-            bare_ms.append(await rt())
-            await asyncio.sleep(max(0.0, gap - (time.perf_counter() - t)))
-        timing.recording = False
-        cpu1, t1 = own_cpu(), time.monotonic()
-        await close()
-        window = t1 - t0
-        osd = timing.osd_ms
-        emit("dji_osd_handling_p50", pct(osd, 0.5), "ms", None, messages=len(osd), docks=n)
-        emit(
-            "dji_osd_handling_p99", pct(osd, 0.99), "ms", None, target_ms=20,
-            rate_per_s=round(len(osd) / window, 1), max_ms=round(max(osd, default=0), 1),
-            rejected=sum(link.counts.values()),
-        )  # fmt: skip
-        emit(
-            "dji_link_cpu_per_message", (cpu1 - cpu0) / max(1, len(osd)) * 1e6, "us", None,
-            cpu_share=round((cpu1 - cpu0) / window, 2), note="includes the bare requester",
-            stats_delta=sum(link.stats.values()) - handled0,
-        )  # fmt: skip
-        b50, b99 = pct(bare_ms, 0.5), pct(bare_ms, 0.99)
-        emit("dji_bare_mqtt_round_trip_p50", b50, "ms", None, calls=len(bare_ms))
-        emit("dji_bare_mqtt_round_trip_p99", b99, "ms", None)
-        s50, s99 = pct(service_ms, 0.5), pct(service_ms, 0.99)
-        emit(
-            "dji_speaker_round_trip_p50", s50, "ms", b50, ratio=round(s50 / b50, 2),
-            target_ratio=2, calls=len(service_ms), failed=calls - len(service_ms),
-        )  # fmt: skip
-        emit("dji_speaker_round_trip_p99", s99, "ms", b99, ratio=round(s99 / b99, 2))
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        broker.stop()
+            try:
+                return await _inner(*args, **kw)
+            finally:
+                if on():
+                    _times.append((time.perf_counter() - t) * 1000)
+
+        setattr(obj, name, call)
+    return out
+
+
+def town_drone(i: int, s: DockSpec) -> Any:
+    """Dock *s* as a town drone: a patrol area around its loop, its dock as home."""
+    from gateway.directory.drones import Drone
+
+    lat, lon = s.home
+    m = 0.0015  # the loop is +-0.001 degrees around the dock
+    ring = [(lon - m, lat - m), (lon + m, lat - m), (lon + m, lat + m), (lon - m, lat + m)]
+    return Drone(
+        id=drone_id(i), name=f"bench dock {i}", kind="dji", dock_sn=s.dock_sn,
+        aircraft_sn=s.aircraft_sn, patrol_area=ring, home=(lon, lat),
+    )  # fmt: skip
+
+
+async def provision(gw: Any, n: int) -> None:
+    """The fleet's docks as town drones of kind dji, written with their change-feed rows in
+    one transaction (as a town import does); returns once the drone service knows them all."""
+    from gateway.directory.drones import import_drones
+    from gateway.infra.changes import record_changes
+
+    drones = [town_drone(i, s) for i, s in enumerate(specs(n))]
+    now = datetime.now(UTC)
+    async with gw.services.sessions.begin() as db:
+        outcomes = await import_drones(db, drones, now)
+        await record_changes(db, [(kind, key, "import") for _, kind, key in outcomes], now)
+    service = gw.services.drones
+    await wait_for(
+        lambda: all(service.knows_sn(s.aircraft_sn) and service.knows_sn(s.dock_sn)
+                    for s in specs(n)),
+        60, 0.2, what="the drone service knows every bench drone (change feed)",
+    )  # fmt: skip
+
+
+async def gateway_run(ctx: Any, n: int, seconds: float, calls: int, profile: str | None) -> None:
+    """The real gateway in this process, its drone service following the fleet."""
+    from gateway.supervisor import Gateway
+
+    tmp = Path(tempfile.mkdtemp(prefix="cg-bench-drones-gw-"))
+    async with private_broker(ctx, "gateway") as broker:
+        settings = gateway_settings(
+            f"sqlite+aiosqlite:///{tmp / 'cg.db'}", broker, log={"level": "WARNING"}
+        )
+        gw = await Gateway.open(settings)
+        service = gw.services.drones
+        link = service.links["dji"]
+        assert isinstance(link, DjiLink)
+        timing = Timing()  # before the link runs: its transport hands a new client the handler
+        timing.wrap(link)
+        timing.after(link)
+        run = asyncio.create_task(gw.run())
+        try:
+            await wait_for(lambda: gw.started.is_set() or run.done(), 60, what="gateway start")
+            if run.done():
+                run.result()
+            await wait_for(link.transport.connected.is_set, 10, what="the DJI link connected")
+            await provision(gw, n)
+
+            async def speak(i: int) -> str | None:
+                text = "预热" if i < 0 else f"请勿停车 {i}"
+                args = {"text": text, "volume": 60, "loop": False}
+                rec = await service.command(drone_id(0), CommandKind.SPEAKER, args, "bench")
+                return None if rec.status == CommandStatus.OK else f"{rec.status}: {rec.detail}"
+
+            counts0 = counted(service.counts)
+
+            def on() -> bool:
+                return timing.recording
+
+            calls_ms = timed(service.store, STORE_CALLS, on) | timed(link, ["speaker"], on)
+            profiler = cProfile.Profile() if profile else None
+            w = await measure(ctx, broker, link, timing, speak, n, seconds, calls, profiler)
+            if profiler is not None and profile:
+                profiler.dump_stats(profile)
+            counts1 = counted(service.counts)
+            outcomes = {k: int(v - counts0.get(k, 0)) for k, v in counts1.items()}
+            report(
+                "drones_gateway", w, n, link_rejected=sum(link.counts.values()),
+                service_outcomes={k: v for k, v in outcomes.items() if v}, profiled=bool(profile),
+            )  # fmt: skip
+            for name, ms in calls_ms.items():  # where the speaker round trip's time goes
+                what = "link_speaker" if name == "speaker" else f"store_{name}"
+                emit(
+                    f"drones_gateway_{what}_p50", pct(ms, 0.5), "ms", None,
+                    p99_ms=round(pct(ms, 0.99), 2), calls=len(ms),
+                )  # fmt: skip
+        finally:
+            gw.request_stop()
+            await asyncio.wait_for(run, 30)
+
+
+async def main(n: int, seconds: float, calls: int, targets: list[str], profile: str | None) -> None:
+    ctx = mp.get_context("spawn")
+    if "link" in targets:
+        await link_run(ctx, n, seconds, calls)
+    if "gateway" in targets:
+        await gateway_run(ctx, n, seconds, calls, profile)
 
 
 if __name__ == "__main__":
@@ -245,5 +511,10 @@ if __name__ == "__main__":
     ap.add_argument("--docks", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--calls", type=int, default=200, help="speaker and bare round trips each")
+    ap.add_argument("--targets", default="link,gateway", help="link, gateway or both")
+    ap.add_argument("--profile", help="write the gateway's cProfile stats here (slows it)")
     a = ap.parse_args()
-    asyncio.run(main(a.docks, a.seconds, a.calls))
+    chosen = [t for t in a.targets.split(",") if t]
+    if not chosen or set(chosen) - set(TARGETS):
+        ap.error(f"--targets: a comma-separated choice of {', '.join(TARGETS)}")
+    asyncio.run(main(a.docks, a.seconds, a.calls, chosen, a.profile))
