@@ -159,3 +159,24 @@ async def test_a_final_command_is_never_changed_again(sessions: Any) -> None:
     assert got is not None and got.status == "ok" and got.percent == 100
     assert len(got.detail) == 500 and got.finished_at == t1
     assert await store.open_command("drone-1", "speaker", T0 - timedelta(minutes=1)) is None
+
+
+async def test_a_command_is_recorded_once_and_finished_in_one_step(sessions: Any) -> None:
+    store = DroneStore(sessions)
+    since = T0 - timedelta(minutes=1)
+    assert await store.open_or_insert("b" * 36, "drone-1", "speaker", {"text": "hi"}, "op", T0,
+                                      since) is None  # fmt: skip
+    # a second one of the same kind while the first is open: refused, nothing recorded
+    busy = await store.open_or_insert("c" * 36, "drone-1", "speaker", {}, "op", T0, since)
+    assert busy == "b" * 36 and await store.command("c" * 36) is None
+    t1 = T0 + timedelta(seconds=2)
+    done = await store.finish_command("b" * 36, CommandStatus.OK, t1, attempts=2,
+                                      result_code=0, detail="played")  # fmt: skip
+    assert done is not None and done.status == "ok" and done.attempts == 2
+    assert done.finished_at == t1 and done.detail == "played"
+    # already final (another instance recorded it first): that record stands and is returned
+    again = await store.finish_command("b" * 36, CommandStatus.TIMEOUT, t1, attempts=3,
+                                       result_code=None, detail="late")  # fmt: skip
+    assert again is not None and again.status == "ok" and again.detail == "played"
+    assert await store.finish_command("n" * 36, CommandStatus.OK, t1, attempts=1,
+                                      result_code=None, detail="") is None  # fmt: skip

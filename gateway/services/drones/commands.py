@@ -98,23 +98,21 @@ class CommandRunner:
         clean = self._args(kind, args)
         slot = (drone_id, kind.value)
         busy = self._inflight.get(slot)
-        now = self.clock()
-        if busy is None:
-            since = now - timedelta(seconds=self.max_command_s())
-            try:
-                busy = await self.store.open_command(drone_id, kind.value, since)
-            except Exception as exc:
-                raise NotRecorded(f"the command store cannot be read: {exc}") from exc
         if busy is not None:
             raise CommandBusy(drone_id, kind.value, busy)
+        now = self.clock()
+        since = now - timedelta(seconds=self.max_command_s())
         command_id = str(uuid.uuid4())
         self._inflight[slot] = command_id
         try:
-            await self.store.insert_command(command_id, drone_id, kind.value, clean,
-                                            requested_by, now)  # fmt: skip
+            busy = await self.store.open_or_insert(command_id, drone_id, kind.value, clean,
+                                                   requested_by, now, since)  # fmt: skip
         except Exception as exc:
             self._inflight.pop(slot, None)
             raise NotRecorded(f"the command could not be recorded: {exc}") from exc
+        if busy is not None:  # open on another instance (by its row)
+            self._inflight.pop(slot, None)
+            raise CommandBusy(drone_id, kind.value, busy)
         task = asyncio.get_running_loop().create_task(self._execute(info, command_id, kind, clean))
         self.tasks.add(task)
         task.add_done_callback(self._done)
@@ -160,11 +158,10 @@ class CommandRunner:
                               detail=outcome.detail or "the link ended it unfinished")  # fmt: skip
         for attempt in range(3):  # the outcome matters: a short retry on a database hiccup
             try:
-                await self.store.update_command(
+                record = await self.store.finish_command(
                     command_id, outcome.status, self.clock(), attempts=outcome.attempts,
                     result_code=outcome.result_code, detail=outcome.detail,
                 )  # fmt: skip
-                record = await self.store.command(command_id)
                 break
             except Exception as exc:
                 log.warning("drones: outcome of %s not recorded (%s)", command_id, exc)

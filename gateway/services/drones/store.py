@@ -127,6 +127,67 @@ class DroneStore:
             db.add(row)
         return record_of(row)
 
+    async def open_or_insert(
+        self,
+        command_id: str,
+        drone_id: str,
+        kind: str,
+        args: dict[str, Any],
+        requested_by: str,
+        now: datetime,
+        since: datetime,
+    ) -> str | None:
+        """Record the command ``pending``, unless one of *kind* to *drone_id*, requested after
+        *since*, is still open: then its id, and nothing is recorded. One transaction (a
+        command is recorded before it is sent, at the cost of one commit)."""
+        async with self.sessions.begin() as db:
+            found = await db.scalar(
+                select(DroneCommandRow.id)
+                .where(DroneCommandRow.drone_id == drone_id, DroneCommandRow.kind == kind)
+                .where(DroneCommandRow.status.in_(OPEN), DroneCommandRow.requested_at > since)
+                .limit(1)
+            )
+            if found is not None:
+                return str(found)
+            row = DroneCommandRow(
+                id=command_id, drone_id=drone_id, kind=kind, args=args,
+                status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
+                detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
+                finished_at=None,
+            )  # fmt: skip
+            db.add(row)
+        return None
+
+    async def finish_command(
+        self,
+        command_id: str,
+        status: CommandStatus,
+        now: datetime,
+        *,
+        attempts: int,
+        result_code: int | None,
+        detail: str,
+    ) -> CommandRecord | None:
+        """Record a command's final outcome and return the record as it now stands (if
+        another instance recorded it final first, that record)."""
+        values: dict[str, Any] = {"status": status.value, "updated_at": now, "attempts": attempts}
+        if status.final:
+            values["finished_at"] = now
+        if result_code is not None:
+            values["result_code"] = result_code
+        if detail:
+            values["detail"] = detail[:DETAIL_CHARS]
+        async with self.sessions.begin() as db:
+            row = await db.scalar(
+                update(DroneCommandRow)
+                .where(DroneCommandRow.id == command_id, DroneCommandRow.status.in_(OPEN))
+                .values(**values)
+                .returning(DroneCommandRow)
+            )
+            if row is None:
+                row = await db.get(DroneCommandRow, command_id)
+            return None if row is None else record_of(row)
+
     async def open_command(self, drone_id: str, kind: str, since: datetime) -> str | None:
         """The id of a command of *kind* to *drone_id* not yet final, requested after *since*."""
         async with self.sessions() as db:
