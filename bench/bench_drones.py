@@ -387,7 +387,7 @@ def counted(counter: Any) -> dict[str, float]:
     }
 
 
-STORE_CALLS = ("open_command", "insert_command", "update_command", "command", "flush")
+STORE_CALLS = ("open_or_insert", "finish_command", "update_command", "flush")
 
 
 def timed(obj: Any, names: Sequence[str], on: Callable[[], bool]) -> dict[str, list[float]]:
