@@ -632,7 +632,11 @@ class DronesConfig(_Section):
     dji_retries: int = Field(
         2, ge=0, le=10, description="DJI service call retries (new tid, same bid) after no reply"
     )
-    mavlink_host: str = Field("0.0.0.0", description="address the MAVLink UDP endpoint binds to")
+    mavlink_host: str = Field(
+        "127.0.0.1",
+        description="address the MAVLink UDP endpoint binds to (0.0.0.0 for vehicles or radio "
+        "bridges on the network)",
+    )
     mavlink_port: Port = Field(14550, description="MAVLink UDP port (0 = pick a free one)")
     mavlink_link_timeout_s: float = Field(
         5.0, gt=0, le=600, description="no HEARTBEAT for this long: the vehicle's link is lost"

@@ -136,6 +136,19 @@ def cmd_field(args: argparse.Namespace) -> int:
             )
         cols = ["cam", "officer", "squad", "state", "last_seen", "battery", "position", "alarms"]
         print_table(cols, rows)
+        drones = view.get("drones") or []
+        if drones:
+            print(f"\n{len(drones)} drones")
+            lines = []
+            for d in drones:
+                p = d["position"]
+                lines.append([
+                    d["id"], d["name"], d["link"], "yes" if d["flying"] else "no",
+                    d["mode"] or "",
+                    "" if d["battery_percent"] is None else f"{d['battery_percent']:.0f}%",
+                    "" if p is None else f"{p['lat']:.5f},{p['lon']:.5f}",
+                ])  # fmt: skip
+            print_table(["drone", "name", "link", "flying", "mode", "battery", "position"], lines)
         return 0
 
     return asyncio.run(with_db(settings, work, town=True))
