@@ -45,6 +45,7 @@ from tests.conftest import gateway_settings, start_mosquitto, wait_for
 PLATFORM_ID = "62072500082000000001"
 REALM = PLATFORM_ID[:10]
 KINDS = ("keepalive", "position", "notify")  # positions go as NOTIFY once subscribed
+PRODUCTION_TIMERS = {"sweep_interval_s": 5.0, "persist_interval_s": 1.0}  # [occupancy] defaults
 
 
 def password(n: int) -> str:
@@ -272,6 +273,7 @@ async def gateway_run(
         settings = gateway_settings(
             f"sqlite+aiosqlite:///{tmp / 'cg.db'}", broker, log={"level": "WARNING"},
             bodycams={"sip_port": 0, "platform_id": PLATFORM_ID},
+            occupancy=dict(PRODUCTION_TIMERS),  # as deployed, not the tests' fast sweeps
         )  # fmt: skip
         gw = await Gateway.open(settings)
         run = asyncio.create_task(gw.run())
