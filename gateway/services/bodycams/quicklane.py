@@ -11,7 +11,6 @@ says why it refuses.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -43,7 +42,17 @@ class QuickLane:
     counts: FastCounter
 
     def _mono(self) -> float:
-        return asyncio.get_running_loop().time()
+        raise NotImplementedError  # the service's (``Asker._mono``)
+
+    def registered_at(self, uri: str, host: str, now: datetime) -> str | None:
+        """The cam whose URI is *uri* when it is registered and speaks from *host*, the host
+        it registered from (where its messages are taken from); else None."""
+        device = device_in(uri)
+        cam = None if device is None else self.cams.get(device)
+        if cam is None or cam.peer is None or cam.peer.host != host:
+            return None
+        until = cam.presence.registered_until
+        return device if until is not None and until > now else None
 
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
         raise NotImplementedError  # the service's
@@ -54,18 +63,10 @@ class QuickLane:
         if q is None or peer.transport != "UDP":
             return False
         now = self.clock()
-        device = device_in(q.from_uri)
-        cam = self.cams.get(device or "")
-        if (
-            device is None
-            or cam is None
-            or device not in self.credentials
-            or cam.peer is None
-            or cam.peer.host != peer.host
-            or not cam.presence.registered_until
-            or cam.presence.registered_until <= now
-        ):
-            return False
+        device = self.registered_at(q.from_uri, peer.host, now)
+        if device is None or device not in self.credentials:
+            return False  # the general way answers (403, 400) and counts why
+        cam = self.cams[device]
         msg = quick_manscdp(q.body, self.zone, self.limits)
         if msg is None:
             return False

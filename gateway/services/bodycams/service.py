@@ -46,7 +46,6 @@ from gateway.services.bodycams.registrar import (
     Registrar,
     RegistrarPolicy,
     contact_uri,
-    device_in,
     device_of,
 )
 from gateway.services.bodycams.requests import Local
@@ -270,12 +269,7 @@ class BodycamService(Asker, QuickLane):
             uri = (msg.from_ if isinstance(msg, SipRequest) else msg.to).uri
         except SipParseError:
             return None
-        device = device_in(uri)
-        cam = None if device is None else self.cams.get(device)
-        if cam is None or cam.peer is None or cam.peer.host != peer.host:
-            return None
-        until = cam.presence.registered_until
-        return device if until is not None and until > now else None
+        return self.registered_at(uri, peer.host, now)
 
     def _handle(
         self, request: SipRequest, peer: Peer, mono: float, now: datetime

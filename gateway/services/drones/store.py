@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dronelink.model import CommandStatus
@@ -117,12 +117,7 @@ class DroneStore:
         requested_by: str,
         now: datetime,
     ) -> CommandRecord:
-        row = DroneCommandRow(
-            id=command_id, drone_id=drone_id, kind=kind, args=args,
-            status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
-            detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
-            finished_at=None,
-        )  # fmt: skip
+        row = _pending_row(command_id, drone_id, kind, args, requested_by, now)
         async with self.sessions.begin() as db:
             db.add(row)
         return record_of(row)
@@ -141,21 +136,10 @@ class DroneStore:
         *since*, is still open: then its id, and nothing is recorded. One transaction (a
         command is recorded before it is sent, at the cost of one commit)."""
         async with self.sessions.begin() as db:
-            found = await db.scalar(
-                select(DroneCommandRow.id)
-                .where(DroneCommandRow.drone_id == drone_id, DroneCommandRow.kind == kind)
-                .where(DroneCommandRow.status.in_(OPEN), DroneCommandRow.requested_at > since)
-                .limit(1)
-            )
+            found = await db.scalar(_open(drone_id, kind, since))
             if found is not None:
                 return str(found)
-            row = DroneCommandRow(
-                id=command_id, drone_id=drone_id, kind=kind, args=args,
-                status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
-                detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
-                finished_at=None,
-            )  # fmt: skip
-            db.add(row)
+            db.add(_pending_row(command_id, drone_id, kind, args, requested_by, now))
         return None
 
     async def finish_command(
@@ -170,20 +154,9 @@ class DroneStore:
     ) -> CommandRecord | None:
         """Record a command's final outcome and return the record as it now stands (if
         another instance recorded it final first, that record)."""
-        values: dict[str, Any] = {"status": status.value, "updated_at": now, "attempts": attempts}
-        if status.final:
-            values["finished_at"] = now
-        if result_code is not None:
-            values["result_code"] = result_code
-        if detail:
-            values["detail"] = detail[:DETAIL_CHARS]
+        values = _step(status, now, attempts, result_code, None, detail)
         async with self.sessions.begin() as db:
-            row = await db.scalar(
-                update(DroneCommandRow)
-                .where(DroneCommandRow.id == command_id, DroneCommandRow.status.in_(OPEN))
-                .values(**values)
-                .returning(DroneCommandRow)
-            )
+            row = await db.scalar(_update_open(command_id, values).returning(DroneCommandRow))
             if row is None:
                 row = await db.get(DroneCommandRow, command_id)
             return None if row is None else record_of(row)
@@ -191,12 +164,7 @@ class DroneStore:
     async def open_command(self, drone_id: str, kind: str, since: datetime) -> str | None:
         """The id of a command of *kind* to *drone_id* not yet final, requested after *since*."""
         async with self.sessions() as db:
-            found = await db.scalar(
-                select(DroneCommandRow.id)
-                .where(DroneCommandRow.drone_id == drone_id, DroneCommandRow.kind == kind)
-                .where(DroneCommandRow.status.in_(OPEN), DroneCommandRow.requested_at > since)
-                .limit(1)
-            )
+            found = await db.scalar(_open(drone_id, kind, since))
         return None if found is None else str(found)
 
     async def update_command(
@@ -211,23 +179,9 @@ class DroneStore:
         detail: str | None = None,
     ) -> bool:
         """Step a command that is not final yet; False if there is no such open command."""
-        values: dict[str, Any] = {"status": status.value, "updated_at": now}
-        if status.final:
-            values["finished_at"] = now
-        if attempts is not None:
-            values["attempts"] = attempts
-        if result_code is not None:
-            values["result_code"] = result_code
-        if percent is not None:
-            values["percent"] = max(0, min(100, percent))
-        if detail:
-            values["detail"] = detail[:DETAIL_CHARS]
+        values = _step(status, now, attempts, result_code, percent, detail)
         async with self.sessions.begin() as db:
-            result = await db.execute(
-                update(DroneCommandRow)
-                .where(DroneCommandRow.id == command_id, DroneCommandRow.status.in_(OPEN))
-                .values(**values)
-            )
+            result = await db.execute(_update_open(command_id, values))
         return bool(getattr(result, "rowcount", 0))
 
     async def command(self, command_id: str) -> CommandRecord | None:
@@ -250,3 +204,61 @@ class DroneStore:
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _pending_row(
+    command_id: str,
+    drone_id: str,
+    kind: str,
+    args: dict[str, Any],
+    requested_by: str,
+    now: datetime,
+) -> DroneCommandRow:
+    return DroneCommandRow(
+        id=command_id, drone_id=drone_id, kind=kind, args=args,
+        status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
+        detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
+        finished_at=None,
+    )  # fmt: skip
+
+
+def _open(drone_id: str, kind: str, since: datetime) -> Select[str]:
+    """The id of an open command of *kind* to *drone_id*, requested after *since*."""
+    return (
+        select(DroneCommandRow.id)
+        .where(DroneCommandRow.drone_id == drone_id, DroneCommandRow.kind == kind)
+        .where(DroneCommandRow.status.in_(OPEN), DroneCommandRow.requested_at > since)
+        .limit(1)
+    )
+
+
+def _step(
+    status: CommandStatus,
+    now: datetime,
+    attempts: int | None,
+    result_code: int | None,
+    percent: int | None,
+    detail: str | None,
+) -> dict[str, Any]:
+    """The columns a step of a command sets (a final one also its ``finished_at``)."""
+    values: dict[str, Any] = {"status": status.value, "updated_at": now}
+    if status.final:
+        values["finished_at"] = now
+    if attempts is not None:
+        values["attempts"] = attempts
+    if result_code is not None:
+        values["result_code"] = result_code
+    if percent is not None:
+        values["percent"] = max(0, min(100, percent))
+    if detail:
+        values["detail"] = detail[:DETAIL_CHARS]
+    return values
+
+
+def _update_open(command_id: str, values: dict[str, Any]) -> Update:
+    """Set *values* on the command if it is still open (a final one is never changed)."""
+    return (
+        update(DroneCommandRow)
+        .where(DroneCommandRow.id == command_id, DroneCommandRow.status.in_(OPEN))
+        .values(**values)
+    )
