@@ -148,11 +148,11 @@ class Responder(asyncio.DatagramProtocol):
 async def run_sipp(
     tmp_path: Path, *, password: str, expect: int, keepalive: bool, qop: bool = False
 ) -> Responder:
-    port = free_port()
     loop = asyncio.get_running_loop()
     transport, responder = await loop.create_datagram_endpoint(
-        lambda: Responder(qop=qop), local_addr=("127.0.0.1", port)
-    )
+        lambda: Responder(qop=qop), local_addr=("127.0.0.1", 0)
+    )  # port 0: the kernel's free UDP port (a port found free earlier may be taken by then)
+    port = int(transport.get_extra_info("sockname")[1])
     scenario = tmp_path / "cam.xml"
     scenario.write_text(
         SCENARIO.format(

@@ -884,8 +884,9 @@ def test_any_event_maps_without_raising(event: Event) -> None:
         assert set(tags) <= {
             "site", "kind", "model", "device", "berth", "report", "reason", "source",
             "camera", "direction", "category", "rule", "connector", "phase", "notice",
-            "officer", "squad",
+            "officer", "squad", "alert",
         }  # fmt: skip
+        assert tags.get("alert", "other") in {"left_area", "low_battery", "link_lost", "other"}
         assert tags.get("notice", "other") in {
             "security", "firmware", "diagnostics", "log", "notify", "data_transfer", "other",
         }  # fmt: skip
