@@ -75,6 +75,12 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def system_of(pid: int) -> float:
+    """System seconds of *pid* (all its threads): the kernel's share, ``sendto`` mostly."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_of_stat(stat: str) -> float:
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -182,9 +188,10 @@ def _cams(port: int, n: int, seconds: float, spread: float, out: Any, go: Any) -
 
 
 async def measure(
-    ctx: Any, port: int, n: int, seconds: float, spread: float, cpu: Any
+    ctx: Any, port: int, n: int, seconds: float, spread: float, cpu: Any, pid: int
 ) -> dict[str, Any]:
-    """Run the fleet against *port*; *cpu* reads the target's CPU seconds."""
+    """Run the fleet against *port*; *cpu* reads the target's CPU seconds (*pid*: its
+    process, for the system share)."""
     out, go = ctx.Queue(), ctx.Event()
     child = ctx.Process(target=_cams, args=(port, n, seconds, spread, out, go))
     child.start()
@@ -192,10 +199,10 @@ async def measure(
     try:
         what, registered = await loop.run_in_executor(None, out.get, True, spread + 180)
         assert what == "measuring"
-        c0, t0 = cpu(), time.monotonic()
+        s0, c0, t0 = system_of(pid), cpu(), time.monotonic()
         go.set()
         what, result = await loop.run_in_executor(None, out.get, True, seconds + 60)
-        c1, t1 = cpu(), time.monotonic()
+        c1, t1, s1 = cpu(), time.monotonic(), system_of(pid)
         assert what == "done"
         await loop.run_in_executor(None, child.join, 40)
     finally:
@@ -205,6 +212,7 @@ async def measure(
     result.update(
         registered=registered,
         cpu_s=c1 - c0,
+        system_share=(s1 - s0) / max(1e-9, c1 - c0),
         window_s=t1 - t0,
         rate=handled / (t1 - t0),
         cpu_us_per_msg=(c1 - c0) / max(1, handled) * 1e6,
@@ -229,7 +237,7 @@ def report(prefix: str, r: dict[str, Any], base: dict[str, Any] | None, **extra:
         f"{prefix}_cpu_per_message", r["cpu_us_per_msg"], "us",
         base["cpu_us_per_msg"] if base else None,
         ratio=None if ratio is None else round(ratio, 2), rate_per_s=round(r["rate"], 1),
-        cpu_s=round(r["cpu_s"], 2), **extra,
+        cpu_s=round(r["cpu_s"], 2), system_share=round(r["system_share"], 2), **extra,
     )  # fmt: skip
 
 
@@ -297,18 +305,17 @@ async def gateway_run(
         lags: list[float] = []
         prober = asyncio.create_task(loop_lag(lags))
         profiler = cProfile.Profile() if profile else None
-        if profiler is not None:
-            profiler.enable()
         snapshots: list[dict[str, float]] = []
 
         def cpu() -> float:  # read at the window's start and end: the threads' split too
+            if profiler is not None:  # the profile covers the window only, not registration
+                (profiler.disable if snapshots else profiler.enable)()
             snapshots.append(thread_cpu())
             return own_cpu()
 
-        result = await measure(ctx, gw.sip_port, n, seconds, spread, cpu)
+        result = await measure(ctx, gw.sip_port, n, seconds, spread, cpu, os.getpid())
         threads0, threads1 = snapshots[0], snapshots[-1]
         if profiler is not None:
-            profiler.disable()
             profiler.dump_stats(profile)
         prober.cancel()
         result.update(gateway_lag=lags, flushes=flushes)
@@ -337,7 +344,9 @@ async def main(n: int, seconds: float, spread: float, only: set[str], profile: s
             port = ready.get(timeout=30)
             pid = proc.pid
             assert pid is not None
-            results[name] = await measure(ctx, port, n, seconds, spread, lambda p=pid: cpu_of(p))
+            results[name] = await measure(
+                ctx, port, n, seconds, spread, lambda p=pid: cpu_of(p), pid
+            )
         finally:
             proc.terminate()
     bare = results["bare"]

@@ -626,6 +626,23 @@ class DronesConfig(_Section):
         description="MQTT shared-subscription group for the DJI topics ($share/GROUP/...); "
         "None: every instance subscribes plainly",
     )
+    dji_ntp_server_host: str = Field(
+        "",
+        max_length=253,
+        pattern=r"^[A-Za-z0-9.:\[\]-]*$",
+        description="NTP server (host or IP, port 123) a dock is told to set its clock from "
+        "when it asks for its config; empty: none named",
+    )
+    dji_app_id: str = Field(
+        "", max_length=64, description="DJI developer app id a dock's config request is told"
+    )
+    dji_app_key: SecretStr | None = Field(
+        None, description="DJI developer app key for a dock's config request (environment only)"
+    )
+    dji_app_license: SecretStr | None = Field(
+        None,
+        description="DJI developer app license for a dock's config request (environment only)",
+    )
     dji_reply_timeout_s: float = Field(
         10.0, gt=0, le=300, description="how long a DJI service call waits for services_reply"
     )
@@ -705,6 +722,8 @@ SECRET_KEYS = {
     ("telemetry", "token"),
     ("telemetry", "password"),
     ("cases", "secret"),
+    ("drones", "dji_app_key"),
+    ("drones", "dji_app_license"),
 }
 
 

@@ -475,3 +475,26 @@ def test_presence_times_out_once_and_comes_back_with_the_next_message() -> None:
     assert p.seen("D1", T0 + timedelta(seconds=31)) is True
     assert p.state("D1") is LinkState.ONLINE
     assert Presence(10).state("D1") is LinkState.UNKNOWN  # a restart remembers nothing
+
+
+def test_requests_config_answered_and_others_unsupported_with_the_same_tid_and_bid() -> None:
+    import json
+
+    from dronelink.dji.requests import UNSUPPORTED, RequestAnswers, answer
+
+    answers = RequestAnswers("10.0.0.5", "app", "k", "l")
+    for method, label, data in (
+        ("config", "config",
+         {"ntp_server_host": "10.0.0.5", "app_id": "app", "app_key": "k", "app_license": "l"}),
+        ("flighttask_resource_get", "unsupported:flighttask_resource_get",
+         {"result": UNSUPPORTED}),
+        ("x" * 40, "unsupported:other", {"result": UNSUPPORTED}),
+    ):  # fmt: skip
+        got = envelope.parse(env(method=method, gateway="DOCK1"))
+        assert isinstance(got, Envelope)
+        payload, counted = answer(got, answers, 5)
+        out = json.loads(payload)
+        assert (out["tid"], out["bid"], out["method"], out["data"]) == (
+            got.tid, got.bid, method, data,
+        )  # fmt: skip
+        assert counted == label

@@ -411,3 +411,31 @@ async def test_a_command_survives_a_broker_restart(own_mosquitto: Broker) -> Non
         assert out.status is CommandStatus.OK and out.attempts >= 2
         assert {b for _, m, _, b in fleet.stats.services if m == "return_home"} == {"rth-outage"}
         assert fleet.stats.runs["rth-outage/return_home"] >= 1
+
+
+async def test_a_docks_requests_are_answered_config_from_settings_the_rest_unsupported(
+    mosquitto: Broker,
+) -> None:
+    from dronelink.dji.requests import UNSUPPORTED, RequestAnswers
+
+    s, seen = spec(), Seen()
+    answers = RequestAnswers("ntp.bureau.local", "app-7", "key-SECRET-1", "lic-SECRET-2")
+    link, fleet = make_link(mosquitto, seen, answers=answers), fleet_of(mosquitto, s)
+    async with running(link, fleet):
+        await paired(link, s)
+        # the dock asked for its config when it came up
+        boot = await wait_for(lambda: list(fleet.stats.requests_replied.values()), 5)
+        assert boot[0] == [
+            {"ntp_server_host": "ntp.bureau.local", "app_id": "app-7",
+             "app_key": "key-SECRET-1", "app_license": "lic-SECRET-2"},
+        ]  # fmt: skip
+        key = await fleet.send_request(s.dock_sn, "storage_config_get", {"module": 0})
+        other = await fleet.send_request(s.dock_sn, "no_such_request", {})
+        await wait_for(lambda: other in fleet.stats.requests_replied, 5, what="requests_reply")
+        await wait_for(lambda: key in fleet.stats.requests_replied, 5, what="requests_reply")
+        assert fleet.stats.requests_replied[key] == [{"result": UNSUPPORTED}]
+        assert fleet.stats.requests_replied[other] == [{"result": UNSUPPORTED}]
+        assert link.stats["requests_config"] == 1
+        assert link.stats["requests_unsupported:storage_config_get"] == 1
+        assert link.stats["requests_unsupported:other"] == 1
+        assert "SECRET" not in repr(answers)

@@ -1,14 +1,16 @@
 """``DjiLink``: the DJI Cloud API over one MQTT connection, as a ``DroneLink``.
 
 The link is thin: every message goes through the sans-I/O cores (``envelope``, ``topics``,
-``osd``, ``topology``, ``presence``, ``events``, ``services``) and the link only publishes
-what they say to publish, and calls the gateway's callbacks. Keys: an aircraft is named by
+``osd``, ``topology``, ``presence``, ``events``, ``requests``, ``services``) and the link only
+publishes what they say to publish, and calls the gateway's callbacks. Keys: an aircraft is named by
 its sn, a dock (the MQTT gateway device) by its own; commands take the aircraft's sn and go
 out on ``thing/product/{dock_sn}/services`` of the dock the topology pairs it with.
 
 Several gateway instances (shared subscriptions). With ``share_group`` the uplinks (osd,
 state, events, requests, status) are subscribed as ``$share/{group}/...``: the broker hands
-each message to one instance, which answers it (events_reply, status_reply) and reports it.
+each message to one instance, which answers it (events_reply, status_reply, requests_reply:
+``requests`` answers ``config`` from ``answers`` and says the rest are not served here) and
+reports it.
 ``services_reply`` is subscribed by every instance *without* ``$share``: replies are few, and
 this way the instance that sent a request (and whose caller waits) always sees its reply; the
 others drop it (counted in ``stats["replies_not_ours"]``, not as a rejection: with a share
@@ -42,7 +44,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from drivers.mqtt.transport import MqttParams, MqttTransport
-from dronelink.dji import envelope, osd
+from dronelink.dji import envelope, osd, requests
 from dronelink.dji.events import events_reply, progress_of
 from dronelink.dji.presence import Presence
 from dronelink.dji.services import (
@@ -101,8 +103,10 @@ class DjiLink:
         tick_s: float = 0.1,
         resolve_on_progress: bool = True,
         max_devices: int = 10_000,
+        answers: requests.RequestAnswers | None = None,
     ) -> None:
         self._known = known
+        self._answers = answers or requests.RequestAnswers()
         self._on_report = on_report
         self._on_dock = on_dock
         self._on_progress = on_progress
@@ -265,7 +269,9 @@ class DjiLink:
             self._event(sn, env, now)
         elif kind is TopicKind.REQUESTS:
             self._seen_dock(sn, now)
-            self._count("requests_unhandled")  # no request of a dock needs us yet
+            payload, label = requests.answer(env, self._answers, _ms(now))
+            self._publish(topic(TopicKind.REQUESTS_REPLY, sn), payload)
+            self._count(f"requests_{label}")
         else:
             self._reject("unexpected_topic", name)  # our own downlinks, echoed
 

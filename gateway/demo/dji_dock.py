@@ -82,6 +82,7 @@ class FleetStats:
     status_replies: dict[str, int] = field(default_factory=dict)  # "tid/bid" -> replies
     events_sent: dict[str, tuple[str, str]] = field(default_factory=dict)  # tid -> (bid, method)
     topo_sent: dict[str, str] = field(default_factory=dict)  # "tid/bid" -> dock sn
+    requests_replied: dict[str, list[Any]] = field(default_factory=dict)  # "tid/bid" -> datas
     published: int = 0
     osd_sent: int = 0
     runs: dict[str, int] = field(default_factory=dict)  # bid/method -> times asked
@@ -158,7 +159,7 @@ class DockFleet:
             host, port, client_id or f"dji-sim-{uuid.uuid4().hex[:8]}", protocol="5", clean=True
         )
         topics = ["thing/product/+/services", "thing/product/+/events_reply"]
-        topics.append("sys/product/+/status_reply")
+        topics += ["thing/product/+/requests_reply", "sys/product/+/status_reply"]
         self.transport = MqttTransport(params, topics, self._on_message, on_state=self._nodelay)
 
     def _nodelay(self, up: bool) -> None:
@@ -212,6 +213,8 @@ class DockFleet:
     async def _dock(self, sn: str) -> None:
         o = self.options
         await asyncio.sleep(self._rng.uniform(0, o.spread_s))
+        # A dock coming up asks for its config (NTP server, app), as real ones do.
+        await self.send_request(sn, "config", {"config_type": "json", "config_scope": "product"})
         if self._aircraft[sn].online:
             await self.update_topo(sn)
         next_hms = time.monotonic() + o.event_interval_s
@@ -345,6 +348,13 @@ class DockFleet:
                 break
         return f"{tid}/{env['bid']}"
 
+    async def send_request(self, sn: str, method: str, data: dict[str, Any]) -> str:
+        """Ask the platform from dock *sn* (``requests``, as ``config`` at boot); the answer
+        lands in ``stats.requests_replied`` under the returned "tid/bid"."""
+        env = self._env(method, data, sn)
+        await self._pub(f"thing/product/{sn}/requests", env)
+        return f"{env['tid']}/{env['bid']}"
+
     # -- answers ----------------------------------------------------------------------------
 
     def _on_message(self, name: str, payload: bytes) -> None:
@@ -363,6 +373,8 @@ class DockFleet:
             self.stats.events_replied[key] = self.stats.events_replied.get(key, 0) + 1
             if tid in self._answered and self.stats.events_sent.get(tid, ("",))[0] == bid:
                 self._answered[tid].set()
+        elif kind == "requests_reply":
+            self.stats.requests_replied.setdefault(f"{tid}/{bid}", []).append(data)
         elif kind == "status_reply":
             key = f"{tid}/{bid}"
             self.stats.status_replies[key] = self.stats.status_replies.get(key, 0) + 1

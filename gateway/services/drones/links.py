@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from dronelink.dji.link import DjiLink
+from dronelink.dji.requests import RequestAnswers
 from dronelink.mavlink.link import MavlinkLink
 from dronelink.model import DroneLink, OnDock, OnProgress, OnReport
 from gateway.config import Settings
@@ -56,6 +57,12 @@ def build_links(
         presence_timeout_s=d.presence_timeout_s,
         share_group=d.dji_share_group,
         on_reject=lambda reason: rejected.labels("dji", reason).inc(),
+        answers=RequestAnswers(
+            ntp_server_host=d.dji_ntp_server_host,
+            app_id=d.dji_app_id,
+            app_key=d.dji_app_key.get_secret_value() if d.dji_app_key else "",
+            app_license=d.dji_app_license.get_secret_value() if d.dji_app_license else "",
+        ),
     )
     mavlink = MavlinkLink(
         on_report,
