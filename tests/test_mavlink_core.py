@@ -268,3 +268,18 @@ def test_only_the_heartbeat_moves_the_command_address() -> None:
     core.receive(_hb(enc), elsewhere, 0.2, AT)
     vehicle = core.vehicle(8)
     assert vehicle is not None and vehicle.address == elsewhere
+
+
+def test_a_long_statustext_in_chunks_is_reported_as_one_line() -> None:
+    core, enc = _core(), Encoder(3, 1)
+    core.receive(_hb(enc), ADDR, 0.0, AT)
+    line = "PreArm: Battery 1 below minimum arming voltage, check the pack and wiring"
+    first = core.receive(enc.statustext(severity=3, text=line[:50], text_id=11), ADDR, 0.1, AT)
+    assert [r.text for r in first.reports] == []
+    last = enc.statustext(severity=3, text=line[50:], text_id=11, chunk_seq=1)
+    assert [r.text for r in core.receive(last, ADDR, 0.2, AT).reports] == [line]
+    cut = core.receive(enc.statustext(severity=3, text="y" * 50, text_id=12), ADDR, 0.3, AT)
+    assert cut.reports == []
+    core.receive(_hb(enc), ADDR, 2.5, AT)  # the link stays up
+    late = core.check(2.4, AT)  # past the joiner's 2 s since the cut chunk at 0.3
+    assert [r.text for r in late.reports] == ["y" * 50 + "…"]

@@ -126,6 +126,11 @@ async def test_return_to_launch_accepted_flies_home_and_lands() -> None:
         assert r.rtl_confirmations() == [0]
         await wait_for(lambda: r.link.vehicles["1"].mode == "RTL", 5, what="RTL mode")
         assert any(x.text == "Mode RTL" for x in r.of("1"))
+        assert any(
+            (x.text or "").startswith("RTL: returning to launch from ")
+            and (x.text or "").endswith("m above home, then landing")
+            for x in r.of("1")
+        )  # two chunks, one line
         await wait_for(lambda: r.link.vehicles["1"].armed is False, 10, what="landed")
         assert any(x.text == "Landed, disarmed" for x in r.of("1"))
         fix = r.link.vehicles["1"].fix

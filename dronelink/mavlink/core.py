@@ -25,6 +25,7 @@ from datetime import datetime
 
 import dronelink.mavlink.decode as decode
 from drivers.sip.flood import TokenBuckets
+from dronelink.mavlink.statustext import StatusTextJoiner
 from dronelink.mavlink.wire import (
     MAV_AUTOPILOT_INVALID,
     MAV_CMD_SET_MESSAGE_INTERVAL,
@@ -106,6 +107,7 @@ class MavlinkCore:
         self.flood = flood
         self.counts: collections.Counter[str] = collections.Counter()
         self._vehicles: dict[int, Vehicle] = {}
+        self.texts = StatusTextJoiner()  # STATUSTEXT lines sent in chunks
 
     @property
     def vehicles(self) -> Mapping[int, Vehicle]:
@@ -186,10 +188,14 @@ class MavlinkCore:
                     vehicle = dataclasses.replace(vehicle, fix=gps)
                     report = self._report(vehicle, at, fix=gps)
         elif isinstance(frame, StatusText):
-            text = decode.status_text(frame)
-            if text is not None:
-                vehicle = dataclasses.replace(vehicle, text=text)
-                report = self._report(vehicle, at, text=text)
+            lines = self.texts.add(
+                (sysid, frame.compid), frame.text_id, frame.chunk_seq, frame.text, now
+            )
+            for line in lines:  # the last one stands (two only when a chunk went missing)
+                text = decode.clean_text(line)
+                if text is not None:
+                    vehicle = dataclasses.replace(vehicle, text=text)
+                    report = self._report(vehicle, at, text=text)
         self._vehicles[sysid] = vehicle
         if report is not None and vehicle.link is LinkState.ONLINE:
             step.reports.append(report)
@@ -255,8 +261,17 @@ class MavlinkCore:
 
     # -- timers and output -----------------------------------------------------------------------
     def check(self, now: float, at: datetime) -> Step:
-        """Links silent past the timeout go LOST, reported once."""
+        """Links silent past the timeout go LOST, reported once; STATUSTEXT lines whose end
+        never came are reported as far as they got."""
         step = Step()
+        for source, line in self.texts.expire(now):
+            sysid = source[0] if isinstance(source, tuple) else 0
+            vehicle = self._vehicles.get(sysid)
+            text = decode.clean_text(line)
+            if vehicle is not None and text is not None:
+                vehicle = self._vehicles[sysid] = dataclasses.replace(vehicle, text=text)
+                if vehicle.link is LinkState.ONLINE:
+                    step.reports.append(self._report(vehicle, at, text=text))
         for sysid, vehicle in list(self._vehicles.items()):
             if vehicle.link is not LinkState.ONLINE or vehicle.last_heartbeat is None:
                 continue

@@ -145,5 +145,10 @@ def satellites(gr: GpsRaw) -> int | None:
 def status_text(st: StatusText) -> str | None:
     """The line without control characters (pymavlink already cut it at the NUL); ``None``
     when nothing printable is left."""
-    text = "".join(ch for ch in st.text if ch.isprintable()).strip()
-    return text or None
+    return clean_text(st.text)
+
+
+def clean_text(text: str) -> str | None:
+    """*text* without control characters, stripped; ``None`` when nothing is left."""
+    kept = "".join(ch for ch in text if ch.isprintable()).strip()
+    return kept or None

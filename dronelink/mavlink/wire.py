@@ -122,6 +122,8 @@ class StatusText:
     compid: int
     severity: int  # MAV_SEVERITY, 0 emergency .. 7 debug
     text: str
+    text_id: int = 0  # MAVLink 2: a line in chunks shares a non-zero id (0: a line of its own)
+    chunk_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,10 @@ def _frame(msg: Any) -> Frame | None:
             int(msg.satellites_visible),
         )
     if kind == "STATUSTEXT":
-        return StatusText(sysid, compid, int(msg.severity), str(msg.text))
+        return StatusText(
+            sysid, compid, int(msg.severity), str(msg.text),
+            int(getattr(msg, "id", 0) or 0), int(getattr(msg, "chunk_seq", 0) or 0),
+        )  # fmt: skip
     if kind == "COMMAND_ACK":
         return CommandAck(
             sysid,
@@ -353,9 +358,11 @@ class Encoder:
             )
         )
 
-    def statustext(self, *, severity: int, text: str) -> bytes:
+    def statustext(
+        self, *, severity: int, text: str, text_id: int = 0, chunk_seq: int = 0
+    ) -> bytes:
         raw = text.encode("ascii", errors="replace")[:50]
-        return self._pack(self._mav.statustext_encode(severity, raw))
+        return self._pack(self._mav.statustext_encode(severity, raw, text_id, chunk_seq))
 
     def command_long(
         self,

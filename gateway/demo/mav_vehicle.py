@@ -180,6 +180,7 @@ class MavVehicle:
         self.in_progress_s = in_progress_s
         self._tasks: set[asyncio.Task[None]] = set()
         self.silent = silent
+        self._text_id = 0  # the last chunked STATUSTEXT's id
         self.custom_mode = COPTER_AUTO
         self.armed = True
         self.commands: list[CommandLong] = []  # every COMMAND_LONG heard, in order
@@ -280,7 +281,21 @@ class MavVehicle:
         return None
 
     def _say(self, severity: int, text: str) -> None:
-        self._send(self._encoder.statustext(severity=severity, text=text))
+        """A STATUSTEXT; a line over 50 characters in chunks (one id, chunk_seq 0, 1, …), as
+        ArduPilot and PX4 send them."""
+        if len(text) <= 50:
+            self._send(self._encoder.statustext(severity=severity, text=text))
+            return
+        self._text_id = self._text_id % 65535 + 1
+        parts = [text[i : i + 50] for i in range(0, len(text), 50)]
+        if len(text) % 50 == 0:
+            parts.append("")  # a full last chunk: an empty one ends the line
+        for seq, part in enumerate(parts):
+            self._send(
+                self._encoder.statustext(
+                    severity=severity, text=part, text_id=self._text_id, chunk_seq=seq
+                )
+            )
 
     def _send(self, data: bytes) -> None:
         if not self.silent and self._transport is not None and not self._transport.is_closing():
@@ -325,6 +340,11 @@ class MavVehicle:
         if self.command_result == MAV_RESULT_ACCEPTED and self.flight.return_home():
             self.custom_mode = COPTER_RTL
             self._say(_SEVERITY_NOTICE, "Mode RTL")
+            alt = self.flight.relative_alt_m
+            self._say(
+                _SEVERITY_INFO,
+                f"RTL: returning to launch from {alt:.0f} m above home, then landing",
+            )
 
     def _set_interval(self, msg_id: int, interval_us: float) -> None:
         if msg_id not in (_MSG_GLOBAL_POSITION_INT, _MSG_SYS_STATUS):
