@@ -21,12 +21,17 @@ For both:
   target having applied it, broker included: for the link its ``on_report`` / ``on_dock``
   call; for the gateway the drone service's ``on_report`` / ``on_dock`` returned (the link's
   callbacks are wrapped: the link holds the service's bound methods).
-- Service round trip: for the link ``DjiLink.speaker``; for the gateway
-  ``DroneService.command(drone, SPEAKER, ...)`` (recorded, sent, its outcome recorded: what the
-  API's command call waits for). Volume and loop are set by a warm-up call, so each is one
-  ``speaker_tts_play_start`` and its ``services_reply``. Interleaved one for one with the bare
-  responder's round trip (the order alternating), while the fleet's osd flows; the bare
-  requester is a client in this process, so it shares the target's loop.
+- Service round trip (``*_speaker_round_trip``, the target): the speaker service's
+  ``speaker_tts_play_start`` published on ``services`` and its ``services_reply`` matched on
+  tid and bid: for the link ``DjiLink.speaker``; for the gateway the same call made by the
+  running gateway's command runner, timed around the link's ``speaker``. Volume and loop are
+  set by a warm-up call, so each is one request and its reply. Interleaved one for one with
+  the bare responder's round trip (the order alternating), while the fleet's osd flows; the
+  bare requester is a client in this process, so it shares the target's loop.
+- Operator's command (``drones_gateway_command_round_trip``, no target): the whole
+  ``DroneService.command(drone, SPEAKER, ...)`` the API's command call waits for: the command
+  recorded ``pending`` (one commit, before anything is sent), the service round trip, and its
+  outcome recorded (a second commit), with each store call's time beside it.
 - CPU per osd message: this process's user+system time (``getrusage``, every thread) over the
   window divided by the osd messages handled in it, with the rate. It includes the bare
   requester and the speaker calls, and for the gateway everything else the gateway runs.
@@ -313,7 +318,9 @@ async def measure(
     return w
 
 
-def report(prefix: str, w: Window, n: int, **osd_extra: Any) -> None:
+def report(
+    prefix: str, w: Window, n: int, trip: str = "speaker_round_trip", **osd_extra: Any
+) -> None:
     osd = w.osd_ms
     rate = len(osd) / w.window_s
     emit(f"{prefix}_osd_handling_p50", pct(osd, 0.5), "ms", None, messages=len(osd), docks=n)
@@ -331,12 +338,13 @@ def report(prefix: str, w: Window, n: int, **osd_extra: Any) -> None:
     emit(f"{prefix}_bare_mqtt_round_trip_p50", b50, "ms", None, calls=len(w.bare_ms))
     emit(f"{prefix}_bare_mqtt_round_trip_p99", b99, "ms", None)
     s50, s99 = pct(w.service_ms, 0.5), pct(w.service_ms, 0.99)
+    target = {"target_ratio": 2} if trip == "speaker_round_trip" else {}
     emit(
-        f"{prefix}_speaker_round_trip_p50", s50, "ms", b50, ratio=round(s50 / b50, 2),
-        target_ratio=2, calls=len(w.service_ms), failed=len(w.failed),
+        f"{prefix}_{trip}_p50", s50, "ms", b50, ratio=round(s50 / b50, 2),
+        **target, calls=len(w.service_ms), failed=len(w.failed),
         first_failure=w.failed[0][:200] if w.failed else None,
     )  # fmt: skip
-    emit(f"{prefix}_speaker_round_trip_p99", s99, "ms", b99, ratio=round(s99 / b99, 2))
+    emit(f"{prefix}_{trip}_p99", s99, "ms", b99, ratio=round(s99 / b99, 2))
     emit(
         f"{prefix}_loop_lag_p99", pct(w.lags, 0.99), "ms", None,
         p50_ms=round(pct(w.lags, 0.5), 2), max_ms=round(max(w.lags, default=0), 1),
@@ -484,13 +492,24 @@ async def gateway_run(ctx: Any, n: int, seconds: float, calls: int, profile: str
             counts1 = counted(service.counts)
             outcomes = {k: int(v - counts0.get(k, 0)) for k, v in counts1.items()}
             report(
-                "drones_gateway", w, n, link_rejected=sum(link.counts.values()),
+                "drones_gateway", w, n, "command_round_trip",
+                link_rejected=sum(link.counts.values()),
                 service_outcomes={k: v for k, v in outcomes.items() if v}, profiled=bool(profile),
             )  # fmt: skip
-            for name, ms in calls_ms.items():  # where the speaker round trip's time goes
-                what = "link_speaker" if name == "speaker" else f"store_{name}"
+            # The speaker service's round trip in the running gateway: the link's call the
+            # command makes (publish on services, services_reply matched on tid and bid),
+            # next to the bare request/reply interleaved with it: the target.
+            trip = calls_ms.pop("speaker")
+            b50, b99 = pct(w.bare_ms, 0.5), pct(w.bare_ms, 0.99)
+            t50, t99 = pct(trip, 0.5), pct(trip, 0.99)
+            emit(
+                "drones_gateway_speaker_round_trip_p50", t50, "ms", b50,
+                ratio=round(t50 / b50, 2), target_ratio=2, calls=len(trip),
+            )  # fmt: skip
+            emit("drones_gateway_speaker_round_trip_p99", t99, "ms", b99, ratio=round(t99 / b99, 2))
+            for name, ms in calls_ms.items():  # where the rest of the command's time goes
                 emit(
-                    f"drones_gateway_{what}_p50", pct(ms, 0.5), "ms", None,
+                    f"drones_gateway_store_{name}_p50", pct(ms, 0.5), "ms", None,
                     p99_ms=round(pct(ms, 0.99), 2), calls=len(ms),
                 )  # fmt: skip
         finally:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Select, Table, Update, bindparam, exists, insert, literal, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dronelink.model import CommandStatus
@@ -133,14 +133,26 @@ class DroneStore:
         since: datetime,
     ) -> str | None:
         """Record the command ``pending``, unless one of *kind* to *drone_id*, requested after
-        *since*, is still open: then its id, and nothing is recorded. One transaction (a
-        command is recorded before it is sent, at the cost of one commit)."""
-        async with self.sessions.begin() as db:
-            found = await db.scalar(_open(drone_id, kind, since))
+        *since*, is still open: then its id, and nothing is recorded. One statement (insert
+        where none is open) in one transaction: the command is recorded before it is sent,
+        at the cost of one commit, and no other writer slips in between check and insert."""
+        table = cast(Table, DroneCommandRow.__table__)
+        values = _pending_values(command_id, drone_id, kind, args, requested_by, now)
+        source = select(*(literal(v, table.c[k].type) for k, v in values.items())).where(
+            ~exists(_open(drone_id, kind, since))
+        )
+        stmt = insert(table).from_select(list(values), source)
+        for _ in range(3):
+            async with self.sessions.begin() as db:
+                result = await db.execute(stmt)
+                if getattr(result, "rowcount", 0) == 1:
+                    return None
+                found = await db.scalar(_open(drone_id, kind, since))
             if found is not None:
                 return str(found)
-            db.add(_pending_row(command_id, drone_id, kind, args, requested_by, now))
-        return None
+            # The open one ended between the two statements (PostgreSQL reads each statement
+            # afresh): try again.
+        raise RuntimeError(f"command {command_id} neither recorded nor refused")
 
     async def finish_command(
         self,
@@ -153,13 +165,20 @@ class DroneStore:
         detail: str,
     ) -> CommandRecord | None:
         """Record a command's final outcome and return the record as it now stands (if
-        another instance recorded it final first, that record)."""
+        another instance recorded it final first, that record). One statement, mostly."""
+        table = cast(Table, DroneCommandRow.__table__)
         values = _step(status, now, attempts, result_code, None, detail)
+        stmt = (
+            update(table)
+            .where(table.c.id == command_id, table.c.status.in_(OPEN))
+            .values(**values)
+            .returning(*table.c)
+        )
         async with self.sessions.begin() as db:
-            row = await db.scalar(_update_open(command_id, values).returning(DroneCommandRow))
+            row = (await db.execute(stmt)).first()
             if row is None:
-                row = await db.get(DroneCommandRow, command_id)
-            return None if row is None else record_of(row)
+                row = (await db.execute(select(table).where(table.c.id == command_id))).first()
+        return None if row is None else record_of(cast(DroneCommandRow, row))
 
     async def open_command(self, drone_id: str, kind: str, since: datetime) -> str | None:
         """The id of a command of *kind* to *drone_id* not yet final, requested after *since*."""
@@ -206,6 +225,22 @@ class DroneStore:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _pending_values(
+    command_id: str,
+    drone_id: str,
+    kind: str,
+    args: dict[str, Any],
+    requested_by: str,
+    now: datetime,
+) -> dict[str, Any]:
+    return dict(
+        id=command_id, drone_id=drone_id, kind=kind, args=args,
+        status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
+        detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
+        finished_at=None,
+    )  # fmt: skip
+
+
 def _pending_row(
     command_id: str,
     drone_id: str,
@@ -214,12 +249,7 @@ def _pending_row(
     requested_by: str,
     now: datetime,
 ) -> DroneCommandRow:
-    return DroneCommandRow(
-        id=command_id, drone_id=drone_id, kind=kind, args=args,
-        status=CommandStatus.PENDING.value, attempts=0, result_code=None, percent=None,
-        detail="", requested_by=requested_by[:200], requested_at=now, updated_at=now,
-        finished_at=None,
-    )  # fmt: skip
+    return DroneCommandRow(**_pending_values(command_id, drone_id, kind, args, requested_by, now))
 
 
 def _open(drone_id: str, kind: str, since: datetime) -> Select[str]:
