@@ -485,6 +485,15 @@ class BodycamsConfig(_Section):
     enabled: bool = Field(True, description="run the SIP platform for the body cams")
     host: str = Field("127.0.0.1", description="address the SIP listeners (UDP and TCP) bind to")
     sip_port: Port = Field(5060, description="SIP port, UDP and TCP alike (0 = pick a free one)")
+    advertised_host: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9.:\[\]-]+$",
+        description="the address cams reach the platform at, put in the Via and Contact of its "
+        "requests (a NAT's public address); default: the bound host, or when bound to 0.0.0.0 "
+        "the local address the route to each cam leaves from",
+    )
     platform_id: str = Field(
         "62072500082000000001",
         pattern=r"^[0-9]{20}$",

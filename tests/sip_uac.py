@@ -39,10 +39,14 @@ class Uac:
         self._cseq = itertools.count(1)
         self.port = 0
 
-    async def open(self, sip_port: int, host: str = "127.0.0.1") -> Uac:
+    async def open(self, sip_port: int, host: str = "127.0.0.1", platform: str = "") -> Uac:
+        """Bind *host* and talk to the platform at *platform* (default: *host*'s loopback
+        peer 127.0.0.1)."""
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Proto(self), local_addr=(host, 0), remote_addr=("127.0.0.1", sip_port)
+            lambda: _Proto(self),
+            local_addr=(host, 0),
+            remote_addr=(platform or "127.0.0.1", sip_port),
         )
         self.host = host
         self.port = int(self.transport.get_extra_info("sockname")[1])

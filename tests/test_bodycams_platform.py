@@ -218,3 +218,61 @@ async def test_presence_survives_a_restart_and_the_next_keepalive_confirms_it(
             await next_request(uac, "SUBSCRIBE", 5)
         finally:
             uac.close()
+
+
+async def _first_requests(uac: Uac) -> tuple[SipRequest, SipRequest]:
+    """The first query (MESSAGE) and the SUBSCRIBE the platform sends a registered cam."""
+    query = sub = None
+    while query is None or sub is None:
+        req = await asyncio.wait_for(uac.requests.get(), 5)
+        if req.method == "MESSAGE" and query is None:
+            query = req
+        elif req.method == "SUBSCRIBE":
+            sub = req
+    return query, sub
+
+
+def _via_host(req: SipRequest) -> str:
+    via = req.headers.get("Via") or ""
+    return via.split()[1].split(";")[0].rsplit(":", 1)[0]
+
+
+async def test_bound_to_every_address_each_cam_is_told_the_address_it_reaches_us_at(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    from drivers.sip.transport import _route_source
+
+    lan = _route_source("198.51.100.1", 9)  # this machine's address on its network
+    if lan is None or lan.startswith("127."):
+        pytest.skip("this machine has no address besides loopback")
+    s = settings(tmp_path, mosquitto, host="0.0.0.0")
+    async with running_gateway(s) as gw:
+        await provision(gw, 1, 2)
+        near = await Uac(cam(1), PASSWORD, REALM, PLATFORM).open(gw.sip_port)
+        far = await Uac(cam(2), PASSWORD, REALM, PLATFORM).open(gw.sip_port, lan, lan)
+        try:
+            for uac, address in ((near, "127.0.0.1"), (far, lan)):
+                assert (await uac.register()).status == 200
+                query, sub = await _first_requests(uac)
+                assert _via_host(query) == address and _via_host(sub) == address
+                contact = sub.headers.get("Contact") or ""
+                assert f"@{address}:{gw.sip_port}>" in contact
+        finally:
+            near.close()
+            far.close()
+
+
+async def test_an_advertised_address_is_what_every_cam_is_told(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    s = settings(tmp_path, mosquitto, host="0.0.0.0", advertised_host="203.0.113.7")
+    async with running_gateway(s) as gw:
+        await provision(gw, 3)
+        uac = await Uac(cam(3), PASSWORD, REALM, PLATFORM).open(gw.sip_port)
+        try:
+            assert (await uac.register()).status == 200
+            query, sub = await _first_requests(uac)
+            assert _via_host(query) == _via_host(sub) == "203.0.113.7"
+            assert f"@203.0.113.7:{gw.sip_port}>" in (sub.headers.get("Contact") or "")
+        finally:
+            uac.close()

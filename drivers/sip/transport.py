@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -51,6 +52,21 @@ class Peer:
 OnMessage = Callable[[SipRequest | SipResponse, Peer], None]
 OnDrop = Callable[[str, Peer], None]
 OnQuick = Callable[[bytes, Peer], bool]
+
+
+_WILDCARD = ("0.0.0.0", "::", "")
+
+
+def _route_source(host: str, port: int) -> str | None:
+    """Our source address toward *host*: a UDP socket connected to it (a route lookup in the
+    kernel, no packet, never blocks) says which local address it would send from."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port or 5060))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -90,11 +106,14 @@ class SipEndpoint:
         self._tcp: asyncio.Server | None = None
         self._streams: dict[tuple[str, int], asyncio.StreamWriter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._host = ""
+        self._local_hosts: dict[str, str] = {}  # peer host -> our source address toward it
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
         """Bind UDP and TCP on *port* (0: a free port both can have); returns the port."""
         loop = self._loop = asyncio.get_running_loop()
+        self._host = host
         for _ in range(20):
             udp, _proto = await loop.create_datagram_endpoint(
                 lambda: _Udp(self), local_addr=(host, port)
@@ -127,6 +146,28 @@ class SipEndpoint:
         if self._tcp is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._tcp.wait_closed(), 2)
+
+    # -- where we are, as a peer sees us ---------------------------------------------------------
+    def local_host(self, peer: Peer) -> str | None:
+        """The address *peer* reaches us at, for the Via and Contact of our own requests: the
+        bound address; with a wildcard bind (0.0.0.0, ::) the local end of the peer's TCP
+        connection, or for UDP the source address the kernel's route to the peer leaves from
+        (a connected probe socket: no packet is sent). None when there is no route."""
+        if self._host not in _WILDCARD:
+            return self._host
+        if peer.transport != "UDP":
+            writer = self._streams.get(peer.addr)
+            name = writer.get_extra_info("sockname") if writer is not None else None
+            return str(name[0]) if name else None
+        found = self._local_hosts.get(peer.host)
+        if found is None:
+            found = _route_source(peer.host, peer.port)
+            if found is None:
+                return None
+            if len(self._local_hosts) >= 4096:  # bounded: forget them all, they are cheap
+                self._local_hosts.clear()
+            self._local_hosts[peer.host] = found
+        return found
 
     # -- sending ---------------------------------------------------------------------------------
     def send(self, peer: Peer, data: bytes) -> bool:

@@ -12,10 +12,12 @@ import asyncio
 import itertools
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from drivers.gb28181.manscdp import QueryCmd
 from drivers.sip.message import SipResponse
+from drivers.sip.transport import Peer, SipEndpoint
 from gateway.config import BodycamsConfig
 from gateway.metrics import FastCounter
 from gateway.services.bodycams.cams import CamLive, Dialog
@@ -42,10 +44,21 @@ class Asker:
     outgoing: Outgoing
     queries: PendingQueries
     local: Local
+    endpoint: SipEndpoint
     _sn: itertools.count[int]
 
     def _mono(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def local_for(self, peer: Peer) -> Local:
+        """Who we are toward *peer*: the advertised host if one is set, else the address the
+        endpoint says the peer reaches us at (see ``SipEndpoint.local_host``)."""
+        host = self.config.advertised_host or self.endpoint.local_host(peer)
+        return (
+            self.local
+            if host is None or host == self.local.host
+            else replace(self.local, host=host)
+        )
 
     def follow_up(self, cam: CamLive) -> None:
         """After a registration (or a restored cam's first message): DeviceInfo, DeviceStatus
@@ -64,9 +77,9 @@ class Asker:
         """Ask *cam* a DeviceInfo, DeviceStatus or Catalog query; its SN, or None if not sent."""
         if cam.peer is None:
             return None
-        sn = next(self._sn)
-        req = query_request(cmd, sn, self.local, cam.device_id, cam.peer, cam.contact,
-                            f"{_hex(8)}@{self.local.host}", _hex(4))  # fmt: skip
+        sn, local = next(self._sn), self.local_for(cam.peer)
+        req = query_request(cmd, sn, local, cam.device_id, cam.peer, cam.contact,
+                            f"{_hex(8)}@{local.host}", _hex(4))  # fmt: skip
         mono = self._mono()
 
         def done(r: SipResponse | None) -> None:
@@ -81,12 +94,12 @@ class Asker:
         """A new subscription (``dialog`` None) or the refresh of ``dialog``, in that dialog."""
         if cam.peer is None:
             return
-        c, mono = self.config, self._mono()
+        c, mono, local = self.config, self._mono(), self.local_for(cam.peer)
         if dialog is None:
-            dialog = Dialog(f"{_hex(8)}@{self.local.host}", _hex(4), None, 0, 0.0)
+            dialog = Dialog(f"{_hex(8)}@{local.host}", _hex(4), None, 0, 0.0)
         dialog.cseq += 1
         sn, peer = next(self._sn), cam.peer
-        req = subscribe_request(sn, self.local, cam.device_id, peer, cam.contact, dialog,
+        req = subscribe_request(sn, local, cam.device_id, peer, cam.contact, dialog,
                                 c.subscription_expires_s, c.position_interval_s)  # fmt: skip
         refresh = dialog.confirmed
         cam.subscribing = True

@@ -132,9 +132,13 @@ class BodycamService(Asker, QuickLane):
 
     async def start(self) -> int:
         port = await self.endpoint.start(self.config.host, self.config.sip_port)
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        self.local = Local(self.config.platform_id, self.config.effective_realm, host, port)
-        log.info("body cam SIP platform %s on udp+tcp %s:%d", self.config.platform_id, host, port)
+        c = self.config
+        wildcard = c.host in ("0.0.0.0", "::", "")
+        # What requests say when no per-cam address is found (see ``local_for``).
+        host = c.advertised_host or ("127.0.0.1" if wildcard else c.host)
+        self.local = Local(c.platform_id, c.effective_realm, host, port)
+        log.info("body cam SIP platform %s on udp+tcp %s:%d%s", c.platform_id, c.host, port,
+                 f", advertised as {c.advertised_host}" if c.advertised_host else "")  # fmt: skip
         return port
 
     def close(self) -> None:
