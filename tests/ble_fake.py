@@ -312,7 +312,9 @@ class FakeClient(BaseBleakClient):
         await asyncio.sleep(0)
         self._live().write(characteristic.uuid, bytes(data))
 
-    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
+    async def write_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, data: SizedBuffer
+    ) -> None:
         raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
 
     async def start_notify(

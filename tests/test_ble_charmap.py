@@ -38,9 +38,16 @@ def test_every_known_sensor_model_has_a_map_and_the_codes_are_distinct() -> None
 
 def test_the_map_matches_the_documented_wire_table() -> None:
     """drivers.ble and the simulated firmware (written from docs/ble.md) agree byte for byte."""
-    for name, (code, hb_struct, unit, (lo, hi), (s_lo, s_hi), command, gatt_battery, _) in (
-        ble_fake.FIRMWARE_TABLE.items()
-    ):
+    for name, (
+        code,
+        hb_struct,
+        unit,
+        (lo, hi),
+        (s_lo, s_hi),
+        command,
+        gatt_battery,
+        _,
+    ) in ble_fake.FIRMWARE_TABLE.items():
         m = get_model(name)
         assert (m.code, m.recalibrate_command, m.gatt_battery) == (code, command, gatt_battery)
         assert m.heartbeat.fmt.struct == hb_struct and m.heartbeat.scale == unit

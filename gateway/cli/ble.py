@@ -36,6 +36,7 @@ _ADDRESS = re.compile(
 # The bleak backend and the retry pacing; the tests put an in-memory backend here.
 BACKEND: Any = None  # a gateway.services.ble.link.Backend; None: the platform's
 RETRY_BASE_S: float = 0.5
+RECALIBRATION_TIMEOUT_S: float = 10.0  # how long a recalibration may take to finish
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -136,6 +137,8 @@ def cmd_ble_configure(args: argparse.Namespace) -> int:
                 scan_timeout_s=args.scan_timeout, timeout_s=args.timeout,
                 retry=Retry(attempts=args.attempts, connect_timeout_s=args.connect_timeout,
                             base_s=RETRY_BASE_S, cap_s=max(RETRY_BASE_S, 4.0)),
+                recalibration_timeout_s=RECALIBRATION_TIMEOUT_S,
+                poll_s=min(0.2, RECALIBRATION_TIMEOUT_S / 10),
             )
         )  # fmt: skip
     except BleValueError as exc:
