@@ -152,7 +152,7 @@ def test_configure_bosch_writes_minutes_and_prints_a_table(
     assert rc == 0, err
     assert (HEARTBEAT, struct.pack("<H", 20)) in bosch.writes
     assert bosch.heartbeat_s == 1200
-    assert f"{BOSCH}  bosch-tps110  firmware 2.3.1  battery 64%" in out
+    assert f"{BOSCH}  bosch-tps110  firmware 2.3.1  battery 64%" in out  # not advertised: GATT
     assert any(
         line.split()[:4] == ["heartbeat", "1200", "1200", "yes"] for line in out.splitlines()
     )
@@ -166,7 +166,7 @@ def test_configure_without_settings_only_reads(
     assert rc == 0
     assert body["checks"] == [] and nbiot.writes == []
     assert body["before"] == {"heartbeat": 86400, "sensitivity": 3, "calibrations": 0}
-    assert body["battery_percent"] is None  # nbiot has no Battery Service: scan shows it
+    assert body["battery_percent"] == 12  # no Battery Service: the advertised one
 
 
 def test_a_write_that_does_not_read_back_fails_with_its_exit_code(

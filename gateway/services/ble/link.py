@@ -278,6 +278,7 @@ async def configure(
             model_map = get_model(chosen)
             plan(model_map, request)  # the advertised model's limits, still before connecting
             report = ConfigureReport(device.address, model_map.model, ad.rssi)
+            report.battery_percent = parsed.battery_percent if parsed else None  # GATT's wins
             client, report.attempts = await _connect(device, retry, backend)
             try:
                 await _session(client, model_map, request, report,
