@@ -159,7 +159,9 @@ class Radio:
     sensors: dict[str, SimSensor] = field(default_factory=dict)
     adapter: bool = True
     adv_interval_s: float = 0.01
+    scan_error: BaseException | None = None  # raised when a scan starts
     scans: int = 0
+    options_seen: list[dict[str, Any]] = field(default_factory=list)  # bleak's backend kwargs
 
     def add(self, sensor: SimSensor) -> SimSensor:
         self.sensors[sensor.address.upper()] = sensor
@@ -195,11 +197,14 @@ class FakeScanner(BaseBleakScanner):
     ) -> None:
         super().__init__(detection_callback, service_uuids)
         self._radio = radio
+        radio.options_seen.append(kwargs)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._radio.check_adapter()
         self._radio.scans += 1
+        if self._radio.scan_error is not None:
+            raise self._radio.scan_error
         self.seen_devices = {}
         self._task = asyncio.create_task(self._air())
 
@@ -237,6 +242,7 @@ class FakeClient(BaseBleakClient):
             address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
         )
         self._radio = radio
+        radio.options_seen.append(kwargs)
         self._sensor: SimSensor | None = None
 
     @property

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bleak.exc import BleakDBusError
 
 import gateway.cli.ble as ble_cli
 from gateway.cli import main
@@ -368,3 +369,35 @@ def test_this_machines_own_stack_without_bluetooth_says_no_adapter(
     body = json.loads(proc.stdout)
     assert body["ok"] is False and body["error"]["code"] == "no_adapter"
     assert "what to do:" in proc.stderr
+
+
+def test_retries_wait_with_backoff_between_attempts(
+    radio: Radio, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two failures: the waits are drawn from [0.1, 0.2] then [0.2, 0.4] s (full jitter)."""
+    monkeypatch.setattr(ble_cli, "RETRY_BASE_S", 0.2)
+    nwave, _, _ = town(radio)
+    nwave.fail_connects = 2
+    started = time.monotonic()
+    rc, body, _ = run_json(capsys, "configure", NWAVE, "--scan-timeout", "1")
+    elapsed = time.monotonic() - started
+    assert rc == 0 and body["attempts"] == 3
+    assert 0.3 <= elapsed < 3
+
+
+def test_the_adapter_option_reaches_bleak(radio: Radio, capsys: pytest.CaptureFixture[str]) -> None:
+    town(radio)
+    rc, _, _ = run_json(capsys, "configure", NWAVE, "--adapter", "hci1", "--scan-timeout", "1")
+    assert rc == 0
+    assert radio.options_seen and all(o["bluez"] == {"adapter": "hci1"} for o in radio.options_seen)
+
+
+def test_another_scan_in_progress_is_a_bluetooth_error(
+    radio: Radio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    radio.scan_error = BleakDBusError(
+        "org.bluez.Error.InProgress", ["Operation already in progress"]
+    )
+    rc, body, err = run_json(capsys, "scan", "--timeout", "0.05")
+    assert rc == 9 and body["error"]["code"] == "bluetooth_error"
+    assert "another program is scanning" in err and "bluetoothctl scan off" in err

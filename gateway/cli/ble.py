@@ -27,6 +27,7 @@ EXIT_CODES: Final = {
     "connect_failed": 6,
     "timeout": 7,
     "device_error": 8,
+    "bluetooth_error": 9,
 }
 # A MAC address (Linux, Windows) or a CoreBluetooth UUID (macOS).
 _ADDRESS = re.compile(

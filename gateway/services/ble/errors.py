@@ -15,10 +15,16 @@ from typing import Final, Literal
 from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError
 from bleak.exc import BleakBluetoothNotAvailableReason as R
 
-__all__ = ["BleFailure", "FailureCode", "adapter_problem"]
+__all__ = ["BleFailure", "FailureCode", "adapter_problem", "scan_problem"]
 
 FailureCode = Literal[
-    "not_found", "no_adapter", "verify_failed", "connect_failed", "timeout", "device_error"
+    "not_found",
+    "no_adapter",
+    "verify_failed",
+    "connect_failed",
+    "timeout",
+    "device_error",
+    "bluetooth_error",
 ]
 
 _NO_STACK: Final = (
@@ -82,3 +88,15 @@ def adapter_problem(exc: BaseException) -> BleFailure | None:
         return BleFailure("no_adapter", f"access to the D-Bus system bus was denied ({exc})",
                           _REASONS[R.DENIED_BY_SYSTEM][1])  # fmt: skip
     return None
+
+
+def scan_problem(exc: BaseException) -> BleFailure:
+    """What a failed scan says: no adapter, or another Bluetooth error in words."""
+    problem = adapter_problem(exc)
+    if problem is not None:
+        return problem
+    if isinstance(exc, BleakDBusError) and exc.dbus_error == "org.bluez.Error.InProgress":
+        return BleFailure("bluetooth_error", "another program is scanning on this adapter",
+                          "stop it (`bluetoothctl scan off`) or wait, then try again")  # fmt: skip
+    return BleFailure("bluetooth_error", f"Bluetooth error while scanning: {exc}",
+                      "try again; `bluetoothctl show` says how the adapter is")  # fmt: skip

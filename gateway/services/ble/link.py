@@ -34,7 +34,7 @@ from drivers.ble.charmap import (
     get_model,
 )
 from drivers.ble.plan import Check, Request, plan, recalibrated, verify
-from gateway.services.ble.errors import BleFailure, adapter_problem
+from gateway.services.ble.errors import BleFailure, adapter_problem, scan_problem
 
 __all__ = ["Backend", "ConfigureReport", "Retry", "ScannedSensor", "configure", "scan"]
 
@@ -114,10 +114,6 @@ class ConfigureReport:
         }  # fmt: skip
 
 
-def _no_adapter_or(exc: BaseException) -> BaseException:
-    return adapter_problem(exc) or exc
-
-
 def _sensor(device: BLEDevice, ad: AdvertisementData) -> ScannedSensor | None:
     parsed = advert.parse(ad.service_uuids, ad.manufacturer_data)
     if parsed is None:
@@ -135,7 +131,7 @@ async def scan(timeout_s: float, backend: Backend) -> list[ScannedSensor]:
             await asyncio.sleep(timeout_s)  # the listening window itself
         found = scanner.discovered_devices_and_advertisement_data
     except (BleakError, OSError) as exc:
-        raise _no_adapter_or(exc) from exc
+        raise scan_problem(exc) from exc
     sensors = [s for d, ad in found.values() if (s := _sensor(d, ad)) is not None]
     return sorted(sensors, key=lambda s: (-s.rssi, s.address))
 
@@ -155,7 +151,7 @@ async def _find(
     except TimeoutError:
         pass
     except (BleakError, OSError) as exc:
-        raise _no_adapter_or(exc) from exc
+        raise scan_problem(exc) from exc
     raise BleFailure(
         "not_found",
         f"no configurable sensor {address} heard in {timeout_s:g} s",
