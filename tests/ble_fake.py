@@ -71,6 +71,7 @@ class SimSensor:
     stuck: set[str] = field(default_factory=set)  # uuids whose writes are acked, not kept
     fail_connects: int = 0
     hang_connect: bool = False
+    hang_reads: bool = False  # connected, then never answers a read
     recalibration_finishes: bool = True
     manufacturer_data: bytes | None = None  # None: as the firmware table says
     # what happened, for the tests to look at
@@ -305,7 +306,10 @@ class FakeClient(BaseBleakClient):
         self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
         await asyncio.sleep(0)  # a round trip: other tasks run meanwhile
-        return bytearray(self._live().read(characteristic.uuid))
+        sensor = self._live()
+        if sensor.hang_reads:
+            await asyncio.Event().wait()
+        return bytearray(sensor.read(characteristic.uuid))
 
     async def read_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any

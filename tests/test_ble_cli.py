@@ -401,3 +401,39 @@ def test_another_scan_in_progress_is_a_bluetooth_error(
     rc, body, err = run_json(capsys, "scan", "--timeout", "0.05")
     assert rc == 9 and body["error"]["code"] == "bluetooth_error"
     assert "another program is scanning" in err and "bluetoothctl scan off" in err
+
+
+def test_a_sensor_that_stops_answering_hits_the_deadline_and_is_let_go(
+    radio: Radio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nwave, _, _ = town(radio)
+    nwave.hang_reads = True
+    rc, body, _ = run_json(capsys, "configure", NWAVE, "--heartbeat", "600", "--timeout", "0.3",
+                           "--scan-timeout", "1")  # fmt: skip
+    assert rc == 7 and body["error"]["code"] == "timeout"
+    assert nwave.connect_attempts == 1 and not nwave.connected and nwave.writes == []
+
+
+@pytest.mark.parametrize(
+    ("address", "heartbeat", "sensitivity", "wire"),
+    [
+        (NWAVE, 172_800, 10, struct.pack("<I", 172_800)),
+        (BOSCH, 600, 1, struct.pack("<H", 10)),
+        (NBIOT, 604_800, 100, struct.pack("<I", 604_800)),
+    ],
+)
+def test_each_model_at_its_limits_with_a_recalibration(
+    radio: Radio, capsys: pytest.CaptureFixture[str],
+    address: str, heartbeat: int, sensitivity: int, wire: bytes,
+) -> None:  # fmt: skip
+    sensors = {s.address: s for s in town(radio)}
+    rc, body, err = run_json(capsys, "configure", address, "--heartbeat", str(heartbeat),
+                             "--sensitivity", str(sensitivity), "--recalibrate",
+                             "--scan-timeout", "1")  # fmt: skip
+    assert rc == 0, err
+    sensor = sensors[address]
+    assert (HEARTBEAT, wire) in sensor.writes
+    assert (sensor.heartbeat_s, sensor.sensitivity, sensor.calibrations) == (
+        heartbeat, sensitivity, 1,
+    )  # fmt: skip
+    assert [c["ok"] for c in body["checks"]] == [True, True, True]

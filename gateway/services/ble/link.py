@@ -288,10 +288,11 @@ async def configure(
                                  "try again; if it persists, check the firmware against "
                                  "docs/ble.md") from exc  # fmt: skip
             finally:
-                try:
-                    await client.disconnect()
-                except (BleakError, OSError) as exc:
-                    log.info("ble disconnect %s: %s", address, exc)
+                try:  # also after the deadline: leave the sensor free for the next client
+                    async with asyncio.timeout(5.0):
+                        await client.disconnect()
+                except (BleakError, OSError, TimeoutError) as exc:
+                    log.info("ble disconnect %s: %r", address, exc)
     except TimeoutError:
         raise BleFailure(
             "timeout",
