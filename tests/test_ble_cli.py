@@ -1,7 +1,9 @@
 """``citygate ble scan`` / ``configure`` as a technician runs them: the real CLI, the real
 ``gateway.services.ble`` and bleak's real ``BleakScanner`` / ``BleakClient`` over the fake
 backend of ``tests.ble_fake`` (no radio here), plus one run on this machine's own Bluetooth
-stack (none: the no-adapter message)."""
+stack (none: the no-adapter message).
+
+Long because it walks every exit code and every failure the fake backend can simulate."""
 
 from __future__ import annotations
 
