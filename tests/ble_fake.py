@@ -72,6 +72,7 @@ class SimSensor:
     fail_connects: int = 0
     hang_connect: bool = False
     hang_reads: bool = False  # connected, then never answers a read
+    config_service: bool = True  # False: advertises the service, but its GATT table lacks it
     recalibration_finishes: bool = True
     manufacturer_data: bytes | None = None  # None: as the firmware table says
     # what happened, for the tests to look at
@@ -95,11 +96,11 @@ class SimSensor:
 
     def uuids(self) -> list[tuple[str, list[tuple[str, list[str]]]]]:
         """Services and their characteristics with properties."""
-        services = [
+        services = [] if not self.config_service else [
             (SERVICE, [(HEARTBEAT, ["read", "write"]), (SENSITIVITY, ["read", "write"]),
                        (RECALIBRATE, ["write"]), (CALIBRATIONS, ["read"])]),
-            (INFO_SERVICE, [(FIRMWARE, ["read"])]),
         ]  # fmt: skip
+        services.append((INFO_SERVICE, [(FIRMWARE, ["read"])]))
         if self.table[6]:
             services.append((BATTERY_SERVICE, [(BATTERY, ["read"])]))
         return services

@@ -439,3 +439,13 @@ def test_each_model_at_its_limits_with_a_recalibration(
         heartbeat, sensitivity, 1,
     )  # fmt: skip
     assert [c["ok"] for c in body["checks"]] == [True, True, True]
+
+
+def test_a_sensor_without_the_configuration_service_is_a_device_error(
+    radio: Radio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nwave, _, _ = town(radio)
+    nwave.config_service = False
+    rc, body, _ = run_json(capsys, "configure", NWAVE, "--heartbeat", "600", "--scan-timeout", "1")
+    assert rc == 8 and "has no citygate configuration service" in body["error"]["message"]
+    assert nwave.writes == [] and not nwave.connected
