@@ -1,5 +1,5 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, db. One module per command
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, db. One module per command
 group; each adds its commands in ``register``."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gateway.cli import (
+    ble,
     bodycams,
     cases,
     chargers,
@@ -49,7 +50,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, db,
+    bodycams, drones, modbus, ble, db,
 )  # fmt: skip
 
 
