@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, db. One module per command
-group; each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, db, import. One module
+per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from gateway.cli import (
     db,
     devices,
     drones,
+    import_cmd,
     modbus,
     rules,
     run,
@@ -50,7 +51,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, ble, db,
+    bodycams, drones, modbus, ble, db, import_cmd,
 )  # fmt: skip
 
 
