@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
     bodycam_registry,
+    bulk_import,
     cameras,
     cases,
     charger_registry,
@@ -57,6 +58,7 @@ ROUTERS = (
     cameras.router,
     field.router,
     drones.router,
+    bulk_import.router,
 )
 
 
@@ -179,7 +181,10 @@ def create_app(state: AppState) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit=state.max_body_bytes,
-        prefixes=((cameras.PREFIX + "/", state.camera_body_bytes),),
+        prefixes=(
+            (cameras.PREFIX + "/", state.camera_body_bytes),
+            (bulk_import.PATH, state.bulk_import.max_file_bytes),
+        ),
     )
     add_limits(app, state)
     return app

@@ -16,7 +16,13 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
-from gateway.config import ApiConfig, BodycamsConfig, DronesConfig, TelemetryConfig
+from gateway.config import (
+    ApiConfig,
+    BodycamsConfig,
+    BulkImportConfig,
+    DronesConfig,
+    TelemetryConfig,
+)
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -74,6 +80,7 @@ class AppState:
     # read the database, commands answer 503)
     drones: DroneService | None = None
     drones_config: DronesConfig = field(default_factory=DronesConfig)
+    bulk_import: BulkImportConfig = field(default_factory=BulkImportConfig)
 
     @property
     def tariffs(self) -> TariffBook:
@@ -117,6 +124,7 @@ class AppState:
             bodycams_config=s.bodycams,
             drones=services.drones if s.drones.enabled else None,
             drones_config=s.drones,
+            bulk_import=s.bulk_import,
         )
 
 
