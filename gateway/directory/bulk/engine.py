@@ -154,7 +154,9 @@ class _Plan:
                 DeviceRow.vendor, DeviceRow.lane_id, DeviceRow.direction,
                 DeviceRow.secret_hash)  # fmt: skip
         existing = {r.id: r for r in (await session.execute(select(*cols))).all()}
-        berths = dict((await session.execute(select(BerthRow.id, BerthRow.site_id))).tuples().all())
+        berths = {
+            b: s for b, s in (await session.execute(select(BerthRow.id, BerthRow.site_id))).all()
+        }
         sites = set((await session.execute(select(SiteRow.id))).scalars())
         holder = {r.berth_id: r.id for r in existing.values() if r.berth_id is not None}
         in_file = {k: {r.id for r in parsed.rows.get(k, [])} for k in ("sensor", "camera")}
