@@ -3,8 +3,11 @@ validation per kind, errors naming the row and the field, duplicates, bounds."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
+from gateway.cli.import_cmd import ProgressOut, summary_lines
 from gateway.directory.bulk.parse import ImportFileError, Limits, detect_format, parse
 
 LIMITS = Limits(max_bytes=100_000, max_rows=100)
@@ -147,3 +150,25 @@ def test_formats_by_content_type_or_name() -> None:
         detect_format("", "application/json")
     with pytest.raises(ImportFileError):
         detect_format("x.txt")
+
+
+def test_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
+    tty = io.StringIO()
+    bar = ProgressOut(tty, tty=True)
+    for n in range(0, 101, 10):
+        bar(n, 100)
+    assert tty.getvalue().startswith("\rwriting [") and tty.getvalue().endswith("100/100\n")
+    plain = io.StringIO()
+    lines = ProgressOut(plain, tty=False)
+    for n in range(1001):
+        lines(n, 1000)
+    assert plain.getvalue().splitlines()[-1] == "writing: 1000/1000 rows (100%)"
+    assert len(plain.getvalue().splitlines()) == 11 and "\r" not in plain.getvalue()
+
+
+def test_the_summary_never_shows_a_hidden_field() -> None:
+    doc = {"errors": [], "dry_run": True, "rows": 1, "summary": {"camera": {
+        "added": 0, "changed": 1, "retired": 0, "unchanged": 0}}, "added": {},
+        "changed": {"camera": [{"id": "c", "fields": {"secret": ["(hidden)", "(hidden)"]}}]},
+        "retired": {}, "notes": [], "secrets": []}  # fmt: skip
+    assert "  ~ c: secret: '(hidden)' -> '(hidden)'" in summary_lines(doc)
