@@ -58,7 +58,7 @@ async def record_changes(
     """Record ``(kind, key, op)`` changes in *session*'s transaction; returns how many."""
     at = now or now_utc()
     rows = [
-        {"kind": kind, "key": key[:200], "op": op[:16], "payload": None, "at": at}
+        {"kind": kind, "key": key[:200], "op": op[:16], "at": at}  # payload: NULL
         for kind, key, op in changes
     ]
     if not rows:

@@ -168,18 +168,18 @@ def _csv_rows(text: str, kind: Kind | None) -> Iterator[tuple[Kind, str, dict[st
             raise ImportFileError("line 1: a column is named twice")
         if kind is None and "kind" not in header:
             raise ImportFileError("which kind? give --kind (kind= in the API) or a kind column")
+        width = len(header)
         for values in reader:
             where = f"line {reader.line_num}"
-            if not any(v.strip() for v in values):
-                continue  # a blank line
-            if len(values) != len(header):
-                yield (
-                    "sensor",
-                    where,
-                    {"\x00": f"{len(values)} cells, the header has {len(header)}"},
-                )
-                continue
-            cells = {h: v.strip() for h, v in zip(header, values, strict=True) if h}
+            if len(values) != width:
+                if any(v.strip() for v in values):
+                    yield "sensor", where, {"\x00": f"{len(values)} cells, the header has {width}"}
+                continue  # else a blank line
+            stripped = [v.strip() for v in values]
+            if not any(stripped):
+                continue  # a line of empty cells
+            cells = dict(zip(header, stripped, strict=True))
+            cells.pop("", None)  # a column without a name (a trailing comma) is ignored
             row_kind = cells.pop("kind", "") or kind
             if row_kind not in KINDS:
                 yield "sensor", where, {"\x00kind": f"unknown kind {row_kind!r}"}
