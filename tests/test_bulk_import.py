@@ -277,3 +277,27 @@ async def test_retire_missing_is_scoped_to_the_kinds_in_the_file(sessions: Any) 
         assert old is not None and old.lifecycle == "retired" and old.berth_id is None
         cam = await s.get(DeviceRow, "cam-imp-1")
         assert cam is not None and cam.lifecycle != "retired"
+
+
+async def test_toml_sensors_change_different_fields_per_table(sessions: Any) -> None:
+    add = (
+        "[[sensors]]\ndev_eui = 'a840410001850001'\nmodel = 'nwave-nps405'\n"
+        "[[sensors]]\ndev_eui = 'a840410001850002'\nmodel = 'nwave-nps405'\n"
+    )
+    assert (await run(sessions, add, "toml"))["imported"]
+    change = (
+        "[[sensors]]\ndev_eui = 'a840410001850001'\nmodel = 'nwave-nps405'\nnotes = '换过电池'\n"
+        "[[sensors]]\ndev_eui = 'a840410001850002'\nmodel = 'bosch-tps110'\nheartbeat_s = 60\n"
+    )
+    doc = await run(sessions, change, "toml")
+    assert doc["changed"]["sensor"] == [
+        {"id": "a840410001850001", "fields": {"notes": ["", "换过电池"]}},
+        {"id": "a840410001850002",
+         "fields": {"heartbeat_s": [None, 60], "model": ["nwave-nps405", "bosch-tps110"]}},
+    ]  # fmt: skip
+    async with sessions() as s:
+        one = await s.get(DeviceRow, "a840410001850001")
+        two = await s.get(DeviceRow, "a840410001850002")
+        assert one is not None and two is not None
+        assert (one.notes, one.heartbeat_s) == ("换过电池", None)
+        assert (two.model, two.heartbeat_s, two.notes) == ("bosch-tps110", 60, "")
