@@ -35,7 +35,7 @@ from gateway.infra.storage.schema import BerthRow, BodycamRow, ChargerRow, Devic
 
 Progress = Callable[[int, int], None]  # (rows written, rows to write)
 DEVICE_KIND = {"sensor": "berth_sensor", "camera": "camera"}
-CHUNK = 1000
+CHUNK = 2500
 DEVICES = cast(Table, DeviceRow.__table__)  # Core executemany: no ORM work per row
 NO_RETIRE = {"bodycam": "body cams have no retire in the directory: left as they are"}
 
@@ -103,7 +103,7 @@ async def run_import(
     or a row is rejected, apply it there. The caller commits (or rolls back on an error)."""
     out = Outcome(dry_run=dry_run, retire_missing=retire_missing, rows=parsed.count)
     out.errors.extend(parsed.errors)
-    plan = _Plan(out)
+    plan = _Plan(out, now)
     if parsed.rows.get("sensor") or parsed.rows.get("camera"):
         await plan.devices(session, parsed, retire_missing)
     if "charger" in parsed.rows:
@@ -127,8 +127,9 @@ def _site_of(sites: dict[str, SiteRow], site_id: str | None) -> SiteRow | None:
 class _Plan:
     """The writes an import needs, found while diffing."""
 
-    def __init__(self, out: Outcome) -> None:
+    def __init__(self, out: Outcome, now: datetime) -> None:
         self.out = out
+        self.now = now
         self.dev_new: list[dict[str, Any]] = []
         self.dev_upd: list[dict[str, Any]] = []
         self.dev_unbind: list[str] = []
@@ -214,7 +215,7 @@ class _Plan:
                 "address": row.id, "berth_id": berth, "site_id": site,
                 "heartbeat_s": v["heartbeat_s"], "lifecycle": Lifecycle.PROVISIONED.value,
                 "notes": v["notes"], "vendor": None, "secret_hash": None, "lane_id": None,
-                "direction": None,
+                "direction": None, "created_at": self.now, "updated_at": self.now,
             })  # fmt: skip
             return
         if old.kind != "berth_sensor":
@@ -353,7 +354,6 @@ class _Plan:
 
         if progress is not None:
             progress(0, total)
-        stamps = {"created_at": now, "updated_at": now}
         feed: list[tuple[str, str, str]] = []
         if self.dev_retire:  # as Registry.update retires: a retired sensor frees its berth
             for chunk in _chunks(self.dev_retire):
@@ -383,9 +383,10 @@ class _Plan:
                 "heartbeat_s": None, "lifecycle": Lifecycle.PROVISIONED.value,
                 "notes": v["notes"], "vendor": v["vendor"], "secret_hash": hash_secret(secret),
                 "lane_id": v["lane_id"], "direction": v["direction"],
+                "created_at": now, "updated_at": now,
             })  # fmt: skip
         for chunk in _chunks(self.dev_new):
-            await session.execute(insert(DEVICES), [{**d, **stamps} for d in chunk])
+            await session.execute(insert(DEVICES), chunk)
             step(len(chunk))
         feed.extend(("device", d["id"], "provision") for d in self.dev_new)
         for chunk in _chunks(self.dev_upd):

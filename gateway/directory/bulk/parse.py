@@ -240,7 +240,7 @@ def _validate(kind: Kind, where: str, cells: dict[str, Any], errors: list[RowErr
         except ValidationError as exc:
             _errors(exc, where, errors, hide_input=True)
             bad = True
-    values = body.model_dump()
+    values = dict(body)  # flat models: their fields as validated (model_dump, shallow)
     if kind == "sensor":
         try:
             get_codec(values["model"])
