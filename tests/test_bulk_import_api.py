@@ -81,9 +81,10 @@ async def test_roles_technician_and_admin_yes_inspector_no(
         (b"dev_eui,model\n", {}, 415),
         (bytes(range(256)) * 4, CSV, 400),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {"Content-Type": "application/toml"}, 400),
-        (b"[[sensors]\nid=", {"Content-Type": "application/toml"}, 400),
-        (b'a,"b\n', CSV, 400),
-        (b"dev_eui,model\n", CSV | {"X": "no kind"}, 400),
+        (b"[[sensors]\nid=", {"Content-Type": "application/toml"}, 422),
+        (b'a,"b\n', CSV, 422),
+        (b"dev_eui,model\n", CSV | {"X": "no kind"}, 422),
+        (b"dev_eui,model\n" + b"a840410001900002,nwave-nps405\n" * 2, CSV, 422),  # no kind
     ],
 )
 async def test_hostile_bodies_get_a_4xx_problem(

@@ -1,8 +1,10 @@
 """Bulk import for technicians (token): ``POST /api/v1/import`` with a CSV or TOML file as
 the body, the same function as ``citygate import`` (gateway.directory.bulk.service) and the
-same JSON document as its ``--json``. All or nothing: a rejected row is a 422 whose
-``import`` member is that document (every error names the row and the field), and nothing is
-written. Generated secrets are in the answer of the import that made them, once."""
+same JSON document as its ``--json``. A body that is not UTF-8 text is a 400; text that is
+not a readable import file (not CSV or TOML, no kind, too many rows) a 422. All or nothing:
+a rejected row is a 422 whose ``import`` member is that document (every error names the row
+and the field), and nothing is written. Generated secrets are in the answer of the import
+that made them, once."""
 
 from __future__ import annotations
 
@@ -67,9 +69,8 @@ async def bulk_import(
             dry_run=dry_run,
             retire_missing=retire_missing,
         )
-    except ImportFileError as exc:
-        status = 413 if len(data) > limits.max_bytes else 400
-        raise problems.ProblemError(status, str(exc), "bad_file") from None
+    except ImportFileError as exc:  # 413 too large, 400 not text, 422 not a readable file
+        raise problems.ProblemError(exc.status, str(exc), "bad_file") from None
     doc = outcome.as_dict()
     if doc["errors"]:
         raise problems.ProblemError(

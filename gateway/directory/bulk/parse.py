@@ -71,7 +71,12 @@ SECRET_FIELDS = {"secret", "password"}  # never printed, never in a diff
 
 
 class ImportFileError(Exception):
-    """The file as a whole cannot be read (too large, not UTF-8, not CSV/TOML, no kind)."""
+    """The file as a whole cannot be read (too large, not UTF-8, not CSV/TOML, no kind);
+    ``status`` is the HTTP status that fits: 413 too large, 400 not text, else 422."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,9 @@ def detect_format(name: str, content_type: str | None = None) -> Format:
     if ct in ("application/toml", "text/toml", "text/x-toml"):
         return "toml"
     if ct:
-        raise ImportFileError(f"unsupported content type {ct!r}: send text/csv or application/toml")
+        raise ImportFileError(
+            f"unsupported content type {ct!r}: send text/csv or application/toml", status=415
+        )
     if name.lower().endswith(".csv"):
         return "csv"
     if name.lower().endswith(".toml"):
@@ -129,13 +136,15 @@ def detect_format(name: str, content_type: str | None = None) -> Format:
 def parse(data: bytes, fmt: Format, limits: Limits, kind: Kind | None = None) -> Parsed:
     """Every row of the file, validated; the errors of every bad row (none imported then)."""
     if len(data) > limits.max_bytes:
-        raise ImportFileError(f"the file has {len(data)} bytes, more than {limits.max_bytes}")
+        raise ImportFileError(
+            f"the file has {len(data)} bytes, more than {limits.max_bytes}", status=413
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ImportFileError(f"not UTF-8 text (byte {exc.start})") from None
+        raise ImportFileError(f"not UTF-8 text (byte {exc.start})", status=400) from None
     if "\x00" in text:
-        raise ImportFileError("not a text file (NUL bytes)")
+        raise ImportFileError("not a text file (NUL bytes)", status=400)
     raw = _csv_rows(text, kind) if fmt == "csv" else _toml_rows(text, kind)
     parsed = Parsed()
     seen: dict[tuple[Kind, str], str] = {}
