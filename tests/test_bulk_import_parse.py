@@ -45,10 +45,18 @@ def test_errors_name_the_line_and_the_field() -> None:
     assert [(e.row, e.field) for e in parsed.errors] == [("line 2", "model")]
 
 
-def test_an_unknown_column_is_an_error_of_that_row() -> None:
-    parsed = parse(b"dev_eui,model,colour\na84041000181aaaa,nwave-nps405,red\n", "csv", LIMITS,
-                   "sensor")  # fmt: skip
-    assert [(e.row, e.field) for e in parsed.errors] == [("line 2", "colour")]
+def test_an_unknown_column_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ImportFileError, match="unknown column 'colour'; the columns are: b"):
+        parse(b"dev_eui,model,colour\na84041000181aaaa,nwave-nps405,red\n", "csv", LIMITS,
+              "sensor")  # fmt: skip
+    with pytest.raises(ImportFileError, match=r"unknown column '\{\}'"):
+        parse(b"{}", "csv", LIMITS, "sensor")  # a JSON body sent as CSV
+
+
+def test_a_toml_key_that_is_no_field_is_an_error_of_that_table() -> None:
+    parsed = parse(b"[[sensors]]\ndev_eui = 'a84041000181aaaa'\nmodel = 'nwave-nps405'\n"
+                   b"colour = 'red'\n", "toml", LIMITS)  # fmt: skip
+    assert [(e.row, e.field) for e in parsed.errors] == [("sensors[1]", "colour")]
 
 
 def test_a_duplicate_id_in_the_file_names_both_rows() -> None:
@@ -115,15 +123,11 @@ def test_a_bad_secret_is_named_without_its_value() -> None:
         (b"[[sensors]\n", "toml", "not valid TOML"),
         (b"[[drones]]\nid = 1\n", "toml", "unknown table"),
         (b"sensors = 3\n", "toml", "array of tables"),
-        (b"dev_eui,model\n", "csv", None),
+        (b"dev_eui,model\n", "csv", "no rows of kind sensor"),
+        (b"", "toml", "no rows"),
     ],
 )
-def test_files_that_cannot_be_read_are_refused_whole(
-    data: bytes, fmt: str, match: str | None
-) -> None:
-    if match is None:
-        assert parse(data, fmt, LIMITS, "sensor").count == 0  # type: ignore[arg-type]
-        return
+def test_files_that_cannot_be_read_are_refused_whole(data: bytes, fmt: str, match: str) -> None:
     with pytest.raises(ImportFileError, match=match):
         parse(data, fmt, LIMITS, "sensor")  # type: ignore[arg-type]
 

@@ -112,8 +112,6 @@ async def run_import(
         await plan.bodycams(session, parsed.rows["bodycam"], realm)
         if retire_missing:
             out.notes.append(NO_RETIRE["bodycam"])
-    if not parsed.rows and not parsed.errors:
-        out.notes.append("the file has no rows")
     if dry_run or out.errors:
         return out
     await plan.write(session, now, realm, progress)

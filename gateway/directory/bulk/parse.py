@@ -159,7 +159,19 @@ def parse(data: bytes, fmt: Format, limits: Limits, kind: Kind | None = None) ->
             parsed.errors.append(RowError(where, _id_field(row.kind), f"{row.id} also at {first}"))
             continue
         parsed.rows.setdefault(row.kind, []).append(row)
+    if not parsed.rows and not parsed.errors:
+        raise ImportFileError("the file has no rows" + (f" of kind {kind}" if kind else ""))
     return parsed
+
+
+def columns(kind: Kind | None) -> set[str]:
+    """The columns a file of *kind* (None: of every kind) may have."""
+    out: set[str] = set()
+    for k in KINDS if kind is None else (kind,):
+        out |= set(MODELS[k].model_fields)
+        if k in SECRET_MODELS:
+            out.add(SECRET_MODELS[k][0])
+    return out
 
 
 def _id_field(kind: Kind) -> str:
@@ -177,6 +189,13 @@ def _csv_rows(text: str, kind: Kind | None) -> Iterator[tuple[Kind, str, dict[st
             raise ImportFileError("line 1: a column is named twice")
         if kind is None and "kind" not in header:
             raise ImportFileError("which kind? give --kind (kind= in the API) or a kind column")
+        known = columns(kind) | ({"kind", ""} if kind is None else {""})
+        unknown = [h for h in header if h not in known]
+        if unknown:
+            raise ImportFileError(
+                f"line 1: unknown column {unknown[0]!r}; the columns are: "
+                + ", ".join(sorted(known - {""}))
+            )
         width = len(header)
         for values in reader:
             where = f"line {reader.line_num}"
