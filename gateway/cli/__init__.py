@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, db, audit. One module per command
-group; each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, db, audit. One module per
+command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
