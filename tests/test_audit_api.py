@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from gateway.api.app import create_app
@@ -208,6 +209,7 @@ async def cli(config: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow  # CLI processes: a few seconds
 async def test_cli_prints_what_the_api_answers(api: Api) -> None:
     await van3_provisions(api)
     cfg = str(api.config)

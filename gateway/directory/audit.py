@@ -23,7 +23,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.infra.storage.schema import AuditRow
@@ -177,27 +177,29 @@ class Edit:
     after: Mapping[str, Any] | None
 
 
-def _row(actor: Actor, edit: Edit, now: datetime) -> AuditRow:
-    return AuditRow(
-        at=now,
-        actor=actor.label[:200],
-        actor_token_id=actor.token_id,
-        role=actor.role[:16],
-        source=actor.source[:16],
-        request_id=actor.request_id[:64] or None,
-        kind=edit.kind[:16],
-        key=edit.key[:200],
-        action=edit.action[:16],
-        before=None if edit.before is None else redact(edit.before),
-        after=None if edit.after is None else redact(edit.after),
-    )
+def _row(actor: Actor, edit: Edit, now: datetime) -> dict[str, Any]:
+    return {
+        "at": now,
+        "actor": actor.label[:200],
+        "actor_token_id": actor.token_id,
+        "role": actor.role[:16],
+        "source": actor.source[:16],
+        "request_id": actor.request_id[:64] or None,
+        "kind": edit.kind[:16],
+        "key": edit.key[:200],
+        "action": edit.action[:16],
+        "before": None if edit.before is None else redact(edit.before),
+        "after": None if edit.after is None else redact(edit.after),
+    }
 
 
 async def record_audits(
     session: AsyncSession, actor: Actor, edits: Sequence[Edit], now: datetime
 ) -> int:
-    """Add audit entries for *edits* to *session*'s transaction; returns how many."""
-    session.add_all([_row(actor, e, now) for e in edits])
+    """Write audit entries for *edits* in *session*'s transaction; returns how many. One
+    bulk insert (a town import writes thousands): committed with the change, or never."""
+    if edits:
+        await session.execute(insert(AuditRow), [_row(actor, e, now) for e in edits])
     return len(edits)
 
 
@@ -211,5 +213,5 @@ async def record_audit(
     after: Mapping[str, Any] | None,
     now: datetime,
 ) -> None:
-    """Add one audit entry to *session*'s transaction (written when it commits, or never)."""
+    """Write one audit entry in *session*'s transaction (kept if it commits, else not)."""
     await record_audits(session, actor, [Edit(kind, key, action, before, after)], now)
