@@ -17,6 +17,7 @@ from gateway.directory.tokens import Role, TokenInfo
 router = APIRouter(prefix="/api/v1", tags=["Audit log"])
 StateDep = Annotated[AppState, Depends(get_state)]
 Reader = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
+_TEXT = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses NUL in text)
 
 
 @router.get(
@@ -30,9 +31,9 @@ Reader = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
 async def audit(
     state: StateDep,
     who: Reader,
-    kind: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
-    key: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=16, pattern=_TEXT)] = None,
+    key: Annotated[str | None, Query(min_length=1, max_length=200, pattern=_TEXT)] = None,
+    actor: Annotated[str | None, Query(min_length=1, max_length=200, pattern=_TEXT)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,

@@ -47,7 +47,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     """A query bound in UTC (a bound without a zone is read as UTC)."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: the ends of time
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _entry(row: AuditRow) -> AuditEntry:
