@@ -190,16 +190,13 @@ async def test_filters_and_refusals(api: Api) -> None:
     assert [len(p) for p in pages] == [4, 4, 1]
     assert [e for p in pages for e in p] == (await api.audit("van3"))["entries"]
     for bad in ({"limit": 0}, {"limit": 1001}, {"since": "yesterday"}, {"cursor": -1},
-                {"kind": "x" * 17}):  # fmt: skip
+                {"kind": "x" * 17}, {"until": "0.5"}, {"since": "2026-12-03T08:00:00"},
+                {"since": "0001-01-01T00:00:00+01:00"}, {"key": "\x00"}, {"actor": "a\nb"},
+                {"until": "9999-12-31T23:59:59-14:00"}):  # fmt: skip
         r = await api.http.get("/api/v1/audit", params=bad, headers=api.auth("admin"))
         assert r.status_code == 422, bad
-    for odd in ({"key": "\x00"}, {"actor": "a\nb"}):
-        r = await api.http.get("/api/v1/audit", params=odd, headers=api.auth("admin"))
-        assert r.status_code == 422, odd
-    for edge in ({"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-14:00"},
-                 {"key": "栏杆 🚗"}):  # fmt: skip
-        r = await api.http.get("/api/v1/audit", params=edge, headers=api.auth("admin"))
-        assert r.status_code == 200, (edge, r.text)
+    r = await api.http.get("/api/v1/audit", params={"key": "栏杆 🚗"}, headers=api.auth("admin"))
+    assert r.status_code == 200 and r.json()["entries"] == []
     spec = (await api.http.get("/openapi.json")).json()
     op = spec["paths"]["/api/v1/audit"]["get"]
     assert {"401", "403", "422"} <= set(op["responses"])
