@@ -323,3 +323,18 @@ def test_every_function_recording_a_change_records_an_audit_entry() -> None:
                     writers.append(f"{path.relative_to(root)}:{node.name}")
                     assert calls & {"record_audit", "record_audits"}, writers[-1]
     assert len(writers) >= 13, writers  # the 13 of today: none lost by a refactoring
+
+
+async def test_a_password_the_charger_took_over_ocpp_is_audited(sessions: Sessions) -> None:
+    """Not a change of the feed (the charger has it already), but a password change."""
+    ocpp = Actor("charger:OCPP01", None, "system", "ocpp", "")
+    async with sessions.begin() as s:
+        new = await chargers.charger_at(s, "OCPP01", None, "depot", 38.78, 101.08)
+        await chargers.add_charger(s, new, T0, actor=TECH)
+    async with sessions.begin() as s:
+        await chargers.store_password(s, "OCPP01", "taken-by-the-charger-1", T0, actor=ocpp)
+    entry = (await rows(sessions, AuditRow))[-1]
+    assert (entry.actor, entry.source, entry.action) == ("charger:OCPP01", "ocpp", "password")
+    assert entry.after["password_hash"] == REDACTED
+    assert "taken-by-the-charger-1" not in json.dumps([entry.before, entry.after])
+    assert [c.op for c in await rows(sessions, ChangeRow)] == ["add"]
