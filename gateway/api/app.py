@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
+    audit,
     bodycam_registry,
     cameras,
     cases,
@@ -57,6 +58,7 @@ ROUTERS = (
     cameras.router,
     field.router,
     drones.router,
+    audit.router,
 )
 
 

@@ -11,7 +11,14 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, print_password, print_table, settings_for, with_db
+from gateway.cli.common import (
+    WithConfig,
+    cli_actor,
+    print_password,
+    print_table,
+    settings_for,
+    with_db,
+)
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -42,7 +49,13 @@ def cmd_bodycams_add(args: argparse.Namespace) -> int:
         try:
             async with sessions.begin() as db:
                 password = await add_bodycam(
-                    db, body.id, body.officer_id, realm, body.password, now_utc()
+                    db,
+                    body.id,
+                    body.officer_id,
+                    realm,
+                    body.password,
+                    now_utc(),
+                    actor=cli_actor(args),
                 )
         except BodycamError as exc:
             print(str(exc), file=sys.stderr)
@@ -73,7 +86,12 @@ def cmd_bodycams_set_password(args: argparse.Namespace) -> int:
         try:
             async with sessions.begin() as db:
                 password = await set_password(
-                    db, args.id, settings.bodycams.effective_realm, given, now_utc()
+                    db,
+                    args.id,
+                    settings.bodycams.effective_realm,
+                    given,
+                    now_utc(),
+                    actor=cli_actor(args),
                 )
         except BodycamError as exc:
             print(str(exc), file=sys.stderr)
