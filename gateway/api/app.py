@@ -21,6 +21,7 @@ from gateway.api import (
     cases,
     charger_registry,
     chargers,
+    commission,
     detections,
     devices,
     drones,
@@ -57,6 +58,7 @@ ROUTERS = (
     cameras.router,
     field.router,
     drones.router,
+    commission.router,
 )
 
 

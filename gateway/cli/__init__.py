@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, db. One module per command
-group; each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, commission, db. One module
+per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.cli import (
     bodycams,
     cases,
     chargers,
+    commission,
     config,
     db,
     devices,
@@ -49,7 +50,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, db,
+    bodycams, drones, modbus, commission, db,
 )  # fmt: skip
 
 
