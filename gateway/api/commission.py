@@ -36,7 +36,7 @@ DeviceId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class CommissionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "cycle": "yes" moves nothing
     cycle: bool = Field(
         False, description="gate: also raise and lower the barrier, confirmed by read-back"
     )
