@@ -5,7 +5,7 @@ Pure: no I/O, no clock (``now`` is an argument). The facts are gathered at the e
 A check is ``skipped`` when it cannot be judged (not asked for, or not known to citygate),
 always with the reason in ``hint``; only ``failed`` fails the device.
 
-Long because every kind's checks are here side by side (five kinds, each a few checks with
+It is long because every kind's checks are here side by side (five kinds, each a few checks with
 their hints), so a reader compares them in one place; the formatter spreads each over lines.
 """
 
