@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from drivers.sensors import nwave
 from events import now_utc
 from gateway.config import load_settings
 from gateway.demo.cameras import HikvisionCamera
@@ -25,6 +26,7 @@ from gateway.demo.ocpp import Charger16
 from gateway.directory.chargers import set_password
 from tests.conftest import Broker, make_tokens, running_gateway, wait_for
 from tests.sipp_device import run_sipp
+from tests.test_e2e_sensors import chirpstack, publish, sensor_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CAM_OK, CAM_NEVER = "62072500081380000001", "62072500081380000002"
@@ -42,7 +44,7 @@ def config_dir(tmp_path_factory: pytest.TempPathFactory, mosquitto: Broker) -> P
         "[api]\nport = 0\nrate_limit_per_s = 0\n[ocpp]\nport = 0\n"
         f'[cameras]\nevidence_dir = "{d}/ev"\n'
         "[bodycams]\nsip_port = 0\npersist_interval_s = 0.1\n[drones]\nmavlink_port = 0\n"
-        '[lanes]\ngates = "none"\n',
+        '[lanes]\ngates = "none"\n[occupancy]\npersist_interval_s = 0.1\n',
         "utf-8",
     )
     return d
@@ -97,6 +99,32 @@ async def cli(cwd: Path, *args: str) -> tuple[int, Any]:
 
 def without_at(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "at"}
+
+
+async def test_a_sensor_after_real_uplinks_passes(
+    mosquitto: Broker, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    dev_eui, _, _ = sensor_of("nwave-nps405")
+    before = await commission(http, tokens["technician"], dev_eui)
+    assert results(before)["heard"] == "failed" and before["passed"] is False
+    port, data = nwave.encode_status(True)
+    up = f"application/app-1/device/{dev_eui}/event/up"
+    await publish(mosquitto, up, chirpstack(dev_eui, port, data, 1))
+    status = {
+        "deduplicationId": str(uuid.uuid4()), "time": now_utc().isoformat(),
+        "deviceInfo": {"tenantId": "t", "applicationId": "app-1", "devEui": dev_eui},
+        "margin": 7, "batteryLevel": 82.5,
+    }  # fmt: skip
+    await publish(mosquitto, up.replace("/up", "/status"), json.dumps(status).encode())
+
+    async def passing() -> dict[str, Any] | None:
+        doc = await commission(http, tokens["technician"], dev_eui)
+        return doc if doc["passed"] else None
+
+    doc = await wait_for(passing, 10, interval=0.1, what="the sensor passes")
+    observed = {c["name"]: c["observed"] for c in doc["checks"]}
+    assert observed["rssi"] == "-97 dBm" and observed["snr"] == "7.5 dB"
+    assert observed["battery"] == "82.5 %" and observed["first_status"].startswith("occupied")
 
 
 async def test_a_booted_charger_passes_and_the_cli_says_the_same(
