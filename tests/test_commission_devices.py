@@ -139,6 +139,7 @@ async def test_a_gate_cycle_raises_and_lowers_confirmed_by_read_back(
     assert checks(doc)["raise"] == checks(doc)["lower"] == "passed"
     assert sim.action_writes(1, "raise") == 1 and sim.action_writes(1, "lower") == 1
     assert sim.gates[1].now(sim.clock()) == "down"
+    assert sim.gates[1].coils == {0: 0, 1: 0}  # both pulses ended before the bus was closed
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -9,6 +9,7 @@ named by its lane's id, as the gateway names it).
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -49,7 +50,9 @@ from gateway.services.lanes.config import LaneConfig, lane_from_row
 
 Kind = Literal["sensor", "camera", "charger", "bodycam", "gate"]
 KINDS: tuple[Kind, ...] = ("sensor", "camera", "charger", "bodycam", "gate")
-DEVICE_KINDS = {"berth_sensor": "sensor", "camera": "camera"}
+DEVICE_KINDS: dict[str, Kind] = {"berth_sensor": "sensor", "camera": "camera"}
+PULSE_END_MAX_S = 10.5  # the longest pulse a map may hold (10 s), and a margin
+log = logging.getLogger(__name__)
 
 
 class NoSuchDevice(LookupError):
@@ -77,7 +80,7 @@ async def resolve(db: AsyncSession, device_id: str, kind: Kind | None) -> Found:
             if k is None:
                 other = dev.kind
             elif kind in (None, k):
-                hits.append(Found(k, dev.id))  # type: ignore[arg-type]
+                hits.append(Found(k, dev.id))
     if kind in (None, "charger") and await db.get(ChargerRow, device_id) is not None:
         hits.append(Found("charger", device_id))
     if kind in (None, "bodycam") and await db.get(BodycamRow, device_id) is not None:
@@ -183,10 +186,15 @@ class FreshGates:
         hub = ModbusHub(spec, timeout=self._timeout, backoff=Backoff(base=0.2, cap=1.0))
         async with hub:
             await hub.wait_online(self._timeout)
-            yield GateController(
+            controller = GateController(
                 hub, lane.gate_unit, shipped_model(lane.gate_model), clock=self._clock,
                 gate_id=lane.id,
             )  # fmt: skip
+            try:
+                yield controller
+            finally:  # no relay left closed when this bus closes: the pulses are ended
+                if not await controller.released(self._timeout + PULSE_END_MAX_S):
+                    log.warning("gate %s: a pulse end could not be written", lane.id)
 
 
 async def lane_config(db: AsyncSession, lane_id: str) -> LaneConfig:
