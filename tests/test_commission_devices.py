@@ -5,10 +5,12 @@ table, JSON and exit codes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import io
 import json
-import os
+import logging
 import socket
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -158,15 +160,22 @@ async def test_a_controller_that_is_down_fails_fast_with_a_hint(
 # -- the CLI -------------------------------------------------------------------------------
 
 
-async def cli(cfg: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYGATE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "commission", *args, "-c", str(cfg), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+def cli(cfg: Path, *args: str) -> tuple[int, str, str]:
+    """``citygate commission ARGS -c CFG`` in this process (the subprocess way, with its
+    imports, is in tests/test_commission_e2e.py): exit code, stdout, stderr."""
+    from gateway.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # main() sets up logging: put it back
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(["commission", *args, "-c", str(cfg)])
+        except SystemExit as exc:  # argparse's usage errors
+            rc = int(exc.code or 0)
+        finally:
+            root.handlers[:], root.level = handlers, level
+    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -175,11 +184,13 @@ async def test_cli_table_json_and_exit_codes(
 ) -> None:
     cfg = tmp_path / "citygate.toml"
     cfg.write_text(f'[database]\nurl = "{db_url}"\n[commissioning]\ngate_timeout_s = 0.5\n')
-    results = await asyncio.gather(
-        cli(cfg, GOOD), cli(cfg, WEAK, "--json"), cli(cfg, "nope"), cli(cfg, "ctl-t"),
-    )  # fmt: skip
-    (rc_good, table, _), (rc_weak, js, _), (rc_unknown, _, err_unknown) = results[:3]
-    rc_ctl, _, err_ctl = results[3]
+    run = functools.partial(asyncio.to_thread, cli, cfg)  # main() runs its own event loop
+    rc_good, table, _ = await run(GOOD)
+    rc_weak, js, _ = await run(WEAK, "--json")
+    rc_unknown, _, err_unknown = await run("nope")
+    rc_ctl, _, err_ctl = await run("ctl-t")
+    rc_kind, _, err_kind = await run(GOOD, "--kind", "toaster")
+    rc_gate, gate_js, _ = await run("ln-up", "--json", "--kind", "gate")
     assert rc_good == 0 and "PASSED: 7 passed, 0 failed, 2 skipped" in table
     assert table.splitlines()[1].split()[:5] == ["check", "result", "observed", "expected", "hint"]
     assert rc_weak == 1
@@ -188,3 +199,5 @@ async def test_cli_table_json_and_exit_codes(
     assert {**weak, "at": None} == {**expected, "at": None}  # the shared function's output
     assert rc_unknown == 3 and "no device 'nope'" in err_unknown
     assert rc_ctl == 2 and "no commissioning checks" in err_ctl
+    assert rc_kind == 2 and "invalid choice" in err_kind
+    assert rc_gate == 0 and json.loads(gate_js)["passed"] is True
