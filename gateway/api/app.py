@@ -24,6 +24,7 @@ from gateway.api import (
     cases,
     charger_registry,
     chargers,
+    commission,
     detections,
     devices,
     drones,
@@ -62,6 +63,7 @@ ROUTERS = (
     field.router,
     drones.router,
     audit.router,
+    commission.router,
 )
 
 

@@ -16,7 +16,13 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.cases.runtime import CasesRuntime
-from gateway.config import ApiConfig, BodycamsConfig, DronesConfig, TelemetryConfig
+from gateway.config import (
+    ApiConfig,
+    BodycamsConfig,
+    CommissioningConfig,
+    DronesConfig,
+    TelemetryConfig,
+)
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.town import Berth, Site
 from gateway.infra.bus import EventBus
@@ -74,6 +80,8 @@ class AppState:
     # read the database, commands answer 503)
     drones: DroneService | None = None
     drones_config: DronesConfig = field(default_factory=DronesConfig)
+    commissioning: CommissioningConfig = field(default_factory=CommissioningConfig)
+    serial_ports: dict[str, str] = field(default_factory=dict)  # [lanes] serial_ports
 
     @property
     def tariffs(self) -> TariffBook:
@@ -117,6 +125,8 @@ class AppState:
             bodycams_config=s.bodycams,
             drones=services.drones if s.drones.enabled else None,
             drones_config=s.drones,
+            commissioning=s.commissioning,
+            serial_ports=dict(s.lanes.serial_ports),
         )
 
 

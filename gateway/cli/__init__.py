@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, db, audit. One module
-per command group; each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, commission, db,
+audit. One module per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gateway.cli import (
     bodycams,
     cases,
     chargers,
+    commission,
     config,
     db,
     devices,
@@ -51,7 +52,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, ble, db, audit,
+    bodycams, drones, modbus, ble, commission, db, audit,
 )  # fmt: skip
 
 
