@@ -191,10 +191,12 @@ async def test_filters_and_refusals(api: Api) -> None:
     assert [e for p in pages for e in p] == (await api.audit("van3"))["entries"]
     for bad in ({"limit": 0}, {"limit": 1001}, {"since": "yesterday"}, {"cursor": -1},
                 {"kind": "x" * 17}, {"until": "0.5"}, {"since": "2026-12-03T08:00:00"},
-                {"since": "0001-01-01T00:00:00+01:00"}, {"key": "\x00"}, {"actor": "a\nb"},
+                {"since": "0001-01-01T00:00:00+01:00"}, {"actor": "a\nb"},
                 {"until": "9999-12-31T23:59:59-14:00"}):  # fmt: skip
         r = await api.http.get("/api/v1/audit", params=bad, headers=api.auth("admin"))
         assert r.status_code == 422, bad
+    r = await api.http.get("/api/v1/audit", params={"key": "\x00"}, headers=api.auth("admin"))
+    assert r.status_code == 400 and r.json()["code"] == "nul_character"  # before any route
     r = await api.http.get("/api/v1/audit", params={"key": "栏杆 🚗"}, headers=api.auth("admin"))
     assert r.status_code == 200 and r.json()["entries"] == []
     spec = (await api.http.get("/openapi.json")).json()
