@@ -120,6 +120,15 @@ def cmd_bodycams_list(args: argparse.Namespace) -> int:
     return asyncio.run(with_db(settings, work, town=True))
 
 
+def _storage(free_mb: float | None, total_mb: float | None) -> str:
+    """Free storage as the operator reads it: "12.3/64.0 GB" (or what the cam said)."""
+    if free_mb is None:
+        return ""
+    if total_mb:
+        return f"{free_mb / 1024:.1f}/{total_mb / 1024:.1f} GB"
+    return f"{free_mb / 1024:.1f} GB"
+
+
 def cmd_field(args: argparse.Namespace) -> int:
     """The field picture from the state the platform keeps (exactly ``GET /api/v1/field``)."""
     settings = settings_for(args)
@@ -148,11 +157,13 @@ def cmd_field(args: argparse.Namespace) -> int:
                     "online" if x["online"] else "offline",
                     (x["last_seen"] or "")[:19],
                     "" if x["battery_percent"] is None else f"{x['battery_percent']:.0f}%",
+                    _storage(x.get("storage_free_mb"), x.get("storage_total_mb")),
                     "" if p is None else f"{p['lat']:.5f},{p['lon']:.5f}",
                     str(len(x["alarms"])) if x["alarms"] else "",
                 ]
             )
-        cols = ["cam", "officer", "squad", "state", "last_seen", "battery", "position", "alarms"]
+        cols = ["cam", "officer", "squad", "state", "last_seen", "battery", "storage free",
+                "position", "alarms"]  # fmt: skip
         print_table(cols, rows)
         drones = view.get("drones") or []
         if drones:
