@@ -228,10 +228,16 @@ def observe(
     return watch, tuple(out)
 
 
-def tick(watch: Watch, now: datetime, rules: AlertRules) -> tuple[Watch, tuple[Alert, ...]]:
-    """The rules at *now*: a drone heard once and silent for ``link_lost_after_s`` is lost."""
+def tick(
+    watch: Watch, now: datetime, rules: AlertRules, listening_since: datetime | None = None
+) -> tuple[Watch, tuple[Alert, ...]]:
+    """The rules at *now*: a drone heard once and silent for ``link_lost_after_s`` is lost.
+    Silence counts from *listening_since* at the earliest (when the gateway started to
+    listen): a gateway that was down heard nothing, which says nothing of the drone."""
     out: list[Alert] = []
     heard = watch.last_heard
+    if heard is not None and listening_since is not None:
+        heard = max(heard, listening_since)
     if heard is not None and (now - heard).total_seconds() > rules.link_lost_after_s:
         silent = (now - heard).total_seconds()
         watch = _set(watch, AlertKind.LINK_LOST, True, now, f"silent for {silent:.0f} s", out)

@@ -716,6 +716,62 @@ class DemoConfig(_Section):
     )
 
 
+class CommissioningConfig(_Section):
+    """Thresholds of ``citygate commission`` and ``POST /api/v1/commission/{id}``."""
+
+    min_rssi_dbm: float = Field(
+        -115.0,
+        ge=-150,
+        le=0,
+        description="a sensor's last uplink must be received at least this strong",
+    )
+    min_snr_db: float = Field(
+        -10.0,
+        ge=-30,
+        le=30,
+        description="a LoRaWAN sensor's last uplink must have at least this SNR",
+    )
+    min_battery_pct: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="a sensor's battery (network server's report) must be at least this",
+    )
+    min_battery_mv: int = Field(
+        3000,
+        ge=0,
+        le=10_000,
+        description="a sensor's battery voltage (its heartbeat), where no percentage is reported",
+    )
+    max_last_seen_age_s: float = Field(
+        900.0, gt=0, le=7 * 86400, description="a sensor must have been heard within this long"
+    )
+    max_first_status_age_s: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="its berth's status must have been reported within this long",
+    )
+    heartbeat_grace: float = Field(
+        2.0,
+        ge=1,
+        le=100,
+        description="a charger must have been heard within its heartbeat interval times this",
+    )
+    max_test_push_age_s: float = Field(
+        900.0,
+        gt=0,
+        le=7 * 86400,
+        description="a plate camera's test push must have been received within this long",
+    )
+    gate_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="how long a gate controller probe waits for the bus and for each answer",
+    )
+
+
 class Settings(_Section):
     api: ApiConfig = ApiConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -736,6 +792,7 @@ class Settings(_Section):
     bodycams: BodycamsConfig = BodycamsConfig()
     drones: DronesConfig = DronesConfig()
     bulk_import: BulkImportConfig = BulkImportConfig()
+    commissioning: CommissioningConfig = CommissioningConfig()
     demo: DemoConfig = DemoConfig()
 
 

@@ -28,6 +28,7 @@ from gateway.cases.metrics import CaseMetrics
 from gateway.cases.runtime import CasesRuntime
 from gateway.config import Settings
 from gateway.directory import documents
+from gateway.directory.audit import STARTUP
 from gateway.directory.devices import DeviceDirectory
 from gateway.directory.live import LiveApplier, berth_from_row, site_from_row, site_info
 from gateway.directory.registry import binding_for, entry_from_row
@@ -75,7 +76,7 @@ async def ensure_town(sessions: async_sessionmaker[Any], town_file: Any, now: da
         return False
     town = load_town(town_file)
     async with sessions.begin() as session:
-        await import_town(session, town, now)
+        await import_town(session, town, now, actor=STARTUP)
     log.info(
         "imported town %r: %d sites, %d berths, %d sensors",
         town.town.name,
@@ -231,12 +232,16 @@ async def _build(
     after_seq = await head_seq(sessions)
     live = await load_live_state(sessions, s, clock())
     try:
-        doc = await documents.ensure_document(sessions, "tariffs", s.tariffs.file, clock(), zone)
+        doc = await documents.ensure_document(
+            sessions, "tariffs", s.tariffs.file, clock(), zone, actor=STARTUP
+        )
         tariffs = documents.parse_tariffs(doc.content, doc.source, zone)
     except ValueError as exc:
         raise StartupError(f"[tariffs] {exc}") from exc
     try:
-        doc = await documents.ensure_document(sessions, "rules", s.enforcement.file, clock(), zone)
+        doc = await documents.ensure_document(
+            sessions, "rules", s.enforcement.file, clock(), zone, actor=STARTUP
+        )
         async with sessions() as db:
             zones = await documents.town_zones(db)
         rules = documents.parse_rules(doc.content, doc.source, zones, set(live.sites))

@@ -301,3 +301,40 @@ async def test_toml_sensors_change_different_fields_per_table(sessions: Any) -> 
         assert one is not None and two is not None
         assert (one.notes, one.heartbeat_s) == ("换过电池", None)
         assert (two.model, two.heartbeat_s, two.notes) == ("bosch-tps110", 60, "")
+
+
+async def test_every_imported_change_is_in_the_audit_log_as_the_importer(sessions: Any) -> None:
+    """Provisions and field changes, each with its before and after, as the technician who
+    imported them (source ``import``); nothing for unchanged rows, nothing secret."""
+    from gateway.directory.audit import Actor
+    from gateway.infra.storage.schema import AuditRow
+
+    async def audits_since(n: int) -> list[Any]:
+        async with sessions() as s:
+            rows = (await s.execute(select(AuditRow).order_by(AuditRow.id))).scalars().all()
+        return list(rows)[n:]
+
+    first = "dev_eui,model,berth_id,notes\na840410001819002,nbiot-geomag,,备用\n"
+    assert (await run(sessions, first, kind="sensor"))["imported"]
+    start = len(await audits_since(0))
+    who = Actor.cli("tech-li")
+    data = (
+        "dev_eui,model,berth_id,notes\n"
+        "a840410001819001,nwave-nps405,,新装\n"
+        "a840410001819002,nbiot-geomag,,换了电池\n"
+    )
+    doc = await run(sessions, data, kind="sensor", actor=who)
+    assert doc["imported"], doc["errors"]
+    got = {(a.kind, a.key, a.action): a for a in await audits_since(start)}
+    assert set(got) == {
+        ("device", "a840410001819001", "provision"), ("device", "a840410001819002", "update")
+    }  # fmt: skip
+    new, changed = (
+        got[("device", "a840410001819001", "provision")],
+        got[("device", "a840410001819002", "update")],
+    )
+    assert (new.actor, new.source, new.before) == ("cli:tech-li", "import", None)
+    assert new.after["notes"] == "新装" and new.after["model"] == "nwave-nps405"
+    assert changed.after == {"notes": "换了电池"} and changed.before == {"notes": "备用"}
+    again = await run(sessions, data, kind="sensor", actor=who)  # unchanged: nothing logged
+    assert again["imported"] and len(await audits_since(start)) == 2

@@ -252,3 +252,16 @@ def test_alerts_alternate_raise_and_clear(steps: list[tuple[str, float, float]])
             assert alert.raised != seen[alert.kind], f"{alert.kind} twice {alert.raised}"
             seen[alert.kind] = alert.raised
         assert {k for k, on in seen.items() if on} == set(w.active)
+
+
+def test_silence_counts_from_when_the_gateway_began_to_listen() -> None:
+    """After a restart the last report is minutes old: the gateway was down, the drone may
+    not have been; lost only once it is silent that long with the gateway listening."""
+    w, _ = observe(Watch(), report(at=T0), None, RULES)
+    up = T0 + timedelta(minutes=6)  # the gateway comes back
+    w, alerts = tick(w, up + timedelta(seconds=1), RULES, listening_since=up)
+    assert alerts == ()
+    w, alerts = tick(w, up + timedelta(seconds=31), RULES, listening_since=up)
+    assert [(a.kind, a.raised, a.detail) for a in alerts] == [
+        (AlertKind.LINK_LOST, True, "silent for 31 s")
+    ]

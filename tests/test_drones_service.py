@@ -24,6 +24,7 @@ from dronelink.model import (
     DroneFix,
     DroneReport,
 )
+from dronelink.patrol import AlertKind
 from events import DroneAlert, DronePosition
 from gateway.config import DronesConfig
 from gateway.directory.drones import import_drones
@@ -116,6 +117,11 @@ async def test_reports_become_state_positions_and_the_view(sessions: Any) -> Non
     await again.load()
     assert again.live["drone-1"].battery_percent == 81.0
     assert again.live["drone-1"].watch.last_heard == T0 + timedelta(seconds=1)
+    # back 6 minutes on: no link_lost for the minutes the gateway itself was down
+    clock.now = T0 + timedelta(minutes=6)
+    again.listening_since = clock()
+    again.sweep(clock() + timedelta(seconds=5))
+    assert not again.live["drone-1"].watch.has(AlertKind.LINK_LOST)
 
 
 def _drain(sub: Any) -> list[Any]:

@@ -230,6 +230,27 @@ class GateController:
                 if self._pending_resets.get(key) == (w, due):
                     del self._pending_resets[key]
 
+    async def released(self, within: float) -> bool:
+        """Wait (up to *within* s) until every pulse end is written; whether they all are.
+
+        For a controller on a bus opened for a few commands and closed after (a technician's
+        ``citygate commission --cycle``): the bus must not close mid-pulse, with nothing left
+        to end it and a relay closed (the polling task does this for the gateway's own)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._pending_resets:
+            due = min(d for _, d in self._pending_resets.values())
+            if due > deadline:
+                return False
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                await self._flush_resets()
+            except BusError:
+                if loop.time() + self.confirm_interval > deadline:
+                    return False
+                await asyncio.sleep(self.confirm_interval)
+        return True
+
     # -- commands ---------------------------------------------------------------------
 
     async def command(self, action: str, decision_id: str) -> CommandOutcome:

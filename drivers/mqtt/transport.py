@@ -145,7 +145,7 @@ def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
 def _honour_cancel() -> None:
     """Raise if this task was asked to stop but the request got lost on the way.
 
-    aiomqtt waits for CONNACK and SUBACK with ``asyncio.wait_for``, which on Python 3.11
+    aiomqtt waits for CONNACK, SUBACK and PUBACK with ``asyncio.wait_for``, which on Python 3.11
     swallows a cancellation that lands as the awaited reply arrives (fixed in 3.12). The
     request stays pending on the task (``cancelling()``): honour it, or a gateway asked to
     stop would carry on connected, and its TaskGroup would wait for ever."""
@@ -188,6 +188,7 @@ class MqttTransport:
         if self._client is None or not self.connected.is_set():
             raise ConnectionError("MQTT not connected")
         await self._client.publish(topic, payload, qos=qos)
+        _honour_cancel()  # aiomqtt waits for the PUBACK with wait_for: see _honour_cancel
 
     def _new_client(self) -> aiomqtt.Client:
         if self._hold_ack is None:

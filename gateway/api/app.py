@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import (
+    audit,
     bodycam_registry,
     bulk_import,
     cameras,
     cases,
     charger_registry,
     chargers,
+    commission,
     detections,
     devices,
     drones,
@@ -36,6 +40,7 @@ from gateway.api import (
 )
 from gateway.api.docs import mount_docs
 from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
+from gateway.api.nul import NoNul, json_has_nul, unstorable_handler
 from gateway.api.problems import ProblemError, problem, send_problem
 from gateway.api.rejections import RejectionLog, safe_text, validation_handler
 from gateway.api.state import AppState
@@ -58,6 +63,8 @@ ROUTERS = (
     cameras.router,
     field.router,
     drones.router,
+    audit.router,
+    commission.router,
     bulk_import.router,
 )
 
@@ -65,21 +72,28 @@ ROUTERS = (
 class BodyLimit:
     """Refuse request bodies over *limit* bytes with 413, whether or not they declare a length
     (a hostile client can lie or stream forever). *prefixes* give paths their own limit
-    (plate cameras push pictures: ``/cameras/`` takes ``[cameras] max_body_bytes``)."""
+    (plate cameras push pictures: ``/cameras/`` takes ``[cameras] max_body_bytes``). A JSON
+    body with a NUL character in it is a 400 (see ``gateway.api.nul``)."""
 
     def __init__(
-        self, app: ASGIApp, limit: int, prefixes: tuple[tuple[str, int], ...] = ()
+        self,
+        app: ASGIApp,
+        limit: int,
+        prefixes: tuple[tuple[str, int], ...] = (),
+        count: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.app = app
         self.default = limit
         self.prefixes = prefixes
+        self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = next((n for p, n in self.prefixes if path.startswith(p)), self.default)
+        own = next((n for p, n in self.prefixes if path.startswith(p)), None)
+        limit = self.default if own is None else own
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -105,6 +119,12 @@ class BodyLimit:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
+        # (Paths with a limit of their own are devices' pushes, whose parsers count what they
+        # refuse, NUL included.)
+        if own is None and _is_json(scope) and json_has_nul(b"".join(chunks)):
+            self.count("nul_character")
+            await send_problem(send, 400, "a NUL character is not accepted", "nul_character")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -118,6 +138,13 @@ class BodyLimit:
 
     async def _refuse(self, send: Send, limit: int) -> None:
         await send_problem(send, 413, f"the request body is larger than {limit} bytes", "too_large")
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return False
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -141,6 +168,7 @@ def create_app(state: AppState) -> FastAPI:
     app.add_exception_handler(
         RequestValidationError, validation_handler(RejectionLog(state.metrics.api_rejected))
     )
+    app.add_exception_handler(DataError, unstorable_handler(_counter(state)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -185,9 +213,15 @@ def create_app(state: AppState) -> FastAPI:
             (cameras.PREFIX + "/", state.camera_body_bytes),
             (bulk_import.PATH, state.bulk_import.max_file_bytes),
         ),
+        count=_counter(state),
     )
     add_limits(app, state)
+    app.add_middleware(NoNul, count=_counter(state))  # outermost: refused before anything
     return app
+
+
+def _counter(state: AppState) -> Callable[[str], None]:
+    return lambda reason: state.metrics.api_rejected.labels(reason).inc()
 
 
 def add_limits(app: FastAPI, state: AppState) -> None:

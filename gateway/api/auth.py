@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.problems import ProblemError
 from gateway.api.state import AppState, get_state
+from gateway.directory.audit import Actor
 from gateway.directory.tokens import Role, TokenError, TokenInfo, verify_token
 
 _bearer = HTTPBearer(auto_error=False, description="token from `citygate token create`")
@@ -54,3 +55,8 @@ def require(*roles: Role) -> Callable[..., Awaitable[TokenInfo]]:
         return info
 
     return dependency
+
+
+def actor_of(info: TokenInfo) -> Actor:
+    """Who a request with this token is, for the audit log (its label, id and role)."""
+    return Actor.of_token(info.id, info.role.value, info.label)

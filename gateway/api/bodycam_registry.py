@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, status
 
 from gateway.api import problems
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.state import AppState, get_state
 from gateway.directory.bodycams import (
     BodycamCreate,
@@ -46,12 +46,18 @@ async def list_bodycams(state: StateDep, _: Technician) -> dict[str, Any]:
     summary="Register a body cam; its digest password is in this answer, once",
     responses=problems.responses(409, s409="the id exists (code conflict)"),
 )
-async def create_bodycam(body: BodycamCreate, state: StateDep, _: Technician) -> dict[str, Any]:
+async def create_bodycam(body: BodycamCreate, state: StateDep, who: Technician) -> dict[str, Any]:
     realm = state.bodycams_config.effective_realm
     try:
         async with state.sessions.begin() as db:
             password = await add_bodycam(
-                db, body.id, body.officer_id, realm, body.password, state.clock()
+                db,
+                body.id,
+                body.officer_id,
+                realm,
+                body.password,
+                state.clock(),
+                actor=actor_of(who),
             )
     except BodycamError as exc:
         raise _refused(exc) from None
@@ -67,14 +73,16 @@ async def create_bodycam(body: BodycamCreate, state: StateDep, _: Technician) ->
 async def rotate_bodycam_password(
     device_id: str,
     state: StateDep,
-    _: Technician,
+    who: Technician,
     body: Annotated[BodycamPassword | None, Body()] = None,
 ) -> dict[str, Any]:
     realm = state.bodycams_config.effective_realm
     given = body.password if body is not None else None
     try:
         async with state.sessions.begin() as db:
-            password = await set_password(db, device_id, realm, given, state.clock())
+            password = await set_password(
+                db, device_id, realm, given, state.clock(), actor=actor_of(who)
+            )
     except BodycamError as exc:
         raise _refused(exc) from None
     state.changed()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from gateway.api import problems
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.state import AppState, get_state
 from gateway.directory.bulk.parse import ImportFileError, detect_format
 from gateway.directory.bulk.service import import_file, limits_of
@@ -45,7 +45,7 @@ _BODY = {
 async def bulk_import(
     request: Request,
     state: StateDep,
-    _: Technician,
+    who: Technician,
     dry_run: bool = False,
     retire_missing: bool = False,
     kind: Annotated[Literal["sensor", "camera", "charger", "bodycam"] | None, Query()] = None,
@@ -68,6 +68,7 @@ async def bulk_import(
             kind=kind,
             dry_run=dry_run,
             retire_missing=retire_missing,
+            actor=actor_of(who),
         )
     except ImportFileError as exc:  # 413 too large, 400 not text, 422 not a readable file
         raise problems.ProblemError(exc.status, str(exc), "bad_file") from None

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 
 from gateway.api import problems
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.state import AppState, get_state
 from gateway.directory.chargers import (
     ChargerCreate,
@@ -68,7 +68,7 @@ def _refused(exc: ChargerError) -> problems.ProblemError:
     summary="Register a charger; its OCPP password is in this answer, once",
     responses=problems.responses(409, s409="the id exists, or is retired (code conflict)"),
 )
-async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) -> dict[str, Any]:
+async def create_charger(body: ChargerCreate, state: StateDep, who: Technician) -> dict[str, Any]:
     now = state.clock()
     fields = body.model_dump(exclude={"id", "site_id", "place", "lat", "lon"})
     try:
@@ -76,7 +76,7 @@ async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) ->
             new = await charger_at(
                 db, body.id, body.site_id, body.place, body.lat, body.lon, **fields
             )
-            password = await add_charger(db, new, now)
+            password = await add_charger(db, new, now, actor=actor_of(who))
             row = await db.get(ChargerRow, body.id)
             assert row is not None
             out = _out(row)
@@ -91,10 +91,10 @@ async def create_charger(body: ChargerCreate, state: StateDep, _: Technician) ->
     summary="Rotate a charger's OCPP password; the new one is in this answer, once",
     responses=problems.responses(409, s409="the charger is retired (code conflict)"),
 )
-async def rotate_password(charger_id: str, state: StateDep, _: Technician) -> dict[str, Any]:
+async def rotate_password(charger_id: str, state: StateDep, who: Technician) -> dict[str, Any]:
     try:
         async with state.sessions.begin() as db:
-            password = await set_password(db, charger_id, state.clock())
+            password = await set_password(db, charger_id, state.clock(), actor=actor_of(who))
     except ChargerError as exc:
         raise _refused(exc) from None
     state.changed()
@@ -108,14 +108,16 @@ async def rotate_password(charger_id: str, state: StateDep, _: Technician) -> di
     responses=problems.responses(409, s409="the charger is retired (code conflict)"),
 )
 async def patch_charger(
-    charger_id: str, body: ChargerPatch, state: StateDep, _: Technician
+    charger_id: str, body: ChargerPatch, state: StateDep, who: Technician
 ) -> dict[str, Any]:
     changes = body.model_dump(include=body.model_fields_set)
     if not changes:
         raise problems.invalid("nothing to change", "nothing_to_change", ("body",))
     try:
         async with state.sessions.begin() as db:
-            out = _out(await update_charger(db, charger_id, changes, state.clock()))
+            out = _out(
+                await update_charger(db, charger_id, changes, state.clock(), actor=actor_of(who))
+            )
     except ChargerError as exc:
         raise _refused(exc) from None
     state.changed()

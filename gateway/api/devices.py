@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from events import Event
 from gateway.api import problems
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.models import (
     CameraCreate,
     CameraCredentials,
@@ -73,7 +73,7 @@ async def get_device(device_id: str, state: StateDep, _: Reader) -> DeviceOut:
     summary="Register (provision) a berth sensor, optionally bound to a berth",
     responses=problems.responses(409, s409="a device with this DevEUI exists (code conflict)"),
 )
-async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> DeviceOut:
+async def create_device(body: DeviceCreate, state: StateDep, who: Writer) -> DeviceOut:
     try:
         row, events = await _registry(state).provision(
             body.dev_eui,
@@ -82,6 +82,7 @@ async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> Devic
             berth_id=body.berth_id,
             heartbeat_s=body.heartbeat_s,
             notes=body.notes,
+            actor=actor_of(who),
         )
     except RegistryError as exc:
         raise _refused(exc) from None
@@ -97,10 +98,14 @@ async def create_device(body: DeviceCreate, state: StateDep, _: Writer) -> Devic
         409, s409="the change conflicts with the device's or berth's state (code conflict)"
     ),
 )
-async def patch_device(device_id: str, body: DevicePatch, state: StateDep, _: Writer) -> DeviceOut:
+async def patch_device(
+    device_id: str, body: DevicePatch, state: StateDep, who: Writer
+) -> DeviceOut:
     changes = body.model_dump(include=body.model_fields_set)
     try:
-        row, events = await _registry(state).update(device_id, changes, state.clock())
+        row, events = await _registry(state).update(
+            device_id, changes, state.clock(), actor=actor_of(who)
+        )
     except RegistryError as exc:
         raise _refused(exc) from None
     _publish(state, events)
@@ -125,7 +130,7 @@ def camera_credentials(row: Any, secret: str) -> CameraCredentials:
     summary="Register a plate camera (its push URL's secret is in the answer, once)",
     responses=responses(409, 422),
 )
-async def create_camera(body: CameraCreate, state: StateDep, _: Writer) -> Any:
+async def create_camera(body: CameraCreate, state: StateDep, who: Writer) -> Any:
     try:
         row, secret = await _registry(state).provision_camera(
             body.id,
@@ -135,6 +140,7 @@ async def create_camera(body: CameraCreate, state: StateDep, _: Writer) -> Any:
             lane_id=body.lane_id,
             direction=body.direction,
             notes=body.notes,
+            actor=actor_of(who),
         )
     except RegistryError as exc:
         return problem(exc.status, exc.message)
@@ -148,9 +154,11 @@ async def create_camera(body: CameraCreate, state: StateDep, _: Writer) -> Any:
     summary="Give a plate camera a new push URL secret (the old one stops working)",
     responses=responses(404),
 )
-async def rotate_camera_secret(device_id: str, state: StateDep, _: Writer) -> Any:
+async def rotate_camera_secret(device_id: str, state: StateDep, who: Writer) -> Any:
     try:
-        row, secret = await _registry(state).rotate_camera_secret(device_id, state.clock())
+        row, secret = await _registry(state).rotate_camera_secret(
+            device_id, state.clock(), actor=actor_of(who)
+        )
     except RegistryError as exc:
         return problem(exc.status, exc.message)
     state.changed()

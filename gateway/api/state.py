@@ -20,6 +20,7 @@ from gateway.config import (
     ApiConfig,
     BodycamsConfig,
     BulkImportConfig,
+    CommissioningConfig,
     DronesConfig,
     TelemetryConfig,
 )
@@ -81,6 +82,8 @@ class AppState:
     drones: DroneService | None = None
     drones_config: DronesConfig = field(default_factory=DronesConfig)
     bulk_import: BulkImportConfig = field(default_factory=BulkImportConfig)
+    commissioning: CommissioningConfig = field(default_factory=CommissioningConfig)
+    serial_ports: dict[str, str] = field(default_factory=dict)  # [lanes] serial_ports
 
     @property
     def tariffs(self) -> TariffBook:
@@ -125,6 +128,8 @@ class AppState:
             drones=services.drones if s.drones.enabled else None,
             drones_config=s.drones,
             bulk_import=s.bulk_import,
+            commissioning=s.commissioning,
+            serial_ports=dict(s.lanes.serial_ports),
         )
 
 

@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
-rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, db, import. One module
-per command group; each adds its commands in ``register``."""
+rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, commission, db,
+audit, import. One module per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gateway.cli import (
+    audit,
     ble,
     bodycams,
     cases,
     chargers,
+    commission,
     config,
     db,
     devices,
@@ -51,7 +53,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, ble, db, import_cmd,
+    bodycams, drones, modbus, ble, commission, db, audit, import_cmd,
 )  # fmt: skip
 
 
@@ -67,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"citygate {package_version()}")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--log-json", action="store_true", help="JSON log lines")
+    p.add_argument(
+        "--as",
+        dest="actor_label",
+        metavar="LABEL",
+        default=None,
+        help="who makes the change, for the audit log (recorded as `LABEL (cli:<os user>)`; "
+        "default `cli:<os user>`)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -11,7 +11,14 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, print_password, print_table, settings_for, with_db
+from gateway.cli.common import (
+    WithConfig,
+    cli_actor,
+    print_password,
+    print_table,
+    settings_for,
+    with_db,
+)
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -42,7 +49,13 @@ def cmd_bodycams_add(args: argparse.Namespace) -> int:
         try:
             async with sessions.begin() as db:
                 password = await add_bodycam(
-                    db, body.id, body.officer_id, realm, body.password, now_utc()
+                    db,
+                    body.id,
+                    body.officer_id,
+                    realm,
+                    body.password,
+                    now_utc(),
+                    actor=cli_actor(args),
                 )
         except BodycamError as exc:
             print(str(exc), file=sys.stderr)
@@ -73,7 +86,12 @@ def cmd_bodycams_set_password(args: argparse.Namespace) -> int:
         try:
             async with sessions.begin() as db:
                 password = await set_password(
-                    db, args.id, settings.bodycams.effective_realm, given, now_utc()
+                    db,
+                    args.id,
+                    settings.bodycams.effective_realm,
+                    given,
+                    now_utc(),
+                    actor=cli_actor(args),
                 )
         except BodycamError as exc:
             print(str(exc), file=sys.stderr)
@@ -100,6 +118,15 @@ def cmd_bodycams_list(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(with_db(settings, work, town=True))
+
+
+def _storage(free_mb: float | None, total_mb: float | None) -> str:
+    """Free storage as the operator reads it: "12.3/64.0 GB" (or what the cam said)."""
+    if free_mb is None:
+        return ""
+    if total_mb:
+        return f"{free_mb / 1024:.1f}/{total_mb / 1024:.1f} GB"
+    return f"{free_mb / 1024:.1f} GB"
 
 
 def cmd_field(args: argparse.Namespace) -> int:
@@ -130,11 +157,13 @@ def cmd_field(args: argparse.Namespace) -> int:
                     "online" if x["online"] else "offline",
                     (x["last_seen"] or "")[:19],
                     "" if x["battery_percent"] is None else f"{x['battery_percent']:.0f}%",
+                    _storage(x.get("storage_free_mb"), x.get("storage_total_mb")),
                     "" if p is None else f"{p['lat']:.5f},{p['lon']:.5f}",
                     str(len(x["alarms"])) if x["alarms"] else "",
                 ]
             )
-        cols = ["cam", "officer", "squad", "state", "last_seen", "battery", "position", "alarms"]
+        cols = ["cam", "officer", "squad", "state", "last_seen", "battery", "storage free",
+                "position", "alarms"]  # fmt: skip
         print_table(cols, rows)
         drones = view.get("drones") or []
         if drones:

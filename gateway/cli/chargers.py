@@ -12,6 +12,7 @@ from typing import Any
 from events import now_utc
 from gateway.cli.common import (
     WithConfig,
+    cli_actor,
     print_password,
     print_table,
     settings_for,
@@ -58,7 +59,7 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
                 new = await charger_at(
                     session, body.id, body.site_id, body.place, body.lat, body.lon, **rest
                 )
-                password = await add_charger(session, new, now_utc())
+                password = await add_charger(session, new, now_utc(), actor=cli_actor(args))
         except ChargerError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -98,7 +99,11 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
         try:
             async with sessions.begin() as session:
                 row = await update_charger(
-                    session, args.id, patch.model_dump(include=patch.model_fields_set), now_utc()
+                    session,
+                    args.id,
+                    patch.model_dump(include=patch.model_fields_set),
+                    now_utc(),
+                    actor=cli_actor(args),
                 )
                 where = row.site_id or row.place
         except ChargerError as exc:
@@ -118,7 +123,7 @@ def cmd_chargers_set_password(args: argparse.Namespace) -> int:
 
         try:
             async with sessions.begin() as session:
-                password = await set_password(session, args.id, now_utc())
+                password = await set_password(session, args.id, now_utc(), actor=cli_actor(args))
         except ChargerError as exc:
             print(str(exc), file=sys.stderr)
             return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import signal
 import sys
@@ -14,12 +15,15 @@ from typing import Any
 
 from events import now_utc
 from gateway.config import ConfigSource, Settings, describe, find_config, load_settings
+from gateway.directory.audit import Actor
 from telemetry import SPOOL_FILE
 
 __all__ = [
     "SPOOL_FILE",
+    "Actor",
     "Settings",
     "WithConfig",
+    "cli_actor",
     "config_source",
     "describe",
     "install_stop",
@@ -45,6 +49,16 @@ def config_source(args: argparse.Namespace) -> ConfigSource:
         )
         args._config_source = source
     return source
+
+
+def cli_actor(args: argparse.Namespace, source: str = "cli") -> Actor:
+    """Who runs this command, for the audit log: ``cli:<os user>``, or ``LABEL (cli:<os
+    user>)`` with ``citygate --as LABEL ...``. One request id per command."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (a bare container)
+        user = "unknown"
+    return Actor.cli(user, getattr(args, "actor_label", None), source)
 
 
 def settings_for(args: argparse.Namespace) -> Settings:

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, print_table, settings_for, with_db
+from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
 
 COLUMNS = ["id", "kind", "model", "site_id", "berth_id", "lifecycle", "last_seen"]
 
@@ -62,10 +62,11 @@ def _change(args: argparse.Namespace, op: str, body: Any) -> int:
                     berth_id=body.berth_id,
                     heartbeat_s=body.heartbeat_s,
                     notes=body.notes,
+                    actor=cli_actor(args),
                 )
             else:
                 changes = body.model_dump(include=body.model_fields_set)
-                row, _ = await registry.update(args.id, changes, now_utc())
+                row, _ = await registry.update(args.id, changes, now_utc(), actor=cli_actor(args))
         except RegistryError as exc:
             print(exc.message, file=sys.stderr)
             return 2
@@ -144,7 +145,9 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
         registry = Registry(sessions)
         try:
             if body is None:
-                row, secret = await registry.rotate_camera_secret(args.id, now_utc())
+                row, secret = await registry.rotate_camera_secret(
+                    args.id, now_utc(), actor=cli_actor(args)
+                )
             else:
                 row, secret = await registry.provision_camera(
                     body.id,
@@ -153,6 +156,7 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
                     now_utc(),
                     lane_id=body.lane_id,
                     direction=body.direction,
+                    actor=cli_actor(args),
                     notes=body.notes,
                 )
         except RegistryError as exc:

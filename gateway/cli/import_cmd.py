@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from events import now_utc
-from gateway.cli.common import WithConfig, settings_for, with_db
+from gateway.cli.common import WithConfig, cli_actor, settings_for, with_db
 
 LIST_AT_MOST = 20  # ids listed per kind and outcome in the text summary (--json has all)
 
@@ -126,6 +126,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 retire_missing=args.retire_missing,
                 progress=progress,
+                actor=cli_actor(args),
             )
         except ImportFileError as exc:
             print(f"import: {path}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from gateway.cli.common import (
     WithConfig,
+    cli_actor,
     settings_for,
     with_db,
 )
@@ -86,6 +87,7 @@ def import_document(args: argparse.Namespace, kind: Literal["tariffs", "rules"])
                     str(args.file.resolve()),
                     now_utc(),
                     configured_zone(settings.town),
+                    actor=cli_actor(args, "import"),
                 )
         except documents.DocumentError as exc:
             print(f"invalid {kind}: {exc}", file=sys.stderr)

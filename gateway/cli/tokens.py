@@ -10,6 +10,7 @@ from typing import Any
 from events import now_utc
 from gateway.cli.common import (
     WithConfig,
+    cli_actor,
     settings_for,
     with_db,
 )
@@ -22,7 +23,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
     async def work(sessions: Any) -> int:
         async with sessions.begin() as session:
-            info, token = await create_token(session, Role(args.role), now_utc(), args.label)
+            info, token = await create_token(
+                session, Role(args.role), now_utc(), args.label, actor=cli_actor(args)
+            )
         print(token)
         print(
             f"token {info.id} ({info.role.value}) created; it is shown only once", file=sys.stderr
@@ -40,7 +43,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     async def work(sessions: Any) -> int:
         try:
             async with sessions.begin() as session:
-                found = await revoke_token(session, args.id, now_utc())
+                found = await revoke_token(session, args.id, now_utc(), actor=cli_actor(args))
         except TokenError:
             found = False
         if not found:

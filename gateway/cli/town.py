@@ -11,6 +11,7 @@ from typing import Any
 from events import now_utc
 from gateway.cli.common import (
     WithConfig,
+    cli_actor,
     settings_for,
     with_db,
 )
@@ -25,7 +26,7 @@ def cmd_town_import(args: argparse.Namespace) -> int:
 
     async def work(sessions: Any) -> int:
         async with sessions.begin() as session:
-            report = await import_town(session, town, now_utc())
+            report = await import_town(session, town, now_utc(), actor=cli_actor(args, "import"))
         print(json.dumps(report.as_dict(), ensure_ascii=False))
         return 0
 

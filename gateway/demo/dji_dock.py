@@ -190,6 +190,12 @@ class DockFleet:
             async with asyncio.timeout(5.0):
                 await self.transport.publish(name, json.dumps(obj).encode(), qos=qos)
             self.stats.published += 1
+        # A cancellation that landed while asyncio.timeout expired became its TimeoutError
+        # (suppressed above); it stays pending on the task: honour it, or the dock sleeps on
+        # and the fleet's TaskGroup never ends. (The transport honours the PUBACK case.)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

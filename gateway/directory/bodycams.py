@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sip.digest import ha1
+from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import BodycamRow, OfficerRow
 
@@ -62,6 +63,8 @@ async def add_bodycam(
     realm: str,
     password: str | None,
     now: datetime,
+    *,
+    actor: Actor = SYSTEM,
 ) -> str:
     """Register a cam; returns its password (shown once, stored as HA1)."""
     if await session.get(BodycamRow, cam_id) is not None:
@@ -69,36 +72,44 @@ async def add_bodycam(
     if officer_id is not None and await session.get(OfficerRow, officer_id) is None:
         raise BodycamError(f"unknown officer {officer_id!r}")
     password = password or generate_password()
-    session.add(
-        BodycamRow(
-            id=cam_id,
-            officer_id=officer_id,
-            ha1=ha1(cam_id, realm, password),
-            realm=realm,
-            password_set_at=now,
-            lifecycle="active",
-            created_at=now,
-            updated_at=now,
-        )
+    row = BodycamRow(
+        id=cam_id,
+        officer_id=officer_id,
+        ha1=ha1(cam_id, realm, password),
+        realm=realm,
+        password_set_at=now,
+        lifecycle="active",
+        created_at=now,
+        updated_at=now,
     )
+    session.add(row)
     await session.flush()
     await record_change(session, "bodycam", cam_id, "add", now)
+    await record_audit(session, actor, "bodycam", cam_id, "add", None, snapshot(row), now)
     return password
 
 
 async def set_password(
-    session: AsyncSession, cam_id: str, realm: str, password: str | None, now: datetime
+    session: AsyncSession,
+    cam_id: str,
+    realm: str,
+    password: str | None,
+    now: datetime,
+    *,
+    actor: Actor = SYSTEM,
 ) -> str:
     """Set (or rotate) a cam's password; returns it. The old one stops working at once."""
     row = await session.get(BodycamRow, cam_id)
     if row is None:
         raise BodycamError(f"no body cam {cam_id!r}", 404)
+    before = snapshot(row)
     password = password or generate_password()
     row.ha1 = ha1(cam_id, realm, password)
     row.realm = realm
     row.password_set_at = now
     row.updated_at = now
     await record_change(session, "bodycam", cam_id, "password", now)
+    await record_audit(session, actor, "bodycam", cam_id, "password", before, snapshot(row), now)
     return password
 
 
@@ -109,17 +120,18 @@ async def set_passwords(
     now: datetime,
     *,
     create: bool = False,
+    actor: Actor = SYSTEM,
 ) -> int:
     """Set many cams' passwords in one transaction (the demo's 72); unknown ids are skipped,
     or registered without an officer with *create* (a bench's 2,000). Returns how many."""
     rows = (await session.execute(select(BodycamRow).where(BodycamRow.id.in_(passwords)))).scalars()
     known = set()
     for row in rows:
-        await set_password(session, row.id, realm, passwords[row.id], now)
+        await set_password(session, row.id, realm, passwords[row.id], now, actor=actor)
         known.add(row.id)
     if create:
         for cam_id in sorted(set(passwords) - known):
-            await add_bodycam(session, cam_id, None, realm, passwords[cam_id], now)
+            await add_bodycam(session, cam_id, None, realm, passwords[cam_id], now, actor=actor)
             known.add(cam_id)
     return len(known)
 

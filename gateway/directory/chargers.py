@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
 from gateway.directory.town import ChargePointId, Ident, Lat, Lon
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ChargerRow, SiteRow
@@ -72,6 +73,19 @@ class ChargerPatch(BaseModel):
     lifecycle: Literal["active", "retired"] | None = Field(
         None, description="retired: refused at the OCPP handshake, out of the fleet view"
     )
+
+
+# What the charger and the gateway's liveness book write, not provisioning: not audited.
+_RUNTIME = (
+    "protocol", "firmware", "serial", "last_boot_at", "last_boot_reason", "last_seen",
+    "connected", "connected_at", "disconnected_at", "disconnect_reason", "restarted_at",
+    "probe_state", "probe_at",
+)  # fmt: skip
+
+
+def charger_fields(row: ChargerRow) -> dict[str, Any]:
+    """A charger's audited fields (its password hash is redacted when stored)."""
+    return snapshot(row, exclude=_RUNTIME)
 
 
 def generate_password() -> str:
@@ -136,7 +150,9 @@ _REINSTATE = (
 )
 
 
-async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> str:
+async def add_charger(
+    session: AsyncSession, new: NewCharger, now: datetime, *, actor: Actor = SYSTEM
+) -> str:
     """Register a charger; returns its password (shown once, stored hashed)."""
     existing = await session.get(ChargerRow, new.id)
     if existing is not None and existing.lifecycle == "retired":
@@ -148,61 +164,74 @@ async def add_charger(session: AsyncSession, new: NewCharger, now: datetime) -> 
     if new.site_id is not None and await session.get(SiteRow, new.site_id) is None:
         raise ChargerError(f"unknown site {new.site_id!r}")
     password = generate_password()
-    session.add(
-        ChargerRow(
-            id=new.id,
-            site_id=new.site_id,
-            place=new.place,
-            lat=new.lat,
-            lon=new.lon,
-            vendor=new.vendor,
-            model=new.model,
-            current=new.current,
-            power_kw=new.power_kw,
-            connectors=new.connectors,
-            lifecycle="active",
-            password_hash=hash_password(password),
-            password_set_at=now,
-            heartbeat_s=300,
-            created_at=now,
-            updated_at=now,
-        )
+    row = ChargerRow(
+        id=new.id,
+        site_id=new.site_id,
+        place=new.place,
+        lat=new.lat,
+        lon=new.lon,
+        vendor=new.vendor,
+        model=new.model,
+        current=new.current,
+        power_kw=new.power_kw,
+        connectors=new.connectors,
+        lifecycle="active",
+        password_hash=hash_password(password),
+        password_set_at=now,
+        heartbeat_s=300,
+        created_at=now,
+        updated_at=now,
     )
+    session.add(row)
     await session.flush()
     await record_change(session, "charger", new.id, "add", now)
+    await record_audit(session, actor, "charger", new.id, "add", None, charger_fields(row), now)
     return password
 
 
 async def store_password(
-    session: AsyncSession, charger_id: str, password: str, now: datetime
+    session: AsyncSession, charger_id: str, password: str, now: datetime, *, actor: Actor = SYSTEM
 ) -> None:
     """Store the hash of a password the charger itself accepted (a rotation through OCPP:
     1.6 AuthorizationKey, 2.0.1 BasicAuthPassword); the old one stops working."""
     row = await session.get(ChargerRow, charger_id)
     if row is None:
         raise ChargerError(f"no charger {charger_id!r}")
+    before = charger_fields(row)
     row.password_hash = hash_password(password)
     row.password_set_at = now
     row.updated_at = now
+    after = charger_fields(row)
+    await record_audit(session, actor, "charger", charger_id, "password", before, after, now)
 
 
-async def set_password(session: AsyncSession, charger_id: str, now: datetime) -> str:
+async def set_password(
+    session: AsyncSession, charger_id: str, now: datetime, *, actor: Actor = SYSTEM
+) -> str:
     """Rotate a charger's password; returns the new one (the old one stops working)."""
     row = await session.get(ChargerRow, charger_id)
     if row is None:
         raise ChargerError(f"no charger {charger_id!r}", status=404)
     if row.lifecycle == "retired":  # a password it could not use anyway
         raise ChargerError(f"charger {charger_id!r} is retired: {_REINSTATE}", status=409)
+    before = charger_fields(row)
     password = generate_password()
     row.password_hash = hash_password(password)
     row.password_set_at = now
     row.updated_at = now
     await record_change(session, "charger", charger_id, "password", now)
+    after = charger_fields(row)
+    await record_audit(session, actor, "charger", charger_id, "password", before, after, now)
     return password
 
 
 async def update_charger(
-    session: AsyncSession, charger_id: str, changes: dict[str, Any], now: datetime
+    session: AsyncSession,
+    charger_id: str,
+    changes: dict[str, Any],
+    now: datetime,
+    *,
+    actor: Actor = SYSTEM,
 ) -> ChargerRow:
     """Move a charger (``site_id``, ``place``, ``lat``, ``lon``) or retire or reinstate it
     (``lifecycle``). A retired charger is refused at the OCPP handshake and leaves the fleet."""
@@ -212,6 +241,7 @@ async def update_charger(
     unknown = set(changes) - {"site_id", "place", "lat", "lon", "lifecycle"}
     if unknown:
         raise ChargerError(f"cannot change {', '.join(sorted(unknown))}")
+    before = charger_fields(row)
     if "site_id" in changes:
         site_id = changes["site_id"]
         if site_id is not None and await session.get(SiteRow, site_id) is None:
@@ -227,5 +257,7 @@ async def update_charger(
         row.lifecycle = lifecycle
     row.updated_at = now
     await session.flush()
-    await record_change(session, "charger", charger_id, lifecycle or "update", now)
+    op = lifecycle or "update"
+    await record_change(session, "charger", charger_id, op, now)
+    await record_audit(session, actor, "charger", charger_id, op, before, charger_fields(row), now)
     return row

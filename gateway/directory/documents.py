@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.directory.audit import SYSTEM, Actor, record_audit
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import DocumentRow, SiteRow, ZoneRow
 from parking.enforcement import RuleBook, ZoneShape
@@ -52,6 +53,17 @@ class Document:
 
 def _doc(row: DocumentRow) -> Document:
     return Document(row.id, row.kind, row.source, row.sha256, row.content, row.created_at)
+
+
+def document_fields(doc: Document) -> dict[str, Any]:
+    """What the audit log keeps of a version: which it is, not its text (kept in the table)."""
+    return {
+        "id": doc.id,
+        "source": doc.source,
+        "sha256": doc.sha256,
+        "bytes": len(doc.content.encode("utf-8")),
+        "created_at": doc.created_at,
+    }
 
 
 def sha256(text: str) -> str:
@@ -105,7 +117,14 @@ async def get(session: AsyncSession, doc_id: int) -> Document | None:
 
 
 async def import_document(
-    session: AsyncSession, kind: DocKind, text: str, source: str, now: datetime, zone: ZoneInfo
+    session: AsyncSession,
+    kind: DocKind,
+    text: str,
+    source: str,
+    now: datetime,
+    zone: ZoneInfo,
+    *,
+    actor: Actor = SYSTEM,
 ) -> tuple[Document, bool]:
     """Validate *text* and put it in force (in the caller's transaction); returns the document
     in force and whether it is new (the same text as the current version is not stored twice).
@@ -119,7 +138,12 @@ async def import_document(
     session.add(row)
     await session.flush()
     await record_change(session, kind, str(row.id), "import", now)
-    return _doc(row), True
+    doc = _doc(row)
+    before = None if now_doc is None else document_fields(now_doc)
+    await record_audit(
+        session, actor, kind, str(row.id), "import", before, document_fields(doc), now
+    )
+    return doc, True
 
 
 def _read(kind: DocKind, path: Path | None) -> tuple[str, str]:
@@ -149,6 +173,8 @@ async def ensure_document(
     path: Path | None,
     now: datetime,
     zone: ZoneInfo,
+    *,
+    actor: Actor = SYSTEM,
 ) -> Document:
     """The document in force at start, after importing the configured file if it changed
     since its last import (or nothing is stored yet)."""
@@ -165,5 +191,5 @@ async def ensure_document(
             if seen == digest or path is None:
                 return doc  # the file is as last imported: a later import stays in force
         if doc is None or doc.sha256 != digest:
-            doc, _ = await import_document(session, kind, text, source, now, zone)
+            doc, _ = await import_document(session, kind, text, source, now, zone, actor=actor)
         return doc

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dronelink.patrol import PatrolArea
+from gateway.directory.audit import Edit
 from gateway.infra.storage.schema import DroneRow
 
 __all__ = ["Drone", "drone_problems", "drone_values", "import_drones"]
@@ -76,6 +77,10 @@ def drone_problems(drones: list[Drone]) -> list[str]:
     return problems
 
 
+DRONE_FIELDS = ("name", "kind", "dock_sn", "aircraft_sn", "system_id", "patrol_area",
+                "home_lon", "home_lat")  # fmt: skip
+
+
 def drone_values(d: Drone) -> dict[str, Any]:
     return {
         "name": d.name,
@@ -90,11 +95,17 @@ def drone_values(d: Drone) -> dict[str, Any]:
 
 
 async def import_drones(
-    session: AsyncSession, drones: list[Drone], now: datetime
+    session: AsyncSession,
+    drones: list[Drone],
+    now: datetime,
+    edits: dict[str, Edit] | None = None,
 ) -> list[tuple[str, str, str]]:
     """Upsert the file's drones; ``(outcome, kind, key)`` for each (created, updated,
     unchanged, deleted). A drone no longer in the file is left alone, unless the file gives one
-    of its keys to another drone: then it goes (keys are unique)."""
+    of its keys to another drone: then it goes (keys are unique). *edits* receives, by drone
+    id, what each drone created, updated or deleted was before and is after (the audit log)."""
+    edits = {} if edits is None else edits
+    fields = list(DRONE_FIELDS)
     existing = {r.id: r for r in (await session.execute(select(DroneRow))).scalars()}
     out: list[tuple[str, str, str]] = []
     in_file = {d.id for d in drones}
@@ -104,6 +115,9 @@ async def import_drones(
         if old.id in in_file:
             continue
         if {old.dock_sn, old.aircraft_sn} & sns or old.system_id in system_ids:
+            edits[old.id] = Edit(
+                "drone", old.id, "delete", {k: getattr(old, k) for k in fields}, None
+            )
             await session.delete(old)
             del existing[old.id]
             out.append(("deleted", "drone", old.id))
@@ -124,12 +138,21 @@ async def import_drones(
         if row is None:
             session.add(DroneRow(id=d.id, created_at=now, updated_at=now, **values))
             out.append(("created", "drone", d.id))
+            edits[d.id] = Edit("drone", d.id, "import", None, values)
             continue
         for k, v in values.items():
             setattr(row, k, v)
         if before[d.id] != values:
             row.updated_at = now
             out.append(("updated", "drone", d.id))
+            was = before[d.id]
+            edits[d.id] = Edit(
+                "drone",
+                d.id,
+                "import",
+                {k: v for k, v in was.items() if values[k] != v},
+                {k: v for k, v in values.items() if was[k] != v},
+            )
         else:
             out.append(("unchanged", "drone", d.id))
     await session.flush()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
 from events import Event
+from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
 from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
 from gateway.infra.changes import record_change
@@ -52,6 +53,19 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
         lane_id=row.lane_id,
         direction=row.direction,
     )
+
+
+_RUNTIME = ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
+
+
+def device_fields(row: DeviceRow) -> dict[str, Any]:
+    """A device's audited fields: what provisioning sets, not what the device reports."""
+    return snapshot(row, exclude=_RUNTIME)
+
+
+def audit_kind(row: DeviceRow) -> str:
+    """Plate cameras are devices in the change feed and ``camera`` in the audit log."""
+    return "camera" if row.kind == "camera" else "device"
 
 
 def binding_for(row: DeviceRow | DeviceEntry) -> SensorBinding | None:
@@ -125,6 +139,7 @@ class Registry:
         berth_id: str | None = None,
         heartbeat_s: int | None = None,
         notes: str = "",
+        actor: Actor = SYSTEM,
     ) -> tuple[DeviceRow, list[Event]]:
         dev_id = dev_eui.lower()
         try:
@@ -152,6 +167,8 @@ class Registry:
             session.add(row)
             await session.flush()
             await record_change(session, "device", dev_id, "provision", now)
+            after = device_fields(row)
+            await record_audit(session, actor, "device", dev_id, "provision", None, after, now)
         return row, self._sync(row, now)
 
     async def provision_camera(
@@ -164,6 +181,7 @@ class Registry:
         lane_id: str | None = None,
         direction: str | None = None,
         notes: str = "",
+        actor: Actor = SYSTEM,
     ) -> tuple[DeviceRow, str]:
         """Register a plate camera at a site; returns its row and the clear URL secret
         (shown once: only its hash is stored)."""
@@ -193,10 +211,14 @@ class Registry:
             session.add(row)
             await session.flush()
             await record_change(session, "device", cam_id, "provision", now)
+            after = device_fields(row)
+            await record_audit(session, actor, "camera", cam_id, "provision", None, after, now)
         self._sync(row, now)
         return row, secret
 
-    async def rotate_camera_secret(self, camera_id: str, now: datetime) -> tuple[DeviceRow, str]:
+    async def rotate_camera_secret(
+        self, camera_id: str, now: datetime, *, actor: Actor = SYSTEM
+    ) -> tuple[DeviceRow, str]:
         """A new URL secret for a camera (the old one stops working at once)."""
         cam_id = camera_id.lower()
         secret = new_secret()
@@ -204,21 +226,25 @@ class Registry:
             row = await session.get(DeviceRow, cam_id)
             if row is None or row.kind != "camera":
                 raise RegistryError(404, f"no camera {camera_id!r}")
+            before = device_fields(row)
             row.secret_hash = hash_secret(secret)
             row.updated_at = now
             await session.flush()
             await record_change(session, "device", cam_id, "secret", now)
+            after = device_fields(row)
+            await record_audit(session, actor, "camera", cam_id, "secret", before, after, now)
         self._sync(row, now)
         return row, secret
 
     async def update(
-        self, device_id: str, changes: dict[str, Any], now: datetime
+        self, device_id: str, changes: dict[str, Any], now: datetime, *, actor: Actor = SYSTEM
     ) -> tuple[DeviceRow, list[Event]]:
         dev_id = device_id.lower()
         async with self._sessions.begin() as session:
             row = await session.get(DeviceRow, dev_id)
             if row is None:
                 raise RegistryError(404, f"no device {device_id!r}")
+            before = device_fields(row)
             if "berth_id" in changes:
                 berth_id = changes["berth_id"]
                 if berth_id is not None:
@@ -238,6 +264,8 @@ class Registry:
             await session.flush()
             op = changes.get("lifecycle") or ("bind" if "berth_id" in changes else "update")
             await record_change(session, "device", dev_id, op, now)
+            after = device_fields(row)
+            await record_audit(session, actor, audit_kind(row), dev_id, op, before, after, now)
         return row, self._sync(row, now)
 
     async def refresh(self, device_id: str, now: datetime) -> list[Event]:

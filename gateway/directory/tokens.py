@@ -17,10 +17,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.directory.audit import SYSTEM, Actor, record_audit
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ApiTokenRow
 
@@ -71,7 +73,7 @@ def split_token(token: str) -> tuple[str, str]:
 
 
 async def create_token(
-    session: AsyncSession, role: Role, now: datetime, label: str = ""
+    session: AsyncSession, role: Role, now: datetime, label: str = "", *, actor: Actor = SYSTEM
 ) -> tuple[TokenInfo, str]:
     """Create a token; returns its info and the clear token (shown once, never stored)."""
     token_id = secrets.token_hex(6)
@@ -82,6 +84,7 @@ async def create_token(
     session.add(row)
     await session.flush()
     await record_change(session, "token", token_id, "create", now)
+    await record_audit(session, actor, "token", token_id, "create", None, _public(row), now)
     return _info(row), f"{PREFIX}{token_id}_{secret}"
 
 
@@ -97,7 +100,9 @@ async def verify_token(session: AsyncSession, token: str) -> TokenInfo:
     return _info(row)
 
 
-async def revoke_token(session: AsyncSession, token_id: str, now: datetime) -> bool:
+async def revoke_token(
+    session: AsyncSession, token_id: str, now: datetime, *, actor: Actor = SYSTEM
+) -> bool:
     """Revoke by id (or by a full token). Returns False if there is no such token."""
     if token_id.startswith(PREFIX):
         token_id = split_token(token_id)[0]
@@ -105,14 +110,27 @@ async def revoke_token(session: AsyncSession, token_id: str, now: datetime) -> b
     if row is None:
         return False
     if row.revoked_at is None:
+        before = _public(row)
         row.revoked_at = now
         await record_change(session, "token", token_id, "revoke", now)
+        await record_audit(session, actor, "token", token_id, "revoke", before, _public(row), now)
     return True
 
 
 async def list_tokens(session: AsyncSession) -> list[TokenInfo]:
     rows = await session.execute(select(ApiTokenRow).order_by(ApiTokenRow.created_at))
     return [_info(r) for r in rows.scalars()]
+
+
+def _public(row: ApiTokenRow) -> dict[str, Any]:
+    """What the audit log keeps of a token: never its hash (nor, of course, its secret)."""
+    return {
+        "id": row.id,
+        "role": row.role,
+        "label": row.label,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 def _info(row: ApiTokenRow) -> TokenInfo:

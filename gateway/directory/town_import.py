@@ -6,7 +6,8 @@ no longer in the file are left alone: retiring hardware is a technician's decisi
 effect of editing a file. A lane that is no longer in the file is left too, unless the file
 gives its camera to another lane (a camera reads one lane): then it goes. Every row created or
 updated goes into the change feed, in the same transaction, so running gateways follow the
-import live.
+import live, and into the audit log (one entry per object created, updated or deleted, with
+the fields the file sets before and after; unchanged objects leave no entry).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
+from gateway.directory.audit import SYSTEM, Actor, Edit, record_audits
 from gateway.directory.drones import import_drones
 from gateway.directory.town import Counting, Lane, Town
 from gateway.infra.changes import record_changes
@@ -57,10 +59,12 @@ def _apply(row: Any, values: dict[str, Any]) -> bool:
     return changed
 
 
-async def import_town(session: AsyncSession, town: Town, now: datetime) -> ImportReport:
+async def import_town(
+    session: AsyncSession, town: Town, now: datetime, *, actor: Actor = SYSTEM
+) -> ImportReport:
     """Upsert *town* in one transaction owned by the caller."""
     report = ImportReport()
-    changed: list[tuple[str, str, str]] = []  # (kind, key, op) for the change feed
+    changed: list[Edit] = []  # for the change feed and the audit log
     kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger",
              "officers": "officer", "bodycams": "bodycam"}  # fmt: skip
     # One query per table instead of one per row: a town has thousands of rows.
@@ -116,9 +120,10 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
         if dev.berth_id is None:
             continue
         if dev.berth_id in wanted_berths and wanted.get(dev.id) != dev.berth_id:
+            changed.append(Edit("device", dev.id, "unbind", {"berth_id": dev.berth_id},
+                                {"berth_id": None}))  # fmt: skip
             dev.berth_id = None
             dev.updated_at = now
-            changed.append(("device", dev.id, "unbind"))
     await session.flush()
 
     for sensor in town.sensors:
@@ -184,12 +189,14 @@ async def import_town(session: AsyncSession, town: Town, now: datetime) -> Impor
                     "bodycams", "bodycam", report, changed, now=now,
                     created={"lifecycle": "active"})  # fmt: skip
     await session.flush()
-    for outcome, kind, key in await import_drones(session, town.drones, now):
+    drone_edits: dict[str, Edit] = {}
+    for outcome, _kind, key in await import_drones(session, town.drones, now, drone_edits):
         if outcome != "deleted":  # a drone whose keys the file gave to another
             report.note("drones", outcome)
         if outcome != "unchanged":
-            changed.append((kind, key, "delete" if outcome == "deleted" else "import"))
-    await record_changes(session, changed, now)
+            changed.append(drone_edits[key])
+    await record_changes(session, [(e.kind, e.key, e.action) for e in changed], now)
+    await record_audits(session, actor, changed, now)
     return report
 
 
@@ -206,7 +213,7 @@ def _upsert(
     table: str,
     kind: str,
     report: ImportReport,
-    changed: list[tuple[str, str, str]],
+    changed: list[Edit],
     *,
     now: datetime | None = None,
     created: dict[str, Any] | None = None,
@@ -220,15 +227,32 @@ def _upsert(
         row = model(id=key, **stamps, **(created or {}), **values)
         session.add(row)
         report.note(table, "created")
-        changed.append((kind, key, "import"))
-    elif _apply(row, values):
+        changed.append(Edit(kind, key, "import", None, {**(created or {}), **values}))
+        return row
+    before = {k: getattr(row, k) for k in values}
+    if _apply(row, values):
         if now is not None:
             row.updated_at = now
         report.note(table, "updated")
-        changed.append((kind, key, "import"))
+        changed.append(
+            Edit(kind, key, "import", _differing(before, values), _differing(values, before))
+        )
     else:
         report.note(table, "unchanged")
     return row
+
+
+def _differing(these: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+    """The fields of *these* whose value *others* does not share (an update's before/after)."""
+    return {k: v for k, v in these.items() if k != "updated_at" and others.get(k) != v}
+
+
+def lane_fields(row: LaneRow) -> dict[str, Any]:
+    """A stored lane's town-file fields (what the audit log keeps of a deleted lane)."""
+    return {k: getattr(row, k) for k in LANE_FIELDS}
+
+
+LANE_FIELDS = ("site_id", "kind", "camera_id", "gate_bus", "gate_unit", "gate_model", "display")
 
 
 def lane_values(ln: Lane) -> dict[str, Any]:
@@ -248,7 +272,7 @@ async def _import_lanes(
     lanes: list[Lane],
     existing: dict[str, LaneRow],
     report: ImportReport,
-    changed: list[tuple[str, str, str]],
+    changed: list[Edit],
     now: datetime,
 ) -> None:
     """Upsert the file's lanes; a lane outside the file holding a camera the file gives to
@@ -259,7 +283,7 @@ async def _import_lanes(
     stale = [r.id for r in taken if r.id not in in_file]
     if stale:
         await session.execute(delete(LaneRow).where(LaneRow.id.in_(stale)))
-        changed.extend(("lane", key, "delete") for key in stale)
+        changed.extend(Edit("lane", k, "delete", lane_fields(existing[k]), None) for k in stale)
     moving = [r for r in taken if r.id in in_file]
     for row in moving:  # cameras swapped between lanes of the file: free them first
         row.camera_id = f"~{row.id}"[:64]

@@ -30,6 +30,7 @@ from drivers.sensors.registry import get_codec
 from drivers.sip.digest import ha1
 from gateway.directory import bodycams as cams
 from gateway.directory import chargers as chg
+from gateway.directory.audit import SYSTEM, Actor, Edit, record_audit, record_audits
 from gateway.directory.bulk.parse import KINDS, Parsed, Row, RowError
 from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import Lifecycle
@@ -101,6 +102,7 @@ async def run_import(
     dry_run: bool = False,
     retire_missing: bool = False,
     progress: Progress | None = None,
+    actor: Actor = SYSTEM,
 ) -> Outcome:
     """Diff *parsed* against the database in *session*'s transaction and, unless *dry_run*
     or a row is rejected, apply it there. The caller commits (or rolls back on an error)."""
@@ -117,7 +119,7 @@ async def run_import(
             out.notes.append(NO_RETIRE["bodycam"])
     if dry_run or out.errors:
         return out
-    await plan.write(session, now, realm, progress)
+    await plan.write(session, now, realm, progress, actor)
     return out
 
 
@@ -340,7 +342,12 @@ class _Plan:
     # -- writing ---------------------------------------------------------------------------
 
     async def write(
-        self, session: AsyncSession, now: datetime, realm: str, progress: Progress | None
+        self,
+        session: AsyncSession,
+        now: datetime,
+        realm: str,
+        progress: Progress | None,
+        actor: Actor = SYSTEM,
     ) -> None:
         total = (len(self.dev_new) + len(self.dev_upd) + len(self.dev_retire)
                  + len(self.charger_new) + len(self.charger_upd) + len(self.charger_retire)
@@ -395,26 +402,48 @@ class _Plan:
             step(len(chunk))
         feed.extend(("device", d["id"], "update") for d in self.dev_upd)
         await record_changes(session, feed, now)
+        await record_audits(session, actor, self._device_edits(), now)
         await session.flush()
-        await self._write_chargers(session, now, step)
-        await self._write_bodycams(session, now, realm, step)
+        await self._write_chargers(session, now, step, actor)
+        await self._write_bodycams(session, now, realm, step, actor)
+
+    def _device_edits(self) -> list[Edit]:
+        """The audit entries of the devices' bulk writes (what the feed says, with before and
+        after: the new row, the fields the diff changed, the lifecycle retired)."""
+        kinds = {d["id"]: d["kind"] for d in self.dev_new}
+        edits = [
+            Edit(_audit_kind(d["kind"]), d["id"], "provision", None,
+                 {k: v for k, v in d.items() if k not in ("created_at", "updated_at")})
+            for d in self.dev_new
+        ]  # fmt: skip
+        for kind in ("sensor", "camera"):
+            for change in self.out.changed.get(kind, []):
+                if change["id"] in kinds:
+                    continue
+                fields = change["fields"]
+                edits.append(Edit(_audit_kind(kind), change["id"], "update",
+                                  {k: v[0] for k, v in fields.items()},
+                                  {k: v[1] for k, v in fields.items()}))  # fmt: skip
+        for key in self.dev_retire:
+            edits.append(Edit("device", key, "retired", None, {"lifecycle": "retired"}))
+        return edits
 
     def _secret(self, kind: str, key: str, name: str, value: str, **extra: str) -> None:
         self.out.secrets.append({"kind": kind, "id": key, name: value, **extra})
 
     async def _write_chargers(
-        self, session: AsyncSession, now: datetime, step: Callable[[int], None]
+        self, session: AsyncSession, now: datetime, step: Callable[[int], None], actor: Actor
     ) -> None:
         for row, new in self.charger_new:
-            password = await chg.add_charger(session, new, now)
+            password = await chg.add_charger(session, new, now, actor=actor)
             if row.secret is not None:
-                await chg.store_password(session, row.id, row.secret, now)
+                await chg.store_password(session, row.id, row.secret, now, actor=actor)
             else:
                 self._secret("charger", row.id, "password", password)
             step(1)
         for row, changes in self.charger_upd:
             if row.secret is not None:
-                await chg.store_password(session, row.id, row.secret, now)
+                await chg.store_password(session, row.id, row.secret, now, actor=actor)
             where: dict[str, Any] = {
                 k: changes.pop(k) for k in ("site_id", "place", "lat", "lon") if k in changes
             }
@@ -422,33 +451,49 @@ class _Plan:
             assert charger is not None
             for key, value in changes.items():  # what update_charger does not move
                 setattr(charger, key, value)
-            await chg.update_charger(session, row.id, where, now)
+            await chg.update_charger(session, row.id, where, now, actor=actor)
             step(1)
         for key in self.charger_retire:
-            await chg.update_charger(session, key, {"lifecycle": "retired"}, now)
+            await chg.update_charger(session, key, {"lifecycle": "retired"}, now, actor=actor)
             step(1)
 
     async def _write_bodycams(
-        self, session: AsyncSession, now: datetime, realm: str, step: Callable[[int], None]
+        self,
+        session: AsyncSession,
+        now: datetime,
+        realm: str,
+        step: Callable[[int], None],
+        actor: Actor,
     ) -> None:
         for row in self.cam_new:
             if row.kind != "bodycam":
                 continue
             officer = row.values["officer_id"]
-            password = await cams.add_bodycam(session, row.id, officer, realm, row.secret, now)
+            password = await cams.add_bodycam(
+                session, row.id, officer, realm, row.secret, now, actor=actor
+            )
             if row.secret is None:
                 self._secret("bodycam", row.id, "password", password)
             step(1)
         for row, diff in self.cam_upd:
             if "password" in diff:
-                await cams.set_password(session, row.id, realm, row.secret, now)
+                await cams.set_password(session, row.id, realm, row.secret, now, actor=actor)
             if "officer_id" in diff:
                 cam = await session.get(BodycamRow, row.id)
                 assert cam is not None
+                before = {"officer_id": cam.officer_id}
                 cam.officer_id = row.values["officer_id"]
                 cam.updated_at = now
                 await record_changes(session, [("bodycam", row.id, "update")], now)
+                await record_audit(session, actor, "bodycam", row.id, "update", before,
+                                   {"officer_id": cam.officer_id}, now)  # fmt: skip
             step(1)
+
+
+def _audit_kind(kind: str) -> str:
+    """The audit log's kind: plate cameras are ``camera``, sensors ``device`` (as the
+    registry's own entries)."""
+    return "camera" if kind == "camera" else "device"
 
 
 def _push(row: Row, secret: str) -> str:

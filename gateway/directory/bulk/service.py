@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.directory.audit import SYSTEM, Actor
 from gateway.directory.bulk.engine import Outcome, Progress, run_import
 from gateway.directory.bulk.parse import Format, Kind, Limits, RowError, parse
 
@@ -29,9 +30,11 @@ async def import_file(
     dry_run: bool = False,
     retire_missing: bool = False,
     progress: Progress | None = None,
+    actor: Actor = SYSTEM,
 ) -> Outcome:
-    """Import *data*; raises ``ImportFileError`` for a file that cannot be read at all.
-    The outcome's errors list every rejected row; then (and on a dry run) nothing is written."""
+    """Import *data* as *actor* (every change goes into the audit log); raises
+    ``ImportFileError`` for a file that cannot be read at all. The outcome's errors list
+    every rejected row; then (and on a dry run) nothing is written."""
     parsed = parse(data, fmt, limits, kind)
     outcome: Outcome | None = None
     try:
@@ -44,6 +47,7 @@ async def import_file(
                 dry_run=dry_run,
                 retire_missing=retire_missing,
                 progress=progress,
+                actor=actor.via("import") if actor.source == "cli" else actor,
             )
             if not outcome.imported:
                 raise _Rejected

@@ -13,6 +13,7 @@ from drivers.ocpp import AuthVerdict, IdTagStatus, Link
 from events import (
     Event,
 )
+from gateway.directory.audit import Actor
 from gateway.directory.chargers import check_password, store_password
 from gateway.infra.storage.schema import (
     ChargerRow,
@@ -40,7 +41,10 @@ class ChargingRuntime(Watch):
     async def password_changed(self, charger_id: str, password: str) -> None:
         """The charger took a new password (the command's answer waits for this write)."""
         async with self._sessions.begin() as db:
-            await store_password(db, charger_id, password, self._clock())
+            # Asked for by an operator's command; what the audit log can say is that the
+            # charger took it over OCPP.
+            actor = Actor(f"charger:{charger_id}", None, "system", "ocpp", "")
+            await store_password(db, charger_id, password, self._clock(), actor=actor)
 
     def connected(self, charger_id: str, session: Link) -> None:
         self.live[charger_id] = session

@@ -89,6 +89,9 @@ class DroneService:
             "citygate_drone_alerts", "Drone alerts by kind and change", ["alert", "change"], r
         )
         self.commands = CommandRunner(config, store, clock, links, r)
+        # When this gateway began to listen: silence before it (the gateway was down) is
+        # not a drone's (see ``patrol.tick``); set by ``run``.
+        self.listening_since: datetime | None = None
         self.drones: dict[str, DroneInfo] = {}
         self.live: dict[str, DroneLive] = {}
         self._by_key: dict[tuple[str, str], str] = {}
@@ -129,6 +132,7 @@ class DroneService:
         """Timers: silent links (alerts), the write-behind, commands left open by a stopped
         instance."""
         loop = asyncio.get_running_loop()
+        self.listening_since = self.listening_since or self.clock()
         next_flush = next_tick = next_expire = 0.0
         while True:
             await asyncio.sleep(0.2)
@@ -149,7 +153,7 @@ class DroneService:
             info = self.drones.get(drone_id)
             if info is None:
                 continue
-            live.watch, alerts = tick(live.watch, now, self.rules)
+            live.watch, alerts = tick(live.watch, now, self.rules, self.listening_since)
             for a in alerts:
                 live.dirty = True
                 self._alert(info, a)

@@ -1,0 +1,217 @@
+"""The audit log: who changed which device, binding, password, token or town object, when,
+and what it was before and after.
+
+Every writer that records a change in the change feed (``gateway.infra.changes``) records an
+audit entry in the same transaction, so a change is never half-recorded: both commit or
+neither does. *Who* is an ``Actor``: the API token's label and id (``source`` api), or
+``cli:<os user>`` from the CLI (``source`` cli, or import for file imports), or the gateway
+itself (``system``, e.g. the town file imported at start).
+
+Before and after are the object's public fields as plain JSON (never ORM objects), passed
+through ``redact``: anything named like a secret (password, hash, HA1, secret, token, key
+material ...), at any depth, is replaced by ``"[redacted]"`` (or stays null when unset), and
+any string that looks like an API token is replaced too. ``redact`` is pure.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import insert, inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.infra.storage.schema import AuditRow
+
+__all__ = [
+    "REDACTED",
+    "STARTUP",
+    "SYSTEM",
+    "Actor",
+    "Edit",
+    "is_secret_name",
+    "record_audit",
+    "record_audits",
+    "redact",
+    "snapshot",
+]
+
+REDACTED = "[redacted]"
+SOURCES = ("api", "cli", "import", "startup", "ocpp", "system")
+
+# Substrings that make a field a secret wherever they appear in its name ...
+_SECRET_PARTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "ha1",
+    "hash",
+    "digest",
+    "credential",
+    "private",
+    "apikey",
+    "api_key",
+    "authorization",
+    "signature",
+    "salt",
+    "cookie",
+    "session_key",
+)
+# ... and words that do when they are the name or one of its ``_``/``-`` separated parts
+# (``token``, ``auth_token``, ``key``, ``ssh_key`` are secrets; ``token_id``, ``keyboard`` and
+# ``monkey`` are not, nor is ``key_id``: an id names a secret without being one).
+_SECRET_WORDS = frozenset({"token", "key", "pin", "pwd", "psk", "otp", "bearer", "jwt"})
+_NOT_SECRET_SUFFIXES = ("_id", "_ids", "_at", "_set", "_label", "_count")
+_TOKEN_TEXT = re.compile(r"cg_[0-9a-f]+_[A-Za-z0-9_\-]+")  # a clear API token in free text
+
+
+def _normal(name: str) -> str:
+    """camelCase and kebab-case as snake_case, lower-case (``basicAuthPassword``)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return spaced.replace("-", "_").replace(" ", "_").lower()
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field called *name* holds a secret (or material derived from one)."""
+    n = _normal(name)
+    if n.endswith(_NOT_SECRET_SUFFIXES):
+        return False
+    if any(part in n for part in _SECRET_PARTS):
+        return True
+    return any(word in _SECRET_WORDS for word in n.split("_"))
+
+
+def _plain(value: Any) -> Any:
+    """*value* as JSON (datetimes as ISO text, enums by value, the rest as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    return str(value)
+
+
+def redact(value: Any) -> Any:
+    """A JSON copy of *value* with every secret replaced (pure; see the module docstring).
+
+    Mappings are walked key by key (a key named like a secret hides its whole value, however
+    deep), sequences item by item; a string that looks like a clear API token is hidden
+    wherever it is. Non-JSON scalars become text, keys become text."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = str(_plain(k))
+            if is_secret_name(name):
+                out[name] = None if v is None else REDACTED
+            else:
+                out[name] = redact(v)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [redact(v) for v in items]
+    plain = _plain(value)
+    if isinstance(plain, str) and _TOKEN_TEXT.search(plain):
+        return _TOKEN_TEXT.sub(REDACTED, plain)
+    return plain
+
+
+def snapshot(row: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The columns of ORM *row* as a plain dict (secrets are redacted when stored)."""
+    skip = set(exclude)
+    return {
+        a.key: getattr(row, a.key) for a in inspect(row).mapper.column_attrs if a.key not in skip
+    }
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change: a token's label and id (API), ``cli:<user>`` (CLI), ``system``.
+    ``request_id`` ties together the entries one request, command or import made."""
+
+    label: str
+    token_id: str | None = None
+    role: str = "system"
+    source: str = "system"
+    request_id: str = field(default_factory=_request_id)
+
+    @classmethod
+    def of_token(cls, token_id: str, role: str, label: str) -> Actor:
+        """An API caller: its token's label (or ``token:<id>`` for an unlabelled token)."""
+        return cls(label or f"token:{token_id}", token_id, role, "api")
+
+    @classmethod
+    def cli(cls, user: str, as_label: str | None = None, source: str = "cli") -> Actor:
+        """A CLI user: ``cli:<user>``, or ``LABEL (cli:<user>)`` with ``--as LABEL``."""
+        who = f"cli:{user}"
+        return cls(f"{as_label} ({who})" if as_label else who, None, "cli", source)
+
+    def via(self, source: str) -> Actor:
+        """The same actor through another source (a CLI command importing a file)."""
+        return Actor(self.label, self.token_id, self.role, source, self.request_id)
+
+
+SYSTEM = Actor("system", None, "system", "system", "")
+STARTUP = Actor("system", None, "system", "startup", "")  # what a gateway imports at start
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One audited change: an object of *kind* and *key*, what *action* did to it, and its
+    public fields before (None: it did not exist) and after (None: it is gone)."""
+
+    kind: str
+    key: str
+    action: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+
+
+def _row(actor: Actor, edit: Edit, now: datetime) -> dict[str, Any]:
+    return {
+        "at": now,
+        "actor": actor.label[:200],
+        "actor_token_id": actor.token_id,
+        "role": actor.role[:16],
+        "source": actor.source[:16],
+        "request_id": actor.request_id[:64] or None,
+        "kind": edit.kind[:16],
+        "key": edit.key[:200],
+        "action": edit.action[:16],
+        "before": None if edit.before is None else redact(edit.before),
+        "after": None if edit.after is None else redact(edit.after),
+    }
+
+
+async def record_audits(
+    session: AsyncSession, actor: Actor, edits: Sequence[Edit], now: datetime
+) -> int:
+    """Write audit entries for *edits* in *session*'s transaction; returns how many. One
+    bulk insert (a town import writes thousands): committed with the change, or never."""
+    if edits:
+        await session.execute(insert(AuditRow), [_row(actor, e, now) for e in edits])
+    return len(edits)
+
+
+async def record_audit(
+    session: AsyncSession,
+    actor: Actor,
+    kind: str,
+    key: str,
+    action: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Write one audit entry in *session*'s transaction (kept if it commits, else not)."""
+    await record_audits(session, actor, [Edit(kind, key, action, before, after)], now)
