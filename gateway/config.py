@@ -692,6 +692,19 @@ class DronesConfig(_Section):
         return self
 
 
+class BulkImportConfig(_Section):
+    max_file_bytes: int = Field(
+        4_194_304,
+        gt=0,
+        le=1_073_741_824,
+        description="a bulk import file (CSV or TOML; `citygate import`, POST /api/v1/import) "
+        "larger than this is refused whole (the API answers 413)",
+    )
+    max_rows: int = Field(
+        20_000, gt=0, le=1_000_000, description="a bulk import file with more rows is refused whole"
+    )
+
+
 class DemoConfig(_Section):
     embedded_broker: bool = Field(
         False, description="start a local broker (Mosquitto if installed, else in-process)"
@@ -778,6 +791,7 @@ class Settings(_Section):
     cameras: CamerasConfig = CamerasConfig()
     bodycams: BodycamsConfig = BodycamsConfig()
     drones: DronesConfig = DronesConfig()
+    bulk_import: BulkImportConfig = BulkImportConfig()
     commissioning: CommissioningConfig = CommissioningConfig()
     demo: DemoConfig = DemoConfig()
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api import (
     audit,
     bodycam_registry,
+    bulk_import,
     cameras,
     cases,
     charger_registry,
@@ -64,6 +65,7 @@ ROUTERS = (
     drones.router,
     audit.router,
     commission.router,
+    bulk_import.router,
 )
 
 
@@ -207,7 +209,10 @@ def create_app(state: AppState) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit=state.max_body_bytes,
-        prefixes=((cameras.PREFIX + "/", state.camera_body_bytes),),
+        prefixes=(
+            (cameras.PREFIX + "/", state.camera_body_bytes),
+            (bulk_import.PATH, state.bulk_import.max_file_bytes),
+        ),
         count=_counter(state),
     )
     add_limits(app, state)

@@ -19,6 +19,7 @@ from gateway.cases.runtime import CasesRuntime
 from gateway.config import (
     ApiConfig,
     BodycamsConfig,
+    BulkImportConfig,
     CommissioningConfig,
     DronesConfig,
     TelemetryConfig,
@@ -80,6 +81,7 @@ class AppState:
     # read the database, commands answer 503)
     drones: DroneService | None = None
     drones_config: DronesConfig = field(default_factory=DronesConfig)
+    bulk_import: BulkImportConfig = field(default_factory=BulkImportConfig)
     commissioning: CommissioningConfig = field(default_factory=CommissioningConfig)
     serial_ports: dict[str, str] = field(default_factory=dict)  # [lanes] serial_ports
 
@@ -125,6 +127,7 @@ class AppState:
             bodycams_config=s.bodycams,
             drones=services.drones if s.drones.enabled else None,
             drones_config=s.drones,
+            bulk_import=s.bulk_import,
             commissioning=s.commissioning,
             serial_ports=dict(s.lanes.serial_ports),
         )

@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
 rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, commission, db,
-audit. One module per command group; each adds its commands in ``register``."""
+audit, import. One module per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from gateway.cli import (
     db,
     devices,
     drones,
+    import_cmd,
     modbus,
     rules,
     run,
@@ -52,7 +53,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, ble, commission, db, audit,
+    bodycams, drones, modbus, ble, commission, db, audit, import_cmd,
 )  # fmt: skip
 
 
