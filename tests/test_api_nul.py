@@ -77,9 +77,9 @@ async def test_a_nul_anywhere_is_a_4xx_never_a_5xx(gw: Any) -> None:
     assert failures == [], "\n".join(map(repr, failures))
 
 
-async def test_a_nul_inside_a_json_body_is_a_400_before_any_route(gw: Any) -> None:
+async def test_a_nul_inside_a_json_body_is_a_422_before_any_route(gw: Any) -> None:
     """A lane's manual open records its reason: with a NUL inside (PostgreSQL would refuse
-    the row, and the lane took that for a database failure: a 503), the answer is a 400,
+    the row, and the lane took that for a database failure: a 503), the answer is a 422,
     the same on either backend, and the gate is not opened."""
     tokens = await make_tokens(gw)
     lane = next(iter(gw.services.lanes.lanes)) if hasattr(gw.services.lanes, "lanes") else None
@@ -91,5 +91,5 @@ async def test_a_nul_inside_a_json_body_is_a_400_before_any_route(gw: Any) -> No
             json={"reason": "ambulance\x00 at the gate"},
             headers={"Authorization": f"Bearer {tokens['operator']}"},
         )
-    assert r.status_code == 400 and r.json()["code"] == "nul_character", r.text
+    assert r.status_code == 422 and r.json()["code"] == "nul_character", r.text
     assert gw.metrics_value("citygate_api_rejected_total", reason="nul_character") >= 1

@@ -73,7 +73,7 @@ class BodyLimit:
     """Refuse request bodies over *limit* bytes with 413, whether or not they declare a length
     (a hostile client can lie or stream forever). *prefixes* give paths their own limit
     (plate cameras push pictures: ``/cameras/`` takes ``[cameras] max_body_bytes``). A JSON
-    body with a NUL character in it is a 400 (see ``gateway.api.nul``)."""
+    body with a NUL character in it is a 422 (see ``gateway.api.nul``)."""
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class BodyLimit:
         # refuse, NUL included.)
         if own is None and _is_json(scope) and json_has_nul(b"".join(chunks)):
             self.count("nul_character")
-            await send_problem(send, 400, "a NUL character is not accepted", "nul_character")
+            await send_problem(send, 422, "a NUL character is not accepted", "nul_character")
             return
         replayed = False
 

@@ -1,5 +1,6 @@
 """Text a database cannot store, refused up front: a NUL (U+0000) in a request's path, query
-or JSON body (the escape ``\u0000``) is a 400 before any route runs (PostgreSQL refuses NUL in
+or JSON body (the escape ``\u0000``) is a 422 (a value that is not valid, as the spec lists
+for every operation with parameters or a body) before any route runs (PostgreSQL refuses NUL in
 text, SQLite keeps it: the answer must not depend on the backend, and a route must not take it
 for a database failure), and a value the database still refuses (a number out of a column's
 range) is a 422, never a 500."""
@@ -36,7 +37,7 @@ def _has_nul(scope: Scope) -> bool:
 
 
 class NoNul:
-    """400 for a NUL in the path or the query string (counted as ``nul_character``)."""
+    """422 for a NUL in the path or the query string (counted as ``nul_character``)."""
 
     def __init__(self, app: ASGIApp, count: Callable[[str], None]) -> None:
         self.app = app
@@ -45,7 +46,7 @@ class NoNul:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _has_nul(scope):
             self.count("nul_character")
-            await send_problem(send, 400, "a NUL character is not accepted", "nul_character")
+            await send_problem(send, 422, "a NUL character is not accepted", "nul_character")
             return
         await self.app(scope, receive, send)
 
