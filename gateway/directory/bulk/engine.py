@@ -12,8 +12,9 @@ Retiring (``retire_missing``, scoped to the kinds in the file): sensors and came
 ``retired`` as ``Registry.update`` retires them (a sensor frees its berth), chargers as
 ``update_charger`` retires them; body cams have no retire in the directory and are left.
 
-Long because the four kinds' diffs and writes belong together: one plan, one transaction, one
-order of writes (retire, unbind, insert, update) that keeps the berth binding unique.
+The module is long because the four kinds' diffs and writes belong together: one plan, one
+transaction, one order of writes (retire, unbind, insert, update) that keeps the berth binding
+unique.
 """
 
 from __future__ import annotations
