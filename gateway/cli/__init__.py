@@ -1,6 +1,6 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
 rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, commission, db,
-audit, import. One module per command group; each adds its commands in ``register``."""
+audit, import, completion. One module per command group; each adds its commands in ``register``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.cli import (
     cases,
     chargers,
     commission,
+    completion,
     config,
     db,
     devices,
@@ -53,7 +54,7 @@ EPILOG = (
 )
 GROUPS = (
     run, simulate, config, town, devices, tokens, telemetry, tariffs, rules, cases, chargers,
-    bodycams, drones, modbus, ble, commission, db, audit, import_cmd,
+    bodycams, drones, modbus, ble, commission, db, audit, import_cmd, completion,
 )  # fmt: skip
 
 
