@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         group.register(sub, with_config)
+    p.set_defaults(root_parser=p)  # for commands about the CLI itself (completion)
     return p
 
 

@@ -145,9 +145,7 @@ def zsh_script(tree: dict[tuple[str, ...], Node], prog: str = "citygate") -> str
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    from gateway.cli import build_parser  # the whole CLI, as the user runs it
-
-    tree = command_tree(build_parser())
+    tree = command_tree(args.root_parser)  # the whole CLI, as the user runs it
     print(bash_script(tree) if args.shell == "bash" else zsh_script(tree), end="")
     return 0
 
