@@ -105,10 +105,15 @@ async def test_boot_status_and_a_fault_reach_the_inspector(
         assert fleet["total"] == len(gw.services.charging.chargers)
         assert fleet["chargers"][0]["id"] == "SDEV001"  # worst first
         assert fleet["counts"]["faulted"] == 1
-        events = (
-            await http.get("/api/v1/chargers/SDEV001/events", headers=auth(tokens["inspector"]))
-        ).json()["events"]
-        assert any(e["kind"] == "status" and e["error_code"] == "GroundFailure" for e in events)
+
+        async def fault_event() -> bool:  # the recorder writes events behind the live view
+            r = await http.get("/api/v1/chargers/SDEV001/events", headers=auth(tokens["inspector"]))
+            return any(
+                e["kind"] == "status" and e["error_code"] == "GroundFailure"
+                for e in r.json()["events"]
+            )
+
+        await wait_for(fault_event, 5, what="the fault in the charger's events")
         # The public sees the connector out of order, not the internals.
         locs = (await http.get("/api/v1/charging/locations")).json()["locations"]
         here = next(loc for loc in locs if loc["id"] == "cp-shiminting")
