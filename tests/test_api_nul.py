@@ -82,9 +82,7 @@ async def test_a_nul_inside_a_json_body_is_a_422_before_any_route(gw: Any) -> No
     the row, and the lane took that for a database failure: a 503), the answer is a 422,
     the same on either backend, and the gate is not opened."""
     tokens = await make_tokens(gw)
-    lane = next(iter(gw.services.lanes.lanes)) if hasattr(gw.services.lanes, "lanes") else None
-    if lane is None:
-        pytest.skip("no lane in this town")
+    lane = next(iter(gw.services.lanes.lanes))  # the sample town has lanes
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}", timeout=30) as c:
         r = await c.post(
             f"/api/v1/lanes/{lane}/open",
