@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from drivers.aio import wait_for
 from dronelink.mavlink.link import MavlinkLink
 from events import now_utc
 from gateway.api.app import create_app
@@ -307,13 +308,13 @@ class Gateway:
             self._sock.close()
             self.services.bodycams.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.services.bodycams.flush(), 5)
+                await wait_for(self.services.bodycams.flush(), 5)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.services.drones.close(), 5)
+                await wait_for(self.services.drones.close(), 5)
             if self.ocpp_server is not None:
                 self.ocpp_server.close()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ocpp_server.wait_closed(), 5)
+                    await wait_for(self.ocpp_server.wait_closed(), 5)
             await self.services.close()
             log.info("stopped")
 

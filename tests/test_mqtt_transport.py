@@ -82,7 +82,7 @@ def test_topic_matching() -> None:
 async def test_a_swallowed_cancellation_is_still_honoured() -> None:
     """Python 3.11's wait_for (inside aiomqtt's CONNACK/SUBACK waits) can swallow a cancel
     that lands as the reply arrives; the transport must stop all the same, or SIGTERM hangs."""
-    from drivers.mqtt.transport import _honour_cancel
+    from drivers.aio import honour_cancel
 
     reached = asyncio.Event()
 
@@ -92,7 +92,7 @@ async def test_a_swallowed_cancellation_is_still_honoured() -> None:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             pass  # what the buggy wait_for does
-        _honour_cancel()
+        honour_cancel()
         return "carried on"
 
     task = asyncio.create_task(swallowing())

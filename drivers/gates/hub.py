@@ -32,6 +32,7 @@ from typing import Any
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from drivers.aio import honour_cancel, wait_for
 from drivers.backoff import Backoff
 from drivers.gates.bus import BusSpec, SerialBus, char_time, frame_gap, parse_bus_url
 from drivers.gates.buslock import BusLock
@@ -152,7 +153,7 @@ class ModbusHub:
     async def wait_online(self, within: float) -> bool:
         """Whether the bus is connected within *within* seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._up.wait(), within)
+            await wait_for(self._up.wait(), within)
         return self._up.is_set()
 
     # -- connection -------------------------------------------------------------------
@@ -166,6 +167,7 @@ class ModbusHub:
             try:
                 client = self._new_client()
                 ok = await client.connect() and client.connected
+                honour_cancel()  # pymodbus connects with 3.11's wait_for: see drivers.aio
             except Exception as exc:  # a serial port that cannot be opened, a bad host...
                 client, ok = None, False
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -275,7 +277,7 @@ class ModbusHub:
     ) -> ModbusPDU:
         if not self._up.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
+                await wait_for(self._up.wait(), max(0.0, deadline - loop.time()))
         client = self._client
         if not self._up.is_set() or client is None:
             why = self.last_error or "not connected"
@@ -315,6 +317,9 @@ class ModbusHub:
                 (request, lost), timeout=self.timeout * 2 + 0.5,
                 return_when=asyncio.FIRST_COMPLETED,
             )  # fmt: skip
+        except BaseException:  # cancelled: the request goes with us
+            request.cancel()
+            raise
         finally:
             lost.cancel()
         if request in done:

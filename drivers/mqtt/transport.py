@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.aio import honour_cancel
 from drivers.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -142,18 +143,6 @@ def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         client._client.ack(message.mid, message.qos)
 
 
-def _honour_cancel() -> None:
-    """Raise if this task was asked to stop but the request got lost on the way.
-
-    aiomqtt waits for CONNACK, SUBACK and PUBACK with ``asyncio.wait_for``, which on Python 3.11
-    swallows a cancellation that lands as the awaited reply arrives (fixed in 3.12). The
-    request stays pending on the task (``cancelling()``): honour it, or a gateway asked to
-    stop would carry on connected, and its TaskGroup would wait for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class MqttTransport:
     """Subscribe to *topics* and feed every message to *on_message* until cancelled."""
 
@@ -188,7 +177,7 @@ class MqttTransport:
         if self._client is None or not self.connected.is_set():
             raise ConnectionError("MQTT not connected")
         await self._client.publish(topic, payload, qos=qos)
-        _honour_cancel()  # aiomqtt waits for the PUBACK with wait_for: see _honour_cancel
+        honour_cancel()  # aiomqtt waits for the PUBACK with wait_for: see drivers.aio
 
     def _new_client(self) -> aiomqtt.Client:
         if self._hold_ack is None:
@@ -227,7 +216,7 @@ class MqttTransport:
                 async with client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
-                    _honour_cancel()
+                    honour_cancel()
                     self._client = client
                     self.connected.set()
                     self._on_state(True)
@@ -260,6 +249,6 @@ class MqttTransport:
                 if self.connected.is_set():
                     self.connected.clear()
                     self._on_state(False)
-            _honour_cancel()
+            honour_cancel()
             self.reconnects += 1
             await asyncio.sleep(self._backoff.next_delay())

@@ -20,6 +20,7 @@ from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_ca
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from drivers.aio import wait_for
 from drivers.ocpp.backend import ChargerBackend
 from drivers.ocpp.commands import (
     ChargerGone,
@@ -211,7 +212,7 @@ class ChargerSession:
             except ConnectionClosed:
                 raise ChargerGone(f"{self.charger_id} disconnected before answering") from None
             try:
-                response = await asyncio.wait_for(
+                response = await wait_for(
                     asyncio.shield(waiter), timeout=min(timeout, MAX_COMMAND_S)
                 )
             except TimeoutError:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from drivers.aio import wait_for
 from drivers.sip.errors import SipParseError
 from drivers.sip.flood import TokenBuckets
 from drivers.sip.message import SipRequest, SipResponse, SipStreamParser, parse_message
@@ -145,7 +146,7 @@ class SipEndpoint:
     async def wait_closed(self) -> None:
         if self._tcp is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 2)
+                await wait_for(self._tcp.wait_closed(), 2)
 
     # -- where we are, as a peer sees us ---------------------------------------------------------
     def local_host(self, peer: Peer) -> str | None:
@@ -234,7 +235,7 @@ class SipEndpoint:
         parser = SipStreamParser(max_size=self.max_size)
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(65536), self.idle_timeout_s)
+                data = await wait_for(reader.read(65536), self.idle_timeout_s)
                 if not data:
                     return
                 before = parser.keepalives

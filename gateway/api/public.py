@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from drivers.aio import wait_for
 from events import Event, SiteCountsChanged
 from gateway.api import problems
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
@@ -180,7 +180,7 @@ async def vacancy_stream(
             dropped = sub.dropped
             while True:
                 try:
-                    ev = await asyncio.wait_for(sub.get(), state.sse_keepalive_s)
+                    ev = await wait_for(sub.get(), state.sse_keepalive_s)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return

@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from drivers.aio import wait_for
 from drivers.backoff import Backoff
 from events import now_utc
 from gateway.cases.metrics import CaseMetrics
@@ -454,5 +455,5 @@ class CaseDelivery:
             self._wake.clear()  # reports filed meanwhile are due and go with the next probe
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await wait_for(self._wake.wait(), seconds)
         self._wake.clear()

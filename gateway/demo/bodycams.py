@@ -37,6 +37,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from drivers.aio import wait_for
 from drivers.backoff import Backoff
 from drivers.gb28181.device import (
     CatalogEntry,
@@ -183,7 +184,7 @@ class _Cam:
                 task.cancel()
             if self.registered and o.unregister_on_stop:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._register(0), 2.0)
+                    await wait_for(self._register(0), 2.0)
             self._unregistered()
             self.ep.close()
 

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from drivers.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +68,7 @@ async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float = 5.0) 
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), grace_s)
+            await wait_for(proc.wait(), grace_s)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -14,6 +14,7 @@ import logging
 import random
 from collections.abc import Mapping
 
+from drivers.aio import wait_for
 from gateway.demo.ocpp import Charger16
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        await wait_for(stop.wait(), seconds)
 
 
 async def _charger(

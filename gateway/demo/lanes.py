@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from drivers.aio import wait_for
 from gateway.demo.cameras import DahuaCamera, HikvisionCamera, VzenithCamera
 from gateway.directory.registry import Registry, RegistryError
 from gateway.directory.tokens import Role, create_token
@@ -101,7 +102,7 @@ async def run_lane_traffic(
 async def _pause(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep *seconds* unless stopped; True when stopped."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        await wait_for(stop.wait(), seconds)
     return stop.is_set()
 
 

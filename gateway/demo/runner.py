@@ -15,6 +15,7 @@ from typing import Final
 
 import aiomqtt
 
+from drivers.aio import wait_for
 from drivers.backoff import Backoff
 from drivers.mqtt.transport import MqttParams, make_client
 from gateway.demo.options import Outgoing, SimStats, SimulatorOptions
@@ -136,7 +137,7 @@ class _Pump:
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        await wait_for(stop.wait(), timeout=seconds)
 
 
 async def run_simulator(

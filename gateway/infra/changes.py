@@ -27,6 +27,7 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from drivers.aio import wait_for
 from events import now_utc
 from gateway.infra.storage.schema import ChangeRow
 from gateway.logs import OnceLogger
@@ -149,7 +150,7 @@ class ChangeFollower:
                 await self.catch_up()
                 wait = self._slow_poll_s if self._listener_up() else self._poll_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    await wait_for(self._wake.wait(), wait)
                 self._wake.clear()
         finally:
             await self._unlisten()

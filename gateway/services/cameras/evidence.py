@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from drivers.aio import wait_for
 from drivers.cameras import Image
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
@@ -189,4 +190,4 @@ class EvidenceStore:
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
             self._full.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), interval_s)
+                await wait_for(self._full.wait(), interval_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from drivers.aio import wait_for
 from drivers.ocpp import AuthVerdict, IdTagStatus, Link
 from events import (
     Event,
@@ -70,7 +71,7 @@ class ChargingRuntime(Watch):
         waiter = asyncio.get_running_loop().create_future()
         self._durable_waiters.append((target, waiter))
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.config.durable_reply_timeout_s)
+            await wait_for(asyncio.shield(waiter), self.config.durable_reply_timeout_s)
         except TimeoutError:
             self._metrics.ocpp_rejected.labels("recorder", "reply_not_durable").inc()
             return False

@@ -31,6 +31,7 @@ from charging.health import (
     StatusRecorded,
     UnknownCharger,
 )
+from drivers.aio import wait_for
 from drivers.backoff import Backoff
 from events import (
     ChargerBooted,
@@ -176,7 +177,7 @@ class Recorder(Pricing):
         items: list[QueueItem] = []
         if self._retry:
             with contextlib.suppress(TimeoutError):
-                items.append(await asyncio.wait_for(self._queue.get(), backoff.next_delay()))
+                items.append(await wait_for(self._queue.get(), backoff.next_delay()))
         else:
             items.append(await self._queue.get())
         while items and len(items) < batch and not self._queue.empty():

@@ -7,7 +7,10 @@ restart finds every raise that may have happened. The gate's outcome is stepped 
 (``GateDone``); a failure puts the lane in ``fault``, from which an operator opens it
 (``operator_open``, with a reason and the operator's token id). A lane waiting for payment
 opens when the payment is recorded (``payment_recorded``, PaymentService's hook; a recheck
-every ``recheck_s`` catches another instance's). Steps of one lane hold its lock."""
+every ``recheck_s`` catches another instance's). Steps of one lane hold its lock.
+
+A little over 400 lines, long because the push, the gate task, the operator's open and the
+payment recheck share one lane's lock and its state; split, each would need all of it."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from drivers.aio import wait_for
 from drivers.cameras import CameraRead
 from gateway.directory.devices import DeviceEntry
 from gateway.infra.storage.schema import LaneRow
@@ -302,7 +306,7 @@ class LaneService:
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._tick.wait(), self._recheck_s)
+                    await wait_for(self._tick.wait(), self._recheck_s)
                 if self._tick.is_set():
                     self._tick.clear()
                     continue
@@ -371,7 +375,7 @@ class LaneService:
         d.state, d.sent_at = "sent", self._clock()
         try:
             gate = self.gates.gate_for(rt.config)
-            outcome = await asyncio.wait_for(gate.command("raise", d.id), self._gate_timeout_s)
+            outcome = await wait_for(gate.command("raise", d.id), self._gate_timeout_s)
             status, detail = outcome.status, outcome.detail
         except TimeoutError:
             status, detail = "unconfirmed", f"no outcome within {self._gate_timeout_s:g} s"

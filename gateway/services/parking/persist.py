@@ -26,6 +26,7 @@ from sqlalchemy import Update, bindparam, case, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from drivers.aio import wait_for
 from drivers.backoff import Backoff
 from events import BerthState, BerthStateChanged
 from gateway.directory.devices import DeviceDirectory
@@ -128,7 +129,7 @@ class Persister:
             while True:
                 if not self._acks:  # acknowledgements kept from a failed commit do not wait
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._interval)
+                        await wait_for(self._wake.wait(), self._interval)
                 self._wake.clear()
                 if self._acks and self._commit_delay:
                     await asyncio.sleep(self._commit_delay)  # gather a batch for one commit
