@@ -41,6 +41,7 @@ from telemetry.spool import Spool, SpoolError
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
+GATHER_S = 0.02  # how long the consumer lets events gather between wake-ups
 
 
 @dataclass
@@ -161,17 +162,20 @@ class TelemetryPipeline:
 
     async def _consume(self) -> None:
         assert self._events is not None
-        taken = 0
+        events = self._events
         while True:
-            event = await self._events.get()
-            self.add_event(event)
-            taken += 1
+            self.add_event(await events.get())
+            # Take what else is queued (at most a slice, so catching up after a burst never
+            # holds the loop), then let the next ones gather: one wake-up per batch, not one
+            # per event, at a cost of GATHER_S of latency on the way to a flush of seconds.
+            for _ in range(255):
+                if events.empty():
+                    break
+                self.add_event(events.get_nowait())
             if len(self._buffer) >= self._batch_size:
                 await self.flush()
-            elif taken % 256 == 0:
-                # Queue.get() does not yield while events are queued: after a burst, give the
-                # loop back regularly so catching up never delays ingest or the API.
-                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(GATHER_S if events.empty() else 0)
 
     async def _flusher(self) -> None:
         while True:
