@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -57,10 +58,8 @@ async def test_honour_cancel_raises_only_when_a_cancel_is_pending() -> None:
     honour_cancel()  # nothing pending: no-op
 
     async def swallowed() -> None:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # what the buggy wait_for does
             await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            pass  # what the buggy wait_for does
         honour_cancel()
 
     task = asyncio.create_task(swallowed())

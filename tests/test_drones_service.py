@@ -284,13 +284,22 @@ async def test_progress_from_another_instance_completes_the_waiting_command(
     assert record.status == "ok" and record.percent == 100
     assert link_a.resolved[cid].status is CommandStatus.OK
     assert count(metrics_b, "citygate_drone_reports", what="progress", outcome="ok") == 2
-    # a late progress for a final command changes nothing
+    # a late progress for a final command changes nothing, and is counted apart from one for
+    # a command nobody sent
     b.on_progress(CommandProgress(cid, CommandStatus.FAILED, T0))
     await wait_for(
-        lambda: count(metrics_b, "citygate_drone_reports", what="progress", outcome="not_open"),
+        lambda: count(metrics_b, "citygate_drone_reports", what="progress", outcome="after_final"),
         5,
     )
     assert (await a.store.command(cid)).status == "ok"  # type: ignore[union-attr]
+    b.on_progress(CommandProgress("no-such-command", CommandStatus.OK, T0))
+    await wait_for(
+        lambda: count(
+            metrics_b, "citygate_drone_reports", what="progress", outcome="unknown_command"
+        ),
+        5,
+    )
+    assert count(metrics_b, "citygate_drone_reports", what="progress", outcome="after_final") == 1
 
 
 async def _status(service: DroneService, cid: str, want: str) -> bool:

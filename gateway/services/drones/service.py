@@ -268,7 +268,16 @@ class DroneService:
                 log.warning("drones: progress of %s not written (%s)", p.command_id, exc)
                 self.counts.labels("progress", "not_written").inc()
                 return
-        self.counts.labels("progress", "ok" if stepped else "not_open").inc()
+        if stepped:
+            self.counts.labels("progress", "ok").inc()
+            return
+        # Not open: a dock's last progress event often lands after the reply that made the
+        # command final (expected, kept apart), or it is for a command nobody here sent.
+        try:
+            known = await self.store.command(p.command_id[:36]) is not None
+        except Exception:
+            known = False
+        self.counts.labels("progress", "after_final" if known else "unknown_command").inc()
 
     def _publish_position(self, info: DroneInfo, live: DroneLive, r: DroneReport) -> None:
         f = r.fix
