@@ -20,7 +20,7 @@ from gateway.directory import bodycams, chargers, documents
 from gateway.directory.audit import REDACTED, Actor
 from gateway.directory.audit_view import audit_page
 from gateway.directory.registry import Registry, RegistryError
-from gateway.directory.tokens import Role, create_token, revoke_token
+from gateway.directory.tokens import Role, create_token, revoke_token, split_token
 from gateway.directory.town import Town, load_town
 from gateway.directory.town_import import import_town
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
@@ -97,7 +97,7 @@ async def exercise_every_writer(sessions: Sessions) -> set[str]:
 
     async with sessions.begin() as s:
         info, token = await create_token(s, Role.TECHNICIAN, now, "van 7", actor=CLI)
-        secrets |= {token, token.rsplit("_", 1)[1]}
+        secrets |= {token, split_token(token)[1]}  # its secret may hold "_" too
         await revoke_token(s, info.id, now, actor=CLI)
         new = await chargers.charger_at(s, "AUDIT01", site, None, None, None)
         secrets.add(await chargers.add_charger(s, new, now, actor=TECH))
