@@ -327,7 +327,7 @@ async def test_concurrent_replacements_of_one_device_exactly_one_wins(
     b, _ = sensor()
     spare = new_eui()
     await provision(sessions, spare)
-    results = await asyncio.gather(
+    pair = await asyncio.gather(
         replace(sessions, a, new=spare), replace(sessions, b, new=spare), return_exceptions=True
     )
-    assert sorted(type(r).__name__ for r in results) == ["Refused", "dict"], results
+    assert sorted(type(r).__name__ for r in pair) == ["Refused", "dict"], pair
