@@ -6,13 +6,15 @@ concurrent replacements of one device: exactly one wins."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.directory.audit import Actor
@@ -32,6 +34,7 @@ from gateway.infra.storage.schema import (
     DeviceRow,
     LaneRow,
 )
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -331,3 +334,36 @@ async def test_concurrent_replacements_of_one_device_exactly_one_wins(
         replace(sessions, a, new=spare), replace(sessions, b, new=spare), return_exceptions=True
     )
     assert sorted(type(r).__name__ for r in pair) == ["Refused", "dict"], pair
+
+
+async def test_a_replacement_chosen_as_a_deadlock_victim_is_tried_again(
+    sessions: Sessions, module_db_url: str
+) -> None:
+    """The write-behind persister updates devices' rows in its own order: a replacement that
+    PostgreSQL aborts to break a deadlock wrote nothing and is made again."""
+    if not module_db_url.startswith("postgresql"):
+        pytest.skip("row locks and deadlocks are PostgreSQL's (SQLite has one writer)")
+    old, berth = sensor()
+    new = new_eui()
+    await provision(sessions, new)
+    async with sessions() as other, other.begin():
+        await other.execute(select(DeviceRow).where(DeviceRow.id == new).with_for_update())
+        task = asyncio.create_task(replace(sessions, old, new=new))
+
+        async def replacement_waits() -> bool:
+            async with sessions() as probe:
+                n = await probe.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+            return bool(n)
+
+        await wait_for(replacement_waits, 10, what="the replacement waiting for the new row")
+        with contextlib.suppress(DBAPIError):  # whichever PostgreSQL aborts
+            await other.execute(
+                update(DeviceRow).where(DeviceRow.id == old).values(notes="the persister")
+            )
+    out = await asyncio.wait_for(task, 20)
+    assert out["place"]["berth_id"] == berth
+    async with sessions() as s:
+        bound = await s.scalar(select(DeviceRow.id).where(DeviceRow.berth_id == berth))
+    assert bound == new

@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from drivers.sensors import nwave
 from events import InputRejected, SensorStatus
+from gateway.demo.cameras import HikvisionCamera, VzenithCamera
 from gateway.demo.ocpp import Charger16
 from gateway.directory.devices import Lifecycle
 from gateway.directory.replace import replace_device
@@ -35,6 +36,7 @@ from gateway.directory.town import load_town
 from gateway.infra.storage.db import create_engine, sessionmaker_for
 from gateway.infra.storage.schema import ParkingSessionRow
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
+from tests.sip_uac import Uac
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -292,6 +294,79 @@ async def test_a_replaced_charger_is_refused_and_its_successor_connects(
             return got.status_code == 200 and bool(got.json()["online"])
 
     await wait_for(new_online, LIVE_S, what="the new charger online")
+
+
+async def test_a_lane_reads_its_new_camera_and_keeps_its_decisions(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    lane = TOWN.lanes[0]
+    assert lane.kind == "entry"
+    tech, base = auth(tokens["technician"]), f"http://127.0.0.1:{gw.api_port}"
+    r = await http.post(
+        "/api/v1/devices/cameras",
+        json={"id": lane.camera, "vendor": "hikvision", "site_id": lane.site, "lane_id": lane.id},
+        headers=tech,
+    )
+    assert r.status_code == 201, r.text
+    old_cam = HikvisionCamera(base, lane.camera, r.json()["secret"])
+
+    async def decided(plate: str) -> bool:
+        got = await http.get(f"/api/v1/lanes/{lane.id}", headers=auth(tokens["operator"]))
+        return plate in {d["plate"] for d in got.json().get("decisions", [])}
+
+    try:
+        assert (await old_cam.push("甘G12345")).status_code == 200
+        await wait_for(lambda: decided("甘G12345"), LIVE_S, what="the old camera's decision")
+        r = await http.post(
+            f"/api/v1/devices/{lane.camera}/replace",
+            json={"new": "cam-repl-new", "vendor": "vzenith"},
+            headers=tech,
+        )
+        assert r.status_code == 200, r.text
+        creds = r.json()["credentials"]
+        assert (await old_cam.heartbeat()).status_code == 403  # retired: refused at once
+    finally:
+        await old_cam.aclose()
+    await wait_for(lambda: gw.services.lanes.serves("cam-repl-new"), LIVE_S, what="the lane")
+    assert not gw.services.lanes.serves(lane.camera)
+    new_cam = VzenithCamera(base, "cam-repl-new", creds["secret"])
+    try:
+        assert (await new_cam.push("甘G54321")).status_code == 200
+    finally:
+        await new_cam.aclose()
+    await wait_for(lambda: decided("甘G54321"), LIVE_S, what="the new camera's decision")
+    assert await decided("甘G12345")  # the lane's history carries on
+
+
+async def test_a_replaced_body_cam_no_longer_registers_and_its_successor_does(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    officer = TOWN.officers[-1]
+    old, new = officer.bodycam, "62072500081389990099"
+    assert old is not None
+    tech, cfg = auth(tokens["technician"]), gw.settings.bodycams
+    r = await http.post(f"/api/v1/devices/bodycams/{old}/password",
+                        json={"password": "old-cam-pass-1"}, headers=tech)  # fmt: skip
+    assert r.status_code == 200, r.text
+
+    async def registers(cam: str, password: str) -> bool:
+        uac = await Uac(cam, password, cfg.effective_realm, cfg.platform_id).open(gw.sip_port)
+        try:
+            return (await uac.register()).status == 200
+        finally:
+            uac.close()
+
+    await wait_for(lambda: registers(old, "old-cam-pass-1"), LIVE_S, 0.2, what="old registers")
+    r = await http.post(f"/api/v1/devices/{old}/replace",
+                        json={"new": new, "password": "new-cam-pass-1"}, headers=tech)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["place"] == {"officer_id": officer.id} and "credentials" not in r.json()
+
+    async def old_refused() -> bool:
+        return not await registers(old, "old-cam-pass-1")
+
+    await wait_for(old_refused, LIVE_S, 0.2, what="the old cam refused")
+    await wait_for(lambda: registers(new, "new-cam-pass-1"), LIVE_S, 0.2, what="new registers")
 
 
 async def test_a_gate_controller_replaced_through_the_cli_is_live(

@@ -17,6 +17,9 @@ share the claim, the checks and the record, and differ in what their place is).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,9 +27,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from drivers.backoff import Backoff
 from drivers.gates.bus import BusUrlError, parse_bus_url
 from drivers.gates.models import MapError, shipped_model
 from drivers.sensors.messages import CodecError
@@ -61,6 +65,7 @@ from gateway.infra.storage.schema import (
     LaneRow,
 )
 
+log = logging.getLogger(__name__)
 DEVICE_KINDS: dict[str, Kind] = {"berth_sensor": "sensor", "camera": "camera"}
 PUSH_PATHS = {"hikvision": "/hikvision", "vzenith": "/vzenith", "dahua": ""}
 
@@ -529,6 +534,20 @@ _REPLACERS: dict[Kind, _Replacer] = {
 }
 
 
+ATTEMPTS = 5  # a replacement chosen as a deadlock's victim is tried again, this often
+_RETRY_STATES = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """PostgreSQL aborted the transaction to break a deadlock (the write-behind persister
+    updates the same devices' rows in its own order): nothing was written, try again."""
+    orig = exc.orig
+    return any(
+        getattr(e, "sqlstate", None) in _RETRY_STATES
+        for e in (orig, getattr(orig, "__cause__", None))
+    )
+
+
 async def replace_device(
     sessions: async_sessionmaker[Any],
     old_id: str,
@@ -541,10 +560,18 @@ async def replace_device(
     """Replace *old_id* by ``req.new`` in one transaction (see the module docstring);
     raises ``Refused`` with nothing written. *realm*: the body cams' digest realm (a new cam's
     HA1 is made for it)."""
-    try:
-        async with sessions.begin() as db:
-            kind, stored = await resolve_old(db, old_id, req.kind)
-            job = _Job(db, stored, req, now, actor, realm)
-            return await _REPLACERS[kind](job, stored)
-    except IntegrityError:
-        raise raced(req.kind or "device", old_id) from None  # type: ignore[arg-type]
+    backoff = Backoff(base=0.02, cap=0.5, rng=random.Random())
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with sessions.begin() as db:
+                kind, stored = await resolve_old(db, old_id, req.kind)
+                job = _Job(db, stored, req, now, actor, realm)
+                return await _REPLACERS[kind](job, stored)
+        except IntegrityError:
+            raise raced(req.kind or "device", old_id) from None  # type: ignore[arg-type]
+        except DBAPIError as exc:
+            if attempt == ATTEMPTS or not _retryable(exc):
+                raise
+            log.info("replacing %s: deadlock %d, trying again", old_id, attempt)
+            await asyncio.sleep(backoff.next_delay())
+    raise AssertionError("unreachable")
