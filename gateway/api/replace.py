@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field
 
 from gateway.api.auth import actor_of, require
 from gateway.api.problems import ProblemError, responses
@@ -24,8 +25,26 @@ Technician = Annotated[TokenInfo, Depends(require(Role.TECHNICIAN))]
 OldId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
+class ReplaceOut(BaseModel):
+    kind: str = Field(description="sensor | camera | gate | charger | bodycam")
+    old: dict[str, Any] = Field(description="the old device: id and lifecycle (retired)")
+    new: dict[str, Any] = Field(
+        description="the new device: id, lifecycle, created (registered by this replacement)"
+    )
+    place: dict[str, Any] = Field(
+        description="what moved: berth_id, lane_id (and direction), the charger bay (site_id, "
+        "place, lat, lon) or officer_id; site_id where there is one"
+    )
+    at: str
+    credentials: dict[str, str] | None = Field(
+        None, description="a new device's OCPP or digest password, or push URL secret: once"
+    )
+
+
 @router.post(
     "/{device_id}/replace",
+    response_model=ReplaceOut,
+    response_model_exclude_none=True,
     summary="Replace a failed device: retire it and move its place to the new one",
     description="One transaction: the old device is retired and its berth (sensor), lane "
     "(camera; a gate controller is named by its lane's id and `new` is the new controller's "
