@@ -18,6 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.directory.audit import Actor
+from gateway.directory.bulk.engine import run_import
+from gateway.directory.bulk.parse import parse
+from gateway.directory.bulk.service import limits_of
 from gateway.directory.chargers import check_password
 from gateway.directory.registry import Registry
 from gateway.directory.replace import replace_device
@@ -367,3 +370,29 @@ async def test_a_replacement_chosen_as_a_deadlock_victim_is_tried_again(
     async with sessions() as s:
         bound = await s.scalar(select(DeviceRow.id).where(DeviceRow.berth_id == berth))
     assert bound == new
+
+
+async def test_devices_provisioned_by_a_bulk_import_replace_failed_ones(
+    sessions: Sessions,
+) -> None:
+    old_sensor, berth = sensor()
+    old_charger = charger()
+    spare_eui = new_eui()
+    data = (
+        "[[sensors]]\n"
+        f'dev_eui = "{spare_eui}"\nmodel = "nwave-nps405"\n'
+        "[[chargers]]\n"
+        f'id = "BULK-SPARE-1"\nplace = "depot"\nlat = 38.78\nlon = 101.08\n'
+    ).encode()
+    parsed = parse(data, "toml", limits_of(1 << 20, 100))
+    assert not parsed.errors
+    async with sessions.begin() as s:
+        outcome = await run_import(s, parsed, T0, realm=REALM)
+    assert outcome.imported
+    out = await replace(sessions, old_sensor, new=spare_eui)
+    assert out["new"]["created"] is False and out["place"]["berth_id"] == berth
+    out = await replace(sessions, old_charger.id, new="BULK-SPARE-1")
+    assert out["new"]["created"] is False and out["place"]["site_id"] == old_charger.site
+    async with sessions() as s:
+        moved = await s.get(ChargerRow, "BULK-SPARE-1")
+    assert moved is not None and moved.place == old_charger.place  # from the depot to the bay
