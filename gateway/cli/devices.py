@@ -12,6 +12,7 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
+from gateway.cli.replace import add_replace
 
 COLUMNS = ["id", "kind", "model", "site_id", "berth_id", "lifecycle", "last_seen"]
 
@@ -220,3 +221,4 @@ def register(sub: Any, with_config: WithConfig) -> None:
     )
     rot.add_argument("id")
     rot.set_defaults(func=cmd_devices_camera_secret)
+    add_replace(dev, with_config)
