@@ -14,6 +14,7 @@ from enum import StrEnum
 
 class Lifecycle(StrEnum):
     PROVISIONED = "provisioned"
+    COMMISSIONED = "commissioned"  # its commissioning checks passed; active at its next message
     ACTIVE = "active"
     MAINTENANCE = "maintenance"
     RETIRED = "retired"
