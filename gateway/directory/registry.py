@@ -55,6 +55,7 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
     )
 
 
+_OUT_OF_SERVICE = ("retired", "maintenance")
 _RUNTIME = ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
 
 
@@ -69,8 +70,10 @@ def audit_kind(row: DeviceRow) -> str:
 
 
 def binding_for(row: DeviceRow | DeviceEntry) -> SensorBinding | None:
-    """The occupancy binding of a bound, non-retired berth sensor."""
-    if row.kind != "berth_sensor" or row.berth_id is None or row.lifecycle == "retired":
+    """The occupancy binding of a bound berth sensor that is not retired or in maintenance (a
+    sensor under maintenance keeps its berth, but its berth is unknown meanwhile: its reports
+    do not count for occupancy)."""
+    if row.kind != "berth_sensor" or row.berth_id is None or row.lifecycle in _OUT_OF_SERVICE:
         return None
     hb = row.heartbeat_s or get_codec(row.model).default_heartbeat_s
     return SensorBinding(dev_eui=row.id, berth_id=row.berth_id, model=row.model, heartbeat_s=hb)
@@ -292,8 +295,8 @@ class Registry:
                 entry.last_seen, entry.battery_mv = old.last_seen, old.battery_mv
                 entry.battery_pct = old.battery_pct
                 entry.rssi, entry.snr = old.rssi, old.snr
-                if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.PROVISIONED:
-                    entry.lifecycle = Lifecycle.ACTIVE  # heard from, not yet flushed
+                if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.COMMISSIONED:
+                    entry.lifecycle = Lifecycle.ACTIVE  # heard from, the activator is writing it
             self._directory.put(entry)
         if self._book is not None and row.kind == "berth_sensor":
             binding = binding_for(row)

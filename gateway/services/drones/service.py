@@ -99,6 +99,7 @@ class DroneService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress_lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
+        self.activate: Callable[[str], None] = lambda drone_id: None  # the lifecycle's
 
     # -- life cycle ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -220,10 +221,14 @@ class DroneService:
         live = self.live.get(info.id)
         if live is None:
             live = self.live[info.id] = DroneLive(info.id)
+        if info.lifecycle == "commissioned":  # its first good message (the lifecycle's)
+            info = self.drones[info.id] = replace(info, lifecycle="active")
+            self.activate(info.id)
         live.apply(r)
         live.watch, alerts = observe(live.watch, r, info.area, self.rules)
-        for a in alerts:
-            self._alert(info, a)
+        if info.lifecycle != "maintenance":  # a drone in maintenance raises no alerts
+            for a in alerts:
+                self._alert(info, a)
         self.counts.labels("report", "ok").inc()
         if r.fix is not None:
             self._publish_position(info, live, r)
