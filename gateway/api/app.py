@@ -31,6 +31,7 @@ from gateway.api import (
     drones,
     field,
     lanes,
+    lifecycle,
     ops,
     public,
     sessions,
@@ -65,6 +66,7 @@ ROUTERS = (
     drones.router,
     audit.router,
     commission.router,
+    lifecycle.router,
     bulk_import.router,
 )
 

@@ -20,6 +20,7 @@ from events import Event
 from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
 from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.directory.lifecycle import Cause, LifeKind, Refused, decide
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from parking.occupancy import OccupancyBook, SensorBinding
@@ -256,6 +257,12 @@ class Registry:
                     row.site_id = await self._check_berth(session, berth_id, dev_id)
                 row.berth_id = berth_id
             if changes.get("lifecycle") is not None:
+                kind = LifeKind.CAMERA if row.kind == "camera" else LifeKind.SENSOR
+                try:  # the one lifecycle (gateway.directory.lifecycle), as an operator's move
+                    decide(kind, dev_id, Lifecycle(row.lifecycle), Lifecycle(changes["lifecycle"]),
+                           Cause.OPERATOR)  # fmt: skip
+                except Refused as exc:
+                    raise RegistryError(409, str(exc)) from None
                 row.lifecycle = Lifecycle(changes["lifecycle"]).value
                 if row.lifecycle == Lifecycle.RETIRED.value:
                     row.berth_id = None  # a retired sensor frees its berth for the replacement

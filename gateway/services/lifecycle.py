@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +32,12 @@ from gateway.infra.changes import record_change, transient
 from gateway.infra.storage.schema import BodycamRow, ChargerRow, DeviceRow, DroneRow, LaneRow
 from gateway.logs import OnceLogger
 
+if TYPE_CHECKING:
+    from gateway.directory.devices import DeviceDirectory
+    from gateway.services.bodycams import BodycamService
+    from gateway.services.charging.backend import ChargingRuntime
+    from gateway.services.drones import DroneService
+
 __all__ = [
     "Activator",
     "AmbiguousDevice",
@@ -40,6 +46,7 @@ __all__ = [
     "Refused",
     "move",
     "resolve",
+    "wire",
 ]
 
 log = logging.getLogger(__name__)
@@ -185,16 +192,18 @@ async def commissioned(
     device_id: str,
     now: datetime,
     actor: Actor,
-) -> bool:
+) -> tuple[str | None, bool]:
     """The commissioning checks passed: a provisioned device becomes commissioned (any other
-    state stays as it is). True when it moved."""
+    state stays as it is). Its state after, and whether it moved."""
     async with sessions.begin() as db:
         found = Found(kind, device_id)
         decided = await _apply(
             db, found, Lifecycle.COMMISSIONED, Cause.CHECKS, actor, "commissioning checks passed",
             now, only_from=Lifecycle.PROVISIONED,
         )  # fmt: skip
-    return decided is not None and decided.changed
+        if decided is not None:
+            return decided.new.value, decided.changed
+        return await state_of(db, kind, device_id), False
 
 
 class Activator:
@@ -271,3 +280,25 @@ class Activator:
         if moved:
             self._on_committed()
         return True
+
+
+def wire(
+    activator: Activator,
+    directory: DeviceDirectory,
+    charging: ChargingRuntime,
+    bodycams: BodycamService,
+    drones: DroneService,
+) -> None:
+    """Where each kind's first good message is accepted, to the activator (the gate has no
+    messages of its own: an operator activates it, see docs/lifecycle.md)."""
+    directory.on_activated = lambda device_id: activator.note(LifeKind.SENSOR, device_id)
+    charging.activate = lambda charger_id: activator.note(LifeKind.CHARGER, charger_id)
+    bodycams.activate = lambda cam_id: activator.note(LifeKind.BODYCAM, cam_id)
+    drones.activate = lambda drone_id: activator.note(LifeKind.DRONE, drone_id)
+
+
+async def state_of(db: AsyncSession, kind: LifeKind, device_id: str) -> str | None:
+    """The stored state of a device of *kind* (None: no such device)."""
+    cls, column, _ = _WHERE[kind]
+    row = await db.get(cls, device_id)
+    return None if row is None else str(getattr(row, column))

@@ -26,7 +26,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column(
                 "gate_lifecycle", sa.String(length=16), nullable=False, server_default="active"
-            )  # fmt: skip
+            )
         )
 
 
