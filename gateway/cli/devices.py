@@ -190,17 +190,12 @@ def cmd_devices_lifecycle(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
 
     async def work(sessions: Any) -> int:
-        out.append(
-            await lifecycle.move(
-                sessions,
-                args.device,
-                Lifecycle(args.state),
-                now_utc(),
-                kind=None if args.kind is None else LifeKind(args.kind),
-                actor=cli_actor(args),
-                reason=args.reason,
-            )  # fmt: skip
-        )
+        kind = None if args.kind is None else LifeKind(args.kind)
+        moved = await lifecycle.move(
+            sessions, args.device, Lifecycle(args.state), now_utc(), kind=kind,
+            actor=cli_actor(args), reason=args.reason,
+        )  # fmt: skip
+        out.append(moved)
         return 0
 
     def fail(code: int, error: str, message: str) -> int:
