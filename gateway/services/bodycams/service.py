@@ -307,7 +307,7 @@ class BodycamService(Asker, QuickLane):
             presence = PresenceState(None, None, c.keepalive_interval_s, c.keepalive_count)
             cam = self.cams[out.device_id] = CamLive(out.device_id, presence)
         if out.kind == "registered":
-            self._good_message(out.device_id)
+            self.good_message(out.device_id)
             fresh = not cam.presence.online(now)
             cam.registered(now, out.expires_s, peer, contact_uri(out.contact))
             if fresh:
@@ -342,7 +342,7 @@ class BodycamService(Asker, QuickLane):
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
         """What a cam's MANSCDP message does, once it is known to be the cam's."""
         cam.seen(now, peer)
-        self._good_message(cam.device_id)
+        self.good_message(cam.device_id)
         kind = type(msg).__name__
         self.counts.labels("message", kind).inc()
         effects = apply_message(cam, msg, now, mono, self.queries, self.catalogs)
@@ -357,7 +357,7 @@ class BodycamService(Asker, QuickLane):
         if not cam.queried or (cam.subscription is None and not cam.subscribing):
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
 
-    def _good_message(self, device_id: str) -> None:
+    def good_message(self, device_id: str) -> None:
         """A commissioned cam's first REGISTER or message: active here at once, durable
         through the lifecycle activator (one dict lookup otherwise)."""
         cred = self.credentials.get(device_id)
