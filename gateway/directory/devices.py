@@ -47,7 +47,7 @@ class DeviceDirectory:
         self._by_id: dict[str, DeviceEntry] = {}
         self._dirty: set[str] = set()
         # called once per device moved commissioned -> active by a message (the activator)
-        self.on_activated: Callable[[str], None] | None = None
+        self.on_activated: Callable[[DeviceEntry], None] | None = None
 
     def put(self, entry: DeviceEntry) -> None:
         self._by_id[entry.id] = entry
@@ -90,7 +90,7 @@ class DeviceDirectory:
         if entry.lifecycle is Lifecycle.COMMISSIONED:
             entry.lifecycle = Lifecycle.ACTIVE
             if self.on_activated is not None:
-                self.on_activated(entry.id)
+                self.on_activated(entry)
         self._dirty.add(entry.id)
 
     def take_dirty(self) -> list[DeviceEntry]:

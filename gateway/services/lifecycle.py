@@ -291,7 +291,9 @@ def wire(
 ) -> None:
     """Where each kind's first good message is accepted, to the activator (the gate has no
     messages of its own: an operator activates it, see docs/lifecycle.md)."""
-    directory.on_activated = lambda device_id: activator.note(LifeKind.SENSOR, device_id)
+    directory.on_activated = lambda entry: activator.note(
+        LifeKind.CAMERA if entry.kind == "camera" else LifeKind.SENSOR, entry.id
+    )
     charging.activate = lambda charger_id: activator.note(LifeKind.CHARGER, charger_id)
     bodycams.activate = lambda cam_id: activator.note(LifeKind.BODYCAM, cam_id)
     drones.activate = lambda drone_id: activator.note(LifeKind.DRONE, drone_id)
