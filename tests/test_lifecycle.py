@@ -314,6 +314,7 @@ async def test_roles_and_bad_requests(http: httpx.AsyncClient, tokens: dict[str,
     assert r.status_code == 404
 
 
+@pytest.mark.slow  # CLI processes: a few seconds each
 async def test_the_cli_in_its_own_process(gw: Any, module_db_url: str) -> None:
     """``citygate devices lifecycle``: its table line, ``--json``, exit codes; the running
     gateway follows its moves through the change feed."""
