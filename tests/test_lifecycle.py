@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
@@ -371,3 +371,42 @@ async def test_the_commissioning_checks_commission(
     assert doc["passed"] is False and doc["lifecycle"] == "provisioned"
     assert doc["commissioned_now"] is False
     assert [a[:2] for a in await audit_trail(gw, cam)] == [("commissioned", "test technician")]
+
+
+async def test_the_migration_keeps_what_rows_meant(db_url: str) -> None:
+    """0013: a gate controller of a lane made before it is active (it was driven as a working
+    gate); every other kind's stored names are left as they were."""
+    from sqlalchemy import text
+
+    from gateway.infra.storage.db import create_engine, current_revision, downgrade, migrate
+
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        await downgrade(engine, "0012_audit")
+        at = datetime(2026, 12, 1, 8, tzinfo=UTC)
+        async with engine.begin() as c:
+            await c.execute(text(
+                "INSERT INTO sites (id, name, kind, lat, lon, capacity, counting, segment_class) "
+                "VALUES ('s1', 's', 'car_park', 38.7, 101.0, 1, 'berth_sensors', 'A')"
+            ))  # fmt: skip
+            await c.execute(text(
+                "INSERT INTO lanes (id, site_id, kind, camera_id, gate_bus, gate_unit, gate_model,"
+                " created_at, updated_at) VALUES ('ln1', 's1', 'entry', 'c1', 'tcp://h:1', 1, "
+                "'example-relay4', :at, :at)"
+            ), {"at": at})  # fmt: skip
+            for dev, state in (("d-active", "active"), ("d-maint", "maintenance")):
+                await c.execute(text(
+                    "INSERT INTO devices (id, kind, protocol, model, address, lifecycle, notes, "
+                    "created_at, updated_at) VALUES (:dev, 'berth_sensor', 'lorawan', "
+                    "'nwave-nps405', :dev, :state, '', :at, :at)"
+                ), {"dev": dev, "state": state, "at": at})  # fmt: skip
+        await migrate(engine)
+        assert await current_revision(engine) == "0013_lifecycle"
+        async with engine.connect() as c:
+            gate = (await c.execute(text("SELECT gate_lifecycle FROM lanes"))).scalar_one()
+            devices = dict((await c.execute(text("SELECT id, lifecycle FROM devices"))).all())
+        assert gate == "active"
+        assert devices == {"d-active": "active", "d-maint": "maintenance"}
+    finally:
+        await engine.dispose()
