@@ -405,7 +405,8 @@ async def test_the_migration_keeps_what_rows_meant(db_url: str) -> None:
         assert await current_revision(engine) == "0013_lifecycle"
         async with engine.connect() as c:
             gate = (await c.execute(text("SELECT gate_lifecycle FROM lanes"))).scalar_one()
-            devices = dict((await c.execute(text("SELECT id, lifecycle FROM devices"))).all())
+            rows = (await c.execute(text("SELECT id, lifecycle FROM devices"))).all()
+            devices = {str(k): str(v) for k, v in rows}
         assert gate == "active"
         assert devices == {"d-active": "active", "d-maint": "maintenance"}
     finally:
