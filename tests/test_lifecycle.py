@@ -211,7 +211,8 @@ async def test_every_step_for_every_kind(
     # Not yet: an operator cannot skip the checks (the answer says what to do instead).
     r = await move(http, tech, key, "active")
     assert r.status_code == 409 and r.json()["code"] == "refused_transition"
-    assert f"citygate commission {key}" in r.json()["detail"]
+    how = "devices lifecycle" if kind is LifeKind.DRONE else "commission"
+    assert f"citygate {how} {key}" in r.json()["detail"]
 
     if kind is LifeKind.SENSOR:  # heard while provisioned: it counts, and stays provisioned
         await uplink(mosquitto, key, 1)

@@ -96,6 +96,8 @@ def test_any_state_may_be_retired_by_an_operator_only(kind: LifeKind) -> None:
 def test_refusals_say_what_to_do_instead() -> None:
     with pytest.raises(Refused, match=r"citygate commission s1"):
         decide(LifeKind.SENSOR, "s1", P, A, OPERATOR)
+    with pytest.raises(Refused, match=r"citygate devices lifecycle d1 commissioned"):
+        decide(LifeKind.DRONE, "d1", P, A, OPERATOR)
     with pytest.raises(Refused, match=r"run its commissioning checks \(citygate commission c1\)"):
         decide(LifeKind.CHARGER, "c1", P, C, OPERATOR)
     with pytest.raises(Refused, match="never in service"):

@@ -127,10 +127,12 @@ def _hint(kind: LifeKind, device: str, old: Lifecycle, new: Lifecycle, cause: Ca
         return f"it is {old.value}: only a provisioned device is commissioned"
     if new is A:
         if old is P:
-            return (
-                f"commission it first (citygate commission {device}); its first good message "
-                "after that makes it active"
+            how = (
+                f"citygate devices lifecycle {device} commissioned: a {kind.value} has no checks"
+                if kind in NO_CHECKS
+                else f"citygate commission {device}"
             )
+            return f"commission it first ({how}); its first good message after that makes it active"
         if cause is Cause.MESSAGE:
             return "only a commissioned device becomes active by a message"
     if new is M and old is P:
