@@ -358,8 +358,7 @@ class BodycamService(Asker, QuickLane):
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
 
     def good_message(self, device_id: str) -> None:
-        """A commissioned cam's first REGISTER or message: active here at once, durable
-        through the lifecycle activator (one dict lookup otherwise)."""
+        """A commissioned cam's first REGISTER or message: active (gateway.services.lifecycle)."""
         cred = self.credentials.get(device_id)
         if cred is not None and cred.lifecycle == "commissioned":
             self.credentials[device_id] = replace(cred, lifecycle="active")
