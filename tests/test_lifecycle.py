@@ -315,6 +315,50 @@ async def test_roles_and_bad_requests(http: httpx.AsyncClient, tokens: dict[str,
     assert r.status_code == 404
 
 
+async def test_maintenance_keeps_messages_but_drives_nothing(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], mosquitto: Broker
+) -> None:
+    """A sensor in maintenance: its uplinks are taken (last seen moves) but its berth is
+    unknown meanwhile; back in service, it drives its berth again. A drone in maintenance
+    raises no alert."""
+    from gateway.directory.town import load_town
+
+    sv, tech = gw.services, tokens["technician"]
+    sensor = next(s for s in load_town(None).sensors if s.model == "nwave-nps405")
+    dev, berth = sensor.dev_eui.lower(), sensor.berth
+
+    def berth_state() -> str:
+        return str(sv.live.book.berth(berth).state.value)
+
+    await uplink(mosquitto, dev, 101)  # odd: occupied
+    await wait_for(lambda: berth_state() == "occupied", LIVE_S)
+    assert (await move(http, tech, dev, "maintenance")).status_code == 200
+    await wait_for(lambda: berth_state() == "unknown", LIVE_S)
+    seen = sv.live.directory.get(dev).last_seen
+    await uplink(mosquitto, dev, 102)  # even: free, if it counted
+    await wait_for(lambda: sv.live.directory.get(dev).last_seen != seen, LIVE_S)
+    assert berth_state() == "unknown"
+    assert (await move(http, tech, dev, "active")).status_code == 200
+    await uplink(mosquitto, dev, 103)
+    await wait_for(lambda: berth_state() == "occupied", LIVE_S)
+
+    def low_battery_alerts() -> float:
+        return float(gw.metrics_value("citygate_drone_alerts_total", alert="low_battery",
+                                      change="raised"))  # fmt: skip
+
+    assert (await move(http, tech, "drone-1", "maintenance")).status_code == 200
+    await until_live(gw, LifeKind.DRONE, "drone-1", "maintenance")
+    before = low_battery_alerts()
+    low = DroneReport(source="dji", key="1581F5FHD2345678", at=now_utc(), battery_percent=3.0)
+    sv.drones.on_report(low)
+    assert sv.drones.live["drone-1"].battery_percent == 3.0  # taken
+    assert low_battery_alerts() == before  # but no alert
+    assert (await move(http, tech, "drone-1", "active")).status_code == 200
+    await until_live(gw, LifeKind.DRONE, "drone-1", "active")
+    sv.drones.on_report(low)  # back in service: the same report alerts
+    assert low_battery_alerts() == before + 1
+
+
 @pytest.mark.slow  # CLI processes: a few seconds each
 async def test_the_cli_in_its_own_process(gw: Any, module_db_url: str) -> None:
     """``citygate devices lifecycle``: its table line, ``--json``, exit codes; the running

@@ -152,7 +152,7 @@ class DroneService:
         """The alert rules at *now* for every drone (a link gone silent raises link_lost)."""
         for drone_id, live in self.live.items():
             info = self.drones.get(drone_id)
-            if info is None:
+            if info is None or info.lifecycle == "maintenance":  # no alerts in maintenance
                 continue
             live.watch, alerts = tick(live.watch, now, self.rules, self.listening_since)
             for a in alerts:
@@ -225,8 +225,8 @@ class DroneService:
             info = self.drones[info.id] = replace(info, lifecycle="active")
             self.activate(info.id)
         live.apply(r)
-        live.watch, alerts = observe(live.watch, r, info.area, self.rules)
-        if info.lifecycle != "maintenance":  # a drone in maintenance raises no alerts
+        if info.lifecycle != "maintenance":  # in maintenance: no alerts (they resume after)
+            live.watch, alerts = observe(live.watch, r, info.area, self.rules)
             for a in alerts:
                 self._alert(info, a)
         self.counts.labels("report", "ok").inc()
