@@ -389,7 +389,9 @@ async def test_the_cli_in_its_own_process(gw: Any, module_db_url: str) -> None:
     assert refused[0] == 1 and json.loads(refused[1])["error"] == "refused_transition"
     assert "retired is final" in refused[2]
     me = f"cli:{getpass.getuser()}"
-    assert [a[:2] for a in await audit_trail(gw, d)] == [("maintenance", me), ("retired", me)]
+    mine = [a for a in await audit_trail(gw, d) if a[1] == me]
+    assert mine == [("maintenance", me, "active", "maintenance"),
+                    ("retired", me, "maintenance", "retired")]  # fmt: skip
 
 
 async def test_the_commissioning_checks_commission(
