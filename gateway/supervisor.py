@@ -256,6 +256,7 @@ class Gateway:
             tg.create_task(sv.case_delivery.run(), name="case-delivery"),
             tg.create_task(sv.persister.run(), name="persister"),
             tg.create_task(sv.follower.run(), name="changes"),
+            tg.create_task(sv.activator.run(), name="lifecycle"),
             tg.create_task(sv.lanes.run(), name="lanes"),
             tg.create_task(self._gates(), name="gates"),
             tg.create_task(sv.telemetry.pipeline.run(), name="telemetry"),

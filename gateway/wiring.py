@@ -54,6 +54,8 @@ from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
 from gateway.services.lanes.contract import LaneDecider
 from gateway.services.lanes.service import LaneService
+from gateway.services.lifecycle import Activator
+from gateway.services.lifecycle import wire as wire_lifecycle
 from gateway.services.parking.enforcement import Enforcement
 from gateway.services.parking.ingest import SensorIngest, Source
 from gateway.services.parking.payments import PaymentService
@@ -170,6 +172,7 @@ class Services:
     lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
     bodycams: BodycamService
     drones: DroneService  # runs with [drones] enabled (the links: services/drones/links.py)
+    activator: Activator  # a commissioned device's first good message, made durable
 
     @property
     def tariffs(self) -> TariffBook:
@@ -351,6 +354,8 @@ async def _build(
         drones,
     )  # fmt: skip
     follower = ChangeFollower(engine, sessions, applier.apply, metrics, after=after_seq)
+    activator = Activator(sessions, clock, on_committed=follower.kick)
+    wire_lifecycle(activator, live.directory, charging, bodycams, drones)
     camera_reads, lane_decider = build_cameras(
         s, sessions, session_store, lanes, live.directory, live.sites, bus, metrics, clock
     )
@@ -381,4 +386,5 @@ async def _build(
         lane_decider=lane_decider,
         bodycams=bodycams,
         drones=drones,
+        activator=activator,
     )

@@ -375,6 +375,8 @@ async def test_the_change_feed_refreshes_a_drone(sessions: Any) -> None:
     assert service.live["drone-2"].battery_percent == 50.0
     assert count(metrics, "citygate_drone_reports", what="report", outcome="unknown_drone") == 1
     async with sessions.begin() as db:
-        await db.execute(update(DroneRow).where(DroneRow.id == "drone-2").values(lifecycle="gone"))
+        await db.execute(
+            update(DroneRow).where(DroneRow.id == "drone-2").values(lifecycle="retired")
+        )
     await service.refresh("drone-2")
     assert "drone-2" not in service.drones

@@ -31,6 +31,7 @@ from gateway.api import (
     drones,
     field,
     lanes,
+    lifecycle,
     ops,
     public,
     replace,
@@ -67,6 +68,7 @@ ROUTERS = (
     drones.router,
     audit.router,
     commission.router,
+    lifecycle.router,
     bulk_import.router,
 )
 

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.problems import ProblemError, responses
 from gateway.api.state import AppState, get_state
+from gateway.directory.registry import Registry
 from gateway.directory.tokens import Role, TokenInfo
 from gateway.services.commissioning.gather import (
     CannotCommission,
@@ -58,6 +59,11 @@ class CommissionOut(BaseModel):
     passed: bool = Field(description="no check failed")
     counts: dict[str, int]
     checks: list[CheckOut]
+    lifecycle: str | None = Field(
+        description="its lifecycle state after the checks (passing moves a provisioned device "
+        "to commissioned)"
+    )
+    commissioned_now: bool = Field(description="these checks moved it to commissioned")
 
 
 def commissioner(state: AppState) -> Commissioner:
@@ -95,13 +101,22 @@ def commissioner(state: AppState) -> Commissioner:
 async def commission(
     device_id: DeviceId,
     state: StateDep,
-    _: Technician,
+    who: Technician,
     body: Annotated[CommissionRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     req = body or CommissionRequest()
     try:
-        return await commissioner(state).commission(device_id, kind=req.kind, cycle=req.cycle)
+        out = await commissioner(state).commission(
+            device_id, kind=req.kind, cycle=req.cycle, actor=actor_of(who)
+        )
     except NoSuchDevice as exc:
         raise ProblemError(404, str(exc), "no_device") from None
     except CannotCommission as exc:
         raise ProblemError(409, str(exc), "cannot_commission") from None
+    if out["commissioned_now"]:
+        if out["kind"] in ("sensor", "camera"):  # this instance's directory follows at once
+            registry = Registry(state.sessions, state.directory, state.book)
+            for e in await registry.refresh(str(out["device_id"]), state.clock()):
+                state.bus.publish(e)
+        state.changed()
+    return out

@@ -177,7 +177,7 @@ def cmd_chargers_health(args: argparse.Namespace) -> int:
             )
         counts_line = ", ".join(f"{k} {v}" for k, v in view["counts"].items() if v)
         print(f"{len(rows)} chargers: {counts_line or 'none'}")
-        cols = ["id", "state", "place", "since", "avail_24h", "avail_7d", "reason"]
+        cols = ["id", "state", "place", "since", "avail_24h", "avail_7d", "reason", "lifecycle"]
         print_table(cols, [[str(r[c]) for c in cols] for r in rows])
         return 0
 

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, print_table, settings_for, with_db
+from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 1, 2, 3
 
@@ -39,7 +39,11 @@ def cmd_commission(args: argparse.Namespace) -> int:
             sessions, c, keepalive_timeout(settings.bodycams), now_utc,
             FreshGates(now_utc, c.gate_timeout_s, dict(settings.lanes.serial_ports)),
         )  # fmt: skip
-        out.append(await commissioner.commission(args.device, kind=args.kind, cycle=args.cycle))
+        out.append(
+            await commissioner.commission(
+                args.device, kind=args.kind, cycle=args.cycle, actor=cli_actor(args)
+            )
+        )
         return 0
 
     try:
@@ -68,6 +72,10 @@ def cmd_commission(args: argparse.Namespace) -> int:
             f"{verdict}: {counts['passed']} passed, {counts['failed']} failed, "
             f"{counts['skipped']} skipped"
         )
+        if result["commissioned_now"]:
+            print("now commissioned: its next good message makes it active")
+        else:
+            print(f"lifecycle: {result['lifecycle']}")
     return 0 if result["passed"] else EXIT_FAILED
 
 

@@ -177,10 +177,56 @@ def cmd_devices_camera_secret(args: argparse.Namespace) -> int:
     return _camera(args, rotate=True)
 
 
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNKNOWN = 1, 2, 3  # as ``citygate commission``'s
+
+
+def cmd_devices_lifecycle(args: argparse.Namespace) -> int:
+    """Move any kind of device through its lifecycle (``gateway.services.lifecycle.move``);
+    ``--json`` prints what ``POST /api/v1/devices/{id}/lifecycle`` answers."""
+    from gateway.directory.devices import Lifecycle
+    from gateway.directory.lifecycle import LifeKind
+    from gateway.services import lifecycle
+
+    settings = settings_for(args)
+    out: list[dict[str, Any]] = []
+
+    async def work(sessions: Any) -> int:
+        kind = None if args.kind is None else LifeKind(args.kind)
+        moved = await lifecycle.move(
+            sessions, args.device, Lifecycle(args.state), now_utc(), kind=kind,
+            actor=cli_actor(args), reason=args.reason,
+        )  # fmt: skip
+        out.append(moved)
+        return 0
+
+    def fail(code: int, error: str, message: str) -> int:
+        if args.json:
+            print(json.dumps({"error": error, "detail": message}, ensure_ascii=False))
+        print(message, file=sys.stderr)
+        return code
+
+    try:
+        asyncio.run(with_db(settings, work, town=True))
+    except lifecycle.NoSuchDevice as exc:
+        return fail(EXIT_UNKNOWN, "no_device", str(exc))
+    except lifecycle.AmbiguousDevice as exc:
+        return fail(EXIT_USAGE, "ambiguous_device", str(exc))
+    except lifecycle.Refused as exc:
+        return fail(EXIT_REFUSED, "refused_transition", str(exc))
+    result = out[0]
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    elif result["changed"]:
+        print(f"{result['kind']} {result['device_id']}: {result['from']} -> {result['to']}")
+    else:
+        print(f"{result['kind']} {result['device_id']}: already {result['to']}")
+    return 0
+
+
 def register(sub: Any, with_config: WithConfig) -> None:
     """Add this group's commands to the parser."""
     dev = sub.add_parser(
-        "devices", help="the device registry (berth sensors, cameras)"
+        "devices", help="the device registry (berth sensors, cameras; lifecycle of every kind)"
     ).add_subparsers(dest="devices_command", required=True)
     ls = with_config(dev.add_parser("list", help="devices, as the API lists them"))
     ls.add_argument("--kind", default=None)
@@ -206,6 +252,31 @@ def register(sub: Any, with_config: WithConfig) -> None:
     st.add_argument("--heartbeat-s", type=int, default=None)
     st.add_argument("--notes", default=None)
     st.set_defaults(func=cmd_devices_set)
+    lc = with_config(
+        dev.add_parser(
+            "lifecycle",
+            help="move a device of any kind through its lifecycle",
+            description="Moves a berth sensor, plate camera, charger, body cam, drone, or a "
+            "lane's gate controller (by the lane's id): commissioned -> active, active <-> "
+            "maintenance, any -> retired (final); provisioned -> commissioned is the "
+            "commissioning checks' (citygate commission). Exit codes: 0 moved (or already "
+            "there), 1 the lifecycle refuses the move, 2 bad usage or an id several kinds "
+            "share, 3 no such device.",
+        )
+    )
+    lc.add_argument("device", help="the device's id (a gate controller: its lane's id)")
+    lc.add_argument(
+        "state", choices=["provisioned", "commissioned", "active", "maintenance", "retired"]
+    )
+    lc.add_argument("--reason", default="", help="why (kept in the audit log)")
+    lc.add_argument(
+        "--kind",
+        choices=["sensor", "camera", "charger", "bodycam", "drone", "gate"],
+        default=None,
+        help="only look for a device of this kind",
+    )
+    lc.add_argument("--json", action="store_true", help="one JSON object (the API's answer)")
+    lc.set_defaults(func=cmd_devices_lifecycle)
     cam = with_config(
         dev.add_parser("add-camera", help="register a plate camera; prints its push URL once")
     )

@@ -56,10 +56,11 @@ def cmd_drones(args: argparse.Namespace) -> int:
         print(json.dumps(view, ensure_ascii=False, indent=2))
         return 0
     print(f"{view['total']} drones, {view['online']} online (positions {view['datum']})")
-    cols = ["drone", "name", "kind", "link", "flying", "battery", "position", "alerts"]
+    cols = ["drone", "name", "kind", "lifecycle", "link", "flying", "battery", "position",
+            "alerts"]  # fmt: skip
     rows = [
         [
-            x["id"], x["name"], x["kind"], x["link"],
+            x["id"], x["name"], x["kind"], x["lifecycle"], x["link"],
             "" if x["flying"] is None else ("yes" if x["flying"] else "no"),
             _battery(x), _position(x), ",".join(x["alerts"]),
         ]
@@ -80,7 +81,7 @@ def cmd_drones_show(args: argparse.Namespace) -> int:
         return 0
     dock = drone["dock"]
     lines = [
-        f"{drone['id']}  {drone['name']}  ({drone['kind']})",
+        f"{drone['id']}  {drone['name']}  ({drone['kind']}, {drone['lifecycle']})",
         f"link {drone['link']}, last seen {drone['last_seen'] or 'never'}",
         f"flying {drone['flying']}, mode {drone['mode']}, battery {_battery(drone) or '?'}",
         f"position {_position(drone) or '?'} ({drone['datum']})",

@@ -144,11 +144,14 @@ class Credential:
     officer_id: str | None
     ha1: str | None
     realm: str | None
-    active: bool
+    active: bool  # may register: anything but retired (gateway.directory.lifecycle)
+    lifecycle: str = "active"
 
 
 def credential_of(row: BodycamRow) -> Credential:
-    return Credential(row.id, row.officer_id, row.ha1, row.realm, row.lifecycle == "active")
+    return Credential(
+        row.id, row.officer_id, row.ha1, row.realm, row.lifecycle != "retired", row.lifecycle
+    )
 
 
 async def credentials(session: AsyncSession) -> dict[str, Credential]:

@@ -7,6 +7,7 @@ write-behind persister flushes in batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -14,6 +15,7 @@ from enum import StrEnum
 
 class Lifecycle(StrEnum):
     PROVISIONED = "provisioned"
+    COMMISSIONED = "commissioned"  # its commissioning checks passed; active at its next message
     ACTIVE = "active"
     MAINTENANCE = "maintenance"
     RETIRED = "retired"
@@ -44,6 +46,8 @@ class DeviceDirectory:
     def __init__(self) -> None:
         self._by_id: dict[str, DeviceEntry] = {}
         self._dirty: set[str] = set()
+        # called once per device moved commissioned -> active by a message (the activator)
+        self.on_activated: Callable[[DeviceEntry], None] | None = None
 
     def put(self, entry: DeviceEntry) -> None:
         self._by_id[entry.id] = entry
@@ -71,7 +75,8 @@ class DeviceDirectory:
         battery_mv: int | None = None,
         battery_pct: float | None = None,
     ) -> None:
-        """Record a sign of life; a provisioned device becomes active on its first uplink."""
+        """Record a sign of life; a commissioned device becomes active on its first one (in
+        memory at once; ``on_activated`` makes it durable and audited, once)."""
         if entry.last_seen is None or ts > entry.last_seen:
             entry.last_seen = ts
             if rssi is not None:
@@ -82,8 +87,10 @@ class DeviceDirectory:
             entry.battery_mv = battery_mv
         if battery_pct is not None:
             entry.battery_pct = battery_pct
-        if entry.lifecycle is Lifecycle.PROVISIONED:
+        if entry.lifecycle is Lifecycle.COMMISSIONED:
             entry.lifecycle = Lifecycle.ACTIVE
+            if self.on_activated is not None:
+                self.on_activated(entry)
         self._dirty.add(entry.id)
 
     def take_dirty(self) -> list[DeviceEntry]:

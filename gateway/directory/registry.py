@@ -20,6 +20,7 @@ from events import Event
 from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
 from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
+from gateway.directory.lifecycle import Cause, LifeKind, Refused, decide
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from parking.occupancy import OccupancyBook, SensorBinding
@@ -55,6 +56,7 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
     )
 
 
+_OUT_OF_SERVICE = ("retired", "maintenance")
 _RUNTIME = ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
 
 
@@ -69,8 +71,10 @@ def audit_kind(row: DeviceRow) -> str:
 
 
 def binding_for(row: DeviceRow | DeviceEntry) -> SensorBinding | None:
-    """The occupancy binding of a bound, non-retired berth sensor."""
-    if row.kind != "berth_sensor" or row.berth_id is None or row.lifecycle == "retired":
+    """The occupancy binding of a bound berth sensor that is not retired or in maintenance (a
+    sensor under maintenance keeps its berth, but its berth is unknown meanwhile: its reports
+    do not count for occupancy)."""
+    if row.kind != "berth_sensor" or row.berth_id is None or row.lifecycle in _OUT_OF_SERVICE:
         return None
     hb = row.heartbeat_s or get_codec(row.model).default_heartbeat_s
     return SensorBinding(dev_eui=row.id, berth_id=row.berth_id, model=row.model, heartbeat_s=hb)
@@ -253,6 +257,12 @@ class Registry:
                     row.site_id = await self._check_berth(session, berth_id, dev_id)
                 row.berth_id = berth_id
             if changes.get("lifecycle") is not None:
+                kind = LifeKind.CAMERA if row.kind == "camera" else LifeKind.SENSOR
+                try:  # the one lifecycle (gateway.directory.lifecycle), as an operator's move
+                    decide(kind, dev_id, Lifecycle(row.lifecycle), Lifecycle(changes["lifecycle"]),
+                           Cause.OPERATOR)  # fmt: skip
+                except Refused as exc:
+                    raise RegistryError(409, str(exc)) from None
                 row.lifecycle = Lifecycle(changes["lifecycle"]).value
                 if row.lifecycle == Lifecycle.RETIRED.value:
                     row.berth_id = None  # a retired sensor frees its berth for the replacement
@@ -292,8 +302,8 @@ class Registry:
                 entry.last_seen, entry.battery_mv = old.last_seen, old.battery_mv
                 entry.battery_pct = old.battery_pct
                 entry.rssi, entry.snr = old.rssi, old.snr
-                if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.PROVISIONED:
-                    entry.lifecycle = Lifecycle.ACTIVE  # heard from, not yet flushed
+                if old.lifecycle is Lifecycle.ACTIVE and entry.lifecycle is Lifecycle.COMMISSIONED:
+                    entry.lifecycle = Lifecycle.ACTIVE  # heard from, the activator is writing it
             self._directory.put(entry)
         if self._book is not None and row.kind == "berth_sensor":
             binding = binding_for(row)

@@ -501,6 +501,10 @@ class LaneRow(Base):
     gate_bus: Mapped[str] = mapped_column(String(200))
     gate_unit: Mapped[int] = mapped_column(Integer)
     gate_model: Mapped[str] = mapped_column(String(64))
+    # the gate controller's lifecycle (gateway.directory.lifecycle): the lane names it
+    gate_lifecycle: Mapped[str] = mapped_column(
+        String(16), default="active", server_default="active"
+    )
     display: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

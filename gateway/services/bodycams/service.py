@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -118,6 +119,7 @@ class BodycamService(Asker, QuickLane):
         self._alarms: list[AlarmRecord] = []
         self._flush_lock = asyncio.Lock()
         self.local = Local(c.platform_id, c.effective_realm, c.host, c.sip_port)
+        self.activate: Callable[[str], None] = lambda device_id: None  # the lifecycle's
 
     # -- life cycle ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -305,6 +307,7 @@ class BodycamService(Asker, QuickLane):
             presence = PresenceState(None, None, c.keepalive_interval_s, c.keepalive_count)
             cam = self.cams[out.device_id] = CamLive(out.device_id, presence)
         if out.kind == "registered":
+            self.good_message(out.device_id)
             fresh = not cam.presence.online(now)
             cam.registered(now, out.expires_s, peer, contact_uri(out.contact))
             if fresh:
@@ -339,6 +342,7 @@ class BodycamService(Asker, QuickLane):
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
         """What a cam's MANSCDP message does, once it is known to be the cam's."""
         cam.seen(now, peer)
+        self.good_message(cam.device_id)
         kind = type(msg).__name__
         self.counts.labels("message", kind).inc()
         effects = apply_message(cam, msg, now, mono, self.queries, self.catalogs)
@@ -352,6 +356,13 @@ class BodycamService(Asker, QuickLane):
             log.info("body cam %s: catalog of %d items", cam.device_id, len(effects.catalog.items))
         if not cam.queried or (cam.subscription is None and not cam.subscribing):
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
+
+    def good_message(self, device_id: str) -> None:
+        """A commissioned cam's first REGISTER or message: active (gateway.services.lifecycle)."""
+        cred = self.credentials.get(device_id)
+        if cred is not None and cred.lifecycle == "commissioned":
+            self.credentials[device_id] = replace(cred, lifecycle="active")
+            self.activate(device_id)
 
     def _officer_of(self, device_id: str) -> Any:
         cred = self.credentials.get(device_id)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from drivers.aio import wait_for
 from drivers.ocpp import AuthVerdict, IdTagStatus, Link
-from events import (
-    Event,
-)
+from events import ChargerBooted, ChargerHeartbeat, Event
 from gateway.directory.audit import Actor
 from gateway.directory.chargers import check_password, store_password
 from gateway.infra.storage.schema import (
@@ -57,6 +56,12 @@ class ChargingRuntime(Watch):
         self._metrics.chargers_connected.set(len(self.live))
 
     def publish(self, event: Event) -> None:
+        if isinstance(event, ChargerBooted | ChargerHeartbeat):
+            info = self.chargers.get(event.device_id)
+            if info is not None and info.lifecycle == "commissioned":
+                # its first good message: active at once here, durable through the activator
+                self.chargers[event.device_id] = replace(info, lifecycle="active")
+                self.activate(event.device_id)
         self._bus.publish(event)
         self._queue.put_nowait((event, self._clock()))
         self._events_queued += 1

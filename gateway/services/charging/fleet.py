@@ -185,6 +185,12 @@ class ChargerFleet:
         self._flush_all = False
         self._warn = OnceLogger(log, "charger recorder")
         self._probing: set[str] = set()
+        # a commissioned charger's first BootNotification/Heartbeat (the lifecycle activator)
+        self.activate: Callable[[str], None] = lambda charger_id: None
+
+    def in_maintenance(self, charger_id: str) -> bool:
+        info = self.chargers.get(charger_id)
+        return info is not None and info.lifecycle == "maintenance"
 
     async def load(self, *, restart: bool = True) -> None:
         """Registry, last known state and 8 days of history from the database. ``restart``: this

@@ -21,6 +21,7 @@ def fleet_line(h: ChargerHealth, rt: ChargerFleet) -> dict[str, Any]:
         "id": h.charger_id,
         "site_id": info.site_id if info else None,
         "place": info.place if info else None,
+        "lifecycle": info.lifecycle if info else None,
         "state": h.state.value,
         "reason": h.reason,
         "since": _iso(h.since),

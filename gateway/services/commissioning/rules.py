@@ -150,12 +150,12 @@ def _recent(
 
 
 def _lifecycle(lifecycle: str) -> Check:
-    ok = lifecycle in ("active", "provisioned")
+    ok = lifecycle in ("active", "commissioned", "provisioned")
     return Check(
         "lifecycle",
         "passed" if ok else "failed",
         lifecycle,
-        "active or provisioned",
+        "provisioned, commissioned or active",
         "" if ok else "a retired or maintenance device is not commissioned: reactivate it",
     )
 

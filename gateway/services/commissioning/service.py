@@ -19,7 +19,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from drivers.gates.controller import GateController
 from gateway.config import BodycamsConfig, CommissioningConfig
+from gateway.directory.audit import SYSTEM, Actor
 from gateway.directory.devices import DeviceDirectory
+from gateway.directory.lifecycle import LifeKind
+from gateway.services import lifecycle
 from gateway.services.commissioning.gather import (
     FreshGates,
     GateSource,
@@ -55,7 +58,12 @@ class Commissioner:
     overlay: Callable[[Facts], Facts] = lambda f: f
 
     async def commission(
-        self, device_id: str, *, kind: Kind | None = None, cycle: bool = False
+        self,
+        device_id: str,
+        *,
+        kind: Kind | None = None,
+        cycle: bool = False,
+        actor: Actor = SYSTEM,
     ) -> dict[str, object]:
         """The report of *device_id*; raises ``NoSuchDevice`` or ``CannotCommission``."""
         async with self.sessions() as db:
@@ -71,7 +79,20 @@ class Commissioner:
             facts = await gate_facts(lane, self.gates, cycle, self.config.gate_timeout_s)
         facts = self.overlay(facts)
         now = self.clock()
-        return report(found.device_id, found.kind, checks_for(facts, now, self.config), now)
+        out = report(found.device_id, found.kind, checks_for(facts, now, self.config), now)
+        # Passing moves a provisioned device to commissioned (its next good message makes it
+        # active); a failing one, or one already further, stays as it is.
+        life, moved = None, False
+        if out["passed"]:
+            life, moved = await lifecycle.commissioned(
+                self.sessions, LifeKind(found.kind), found.device_id, now, actor
+            )
+        else:
+            async with self.sessions() as db:
+                life = await lifecycle.state_of(db, LifeKind(found.kind), found.device_id)
+        out["lifecycle"] = life
+        out["commissioned_now"] = moved
+        return out
 
 
 def directory_overlay(directory: DeviceDirectory) -> Callable[[Facts], Facts]:

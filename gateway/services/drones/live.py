@@ -25,6 +25,7 @@ class DroneInfo:
     area: PatrolArea | None  # None: the stored ring is unusable (logged at load)
     home_lat: float
     home_lon: float
+    lifecycle: str = "active"  # gateway.directory.lifecycle; retired drones are not loaded
 
 
 def info_from_row(row: DroneRow) -> DroneInfo:
@@ -34,8 +35,9 @@ def info_from_row(row: DroneRow) -> DroneInfo:
     except (TypeError, ValueError):
         area = None
     return DroneInfo(
-        row.id, row.name, row.kind, key or "", row.dock_sn, area, row.home_lat, row.home_lon
-    )
+        row.id, row.name, row.kind, key or "", row.dock_sn, area, row.home_lat, row.home_lon,
+        row.lifecycle,
+    )  # fmt: skip
 
 
 @dataclass

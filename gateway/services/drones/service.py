@@ -99,6 +99,7 @@ class DroneService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress_lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
+        self.activate: Callable[[str], None] = lambda drone_id: None  # the lifecycle's
 
     # -- life cycle ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -151,7 +152,7 @@ class DroneService:
         """The alert rules at *now* for every drone (a link gone silent raises link_lost)."""
         for drone_id, live in self.live.items():
             info = self.drones.get(drone_id)
-            if info is None:
+            if info is None or info.lifecycle == "maintenance":  # no alerts in maintenance
                 continue
             live.watch, alerts = tick(live.watch, now, self.rules, self.listening_since)
             for a in alerts:
@@ -220,10 +221,14 @@ class DroneService:
         live = self.live.get(info.id)
         if live is None:
             live = self.live[info.id] = DroneLive(info.id)
+        if info.lifecycle == "commissioned":  # its first good message (the lifecycle's)
+            info = self.drones[info.id] = replace(info, lifecycle="active")
+            self.activate(info.id)
         live.apply(r)
-        live.watch, alerts = observe(live.watch, r, info.area, self.rules)
-        for a in alerts:
-            self._alert(info, a)
+        if info.lifecycle != "maintenance":  # in maintenance: no alerts (they resume after)
+            live.watch, alerts = observe(live.watch, r, info.area, self.rules)
+            for a in alerts:
+                self._alert(info, a)
         self.counts.labels("report", "ok").inc()
         if r.fix is not None:
             self._publish_position(info, live, r)

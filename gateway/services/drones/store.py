@@ -86,13 +86,13 @@ class DroneStore:
             drones = list((await db.execute(select(DroneRow))).scalars())
             states = list((await db.execute(select(DroneStateRow))).scalars())
         self._stored = {s.drone_id for s in states}
-        infos = {r.id: info_from_row(r) for r in drones if r.lifecycle == "active"}
+        infos = {r.id: info_from_row(r) for r in drones if r.lifecycle != "retired"}
         return infos, {s.drone_id: live_from_row(s) for s in states if s.drone_id in infos}
 
     async def drone(self, drone_id: str) -> DroneInfo | None:
         async with self.sessions() as db:
             row = await db.get(DroneRow, drone_id)
-        return None if row is None or row.lifecycle != "active" else info_from_row(row)
+        return None if row is None or row.lifecycle == "retired" else info_from_row(row)
 
     async def flush(self, states: list[dict[str, Any]]) -> None:
         """One INSERT for new rows, one UPDATE by key for the rest, in one transaction."""

@@ -67,6 +67,7 @@ def _line(d: DroneRow, st: DroneStateRow | None, now: datetime, timeout_s: float
         "id": d.id,
         "name": d.name,
         "kind": d.kind,
+        "lifecycle": d.lifecycle,
         "aircraft_sn": d.aircraft_sn,
         "system_id": d.system_id,
         "link": link_state(st, now, timeout_s),
@@ -95,7 +96,7 @@ async def drones_view(
 ) -> dict[str, Any]:
     """Every drone (or the one *drone_id*, with its patrol area and last *recent* commands,
     newest first; ``drones`` empty when unknown)."""
-    q = select(DroneRow).where(DroneRow.lifecycle == "active").order_by(DroneRow.id)
+    q = select(DroneRow).where(DroneRow.lifecycle != "retired").order_by(DroneRow.id)
     if drone_id is not None:
         q = q.where(DroneRow.id == drone_id)
     drones = list((await db.execute(q)).scalars())

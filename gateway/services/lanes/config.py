@@ -23,6 +23,7 @@ class LaneConfig:
     display_lines: int  # lines the display shows (what the camera is told is cut to these)
     voice: bool
     display_model: str = "text-crlf"  # the module's framing (drivers.cameras.framing)
+    gate_lifecycle: str = "active"  # the gate controller's (gateway.directory.lifecycle)
 
     @property
     def rules(self) -> LaneRules:
@@ -48,4 +49,5 @@ def lane_from_row(row: LaneRow) -> LaneConfig:
         display_lines=int(display.get("lines", DEFAULT_DISPLAY_LINES)),
         voice=bool(display.get("voice", row.display is not None)),
         display_model=str(display.get("model", "text-crlf")),
+        gate_lifecycle=row.gate_lifecycle,
     )

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Update, bindparam, case, select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,16 +68,9 @@ def _by_key(name: str, columns: tuple[str, ...]) -> Update:
 
 _BERTH_UPDATE = _by_key("berths", ("state", "since", "last_seen", "last_fcnt"))
 _SITE_UPDATE = _by_key("sites", ("occupied_count", "count_updated_at"))
-_DEVICE_UPDATE = _by_key(
-    "devices", ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
-).values(
-    # The only lifecycle step made in memory is a provisioned device's first uplink; any other
-    # lifecycle is a technician's, recorded in the database (maybe by another instance).
-    lifecycle=case(
-        (Base.metadata.tables["devices"].c.lifecycle == "provisioned", bindparam("lifecycle")),
-        else_=Base.metadata.tables["devices"].c.lifecycle,
-    )
-)
+# Lifecycle is not written here: a commissioned device's first uplink is made durable (and
+# audited) by the activator (gateway.services.lifecycle), any other move is a technician's.
+_DEVICE_UPDATE = _by_key("devices", ("last_seen", "battery_mv", "battery_pct", "rssi", "snr"))
 
 
 class Persister:
@@ -162,7 +155,6 @@ class Persister:
                 "battery_pct": e.battery_pct,
                 "rssi": e.rssi,
                 "snr": e.snr,
-                "lifecycle": e.lifecycle.value,
             }
         changes = self._changes
         if not (berth_ids or site_ids or devices or changes):
