@@ -11,7 +11,17 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
+from gateway.cli.common import (
+    Exit,
+    WithConfig,
+    cli_actor,
+    fail,
+    invalid,
+    print_table,
+    refused,
+    settings_for,
+    with_db,
+)
 
 COLUMNS = ["id", "kind", "model", "site_id", "berth_id", "lifecycle", "last_seen"]
 
@@ -22,7 +32,9 @@ def _row(r: Any) -> dict[str, Any]:
     return DeviceOut.model_validate(r, from_attributes=True).model_dump(mode="json")
 
 
-def _invalid(exc: Any) -> int:
+def _invalid(exc: Any, args: argparse.Namespace | None = None) -> int:
+    if args is not None:  # exit 2, as JSON with --json
+        return invalid(args, "device", exc)
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "device"
         print(f"invalid device: {where}: {err['msg']}", file=sys.stderr)
@@ -68,8 +80,7 @@ def _change(args: argparse.Namespace, op: str, body: Any) -> int:
                 changes = body.model_dump(include=body.model_fields_set)
                 row, _ = await registry.update(args.id, changes, now_utc(), actor=cli_actor(args))
         except RegistryError as exc:
-            print(exc.message, file=sys.stderr)
-            return 2
+            return refused(args, exc.status, exc.message, "citygate devices list")
         print(json.dumps(_row(row), ensure_ascii=False))
         return 0
 
@@ -90,7 +101,7 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
             notes=args.notes,
         )
     except ValidationError as exc:
-        return _invalid(exc)
+        return _invalid(exc, args)
     return _change(args, "add", body)
 
 
@@ -108,12 +119,12 @@ def cmd_devices_set(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             given[key] = getattr(args, key)
     if not given:
-        print("nothing to change: give --berth, --unbind, --lifecycle, ...", file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, "nothing to change",
+                    "give --berth, --unbind, --lifecycle, --heartbeat-s or --notes")  # fmt: skip
     try:
         body = DevicePatch.model_validate(given)
     except ValidationError as exc:
-        return _invalid(exc)
+        return _invalid(exc, args)
     return _change(args, "set", body)
 
 
@@ -135,7 +146,7 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
                 notes=args.notes,
             )
         except ValidationError as exc:
-            return _invalid(exc)
+            return _invalid(exc, args)
     settings = settings_for(args)
 
     async def work(sessions: Any) -> int:
@@ -160,8 +171,7 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
                     notes=body.notes,
                 )
         except RegistryError as exc:
-            print(exc.message, file=sys.stderr)
-            return 2
+            return refused(args, exc.status, exc.message, "citygate devices list")
         print(camera_credentials(row, secret).model_dump_json())
         return 0
 
