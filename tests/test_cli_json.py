@@ -262,3 +262,33 @@ def test_json_is_what_the_api_answers(config: Path, capsys: pytest.CaptureFixtur
         assert cli == api[argv], argv
     assert any(d["id"] == "cam-j-1" for d in api["devices", "list"]["devices"])
     assert any(c["id"] == "CP-J-1" for c in api["chargers", "health"]["chargers"])
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit", "code"),
+    [(KeyboardInterrupt(), Exit.INTERRUPTED, "interrupted"),
+     (RuntimeError("a bug\nover lines"), Exit.FAILED, "internal"),
+     (ConnectionResetError("peer went away"), Exit.UNAVAILABLE, "unavailable")],
+)  # fmt: skip
+def test_what_no_command_handles_is_one_error_not_a_traceback(
+    raised: BaseException,
+    exit: Exit,
+    code: str,
+    config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import tokens
+
+    def boom(_: Any) -> int:
+        raise raised
+
+    monkeypatch.setattr(tokens, "cmd_token_list", boom)
+    rc, doc, _ = run(capsys, config, "token", "list")
+    assert rc == exit and doc["error"]["code"] == code
+    assert main(["token", "list", "-c", str(config)]) == exit
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    if exit is not Exit.INTERRUPTED:
+        assert err.splitlines()[-2].startswith("citygate token list: ")  # one line, then
+        assert err.splitlines()[-1].startswith("  what to do: ")  # what to do next
