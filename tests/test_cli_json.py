@@ -234,7 +234,7 @@ def test_json_is_what_the_api_answers(config: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     paths = {("devices", "list"): "/api/v1/devices", ("chargers", "health"): "/api/v1/chargers",
              ("field",): "/api/v1/field", ("drones",): "/api/v1/drones",
-             ("cases", "list"): "/api/v1/cases"}  # fmt: skip
+             ("cases", "list"): "/api/v1/cases", ("audit",): "/api/v1/audit"}  # fmt: skip
 
     async def api_side() -> dict[tuple[str, ...], Any]:
         services = await build_services(load_settings(config, environ={}))
@@ -262,6 +262,9 @@ def test_json_is_what_the_api_answers(config: Path, capsys: pytest.CaptureFixtur
         assert cli == api[argv], argv
     assert any(d["id"] == "cam-j-1" for d in api["devices", "list"]["devices"])
     assert any(c["id"] == "CP-J-1" for c in api["chargers", "health"]["chargers"])
+    assert {("camera", "cam-j-1"), ("charger", "CP-J-1")} <= {
+        (e["kind"], e["key"]) for e in api["audit",]["entries"]
+    }
 
 
 @pytest.mark.parametrize(

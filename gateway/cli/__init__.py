@@ -129,7 +129,13 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="citygate", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"citygate {package_version()}")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=None,
+        help="DEBUG (with the traceback of an error), INFO, WARNING, ERROR; any case",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines")
     p.add_argument(
         "--as",
