@@ -15,15 +15,16 @@ any string that looks like an API token is replaced too. ``redact`` is pure.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, inspect
+from sqlalchemy import Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.infra.storage.schema import AuditRow
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 REDACTED = "[redacted]"
+AUDIT = cast(Table, AuditRow.__table__)  # Core executemany: no ORM work per row
 SOURCES = ("api", "cli", "import", "startup", "ocpp", "system")
 
 # Substrings that make a field a secret wherever they appear in its name ...
@@ -77,8 +79,10 @@ def _normal(name: str) -> str:
     return spaced.replace("-", "_").replace(" ", "_").lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
-    """Whether a field called *name* holds a secret (or material derived from one)."""
+    """Whether a field called *name* holds a secret (or material derived from one). Cached:
+    the same few dozen field names come back for every row of a bulk import."""
     n = _normal(name)
     if n.endswith(_NOT_SECRET_SUFFIXES):
         return False
@@ -199,7 +203,8 @@ async def record_audits(
     """Write audit entries for *edits* in *session*'s transaction; returns how many. One
     bulk insert (a town import writes thousands): committed with the change, or never."""
     if edits:
-        await session.execute(insert(AuditRow), [_row(actor, e, now) for e in edits])
+        # Core's insert, not the ORM's bulk path: the same executemany, a third of the cost
+        await session.execute(insert(AUDIT), [_row(actor, e, now) for e in edits])
     return len(edits)
 
 
