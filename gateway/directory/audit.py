@@ -70,6 +70,7 @@ _SECRET_PARTS = (
 # ``monkey`` are not, nor is ``key_id``: an id names a secret without being one).
 _SECRET_WORDS = frozenset({"token", "key", "pin", "pwd", "psk", "otp", "bearer", "jwt"})
 _NOT_SECRET_SUFFIXES = ("_id", "_ids", "_at", "_set", "_label", "_count")
+_AS_IS = (bool, int, float)  # exactly these types: a subclass (an IntEnum) goes by value
 _TOKEN_TEXT = re.compile(r"cg_[0-9a-f]+_[A-Za-z0-9_\-]+")  # a clear API token in free text
 
 
@@ -111,9 +112,11 @@ def redact(value: Any) -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            name = str(_plain(k))
+            name = k if type(k) is str else str(_plain(k))
             if is_secret_name(name):
                 out[name] = None if v is None else REDACTED
+            elif v is None or type(v) in _AS_IS:  # most fields: no walk, nothing to hide
+                out[name] = v
             else:
                 out[name] = redact(v)
         return out
