@@ -117,6 +117,8 @@ def redact(value: Any) -> Any:
                 out[name] = None if v is None else REDACTED
             elif v is None or type(v) in _AS_IS:  # most fields: no walk, nothing to hide
                 out[name] = v
+            elif type(v) is str and "cg_" not in v:  # no token in it (_TOKEN_TEXT's start)
+                out[name] = v
             else:
                 out[name] = redact(v)
         return out
