@@ -103,6 +103,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _as_is(v: Any) -> bool:
+    """A value that stays as it is: None, a bool or number (exactly: an IntEnum goes by
+    value), a string with no clear token in it (``_TOKEN_TEXT`` starts with ``cg_``)."""
+    t = type(v)
+    return v is None or t in _AS_IS or (t is str and "cg_" not in v)
+
+
 def redact(value: Any) -> Any:
     """A JSON copy of *value* with every secret replaced (pure; see the module docstring).
 
@@ -115,9 +122,7 @@ def redact(value: Any) -> Any:
             name = k if type(k) is str else str(_plain(k))
             if is_secret_name(name):
                 out[name] = None if v is None else REDACTED
-            elif v is None or type(v) in _AS_IS:  # most fields: no walk, nothing to hide
-                out[name] = v
-            elif type(v) is str and "cg_" not in v:  # no token in it (_TOKEN_TEXT's start)
+            elif _as_is(v):  # most fields: no walk, nothing to hide
                 out[name] = v
             else:
                 out[name] = redact(v)
