@@ -220,13 +220,16 @@ async def test_tariffs_in_zh_and_en_and_a_quote(
     await login(http, tokens["inspector"])
     r = await http.get("/web/tariffs")
     card = re.search(
-        r'<article class="card tariff" id="tariff-cp-shiminting".*?</article>', r.text, re.S
+        r'<article class="card tariff"(?:(?!</article>).)*id="tariff-cp-shiminting".*?</article>',
+        r.text,
+        re.S,
     )
     assert card, "no posted tariff for 市民大厅"
     text = card.group(0)
     assert "收费标准" in text and "每次停车前60分钟免费" in text
     assert "in force from" in text and "the first 60 min of every stay are free" in text
     assert "浙宁商厦停车场" not in text  # another site's rule is not posted here
+    assert len(re.findall(r'<li id="tariff-', r.text)) == len(TOWN.sites)  # every site listed
     assert "B类" not in text and "Class B" not in text
     form = {
         "csrf": csrf_of(http),

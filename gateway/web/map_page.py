@@ -79,6 +79,7 @@ async def map_page(request: Request, state: StateDep) -> Response:
     chargers = state.charging.chargers
     points: list[geo.Point] = [(s.lon, s.lat) for s in state.sites.values()]
     points += [p for z in zones for p in z.polygon]
+    points += [(c.lon, c.lat) for c in chargers.values()]
     frame = geo.frame_of(points)
     by_site: dict[str, list[geo.Point]] = {}
     for b in state.berths.values():

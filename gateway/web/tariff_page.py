@@ -33,19 +33,28 @@ def _yuan(fen: int) -> str:
 
 
 def _tariff_context(state: AppState) -> dict[str, Any]:
+    """Each site's posted text, zh and en; sites whose texts are the same share one card (the
+    page lists every site, and reads like the signs at their entrances)."""
     v = current_version(state.tariffs, state.clock())
     sites = []
+    cards: dict[tuple[str, str], dict[str, Any]] = {}
     for s in sorted(state.sites.values(), key=lambda s: (s.segment_class, s.kind.value, s.id)):
-        sites.append(
-            {
-                "id": s.id,
-                "name": s.name,
-                "site_class": s.segment_class,
-                "zh": summary(v, "zh", s.segment_class, s.id).splitlines(),
-                "en": summary(v, "en", s.segment_class, s.id).splitlines(),
-            }
-        )
-    return {"version": v.version, "sites": sites, "vehicles": VEHICLES, "zone": str(state.zone)}
+        zh = summary(v, "zh", s.segment_class, s.id)
+        en = summary(v, "en", s.segment_class, s.id)
+        sites.append({"id": s.id, "name": s.name})
+        card = cards.setdefault(
+            (zh, en),
+            {"site_class": s.segment_class, "zh": zh.splitlines(), "en": en.splitlines(),
+             "sites": []},
+        )  # fmt: skip
+        card["sites"].append({"id": s.id, "name": s.name})
+    return {
+        "version": v.version,
+        "sites": sites,
+        "cards": list(cards.values()),
+        "vehicles": VEHICLES,
+        "zone": str(state.zone),
+    }
 
 
 def _local_default(state: AppState, hours: int) -> str:
