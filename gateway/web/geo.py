@@ -29,11 +29,6 @@ class Frame:
         y = (self.north - lat) / (self.north - self.south) * self.height
         return round(x, 1), round(y, 1)
 
-    def percent(self, lon: float, lat: float) -> tuple[float, float]:
-        """Where a point lies across and down the map, in percent (HTML markers over it)."""
-        x, y = self.xy(lon, lat)
-        return round(x / WIDTH * 100, 2), round(y / self.height * 100, 2)
-
     def contains(self, lon: float, lat: float) -> bool:
         return self.west <= lon <= self.east and self.south <= lat <= self.north
 
