@@ -69,6 +69,10 @@ async def test_pages_need_a_login(http: httpx.AsyncClient) -> None:
     assert (await http.get("/web/")).headers["location"] == "/web/map"
     r = await http.get("/web/map/stream")
     assert r.status_code == 401
+    r = await http.post("/web/tariffs/quote", data={"site_id": "x"})
+    assert r.status_code == 303 and r.headers["location"] == "/web/login?next=/web/map"
+    r = await http.post("/web/tariffs/quote", data={"site_id": "x"}, headers={"hx-request": "true"})
+    assert r.status_code == 401 and r.headers["hx-redirect"] == "/web/login?next=/web/map"
 
 
 async def test_login_page_sets_a_strict_csrf_cookie(http: httpx.AsyncClient) -> None:

@@ -224,12 +224,15 @@ async def test_tariffs_in_zh_and_en_and_a_quote(page: Page, tokens: dict[str, st
 async def test_screenshots_phone_width_and_accessibility(
     browser: Browser, gw: Any, tokens: dict[str, str], tmp_path: Path
 ) -> None:
+    errors: list[str] = []  # script errors and Content-Security-Policy violations
     for width, height in ((1280, 900), (375, 740)):
         context = await browser.new_context(
             base_url=f"http://127.0.0.1:{gw.api_port}", viewport={"width": width, "height": height}
         )
         page = await context.new_page()
         page.set_default_timeout(5000)
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         try:
             for path in PAGES:
                 if path != "/web/login" and "/web/login" in (page.url or "/web/login"):
@@ -259,5 +262,6 @@ async def test_screenshots_phone_width_and_accessibility(
                 a11y = await page.evaluate(A11Y_JS)
                 assert a11y["problems"] == [], (path, a11y)
                 assert a11y["nav"] == (0 if path == "/web/login" else 1), path
+            assert errors == [], errors
         finally:
             await context.close()

@@ -19,6 +19,7 @@ from gateway.web.session import (
     COOKIE_PATH,
     CSRF_COOKIE,
     CSRF_FIELD,
+    HOME,
     FormError,
     csrf_ok,
     new_csrf,
@@ -109,10 +110,15 @@ async def visitor(request: Request, state: AppState) -> TokenInfo | None:
 
 
 async def guard(request: Request, state: AppState, roles: frozenset[Role]) -> TokenInfo | Response:
-    """The visitor, or the answer instead of the page: to login, or a 403 page."""
+    """The visitor, or the answer instead of the page: to login (and back to the page asked
+    for, when it was a GET), or a 403 page. htmx is told to load the login page whole."""
     who = await visitor(request, state)
     if who is None:
-        return RedirectResponse(f"/web/login?next={urlquote(request.url.path)}", 303)
+        back = request.url.path if request.method == "GET" else HOME
+        login = f"/web/login?next={urlquote(back)}"
+        if request.headers.get("hx-request") == "true":
+            return Response("login required", 401, {"HX-Redirect": login}, "text/plain")
+        return RedirectResponse(login, 303)
     if who.role not in roles:
         state.metrics.api_auth_failures.labels("forbidden").inc()
         names = " / ".join(sorted(r.value for r in roles))
