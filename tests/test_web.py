@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from gateway.directory.town import load_town
 from gateway.web import assets
-from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway
+from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOWN = load_town(None)
@@ -202,12 +202,13 @@ async def test_map_lists_every_site_with_counts(
 
 
 async def test_map_stream_sends_every_site_as_html(
-    http: httpx.AsyncClient, tokens: dict[str, str]
+    http: httpx.AsyncClient, tokens: dict[str, str], gw: Any
 ) -> None:
     await login(http, tokens["operator"])
     seen: set[str] = set()
     async with http.stream("GET", "/web/map/stream") as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert "web-map" in gw.services.bus.depths()
         async for line in r.aiter_lines():
             if line.startswith("event: site-"):
                 seen.add(line.removeprefix("event: site-"))
@@ -216,6 +217,9 @@ async def test_map_stream_sends_every_site_as_html(
             if len(seen) == len(TOWN.sites):
                 break
     assert seen == {s.id for s in TOWN.sites}
+    # the client went away: its bus subscription ends (keepalives every 0.2 s notice)
+    bus = gw.services.bus
+    await wait_for(lambda: "web-map" not in bus.depths(), 5, what="the stream to unsubscribe")
 
 
 async def test_tariffs_in_zh_and_en_and_a_quote(
