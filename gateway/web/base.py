@@ -36,8 +36,11 @@ env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # no file look-ups on the event loop: templates are read here, once
 )
 env.globals["asset"] = assets.url
+for _name in env.list_templates():
+    env.get_template(_name)
 
 # The page loads its own scripts and styles only, is never framed, posts only to itself.
 SECURITY_HEADERS = {
