@@ -23,11 +23,9 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def gw(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    db = tmp_path_factory.mktemp("web") / "cg.db"
-    settings = gateway_settings(
-        f"sqlite+aiosqlite:///{db}", mosquitto, api={"sse_keepalive_s": 0.2}
-    )
+async def gw(mosquitto: Broker, module_db_url: str) -> AsyncIterator[Any]:
+    # both backends: tokens, and the zones the map draws, are read from the database
+    settings = gateway_settings(module_db_url, mosquitto, api={"sse_keepalive_s": 0.2})
     async with running_gateway(settings) as gateway:
         yield gateway
 
