@@ -575,8 +575,15 @@ def _band_text(band: Band, lang: Literal["zh", "en"]) -> str:
     return f"{window} {_money(band.rate_fen, lang)} per started {band.unit_minutes} min"
 
 
-def summary(tariff: TariffVersion, lang: Literal["zh", "en"]) -> str:
-    """A plain-language summary of one posted tariff version, in Chinese or English."""
+def summary(
+    tariff: TariffVersion,
+    lang: Literal["zh", "en"],
+    site_class: str | None = None,
+    site_id: str | None = None,
+) -> str:
+    """A plain-language summary of one posted tariff version, in Chinese or English. With
+    ``site_class`` (and ``site_id``), only what is posted at one site: its class's rates and
+    its own free-first rule (the web page's posted tariff)."""
     if lang not in ("zh", "en"):
         raise ValueError(f"lang must be 'zh' or 'en', got {lang!r}")
     zh = lang == "zh"
@@ -588,10 +595,12 @@ def summary(tariff: TariffVersion, lang: Literal["zh", "en"]) -> str:
     ]
     if tariff.note:
         out.append(tariff.note)
-    for site_class in tariff.site_classes:
-        out.append(f"{site_class}类：" if zh else f"Class {site_class}:")
+    for cls in tariff.site_classes:
+        if site_class is not None and cls != site_class:
+            continue
+        out.append(f"{cls}类：" if zh else f"Class {cls}:")
         for vehicle in VEHICLE_CLASSES:
-            rates = tariff.rates.get((site_class, vehicle))
+            rates = tariff.rates.get((cls, vehicle))
             if rates is None:
                 continue
             sep = "；" if zh else "; "
@@ -626,8 +635,10 @@ def summary(tariff: TariffVersion, lang: Literal["zh", "en"]) -> str:
                     )
                     line += f"; at most {amount} {per}"
             out.append(line + ("。" if zh else "."))
-    for site_id, rule in sorted(tariff.free_first.items()):
-        name = tariff.site_names.get(site_id, site_id)
+    for free_site, rule in sorted(tariff.free_first.items()):
+        if site_class is not None and free_site != site_id:
+            continue
+        name = tariff.site_names.get(free_site, free_site)
         if zh:
             if rule.mode == "deduction":
                 out.append(f"{name}：每次停车前{rule.minutes}分钟免费，超出部分按标准收费。")

@@ -3,6 +3,8 @@
 #   - mosquitto (the tests start private instances on free loopback ports)
 #   - socat (virtual serial pairs for the Modbus RTU tests)
 #   - sip-tester (SIPp, the GB/T 28181 body cam in the SIP tests)
+#   - chromium and a CJK font (the web page's browser tests drive Debian's chromium through
+#     Playwright; Playwright's own browser download is not used)
 #   - a PostgreSQL server with trust auth: the machine's on 127.0.0.1:5432 if it lets user
 #     postgres in without a password, else a private cluster on a free port (the tests create
 #     throwaway databases).
@@ -26,6 +28,9 @@ command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # In
 command -v influxd >/dev/null 2>&1 || missing+=(influxdb)                   # InfluxDB 1.x
 command -v socat >/dev/null 2>&1 || missing+=(socat)                      # virtual serial pairs (Modbus RTU tests)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)                  # SIPp: the body cams' SIP device in tests
+[ -x /usr/bin/chromium ] || missing+=(chromium)                           # the web page's browser tests
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 \
+  || missing+=(fonts-noto-cjk)                                            # Chinese glyphs in those tests
 if [ ${#missing[@]} -gt 0 ]; then echo "installing ${missing[*]}"; need "${missing[@]}"; fi
 
 # PostgreSQL: the machine's server on 127.0.0.1:5432 when it trusts local TCP connections;
@@ -40,4 +45,4 @@ if [ "$(scripts/pg-test-server.sh probe 127.0.0.1 5432)" != "trust" ] \
   echo "installing postgresql"; need postgresql
 fi
 pg=$(scripts/pg-test-server.sh ensure)
-echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat, sipp; $pg"
+echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat, sipp, chromium; $pg"

@@ -47,6 +47,7 @@ from gateway.api.problems import ProblemError, problem, send_problem
 from gateway.api.rejections import RejectionLog, safe_text, validation_handler
 from gateway.api.state import AppState
 from gateway.api.throttle import RateTable
+from gateway.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 ROUTERS = (
@@ -166,6 +167,7 @@ def create_app(state: AppState) -> FastAPI:
     app.state.citygate = state
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(web_pages.router)  # the web page (gateway.web, docs/web.md)
 
     spec.install(app)
 

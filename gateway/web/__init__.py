@@ -1,0 +1,10 @@
+"""The web page people use, served by the gateway: server-rendered HTML (Jinja2), a small
+vendored script set (htmx and its SSE extension) and a stylesheet, all shipped in the package
+and served with immutable cache headers. Login with an API token kept in an HttpOnly cookie;
+roles decide what a person sees (docs/web.md).
+
+- ``assets``: the static files and their versioned URLs;
+- ``geo``: the one map's geometry (pure: WGS-84 degrees in, SVG coordinates out);
+- ``session``: the login cookie, CSRF tokens and bounded form parsing (pure but for the
+  token check);
+- ``pages``: the routes."""

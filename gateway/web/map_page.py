@@ -1,0 +1,189 @@
+"""The one map ("停车资源一张图"): every site with its live counts over an SVG of the town
+(zones from the town file, street lines joined from the on-street berths), chargers for those
+who may read them, body cams and drones for those who may see the field; and its live stream
+(the site's counts as HTML, swapped in by htmx's SSE extension)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from markupsafe import Markup
+
+from drivers.aio import wait_for
+from events import Event, SiteCountsChanged
+from gateway.api.state import AppState
+from gateway.directory import documents
+from gateway.directory.tokens import TokenInfo
+from gateway.directory.town import SiteKind
+from gateway.services.bodycams.views import field_view
+from gateway.services.charging.views import fleet_view
+from gateway.web import geo
+from gateway.web.base import StateDep, env, guard, render, visitor
+from gateway.web.session import CHARGER_READERS, FIELD_READERS, STAFF
+
+router = APIRouter()
+KIND_LABELS = {SiteKind.CAR_PARK: "停车场 · car park", SiteKind.ON_STREET: "路内泊位 · on-street"}
+
+
+def _counts_html(state: AppState, site_id: str) -> Markup:
+    """A site's counts as HTML (the template escapes what it puts in), for the page and the
+    stream alike."""
+    v = state.book.site(site_id)
+    level = geo.fill_level(v.free, v.capacity, v.unknown)
+    view = {
+        "free": v.free,
+        "occupied": v.occupied,
+        "unknown": v.unknown,
+        "capacity": v.capacity,
+        "level": level,
+    }
+    return Markup(env.get_template("counts.html").render(v=view).strip())  # noqa: S704
+
+
+async def _field(state: AppState, frame: geo.Frame) -> dict[str, list[dict[str, Any]]]:
+    if state.bodycams is not None:
+        await state.bodycams.flush()
+    if state.drones is not None:
+        await state.drones.flush()
+    c = state.bodycams_config
+    async with state.sessions() as db:
+        view = await field_view(
+            db, state.clock(), c.keepalive_interval_s, c.keepalive_count, None,
+            state.drones_config.presence_timeout_s,
+        )  # fmt: skip
+    officers, drones = [], []
+    for cam in view["cams"]:
+        p = cam.get("position")
+        if p and frame.contains(p["lon"], p["lat"]):
+            x, y = frame.xy(p["lon"], p["lat"])
+            officers.append({"name": cam.get("officer") or cam["device_id"], "x": x, "y": y,
+                             "at": p.get("at") or ""})  # fmt: skip
+    for d in view.get("drones", []):
+        p = d.get("position")
+        if p and p.get("lat") is not None and frame.contains(p["lon"], p["lat"]):
+            x, y = frame.xy(p["lon"], p["lat"])
+            drones.append({"id": d["id"], "x": x, "y": y, "at": d.get("last_seen") or ""})
+    return {"officers": officers, "drones": drones}
+
+
+@router.get("/map")
+async def map_page(request: Request, state: StateDep) -> Response:
+    who = await guard(request, state, STAFF)
+    if not isinstance(who, TokenInfo):
+        return who
+    async with state.sessions() as db:
+        zones = await documents.town_zones(db)
+    chargers = state.charging.chargers
+    points: list[geo.Point] = [(s.lon, s.lat) for s in state.sites.values()]
+    points += [p for z in zones for p in z.polygon]
+    points += [(c.lon, c.lat) for c in chargers.values()]
+    frame = geo.frame_of(points)
+    by_site: dict[str, list[geo.Point]] = {}
+    for b in state.berths.values():
+        by_site.setdefault(b.site, []).append((b.lon, b.lat))
+    streets = [
+        {"name": s.name, "d": geo.path_d(frame, geo.street_line(by_site[s.id]))}
+        for s in state.sites.values()
+        if s.kind is SiteKind.ON_STREET and len(by_site.get(s.id, ())) >= 2
+    ]
+    sites = []
+    for s in sorted(state.sites.values(), key=lambda s: (s.kind.value, s.id)):
+        v = state.book.site(s.id)
+        x, y = frame.xy(s.lon, s.lat)
+        sites.append(
+            {
+                "id": s.id,
+                "name": s.name,
+                "kind": s.kind.value,
+                "kind_label": KIND_LABELS[s.kind],
+                "address": s.address,
+                "x": x,
+                "y": y,
+                "free": v.free,
+                "level": geo.fill_level(v.free, v.capacity, v.unknown),
+                "counts": _counts_html(state, s.id),
+            }
+        )
+    now = state.clock()
+    charger_marks: list[dict[str, Any]] | None = None
+    if who.role in CHARGER_READERS:
+        charger_marks = []
+        for line in fleet_view(state.charging, now)["chargers"]:
+            info = chargers.get(line["id"])
+            if info is None or not frame.contains(info.lon, info.lat):
+                continue
+            x, y = frame.xy(info.lon, info.lat)
+            charger_marks.append({"id": line["id"], "place": line["place"] or "",
+                                  "state": line["state"], "x": x, "y": y,
+                                  "available": line["state"] == "available"})  # fmt: skip
+    field = await _field(state, frame) if who.role in FIELD_READERS else None
+    return render(
+        request,
+        "map.html",
+        who=who,
+        page="map",
+        frame=frame,
+        zones=[
+            {"name": z.name, "kind": z.kind, "d": geo.path_d(frame, z.polygon, closed=True)}
+            for z in zones
+        ],
+        streets=streets,
+        sites=sites,
+        chargers=charger_marks,
+        chargers_available=sum(1 for c in charger_marks or [] if c["available"]),
+        field=field,
+        as_of=now.astimezone(state.zone).strftime("%H:%M:%S"),
+    )
+
+
+def _sse(site_id: str, html: str) -> bytes:
+    return f"event: site-{site_id}\ndata: {html.replace(chr(10), ' ')}\n\n".encode()
+
+
+@router.get("/map/stream")
+async def map_stream(request: Request, state: StateDep) -> Response:
+    """Server-Sent Events for the map: an event ``site-<id>`` whose data is the site's counts
+    as HTML (htmx's SSE extension swaps it in), every site on connect and after a client fell
+    behind, then each change."""
+    who = await visitor(request, state)
+    if who is None or who.role not in STAFF:
+        return Response("login required", 401 if who is None else 403, media_type="text/plain")
+
+    def accepts(e: Event) -> bool:
+        return isinstance(e, SiteCountsChanged)
+
+    sub = state.bus.subscribe("web-map", accepts, maxsize=1000)
+
+    def everything() -> bytes:
+        return b"".join(_sse(s, _counts_html(state, s)) for s in state.sites)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n\n"
+            yield everything()
+            dropped = sub.dropped
+            while True:
+                try:
+                    ev = await wait_for(sub.get(), state.sse_keepalive_s)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b": keepalive\n\n"
+                    continue
+                if sub.dropped != dropped:
+                    dropped = sub.dropped
+                    yield everything()
+                assert isinstance(ev, SiteCountsChanged)
+                if ev.site_id in state.sites:
+                    yield _sse(ev.site_id, _counts_html(state, ev.site_id))
+        finally:
+            state.bus.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
