@@ -103,9 +103,14 @@ async def rotate_password(charger_id: str, state: StateDep, who: Technician) -> 
 
 @router.patch(
     "/chargers/{charger_id}",
-    summary="Move a charger, or retire or reinstate it",
-    description="An empty body (nothing to change) is a 422 with code `nothing_to_change`.",
-    responses=problems.responses(409, s409="the charger is retired (code conflict)"),
+    summary="Move a charger, or move it in the device lifecycle",
+    description="`lifecycle` is an operator's move of the device lifecycle (docs/lifecycle.md): "
+    "a move it refuses, such as any move of a retired charger (retired is final), is a 409 "
+    "whose detail says what to do instead. An empty body (nothing to change) is a 422 with "
+    "code `nothing_to_change`.",
+    responses=problems.responses(
+        409, s409="the lifecycle refuses the move, e.g. the charger is retired (code conflict)"
+    ),
 )
 async def patch_charger(
     charger_id: str, body: ChargerPatch, state: StateDep, who: Technician

@@ -70,7 +70,8 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
 
 
 def cmd_chargers_set(args: argparse.Namespace) -> int:
-    """Move a charger, or retire or reinstate it (live on every gateway)."""
+    """Move a charger, or move it in the device lifecycle (live on every gateway); a move the
+    lifecycle refuses (a retired charger stays retired) changes nothing and exits 2."""
     from pydantic import ValidationError
 
     from gateway.directory.chargers import ChargerPatch
@@ -206,7 +207,9 @@ def register(sub: Any, with_config: WithConfig) -> None:
     cpw.add_argument("id")
     cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
     cpw.set_defaults(func=cmd_chargers_set_password)
-    cset = with_config(ch.add_parser("set", help="move a charger, or retire or reinstate it"))
+    cset = with_config(
+        ch.add_parser("set", help="move a charger, or move it in the device lifecycle")
+    )
     cset.add_argument("id")
     cset.add_argument("--site", default=None, help='the car park it now stands in ("": none)')
     cset.add_argument("--place", default=None)
@@ -214,9 +217,10 @@ def register(sub: Any, with_config: WithConfig) -> None:
     cset.add_argument("--lon", type=float, default=None)
     cset.add_argument(
         "--lifecycle",
-        choices=["active", "retired"],
+        choices=["provisioned", "commissioned", "active", "maintenance", "retired"],
         default=None,
-        help="retired: refused at the OCPP handshake, out of the fleet",
+        help="an operator's lifecycle move (docs/lifecycle.md); retired is final: refused at "
+        "the OCPP handshake, out of the fleet",
     )
     cset.set_defaults(func=cmd_chargers_set)
     chh = with_config(ch.add_parser("health", help="the fleet, worst first (a readable table)"))
