@@ -98,7 +98,7 @@ async def commission(http: httpx.AsyncClient, token: str, device: str) -> dict[s
 
 async def audit_count(gw: Any, key: str) -> int:
     async with gw.services.sessions() as db:
-        return len(list((await db.execute(select(AuditRow.id).where(AuditRow.key == key)))))
+        return len(list(await db.execute(select(AuditRow.id).where(AuditRow.key == key))))
 
 
 async def test_the_town_fleet_is_active_and_every_way_in_is_provisioned(
@@ -214,12 +214,11 @@ async def test_a_provisioned_charger_connects_charges_and_is_commissioned_then_a
         )  # fmt: skip
         await c.heartbeat()  # its first good message after the checks
         await until_stored(gw, LifeKind.CHARGER, key, "active")
+    trail = select(AuditRow).where(AuditRow.key == key).order_by(AuditRow.id)
     async with gw.services.sessions() as db:
         moves = [
             (r.action, (r.after or {}).get("cause"))
-            for r in (
-                await db.execute(select(AuditRow).where(AuditRow.key == key).order_by(AuditRow.id))
-            ).scalars()  # fmt: skip
+            for r in (await db.execute(trail)).scalars()
             if r.action in ("commissioned", "active")
         ]
     assert moves == [("commissioned", "checks"), ("active", "message")]
