@@ -7,6 +7,9 @@
   for TCP) or none runs, the private cluster `make test` starts (scripts/pg-test-server.sh),
   whose port is read from its port file. ``CITYGATE_TEST_PG_PORT`` overrides both.
 - ``db_url``: parametrised over SQLite and PostgreSQL for storage tests.
+- ``sqlite_template``: migrated SQLite databases made once per session (schema only, and with
+  the sample town imported), for CLI tests to copy (``copy_sqlite``): each test its own file,
+  without a migration and a town import each.
 """
 
 from __future__ import annotations
@@ -180,6 +183,34 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     yield f"{base}/{name}"
     with contextlib.suppress(Exception):
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"empty": migrated, "town": migrated with the sample town}``: copy, never open."""
+    from gateway.cli.common import with_db
+    from gateway.config import Settings
+
+    where = tmp_path_factory.mktemp("db-templates")
+    out = {}
+
+    async def nothing(_: Any) -> int:
+        return 0
+
+    for name, town in (("empty", False), ("town", True)):
+        path = out[name] = where / f"{name}.db"
+        settings = Settings.model_validate({"database": {"url": f"sqlite+aiosqlite:///{path}"}})
+        asyncio.run(with_db(settings, nothing, town=town))
+    return out
+
+
+def copy_sqlite(template: Path, to: Path) -> Path:
+    """A copy of a SQLite database (with its WAL, if one was left) at *to*."""
+    for suffix in ("", "-wal", "-shm"):
+        src = template.with_name(template.name + suffix)
+        if src.exists():
+            shutil.copy(src, to.with_name(to.name + suffix))
+    return to
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

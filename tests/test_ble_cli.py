@@ -114,7 +114,7 @@ def test_scan_with_nothing_in_range_exits_not_found(
 def test_scan_without_an_adapter_says_so(radio: Radio, capsys: pytest.CaptureFixture[str]) -> None:
     radio.adapter = False
     rc, body, err = run_json(capsys, "scan", "--timeout", "0.05")
-    assert rc == 4
+    assert rc == 5
     assert body["error"]["code"] == "no_adapter"
     assert body["error"]["message"] == "no Bluetooth adapter found"
     assert "bluetoothctl list" in body["error"]["hint"]
@@ -179,14 +179,14 @@ def test_a_write_that_does_not_read_back_fails_with_its_exit_code(
     nwave.stuck = {SENSITIVITY}
     rc, body, err = run_json(capsys, "configure", NWAVE, "--heartbeat", "900",
                              "--sensitivity", "9", "--scan-timeout", "1")  # fmt: skip
-    assert rc == 5
+    assert rc == 1
     assert body["ok"] is False and body["error"]["code"] == "verify_failed"
     assert body["checks"][0]["ok"] is True
     assert body["checks"][1] == {"name": "sensitivity", "requested": 9, "read_back": 3,
                                  "ok": False, "detail": "wrote 9, read back 3"}  # fmt: skip
     assert "read-back differs: sensitivity: wrote 9, read back 3" in err
     rc, out, _ = run(capsys, "configure", NWAVE, "--sensitivity", "9", "--scan-timeout", "1")
-    assert rc == 5 and "NO" in out
+    assert rc == 1 and "NO" in out
 
 
 def test_a_recalibration_that_never_finishes_fails_verification(
@@ -195,7 +195,7 @@ def test_a_recalibration_that_never_finishes_fails_verification(
     nwave, _, _ = town(radio)
     nwave.recalibration_finishes = False
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--recalibrate", "--scan-timeout", "1")
-    assert rc == 5
+    assert rc == 1
     assert body["checks"] == [{
         "name": "recalibrate", "requested": 1, "read_back": 0, "ok": False,
         "detail": "calibration counter still 0 after 0.5 s",
@@ -219,7 +219,7 @@ def test_connection_that_keeps_failing_gives_up_after_the_attempts(
     nwave.fail_connects = 99
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--sensitivity", "4", "--attempts", "3",
                              "--scan-timeout", "1")  # fmt: skip
-    assert rc == 6
+    assert rc == 5
     assert nwave.connect_attempts == 3 and nwave.sensitivity == 3
     assert body["error"]["code"] == "connect_failed"
     assert (
@@ -234,7 +234,7 @@ def test_each_connection_attempt_has_its_timeout(
     nwave.hang_connect = True
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--sensitivity", "4", "--attempts", "2",
                            "--connect-timeout", "0.05", "--scan-timeout", "1")  # fmt: skip
-    assert rc == 6 and nwave.connect_attempts == 2
+    assert rc == 5 and nwave.connect_attempts == 2
     assert "last: TimeoutError" in body["error"]["message"]
 
 
@@ -246,7 +246,7 @@ def test_the_whole_operation_has_a_deadline(
     started = time.monotonic()
     rc, body, err = run_json(capsys, "configure", NWAVE, "--sensitivity", "4", "--timeout", "0.3",
                              "--connect-timeout", "30", "--scan-timeout", "1")  # fmt: skip
-    assert rc == 7
+    assert rc == 5
     assert time.monotonic() - started < 5
     assert body["error"]["code"] == "timeout"
     assert "did not finish within 0.3 s" in err and "--timeout" in err
@@ -256,7 +256,7 @@ def test_configure_without_an_adapter(radio: Radio, capsys: pytest.CaptureFixtur
     nwave, _, _ = town(radio)
     radio.adapter = False
     rc, body, err = run_json(capsys, "configure", NWAVE, "--heartbeat", "600")
-    assert rc == 4 and body["error"]["code"] == "no_adapter"
+    assert rc == 5 and body["error"]["code"] == "no_adapter"
     assert nwave.connect_attempts == 0
     assert "plug in a BLE adapter" in err
 
@@ -317,7 +317,7 @@ def test_the_wrong_model_is_a_device_error_and_writes_nothing(
     nwave, _, _ = town(radio)
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--model", "bosch-tps110",
                              "--heartbeat", "600", "--scan-timeout", "1")  # fmt: skip
-    assert rc == 8 and body["error"]["code"] == "device_error"
+    assert rc == 1 and body["error"]["code"] == "device_error"
     assert "heartbeat: read 4 bytes" in body["error"]["message"]
     assert nwave.writes == [] and not nwave.connected
 
@@ -367,7 +367,7 @@ def test_this_machines_own_stack_without_bluetooth_says_no_adapter(
         [sys.executable, "-m", "gateway.cli", "ble", *command, "--json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 5, proc.stderr
     body = json.loads(proc.stdout)
     assert body["ok"] is False and body["error"]["code"] == "no_adapter"
     assert "what to do:" in proc.stderr
@@ -401,7 +401,7 @@ def test_another_scan_in_progress_is_a_bluetooth_error(
         "org.bluez.Error.InProgress", ["Operation already in progress"]
     )
     rc, body, err = run_json(capsys, "scan", "--timeout", "0.05")
-    assert rc == 9 and body["error"]["code"] == "bluetooth_error"
+    assert rc == 5 and body["error"]["code"] == "bluetooth_error"
     assert "another program is scanning" in err and "bluetoothctl scan off" in err
 
 
@@ -412,7 +412,7 @@ def test_a_sensor_that_stops_answering_hits_the_deadline_and_is_let_go(
     nwave.hang_reads = True
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--heartbeat", "600", "--timeout", "0.3",
                            "--scan-timeout", "1")  # fmt: skip
-    assert rc == 7 and body["error"]["code"] == "timeout"
+    assert rc == 5 and body["error"]["code"] == "timeout"
     assert nwave.connect_attempts == 1 and not nwave.connected and nwave.writes == []
 
 
@@ -447,5 +447,5 @@ def test_a_sensor_without_the_configuration_service_is_a_device_error(
     nwave, _, _ = town(radio)
     nwave.config_service = False
     rc, body, _ = run_json(capsys, "configure", NWAVE, "--heartbeat", "600", "--scan-timeout", "1")
-    assert rc == 8 and "has no citygate configuration service" in body["error"]["message"]
+    assert rc == 1 and "has no citygate configuration service" in body["error"]["message"]
     assert nwave.writes == [] and not nwave.connected

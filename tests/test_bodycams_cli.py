@@ -57,7 +57,7 @@ async def test_cli_adds_a_cam_live_and_field_json_is_the_api_view(config_dir: Pa
         assert rc == 0, err
         assert out.strip() == "typed-on-the-cam"  # shown once, stored as HA1 only
         rc, _, err = await cli_stdin(config_dir, b"", "bodycams", "add", CAM)
-        assert rc == 2 and "already exists" in err
+        assert rc == 4 and "already exists" in err  # refused: docs/cli.md
         listed = await cli_json(config_dir, "bodycams", "list", "--json")
         mine = next(c for c in listed["bodycams"] if c["id"] == CAM)
         assert mine["officer_id"] == "of-005" and mine["password_set"] is True

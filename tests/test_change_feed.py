@@ -254,7 +254,7 @@ async def test_a_tariff_import_changes_a_quote_live(
     broken = tmp_path / "broken.toml"
     broken.write_text(dearer.replace("rate_fen = 300,", 'rate_fen = "3",', 1), "utf-8")
     code, _, err = await citygate(module_db_url, "tariffs", "import", str(broken))
-    assert code == 2 and "rate_fen must be an integer" in err and "broken.toml" in err
+    assert code == 1 and "rate_fen must be an integer" in err and "broken.toml" in err
 
     code, _, err = await citygate(module_db_url, "tariffs", "import", str(new))
     assert code == 0, err

@@ -54,6 +54,16 @@ def test_commands_subcommands_options_and_choices(script: Path) -> None:
     ]  # fmt: skip
 
 
+def test_json_is_completed_wherever_a_command_takes_it(script: Path) -> None:
+    """``--json`` comes from build_parser, not the groups: completion offers it all the same,
+    and not where it is not (docs/cli.md's exemptions)."""
+    for words in (("token", "list"), ("config", "which"), ("db", "upgrade"), ("audit",),
+                  ("tariffs", "quote"), ("drones", "show", "drone-1")):  # fmt: skip
+        assert complete(script, "citygate", *words, "--j") == ["--json"], words
+    for words in (("run",), ("demo",), ("simulate",), ("completion",)):
+        assert "--json" not in complete(script, "citygate", *words, "--"), words
+
+
 def test_a_global_option_and_its_value_are_skipped(script: Path) -> None:
     assert complete(script, "citygate", "--log-level", "DEBUG", "dro") == ["drones"]
     assert complete(script, "citygate", "--as", "li", "drones", "show", "--j") == ["--json"]

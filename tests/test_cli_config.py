@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -165,7 +166,7 @@ def test_help_lists_every_command_group() -> None:
 
 def test_config_which_and_the_stderr_line(tmp_path: Path) -> None:
     none = run_cli("config", "which", cwd=tmp_path)
-    assert none.returncode == 1 and none.stdout == ""
+    assert none.returncode == 3 and none.stdout == ""  # not found (docs/cli.md)
     assert "no config file" in none.stderr
     demo = touch(tmp_path / DEMO_CONFIG, '[database]\nurl = "sqlite+aiosqlite:///citygate.db"\n')
     found = run_cli("config", "which", cwd=tmp_path)
@@ -182,10 +183,9 @@ def test_config_which_and_the_stderr_line(tmp_path: Path) -> None:
 def test_missing_config_flag_is_one_clear_error(tmp_path: Path) -> None:
     res = run_cli("token", "list", "--config", "nope.toml", cwd=tmp_path)
     assert res.returncode == 2
-    assert (
-        res.stderr.strip().splitlines()[-1]
-        == "config error: nope.toml (from --config): no such file"
-    )
+    error, hint = res.stderr.strip().splitlines()[-2:]
+    assert error == "citygate token list: config error: nope.toml (from --config): no such file"
+    assert hint.startswith("  what to do: ")
     assert "Traceback" not in res.stderr
 
 
@@ -206,6 +206,8 @@ def test_the_config_line_is_printed_once(tmp_path: Path) -> None:
     # In a subprocess: main() sets up the process's logging, which must not leak into the suite.
     touch(tmp_path / LOCAL_CONFIG, '[telemetry]\nspool_dir = "sp"\n')
     res = run_cli("telemetry", "status", "--json", cwd=tmp_path)
-    assert res.returncode == 1 and res.stdout == ""
+    assert res.returncode == 3  # not found, said on stdout as JSON (docs/cli.md)
+    assert json.loads(res.stdout)["error"]["code"] == "no_spool"
     assert res.stderr.count("citygate: config ") == 1
-    assert str(tmp_path.resolve() / "sp") in res.stderr  # the spool it looked for, absolute
+    error = json.loads(res.stdout)["error"]
+    assert str(tmp_path.resolve() / "sp") in error["message"]  # the spool it looked for, absolute

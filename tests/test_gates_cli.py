@@ -48,7 +48,7 @@ async def test_probe_prints_the_map_as_read(tmp_path: Path) -> None:
         rc, out, _ = await cli(tmp_path, "probe", url, "--unit", "1")
         assert rc == 0 and "discrete 0: 0 1 0 1" in out and "vehicle_present: true" in out
         rc, out, err = await cli(tmp_path, "probe", url, "--unit", "9", "--timeout", "0.2")
-        assert rc == 1 and "probe failed: unit 9: no answer" in err
+        assert rc == 5 and "probe failed: unit 9: no answer" in err  # nothing answered
         assert not [w for w in sim.writes]  # a probe writes nothing
     finally:
         await sim.stop()
@@ -68,4 +68,4 @@ def test_probe_refuses_bad_urls_and_models(capsys: pytest.CaptureFixture[str]) -
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert run("models", "--json") == 0
     models = json.loads(capsys.readouterr().out)
-    assert [m["model"] for m in models] == ["example-logic-hr", "example-relay4"]
+    assert [m["model"] for m in models["models"]] == ["example-logic-hr", "example-relay4"]

@@ -370,8 +370,9 @@ async def test_the_cli_in_its_own_process(gw: Any, module_db_url: str) -> None:
         citygate(module_db_url, "devices", "lifecycle", d, "asleep"),
     )
     assert first[0] == 0 and first[1].strip() == "drone drone-1: active -> maintenance", first
-    assert unknown[0] == 3 and json.loads(unknown[1])["error"] == "no_device"
-    assert "no device 'nope'" in unknown[2]
+    error = json.loads(unknown[1])["error"]  # with --json the error is the one document
+    assert unknown[0] == 3 and error["code"] == "no_device"
+    assert "no device 'nope'" in error["message"]
     assert bad[0] == 2  # argparse: not a state
     await until_live(gw, LifeKind.DRONE, d, "maintenance")
     code, out, err = await citygate(module_db_url, "devices", "lifecycle", d, "retired", "--json")
@@ -386,8 +387,9 @@ async def test_the_cli_in_its_own_process(gw: Any, module_db_url: str) -> None:
         citygate(module_db_url, "devices", "lifecycle", d, "active", "--json"),
     )
     assert again[0] == 0 and again[1].strip() == "drone drone-1: already retired"
-    assert refused[0] == 1 and json.loads(refused[1])["error"] == "refused_transition"
-    assert "retired is final" in refused[2]
+    error = json.loads(refused[1])["error"]
+    assert refused[0] == 4 and error["code"] == "refused_transition"
+    assert "retired is final" in error["message"]
     me = f"cli:{getpass.getuser()}"
     mine = [a for a in await audit_trail(gw, d) if a[1] == me]
     assert mine == [("maintenance", me, "active", "maintenance"),

@@ -1,6 +1,6 @@
-"""``citygate devices replace``: exit codes scripts can trust (0 replaced, 1 refused, 2 bad
-usage, 3 no such device), one JSON document with ``--json``, the message on stderr, and the
-CLI user as the audit log's actor."""
+"""``citygate devices replace``: exit codes scripts can trust (docs/cli.md: 0 replaced, 2 bad
+usage, 3 no such device, 4 refused), one JSON document with ``--json`` (errors too), the
+message on stderr without it, and the CLI user as the audit log's actor."""
 
 from __future__ import annotations
 
@@ -51,13 +51,14 @@ def test_exit_codes_json_and_messages(db: str, capsys: pytest.CaptureFixture[str
     code, out, err = replace(capsys, "x", "y", "--unit", "0")
     assert code == 2 and "unit" in err and out == ""
     code, out, err = replace(capsys, "ffffffffffffffff", "a1b2c3d4e5f60009", "--json")
-    assert code == 3 and "no device" in err
-    assert json.loads(out)["refused"] == "no_device"
+    error = json.loads(out)["error"]  # with --json the error is the one document
+    assert code == 3 and error["code"] == "no_device" and "no device" in error["message"]
     code, out, err = replace(capsys, old.dev_eui, other.dev_eui, "--json")
-    assert code == 1 and json.loads(out)["refused"] == "new_bound"
-    assert "free it there first" in err
+    error = json.loads(out)["error"]
+    assert code == 4 and error["code"] == "new_bound"
+    assert "free it there first" in error["message"]
     code, out, err = replace(capsys, old.dev_eui, "a1b2c3d4e5f60009")
-    assert code == 1 and "give its model" in err and out == ""
+    assert code == 2 and "give its model" in err and out == ""
     code, out, err = replace(
         capsys, old.dev_eui, "a1b2c3d4e5f60009", "--model", "nwave-nps405", "--json"
     )
@@ -67,7 +68,7 @@ def test_exit_codes_json_and_messages(db: str, capsys: pytest.CaptureFixture[str
     assert done["new"] == {"id": "a1b2c3d4e5f60009", "lifecycle": "provisioned", "created": True}
     assert all(a.startswith("cli:") for a in audit_actors(db, "a1b2c3d4e5f60009"))
     code, out, err = replace(capsys, old.dev_eui, "a1b2c3d4e5f6000a", "--model", "nwave-nps405")
-    assert code == 1 and "retired already" in err
+    assert code == 4 and "retired already" in err
 
 
 def test_a_charger_replacement_prints_the_new_password_once(

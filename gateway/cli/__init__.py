@@ -1,15 +1,22 @@
 """``citygate`` command line: run, demo, simulate, config, town, devices, token, tariffs,
 rules, telemetry, cases, chargers, bodycams, field, drones, modbus, ble, commission, db,
-audit, import, completion. One module per command group; each adds its commands in ``register``."""
+audit, import, completion. One module per command group; each adds its commands in ``register``.
+
+Every command ends with an exit code of ``gateway.cli.exits.Exit`` (docs/cli.md) and takes
+``--json`` (added here to every command a group registers, unless it is in ``NO_JSON``): one
+JSON document on stdout, its errors as ``{"error": {...}}`` on stdout too. An exception no
+command handles is one line and a hint (``--log-level debug`` shows its traceback)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
 from gateway.cli import (
     audit,
@@ -33,12 +40,10 @@ from gateway.cli import (
     tokens,
     town,
 )
-from gateway.cli.common import settings_for
+from gateway.cli.common import report, settings_for
+from gateway.cli.exits import CliError, Exit
 from gateway.config import SEARCH_ORDER, ConfigError
-from gateway.directory.town import TownFileError
-from gateway.errors import StartupError
 from gateway.logs import setup_logging
-from telemetry.spool import SpoolBusyError, SpoolError
 
 log = logging.getLogger("citygate")
 
@@ -58,6 +63,62 @@ GROUPS = (
 )  # fmt: skip
 
 
+# Commands without --json: they run until stopped (their output is logs) or print a script.
+NO_JSON: frozenset[tuple[str, ...]] = frozenset(
+    {("run",), ("demo",), ("simulate",), ("completion",)}
+)
+
+
+class UsageExit(SystemExit):
+    """argparse's refusal (exit 2), with its message kept for ``--json``."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(int(Exit.USAGE))
+        self.prog = prog
+        self.message = message
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors also say what to do next (and can be JSON)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"  what to do: see `{self.prog} --help`", file=sys.stderr)
+        raise UsageExit(self.prog, message)
+
+
+def _commands(
+    p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every (sub)command parser under *p* with its path (aliases once, by their first name)."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for name, child in action.choices.items():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield (*path, name), child
+                    yield from _commands(child, (*path, name))
+
+
+def commands(p: argparse.ArgumentParser) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """The parsers of every command that runs something (has a ``func``), by path."""
+    return {path: sp for path, sp in _commands(p) if sp.get_default("func") is not None}
+
+
+def add_json_everywhere(p: argparse.ArgumentParser) -> None:
+    """``--json`` on every command but ``NO_JSON`` (a command may add its own, with its own
+    help), and its path for messages."""
+    for path, sp in commands(p).items():
+        sp.set_defaults(cli_path=" ".join(("citygate", *path)))
+        if path in NO_JSON or "--json" in sp._option_string_actions:
+            continue
+        sp.add_argument(
+            "--json", action="store_true", help="one JSON document on stdout (errors too)"
+        )
+
+
 def package_version() -> str:
     try:
         return version("citygate")
@@ -66,9 +127,15 @@ def package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="citygate", description=DESCRIPTION, epilog=EPILOG)
+    p = CliParser(prog="citygate", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"citygate {package_version()}")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=None,
+        help="DEBUG (with the traceback of an error), INFO, WARNING, ERROR; any case",
+    )
     p.add_argument("--log-json", action="store_true", help="JSON log lines")
     p.add_argument(
         "--as",
@@ -93,12 +160,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         group.register(sub, with_config)
-    p.set_defaults(root_parser=p)  # for commands about the CLI itself (completion)
+    add_json_everywhere(p)
+    p.set_defaults(root_parser=p, json=False)  # root_parser: for completion
     return p
 
 
+def _unexpected(exc: BaseException) -> CliError:
+    """The one line for an exception no command handles (the traceback: --log-level debug)."""
+    from sqlalchemy.exc import OperationalError
+
+    from gateway.directory.town import TownFileError
+    from gateway.errors import StartupError
+    from telemetry.spool import SpoolBusyError, SpoolError
+
+    if isinstance(exc, ConfigError):
+        return CliError(Exit.USAGE, f"config error: {exc}",
+                        "fix the file or variable it names (`citygate config keys` lists every "
+                        "key; `citygate config which` names the file)", "bad_config")  # fmt: skip
+    if isinstance(exc, TownFileError):
+        return CliError(Exit.USAGE, f"town error: {exc}",
+                        "check [town] file in the config file, or the file given",
+                        "bad_town")  # fmt: skip
+    if isinstance(exc, SpoolBusyError):  # another gateway runs on it
+        return CliError(Exit.REFUSED, f"cannot start: {exc}",
+                        "stop the other gateway, or give this one its own [telemetry] spool_dir",
+                        "busy")  # fmt: skip
+    if isinstance(exc, StartupError):
+        return CliError(Exit.UNAVAILABLE, f"cannot start: {exc}",
+                        "free or change what it names in the config file",
+                        "cannot_start")  # fmt: skip
+    if isinstance(exc, SpoolError):
+        return CliError(Exit.FAILED, str(exc), "see docs/telemetry.md", "spool")
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+        return CliError(Exit.UNAVAILABLE, f"lost the database or a peer: {exc}".splitlines()[0],
+                        "check that the database and broker in the config file answer, then "
+                        "run the command again", "unavailable")  # fmt: skip
+    return CliError(Exit.FAILED, f"unexpected error: {type(exc).__name__}: {exc}".splitlines()[0],
+                    "run it again with --log-level debug for the traceback, and report it",
+                    "internal")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(words)
+    except UsageExit as exc:
+        if "--json" in words:
+            error = CliError(Exit.USAGE, f"{exc.prog}: {exc.message}",
+                             f"see `{exc.prog} --help`", "usage")  # fmt: skip
+            print(json.dumps(error.as_json(), ensure_ascii=False))
+        raise
     level = args.log_level or "INFO"
     setup_logging(level.upper(), args.log_json)
     try:
@@ -106,25 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Honour [log] from the config file / environment where there is one.
             try:
                 s = settings_for(args)
-                setup_logging(args.log_level or s.log.level, args.log_json or s.log.json_format)
+                setup_logging(
+                    (args.log_level or s.log.level).upper(), args.log_json or s.log.json_format
+                )
             except ConfigError:
                 pass  # reported properly by the command itself
-        result: int = args.func(args)
-        return result
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    except TownFileError as exc:
-        print(f"town error: {exc}", file=sys.stderr)
-        return 2
-    except (StartupError, SpoolBusyError) as exc:  # a busy spool: another gateway runs on it
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 2
-    except SpoolError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        return int(args.func(args))
+    except CliError as exc:
+        log.debug("%s", exc.message, exc_info=True)
+        return report(args, exc)
     except KeyboardInterrupt:
-        return 130
+        if args.json:
+            print(json.dumps(CliError(Exit.INTERRUPTED, "interrupted").as_json()))
+        return int(Exit.INTERRUPTED)
+    except Exception as exc:  # one line and a hint, never a traceback (unless asked for)
+        log.debug("unhandled", exc_info=True)
+        return report(args, _unexpected(exc))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``scan`` lists the configurable sensors in range; ``configure ADDR`` writes the heartbeat,
 the sensitivity and/or a recalibration over GATT and reads every written value back. Neither
-needs a config file. Exit codes (docs/ble.md) are stable for scripts: ``EXIT_CODES``. With
+needs a config file. Exit codes are the CLI's (docs/cli.md, ``gateway.cli.exits``); each
+``error.code`` maps to one in ``EXIT_CODES`` (docs/ble.md). With
 ``--json`` stdout is one object that always has ``ok`` and ``error`` (null, or ``code``,
 ``message``, ``hint``); without it a table, and errors on stderr with what to do next.
 """
@@ -16,18 +17,18 @@ import re
 import sys
 from typing import Any, Final
 
-from gateway.cli.common import WithConfig, print_table
+from gateway.cli.common import Exit, WithConfig, print_table
 
-EXIT_OK: Final = 0
-EXIT_BAD_ARGS: Final = 2  # what argparse uses for its own refusals too
+EXIT_OK: Final = Exit.OK
+EXIT_BAD_ARGS: Final = Exit.USAGE  # what argparse uses for its own refusals too
 EXIT_CODES: Final = {
-    "not_found": 3,
-    "no_adapter": 4,
-    "verify_failed": 5,
-    "connect_failed": 6,
-    "timeout": 7,
-    "device_error": 8,
-    "bluetooth_error": 9,
+    "not_found": Exit.NOT_FOUND,
+    "no_adapter": Exit.UNAVAILABLE,
+    "verify_failed": Exit.FAILED,
+    "connect_failed": Exit.UNAVAILABLE,
+    "timeout": Exit.UNAVAILABLE,
+    "device_error": Exit.FAILED,
+    "bluetooth_error": Exit.UNAVAILABLE,
 }
 # A MAC address (Linux, Windows) or a CoreBluetooth UUID (macOS).
 _ADDRESS = re.compile(
@@ -193,7 +194,7 @@ def register(sub: Any, with_config: WithConfig) -> None:
     """Add this group's commands to the parser."""
     from drivers.ble.charmap import MODELS
 
-    codes = ", ".join(f"{c} {name}" for name, c in EXIT_CODES.items())
+    codes = ", ".join(f"{int(c)} {name}" for name, c in EXIT_CODES.items())
     group = sub.add_parser(
         "ble",
         help="configure berth sensors over Bluetooth LE (field technicians)",

@@ -12,13 +12,19 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     cli_actor,
+    fail,
+    invalid,
     print_password,
     print_table,
+    refused,
     settings_for,
     with_db,
 )
+
+LISTING = "citygate bodycams list"
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -37,10 +43,7 @@ def cmd_bodycams_add(args: argparse.Namespace) -> int:
     try:
         body = BodycamCreate(id=args.id, officer_id=args.officer, password=_read_password(args))
     except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "bodycam"
-            print(f"invalid body cam: {where}: {err['msg']}", file=sys.stderr)
-        return 2
+        return invalid(args, "body cam", exc)
 
     async def work(sessions: Any) -> int:
         from gateway.directory.bodycams import BodycamError, add_bodycam
@@ -58,8 +61,7 @@ def cmd_bodycams_add(args: argparse.Namespace) -> int:
                     actor=cli_actor(args),
                 )
         except BodycamError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+            return refused(args, exc.status, str(exc), LISTING)
         print_password(args, password)
         return 0
 
@@ -77,8 +79,8 @@ def cmd_bodycams_set_password(args: argparse.Namespace) -> int:
         try:
             TypeAdapter(Password).validate_python(given)
         except ValidationError:
-            print("invalid password: 8-64 printable ASCII characters", file=sys.stderr)
-            return 2
+            return fail(args, Exit.USAGE, "invalid password",
+                        "give 8-64 printable ASCII characters on stdin", "invalid")  # fmt: skip
 
     async def work(sessions: Any) -> int:
         from gateway.directory.bodycams import BodycamError, set_password
@@ -94,8 +96,7 @@ def cmd_bodycams_set_password(args: argparse.Namespace) -> int:
                     actor=cli_actor(args),
                 )
         except BodycamError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+            return refused(args, exc.status, str(exc), LISTING)
         print_password(args, password)
         return 0
 

@@ -11,20 +11,20 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     cli_actor,
+    fail,
+    invalid,
+    print_json,
     print_password,
     print_table,
+    refused,
     settings_for,
     with_db,
 )
 
-
-def _invalid(exc: Any) -> int:
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "charger"
-        print(f"invalid charger: {where}: {err['msg']}", file=sys.stderr)
-    return 2
+LISTING = "citygate chargers health"
 
 
 def cmd_chargers_add(args: argparse.Namespace) -> int:
@@ -48,7 +48,7 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
             connectors=args.connectors,
         )
     except ValidationError as exc:
-        return _invalid(exc)
+        return invalid(args, "charger", exc)
 
     async def work(sessions: Any) -> int:
         from gateway.directory.chargers import ChargerError, add_charger, charger_at
@@ -61,8 +61,7 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
                 )
                 password = await add_charger(session, new, now_utc(), actor=cli_actor(args))
         except ChargerError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+            return refused(args, exc.status, str(exc), LISTING)
         print_password(args, password)
         return 0
 
@@ -87,12 +86,12 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
     if args.lifecycle is not None:
         given["lifecycle"] = args.lifecycle
     if not given:
-        print("nothing to change: give --site, --place, --lat, --lon, --lifecycle", file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, "nothing to change",
+                    "give --site, --place, --lat, --lon or --lifecycle")  # fmt: skip
     try:
         patch = ChargerPatch.model_validate(given)
     except ValidationError as exc:
-        return _invalid(exc)
+        return invalid(args, "charger", exc)
 
     async def work(sessions: Any) -> int:
         from gateway.directory.chargers import ChargerError, update_charger
@@ -108,8 +107,10 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
                 )
                 where = row.site_id or row.place
         except ChargerError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+            return refused(args, exc.status, str(exc), LISTING)
+        if args.json:
+            print_json({"id": args.id, "lifecycle": row.lifecycle, "site_id": row.site_id,
+                        "place": row.place})  # fmt: skip
         print(f"charger {args.id}: {row.lifecycle}, at {where}", file=sys.stderr)
         return 0
 
@@ -126,8 +127,7 @@ def cmd_chargers_set_password(args: argparse.Namespace) -> int:
             async with sessions.begin() as session:
                 password = await set_password(session, args.id, now_utc(), actor=cli_actor(args))
         except ChargerError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
+            return refused(args, exc.status, str(exc), LISTING)
         print_password(args, password)
         return 0
 

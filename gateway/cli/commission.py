@@ -4,8 +4,9 @@ id), from what the database holds and, for a gate, a live Modbus probe (``--cycl
 and lowers the barrier, confirmed by reading it back). ``--json`` prints exactly what
 ``POST /api/v1/commission/{device_id}`` answers.
 
-Exit codes: 0 every check passed (or was skipped), 1 a check failed, 2 bad usage (or a device
-with no checks, or an id several kinds share without ``--kind``), 3 no such device.
+Exit codes (``gateway.cli.exits``): 0 every check passed (or was skipped), 1 a check failed,
+2 bad usage (or a device with no checks, or an id several kinds share without ``--kind``),
+3 no such device, 5 the database cannot be opened.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
-
-EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN = 1, 2, 3
+from gateway.cli.common import Exit, WithConfig, cli_actor, fail, print_table, settings_for, with_db
 
 
 def cmd_commission(args: argparse.Namespace) -> int:
@@ -49,11 +47,12 @@ def cmd_commission(args: argparse.Namespace) -> int:
     try:
         asyncio.run(with_db(settings, work, town=True))
     except NoSuchDevice as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_UNKNOWN
+        return fail(args, Exit.NOT_FOUND, str(exc),
+                    "`citygate devices list`, `chargers health`, `bodycams list` list the ids; "
+                    "a gate controller goes by its lane's id")  # fmt: skip
     except CannotCommission as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return fail(args, Exit.USAGE, str(exc),
+                    "name the kind with --kind sensor|camera|charger|bodycam|gate")  # fmt: skip
     result = out[0]
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -76,7 +75,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
             print("now commissioned: its next good message makes it active")
         else:
             print(f"lifecycle: {result['lifecycle']}")
-    return 0 if result["passed"] else EXIT_FAILED
+    return int(Exit.OK if result["passed"] else Exit.FAILED)
 
 
 def register(sub: Any, with_config: WithConfig) -> None:
@@ -87,7 +86,7 @@ def register(sub: Any, with_config: WithConfig) -> None:
             help="pass/fail commissioning checks of one device",
             description="Checks a berth sensor, plate camera, charger, body cam, or a lane's "
             "gate controller (by the lane's id). Exit codes: 0 all passed, 1 a check failed, "
-            "2 bad usage, 3 no such device.",
+            "2 bad usage, 3 no such device, 5 database unavailable (docs/cli.md).",
         )
     )
     p.add_argument("device", help="the device's id (a gate controller: its lane's id)")

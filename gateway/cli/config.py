@@ -7,31 +7,49 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     config_source,
     describe,
+    fail,
     load_settings,
+    print_json,
     settings_for,
 )
+from gateway.config import SEARCH_ORDER
 
 
 def cmd_config_which(args: argparse.Namespace) -> int:
-    """The file every other command would use here, alone on stdout (none: exit 1)."""
+    """The file every other command would use here, alone on stdout (none: exit 3)."""
     source = config_source(args)
     settings_for(args)  # validates it, and says on stderr how it was found
     if source.path is None:
-        return 1
-    print(source.path)
+        return fail(args, Exit.NOT_FOUND, f"no config file (searched {SEARCH_ORDER})",
+                    "give --config FILE, set CITYGATE_CONFIG, or write ./citygate.toml "
+                    "(docs/configuration.md)")  # fmt: skip
+    if args.json:
+        print_json({"path": str(source.path), "found_by": source.found_by})
+    else:
+        print(source.path)
     return 0
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     load_settings(args.file)
-    print(f"{args.file}: OK")
+    if args.json:
+        print_json({"file": str(args.file), "ok": True})
+    else:
+        print(f"{args.file}: OK")
     return 0
 
 
-def cmd_config_keys(_: argparse.Namespace) -> int:
+def cmd_config_keys(args: argparse.Namespace) -> int:
+    if args.json:
+        print_json({"keys": [
+            {"section": sect, "key": key, "default": default, "doc": doc}
+            for sect, key, default, doc in describe()
+        ]})  # fmt: skip
+        return 0
     section = ""
     for sect, key, default, doc in describe():
         if sect != section:

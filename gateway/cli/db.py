@@ -6,18 +6,17 @@ import argparse
 import asyncio
 from typing import Any
 
-from gateway.cli.common import (
-    WithConfig,
-    settings_for,
-    with_db,
-)
+from gateway.cli.common import WithConfig, print_json, settings_for, shown_url, with_db
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = settings_for(args)
 
     async def work(_: Any) -> int:
-        print("database schema is current")
+        if args.json:
+            print_json({"database": shown_url(settings.database.url), "current": True})
+        else:
+            print("database schema is current")
         return 0
 
     return asyncio.run(with_db(settings, work))

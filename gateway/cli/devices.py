@@ -11,7 +11,17 @@ import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, cli_actor, print_table, settings_for, with_db
+from gateway.cli.common import (
+    Exit,
+    WithConfig,
+    cli_actor,
+    fail,
+    invalid,
+    print_table,
+    refused,
+    settings_for,
+    with_db,
+)
 from gateway.cli.replace import add_replace
 
 COLUMNS = ["id", "kind", "model", "site_id", "berth_id", "lifecycle", "last_seen"]
@@ -23,7 +33,9 @@ def _row(r: Any) -> dict[str, Any]:
     return DeviceOut.model_validate(r, from_attributes=True).model_dump(mode="json")
 
 
-def _invalid(exc: Any) -> int:
+def _invalid(exc: Any, args: argparse.Namespace | None = None) -> int:
+    if args is not None:  # exit 2, as JSON with --json
+        return invalid(args, "device", exc)
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "device"
         print(f"invalid device: {where}: {err['msg']}", file=sys.stderr)
@@ -69,8 +81,7 @@ def _change(args: argparse.Namespace, op: str, body: Any) -> int:
                 changes = body.model_dump(include=body.model_fields_set)
                 row, _ = await registry.update(args.id, changes, now_utc(), actor=cli_actor(args))
         except RegistryError as exc:
-            print(exc.message, file=sys.stderr)
-            return 2
+            return refused(args, exc.status, exc.message, "citygate devices list")
         print(json.dumps(_row(row), ensure_ascii=False))
         return 0
 
@@ -91,7 +102,7 @@ def cmd_devices_add(args: argparse.Namespace) -> int:
             notes=args.notes,
         )
     except ValidationError as exc:
-        return _invalid(exc)
+        return _invalid(exc, args)
     return _change(args, "add", body)
 
 
@@ -109,12 +120,12 @@ def cmd_devices_set(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             given[key] = getattr(args, key)
     if not given:
-        print("nothing to change: give --berth, --unbind, --lifecycle, ...", file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, "nothing to change",
+                    "give --berth, --unbind, --lifecycle, --heartbeat-s or --notes")  # fmt: skip
     try:
         body = DevicePatch.model_validate(given)
     except ValidationError as exc:
-        return _invalid(exc)
+        return _invalid(exc, args)
     return _change(args, "set", body)
 
 
@@ -136,7 +147,7 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
                 notes=args.notes,
             )
         except ValidationError as exc:
-            return _invalid(exc)
+            return _invalid(exc, args)
     settings = settings_for(args)
 
     async def work(sessions: Any) -> int:
@@ -161,8 +172,7 @@ def _camera(args: argparse.Namespace, rotate: bool) -> int:
                     notes=body.notes,
                 )
         except RegistryError as exc:
-            print(exc.message, file=sys.stderr)
-            return 2
+            return refused(args, exc.status, exc.message, "citygate devices list")
         print(camera_credentials(row, secret).model_dump_json())
         return 0
 
@@ -175,9 +185,6 @@ def cmd_devices_add_camera(args: argparse.Namespace) -> int:
 
 def cmd_devices_camera_secret(args: argparse.Namespace) -> int:
     return _camera(args, rotate=True)
-
-
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNKNOWN = 1, 2, 3  # as ``citygate commission``'s
 
 
 def cmd_devices_lifecycle(args: argparse.Namespace) -> int:
@@ -199,20 +206,14 @@ def cmd_devices_lifecycle(args: argparse.Namespace) -> int:
         out.append(moved)
         return 0
 
-    def fail(code: int, error: str, message: str) -> int:
-        if args.json:
-            print(json.dumps({"error": error, "detail": message}, ensure_ascii=False))
-        print(message, file=sys.stderr)
-        return code
-
     try:
         asyncio.run(with_db(settings, work, town=True))
     except lifecycle.NoSuchDevice as exc:
-        return fail(EXIT_UNKNOWN, "no_device", str(exc))
+        return fail(args, Exit.NOT_FOUND, str(exc), code="no_device")
     except lifecycle.AmbiguousDevice as exc:
-        return fail(EXIT_USAGE, "ambiguous_device", str(exc))
-    except lifecycle.Refused as exc:
-        return fail(EXIT_REFUSED, "refused_transition", str(exc))
+        return fail(args, Exit.USAGE, str(exc), "say which with --kind", "ambiguous_device")
+    except lifecycle.Refused as exc:  # its message says what to do instead
+        return fail(args, Exit.REFUSED, str(exc), code="refused_transition")
     result = out[0]
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -260,8 +261,8 @@ def register(sub: Any, with_config: WithConfig) -> None:
             "lane's gate controller (by the lane's id): commissioned -> active, active <-> "
             "maintenance, any -> retired (final); provisioned -> commissioned is the "
             "commissioning checks' (citygate commission). Exit codes: 0 moved (or already "
-            "there), 1 the lifecycle refuses the move, 2 bad usage or an id several kinds "
-            "share, 3 no such device.",
+            "there), 2 bad usage or an id several kinds share, 3 no such device, 4 the "
+            "lifecycle refuses the move.",
         )
     )
     lc.add_argument("device", help="the device's id (a gate controller: its lane's id)")

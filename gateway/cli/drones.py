@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, print_table, settings_for, with_db
+from gateway.cli.common import Exit, WithConfig, fail, print_table, settings_for, with_db
 
 
 def _view(args: argparse.Namespace, drone_id: str | None) -> Any:
@@ -73,8 +72,8 @@ def cmd_drones(args: argparse.Namespace) -> int:
 def cmd_drones_show(args: argparse.Namespace) -> int:
     view = _view(args, args.id)
     if not view["drones"]:
-        print(f"no drone {args.id!r}", file=sys.stderr)
-        return 1
+        return fail(args, Exit.NOT_FOUND, f"no drone {args.id!r}",
+                    "`citygate drones` lists them")  # fmt: skip
     drone = {"at": view["at"], "datum": view["datum"], **view["drones"][0]}
     if args.json:
         print(json.dumps(drone, ensure_ascii=False, indent=2))

@@ -1,9 +1,9 @@
 """``citygate import FILE``: the bulk import of sensors, plate cameras, chargers and body
 cams from CSV or TOML (gateway.directory.bulk), the same function as ``POST
 /api/v1/import``. Exit 0 imported (or a clean dry run), 1 rows rejected (nothing imported),
-2 usage. A progress bar on a terminal, plain progress lines otherwise, on stderr; the
-summary (or with ``--json`` the document the API answers) on stdout, generated secrets last,
-once."""
+2 usage, 5 database unavailable (docs/cli.md). A progress bar on a terminal, plain progress
+lines otherwise, on stderr; the summary (or with ``--json`` the document the API answers) on
+stdout, generated secrets last, once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from events import now_utc
-from gateway.cli.common import WithConfig, cli_actor, settings_for, with_db
+from gateway.cli.common import Exit, WithConfig, cli_actor, fail, settings_for, with_db
 
 LIST_AT_MOST = 20  # ids listed per kind and outcome in the text summary (--json has all)
 
@@ -98,19 +98,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         fmt = args.format or detect_format(path.name)
     except ImportFileError as exc:
-        print(f"import: {exc} (or give --format)", file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, f"import: {exc}", "give --format csv|toml")
     settings = settings_for(args)
     limits = limits_of(settings.bulk_import.max_file_bytes, settings.bulk_import.max_rows)
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
-            print(f"import: {path}: {size} bytes, more than {limits.max_bytes}", file=sys.stderr)
-            return 1
+            return fail(args, Exit.FAILED,
+                        f"import: {path}: {size} bytes, more than {limits.max_bytes}",
+                        "split the file, or raise [bulk_import] max_file_bytes",
+                        "too_large")  # fmt: skip
         data = path.read_bytes()
     except OSError as exc:
-        print(f"import: {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, f"import: {path}: {exc.strerror or exc}",
+                    "give a file that exists and can be read", "unreadable")  # fmt: skip
     progress = ProgressOut(sys.stderr)
 
     async def work(sessions: Any) -> int:
@@ -129,14 +130,15 @@ def cmd_import(args: argparse.Namespace) -> int:
                 actor=cli_actor(args),
             )
         except ImportFileError as exc:
-            print(f"import: {path}: {exc}", file=sys.stderr)
-            return 1
+            return fail(args, Exit.FAILED, f"import: {path}: {exc}",
+                        "fix the file and import again (nothing was imported)",
+                        "refused")  # fmt: skip
         doc = outcome.as_dict()
         if args.json:
             print(json.dumps(doc, ensure_ascii=False, indent=2))
         else:
             print("\n".join(summary_lines(doc)))
-        return 1 if doc["errors"] else 0
+        return int(Exit.FAILED if doc["errors"] else Exit.OK)
 
     return asyncio.run(with_db(settings, work, town=True))
 

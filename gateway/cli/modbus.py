@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import WithConfig
+from gateway.cli.common import Exit, WithConfig, fail, print_json
 
 DEFAULT_MODEL = "example-relay4"
 
@@ -64,11 +64,22 @@ def cmd_modbus_probe(args: argparse.Namespace) -> int:
         bus = parse_bus_url(args.url)
         gate_map = load_map(args.map) if args.map else shipped_model(args.model)
     except (BusUrlError, MapError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        return fail(args, Exit.USAGE, str(exc),
+                    "`citygate modbus models` lists the shipped maps; the URL forms are in "
+                    "`citygate modbus probe --help`")  # fmt: skip
     timeout = args.timeout if args.timeout is not None else bus.timeout_ms / 1000
     result = asyncio.run(probe(args.url, args.unit, gate_map, timeout))
+    # Nothing answered (no connection, or no reply to the first read): unavailable.
+    exit = Exit.FAILED if result["reads"] else Exit.UNAVAILABLE
+    hint = (
+        "check the bus URL, the unit id and the controller's power and wiring"
+        if exit is Exit.UNAVAILABLE
+        else "check --model / --map against the controller (`citygate modbus models`)"
+    )
     if args.json:
+        if result["error"]:  # the document, with its error as every command's (docs/cli.md)
+            code = "no_answer" if exit is Exit.UNAVAILABLE else "probe_failed"
+            result = {**result, "error": {"code": code, "message": result["error"], "hint": hint}}
         print(json.dumps(result, ensure_ascii=False))
     else:
         example = " (example map)" if result["example"] else ""
@@ -83,9 +94,10 @@ def cmd_modbus_probe(args: argparse.Namespace) -> int:
             shown = str(value).lower() if isinstance(value, bool) else shown
             print(f"{key:>16}: {shown}")
     if result["error"]:
-        print(f"probe failed: {result['error']}", file=sys.stderr)
-        return 1
-    return 0
+        message = result["error"]["message"] if args.json else result["error"]
+        print(f"probe failed: {message}\n  what to do: {hint}", file=sys.stderr)
+        return int(exit)
+    return int(Exit.OK)
 
 
 def cmd_modbus_models(args: argparse.Namespace) -> int:
@@ -93,7 +105,7 @@ def cmd_modbus_models(args: argparse.Namespace) -> int:
 
     models = [shipped_model(n) for n in model_names()]
     if args.json:
-        print(json.dumps([m.model_dump(mode="json") for m in models], ensure_ascii=False))
+        print_json({"models": [m.model_dump(mode="json") for m in models]}, indent=None)
     else:
         for m in models:
             print(f"{m.model:<20} {m.description}")

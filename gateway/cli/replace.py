@@ -8,8 +8,8 @@ the registry is registered with the old one's particulars and its password print
 gate controller is named by its lane's id, NEW is the new controller's bus URL.
 ``--json`` prints exactly what ``POST /api/v1/devices/{old}/replace`` answers.
 
-Exit codes: 0 replaced, 1 refused (the message says what to do), 2 bad usage, 3 no such
-device (OLD), as ``citygate commission``.
+Exit codes (docs/cli.md): 0 replaced, 2 bad usage (an invalid NEW), 3 no such device, 4
+refused (the message says what to do).
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
 from events import now_utc
-from gateway.cli.common import WithConfig, cli_actor, settings_for, with_db
-
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNKNOWN = 1, 2, 3
+from gateway.cli.common import Exit, WithConfig, cli_actor, fail, settings_for, with_db
+from gateway.cli.exits import from_status
 
 
 def cmd_devices_replace(args: argparse.Namespace) -> int:
@@ -40,10 +38,12 @@ def cmd_devices_replace(args: argparse.Namespace) -> int:
     try:
         req = ReplaceRequest(new=args.new, **given)
     except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "request"
-            print(f"invalid replacement: {where}: {err['msg']}", file=sys.stderr)
-        return EXIT_USAGE
+        text = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return fail(args, Exit.USAGE, f"invalid replacement: {text}",
+                    "fix the value it names (`--help` gives the forms)", "invalid")  # fmt: skip
     settings = settings_for(args)
     done: list[Replaced] = []
 
@@ -62,11 +62,8 @@ def cmd_devices_replace(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(with_db(settings, work, town=True))
-    except Refused as exc:
-        if args.json:
-            print(json.dumps({"refused": exc.code, "detail": exc.message}, ensure_ascii=False))
-        print(exc.message, file=sys.stderr)
-        return EXIT_UNKNOWN if exc.status == 404 else EXIT_REFUSED
+    except Refused as exc:  # its message says what to do instead
+        return fail(args, from_status(exc.status), exc.message, code=exc.code)
     out = done[0].as_dict()
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
@@ -92,7 +89,7 @@ def add_replace(dev: Any, with_config: WithConfig) -> None:
             description="Retires OLD and moves its berth, lane, charger bay or officer to NEW "
             "in one transaction (audited, live on running gateways within seconds). A gate "
             "controller: OLD is its lane's id, NEW the new controller's bus URL. Exit codes: "
-            "0 replaced, 1 refused, 2 bad usage, 3 no such device.",
+            "0 replaced, 2 bad usage, 3 no such device, 4 refused.",
         )
     )
     rp.add_argument("old", help="the failed device's id (a gate controller: its lane's id)")

@@ -19,6 +19,7 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import (
+    Exit,
     Settings,
     WithConfig,
     config_source,
@@ -348,7 +349,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lock.acquire()
     except WorkdirBusy as exc:
         print(f"citygate demo: {exc}", file=sys.stderr)
-        return 1
+        return int(Exit.REFUSED)
     try:
         if args.port and not port_is_free("127.0.0.1", args.port):
             print(

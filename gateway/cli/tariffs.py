@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     cli_actor,
+    fail,
+    print_json,
     settings_for,
     with_db,
 )
@@ -34,10 +37,13 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
             exit=args.exit,
         )
     except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "request"
-            print(f"invalid quote request: {where}: {err['msg']}", file=sys.stderr)
-        return 2
+        what = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return fail(args, Exit.USAGE, f"invalid quote request: {what}",
+                    "see `citygate tariffs quote --help` (times: ISO 8601 with an offset)",
+                    "invalid")  # fmt: skip
 
     async def work(sessions: Any) -> int:
         from gateway.directory import documents
@@ -49,15 +55,15 @@ def cmd_tariff_quote(args: argparse.Namespace) -> int:
         async with sessions() as session:
             row = await session.get(SiteRow, req.site_id)
         if row is None:
-            print(f"unknown site {req.site_id!r}", file=sys.stderr)
-            return 2
+            return fail(args, Exit.NOT_FOUND, f"unknown site {req.site_id!r}",
+                        "the site ids are in the town file (GET /api/v1/sites)")  # fmt: skip
         try:
             text, source = await documents.in_force(sessions, "tariffs", settings.tariffs.file)
             book = documents.parse_tariffs(text, source, configured_zone(settings.town))
             out = make_quote(book, site_from_row(row), req, settings.tariffs.max_stay_days)
         except ValueError as exc:
-            print(f"cannot quote: {exc}", file=sys.stderr)
-            return 2
+            return fail(args, Exit.USAGE, f"cannot quote: {exc}",
+                        "check the stay's times and vehicle", "invalid")  # fmt: skip
         print(json.dumps(out, ensure_ascii=False))
         return 0
 
@@ -76,8 +82,8 @@ def import_document(args: argparse.Namespace, kind: Literal["tariffs", "rules"])
         try:
             text = args.file.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
-            return 2
+            return fail(args, Exit.USAGE, f"{args.file}: cannot read: {exc}",
+                        f"give a UTF-8 {kind} TOML file that exists", "unreadable")  # fmt: skip
         try:
             async with sessions.begin() as session:
                 doc, new = await documents.import_document(
@@ -89,10 +95,13 @@ def import_document(args: argparse.Namespace, kind: Literal["tariffs", "rules"])
                     configured_zone(settings.town),
                     actor=cli_actor(args, "import"),
                 )
-        except documents.DocumentError as exc:
-            print(f"invalid {kind}: {exc}", file=sys.stderr)
-            return 2
+        except documents.DocumentError as exc:  # read and refused: the one in force stays
+            return fail(args, Exit.FAILED, f"invalid {kind}: {exc}",
+                        "fix what it names and import again (nothing changed)",
+                        "invalid_document")  # fmt: skip
         state = "now in force" if new else "already in force (same text)"
+        if args.json:
+            print_json({"kind": kind, "file": str(args.file), "version": doc.id, "new": new})
         print(f"{kind} from {args.file} {state} (version {doc.id})", file=sys.stderr)
         return 0
 

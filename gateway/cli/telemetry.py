@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
-from gateway.cli.common import (
-    SPOOL_FILE,
-    WithConfig,
-    settings_for,
-)
+from gateway.cli.common import SPOOL_FILE, Exit, WithConfig, fail, settings_for
 
 
 def cmd_telemetry_status(args: argparse.Namespace) -> int:
@@ -22,12 +17,11 @@ def cmd_telemetry_status(args: argparse.Namespace) -> int:
     t = settings_for(args).telemetry
     status = telemetry_status(t, time.time())
     if status is None:
-        print(
-            f"no telemetry spool at {(t.spool_dir / SPOOL_FILE).resolve()} "
-            "(the gateway has not run with this config yet)",
-            file=sys.stderr,
-        )
-        return 1
+        return fail(args, Exit.NOT_FOUND,
+                    f"no telemetry spool at {(t.spool_dir / SPOOL_FILE).resolve()} "
+                    "(the gateway has not run with this config yet)",
+                    "start the gateway (`citygate run`) with this config, or point "
+                    "[telemetry] spool_dir at its spool", "no_spool")  # fmt: skip
     out = status.model_dump(mode="json")
     if args.json:
         print(json.dumps(out, ensure_ascii=False))

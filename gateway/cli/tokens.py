@@ -9,8 +9,11 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     cli_actor,
+    fail,
+    print_json,
     settings_for,
     with_db,
 )
@@ -26,7 +29,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             info, token = await create_token(
                 session, Role(args.role), now_utc(), args.label, actor=cli_actor(args)
             )
-        print(token)
+        if args.json:
+            print_json({"id": info.id, "role": info.role.value, "label": args.label,
+                        "token": token})  # fmt: skip
+        else:
+            print(token)
         print(
             f"token {info.id} ({info.role.value}) created; it is shown only once", file=sys.stderr
         )
@@ -47,12 +54,12 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
         except TokenError:
             found = False
         if not found:
-            print(f"no token {args.id!r}", file=sys.stderr)
-            return 1
-        print(
-            f"token {args.id.split('_')[1] if args.id.startswith('cg_') else args.id} revoked",
-            file=sys.stderr,
-        )
+            return fail(args, Exit.NOT_FOUND, f"no token {args.id!r}",
+                        "`citygate token list` shows the ids")  # fmt: skip
+        token_id = args.id.split("_")[1] if args.id.startswith("cg_") else args.id
+        if args.json:
+            print_json({"id": token_id, "revoked": True})
+        print(f"token {token_id} revoked", file=sys.stderr)
         return 0
 
     return asyncio.run(with_db(settings, work))
@@ -65,11 +72,18 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
     async def work(sessions: Any) -> int:
         async with sessions() as session:
-            for t in await list_tokens(session):
-                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
-                print(
-                    f"{t.id}  {t.role.value:<10}  {t.created_at:%Y-%m-%d %H:%M}  {state}  {t.label}"
-                )
+            tokens = await list_tokens(session)
+        if args.json:
+            print_json({"tokens": [
+                {"id": t.id, "role": t.role.value, "label": t.label,
+                 "created_at": t.created_at.isoformat(),
+                 "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+                for t in tokens
+            ]})  # fmt: skip
+            return 0
+        for t in tokens:
+            state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+            print(f"{t.id}  {t.role.value:<10}  {t.created_at:%Y-%m-%d %H:%M}  {state}  {t.label}")
         return 0
 
     return asyncio.run(with_db(settings, work))

@@ -10,19 +10,26 @@ from typing import Any
 
 from events import now_utc
 from gateway.cli.common import (
+    Exit,
     WithConfig,
     cli_actor,
+    fail,
     settings_for,
     with_db,
 )
 
 
 def cmd_town_import(args: argparse.Namespace) -> int:
-    from gateway.directory.town import load_town
+    from gateway.directory.town import TownFileError, load_town
     from gateway.directory.town_import import import_town
 
     settings = settings_for(args)
-    town = load_town(args.file)
+    try:
+        town = load_town(args.file)
+    except TownFileError as exc:  # read and refused: nothing imported
+        return fail(args, Exit.FAILED, f"town error: {exc}",
+                    "fix the field it names and import again (nothing was imported)",
+                    "invalid_town")  # fmt: skip
 
     async def work(sessions: Any) -> int:
         async with sessions.begin() as session:
