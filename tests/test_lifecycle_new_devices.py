@@ -265,7 +265,7 @@ async def test_the_chargers_own_lifecycle_path_follows_the_rules(
     # a provisioned charger is not put in service by a command: its checks come first
     code, _, err = await citygate(module_db_url, "chargers", "set", "CP-NEW-CLI",
                                   "--lifecycle", "active")  # fmt: skip
-    assert code == 2 and "citygate commission CP-NEW-CLI" in err, err
+    assert code == 4 and "citygate commission CP-NEW-CLI" in err, err
     r = await http.patch("/api/v1/chargers/CP-NEW-BULK", json={"lifecycle": "commissioned"},
                          headers=tech)  # fmt: skip
     assert r.status_code == 409 and "commission" in r.json()["detail"], r.text
@@ -279,12 +279,16 @@ async def test_the_chargers_own_lifecycle_path_follows_the_rules(
     for to in ("active", "maintenance", "provisioned", "commissioned"):
         code, _, err = await citygate(module_db_url, "chargers", "set", "CP-NEW-CLI",
                                       "--lifecycle", to)  # fmt: skip
-        assert code == 2, (to, err)
+        assert code == 4, (to, err)
         assert "retired is final" in err and "citygate devices replace" in err, err
         r = await http.patch("/api/v1/chargers/CP-NEW-CLI", json={"lifecycle": to},
                              headers=tech)  # fmt: skip
-        assert r.status_code == 409 and r.json()["code"] == "conflict", r.text
+        assert r.status_code == 409 and r.json()["code"] == "refused_transition", r.text
         assert "citygate devices replace" in r.json()["detail"]
+    code, out, _ = await citygate(module_db_url, "chargers", "set", "CP-NEW-CLI",
+                                  "--lifecycle", "active", "--json")  # fmt: skip
+    error = json.loads(out)["error"]
+    assert code == 4 and error["code"] == "refused_transition" and "retired" in error["message"]
     old = _given["replace_charger"]  # retired by its replacement
     r = await http.patch(f"/api/v1/chargers/{old}", json={"lifecycle": "active"}, headers=tech)
     assert r.status_code == 409, r.text

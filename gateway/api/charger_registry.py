@@ -20,6 +20,7 @@ from gateway.directory.chargers import (
     ChargerCreate,
     ChargerError,
     ChargerPatch,
+    LifecycleRefused,
     add_charger,
     charger_at,
     set_password,
@@ -109,7 +110,9 @@ async def rotate_password(charger_id: str, state: StateDep, who: Technician) -> 
     "whose detail says what to do instead. An empty body (nothing to change) is a 422 with "
     "code `nothing_to_change`.",
     responses=problems.responses(
-        409, s409="the lifecycle refuses the move, e.g. the charger is retired (code conflict)"
+        409,
+        s409="the lifecycle refuses the move, e.g. the charger is retired (code "
+        "refused_transition)",
     ),
 )
 async def patch_charger(
@@ -123,6 +126,8 @@ async def patch_charger(
             out = _out(
                 await update_charger(db, charger_id, changes, state.clock(), actor=actor_of(who))
             )
+    except LifecycleRefused as exc:  # as POST /api/v1/devices/{id}/lifecycle refuses a move
+        raise problems.ProblemError(409, str(exc), "refused_transition") from None
     except ChargerError as exc:
         raise _refused(exc) from None
     state.changed()

@@ -25,6 +25,7 @@ from gateway.cli.common import (
 )
 
 LISTING = "citygate chargers health"
+LIFECYCLE_HINT = "the moves of the device lifecycle: docs/lifecycle.md"
 
 
 def cmd_chargers_add(args: argparse.Namespace) -> int:
@@ -70,7 +71,7 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
 
 def cmd_chargers_set(args: argparse.Namespace) -> int:
     """Move a charger, or move it in the device lifecycle (live on every gateway); a move the
-    lifecycle refuses (a retired charger stays retired) changes nothing and exits 2."""
+    lifecycle refuses (a retired charger stays retired) changes nothing and exits 4."""
     from pydantic import ValidationError
 
     from gateway.directory.chargers import ChargerPatch
@@ -94,7 +95,7 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
         return invalid(args, "charger", exc)
 
     async def work(sessions: Any) -> int:
-        from gateway.directory.chargers import ChargerError, update_charger
+        from gateway.directory.chargers import ChargerError, LifecycleRefused, update_charger
 
         try:
             async with sessions.begin() as session:
@@ -106,6 +107,8 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
                     actor=cli_actor(args),
                 )
                 where = row.site_id or row.place
+        except LifecycleRefused as exc:
+            return fail(args, Exit.REFUSED, str(exc), LIFECYCLE_HINT, "refused_transition")
         except ChargerError as exc:
             return refused(args, exc.status, str(exc), LISTING)
         if args.json:

@@ -44,6 +44,14 @@ class ChargerError(Exception):
         self.status = status
 
 
+class LifecycleRefused(ChargerError):
+    """A lifecycle move of a charger that the one lifecycle refuses (409); the message says
+    what to do instead (``gateway.directory.lifecycle``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409)
+
+
 class ChargerCreate(BaseModel):
     """A charger to register: where it stands (a site, or a place with coordinates) and
     what it can do."""
@@ -283,4 +291,4 @@ def _decide(charger_id: str, old: str, new: str) -> None:
     except Refused as exc:
         hint = _RETIRED if exc.old is Lifecycle.RETIRED else exc.hint
         message = f"charger {charger_id!r}: cannot move from {old} to {new}: {hint}"
-        raise ChargerError(message, status=409) from None
+        raise LifecycleRefused(message) from None
