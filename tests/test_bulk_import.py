@@ -215,6 +215,7 @@ password = "file-given-password-01"
         two = await s.get(ChargerRow, "CP-IMP-2")
         assert one is not None and two is not None
         assert one.place and one.lat and one.power_kw == 60 and one.connectors == 2
+        assert (one.lifecycle, two.lifecycle) == ("provisioned", "provisioned")  # as one added
         assert one.password_hash == hash_password(doc["secrets"][0]["password"])
         assert two.password_hash == hash_password("file-given-password-01")
     assert await feed_after(sessions, seq) == [
@@ -243,6 +244,7 @@ async def test_bodycams_with_and_without_a_password(sessions: Any) -> None:
     async with sessions() as s:
         cam = await s.get(BodycamRow, "62072500081380000701")
         assert cam is not None and cam.ha1 == ha1(cam.id, REALM, "typed-on-the-cam")
+        assert cam.lifecycle == "provisioned"  # as one added by hand
     bad = "id,officer_id\n62072500081380000703,of-nobody\n"
     doc = await run(sessions, bad, kind="bodycam", retire_missing=True)
     assert doc["errors"] == [
@@ -254,7 +256,7 @@ async def test_bodycams_with_and_without_a_password(sessions: Any) -> None:
 async def test_retire_missing_is_scoped_to_the_kinds_in_the_file(sessions: Any) -> None:
     async with sessions() as s:
         chargers = int(await s.scalar(select(func.count()).select_from(ChargerRow).where(
-            ChargerRow.lifecycle == "active")) or 0)  # fmt: skip
+            ChargerRow.lifecycle != "retired")) or 0)  # fmt: skip
     seq = await head(sessions)
     data = f"id,site_id\nCP-IMP-1,{SITE}\n"
     doc = await run(sessions, data, kind="charger", retire_missing=True, dry_run=True)

@@ -117,7 +117,7 @@ def test_changes_print_json_and_a_password_once(
     rc, added, _ = run(capsys, config, "chargers", "add", "CP-JSON-1", "--site", "cp-zhening")
     assert rc == 0 and added["id"] == "CP-JSON-1" and len(added["password"]) >= 16
     rc, moved, _ = run(capsys, config, "chargers", "set", "CP-JSON-1", "--place", "north")
-    assert rc == 0 and moved["place"] == "north" and moved["lifecycle"] == "active"
+    assert rc == 0 and moved["place"] == "north" and moved["lifecycle"] == "provisioned"
 
 
 def error_of(result: tuple[int, Any, str], exit: Exit, code: str | None = None) -> dict[str, str]:

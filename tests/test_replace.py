@@ -266,6 +266,7 @@ async def test_a_charger_is_replaced_in_its_bay(sessions: Sessions) -> None:
     assert o.lifecycle == "retired" and check_password(o, "x") == "retired"
     assert (n.site_id, n.place, n.lat, n.lon) == (o.site_id, o.place, o.lat, o.lon)
     assert (n.model, n.vendor, n.connectors) == ("EVB-2", o.vendor, o.connectors)
+    assert n.lifecycle == "provisioned"  # a new charger, as one added: commissioned next
     assert check_password(n, password) == "ok"
     entries = await audits(sessions, f"{old.id}-R")
     assert password not in str([e.after for e in entries])
@@ -301,7 +302,8 @@ async def test_a_body_cam_is_replaced_for_its_officer(sessions: Sessions) -> Non
     async with sessions() as s:
         o, n = await s.get(BodycamRow, cam), await s.get(BodycamRow, "62072500081389990077")
     assert o is not None and (o.lifecycle, o.officer_id) == ("retired", None)
-    assert n is not None and (n.officer_id, n.realm, n.lifecycle) == (officer_id, REALM, "active")
+    assert n is not None and (n.officer_id, n.realm) == (officer_id, REALM)
+    assert n.lifecycle == "provisioned"  # a new cam, as one added: commissioned next
     (entry,) = await audits(sessions, "62072500081389990077")
     assert entry.after["ha1"] == "[redacted]" and entry.after["replaces"] == cam
     assert other_officer != officer_id

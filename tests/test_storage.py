@@ -19,7 +19,7 @@ from gateway.infra.storage.db import (
     migrate,
     sessionmaker_for,
 )
-from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
+from gateway.infra.storage.schema import BerthRow, ChargerRow, DeviceRow, SiteRow
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
@@ -187,9 +187,10 @@ async def test_registry_provision_bind_retire(sessions) -> None:  # type: ignore
     assert missing.value.status == 404
 
 
-async def test_a_retired_charger_says_how_to_reinstate_it(sessions) -> None:  # type: ignore[no-untyped-def]
-    """Re-adding or re-keying a retired charger is refused with the way back, not a wrong
-    hint, and no password is issued that the handshake would refuse anyway."""
+async def test_a_retired_charger_stays_retired_and_says_what_to_do(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Re-adding, re-keying or bringing back a retired charger is refused (409) with what to
+    do instead (a new charger, or a replacement next time), and nothing is written; a new
+    charger starts provisioned and follows the one lifecycle's operator moves."""
     from gateway.directory.chargers import (
         ChargerError,
         NewCharger,
@@ -202,12 +203,30 @@ async def test_a_retired_charger_says_how_to_reinstate_it(sessions) -> None:  # 
     new = NewCharger(id="RET001", site_id=None, place="x", lat=38.78, lon=101.08)
     async with sessions.begin() as s:
         await add_charger(s, new, now)
+        assert (await s.get(ChargerRow, "RET001")).lifecycle == "provisioned"  # type: ignore[union-attr]
+    with pytest.raises(ChargerError) as early:  # not commissioned yet
+        async with sessions.begin() as s:
+            await update_charger(s, "RET001", {"lifecycle": "active"}, now)
+    assert early.value.status == 409 and "citygate commission RET001" in str(early.value)
+    async with sessions.begin() as s:
         await update_charger(s, "RET001", {"lifecycle": "retired"}, now)
-    for attempt in (lambda s: add_charger(s, new, now), lambda s: set_password(s, "RET001", now)):
+    attempts = [
+        lambda s: add_charger(s, new, now),
+        lambda s: set_password(s, "RET001", now),
+        *(
+            lambda s, to=to: update_charger(s, "RET001", {"lifecycle": to}, now)
+            for to in ("active", "provisioned", "commissioned", "maintenance")
+        ),
+    ]
+    for attempt in attempts:
         with pytest.raises(ChargerError) as caught:
             async with sessions.begin() as s:
                 await attempt(s)
-        assert caught.value.status == 409 and "reinstate" in str(caught.value)
-    async with sessions.begin() as s:
-        await update_charger(s, "RET001", {"lifecycle": "active"}, now)
-        assert await set_password(s, "RET001", now)
+        assert caught.value.status == 409, caught.value
+        assert "retired is final" in str(caught.value) and "devices replace" in str(caught.value)
+    async with sessions() as s:
+        assert (await s.get(ChargerRow, "RET001")).lifecycle == "retired"  # type: ignore[union-attr]
+    with pytest.raises(ChargerError) as bad:
+        async with sessions.begin() as s:
+            await update_charger(s, "RET001", {"lifecycle": "reinstated"}, now)
+    assert bad.value.status == 422 and "provisioned, commissioned" in str(bad.value)

@@ -20,6 +20,7 @@ from gateway.directory.chargers import (
     ChargerCreate,
     ChargerError,
     ChargerPatch,
+    LifecycleRefused,
     add_charger,
     charger_at,
     set_password,
@@ -103,9 +104,16 @@ async def rotate_password(charger_id: str, state: StateDep, who: Technician) -> 
 
 @router.patch(
     "/chargers/{charger_id}",
-    summary="Move a charger, or retire or reinstate it",
-    description="An empty body (nothing to change) is a 422 with code `nothing_to_change`.",
-    responses=problems.responses(409, s409="the charger is retired (code conflict)"),
+    summary="Move a charger, or move it in the device lifecycle",
+    description="`lifecycle` is an operator's move of the device lifecycle (docs/lifecycle.md): "
+    "a move it refuses, such as any move of a retired charger (retired is final), is a 409 "
+    "whose detail says what to do instead. An empty body (nothing to change) is a 422 with "
+    "code `nothing_to_change`.",
+    responses=problems.responses(
+        409,
+        s409="the lifecycle refuses the move, e.g. the charger is retired (code "
+        "refused_transition)",
+    ),
 )
 async def patch_charger(
     charger_id: str, body: ChargerPatch, state: StateDep, who: Technician
@@ -118,6 +126,8 @@ async def patch_charger(
             out = _out(
                 await update_charger(db, charger_id, changes, state.clock(), actor=actor_of(who))
             )
+    except LifecycleRefused as exc:  # as POST /api/v1/devices/{id}/lifecycle refuses a move
+        raise problems.ProblemError(409, str(exc), "refused_transition") from None
     except ChargerError as exc:
         raise _refused(exc) from None
     state.changed()

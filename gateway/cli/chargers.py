@@ -25,6 +25,7 @@ from gateway.cli.common import (
 )
 
 LISTING = "citygate chargers health"
+LIFECYCLE_HINT = "the moves of the device lifecycle: docs/lifecycle.md"
 
 
 def cmd_chargers_add(args: argparse.Namespace) -> int:
@@ -69,7 +70,8 @@ def cmd_chargers_add(args: argparse.Namespace) -> int:
 
 
 def cmd_chargers_set(args: argparse.Namespace) -> int:
-    """Move a charger, or retire or reinstate it (live on every gateway)."""
+    """Move a charger, or move it in the device lifecycle (live on every gateway); a move the
+    lifecycle refuses (a retired charger stays retired) changes nothing and exits 4."""
     from pydantic import ValidationError
 
     from gateway.directory.chargers import ChargerPatch
@@ -93,7 +95,7 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
         return invalid(args, "charger", exc)
 
     async def work(sessions: Any) -> int:
-        from gateway.directory.chargers import ChargerError, update_charger
+        from gateway.directory.chargers import ChargerError, LifecycleRefused, update_charger
 
         try:
             async with sessions.begin() as session:
@@ -105,6 +107,8 @@ def cmd_chargers_set(args: argparse.Namespace) -> int:
                     actor=cli_actor(args),
                 )
                 where = row.site_id or row.place
+        except LifecycleRefused as exc:
+            return fail(args, Exit.REFUSED, str(exc), LIFECYCLE_HINT, "refused_transition")
         except ChargerError as exc:
             return refused(args, exc.status, str(exc), LISTING)
         if args.json:
@@ -206,7 +210,9 @@ def register(sub: Any, with_config: WithConfig) -> None:
     cpw.add_argument("id")
     cpw.add_argument("--json", action="store_true", help='print {"id", "password"}')
     cpw.set_defaults(func=cmd_chargers_set_password)
-    cset = with_config(ch.add_parser("set", help="move a charger, or retire or reinstate it"))
+    cset = with_config(
+        ch.add_parser("set", help="move a charger, or move it in the device lifecycle")
+    )
     cset.add_argument("id")
     cset.add_argument("--site", default=None, help='the car park it now stands in ("": none)')
     cset.add_argument("--place", default=None)
@@ -214,9 +220,10 @@ def register(sub: Any, with_config: WithConfig) -> None:
     cset.add_argument("--lon", type=float, default=None)
     cset.add_argument(
         "--lifecycle",
-        choices=["active", "retired"],
+        choices=["provisioned", "commissioned", "active", "maintenance", "retired"],
         default=None,
-        help="retired: refused at the OCPP handshake, out of the fleet",
+        help="an operator's lifecycle move (docs/lifecycle.md); retired is final: refused at "
+        "the OCPP handshake, out of the fleet",
     )
     cset.set_defaults(func=cmd_chargers_set)
     chh = with_config(ch.add_parser("health", help="the fleet, worst first (a readable table)"))

@@ -66,7 +66,9 @@ async def add_bodycam(
     *,
     actor: Actor = SYSTEM,
 ) -> str:
-    """Register a cam; returns its password (shown once, stored as HA1)."""
+    """Register a cam, ``provisioned`` (docs/lifecycle.md: it may REGISTER at once, its
+    commissioning checks make it commissioned, its first REGISTER or message after that
+    active); returns its password (shown once, stored as HA1)."""
     if await session.get(BodycamRow, cam_id) is not None:
         raise BodycamError(f"body cam {cam_id!r} already exists (rotate its password)", 409)
     if officer_id is not None and await session.get(OfficerRow, officer_id) is None:
@@ -78,7 +80,7 @@ async def add_bodycam(
         ha1=ha1(cam_id, realm, password),
         realm=realm,
         password_set_at=now,
-        lifecycle="active",
+        lifecycle="provisioned",
         created_at=now,
         updated_at=now,
     )

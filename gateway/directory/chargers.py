@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.directory.audit import SYSTEM, Actor, record_audit, snapshot
+from gateway.directory.devices import Lifecycle
+from gateway.directory.lifecycle import Cause, LifeKind, Refused, decide
 from gateway.directory.town import ChargePointId, Ident, Lat, Lon
 from gateway.infra.changes import record_change
 from gateway.infra.storage.schema import ChargerRow, SiteRow
@@ -28,7 +30,8 @@ from gateway.infra.storage.schema import ChargerRow, SiteRow
 AuthVerdict = str  # "ok" | "unknown" | "bad_password" | "no_password" | "retired"
 
 
-LIFECYCLES = ("active", "retired")
+LIFECYCLES: tuple[str, ...] = tuple(s.value for s in Lifecycle)  # the one lifecycle's names
+LifecycleName = Literal["provisioned", "commissioned", "active", "maintenance", "retired"]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -39,6 +42,14 @@ class ChargerError(Exception):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+
+class LifecycleRefused(ChargerError):
+    """A lifecycle move of a charger that the one lifecycle refuses (409); the message says
+    what to do instead (``gateway.directory.lifecycle``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409)
 
 
 class ChargerCreate(BaseModel):
@@ -70,8 +81,10 @@ class ChargerPatch(BaseModel):
     place: str | None = Field(None, min_length=1, max_length=200)
     lat: Lat | None = None
     lon: Lon | None = None
-    lifecycle: Literal["active", "retired"] | None = Field(
-        None, description="retired: refused at the OCPP handshake, out of the fleet view"
+    lifecycle: LifecycleName | None = Field(
+        None,
+        description="a move of the device lifecycle (docs/lifecycle.md), as an operator's: "
+        "retired is final (refused at the OCPP handshake, out of the fleet view)",
     )
 
 
@@ -144,19 +157,22 @@ async def charger_at(
     return NewCharger(id=charger_id, site_id=site_id, place=place, lat=lat, lon=lon, **rest)
 
 
-_REINSTATE = (
-    "reinstate it first (`citygate chargers set ID --lifecycle active`, "
-    'or PATCH /api/v1/chargers/{id} {"lifecycle": "active"})'
+_RETIRED = (
+    "retired is final: register the charger that now stands in its bay under a new id "
+    "(`citygate chargers add NEW_ID ...`, POST /api/v1/chargers); next time replace a failing "
+    "charger instead of retiring it (`citygate devices replace OLD NEW` moves its bay in one step)"
 )
 
 
 async def add_charger(
     session: AsyncSession, new: NewCharger, now: datetime, *, actor: Actor = SYSTEM
 ) -> str:
-    """Register a charger; returns its password (shown once, stored hashed)."""
+    """Register a charger, ``provisioned`` (docs/lifecycle.md: its commissioning checks make
+    it commissioned, its first BootNotification or Heartbeat after that active); returns its
+    password (shown once, stored hashed)."""
     existing = await session.get(ChargerRow, new.id)
     if existing is not None and existing.lifecycle == "retired":
-        raise ChargerError(f"charger {new.id!r} is retired: {_REINSTATE}", status=409)
+        raise ChargerError(f"charger {new.id!r} is retired: {_RETIRED}", status=409)
     if existing is not None:
         raise ChargerError(
             f"charger {new.id!r} already exists (rotate with set-password)", status=409
@@ -175,7 +191,7 @@ async def add_charger(
         current=new.current,
         power_kw=new.power_kw,
         connectors=new.connectors,
-        lifecycle="active",
+        lifecycle=Lifecycle.PROVISIONED.value,
         password_hash=hash_password(password),
         password_set_at=now,
         heartbeat_s=300,
@@ -213,7 +229,7 @@ async def set_password(
     if row is None:
         raise ChargerError(f"no charger {charger_id!r}", status=404)
     if row.lifecycle == "retired":  # a password it could not use anyway
-        raise ChargerError(f"charger {charger_id!r} is retired: {_REINSTATE}", status=409)
+        raise ChargerError(f"charger {charger_id!r} is retired: {_RETIRED}", status=409)
     before = charger_fields(row)
     password = generate_password()
     row.password_hash = hash_password(password)
@@ -233,14 +249,19 @@ async def update_charger(
     *,
     actor: Actor = SYSTEM,
 ) -> ChargerRow:
-    """Move a charger (``site_id``, ``place``, ``lat``, ``lon``) or retire or reinstate it
-    (``lifecycle``). A retired charger is refused at the OCPP handshake and leaves the fleet."""
+    """Move a charger (``site_id``, ``place``, ``lat``, ``lon``) or move it in the device
+    lifecycle (``lifecycle``, an operator's move: ``gateway.directory.lifecycle`` decides; a
+    refused move is a 409 and changes nothing). A retired charger is refused at the OCPP
+    handshake and leaves the fleet; retired is final."""
     row = await session.get(ChargerRow, charger_id)
     if row is None:
         raise ChargerError(f"no charger {charger_id!r}", status=404)
     unknown = set(changes) - {"site_id", "place", "lat", "lon", "lifecycle"}
     if unknown:
         raise ChargerError(f"cannot change {', '.join(sorted(unknown))}")
+    lifecycle = changes.get("lifecycle")
+    if lifecycle is not None:
+        _decide(charger_id, row.lifecycle, lifecycle)
     before = charger_fields(row)
     if "site_id" in changes:
         site_id = changes["site_id"]
@@ -250,10 +271,7 @@ async def update_charger(
     for key in ("place", "lat", "lon"):
         if changes.get(key) is not None:
             setattr(row, key, changes[key])
-    lifecycle = changes.get("lifecycle")
     if lifecycle is not None:
-        if lifecycle not in LIFECYCLES:
-            raise ChargerError(f"lifecycle must be one of {', '.join(LIFECYCLES)}")
         row.lifecycle = lifecycle
     row.updated_at = now
     await session.flush()
@@ -261,3 +279,16 @@ async def update_charger(
     await record_change(session, "charger", charger_id, op, now)
     await record_audit(session, actor, "charger", charger_id, op, before, charger_fields(row), now)
     return row
+
+
+def _decide(charger_id: str, old: str, new: str) -> None:
+    """An operator's lifecycle move of a charger, or ``ChargerError`` (422 no such state,
+    409 a move the lifecycle refuses, with what to do instead)."""
+    if new not in LIFECYCLES:
+        raise ChargerError(f"lifecycle must be one of {', '.join(LIFECYCLES)}")
+    try:
+        decide(LifeKind.CHARGER, charger_id, Lifecycle(old), Lifecycle(new), Cause.OPERATOR)
+    except Refused as exc:
+        hint = _RETIRED if exc.old is Lifecycle.RETIRED else exc.hint
+        message = f"charger {charger_id!r}: cannot move from {old} to {new}: {hint}"
+        raise LifecycleRefused(message) from None

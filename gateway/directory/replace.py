@@ -440,7 +440,7 @@ async def _charger(job: _Job, old_id: str) -> Replaced:
         new = ChargerRow(
             id=body.id, site_id=old.site_id, place=old.place, lat=old.lat, lon=old.lon,
             vendor=body.vendor, model=body.model, current=body.current, power_kw=body.power_kw,
-            connectors=body.connectors, lifecycle="active",
+            connectors=body.connectors, lifecycle=PROVISIONED,
             password_hash=chg.hash_password(password), password_set_at=job.now,
             heartbeat_s=old.heartbeat_s, created_at=job.now, updated_at=job.now,
         )  # fmt: skip
@@ -497,7 +497,7 @@ async def _bodycam(job: _Job, old_id: str) -> Replaced:
         password = body.password or generate_password()
         new = BodycamRow(
             id=body.id, ha1=ha1(body.id, job.realm, password), realm=job.realm,
-            password_set_at=job.now, lifecycle="active", created_at=job.now, updated_at=job.now,
+            password_set_at=job.now, lifecycle=PROVISIONED, created_at=job.now, updated_at=job.now,
         )  # fmt: skip
         db.add(new)
         if body.password is None:

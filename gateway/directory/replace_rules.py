@@ -132,7 +132,7 @@ def check_new(old: Side, new: Side) -> None:
             409,
             "new_retired",
             f"{new.kind} {new.id} is retired: a retired device is not put back by a "
-            "replacement; take another one, or reinstate it first",
+            "replacement (retired is final); take another one",
         )
     if new.place is not None and new.place != old.place:
         raise Refused(

@@ -352,7 +352,7 @@ class ChargerRow(Base):
     current: Mapped[str] = mapped_column(String(4))
     power_kw: Mapped[float] = mapped_column(Float)
     connectors: Mapped[int] = mapped_column(Integer)
-    lifecycle: Mapped[str] = mapped_column(String(16), default="active")
+    lifecycle: Mapped[str] = mapped_column(String(16), default="provisioned")
     password_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_s: Mapped[int] = mapped_column(Integer, default=300)
@@ -560,7 +560,7 @@ class BodycamRow(Base):
     ha1: Mapped[str | None] = mapped_column(String(32), nullable=True)
     realm: Mapped[str | None] = mapped_column(String(64), nullable=True)
     password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    lifecycle: Mapped[str] = mapped_column(String(16), default="active")
+    lifecycle: Mapped[str] = mapped_column(String(16), default="provisioned")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
