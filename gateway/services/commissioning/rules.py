@@ -156,7 +156,11 @@ def _lifecycle(lifecycle: str) -> Check:
         "passed" if ok else "failed",
         lifecycle,
         "provisioned, commissioned or active",
-        "" if ok else "a retired or maintenance device is not commissioned: reactivate it",
+        ""
+        if ok
+        else "a retired device is done: replace it (citygate devices replace OLD NEW)"
+        if lifecycle == "retired"
+        else "in maintenance: bring it back first (citygate devices lifecycle ID active)",
     )
 
 
