@@ -295,3 +295,19 @@ def test_what_no_command_handles_is_one_error_not_a_traceback(
     if exit is not Exit.INTERRUPTED:
         assert err.splitlines()[-2].startswith("citygate token list: ")  # one line, then
         assert err.splitlines()[-1].startswith("  what to do: ")  # what to do next
+
+
+def test_a_reader_that_goes_away_is_a_quiet_141(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``citygate token list | head -1``: the pipe closes under the command; it ends quietly
+    (as a command killed by SIGPIPE would), not as a lost database."""
+    from gateway.cli import tokens
+
+    def closed(_: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(tokens, "cmd_token_list", closed)
+    assert main(["token", "list", "-c", str(config)]) == Exit.PIPE_CLOSED == 141
+    err = capsys.readouterr().err
+    assert "Broken pipe" not in err and "what to do" not in err

@@ -10,8 +10,10 @@ command handles is one line and a hint (``--log-level debug`` shows its tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -230,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(CliError(Exit.INTERRUPTED, "interrupted").as_json()))
         return int(Exit.INTERRUPTED)
+    except BrokenPipeError:  # `citygate field | head -1`: the reader had enough, not an error
+        with contextlib.suppress(OSError):  # nothing more goes out, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(Exit.PIPE_CLOSED)
     except Exception as exc:  # one line and a hint, never a traceback (unless asked for)
         log.debug("unhandled", exc_info=True)
         return report(args, _unexpected(exc))

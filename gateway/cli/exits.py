@@ -20,6 +20,7 @@ class Exit(IntEnum):
     REFUSED = 4  # the state forbids it: already exists, in use, busy, not allowed
     UNAVAILABLE = 5  # something it needs does not answer: database, broker, adapter
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    PIPE_CLOSED = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, said nowhere
 
 
 # The JSON error code (``{"error": {"code": ...}}``) each exit has unless a command names a

@@ -295,8 +295,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 f"  body cams: {url}/api/v1/field (operator token; GB/T 28181 SIP: {sip})\n"
                 f"  drones:    {url}/api/v1/drones (operator token; DJI over the broker, "
                 f"MAVLink: {mav})\n"
-                f"  lanes:     {url}/api/v1/lanes (operator token: citygate token create "
-                "--role operator)\n"
+                f"  lanes:     {url}/api/v1/lanes (inspector token to read, operator to open: "
+                "citygate token create --role operator)\n"
+                f"  web page:  {url}/web/ (log in with a token)\n"
                 f"  API docs:  {url}/docs\n"
                 f"  config:    {config_file} (on {base_config}; the CLI finds it)\n"
                 "Press Ctrl-C to stop.\n",
