@@ -48,15 +48,28 @@ TOWN = load_town(None)
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def sessions(module_db_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(module_db_url)
+async def _town_db(url: str) -> AsyncIterator[Sessions]:
+    engine = create_engine(url)
     await migrate(engine)
     made = sessionmaker_for(engine)
     async with made.begin() as s:
         await import_town(s, TOWN, T0)
     yield made
     await engine.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def sessions(module_db_url: str) -> AsyncIterator[Sessions]:
+    async for made in _town_db(module_db_url):
+        yield made
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def pg_sessions(pg_url: str) -> AsyncIterator[Sessions]:
+    """The sample town on PostgreSQL alone: row locks and deadlocks are its own (SQLite has
+    one writer, so there is nothing to test there)."""
+    async for made in _town_db(pg_url):
+        yield made
 
 
 _taken: set[str] = set()
@@ -342,12 +355,11 @@ async def test_concurrent_replacements_of_one_device_exactly_one_wins(
 
 
 async def test_a_replacement_chosen_as_a_deadlock_victim_is_tried_again(
-    sessions: Sessions, module_db_url: str
+    pg_sessions: Sessions,
 ) -> None:
     """The write-behind persister updates devices' rows in its own order: a replacement that
     PostgreSQL aborts to break a deadlock wrote nothing and is made again."""
-    if not module_db_url.startswith("postgresql"):
-        pytest.skip("row locks and deadlocks are PostgreSQL's (SQLite has one writer)")
+    sessions = pg_sessions
     old, berth = sensor()
     new = new_eui()
     await provision(sessions, new)
