@@ -191,9 +191,7 @@ async def register(gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], kin
     return key
 
 
-async def retire(
-    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], kind: LifeKind
-) -> None:
+async def retire(gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], kind: LifeKind) -> None:
     """*kind*'s test device retired, registered first if this module has not made it yet."""
     key = {LifeKind.SENSOR: SENSOR, LifeKind.DRONE: DRONE, LifeKind.BODYCAM: BODYCAM}[kind]
     if await stored(gw, kind, key) is None:
