@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from drivers.aio import wait_for
 from events import Event, SiteCountsChanged
 from gateway.api import problems
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
+from gateway.api.sse import counts_stream
 from gateway.api.state import AppState, get_state
 from parking.occupancy import SiteView
 
@@ -173,31 +172,7 @@ async def vacancy_stream(
         ]
         return _sse("snapshot", {"sites": sites})
 
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            yield snapshot()
-            dropped = sub.dropped
-            while True:
-                try:
-                    ev = await wait_for(sub.get(), state.sse_keepalive_s)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": keepalive\n\n"
-                    continue
-                if sub.dropped != dropped:
-                    # This client fell behind and lost changes: resynchronise it with a fresh
-                    # snapshot instead of letting it drift.
-                    dropped = sub.dropped
-                    yield snapshot()
-                assert isinstance(ev, SiteCountsChanged)
-                yield _sse("counts", _counts(ev))
-        finally:
-            state.bus.unsubscribe(sub)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return counts_stream(
+        request, state.bus.unsubscribe, sub, state.sse_keepalive_s, snapshot,
+        lambda ev: _sse("counts", _counts(ev)),
+    )  # fmt: skip

@@ -5,15 +5,14 @@ who may read them, body cams and drones for those who may see the field; and its
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from markupsafe import Markup
 
-from drivers.aio import wait_for
 from events import Event, SiteCountsChanged
+from gateway.api.sse import counts_stream
 from gateway.api.state import AppState
 from gateway.directory import documents
 from gateway.directory.tokens import TokenInfo
@@ -160,30 +159,11 @@ async def map_stream(request: Request, state: StateDep) -> Response:
     def everything() -> bytes:
         return b"".join(_sse(s, _counts_html(state, s)) for s in state.sites)
 
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            yield everything()
-            dropped = sub.dropped
-            while True:
-                try:
-                    ev = await wait_for(sub.get(), state.sse_keepalive_s)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield b": keepalive\n\n"
-                    continue
-                if sub.dropped != dropped:
-                    dropped = sub.dropped
-                    yield everything()
-                assert isinstance(ev, SiteCountsChanged)
-                if ev.site_id in state.sites:
-                    yield _sse(ev.site_id, _counts_html(state, ev.site_id))
-        finally:
-            state.bus.unsubscribe(sub)
+    def changed(ev: SiteCountsChanged) -> bytes:
+        if ev.site_id not in state.sites:
+            return b""
+        return _sse(ev.site_id, _counts_html(state, ev.site_id))
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return counts_stream(
+        request, state.bus.unsubscribe, sub, state.sse_keepalive_s, everything, changed
     )
