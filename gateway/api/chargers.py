@@ -10,14 +10,15 @@ from sqlalchemy import select
 
 from charging.billing import summary
 from charging.health import liveness, ocpi_status
-from drivers.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
+from drivers.ocpp.commands import COMMANDS
 from gateway.api import problems
-from gateway.api.auth import require
+from gateway.api.auth import actor_of, require
 from gateway.api.state import AppState, get_state
 from gateway.directory.tokens import Role, TokenInfo
 from gateway.infra.storage.schema import ChargerEventRow, ChargingSessionRow
+from gateway.services.charging.commands import Refused, send_command
 from gateway.services.charging.pricing import bill_json
-from gateway.services.charging.views import fleet_line, fleet_view
+from gateway.services.charging.views import charger_view, fleet_view, recent_sessions
 
 router = APIRouter(prefix="/api/v1", tags=["EV chargers"])
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -40,69 +41,9 @@ async def fleet(state: StateDep, _: Inspector) -> dict[str, Any]:
 
 @router.get("/chargers/{charger_id}", summary="One charger's health, connectors and history")
 async def charger(charger_id: str, state: StateDep, _: Inspector) -> dict[str, Any]:
-    rt = state.charging
-    if charger_id not in rt.chargers:
+    if charger_id not in state.charging.chargers:
         raise _no_charger(charger_id)
-    now = state.clock()
-    s = rt.book.state(charger_id)
-    h = rt.book.health(charger_id, now)
-    info = rt.chargers[charger_id]
-    avail = rt.book.availability(charger_id, now)
-    session = rt.live.get(charger_id)
-    return {
-        **fleet_line(h, rt),
-        "last_seen": _iso(s.last_message_at),
-        "reasons": list(h.reasons),
-        "protocol": s.protocol,
-        "remote": session.remote if session else None,
-        "vendor": info.vendor,
-        "model": info.model,
-        "reported_vendor": s.vendor,
-        "reported_model": s.model,
-        "serial": s.serial,
-        "firmware": s.firmware,
-        "firmware_status": s.firmware_status,
-        "last_boot_reason": s.last_boot_reason,
-        "last_boot_at": _iso(s.last_boot_at),
-        "power_kw": info.power_kw,
-        "current": info.current,
-        "lat": info.lat,
-        "lon": info.lon,
-        "heartbeat_s": s.heartbeat_s,
-        "energy_today_wh": rt.book.energy_today_wh(charger_id, now),
-        "availability": {
-            "day": avail.day,
-            "week": avail.week,
-            "connectors": {str(k): {"day": d, "week": w} for k, (d, w) in avail.connectors.items()},
-        },
-        "connectors": [
-            {
-                "id": c.connector_id,
-                "status": c.status,
-                "error_code": c.error_code,
-                "vendor_error_code": c.vendor_error_code,
-                "info": c.info,
-                "since": _iso(c.since),
-                "last_meter_wh": c.last_meter_wh,
-                "last_meter_at": _iso(c.last_meter_at),
-                "transaction_id": c.transaction_id,
-            }
-            for c in sorted(s.connectors.values(), key=lambda c: c.connector_id)
-            if c.connector_id > 0 or c.status is not None
-        ],
-        "faults": [
-            {
-                "connector_id": f.connector_id,
-                "start": f.start.isoformat(),
-                "end": _iso(f.end),
-                "status": f.status,
-                "error_code": f.error_code,
-                "vendor_error_code": f.vendor_error_code,
-                "info": f.info,
-            }
-            for f in rt.book.faults(charger_id)[:50]
-        ],
-    }
+    return charger_view(state.charging, charger_id, state.clock())
 
 
 @router.get("/chargers/{charger_id}/events", summary="What the charger reported, newest first")
@@ -151,30 +92,8 @@ async def charger_sessions(
     rt = state.charging
     if charger_id not in rt.chargers:
         raise _no_charger(charger_id)
-    S = ChargingSessionRow
     async with state.sessions() as db:
-        rows = (
-            await db.execute(
-                select(S)
-                .where(S.charger_id == charger_id)
-                .order_by(S.started_at.desc())
-                .limit(limit)
-            )
-        ).scalars()
-        out = [
-            {
-                "id": r.id,
-                "connector_id": r.connector_id,
-                "transaction_id": r.transaction_id,
-                "state": r.state,
-                "started_at": r.started_at.isoformat(),
-                "ended_at": _iso(r.ended_at),
-                "meter_start_wh": r.meter_start_wh,
-                "meter_stop_wh": r.meter_stop_wh,
-                "total_fen": r.total_fen,
-            }
-            for r in rows
-        ]
+        out = await recent_sessions(db, charger_id, limit)
     return {"charger_id": charger_id, "sessions": out}
 
 
@@ -197,40 +116,23 @@ async def command(
     charger_id: str,
     command: str,
     state: StateDep,
-    _: Commander,
+    who: Commander,
     params: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> dict[str, Any]:
-    rt = state.charging
-    if charger_id not in rt.chargers:
-        raise _no_charger(charger_id)
-    if command not in COMMANDS:
-        raise problems.ProblemError(
-            404, f"no command {command[:64]!r}; commands: {', '.join(COMMANDS)}", "no_command"
-        )
-    session = rt.live.get(charger_id)
-    if session is None:
-        raise problems.ProblemError(
-            409, f"charger {charger_id!r} is not connected", "not_connected"
-        )
     try:
-        # The call runs in its own task: the HTTP handler waits for the answer, never the
-        # charger's receive loop.
-        result = await session.command(command, params or {}, timeout=rt.config.command_timeout_s)
-    except CommandError as exc:
-        raise problems.invalid(str(exc), "bad_params", ("body",)) from None
-    except CommandTimeout:
-        raise problems.ProblemError(
-            504, f"charger {charger_id!r} did not answer in time", "no_answer"
-        ) from None
-    except ChargerGone:
-        raise problems.ProblemError(
-            409, f"charger {charger_id!r} disconnected before answering", "not_connected"
-        ) from None
+        sent = await send_command(
+            state.charging, state.sessions, state.clock, actor_of(who), charger_id, command,
+            params or {},
+        )  # fmt: skip
+    except Refused as exc:
+        if exc.code == "bad_params":
+            raise problems.invalid(exc.message, "bad_params", ("body",)) from None
+        raise problems.ProblemError(exc.status, exc.message, exc.code) from None
     return {
         "charger_id": charger_id,
         "command": command,
-        "status": result.status,
-        "payload": result.payload,
+        "status": sent.status,
+        "payload": sent.payload,
     }
 
 

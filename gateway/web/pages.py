@@ -1,7 +1,8 @@
 """The web page's routes under ``/web``: the static files, login and logout; the map
-(``gateway.web.map_page``) and the posted tariffs (``gateway.web.tariff_page``) have their own
-modules, and ``router`` carries them all. Forms are read through the app's body limit and NUL
-checks, then ``session.parse_form`` (bounded) and the CSRF check."""
+(``gateway.web.map_page``), the posted tariffs (``gateway.web.tariff_page``) and the charger
+health pages (``gateway.web.charger_pages``) have their own modules, and ``router`` carries
+them all. Forms are read through the app's body limit and NUL checks, then
+``session.parse_form`` (bounded) and the CSRF check."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.directory.tokens import TokenError, TokenInfo, verify_token
-from gateway.web import assets, map_page, tariff_page
+from gateway.web import assets, charger_pages, map_page, tariff_page
 from gateway.web.base import StateDep, error_page, read_form, render, set_cookie
 from gateway.web.session import (
     AUTH_COOKIE,
@@ -99,3 +100,4 @@ async def logout(request: Request, state: StateDep) -> Response:
 
 router.include_router(map_page.router)
 router.include_router(tariff_page.router)
+router.include_router(charger_pages.router)
