@@ -103,7 +103,7 @@ async def test_the_fleet_page_shows_what_the_api_shows(
     assert shown[0] == FAULTY and 'aria-current="page">充电桩 · Chargers' in page.text
     for state, n in fleet["counts"].items():
         assert re.search(rf'id="count-{state}"[^>]*>[^<]*<span class="n">{n}</span>', page.text)
-    card = page.text.split(f'id="charger-{FAULTY}"', 1)[1].split("</li>", 1)[0]
+    card = page.text.split(f'id="charger-{FAULTY}"', 1)[1].split("</tr>", 1)[0]
     assert "connector 2 Faulted: GroundFailure" in card and "E-0x1F" in card
 
     detail = await http.get(f"/web/chargers/{FAULTY}")

@@ -26,8 +26,10 @@ router = APIRouter()
 # Who may send commands: the roles of POST /api/v1/chargers/{id}/commands/... (admin too).
 COMMANDERS = frozenset({Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
 DAY, WEEK = timedelta(hours=24), timedelta(days=7)
-ROW_H, LABEL_W = 22.0, 60.0  # the timeline's row height and connector-label column
-DAY_CHART_H = 120.0
+# The charts' viewBox: 600 wide (shown at most 48rem wide, so text stays readable on a phone
+# and not huge on a desktop), the timeline's rows and connector-label column.
+CHART_W, ROW_H, BAR_H, LABEL_W = 600.0, 26.0, 18.0, 40.0
+DAY_CHART_H = 110.0
 MAX_ID = 48  # a charger id's length in the registry
 
 # The buttons: action -> (command, label, whether it acts on one connector).
@@ -104,7 +106,7 @@ async def fleet_page(request: Request, state: StateDep) -> Response:
 
 def _timeline(state: AppState, charger_id: str, ids: list[int], now: datetime, span: timedelta,
               step: timedelta) -> dict[str, Any]:  # fmt: skip
-    width = charts.WIDTH - LABEL_W
+    width = CHART_W - LABEL_W
     rows = []
     for i, cid in enumerate(ids):
         line = state.charging.book.timeline(charger_id, cid, now)
@@ -124,8 +126,16 @@ def _timeline(state: AppState, charger_id: str, ids: list[int], now: datetime, s
     axis = [
         (x + LABEL_W, label) for x, label in charts.ticks(now - span, now, step, state.zone, width)
     ]
-    return {"rows": rows, "height": len(ids) * ROW_H + 18, "axis_y": len(ids) * ROW_H,
-            "ticks": axis}  # fmt: skip
+    return {
+        "rows": rows,
+        "height": len(ids) * ROW_H + 20,
+        "axis_y": len(ids) * ROW_H,
+        "ticks": axis,
+        "w": CHART_W,
+        "lane_x": LABEL_W,
+        "lane_w": width,
+        "bar_h": BAR_H,
+    }
 
 
 async def _charger_context(state: AppState, charger_id: str, who: TokenInfo) -> dict[str, Any]:
@@ -139,7 +149,7 @@ async def _charger_context(state: AppState, charger_id: str, who: TokenInfo) -> 
         recent = await recent_sessions(db, charger_id, 20)
         week = await recent_sessions(db, charger_id, 2000, since=week_start - timedelta(days=1))
     days = charts.energy_by_day(week, now, zone)
-    cols = charts.columns([(d.strftime("%m-%d"), wh) for d, wh in days], DAY_CHART_H)
+    cols = charts.columns([(d.strftime("%m-%d"), wh) for d, wh in days], DAY_CHART_H, CHART_W)
     ids = [c["id"] for c in view["connectors"] if c["id"] > 0] or list(
         range(1, info.connectors + 1)
     )
@@ -179,6 +189,7 @@ async def _charger_context(state: AppState, charger_id: str, who: TokenInfo) -> 
             for col in cols
         ],
         "chart_h": DAY_CHART_H,
+        "chart_w": CHART_W,
         "timeline_day": _timeline(state, charger_id, ids, now, DAY, timedelta(hours=6)),
         "timeline_week": _timeline(state, charger_id, ids, now, WEEK, timedelta(days=1)),
         "legend": charts.LEGEND,
