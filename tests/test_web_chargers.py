@@ -179,6 +179,8 @@ async def test_an_operator_command_is_answered_shown_and_audited(
             data = {"action": "reset-soft"} | ({"csrf": csrf} if csrf is not None else {})
             r = await http.post(url, data=data)
             assert r.status_code == 403 and "<title>403" in r.text, csrf
+        r = await http.post(url, data={"action": "reset-soft"}, headers={"hx-request": "true"})
+        assert r.status_code == 403 and "<html" not in r.text and "expired" in r.text
         assert c.received == []
 
         r = await http.post(url, data={"csrf": csrf_of(http), "action": "reset-soft"})
@@ -201,6 +203,8 @@ async def test_an_operator_command_is_answered_shown_and_audited(
             ({"action": "unlock", "connector": "9"}, 422),
             ({"action": "unlock", "connector": "-1"}, 422),
             ({"action": "unlock", "connector": "1" * 50}, 422),
+            ({"action": "unlock", "connector": "²"}, 422),
+            ({"action": "unlock", "connector": ""}, 422),
             ({"action": "stop", "connector": "1"}, 422),  # no transaction on it
         ):
             r = await http.post(url, data={"csrf": csrf_of(http), **data})
@@ -212,7 +216,7 @@ async def test_an_operator_command_is_answered_shown_and_audited(
         ("unlock_connector", "UnlockFailed", "operator"),
         ("reset", "Accepted", "operator"),
     ]
-    assert entries[1]["after"]["params"] == {"type": "soft"} and entries[0]["source"] == "api"
+    assert entries[1]["after"]["params"] == {"type": "soft"} and entries[0]["source"] == "web"
     await wait_for(lambda: TALKER not in gw.services.charging.live, 5, what="disconnected")
     r = await http.post(url, data={"csrf": csrf_of(http), "action": "reset-hard"})
     assert r.status_code == 409 and "The charger is not connected" in r.text
@@ -236,7 +240,7 @@ async def test_the_api_command_is_audited_as_the_page_is(
     assert len(entries) == before + 1
     assert entries[0]["after"] == {"command": "reset", "params": {"type": "hard"},
                                    "outcome": "Accepted"}  # fmt: skip
-    assert entries[0]["role"] == "technician"
+    assert entries[0]["role"] == "technician" and entries[0]["source"] == "api"
 
 
 async def test_unknown_chargers_and_hostile_input_get_a_4xx_page(

@@ -44,7 +44,7 @@ __all__ = [
 
 REDACTED = "[redacted]"
 AUDIT = cast(Table, AuditRow.__table__)  # Core executemany: no ORM work per row
-SOURCES = ("api", "cli", "import", "startup", "ocpp", "system")
+SOURCES = ("api", "web", "cli", "import", "startup", "ocpp", "system")
 
 # Substrings that make a field a secret wherever they appear in its name ...
 _SECRET_PARTS = (

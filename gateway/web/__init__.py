@@ -5,6 +5,7 @@ roles decide what a person sees (docs/web.md).
 
 - ``assets``: the static files and their versioned URLs;
 - ``geo``: the one map's geometry (pure: WGS-84 degrees in, SVG coordinates out);
+- ``charts``: the charger pages' timelines, energy columns and figures (pure);
 - ``session``: the login cookie, CSRF tokens and bounded form parsing (pure but for the
   token check);
-- ``pages``: the routes."""
+- ``pages``: the routes (``map_page``, ``tariff_page`` and ``charger_pages`` their own)."""

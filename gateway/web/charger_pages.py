@@ -244,7 +244,9 @@ def _command_of(
         return command, {"type": action.removeprefix("reset-")}, label
     info = state.charging.chargers[charger_id]
     raw = form.get("connector", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= max(info.connectors, 1) or len(raw) > 3:
+    if not (0 < len(raw) <= 3 and raw.isascii() and raw.isdigit()) or not (
+        1 <= int(raw) <= max(info.connectors, 1)
+    ):
         raise ValueError(f"没有这个接口 · no connector {raw[:8]!r}")
     cid = int(raw)
     label = f"{label} #{cid}"
@@ -275,9 +277,13 @@ async def command_form(charger_id: str, request: Request, state: StateDep) -> Re
             f"{who.role.value}.",
             who,
         )  # fmt: skip
+    htmx = request.headers.get("hx-request") == "true"
     try:
         form = await read_form(request, state)
     except FormError as exc:
+        if htmx:  # the reason where the outcome goes, not a whole page inside the page
+            return render(request, "command_result.html", exc.status,
+                          outcome={"ok": False, "label": "", "text": exc.message})  # fmt: skip
         return error_page(request, exc.status, exc.message, who)
     if charger_id not in state.charging.chargers:
         return _not_found(request, who, charger_id)
@@ -290,8 +296,8 @@ async def command_form(charger_id: str, request: Request, state: StateDep) -> Re
         outcome["label"] = label
         try:
             sent = await send_command(
-                state.charging, state.sessions, state.clock, actor_of(who), charger_id,
-                command, params,
+                state.charging, state.sessions, state.clock, actor_of(who).via("web"),
+                charger_id, command, params,
             )  # fmt: skip
             ok = sent.status in ("Accepted", "Unlocked", "Scheduled")
             outcome.update(ok=ok, text=f"充电桩应答 · The charger answered: {sent.status}")
@@ -303,7 +309,7 @@ async def command_form(charger_id: str, request: Request, state: StateDep) -> Re
                 "no_answer": "充电桩未及时应答 · The charger did not answer in time",
             }.get(exc.code, exc.message[:200])
             outcome.update(ok=False, text=text)
-    if request.headers.get("hx-request") == "true":
+    if htmx:
         return render(request, "command_result.html", status, outcome=outcome)
     ctx = await _charger_context(state, charger_id, who)
     return render(request, "charger.html", status, who=who, page="chargers", outcome=outcome,
