@@ -361,6 +361,7 @@ async def list_cases(
     limit: int = 100,
     before: str | None = None,
     after: str | None = None,
+    site: str | None = None,
 ) -> CasePage:
     """Reports newest first, filtered; ``before``/``after`` are cursors of an earlier page
     (``ValueError`` if both are given or one is not a cursor)."""
@@ -376,6 +377,8 @@ async def list_cases(
         query = query.where(CaseReportRow.category == category)
     if delivery is not None:
         query = query.where(CaseReportRow.delivery_state == delivery)
+    if site is not None:
+        query = query.where(CaseReportRow.site_id == site)
     if after is not None:
         # The *oldest* reports newer than the cursor, so a poller misses none; shown newest first.
         at, at_id = decode_cursor(after)
