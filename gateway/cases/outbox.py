@@ -371,14 +371,11 @@ async def list_cases(
         raise ValueError("limit must be at least 1")
     created, cid = CaseReportRow.created_at, CaseReportRow.id
     query = select(CaseReportRow)
-    if status is not None:
-        query = query.where(CaseReportRow.status == status)
-    if category is not None:
-        query = query.where(CaseReportRow.category == category)
-    if delivery is not None:
-        query = query.where(CaseReportRow.delivery_state == delivery)
-    if site is not None:
-        query = query.where(CaseReportRow.site_id == site)
+    filters = ((CaseReportRow.status, status), (CaseReportRow.category, category),
+               (CaseReportRow.delivery_state, delivery), (CaseReportRow.site_id, site))  # fmt: skip
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
     if after is not None:
         # The *oldest* reports newer than the cursor, so a poller misses none; shown newest first.
         at, at_id = decode_cursor(after)
