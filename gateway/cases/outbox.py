@@ -361,6 +361,7 @@ async def list_cases(
     limit: int = 100,
     before: str | None = None,
     after: str | None = None,
+    site: str | None = None,
 ) -> CasePage:
     """Reports newest first, filtered; ``before``/``after`` are cursors of an earlier page
     (``ValueError`` if both are given or one is not a cursor)."""
@@ -370,12 +371,11 @@ async def list_cases(
         raise ValueError("limit must be at least 1")
     created, cid = CaseReportRow.created_at, CaseReportRow.id
     query = select(CaseReportRow)
-    if status is not None:
-        query = query.where(CaseReportRow.status == status)
-    if category is not None:
-        query = query.where(CaseReportRow.category == category)
-    if delivery is not None:
-        query = query.where(CaseReportRow.delivery_state == delivery)
+    filters = ((CaseReportRow.status, status), (CaseReportRow.category, category),
+               (CaseReportRow.delivery_state, delivery), (CaseReportRow.site_id, site))  # fmt: skip
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
     if after is not None:
         # The *oldest* reports newer than the cursor, so a poller misses none; shown newest first.
         at, at_id = decode_cursor(after)

@@ -125,6 +125,7 @@ async def cases_page(
     limit: int = 100,
     before: str | None = None,
     after: str | None = None,
+    site: str | None = None,
 ) -> CasesOut:
     """One page of reports, newest first (``ValueError`` for a bad cursor)."""
     page = await list_cases(
@@ -135,6 +136,7 @@ async def cases_page(
         limit=limit,
         before=before,
         after=after,
+        site=site,
     )
     return CasesOut(
         cases=[case_out(r) for r in page.cases],

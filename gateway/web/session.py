@@ -33,6 +33,9 @@ HOME = "/web/map"
 STAFF = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
 CHARGER_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
 FIELD_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.ADMIN})
+# GET /api/v1/cases[/{id}], and POST /api/v1/cases/{id}/redeliver.
+CASE_READERS = frozenset({Role.OPERATOR, Role.INSPECTOR})
+CASE_ACTORS = frozenset({Role.OPERATOR})
 
 _CSRF = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
