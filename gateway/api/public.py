@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,8 +13,10 @@ from fastapi.responses import Response, StreamingResponse
 from events import Event, SiteCountsChanged
 from gateway.api import problems
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
+from gateway.api.site_json import age_of, site_out
 from gateway.api.sse import counts_stream
 from gateway.api.state import AppState, get_state
+from gateway.directory.town import Site
 from parking.occupancy import SiteView
 
 MAX_SITES = 500  # a stream follows at most this many sites: bounds the query and the error
@@ -23,25 +26,14 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def _site_out(state: AppState, view: SiteView, now: datetime) -> SiteOut:
-    s = state.sites[view.site_id]
-    return SiteOut(
-        id=s.id,
-        name=s.name,
-        kind=s.kind.value,
-        lat=s.lat,
-        lon=s.lon,
-        capacity=view.capacity,
-        free=view.free,
-        occupied=view.occupied,
-        unknown=view.unknown,
-        updated_at=view.updated_at,
-        age_s=round(max(0.0, (now - view.updated_at).total_seconds()), 3),
-        stale=view.stale,
-        counting=s.counting.value,
-        segment_class=s.segment_class,
-        zone=s.zone,
-        address=s.address,
-    )
+    return site_out(state.sites[view.site_id], view, age_of(view, now))
+
+
+def _pairs(state: AppState, kind: str | None = None) -> Iterator[tuple[Site, SiteView]]:
+    for v in state.book.sites():
+        s = state.sites[v.site_id]
+        if kind is None or s.kind.value == kind:
+            yield s, v
 
 
 def _site_or_404(state: AppState, site_id: str) -> SiteView:
@@ -50,16 +42,20 @@ def _site_or_404(state: AppState, site_id: str) -> SiteView:
     return state.book.site(site_id)
 
 
-@router.get("/sites", response_model=SitesOut, summary="All sites with live counts")
+@router.get(
+    "/sites",
+    response_model=SitesOut,
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+    summary="All sites with live counts",
+)
 async def list_sites(
     state: StateDep,
     kind: Annotated[str | None, Query(pattern="^(car_park|on_street)$")] = None,
-) -> SitesOut:
-    now = state.clock()
-    out = [_site_out(state, v, now) for v in state.book.sites()]
-    if kind is not None:
-        out = [s for s in out if s.kind == kind]
-    return SitesOut(sites=out, generated_at=now)
+) -> Response:
+    # SitesOut's bytes, from each site's JSON kept until it changes (gateway.api.site_json)
+    body = state.site_json.sites(_pairs(state, kind), state.clock())
+    return Response(body, media_type="application/json")
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut, summary="One site with live counts")
@@ -97,23 +93,7 @@ async def list_berths(site_id: str, state: StateDep) -> BerthsOut:
     responses={200: {"content": {"application/geo+json": {}}}},
 )
 async def city_map(state: StateDep) -> Response:
-    now = state.clock()
-    features = []
-    for v in state.book.sites():
-        s = _site_out(state, v, now)
-        props = s.model_dump(mode="json", exclude={"lat", "lon"})
-        features.append(
-            {
-                "type": "Feature",
-                "id": s.id,
-                "geometry": {"type": "Point", "coordinates": [s.lon, s.lat]},
-                "properties": props,
-            }
-        )
-    body = json.dumps(
-        {"type": "FeatureCollection", "features": features, "generated_at": now.isoformat()},
-        ensure_ascii=False,
-    )
+    body = state.site_json.map(_pairs(state), state.clock())
     return Response(body, media_type="application/geo+json")
 
 

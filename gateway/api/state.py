@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.api.site_json import SiteJson
 from gateway.cases.runtime import CasesRuntime
 from gateway.config import (
     ApiConfig,
@@ -84,6 +85,7 @@ class AppState:
     bulk_import: BulkImportConfig = field(default_factory=BulkImportConfig)
     commissioning: CommissioningConfig = field(default_factory=CommissioningConfig)
     serial_ports: dict[str, str] = field(default_factory=dict)  # [lanes] serial_ports
+    site_json: SiteJson = field(default_factory=SiteJson)  # /sites and /map bodies, per site
 
     @property
     def tariffs(self) -> TariffBook:
@@ -133,6 +135,8 @@ class AppState:
         )
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """The app's state (async: FastAPI runs a plain ``def`` dependency in a worker thread,
+    a thread hop on every request for an attribute read)."""
     state: AppState = request.app.state.citygate
     return state
