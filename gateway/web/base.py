@@ -56,9 +56,12 @@ _HEADINGS = {
     400: "请求有误 · Bad request",
     401: "未登录 · Not logged in",
     403: "无权访问 · Forbidden",
+    404: "未找到 · Not found",
+    409: "冲突 · Conflict",
     413: "内容过大 · Too large",
     415: "格式不支持 · Unsupported form",
     422: "内容无效 · Not valid",
+    503: "暂不可用 · Unavailable",
 }
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.directory.tokens import TokenError, TokenInfo, verify_token
-from gateway.web import assets, map_page, tariff_page
+from gateway.web import assets, field_page, lane_pages, map_page, tariff_page
 from gateway.web.base import StateDep, error_page, read_form, render, set_cookie
 from gateway.web.session import (
     AUTH_COOKIE,
@@ -99,3 +99,5 @@ async def logout(request: Request, state: StateDep) -> Response:
 
 router.include_router(map_page.router)
 router.include_router(tariff_page.router)
+router.include_router(lane_pages.router)
+router.include_router(field_page.router)

@@ -33,6 +33,9 @@ HOME = "/web/map"
 STAFF = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
 CHARGER_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
 FIELD_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.ADMIN})
+# GET /api/v1/lanes; POST /api/v1/lanes/{id}/open and the drone commands (operators; admin too)
+LANE_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
+COMMANDERS = frozenset({Role.OPERATOR, Role.ADMIN})
 
 _CSRF = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
