@@ -163,3 +163,77 @@ async def test_hostile_command_forms_get_a_4xx(
         r = await http.post(speaker, content=body, headers=headers)
         assert r.status_code == status, (body[:40], r.status_code)
     assert len(await commands(http, tokens, "drone-2")) == before  # nothing was sent
+
+
+async def field_events(
+    http: httpx.AsyncClient, until: Any, timeout: float = 5.0
+) -> list[tuple[float, str]]:
+    """The map stream's ``field`` events (arrival time, data) until *until*(events) holds;
+    the stream is read from its first line (the counts snapshot comes first)."""
+    import asyncio
+    import contextlib
+    import time
+
+    got: list[tuple[float, str]] = []
+
+    async def read() -> None:
+        async with http.stream("GET", "/web/map/stream") as r:
+            assert r.status_code == 200
+            event = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "field":
+                    got.append((time.monotonic(), line[6:]))
+                    if until(got):
+                        return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), timeout)
+    return got
+
+
+async def test_the_map_stream_moves_field_markers_coalesced_and_role_scoped(
+    http: httpx.AsyncClient, tokens: dict[str, str], gw: Any
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from events import BodycamPosition
+
+    cam = next(o for o in TOWN.officers if o.bodycam).bodycam
+    assert cam is not None
+    bus = gw.services.bus
+    site = TOWN.sites[0]
+
+    def burst() -> None:  # ten fixes within a few ms: the page gets the first and the newest
+        for i in range(10):
+            bus.publish(
+                BodycamPosition(device_id=cam, ts=datetime.now(UTC), lat=site.lat + i * 1e-5,
+                                lon=site.lon)
+            )  # fmt: skip
+
+    async def published_when_subscribed() -> None:
+        from tests.conftest import wait_for
+
+        await wait_for(lambda: "web-map" in bus.depths(), 5, what="the stream")
+        burst()
+
+    await login(http, tokens["inspector"])
+    task = asyncio.create_task(published_when_subscribed())
+    events = await field_events(http, lambda got: len(got) > 2, timeout=3)
+    await task
+    assert len(events) == 2, events  # within 3 s: the first at once, the newest a second on
+    (t1, first), (t2, _) = events
+    assert f'data-mk="o-{cam}"' in first and 'data-kind="officer"' in first
+    assert 'data-on="1"' in first and 'data-in="1"' in first
+    assert t2 - t1 >= 0.9, (t1, t2)  # at most one update per marker per second
+    # the newest fix (i = 9) is the one that lands
+    ys = [float(e.split('data-y="')[1].split('"')[0]) for _, e in events]
+    assert ys[1] < ys[0]  # further north: a smaller y
+    # a technician's map has no field layer: no field events on its stream
+    await login(http, tokens["technician"])
+    task = asyncio.create_task(published_when_subscribed())
+    events = await field_events(http, lambda got: True, timeout=1.5)
+    await task
+    assert events == []
