@@ -7,4 +7,8 @@ roles decide what a person sees (docs/web.md).
 - ``geo``: the one map's geometry (pure: WGS-84 degrees in, SVG coordinates out);
 - ``session``: the login cookie, CSRF tokens and bounded form parsing (pure but for the
   token check);
-- ``pages``: the routes."""
+- ``ops``: the lanes and field pages' pure parts (reasons, the loudspeaker form, a decision's
+  read and picture, wording);
+- ``live``: the map's live markers, pure (coalescing, the stream's fragment);
+- ``pages``: the routes, with ``map_page`` (and ``map_live``, its field markers),
+  ``tariff_page``, ``lane_pages`` and ``field_page``."""
