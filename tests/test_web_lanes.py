@@ -204,9 +204,20 @@ async def test_a_cameras_plate_picture_is_shown_and_served_behind_the_login(
     assert stored is not None and "Fragment" in stored.images[n]  # the plate crop, not the scene
     for bad in (f"/web/lanes/reads/{read_id}/9", "/web/lanes/reads/999999/0",
                 "/web/lanes/reads/-1/0", f"/web/lanes/reads/{read_id}/x",
-                f"/web/lanes/reads/{2**70}/0"):  # fmt: skip
+                f"/web/lanes/reads/{2**70}/0", f"/web/lanes/reads/{read_id}/０",
+                f"/web/lanes/reads/{read_id}/00000"):  # fmt: skip
         r = await http.get(bad)
-        assert 400 <= r.status_code < 500, (bad, r.status_code)
+        assert r.status_code == 404 and "<main" in r.text, (bad, r.status_code)  # a page
+    # the file on disk decides: not a JPEG any more, too large, pruned
+    path = gw.settings.cameras.evidence_dir / stored.images[n]
+    path.write_bytes(b"GIF89a" + b"\0" * 100)
+    r = await http.get(url)
+    assert r.status_code == 415 and "image" not in r.headers["content-type"]
+    path.write_bytes(b"\xff\xd8\xff" + b"\0" * gw.settings.cameras.max_image_bytes)
+    assert (await http.get(url)).status_code == 413
+    path.unlink()
+    r = await http.get(url)
+    assert r.status_code == 404 and "pruned" in r.text
     async with httpx.AsyncClient(base_url=base) as anonymous:
         r = await anonymous.get(url)
         assert r.status_code == 303 and "image" not in r.headers.get("content-type", "")

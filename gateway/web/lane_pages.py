@@ -14,7 +14,7 @@ from urllib.parse import quote as urlquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from gateway.api.state import AppState
 from gateway.directory.tokens import TokenInfo
@@ -27,11 +27,24 @@ from gateway.web.session import COMMANDERS, LANE_READERS, FormError
 log = logging.getLogger(__name__)
 router = APIRouter()
 SHOWN = 10  # decisions per lane on the page (the API keeps 20)
-READS_LOOKED_AT = 400  # the lane cameras' newest reads searched for a decision's pictures
+READS_LOOKED_AT = 1000  # reads searched for the shown decisions' pictures, at most
 KINDS = {"entry": "入口 · entry", "exit": "出口 · exit"}
 
 
-async def _reads(state: AppState, cameras: list[str]) -> list[ops.ReadRef]:
+async def _reads(state: AppState, lanes: list[Any]) -> list[ops.ReadRef]:
+    """The reads that may go with the decisions shown: each lane camera's, received within
+    READ_NEAR of the span of its lane's shown decisions (bounded: READS_LOOKED_AT)."""
+    spans = []
+    for rt in lanes:
+        times = [d.created_at for d in list(rt.recent)[-SHOWN:] if not d.operator]
+        if times:
+            lo, hi = min(times) - ops.READ_NEAR, max(times) + ops.READ_NEAR
+            spans.append(
+                and_(CameraReadRow.camera_id == rt.config.camera_id,
+                     CameraReadRow.received_at.between(lo, hi))
+            )  # fmt: skip
+    if not spans:
+        return []
     async with state.sessions() as db:
         rows = (
             await db.execute(
@@ -39,7 +52,7 @@ async def _reads(state: AppState, cameras: list[str]) -> list[ops.ReadRef]:
                     CameraReadRow.id, CameraReadRow.camera_id, CameraReadRow.plate,
                     CameraReadRow.received_at, CameraReadRow.images,
                 )
-                .where(CameraReadRow.camera_id.in_(cameras))
+                .where(or_(*spans))
                 .order_by(CameraReadRow.id.desc())
                 .limit(READS_LOOKED_AT)
             )
@@ -73,7 +86,7 @@ def _decision(d: Any, camera_id: str, reads: list[ops.ReadRef], state: AppState)
 async def _lanes(state: AppState) -> list[dict[str, Any]]:
     lanes = sorted(state.lanes.lanes.values(), key=lambda rt: rt.config.id)
     now = state.clock()
-    reads = await _reads(state, [rt.config.camera_id for rt in lanes])
+    reads = await _reads(state, lanes)
     out = []
     for rt in lanes:
         c, s = rt.config, rt.state
@@ -189,6 +202,11 @@ async def open_lane(lane_id: str, request: Request, state: StateDep) -> Response
     return RedirectResponse(target, 303)
 
 
+def _small_int(text: str, digits: int) -> bool:
+    """ASCII digits only, at most *digits* of them (a read's id, a picture's place)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
+
+
 def _read_picture(path: Path, limit: int) -> bytes | None:
     """The file, or None when it is over *limit* bytes (read at most limit + 1)."""
     with path.open("rb") as f:
@@ -197,22 +215,22 @@ def _read_picture(path: Path, limit: int) -> bytes | None:
 
 
 @router.get("/lanes/reads/{read_id}/{n}")
-async def read_picture(read_id: int, n: int, request: Request, state: StateDep) -> Response:
+async def read_picture(read_id: str, n: str, request: Request, state: StateDep) -> Response:
     """A lane camera's picture of a read (JPEG, at most ``[cameras] max_image_bytes``), for the
     lane readers. Only pictures of lane cameras' reads, by the read's id and the picture's
     place: no path is taken from the URL."""
     who = await guard(request, state, LANE_READERS)
     if not isinstance(who, TokenInfo):
         return who
-    if not (0 <= read_id < 2**62 and 0 <= n < 16):
+    if not (_small_int(read_id, 18) and _small_int(n, 2)):
         return error_page(request, 404, "没有这张图片。 · No such picture.", who)
     async with state.sessions() as db:
-        row = await db.get(CameraReadRow, read_id)
+        row = await db.get(CameraReadRow, int(read_id))
     lane_cameras = {rt.config.camera_id for rt in state.lanes.lanes.values()}
-    if row is None or row.camera_id not in lane_cameras or n >= len(row.images or []):
+    if row is None or row.camera_id not in lane_cameras or int(n) >= len(row.images or []):
         return error_page(request, 404, "没有这张图片。 · No such picture.", who)
     root = state.camera_reads.evidence.root.resolve()
-    path = (root / row.images[n]).resolve()
+    path = (root / row.images[int(n)]).resolve()
     if not path.is_relative_to(root):
         return error_page(request, 404, "没有这张图片。 · No such picture.", who)
     try:
