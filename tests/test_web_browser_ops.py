@@ -4,8 +4,8 @@ lane with a reason and the page and the lanes API both show the decision; a plat
 real camera push (the Vzenith simulator) loads as an image; inspectors and technicians see no
 command button; the loudspeaker and return home go to a real MAVLink vehicle (the simulator over
 UDP) and their outcomes are shown; the vehicle's marker moves on the one map as its positions
-arrive; screenshots at 1280 and 375 px with Chinese glyphs, no sideways scrolling, labelled
-controls."""
+arrive, and a simulated body cam's marker appears and goes offline; screenshots at 1280 and
+375 px with Chinese glyphs, no sideways scrolling, labelled controls."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
+from gateway.demo.bodycam_town import simulate_town_bodycams
 from gateway.demo.cameras import VzenithCamera
 from gateway.demo.mav_vehicle import MavVehicle
+from gateway.directory.town import load_town
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 from tests.test_web_browser import A11Y_JS, CHROMIUM, GLYPHS_JS, log_in, png_size
 
@@ -38,6 +40,7 @@ async def gw(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Asy
         mosquitto,
         drones={"persist_interval_s": 0.1, "mavlink_link_timeout_s": 2,
                 "mavlink_ack_timeout_s": 0.5, "command_timeout_s": 10},
+        bodycams={"keepalive_interval_s": 2, "position_interval_s": 1},
     )  # fmt: skip
     async with running_gateway(settings) as gateway:
         yield gateway
@@ -212,6 +215,43 @@ async def test_a_drone_marker_moves_on_the_map_as_positions_arrive(
            })"""
     )
     assert 1 <= moves <= 4, moves
+
+
+async def test_an_officer_marker_appears_and_goes_offline_when_its_cam_leaves(
+    page: Page, gw: Any, tokens: dict[str, str]
+) -> None:
+    """One simulated body cam over real SIP/UDP (the town's demo simulator): its marker appears
+    on the map with its first position (it had none when the page loaded), is updated with the
+    next ones, and turns offline once the cam has unregistered (the presence check, every 5 s)."""
+    await page.context.clear_cookies()
+    await log_in(page, tokens["inspector"], "/web/map")
+    await page.locator('#live[data-state="open"]').wait_for()
+    assert await page.locator("circle.officer").count() == 0  # no cam has reported yet
+    stop = asyncio.Event()
+    town = load_town(gw.settings.town.file)
+    sim = asyncio.create_task(
+        simulate_town_bodycams(gw, town, stop, cams=1, overrides={"start_spread_s": 0.1})
+    )
+    try:
+        marker = page.locator("circle.officer").first
+        await marker.wait_for(state="attached", timeout=20_000)
+        key = await marker.get_attribute("id")
+        assert key and key.startswith("o-")
+        assert "off" not in (await marker.get_attribute("class") or "").split()
+        # the next position updates it (a walking officer pauses at sites: it may not move)
+        before = await marker.get_attribute("data-moved")
+        await page.wait_for_function(
+            "([id, t]) => document.getElementById(id).getAttribute('data-moved') !== t",
+            arg=[key, before],
+            timeout=10_000,
+        )
+        assert "执法记录仪" in (await marker.locator("title").text_content() or "")
+    finally:
+        stop.set()
+        await asyncio.wait_for(sim, 15)
+    await page.wait_for_function(
+        "(id) => document.getElementById(id).classList.contains('off')", arg=key, timeout=10_000
+    )
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 900), (375, 740)])
