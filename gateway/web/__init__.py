@@ -8,4 +8,8 @@ roles decide what a person sees (docs/web.md).
 - ``charts``: the charger pages' timelines, energy columns and figures (pure);
 - ``session``: the login cookie, CSRF tokens and bounded form parsing (pure but for the
   token check);
-- ``pages``: the routes (``map_page``, ``tariff_page`` and ``charger_pages`` their own)."""
+- ``ops``: the lanes and field pages' pure parts (reasons, the loudspeaker form, a decision's
+  read and picture, wording);
+- ``live``: the map's live markers, pure (coalescing, the stream's fragment);
+- ``pages``: the routes, with ``map_page`` (and ``map_live``, its field markers),
+  ``tariff_page``, ``charger_pages``, ``case_pages``, ``lane_pages`` and ``field_page``."""

@@ -61,6 +61,7 @@ _HEADINGS = {
     413: "内容过大 · Too large",
     415: "格式不支持 · Unsupported form",
     422: "内容无效 · Not valid",
+    503: "暂不可用 · Unavailable",
 }
 
 

@@ -21,6 +21,8 @@ from gateway.services.bodycams.views import field_view
 from gateway.services.charging.views import fleet_view
 from gateway.web import geo
 from gateway.web.base import StateDep, env, guard, render, visitor
+from gateway.web.map_live import FieldFeed
+from gateway.web.ops import local
 from gateway.web.session import CHARGER_READERS, FIELD_READERS, STAFF
 
 router = APIRouter()
@@ -42,7 +44,7 @@ def _counts_html(state: AppState, site_id: str) -> Markup:
     return Markup(env.get_template("counts.html").render(v=view).strip())  # noqa: S704
 
 
-async def _field(state: AppState, frame: geo.Frame) -> dict[str, list[dict[str, Any]]]:
+async def field_marks(state: AppState, frame: geo.Frame) -> dict[str, list[dict[str, Any]]]:
     if state.bodycams is not None:
         await state.bodycams.flush()
     if state.drones is not None:
@@ -56,16 +58,32 @@ async def _field(state: AppState, frame: geo.Frame) -> dict[str, list[dict[str, 
     officers, drones = [], []
     for cam in view["cams"]:
         p = cam.get("position")
-        if p and frame.contains(p["lon"], p["lat"]):
+        if p:
             x, y = frame.xy(p["lon"], p["lat"])
-            officers.append({"name": cam.get("officer") or cam["device_id"], "x": x, "y": y,
-                             "at": p.get("at") or ""})  # fmt: skip
+            officers.append({"id": cam["device_id"], "name": cam.get("officer") or cam["device_id"],
+                             "x": x, "y": y, "at": local(p.get("at"), state.zone),
+                             "online": bool(cam.get("online")),
+                             "inside": frame.contains(p["lon"], p["lat"])})  # fmt: skip
     for d in view.get("drones", []):
         p = d.get("position")
-        if p and p.get("lat") is not None and frame.contains(p["lon"], p["lat"]):
+        if p and p.get("lat") is not None:
             x, y = frame.xy(p["lon"], p["lat"])
-            drones.append({"id": d["id"], "x": x, "y": y, "at": d.get("last_seen") or ""})
+            drones.append({"id": d["id"], "name": d.get("name") or d["id"], "x": x, "y": y,
+                           "at": local(d.get("last_seen"), state.zone),
+                           "online": d.get("link") == "online",
+                           "inside": frame.contains(p["lon"], p["lat"])})  # fmt: skip
     return {"officers": officers, "drones": drones}
+
+
+async def frame_of_town(state: AppState) -> tuple[geo.Frame, list[Any]]:
+    """The map's frame (sites, zones, chargers: the page and its stream use the same) and the
+    town's zones."""
+    async with state.sessions() as db:
+        zones = await documents.town_zones(db)
+    points: list[geo.Point] = [(s.lon, s.lat) for s in state.sites.values()]
+    points += [p for z in zones for p in z.polygon]
+    points += [(c.lon, c.lat) for c in state.charging.chargers.values()]
+    return geo.frame_of(points), zones
 
 
 @router.get("/map")
@@ -73,13 +91,8 @@ async def map_page(request: Request, state: StateDep) -> Response:
     who = await guard(request, state, STAFF)
     if not isinstance(who, TokenInfo):
         return who
-    async with state.sessions() as db:
-        zones = await documents.town_zones(db)
     chargers = state.charging.chargers
-    points: list[geo.Point] = [(s.lon, s.lat) for s in state.sites.values()]
-    points += [p for z in zones for p in z.polygon]
-    points += [(c.lon, c.lat) for c in chargers.values()]
-    frame = geo.frame_of(points)
+    frame, zones = await frame_of_town(state)
     by_site: dict[str, list[geo.Point]] = {}
     for b in state.berths.values():
         by_site.setdefault(b.site, []).append((b.lon, b.lat))
@@ -118,7 +131,7 @@ async def map_page(request: Request, state: StateDep) -> Response:
             charger_marks.append({"id": line["id"], "place": line["place"] or "",
                                   "state": line["state"], "x": x, "y": y,
                                   "available": line["state"] == "available"})  # fmt: skip
-    field = await _field(state, frame) if who.role in FIELD_READERS else None
+    field = await field_marks(state, frame) if who.role in FIELD_READERS else None
     return render(
         request,
         "map.html",
@@ -146,13 +159,19 @@ def _sse(site_id: str, html: str) -> bytes:
 async def map_stream(request: Request, state: StateDep) -> Response:
     """Server-Sent Events for the map: an event ``site-<id>`` whose data is the site's counts
     as HTML (htmx's SSE extension swaps it in), every site on connect and after a client fell
-    behind, then each change."""
+    behind, then each change; for those who may see the field, an event ``field`` per
+    officer or drone marker that moved or went on/offline (``gateway.web.map_live``)."""
     who = await visitor(request, state)
     if who is None or who.role not in STAFF:
         return Response("login required", 401 if who is None else 403, media_type="text/plain")
 
+    feed = None
+    if who.role in FIELD_READERS:  # the markers as the page draws them: field readers only
+        frame, _ = await frame_of_town(state)
+        feed = FieldFeed(state, frame, await field_marks(state, frame))
+
     def accepts(e: Event) -> bool:
-        return isinstance(e, SiteCountsChanged)
+        return isinstance(e, SiteCountsChanged) or (feed is not None and feed.accepts(e))
 
     sub = state.bus.subscribe("web-map", accepts, maxsize=1000)
 
@@ -165,5 +184,5 @@ async def map_stream(request: Request, state: StateDep) -> Response:
         return _sse(ev.site_id, _counts_html(state, ev.site_id))
 
     return counts_stream(
-        request, state.bus.unsubscribe, sub, state.sse_keepalive_s, everything, changed
+        request, state.bus.unsubscribe, sub, state.sse_keepalive_s, everything, changed, feed
     )

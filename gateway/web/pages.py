@@ -12,7 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.directory.tokens import TokenError, TokenInfo, verify_token
-from gateway.web import assets, case_pages, charger_pages, map_page, tariff_page
+from gateway.web import (
+    assets,
+    case_pages,
+    charger_pages,
+    field_page,
+    lane_pages,
+    map_page,
+    tariff_page,
+)
 from gateway.web.base import StateDep, error_page, read_form, render, set_cookie
 from gateway.web.session import (
     AUTH_COOKIE,
@@ -102,3 +110,5 @@ router.include_router(map_page.router)
 router.include_router(tariff_page.router)
 router.include_router(charger_pages.router)
 router.include_router(case_pages.router)
+router.include_router(lane_pages.router)
+router.include_router(field_page.router)

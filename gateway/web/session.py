@@ -36,6 +36,9 @@ FIELD_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.ADMIN})
 # GET /api/v1/cases[/{id}], and POST /api/v1/cases/{id}/redeliver.
 CASE_READERS = frozenset({Role.OPERATOR, Role.INSPECTOR})
 CASE_ACTORS = frozenset({Role.OPERATOR})
+# GET /api/v1/lanes; POST /api/v1/lanes/{id}/open and the drone commands (operators; admin too)
+LANE_READERS = frozenset({Role.INSPECTOR, Role.OPERATOR, Role.TECHNICIAN, Role.ADMIN})
+COMMANDERS = frozenset({Role.OPERATOR, Role.ADMIN})
 
 _CSRF = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
