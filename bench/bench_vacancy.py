@@ -23,6 +23,7 @@ gateway at least 70 % of the bare app's requests/s.
 from __future__ import annotations
 
 import argparse
+import http.client
 import asyncio
 import multiprocessing as mp
 import re
@@ -33,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +52,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def get(port: int, path: str) -> tuple[int, bytes, str]:
+    """One GET on loopback: status, body, media type."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read(), r.headers.get_content_type()
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
+            if get(port, path)[0] == 200:
+                return
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+        time.sleep(0.1)
 
 
 def _gateway(port: int, mqtt_port: int, db: str) -> None:
@@ -164,18 +174,17 @@ def main(seconds: float, rounds: int) -> None:
     procs = [gw]
     try:
         gw.start()
-        base = f"http://127.0.0.1:{gw_port}"
-        wait_http(base + PATHS[0])
+        wait_http(gw_port, PATHS[0])
         bodies: dict[str, tuple[bytes, str]] = {}
         for path in PATHS:
-            with urllib.request.urlopen(base + path, timeout=5) as r:
-                bodies[path] = (r.read(), r.headers.get_content_type())
+            _, body, media_type = get(gw_port, path)
+            bodies[path] = (body, media_type)
         bare = ctx.Process(target=_bare, args=(bare_port, bodies))
         sensor = ctx.Process(target=_uplinks, args=(broker.port, stop))
         procs += [bare, sensor]
         bare.start()
         sensor.start()
-        wait_http(f"http://127.0.0.1:{bare_port}{PATHS[0]}")
+        wait_http(bare_port, PATHS[0])
         for path in PATHS:
             runs: dict[str, list[dict[str, float]]] = {"gateway": [], "bare": []}
             for i in range(rounds):  # alternating, the order swapped each round
