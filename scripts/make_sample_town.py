@@ -13,7 +13,8 @@ dict-order dependence, no clock, no libm calls in the coordinate maths).
 
 Layout: a local metric grid centred on the reference point (38.78 N, 101.08 E), x east, y north.
 The central crossroads (鼓楼十字) is at the origin; 北/南大街 run north/south from it, 东/西大街
-east/west; 文化街 is a parallel street 420 m south, 新建街 480 m north, 清泉路 620 m east.
+east/west; 文化街 is a parallel street 420 m south, 新建街 480 m north, 清泉路 620 m east. Their
+centre lines go into the file as ``[[streets]]``: the outline the one map draws.
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ ZONES: list[tuple[str, str, str, list[Point]]] = [
     ("zn-tonghe-ambulance", "同和医院门前急救通道", "ambulance_lane", rect(180, 484, 232, 540)),
     ("zn-wenhuajie-market", "文化街早市 (06:00–09:30)", "market", rect(-650, -440, -30, -400)),
     ("zn-zhening-fire-lane", "浙宁商厦消防通道", "fire_lane", rect(160, -175, 167, -65)),
+]
+# (id, name, kind, centre line): the town's outline on the one map (no tiles offline)
+STREETS: list[tuple[str, str, str, list[Point]]] = [
+    ("rd-beidajie", "北大街", "main", [(0, 0), (0, 900)]),
+    ("rd-nandajie", "南大街", "main", [(0, 0), (0, -1000)]),
+    ("rd-dongdajie", "东大街", "main", [(0, 0), (1150, 0)]),
+    ("rd-xidajie", "西大街", "main", [(0, 0), (-950, 0)]),
+    ("rd-wenhuajie", "文化街", "minor", [(-800, -420), (700, -420)]),
+    ("rd-xinjianjie", "新建街", "minor", [(-700, 480), (1000, 480)]),
+    ("rd-qingquanlu", "清泉路", "minor", [(620, 700), (620, -400), (760, -700), (760, -1000)]),
 ]
 PAID_ZONE = "zn-central-paid"
 KEEP_CLEAR = [ring for _, _, kind, ring in ZONES if kind != "paid"]
@@ -592,6 +603,10 @@ def render(t: TownData, seed: int = DEFAULT_SEED) -> str:
         pts = ", ".join("[{:.6f}, {:.6f}]".format(*to_lonlat(x, y)) for x, y in ring)
         out += ["", "[[zones]]", f"id = {_q(zid)}", f"name = {_q(name)}", f"kind = {_q(kind)}"]
         out.append(f"polygon = [{pts}]")
+    for rid, name, kind, line in STREETS:
+        pts = ", ".join("[{:.6f}, {:.6f}]".format(*to_lonlat(x, y)) for x, y in line)
+        out += ["", "[[streets]]", f"id = {_q(rid)}", f"name = {_q(name)}", f"kind = {_q(kind)}"]
+        out.append(f"line = [{pts}]")
     for s in t.sites:
         out += ["", "[[sites]]", f"id = {_q(s.id)}", f"name = {_q(s.name)}", f"kind = {_q(s.kind)}"]
         out.append(_ll(s.x, s.y))

@@ -171,6 +171,7 @@ def test_every_coordinate_is_within_5_km_of_the_town(town: Town) -> None:
     points = [(s.id, s.lat, s.lon) for s in town.sites]
     points += [(b.id, b.lat, b.lon) for b in town.berths]
     points += [(z.id, lat, lon) for z in town.zones for lon, lat in z.polygon]
+    points += [(st.id, lat, lon) for st in town.streets for lon, lat in st.line]
     for ident, lat, lon in points:
         assert distance_m(lat, lon, *CENTRE) <= 5_000, ident
 
@@ -189,6 +190,18 @@ def test_zones(town: Town) -> None:
     for b in town.berths:
         for z in keep_clear:
             assert not inside(b.lon, b.lat, list(z.polygon)), (b.id, z.id)
+
+
+def test_streets_outline_the_town_around_its_crossroads(town: Town) -> None:
+    streets = {st.name: st for st in town.streets}
+    assert {"北大街", "南大街", "东大街", "西大街", "文化街", "新建街", "清泉路"} <= set(streets)
+    main = [st for st in town.streets if st.kind.value == "main"]
+    assert len(main) == 4
+    crossroads = (101.08, 38.78)  # 鼓楼十字: every main street starts there
+    assert all(st.line[0] == crossroads for st in main)
+    for s in town.sites:  # every street with kerbside berths is drawn ("东大街北侧路内泊位")
+        if s.kind.value == "on_street":
+            assert any(s.name.startswith(name) for name in streets), s.name
 
 
 # --------------------------------------------------------------------------- the generator

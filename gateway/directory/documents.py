@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.directory.audit import SYSTEM, Actor, record_audit
 from gateway.infra.changes import record_change
-from gateway.infra.storage.schema import DocumentRow, SiteRow, ZoneRow
+from gateway.infra.storage.schema import DocumentRow, SiteRow, StreetRow, ZoneRow
 from parking.enforcement import RuleBook, ZoneShape
 from parking.enforcement_file import SAMPLE_RULES, loads_rules
 from parking.tariff_file import loads_tariffs
@@ -68,6 +68,24 @@ def document_fields(doc: Document) -> dict[str, Any]:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StreetLine:
+    """A street's centre line, as the one map draws it."""
+
+    id: str
+    name: str
+    kind: str  # main | minor
+    line: tuple[tuple[float, float], ...]  # (lon, lat), WGS-84
+
+
+async def town_streets(session: AsyncSession) -> list[StreetLine]:
+    rows = (await session.execute(select(StreetRow).order_by(StreetRow.id))).scalars()
+    return [
+        StreetLine(r.id, r.name, r.kind, tuple((float(p[0]), float(p[1])) for p in r.line))
+        for r in rows
+    ]
 
 
 async def town_zones(session: AsyncSession) -> list[ZoneShape]:

@@ -165,6 +165,9 @@ class LiveApplier:
         self.berths[key] = berth_from_row(row)
         return list(self.book.put_berth(BerthInfo(row.id, row.site_id), now))
 
+    async def _street(self, key: str) -> list[Event]:
+        return []  # the map reads the streets from the database when it is drawn
+
     async def _zone(self, key: str) -> list[Event]:
         """Zones shape the rules: the rule book in force is rebuilt with the new shapes."""
         async with self.sessions() as db:

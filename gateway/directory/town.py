@@ -71,6 +71,20 @@ class Zone(_Model):
     polygon: list[tuple[Lon, Lat]] = Field(min_length=3, description="[lon, lat] ring")
 
 
+class StreetKind(StrEnum):
+    MAIN = "main"  # the town's main streets (大街)
+    MINOR = "minor"  # side streets and lanes (街, 路, 巷)
+
+
+class Street(_Model):
+    """A street's centre line, drawn on the one map: the town's outline without tiles."""
+
+    id: Ident
+    name: str = Field(min_length=1, max_length=200)
+    kind: StreetKind = StreetKind.MINOR
+    line: list[tuple[Lon, Lat]] = Field(min_length=2, max_length=500, description="[lon, lat]")
+
+
 class Site(_Model):
     id: Ident
     name: str
@@ -215,6 +229,7 @@ class Lane(_Model):
 class Town(_Model):
     town: TownInfo
     zones: list[Zone] = Field(default_factory=list)
+    streets: list[Street] = Field(default_factory=list)
     sites: list[Site]
     berths: list[Berth] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
@@ -228,6 +243,7 @@ class Town(_Model):
         problems: list[str] = []
         for label, ids in (
             ("zone", [z.id for z in self.zones]),
+            ("street", [st.id for st in self.streets]),
             ("site", [s.id for s in self.sites]),
             ("berth", [b.id for b in self.berths]),
             ("sensor dev_eui", [s.dev_eui.lower() for s in self.sensors]),

@@ -32,6 +32,7 @@ from gateway.infra.storage.schema import (
     LaneRow,
     OfficerRow,
     SiteRow,
+    StreetRow,
     ZoneRow,
 )
 
@@ -65,11 +66,11 @@ async def import_town(
     """Upsert *town* in one transaction owned by the caller."""
     report = ImportReport()
     changed: list[Edit] = []  # for the change feed and the audit log
-    kinds = {"zones": "zone", "sites": "site", "berths": "berth", "chargers": "charger",
+    kinds = {"zones": "zone", "streets": "street", "sites": "site", "berths": "berth", "chargers": "charger",
              "officers": "officer", "bodycams": "bodycam"}  # fmt: skip
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
-    for model in (ZoneRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow, OfficerRow,
+    for model in (ZoneRow, StreetRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow, OfficerRow,
                   BodycamRow):  # fmt: skip
         rows: Any = (await session.execute(select(model))).scalars()
         existing[model] = {r.id: r for r in rows}
@@ -83,6 +84,18 @@ async def import_town(
         await upsert(
             ZoneRow, z.id, {"name": z.name, "kind": z.kind.value, "polygon": polygon}, "zones"
         )
+    for st in town.streets:
+        line = [[lon, lat] for lon, lat in st.line]
+        await upsert(
+            StreetRow, st.id, {"name": st.name, "kind": st.kind.value, "line": line}, "streets"
+        )
+    # The file is the whole outline: a street it no longer names is gone from the map.
+    gone = sorted(set(existing[StreetRow]) - {st.id for st in town.streets})
+    if gone:
+        await session.execute(delete(StreetRow).where(StreetRow.id.in_(gone)))
+        for key in gone:
+            old = existing[StreetRow][key]
+            changed.append(Edit("street", key, "delete", {"name": old.name, "kind": old.kind}, None))
     await session.flush()
     for s in town.sites:
         await upsert(

@@ -1,5 +1,6 @@
 """The one map ("停车资源一张图"): every site with its live counts over an SVG of the town
-(zones from the town file, street lines joined from the on-street berths), chargers for those
+(zones and the streets' centre lines from the town file, the on-street parking segments
+joined from their berths), chargers for those
 who may read them, body cams and drones for those who may see the field; and its live stream
 (the site's counts as HTML, swapped in by htmx's SSE extension)."""
 
@@ -75,15 +76,19 @@ async def field_marks(state: AppState, frame: geo.Frame) -> dict[str, list[dict[
     return {"officers": officers, "drones": drones}
 
 
-async def frame_of_town(state: AppState) -> tuple[geo.Frame, list[Any]]:
-    """The map's frame (sites, zones, chargers: the page and its stream use the same) and the
-    town's zones."""
+async def frame_of_town(
+    state: AppState,
+) -> tuple[geo.Frame, list[Any], list[documents.StreetLine]]:
+    """The map's frame (sites, zones, streets, chargers: the page and its stream use the same),
+    the town's zones and its streets."""
     async with state.sessions() as db:
         zones = await documents.town_zones(db)
+        streets = await documents.town_streets(db)
     points: list[geo.Point] = [(s.lon, s.lat) for s in state.sites.values()]
     points += [p for z in zones for p in z.polygon]
+    points += [p for st in streets for p in st.line]
     points += [(c.lon, c.lat) for c in state.charging.chargers.values()]
-    return geo.frame_of(points), zones
+    return geo.frame_of(points), zones, streets
 
 
 @router.get("/map")
@@ -92,11 +97,15 @@ async def map_page(request: Request, state: StateDep) -> Response:
     if not isinstance(who, TokenInfo):
         return who
     chargers = state.charging.chargers
-    frame, zones = await frame_of_town(state)
+    frame, zones, town_streets = await frame_of_town(state)
+    roads = [
+        {"name": st.name, "kind": st.kind, "d": geo.path_d(frame, st.line)}
+        for st in sorted(town_streets, key=lambda st: st.kind != "minor")  # main ones on top
+    ]
     by_site: dict[str, list[geo.Point]] = {}
     for b in state.berths.values():
         by_site.setdefault(b.site, []).append((b.lon, b.lat))
-    streets = [
+    streets = [  # the on-street parking segments, along their kerbs
         {"name": s.name, "d": geo.path_d(frame, geo.street_line(by_site[s.id]))}
         for s in state.sites.values()
         if s.kind is SiteKind.ON_STREET and len(by_site.get(s.id, ())) >= 2
@@ -142,6 +151,7 @@ async def map_page(request: Request, state: StateDep) -> Response:
             {"name": z.name, "kind": z.kind, "d": geo.path_d(frame, z.polygon, closed=True)}
             for z in zones
         ],
+        roads=roads,
         streets=streets,
         sites=sites,
         chargers=charger_marks,
@@ -167,7 +177,7 @@ async def map_stream(request: Request, state: StateDep) -> Response:
 
     feed = None
     if who.role in FIELD_READERS:  # the markers as the page draws them: field readers only
-        frame, _ = await frame_of_town(state)
+        frame, _, _ = await frame_of_town(state)
         feed = FieldFeed(state, frame, await field_marks(state, frame))
 
     def accepts(e: Event) -> bool:

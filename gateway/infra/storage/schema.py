@@ -63,6 +63,14 @@ class ZoneRow(Base):
     polygon: Mapped[list[list[float]]] = mapped_column(JSON)
 
 
+class StreetRow(Base):
+    __tablename__ = "streets"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    line: Mapped[list[list[float]]] = mapped_column(JSON)
+
+
 class SiteRow(Base):
     __tablename__ = "sites"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
