@@ -341,3 +341,34 @@ async def test_every_imported_change_is_in_the_audit_log_as_the_importer(session
     assert changed.after == {"notes": "换了电池"} and changed.before == {"notes": "备用"}
     again = await run(sessions, data, kind="sensor", actor=who)  # unchanged: nothing logged
     assert again["imported"] and len(await audits_since(start)) == 2
+
+
+async def test_a_device_written_between_the_diff_and_the_write_is_an_integrity_error(
+    sessions: Any,
+) -> None:
+    """The device rows go in as plain driver rows: a clash still raises SQLAlchemy's
+    IntegrityError (which ``import_file`` answers with "run it again"), and nothing stays."""
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.directory.bulk.engine import Outcome, _Plan
+    from gateway.directory.bulk.parse import parse
+
+    key = "a840410001898001"
+    parsed = parse(f"dev_eui,model\n{key},nwave-nps405\n".encode(), "csv", LIMITS, "sensor")
+    seq = await head(sessions)
+
+    async def clash() -> None:
+        async with sessions.begin() as s:
+            plan = _Plan(Outcome(dry_run=False, retire_missing=False), NOW)
+            await plan.devices(s, parsed, retire=False)
+            s.add(DeviceRow(id=key, kind="berth_sensor", protocol="lorawan", model="nwave-nps405",
+                            address=key, lifecycle="provisioned", notes="the other writer's",
+                            created_at=NOW, updated_at=NOW))  # fmt: skip
+            await s.flush()  # another writer's row, after the diff saw none
+            await plan.write(s, NOW, REALM, None)
+
+    with pytest.raises(IntegrityError):
+        await clash()
+    async with sessions() as s:
+        assert await s.get(DeviceRow, key) is None
+    assert await head(sessions) == seq
