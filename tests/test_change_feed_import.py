@@ -4,6 +4,7 @@ new sensors, changed ones and retired ones, on both backends."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,10 @@ async def directory_equals_database(gw: Any, sessions: Any) -> bool:
     return all(directory.get(r.id) == entry_from_row(r) for r in rows)
 
 
+def applied(follower: Any, seq: int) -> Callable[[], bool]:
+    return lambda: bool(follower.applied_seq >= seq)
+
+
 async def changes_after(sessions: Any, seq: int) -> list[ChangeRow]:
     async with sessions() as db:
         return list((await db.execute(select(ChangeRow).where(ChangeRow.seq > seq))).scalars())
@@ -65,8 +70,7 @@ async def test_an_import_of_2000_sensors_is_one_change_and_the_follower_mirrors_
                 assert (change.kind, change.op) == ("device", "import")
                 assert change.payload is not None and len(change.payload["keys"]) >= N - 300
                 follower.kick()
-                await wait_for(lambda seq=change.seq: follower.applied_seq >= seq, 10,
-                               what="the import applied")  # fmt: skip
+                await wait_for(applied(follower, change.seq), 10, what="the import applied")
                 assert follower.skipped == 0
                 assert await directory_equals_database(gw, sessions)
             entry = gw.services.live.directory.get(f"a84041009{0:07x}")

@@ -215,7 +215,7 @@ def _json(value: Mapping[str, Any] | None, dump: Callable[[Any], Any]) -> Any:
     if value is None:
         return dump(None)  # JSON null, as SQLAlchemy's JSON stores None
     secret = _secret_keys(tuple(value))
-    if secret is not None and {type(v) for v in value.values()} <= _FLAT:
+    if secret is not None and _FLAT.issuperset(map(type, value.values())):
         flat = value
         if any(value[k] is not None for k in secret):
             flat = {k: REDACTED if k in secret and v is not None else v
