@@ -26,6 +26,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import NullType
 
+from gateway.infra.gcpause import gc_paused
+
 __all__ = ["bound", "insert_plain", "rows_of"]
 
 
@@ -37,9 +39,10 @@ def bound(column: Column[Any], value: Any, dialect: Dialect) -> Any:
 
 def rows_of(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """The values of *columns* of each of *rows*, as ``insert_plain`` takes them."""
-    if len(columns) == 1:
-        return [(r[columns[0]],) for r in rows]
-    return list(map(itemgetter(*columns), rows))
+    with gc_paused():  # thousands of tuples, no await
+        if len(columns) == 1:
+            return [(r[columns[0]],) for r in rows]
+        return list(map(itemgetter(*columns), rows))
 
 
 async def insert_plain(
@@ -67,7 +70,8 @@ async def insert_plain(
     values: Sequence[tuple[Any, ...]] = rows
     if shared:
         same = tuple(shared.values())
-        values = [v + same for v in rows]
+        with gc_paused():  # thousands of tuples, no await
+            values = [v + same for v in rows]
     sql = f"{into} VALUES ({', '.join('?' * (len(columns) + len(shared)))})"
     conn = await session.connection()  # the session's, in its transaction
     raw = await conn.get_raw_connection()
@@ -93,6 +97,7 @@ async def _unnest(
     alias = ", ".join(f"c{i}" for i in range(len(columns)))
     sql = f"{into} SELECT {', '.join([cols, *picks])} FROM unnest({arrays}) AS u({alias})"  # noqa: S608 (schema names)
     params = [bindparam(f"s_{n}", v, type_=NullType()) for n, v in shared.items()]
-    params += [bindparam(f"c_{n}", list(values), type_=NullType())
-               for n, values in zip(columns, zip(*rows, strict=True), strict=True)]  # fmt: skip
+    with gc_paused():  # a list per column, no await
+        params += [bindparam(f"c_{n}", list(values), type_=NullType())
+                   for n, values in zip(columns, zip(*rows, strict=True), strict=True)]  # fmt: skip
     await session.execute(text(sql).bindparams(*params))
