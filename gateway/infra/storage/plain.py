@@ -67,6 +67,8 @@ async def insert_plain(
     if dialect.name == "postgresql":
         await _unnest(session, table, into, columns, rows, shared)
         return
+    if dialect.name != "sqlite":  # the two databases citygate runs on
+        raise NotImplementedError(f"no plain insert for {dialect.name}")
     values: Sequence[tuple[Any, ...]] = rows
     if shared:
         same = tuple(shared.values())
