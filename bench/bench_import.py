@@ -8,6 +8,11 @@ Prints one JSON line per figure (name, value, unit, baseline), as the other benc
 time (median of --runs, each on a fresh database), peak Python memory (tracemalloc, in a
 separate run: tracing slows Python down, so it is never in a timed run) and the ratio of
 import to bare insert. Target: the import within 3x the bare insert's time.
+
+Breakdown figures beside them: the parse and validation of the file alone (no database), and
+the same device rows written as the import writes them (``insert_plain``: the driver's
+executemany on SQLite, one ``INSERT ... SELECT unnest`` on PostgreSQL) next to the bare
+executemany, so the import's own rows and the rest of its work can be told apart.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 
 from bench.bench_ingest import emit
-from gateway.directory.bulk.parse import Limits
+from gateway.directory.bulk.engine import DEVICES
+from gateway.directory.bulk.parse import Limits, parse
 from gateway.directory.bulk.service import import_file
+from gateway.infra.gcpause import gc_paused
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
+from gateway.infra.storage.plain import insert_plain, rows_of
 
 NOW = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
 MODELS = ("nwave-nps405", "bosch-tps110", "nbiot-geomag")
@@ -144,15 +152,33 @@ async def bench(backend: str, db: Database, n: int, runs: int) -> None:
         async with sessions.begin() as s:
             await s.execute(insert, rows)
 
-    times = {"import": [], "bare": []}  # type: dict[str, list[float]]
+    plain_columns = [c for c in COLUMNS if c not in ("created_at", "updated_at")]
+
+    async def do_plain(sessions: Any) -> None:  # its tuples made here: nothing more kept alive
+        async with sessions.begin() as s:
+            await insert_plain(s, DEVICES, plain_columns, rows_of(rows, plain_columns),
+                               {"created_at": NOW, "updated_at": NOW})  # fmt: skip
+
+    times = {"import": [], "bare": [], "plain": [], "parse": []}  # type: dict[str, list[float]]
     for _ in range(runs):  # interleaved, so a noisy moment hits both
         times["import"].append(await timed(db, do_import, False))
         times["bare"].append(await timed(db, do_bare, False))
+        times["plain"].append(await timed(db, do_plain, False))
+        t0 = time.perf_counter()
+        with gc_paused():  # as import_file parses
+            parse(data, "csv", limits, "sensor")
+        times["parse"].append(time.perf_counter() - t0)
     imp, bare = statistics.median(times["import"]), statistics.median(times["bare"])
     emit(f"import_{backend}_{n}_sensors_wall", imp * 1000, "ms", bare * 1000,
          baseline_name="bare executemany, same rows, same table", runs=runs)  # fmt: skip
     emit(f"import_{backend}_{n}_sensors_ratio", imp / bare, "x", 3.0,
          baseline_name="target: at most this")  # fmt: skip
+    emit(f"import_{backend}_{n}_sensors_breakdown_device_rows_plain",
+         statistics.median(times["plain"]) * 1000, "ms", bare * 1000,
+         baseline_name="bare executemany, same rows, same table", runs=runs)  # fmt: skip
+    emit(f"import_{backend}_{n}_sensors_breakdown_parse_validate",
+         statistics.median(times["parse"]) * 1000, "ms", imp * 1000,
+         baseline_name="the whole import", runs=runs)  # fmt: skip
     mem_imp = await timed(db, do_import, True)
     mem_bare = await timed(db, do_bare, True)
     emit(f"import_{backend}_{n}_sensors_peak_memory", mem_imp, "MiB", mem_bare,

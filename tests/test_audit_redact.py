@@ -127,3 +127,35 @@ def test_actors() -> None:
     assert Actor.cli("li", "van 3").label == "van 3 (cli:li)"
     assert Actor.cli("li", source="import").via("cli").source == "cli"
     assert a.request_id and a.request_id != Actor.of_token("ab12", "technician", "").request_id
+
+
+FLAT_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(),
+    st.sampled_from(["cg_0123abcd_SECRETvalue", "see cg_0a_b", "东大街 1 号", "cg_"]),
+)  # fmt: skip
+FLAT_NAMES = st.one_of(st.sampled_from(SECRET_NAMES + PUBLIC_NAMES), st.text(max_size=12))
+
+
+@given(st.dictionaries(FLAT_NAMES, FLAT_VALUES, max_size=8))
+def test_the_stored_json_of_a_flat_edit_is_its_redacted_value(value: dict[str, Any]) -> None:
+    """The audit rows' fast path (orjson over a flat mapping) stores what ``redact`` gives."""
+    from gateway.directory.audit import _json
+
+    assert json.loads(_json(value, json.dumps)) == redact(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"password": "x", "nested": {"token": "t", "ok": 1}},  # not flat: walked
+        {1: "a", "secret": "s"},  # a key that is not text
+        {"n": 1 << 70, "key": "k"},  # beyond orjson's integers
+        {"at": datetime(2026, 12, 3, tzinfo=UTC), "lat": 38.5, "salt": None},
+        {"notes": "a token cg_0123abcd_SECRETvalue in text"},
+    ],
+)
+def test_the_stored_json_of_any_edit_is_its_redacted_value(value: dict[Any, Any]) -> None:
+    from gateway.directory.audit import _json
+
+    assert json.loads(_json(value, json.dumps)) == redact(value)
+    assert "SECRETvalue" not in _json(value, json.dumps)

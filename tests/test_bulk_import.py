@@ -49,11 +49,16 @@ async def run(sessions: Any, data: str, fmt: str = "csv", **kw: Any) -> dict[str
     return outcome.as_dict()
 
 
-async def feed_after(sessions: Any, seq: int) -> list[tuple[str, str, str]]:
+async def feed_after(sessions: Any, seq: int) -> list[tuple[Any, ...]]:
+    """The changes after *seq*: ``(kind, key, op)``, a batch as ``(kind, op, keys)``."""
     async with sessions() as s:
         rows = (await s.execute(select(ChangeRow).where(ChangeRow.seq > seq)
                                 .order_by(ChangeRow.seq))).scalars()  # fmt: skip
-        return [(r.kind, r.key, r.op) for r in rows]
+        return [(r.kind, r.key, r.op) if r.payload is None
+                else (r.kind, r.op, tuple(r.payload["keys"])) for r in rows]  # fmt: skip
+
+
+SENSOR_FEED = [("device", "import", tuple(f"a84041000181000{n}" for n in (1, 2, 3)))]
 
 
 async def head(sessions: Any) -> int:
@@ -79,9 +84,7 @@ async def test_a_good_sensor_file_is_imported_whole_with_its_feed(sessions: Any)
     doc = await run(sessions, SENSORS, kind="sensor")
     assert doc["imported"] and doc["errors"] == []
     assert doc["summary"]["sensor"] == {"added": 3, "changed": 0, "retired": 0, "unchanged": 0}
-    assert await feed_after(sessions, seq) == [
-        ("device", f"a84041000181000{n}", "provision") for n in (1, 2, 3)
-    ]
+    assert await feed_after(sessions, seq) == SENSOR_FEED  # one change for the three
     async with sessions() as s:
         row = await s.get(DeviceRow, "a840410001810001")
         assert row is not None
@@ -91,9 +94,7 @@ async def test_a_good_sensor_file_is_imported_whole_with_its_feed(sessions: Any)
         assert row.protocol == "lorawan" or row.protocol  # the codec's transport
     again = await run(sessions, SENSORS, kind="sensor")  # idempotent
     assert again["summary"]["sensor"]["unchanged"] == 3 and again["imported"]
-    assert await feed_after(sessions, seq) == [
-        ("device", f"a84041000181000{n}", "provision") for n in (1, 2, 3)
-    ]
+    assert await feed_after(sessions, seq) == SENSOR_FEED
 
 
 async def test_one_bad_row_and_nothing_is_imported(sessions: Any) -> None:
@@ -158,8 +159,8 @@ async def test_changed_rows_swap_berths_in_one_import(sessions: Any) -> None:
         assert (await s.get(DeviceRow, "a840410001810001")).berth_id == BERTHS[1]  # type: ignore[union-attr]
         assert (await s.get(DeviceRow, "a840410001810002")).berth_id == BERTHS[0]  # type: ignore[union-attr]
     assert await feed_after(sessions, seq) == [
-        ("device", "a840410001810001", "update"), ("device", "a840410001810002", "update")
-    ]  # fmt: skip
+        ("device", "import", ("a840410001810001", "a840410001810002"))
+    ]
 
 
 async def test_cameras_get_generated_secrets_once_and_hashed(sessions: Any) -> None:
@@ -340,3 +341,34 @@ async def test_every_imported_change_is_in_the_audit_log_as_the_importer(session
     assert changed.after == {"notes": "换了电池"} and changed.before == {"notes": "备用"}
     again = await run(sessions, data, kind="sensor", actor=who)  # unchanged: nothing logged
     assert again["imported"] and len(await audits_since(start)) == 2
+
+
+async def test_a_device_written_between_the_diff_and_the_write_is_an_integrity_error(
+    sessions: Any,
+) -> None:
+    """The device rows go in as plain driver rows: a clash still raises SQLAlchemy's
+    IntegrityError (which ``import_file`` answers with "run it again"), and nothing stays."""
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.directory.bulk.engine import Outcome, _Plan
+    from gateway.directory.bulk.parse import parse
+
+    key = "a840410001898001"
+    parsed = parse(f"dev_eui,model\n{key},nwave-nps405\n".encode(), "csv", LIMITS, "sensor")
+    seq = await head(sessions)
+
+    async def clash() -> None:
+        async with sessions.begin() as s:
+            plan = _Plan(Outcome(dry_run=False, retire_missing=False), NOW)
+            await plan.devices(s, parsed, retire=False)
+            s.add(DeviceRow(id=key, kind="berth_sensor", protocol="lorawan", model="nwave-nps405",
+                            address=key, lifecycle="provisioned", notes="the other writer's",
+                            created_at=NOW, updated_at=NOW))  # fmt: skip
+            await s.flush()  # another writer's row, after the diff saw none
+            await plan.write(s, NOW, REALM, None)
+
+    with pytest.raises(IntegrityError):
+        await clash()
+    async with sessions() as s:
+        assert await s.get(DeviceRow, key) is None
+    assert await head(sessions) == seq

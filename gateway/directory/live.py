@@ -1,4 +1,5 @@
-"""Applying the change feed to a running gateway: one change, one re-read, one update.
+"""Applying the change feed to a running gateway: one change, one re-read, one update (a
+batch change of many devices, an import's: a few re-reads of all of them).
 
 Each kind of change re-reads its row by key and updates the in-memory view that serves it: the
 device directory and occupancy bindings (devices), the sites and berths the API, sessions and
@@ -91,7 +92,15 @@ class LiveApplier:
         handler = getattr(self, f"_{change.kind}", None)
         if handler is None:
             raise ValueError(f"unknown kind of change {change.kind!r}")
-        events: list[Event] = await handler(change.key)
+        keys = change.keys
+        events: list[Event] = []
+        if keys is None:
+            events = await handler(change.key)
+        elif (many := getattr(self, f"_{change.kind}_many", None)) is not None:
+            events = await many(keys)  # a batch (an import): a few queries for all its keys
+        else:
+            for key in keys:
+                events.extend(await handler(key))
         for e in events:
             self.bus.publish(e)
 
@@ -100,6 +109,10 @@ class LiveApplier:
 
     async def _device(self, key: str) -> list[Event]:
         return await Registry(self.sessions, self.directory, self.book).refresh(key, self.clock())
+
+    async def _device_many(self, keys: tuple[str, ...]) -> list[Event]:
+        registry = Registry(self.sessions, self.directory, self.book)
+        return await registry.refresh_many(keys, self.clock())
 
     async def _charger(self, key: str) -> list[Event]:
         if self.charging is None:

@@ -8,6 +8,7 @@ change from the feed with ``refresh``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,7 @@ def entry_from_row(row: DeviceRow) -> DeviceEntry:
 
 
 _OUT_OF_SERVICE = ("retired", "maintenance")
+REFRESH_CHUNK = 500  # ids per query of refresh_many (well under any bound-parameter limit)
 _RUNTIME = ("last_seen", "battery_mv", "battery_pct", "rssi", "snr")
 
 
@@ -290,6 +292,26 @@ class Registry:
             events.extend(self._book.unbind(device_id, now))
         if self._directory is not None:
             self._directory.remove(device_id)
+        return events
+
+    async def refresh_many(self, device_ids: Iterable[str], now: datetime) -> list[Event]:
+        """``refresh`` of many devices (a batch change: an import's), a few queries in all."""
+        ids = list(dict.fromkeys(device_ids))
+        events: list[Event] = []
+        for i in range(0, len(ids), REFRESH_CHUNK):
+            chunk = ids[i : i + REFRESH_CHUNK]
+            async with self._sessions() as session:
+                stmt = select(DeviceRow).where(DeviceRow.id.in_(chunk))
+                rows = {r.id: r for r in (await session.execute(stmt)).scalars()}
+            for device_id in chunk:
+                row = rows.get(device_id)
+                if row is not None:
+                    events.extend(self._sync(row, now))
+                    continue
+                if self._book is not None:
+                    events.extend(self._book.unbind(device_id, now))
+                if self._directory is not None:
+                    self._directory.remove(device_id)
         return events
 
     def _sync(self, row: DeviceRow, now: datetime) -> list[Event]:

@@ -7,6 +7,10 @@ advisory lock, so ``seq`` order is commit order (a follower reading ``seq > last
 skip a change that commits late with a lower number), and issues a NOTIFY that PostgreSQL
 delivers at commit. SQLite writers are serialised by the database itself.
 
+A bulk write (``citygate import``) records one change for all the objects it wrote
+(``record_batch``: op ``import``, the keys in the payload as ``{"keys": [...]}``), so a
+follower re-reads them with a few queries instead of one change and one query per object.
+
 ``ChangeFollower`` applies the changes after the last one it applied, in order, one by one:
 woken by LISTEN on PostgreSQL (with a slow poll in case a notification is lost while the
 listening connection is down), polling on SQLite. A change whose applier fails is logged
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -50,6 +54,13 @@ class Change:
     payload: dict[str, Any] | None
     at: datetime
 
+    @property
+    def keys(self) -> tuple[str, ...] | None:
+        """The keys of a batch change (``record_batch``), else None (one object: ``key``)."""
+        if self.payload is None or "keys" not in self.payload:
+            return None
+        return tuple(str(k) for k in self.payload["keys"])
+
 
 async def record_changes(
     session: AsyncSession,
@@ -62,8 +73,34 @@ async def record_changes(
         {"kind": kind, "key": key[:200], "op": op[:16], "at": at}  # payload: NULL
         for kind, key, op in changes
     ]
-    if not rows:
+    await _write(session, rows)
+    return len(rows)
+
+
+BATCH_OP = "import"
+
+
+async def record_batch(
+    session: AsyncSession,
+    kind: Kind,
+    keys: Sequence[str],
+    now: datetime | None = None,
+    op: str = BATCH_OP,
+) -> int:
+    """Record one change of *kind* naming every one of *keys* (a bulk import's thousands),
+    in *session*'s transaction: ``key`` says how many (``"10000 devices"``, for logs), the
+    payload lists them (``{"keys": [...]}``). Returns the number of changes (0 or 1)."""
+    if not keys:
         return 0
+    row = {"kind": kind, "key": f"{len(keys)} {kind}s"[:200], "op": op[:16],
+           "payload": {"keys": list(keys)}, "at": now or now_utc()}  # fmt: skip
+    await _write(session, [row])
+    return 1
+
+
+async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _WRITER_LOCK})
@@ -72,7 +109,6 @@ async def record_changes(
     await session.execute(insert(cast(Table, ChangeRow.__table__)), rows)
     if postgres:
         await session.execute(text("SELECT pg_notify(:c, '')"), {"c": CHANNEL})
-    return len(rows)
 
 
 async def record_change(

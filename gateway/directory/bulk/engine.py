@@ -5,8 +5,9 @@ the database (berths, sites, officers, bindings), and the writes. Any rejected r
 nothing is written; the result says what would have been done. Writes go through the
 directory's writers (chargers, body cams: ``add_charger``, ``update_charger``,
 ``add_bodycam``, ``set_password``) or, for the thousands of sensors a town has, their bulk
-equivalents: one executemany per statement, and one ``record_changes`` for every device row,
-so running gateways follow the import live from the change feed.
+equivalents: one executemany per statement (plain rows, ``insert_plain``), one audit entry
+per device, and one change-feed entry naming every device written (``record_batch``), so
+running gateways follow the import live, re-reading the devices in a few queries.
 
 Retiring (``retire_missing``, scoped to the kinds in the file): sensors and cameras go
 ``retired`` as ``Registry.update`` retires them (a sensor frees its berth), chargers as
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.sensors.registry import get_codec
@@ -35,13 +36,22 @@ from gateway.directory.audit import SYSTEM, Actor, Edit, record_audit, record_au
 from gateway.directory.bulk.parse import KINDS, Parsed, Row, RowError
 from gateway.directory.cameras import hash_secret, new_secret
 from gateway.directory.devices import Lifecycle
-from gateway.infra.changes import record_changes
+from gateway.infra.changes import record_batch, record_changes
+from gateway.infra.gcpause import gc_paused
+from gateway.infra.storage.plain import insert_plain, rows_of
 from gateway.infra.storage.schema import BerthRow, BodycamRow, ChargerRow, DeviceRow, SiteRow
 
 Progress = Callable[[int, int], None]  # (rows written, rows to write)
 DEVICE_KIND = {"sensor": "berth_sensor", "camera": "camera"}
 CHUNK = 2500
-DEVICES = cast(Table, DeviceRow.__table__)  # Core executemany: no ORM work per row
+DEVICES = cast(Table, DeviceRow.__table__)
+_SENSOR_COLUMNS = ("id", "kind", "protocol", "model", "address", "berth_id", "site_id",
+                   "heartbeat_s", "lifecycle", "notes")  # fmt: skip
+# the columns a new row of each kind gives (a sensor has no vendor, secret, lane, direction)
+NEW_COLUMNS = {
+    "berth_sensor": _SENSOR_COLUMNS,
+    "camera": (*_SENSOR_COLUMNS, "vendor", "secret_hash", "lane_id", "direction"),
+}
 NO_RETIRE = {"bodycam": "body cams have no retire in the directory: left as they are"}
 
 
@@ -164,6 +174,17 @@ class _Plan:
             b: s for b, s in (await session.execute(select(BerthRow.id, BerthRow.site_id))).all()
         }
         sites = set((await session.execute(select(SiteRow.id))).scalars())
+        with gc_paused():  # no await in here: the diff of thousands of rows
+            self._diff_devices(parsed, retire, existing, berths, sites)
+
+    def _diff_devices(
+        self,
+        parsed: Parsed,
+        retire: bool,
+        existing: dict[str, Any],
+        berths: dict[str, str],
+        sites: set[str],
+    ) -> None:
         holder = {r.berth_id: r.id for r in existing.values() if r.berth_id is not None}
         in_file = {k: {r.id for r in parsed.rows.get(k, [])} for k in ("sensor", "camera")}
         moving = {r.id for r in parsed.rows.get("sensor", []) if "berth_id" in r.given}
@@ -213,14 +234,24 @@ class _Plan:
         site = berths.get(berth) if berth else None
         if old is None:
             self.out.added.setdefault("sensor", []).append(row.id)
-            self.dev_new.append({
-                "id": row.id, "kind": "berth_sensor",
-                "protocol": get_codec(v["model"]).transport, "model": v["model"],
-                "address": row.id, "berth_id": berth, "site_id": site,
-                "heartbeat_s": v["heartbeat_s"], "lifecycle": Lifecycle.PROVISIONED.value,
-                "notes": v["notes"], "vendor": None, "secret_hash": None, "lane_id": None,
-                "direction": None, "created_at": self.now, "updated_at": self.now,
-            })  # fmt: skip
+            self.dev_new.append(
+                {
+                    "id": row.id,
+                    "kind": "berth_sensor",
+                    "protocol": get_codec(v["model"]).transport,
+                    "model": v["model"],
+                    "address": row.id,
+                    "berth_id": berth,
+                    "site_id": site,
+                    "heartbeat_s": v["heartbeat_s"],
+                    "lifecycle": Lifecycle.PROVISIONED.value,
+                    "notes": v["notes"],
+                    "vendor": None,
+                    "secret_hash": None,
+                    "lane_id": None,
+                    "direction": None,
+                }
+            )  # fmt: skip (no times: bound once for all rows at the write)
             return
         if old.kind != "berth_sensor":
             self._error(row, "dev_eui", f"{row.id} is a {old.kind}, not a berth sensor")
@@ -363,7 +394,7 @@ class _Plan:
 
         if progress is not None:
             progress(0, total)
-        feed: list[tuple[str, str, str]] = []
+        feed: list[str] = []  # the devices written
         if self.dev_retire:  # as Registry.update retires: a retired sensor frees its berth
             for chunk in _chunks(self.dev_retire):
                 await session.execute(
@@ -372,7 +403,7 @@ class _Plan:
                      for k in chunk],
                 )  # fmt: skip
                 step(len(chunk))
-            feed.extend(("device", k, "retired") for k in self.dev_retire)
+            feed.extend(self.dev_retire)
         if self.dev_unbind:
             for chunk in _chunks(self.dev_unbind):
                 await session.execute(
@@ -392,18 +423,23 @@ class _Plan:
                 "heartbeat_s": None, "lifecycle": Lifecycle.PROVISIONED.value,
                 "notes": v["notes"], "vendor": v["vendor"], "secret_hash": hash_secret(secret),
                 "lane_id": v["lane_id"], "direction": v["direction"],
-                "created_at": now, "updated_at": now,
             })  # fmt: skip
+        times = {"created_at": now, "updated_at": now}
         for chunk in _chunks(self.dev_new):
-            await session.execute(insert(DEVICES), chunk)
+            for kind, columns in NEW_COLUMNS.items():
+                rows = rows_of([d for d in chunk if d["kind"] == kind], columns)
+                await insert_plain(session, DEVICES, columns, rows, times)
             step(len(chunk))
-        feed.extend(("device", d["id"], "provision") for d in self.dev_new)
+        feed.extend(d["id"] for d in self.dev_new)
         for chunk in _chunks(self.dev_upd):
             await session.execute(update(DeviceRow), [{**d, "updated_at": now} for d in chunk])
             step(len(chunk))
-        feed.extend(("device", d["id"], "update") for d in self.dev_upd)
-        await record_changes(session, feed, now)
-        await record_audits(session, actor, self._device_edits(), now)
+        feed.extend(d["id"] for d in self.dev_upd)
+        # one change for every device written: running gateways re-read them in a few queries
+        await record_batch(session, "device", feed, now)
+        with gc_paused():
+            edits = self._device_edits()
+        await record_audits(session, actor, edits, now)
         await session.flush()
         await self._write_chargers(session, now, step, actor)
         await self._write_bodycams(session, now, realm, step, actor)
@@ -413,10 +449,8 @@ class _Plan:
         after: the new row, the fields the diff changed, the lifecycle retired)."""
         kinds = {d["id"]: d["kind"] for d in self.dev_new}
         edits = [
-            Edit(_audit_kind(d["kind"]), d["id"], "provision", None,
-                 {k: v for k, v in d.items() if k not in ("created_at", "updated_at")})
-            for d in self.dev_new
-        ]  # fmt: skip
+            Edit(_audit_kind(d["kind"]), d["id"], "provision", None, d) for d in self.dev_new
+        ]  # the new row as written (its times aside)
         for kind in ("sensor", "camera"):
             for change in self.out.changed.get(kind, []):
                 if change["id"] in kinds:

@@ -16,13 +16,14 @@ are the fields it is authoritative for.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
@@ -146,17 +147,27 @@ def parse(data: bytes, fmt: Format, limits: Limits, kind: Kind | None = None) ->
     if "\x00" in text:
         raise ImportFileError("not a text file (NUL bytes)", status=400)
     raw = _csv_rows(text, kind) if fmt == "csv" else _toml_rows(text, kind)
-    parsed = Parsed()
-    seen: dict[tuple[Kind, str], str] = {}
+    prepared: list[_Prepared | RowError] = []
     for n, (row_kind, where, cells) in enumerate(raw, start=1):
         if n > limits.max_rows:
             raise ImportFileError(f"more than {limits.max_rows} rows")
-        row = _validate(row_kind, where, cells, parsed.errors)
+        prepared.append(_prepare(row_kind, where, cells))
+    bodies = _validate_all(prepared)
+    known: dict[str, bool] = {}  # sensor model -> a codec decodes it (a file names a few)
+    parsed = Parsed()
+    seen: dict[tuple[Kind, str], str] = {}
+    for i, prep in enumerate(prepared):
+        if isinstance(prep, RowError):
+            parsed.errors.append(prep)
+            continue
+        row = _finish(prep, bodies[i], parsed.errors, known)
         if row is None:
             continue
-        first = seen.setdefault((row.kind, row.id), where)
-        if first != where:
-            parsed.errors.append(RowError(where, _id_field(row.kind), f"{row.id} also at {first}"))
+        first = seen.setdefault((row.kind, row.id), prep.where)
+        if first != prep.where:
+            parsed.errors.append(
+                RowError(prep.where, _id_field(row.kind), f"{row.id} also at {first}")
+            )
             continue
         parsed.rows.setdefault(row.kind, []).append(row)
     if not parsed.rows and not parsed.errors:
@@ -241,38 +252,98 @@ def _toml_rows(text: str, kind: Kind | None) -> Iterator[tuple[Kind, str, dict[s
             yield table_kind, where, {"\x01toml": True, **item}
 
 
-def _validate(kind: Kind, where: str, cells: dict[str, Any], errors: list[RowError]) -> Row | None:
+@dataclass(slots=True)
+class _Prepared:
+    """A row's cells ready for its kind's model (the secret column apart)."""
+
+    kind: Kind
+    where: str
+    toml: bool
+    given: frozenset[str]
+    cells: dict[str, Any]
+    secret_cells: dict[str, Any]
+
+
+def _prepare(kind: Kind, where: str, cells: dict[str, Any]) -> _Prepared | RowError:
     for marker in ("\x00", "\x00kind"):
         if marker in cells:
-            errors.append(RowError(where, marker[1:] or "row", str(cells[marker])))
-            return None
+            return RowError(where, marker[1:] or "row", str(cells[marker]))
     toml = cells.pop("\x01toml", False)
     given = frozenset(cells)
-    secret_field, secret_model = SECRET_MODELS.get(kind, ("", None))
+    secret_field = SECRET_MODELS[kind][0] if kind in SECRET_MODELS else ""
     secret_cells = {secret_field: cells.pop(secret_field)} if secret_field in cells else {}
     if not toml:  # an empty CSV cell is the field's default
-        cells = {k: v for k, v in cells.items() if v != ""}
-        secret_cells = {k: v for k, v in secret_cells.items() if v != ""}
-    model = MODELS[kind]
-    bad = False
-    try:
-        body = model.model_validate(cells) if toml else model.model_validate_strings(cells)
-    except ValidationError as exc:
-        _errors(exc, where, errors)
-        return None
-    secret: str | None = None
-    if secret_model is not None and secret_cells:
+        if "" in cells.values():
+            cells = {k: v for k, v in cells.items() if v != ""}
+        if secret_cells and "" in secret_cells.values():
+            secret_cells = {}
+    return _Prepared(kind, where, toml, given, cells, secret_cells)
+
+
+@functools.cache
+def _many(kind: Kind) -> TypeAdapter[dict[str, Any]]:
+    """The kind's model over many rows at once, keyed by text (strings mode validates a
+    mapping, not a list): one call validates a file's thousands."""
+    return TypeAdapter(dict[str, MODELS[kind]])  # type: ignore[valid-type]
+
+
+Body = BaseModel | ValidationError
+
+
+def _validate_all(prepared: list[_Prepared | RowError]) -> dict[int, Body]:
+    """Each prepared row's model (or the row's ValidationError), by position in *prepared*
+    (the rows already rejected are left out). The rows of a kind are validated in one call;
+    when one of them is bad they are validated again one by one, so each row's errors are
+    exactly its own (and the good rows still reach the diff, which reports its own errors)."""
+    groups: dict[tuple[Kind, bool], list[tuple[int, _Prepared]]] = {}
+    for i, prep in enumerate(prepared):
+        if isinstance(prep, RowError):
+            continue
+        groups.setdefault((prep.kind, prep.toml), []).append((i, prep))
+    out: dict[int, Body] = {}
+    for (kind, toml), items in groups.items():
+        cells = {str(n): p.cells for n, (_, p) in enumerate(items)}
+        adapter = _many(kind)
         try:
-            checked = secret_model.model_validate(secret_cells)
+            bodies = adapter.validate_python(cells) if toml else adapter.validate_strings(cells)
+        except ValidationError:
+            model = MODELS[kind]
+            for i, prep in items:
+                try:
+                    out[i] = (model.model_validate(prep.cells) if toml
+                              else model.model_validate_strings(prep.cells))  # fmt: skip
+                except ValidationError as exc:
+                    out[i] = exc
+            continue
+        for (i, _), body in zip(items, bodies.values(), strict=True):
+            out[i] = body
+    return out
+
+
+def _finish(
+    prep: _Prepared, body: Body, errors: list[RowError], known: dict[str, bool]
+) -> Row | None:
+    """The row from its validated model, its secret and the checks beyond the model."""
+    kind, where = prep.kind, prep.where
+    if isinstance(body, ValidationError):
+        _errors(body, where, errors)
+        return None
+    bad = False
+    secret: str | None = None
+    if kind in SECRET_MODELS and prep.secret_cells:
+        secret_field, secret_model = SECRET_MODELS[kind]
+        try:
+            checked = secret_model.model_validate(prep.secret_cells)
             secret = getattr(checked, secret_field)
         except ValidationError as exc:
             _errors(exc, where, errors, hide_input=True)
             bad = True
-    values = dict(body)  # flat models: their fields as validated (model_dump, shallow)
+    values = dict(body.__dict__)  # flat models: their fields as validated
     if kind == "sensor":
-        try:
-            get_codec(values["model"])
-        except CodecError:
+        model = values["model"]
+        if model not in known:
+            known[model] = _decodable(model)
+        if not known[model]:
             errors.append(RowError(where, "model", f"unsupported sensor model {values['model']!r}"))
             bad = True
         values["dev_eui"] = values["dev_eui"].lower()
@@ -283,8 +354,16 @@ def _validate(kind: Kind, where: str, cells: dict[str, Any], errors: list[RowErr
     if bad:
         return None
     key = values.pop(_id_field(kind))
-    fields = frozenset(given & set(values))
-    return Row(kind, key, where, values, fields, secret)
+    return Row(kind, key, where, values, prep.given.intersection(values), secret)
+
+
+def _decodable(model: str) -> bool:
+    """Whether a codec decodes sensor *model*."""
+    try:
+        get_codec(model)
+    except CodecError:
+        return False
+    return True
 
 
 def _errors(
