@@ -176,6 +176,10 @@ async def bench(backend: str, db: Database, n: int, runs: int) -> None:
     emit(f"import_{backend}_{n}_sensors_breakdown_device_rows_plain",
          statistics.median(times["plain"]) * 1000, "ms", bare * 1000,
          baseline_name="bare executemany, same rows, same table", runs=runs)  # fmt: skip
+    plain = statistics.median(times["plain"])
+    emit(f"import_{backend}_{n}_sensors_ratio_to_driver_floor", imp / plain, "x", None,
+         baseline_name="the device rows alone as the import writes them (the driver's own "
+         "executemany / unnest): no target, the floor below the bare executemany")  # fmt: skip
     emit(f"import_{backend}_{n}_sensors_breakdown_parse_validate",
          statistics.median(times["parse"]) * 1000, "ms", imp * 1000,
          baseline_name="the whole import", runs=runs)  # fmt: skip
