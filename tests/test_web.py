@@ -173,13 +173,15 @@ async def test_roles_decide_what_a_page_shows(
         await login(http, tokens[role])
         r = await http.get("/web/map")
         assert r.status_code == 200, role
-        seen[role] = ('class="charger' in r.text, "执法记录仪 ·" in r.text)
-    # chargers as GET /api/v1/chargers admits; the field as GET /api/v1/field
+        seen[role] = ('class="charger' in r.text, "执法记录仪 ·" in r.text,
+                      'href="/web/lanes#lane-' in r.text)  # fmt: skip
+    # chargers as GET /api/v1/chargers admits; the field as GET /api/v1/field; lanes as
+    # GET /api/v1/lanes
     assert seen == {
-        "inspector": (True, True),
-        "operator": (True, True),
-        "technician": (True, False),
-        "admin": (True, True),
+        "inspector": (True, True, True),
+        "operator": (True, True, True),
+        "technician": (True, False, True),
+        "admin": (True, True, True),
     }
 
 
@@ -197,6 +199,16 @@ async def test_map_lists_every_site_with_counts(
         assert cap and int(cap.group(1)) == site.capacity
     assert r.text.count('class="street"') == sum(1 for s in TOWN.sites if s.kind == "on_street")
     assert r.text.count('class="zone ') == len(TOWN.zones)
+    # the town's outline: every street of the town file, main streets apart
+    for st in TOWN.streets:
+        assert re.search(
+            rf'<path class="road {st.kind.value}" d="M[^"]+"><title>{st.name}<', r.text
+        )
+    # a mark beside each car park with lanes, naming each lane and its phase
+    with_lanes = {ln.site for ln in TOWN.lanes}
+    assert r.text.count('<g class="lane') == len(with_lanes)
+    for ln in TOWN.lanes:
+        assert f"{ln.id} " in r.text
 
 
 async def test_map_stream_sends_every_site_as_html(

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 SHOWN = 10  # decisions per lane on the page (the API keeps 20)
 READS_LOOKED_AT = 1000  # reads searched for the shown decisions' pictures, at most
-KINDS = {"entry": "入口 · entry", "exit": "出口 · exit"}
+KINDS = ops.LANE_KINDS
 
 
 async def _reads(state: AppState, lanes: list[Any]) -> list[ops.ReadRef]:

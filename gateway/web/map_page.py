@@ -20,11 +20,11 @@ from gateway.directory.tokens import TokenInfo
 from gateway.directory.town import SiteKind
 from gateway.services.bodycams.views import field_view
 from gateway.services.charging.views import fleet_view
-from gateway.web import geo
+from gateway.web import geo, ops
 from gateway.web.base import StateDep, env, guard, render, visitor
 from gateway.web.map_live import FieldFeed
 from gateway.web.ops import local
-from gateway.web.session import CHARGER_READERS, FIELD_READERS, STAFF
+from gateway.web.session import CHARGER_READERS, FIELD_READERS, LANE_READERS, STAFF
 
 router = APIRouter()
 KIND_LABELS = {SiteKind.CAR_PARK: "停车场 · car park", SiteKind.ON_STREET: "路内泊位 · on-street"}
@@ -74,6 +74,28 @@ async def field_marks(state: AppState, frame: geo.Frame) -> dict[str, list[dict[
                            "online": d.get("link") == "online",
                            "inside": frame.contains(p["lon"], p["lat"])})  # fmt: skip
     return {"officers": officers, "drones": drones}
+
+
+def lane_marks_of(state: AppState, frame: geo.Frame) -> list[dict[str, Any]]:
+    """One mark per car park with lanes, beside its circle: how many, each lane's phase (the
+    lanes page has the rest); ``busy`` when a lane is not idle (waiting, raising, at fault)."""
+    by_site: dict[str, list[Any]] = {}
+    for rt in state.lanes.lanes.values():
+        by_site.setdefault(rt.config.site_id, []).append(rt)
+    marks = []
+    for site_id, lanes in sorted(by_site.items()):
+        site = state.sites.get(site_id)
+        if site is None or not frame.contains(site.lon, site.lat):
+            continue
+        x, y = frame.xy(site.lon, site.lat)
+        lanes.sort(key=lambda rt: rt.config.id)
+        marks.append({
+            "site": site.name, "first": lanes[0].config.id, "x": x + 22, "y": y - 20,
+            "lanes": [(rt.config.id, ops.LANE_KINDS.get(rt.config.kind, rt.config.kind),
+                       ops.PHASES.get(rt.state.phase, rt.state.phase)) for rt in lanes],
+            "busy": any(rt.state.phase != "idle" for rt in lanes),
+        })  # fmt: skip
+    return marks
 
 
 async def frame_of_town(
@@ -141,6 +163,7 @@ async def map_page(request: Request, state: StateDep) -> Response:
                                   "state": line["state"], "x": x, "y": y,
                                   "available": line["state"] == "available"})  # fmt: skip
     field = await field_marks(state, frame) if who.role in FIELD_READERS else None
+    lane_marks = lane_marks_of(state, frame) if who.role in LANE_READERS else None
     return render(
         request,
         "map.html",
@@ -157,6 +180,8 @@ async def map_page(request: Request, state: StateDep) -> Response:
         chargers=charger_marks,
         chargers_available=sum(1 for c in charger_marks or [] if c["available"]),
         field=field,
+        lanes=lane_marks,
+        lanes_busy=sum(1 for m in lane_marks or [] if m["busy"]),
         as_of=now.astimezone(state.zone).strftime("%H:%M:%S"),
     )
 

@@ -15,6 +15,7 @@ READ_NEAR = timedelta(seconds=5)  # a push's read and its decision share a commi
 CAMERA_QUIET = timedelta(minutes=10)  # heard within this: the page calls a lane camera online
 PLATE_PICTURES = ("fragment", "cutout", "plate")  # names of a camera's plate crop (vendors')
 
+LANE_KINDS = {"entry": "入口 · entry", "exit": "出口 · exit"}
 PHASES = {
     "idle": "空闲 · idle",
     "raising": "抬杆中 · raising",
