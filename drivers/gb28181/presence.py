@@ -91,7 +91,8 @@ class PresenceState:
     def seen(self, now: datetime) -> PresenceState:
         """A keepalive (or any message) arrived at *now*: confirmed, deadline moved on."""
         last = now if self.last_keepalive is None else max(self.last_keepalive, now)
-        return replace(self, last_keepalive=last, confirmed=True)
+        # the constructor, not ``replace``: this runs for every message of every cam
+        return PresenceState(last, self.registered_until, self.interval_s, self.count, True)
 
     def registered(self, now: datetime, expires_s: float) -> PresenceState:
         """A REGISTER accepted at *now* for *expires_s* seconds (a sign of life too)."""

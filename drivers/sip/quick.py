@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from drivers.sip.fields import MAGIC_COOKIE, Via, parse_via, stamped_via
+from drivers.sip.fields import MAGIC_COOKIE, MAX_PARAMS, Via, stamped_via
 from drivers.sip.responses import REASONS, tag_for
 
 __all__ = ["QuickRequest", "quick_response", "read_quick"]
@@ -32,7 +32,8 @@ _START = re.compile(r"(MESSAGE|NOTIFY) (sip:[!-~]+) SIP/2\.0")
 # <sip:user@host> with an optional tag and nothing else: the shape the response can echo as is
 _ADDR = re.compile(r"<(sip:[^<>\"\s;,]+)>(?:;tag=([A-Za-z0-9.!%*_+`'~\-]+))?")
 _CSEQ = re.compile(r"([0-9]{1,10}) (MESSAGE|NOTIFY)")
-_VIA = re.compile(r"SIP/2\.0/UDP [A-Za-z0-9.\-]+:[0-9]{1,5}(?:;[A-Za-z0-9.!%*_+`'~\-=]+)+")
+# the sent-by host and port, and the parameters: no quotes, no spaces, so they read as they are
+_VIA = re.compile(r"SIP/2\.0/UDP ([A-Za-z0-9.\-]+):([0-9]{1,5})((?:;[A-Za-z0-9.!%*_+`'~\-=]+)+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +100,13 @@ def read_quick(data: bytes, max_size: int) -> QuickRequest | None:
         or to is None
         or not call_id
         or " " in call_id
-        or _VIA.fullmatch(fields["Via"]) is None
     ):
         return None
-    via = parse_via(fields["Via"])
+    via = _via(fields["Via"])
+    if via is None:
+        return None
     branch = via.branch or ""
-    if not branch.startswith(MAGIC_COOKIE) or len(branch) <= len(MAGIC_COOKIE) or via.port is None:
+    if not branch.startswith(MAGIC_COOKIE) or len(branch) <= len(MAGIC_COOKIE):
         return None
     return QuickRequest(
         method=start.group(1),
@@ -120,6 +122,26 @@ def read_quick(data: bytes, max_size: int) -> QuickRequest | None:
         content_type=fields["Content-Type"],
         body=body,
     )
+
+
+def _via(value: str) -> Via | None:
+    """The one Via in the lane's shape, as ``parse_via`` reads it (names lower-cased, the
+    first of a name kept, a flag as ``""``), or None: not that shape."""
+    m = _VIA.fullmatch(value)
+    if m is None:
+        return None
+    host, port_text, params_text = m.groups()
+    port = int(port_text)
+    parts = params_text.split(";")  # the first is empty: the text starts with ";"
+    if not 0 < port < 65536 or len(parts) - 1 > MAX_PARAMS:
+        return None
+    params: dict[str, str] = {}
+    for part in parts[1:]:
+        name, _, v = part.partition("=")
+        if not name:
+            return None  # ";=x": the general way refuses it (bad_param)
+        params.setdefault(name.lower(), v)
+    return Via("UDP", host, port, params)
 
 
 def quick_response(q: QuickRequest, source: tuple[str, int], status: int = 200) -> bytes:
