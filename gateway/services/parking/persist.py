@@ -250,8 +250,10 @@ class Persister:
     def _rows(
         self, berth_ids: set[str], site_ids: set[str], devices: dict[str, dict[str, Any]]
     ) -> Rows:
+        # In key order, each table: two writers that lock rows in the same order cannot
+        # deadlock on them (PostgreSQL aborts one of two that lock in opposite orders).
         berths = []
-        for bid in berth_ids:
+        for bid in sorted(berth_ids):
             try:
                 v = self._book.berth(bid)
             except KeyError:
@@ -266,7 +268,7 @@ class Persister:
                 }
             )
         sites = []
-        for sid in site_ids:
+        for sid in sorted(site_ids):
             try:
                 count = self._book.controller_count(sid)
             except KeyError:
@@ -282,7 +284,7 @@ class Persister:
         return [
             (_BERTH_UPDATE, berths),
             (_SITE_UPDATE, sites),
-            (_DEVICE_UPDATE, list(devices.values())),
+            (_DEVICE_UPDATE, [devices[k] for k in sorted(devices)]),
         ]
 
     async def _write(self, rows: Rows, changes: list[BerthStateChanged]) -> list[str]:
