@@ -23,8 +23,8 @@ gateway at least 70 % of the bare app's requests/s.
 from __future__ import annotations
 
 import argparse
-import http.client
 import asyncio
+import http.client
 import multiprocessing as mp
 import re
 import shutil

@@ -135,8 +135,9 @@ EXPECTED = {
     ("token", "create"), ("token", "revoke"), ("charger", "import"), ("charger", "add"),
     ("charger", "password"), ("charger", "update"), ("charger", "retired"),
     ("bodycam", "import"), ("bodycam", "add"), ("bodycam", "password"), ("site", "import"),
-    ("berth", "import"), ("zone", "import"), ("street", "import"), ("lane", "import"), ("lane", "delete"),
-    ("officer", "import"), ("drone", "import"), ("tariffs", "import"), ("rules", "import"),
+    ("berth", "import"), ("zone", "import"), ("street", "import"), ("lane", "import"),
+    ("lane", "delete"), ("officer", "import"), ("drone", "import"), ("tariffs", "import"),
+    ("rules", "import"),
 }  # fmt: skip
 
 

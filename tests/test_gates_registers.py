@@ -17,6 +17,7 @@ from drivers.gates.bus import (
     BusUrlError,
     SerialBus,
     TcpBus,
+    canonical_bus_url,
     char_time,
     frame_gap,
     parse_bus_url,
@@ -314,6 +315,44 @@ def test_bus_urls() -> None:
         "serial:///dev/ttyS1?baudrate=9600&parity=N&stopbits=1"
     )
     assert parse_bus_url("tcp://[::1]:1502").url == "tcp://::1:1502"
+
+
+@given(
+    spec=st.one_of(
+        st.builds(
+            TcpBus,
+            host=st.sampled_from(["10.0.0.5", "Gate-Box.local", "::1", "h"]),
+            port=st.integers(1, 65535),
+            timeout_ms=st.sampled_from([1000.0, 250.0, 0.0, 1500.5]),
+            gap_ms=st.sampled_from([None, 0.0, 3.5]),
+        ),
+        st.builds(
+            SerialBus,
+            device=st.sampled_from(["/dev/ttyUSB0", "/dev/serial/by-id/x-if00"]),
+            baudrate=st.sampled_from([300, 9600, 115200]),
+            bytesize=st.sampled_from([7, 8]),
+            parity=st.sampled_from(["N", "E", "O"]),
+            stopbits=st.sampled_from([1, 2]),
+            timeout_ms=st.sampled_from([1000.0, 80.0]),
+            gap_ms=st.sampled_from([None, 2.0]),
+        ),
+    )
+)
+def test_the_one_spelling_reads_back_as_its_bus(spec: TcpBus | SerialBus) -> None:
+    timing = [f"timeout_ms={spec.timeout_ms}"]
+    timing += [] if spec.gap_ms is None else [f"gap_ms={spec.gap_ms}"]
+    if isinstance(spec, TcpBus):
+        host = f"[{spec.host}]" if ":" in spec.host else spec.host
+        url = f"tcp://{host}:{spec.port}?" + "&".join(timing)
+        same = spec.model_copy(update={"host": spec.host.lower()})
+    else:
+        line = [f"parity={spec.parity.lower()}", f"stopbits={spec.stopbits}",
+                f"bytesize={spec.bytesize}", f"baudrate={spec.baudrate}"]  # fmt: skip
+        url = f"serial://{spec.device}?" + "&".join(timing + line)
+        same = spec
+    spelt = canonical_bus_url(url)
+    assert parse_bus_url(spelt) == same
+    assert canonical_bus_url(spelt) == spelt  # one spelling: spelling it again changes nothing
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from drivers.gates.bus import parse_bus_url
 from gateway.directory.town import Town, TownFileError, check_bus_url, load_town, parse_town
 from gateway.directory.town_import import import_town
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
@@ -104,7 +105,17 @@ def test_bad_lanes_are_refused_and_named(lanes: str, expected: str) -> None:
     ],
 )
 def test_good_bus_urls(url: str) -> None:
-    assert check_bus_url(url) == url
+    spelt = check_bus_url(url)
+    assert parse_bus_url(spelt) == parse_bus_url(url)  # kept in its one spelling, same bus
+    assert check_bus_url(spelt) == spelt
+
+
+def test_one_bus_spelt_two_ways_is_one_spelling() -> None:
+    assert check_bus_url("tcp://Gate-Box.local:502/") == check_bus_url("tcp://gate-box.local")
+    assert check_bus_url("serial:///dev/ttyS1?stopbits=1&baudrate=9600") == check_bus_url(
+        "serial:///dev/ttyS1?parity=n"
+    )
+    assert check_bus_url("tcp://h:502?timeout_ms=300") != check_bus_url("tcp://h:502")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ __all__ = [
     "BusUrlError",
     "SerialBus",
     "TcpBus",
+    "canonical_bus_url",
     "char_time",
     "frame_gap",
     "parse_bus_url",
@@ -93,6 +94,28 @@ def parse_bus_url(url: str) -> BusSpec:
             raise
         raise BusUrlError(f"{url!r}: {_reason(exc)}") from None
     raise BusUrlError(f"{url!r}: the scheme must be tcp:// or serial://")
+
+
+def canonical_bus_url(url: str) -> str:
+    """*url* in the one spelling of its bus and settings (``tcp://HOST:1/`` and
+    ``tcp://host:1`` are one bus): lower-case host, the port always, the serial line's
+    settings always and in one order, the timings only when they are not the defaults. Two
+    URLs name the same bus with the same settings exactly when these strings are equal, and
+    the spelling parses back to the same bus. Raises ``BusUrlError`` as ``parse_bus_url``."""
+    spec = parse_bus_url(url)
+    timing = []
+    if spec.timeout_ms != _Bus.model_fields["timeout_ms"].default:
+        timing.append(f"timeout_ms={spec.timeout_ms:g}")
+    if spec.gap_ms is not None:
+        timing.append(f"gap_ms={spec.gap_ms:g}")
+    if isinstance(spec, TcpBus):
+        host = spec.host.lower()
+        host = f"[{host}]" if ":" in host else host
+        query = "&".join(timing)
+        return f"tcp://{host}:{spec.port}" + (f"?{query}" if query else "")
+    line = [f"baudrate={spec.baudrate}", f"bytesize={spec.bytesize}", f"parity={spec.parity}",
+            f"stopbits={spec.stopbits}"]  # fmt: skip
+    return f"serial://{spec.device}?" + "&".join(line + timing)
 
 
 def _reason(exc: Exception) -> str:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.backoff import Backoff
-from drivers.gates.bus import BusUrlError, parse_bus_url
+from drivers.gates.bus import BusUrlError, canonical_bus_url
 from drivers.gates.models import MapError, shipped_model
 from drivers.sensors.messages import CodecError
 from drivers.sensors.registry import get_codec
@@ -352,18 +352,26 @@ def _gate(lane: LaneRow) -> dict[str, Any]:
     return {"id": lane.id, "bus": lane.gate_bus, "unit": lane.gate_unit, "model": lane.gate_model}
 
 
+def _spelt(bus: str) -> str:
+    """A stored bus in its one spelling (a row from before it was kept so may differ)."""
+    try:
+        return canonical_bus_url(bus)
+    except BusUrlError:
+        return bus
+
+
 async def _gate_controller(job: _Job, lane_id: str) -> Replaced:
     db, req = job.db, job.req
     lane = await db.get(LaneRow, lane_id)
     assert lane is not None
     seen = (lane.gate_bus, lane.gate_unit, lane.gate_model)
-    bus, unit, model = req.new, req.unit or lane.gate_unit, req.model or lane.gate_model
+    unit, model = req.unit or lane.gate_unit, req.model or lane.gate_model
     try:
-        parse_bus_url(bus)
+        bus = canonical_bus_url(req.new)  # stored and compared in its one spelling
         shipped_model(model)
     except (BusUrlError, MapError) as exc:
         raise Refused(422, "invalid", f"invalid new gate controller: {exc}") from None
-    if (bus, unit, model) == seen:
+    if (bus, unit, model) == (_spelt(seen[0]), *seen[1:]):
         raise Refused(
             422, "same_device", f"lane {lane.id} uses {bus} unit {unit} ({model}) already: give "
             "the new controller's bus URL (and unit or model when they differ)",

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.cameras.framing import display_model_names
-from drivers.gates.bus import BusUrlError, parse_bus_url
+from drivers.gates.bus import BusUrlError, canonical_bus_url
 from drivers.gates.models import model_names
 from gateway.config import TownConfig
 from gateway.directory.drones import Drone, drone_problems
@@ -162,12 +162,12 @@ class Officer(_Model):
 def check_bus_url(url: str) -> str:
     """A gate bus as the gates driver reads it (``tcp://host:port`` or
     ``serial:///dev/ttyX?baudrate=9600&parity=N&stopbits=1``): checked here so a typo fails
-    the import, not the first car at the gate."""
+    the import, not the first car at the gate. Kept in its one spelling
+    (``canonical_bus_url``), so lanes on one bus name it alike."""
     try:
-        parse_bus_url(url)
+        return canonical_bus_url(url)
     except BusUrlError as exc:
         raise ValueError(f"bus {exc}") from None
-    return url
 
 
 class GateRef(_Model):

@@ -66,8 +66,8 @@ async def import_town(
     """Upsert *town* in one transaction owned by the caller."""
     report = ImportReport()
     changed: list[Edit] = []  # for the change feed and the audit log
-    kinds = {"zones": "zone", "streets": "street", "sites": "site", "berths": "berth", "chargers": "charger",
-             "officers": "officer", "bodycams": "bodycam"}  # fmt: skip
+    kinds = {"zones": "zone", "streets": "street", "sites": "site", "berths": "berth",
+             "chargers": "charger", "officers": "officer", "bodycams": "bodycam"}  # fmt: skip
     # One query per table instead of one per row: a town has thousands of rows.
     existing: dict[Any, dict[str, Any]] = {}
     for model in (ZoneRow, StreetRow, SiteRow, BerthRow, DeviceRow, ChargerRow, LaneRow, OfficerRow,
@@ -95,7 +95,8 @@ async def import_town(
         await session.execute(delete(StreetRow).where(StreetRow.id.in_(gone)))
         for key in gone:
             old = existing[StreetRow][key]
-            changed.append(Edit("street", key, "delete", {"name": old.name, "kind": old.kind}, None))
+            gone_fields = {"name": old.name, "kind": old.kind}
+            changed.append(Edit("street", key, "delete", gone_fields, None))
     await session.flush()
     for s in town.sites:
         await upsert(
