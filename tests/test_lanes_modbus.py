@@ -143,3 +143,29 @@ async def test_a_lane_that_goes_away_stops_its_gate_polling_unless_another_lane_
     assert gates.controller("ln-a") is None and gates.controller("ln-b") is not None
     gates.forget("ln-b")
     assert gates.controller("ln-b") is None and not gates._controllers
+
+
+async def test_a_gate_in_maintenance_is_never_commanded(gw: Any, sim: GateSimulator) -> None:
+    """A technician has the controller: the lane records the car it would let in as a failed
+    decision saying why, and writes nothing to the controller; back in service, it drives."""
+    from gateway.directory.devices import Lifecycle
+    from gateway.directory.lifecycle import LifeKind
+    from gateway.services import lifecycle
+
+    async def gate_in(state: str) -> None:
+        await lifecycle.move(gw.services.sessions, "ln-test-in", Lifecycle(state), T0,
+                             kind=LifeKind.GATE, reason="test")  # fmt: skip
+        gw.services.follower.kick()  # follow the feed now, as the API does after its own write
+        await wait_for(lambda: lane(gw).config.gate_lifecycle == state, 5, what=f"gate {state}")
+
+    await gate_in("maintenance")
+    answer = await gw.services.lanes.on_read(LaneRead("cam-test-in", "甘G11223", T0, "r9"))
+    d = await settled(lane(gw), 1)
+    assert d.state == "failed" and "maintenance: not driven" in d.detail, (answer, d.detail)
+    assert lane(gw).state.phase == "fault"
+    assert sim.action_writes(1, "raise") == 0  # not one write reached the controller
+    await gate_in("active")
+    await gw.services.lanes.operator_open("ln-test-in", reason="gate back in service",
+                                          operator="tok-operator")  # fmt: skip
+    d2 = await settled(lane(gw), 2)
+    assert d2.state == "confirmed" and sim.action_writes(1, "raise") == 1

@@ -62,6 +62,9 @@ from parking.lanes import (
 
 log = logging.getLogger(__name__)
 OUTCOMES: frozenset[str] = frozenset({"confirmed", "unconfirmed", "failed"})
+# A gate controller in these lifecycle states is never commanded (gateway.directory.lifecycle):
+# in maintenance a technician has it on the bench or the pole; retired, it is gone.
+UNDRIVEN = frozenset({"maintenance", "retired"})
 
 
 class LaneService:
@@ -373,10 +376,16 @@ class LaneService:
         """Command the gate for *d* (committed ``pending``: no write stands between the two)
         and record its outcome."""
         d.state, d.sent_at = "sent", self._clock()
+        undriven = rt.config.gate_lifecycle in UNDRIVEN
         try:
-            gate = self.gates.gate_for(rt.config)
-            outcome = await wait_for(gate.command("raise", d.id), self._gate_timeout_s)
-            status, detail = outcome.status, outcome.detail
+            if undriven:  # a technician has it, or it is gone: nothing is written to it
+                status = "failed"
+                detail = (f"gate controller {rt.config.gate_lifecycle}: not driven, "
+                          "raise the barrier by hand")  # fmt: skip
+            else:
+                gate = self.gates.gate_for(rt.config)
+                outcome = await wait_for(gate.command("raise", d.id), self._gate_timeout_s)
+                status, detail = outcome.status, outcome.detail
         except TimeoutError:
             status, detail = "unconfirmed", f"no outcome within {self._gate_timeout_s:g} s"
         except Exception as exc:  # a driver's bug must not leave the lane raising forever
