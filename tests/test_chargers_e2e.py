@@ -366,30 +366,46 @@ async def test_meter_readings_are_written_lazily_and_flushed(
         assert await stored() == 3_000
 
 
+async def case_reports_of(gw: Any, charger_id: str) -> list[Any]:
+    from sqlalchemy import select
+
+    from gateway.infra.storage.schema import CaseReportRow
+
+    async with gw.services.persister._sessions() as s:
+        q = select(CaseReportRow).where(CaseReportRow.device_id == charger_id)
+        return list((await s.execute(q)).scalars().all())
+
+
 async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict[str, str]) -> None:
-    async with Charger16(url(gw), "SDEV040", passwords["SDEV040"]) as c:
+    """An active charger's long fault is reported; a charger still being installed
+    (provisioned: its checks not run yet) faulting just as long is not."""
+    from gateway.directory.chargers import NewCharger, add_charger
+
+    async with gw.services.persister._sessions.begin() as s:
+        new_password = await add_charger(
+            s, NewCharger("SDEV-NEW-1", None, "安装中 · being installed", 38.78, 101.08),
+            gw.services.clock(),
+        )  # fmt: skip
+    gw.services.follower.kick()
+    await wait_for(lambda: "SDEV-NEW-1" in gw.services.charging.chargers, 5, what="new charger")
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    async with (
+        Charger16(url(gw), "SDEV040", passwords["SDEV040"]) as c,
+        Charger16(url(gw), "SDEV-NEW-1", new_password) as fresh,
+    ):
+        await fresh.boot()
+        await fresh.status(1, "Faulted", "PowerMeterFailure", timestamp=long_ago)
         await c.boot()
-        long_ago = datetime.now(UTC) - timedelta(hours=2)
         await c.status(1, "Faulted", "PowerMeterFailure", timestamp=long_ago)
 
         async def reported() -> bool:
-            from sqlalchemy import select
-
-            from gateway.infra.storage.schema import CaseReportRow
-
-            async with gw.services.persister._sessions() as s:
-                rows = (
-                    (
-                        await s.execute(
-                            select(CaseReportRow).where(CaseReportRow.device_id == "SDEV040")
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
+            rows = await case_reports_of(gw, "SDEV040")
             return bool(rows) and rows[0].category == "charger"
 
         await wait_for(reported, 15, what="maintenance report filed")
+        # the watch has judged both faults by now (the fresh one's came first): no report
+        assert gw.services.charging.chargers["SDEV-NEW-1"].lifecycle == "provisioned"
+        assert await case_reports_of(gw, "SDEV-NEW-1") == []
 
 
 @pytest.mark.slow

@@ -192,6 +192,11 @@ class ChargerFleet:
         info = self.chargers.get(charger_id)
         return info is not None and info.lifecycle == "maintenance"
 
+    def in_service(self, charger_id: str) -> bool:
+        """Active: the charger's faults and outages are reported (gateway.directory.lifecycle)."""
+        info = self.chargers.get(charger_id)
+        return info is not None and info.lifecycle == "active"
+
     async def load(self, *, restart: bool = True) -> None:
         """Registry, last known state and 8 days of history from the database. ``restart``: this
         process is the gateway starting, so no socket survived (each charger has the grace to

@@ -74,8 +74,9 @@ class Watch(Recorder):
             timedelta(seconds=self.config.faulted_report_after_s),
             timedelta(seconds=self.config.offline_report_after_s),
         )
-        # a charger a technician took into maintenance is known to be out: no report
-        findings = tuple(f for f in findings if not self.in_maintenance(f.charger_id))
+        # Only a charger in service is reported: one in maintenance is known to be out, a
+        # provisioned or commissioned one is still being installed (not yet in service).
+        findings = tuple(f for f in findings if self.in_service(f.charger_id))
         if not findings:
             return
         filed = 0
