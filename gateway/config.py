@@ -55,6 +55,13 @@ class ApiConfig(_Section):
     port: Port = Field(8080, description="HTTP API port (0 = pick a free one)")
     tls_cert: Path | None = Field(None, description="PEM certificate; enables HTTPS with tls_key")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    tls_handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a client must finish its TLS handshake within this long of connecting, "
+        "else the connection is closed (only with tls_cert)",
+    )
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on idle SSE streams")
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     header_timeout_s: float = Field(
@@ -407,6 +414,13 @@ class OcppConfig(_Section):
         None, description="PEM certificate: wss:// (security profile 2) with tls_key"
     )
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    tls_handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a charger must finish its TLS handshake within this long of connecting, "
+        "else the connection is closed (only with tls_cert)",
+    )
     heartbeat_s: int = Field(
         300, ge=10, le=86400, description="heartbeat interval given to chargers at boot"
     )

@@ -239,6 +239,13 @@ class Metrics:
             ["outcome"],
             r,
         )
+        self.tls_handshakes = FastCounter(
+            "citygate_tls_handshakes",
+            "TLS connections to a listener (api) by outcome: started (accepted), completed; "
+            "started minus completed were refused, timed out or are in progress",
+            ["listener", "outcome"],
+            r,
+        )
         self.camera_evidence_bytes = Gauge(
             "citygate_camera_evidence_bytes", "Bytes of camera evidence kept on disk", registry=r
         )

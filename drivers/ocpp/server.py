@@ -224,12 +224,15 @@ async def serve_ocpp(
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    tls_handshake_timeout_s: float = 10.0,
     path_prefix: str = "/ocpp/",
     clock: Callable[[], datetime] = now_utc,
 ) -> Server:
     """Start the OCPP central system on *host*:*port* (port 0: any free port; read it from
     ``server.sockets``). Close it with ``server.close(); await server.wait_closed()``: every
-    charger is then disconnected and reported. *clock* stamps what arrives (the core itself
+    charger is then disconnected and reported. With *ssl_context*, a client that has not
+    finished its TLS handshake *tls_handshake_timeout_s* after connecting is dropped.
+    *clock* stamps what arrives (the core itself
     never reads a clock)."""
     prefix = path_prefix if path_prefix.endswith("/") else path_prefix + "/"
     central = _CentralSystem(backend, prefix, clock)
@@ -238,6 +241,7 @@ async def serve_ocpp(
         host,
         port,
         ssl=ssl_context,
+        ssl_handshake_timeout=tls_handshake_timeout_s if ssl_context else None,
         subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
         select_subprotocol=central.select_subprotocol,
         process_request=central.process_request,
