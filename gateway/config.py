@@ -62,6 +62,11 @@ class ApiConfig(_Section):
         description="a client must finish its TLS handshake within this long of connecting, "
         "else the connection is closed (only with tls_cert)",
     )
+    metrics_token_required: bool = Field(
+        True,
+        description="GET /metrics needs a bearer token of role inspector, operator or admin "
+        "(false: anyone who reaches the port may scrape it)",
+    )
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on idle SSE streams")
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     header_timeout_s: float = Field(

@@ -15,9 +15,10 @@ requests without a body (reads, /healthz). A malformed token counts as no token.
 
 **Rate limit.** Public routes (every route without a ``require(...)`` token dependency, and
 paths no route serves) take a token from the client's bucket (``gateway.api.throttle``);
-``/healthz``, ``/readyz``, ``/metrics`` (probes and the scraper) and the case system's signed
-callback are exempt. A client whose bucket is empty but who sends a bearer token that
-verifies (the app's backend, many users behind one address) passes; any other gets 429.
+``/healthz``, ``/readyz``, ``/metrics`` (probes, and the scraper, which shows its own token)
+and the case system's signed callback are exempt. A client whose bucket is empty but who
+sends a bearer token that verifies (the app's backend, many users behind one address)
+passes; any other gets 429.
 Verifying only then keeps the database out of the common path and gives a made-up token
 nothing.
 """
