@@ -193,6 +193,18 @@ class Metrics:
             "From commit to applied, of the last change applied from the feed",
             registry=r,
         )
+        self.changes_stale = Gauge(
+            "citygate_changes_stale",
+            "1 once this instance found changes it had not applied pruned by retention "
+            "(its view may be stale: restart it)",
+            registry=r,
+        )
+        self.retention_pruned = FastCounter(
+            "citygate_retention_pruned",
+            "Rows pruned by retention, by table (audit, changes)",
+            ["table"],
+            r,
+        )
         self.changes_skipped = FastCounter(
             "citygate_changes_skipped",
             "Changes from the feed that could not be applied (logged with their seq), by kind",

@@ -33,6 +33,7 @@ from gateway.api.slowclients import deadline_protocol
 from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
+from gateway.infra.retention import Retention
 from gateway.services.drones import start_links
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
@@ -168,6 +169,7 @@ def _uvicorn(services: Services) -> tuple[_Server, AppState]:
     checks: dict[str, Callable[[], bool]] = {
         "mqtt": services.transport.connected.is_set,
         "database": lambda: not services.persister.failing,
+        "changes": lambda: not services.follower.stale,  # pruned changes it never applied
     }
     state = AppState.of(services, checks)
     rejected = services.metrics.api_rejected
@@ -305,6 +307,10 @@ class Gateway:
             tg.create_task(sv.case_delivery.run(), name="case-delivery"),
             tg.create_task(sv.persister.run(), name="persister"),
             tg.create_task(sv.follower.run(), name="changes"),
+            tg.create_task(
+                Retention(sv.engine, self.settings.retention, sv.metrics, sv.clock).run(),
+                name="retention",
+            ),
             tg.create_task(sv.activator.run(), name="lifecycle"),
             tg.create_task(sv.lanes.run(), name="lanes"),
             tg.create_task(self._gates(), name="gates"),
