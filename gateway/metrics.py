@@ -253,7 +253,7 @@ class Metrics:
         )
         self.tls_handshakes = FastCounter(
             "citygate_tls_handshakes",
-            "TLS connections to a listener (api) by outcome: started (accepted), completed; "
+            "TLS connections to a listener (api, ocpp) by outcome: started (accepted), completed; "
             "started minus completed were refused, timed out or are in progress",
             ["listener", "outcome"],
             r,

@@ -87,6 +87,7 @@ async def start_ocpp(services: Services) -> Any:
             o.port,
             ssl_context=context,
             tls_handshake_timeout_s=o.tls_handshake_timeout_s,
+            on_tls=lambda outcome: services.metrics.tls_handshakes.labels("ocpp", outcome).inc(),
             clock=services.clock,
         )
     except OSError as exc:

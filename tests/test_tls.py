@@ -323,3 +323,10 @@ async def test_ocpp_drops_clients_that_never_finish_the_tls_handshake(
             await wait_for(lambda: "SDEV003" in gw.services.charging.live, 5, what="connected")
         await _closed_by_server(stalled, 5.0)
         assert time.monotonic() - opened < 4.0
+        started = gw.metrics_value(
+            "citygate_tls_handshakes_total", listener="ocpp", outcome="started"
+        )
+        completed = gw.metrics_value(
+            "citygate_tls_handshakes_total", listener="ocpp", outcome="completed"
+        )
+        assert completed >= 1 and started - completed >= 40
