@@ -159,6 +159,7 @@ class _Server(uvicorn.Server):
                 ssl=config.ssl,
                 backlog=config.backlog,
                 ssl_handshake_timeout=self.tls_handshake_timeout_s,
+                ssl_shutdown_timeout=self.tls_handshake_timeout_s,  # asyncio's default: 30 s
             )
             for sock in sockets
         ]

@@ -1,7 +1,8 @@
 """Retention: the audit log and the change feed pruned by age, in bounded batches.
 
 Both tables grow with every provisioning write and were never pruned. ``Retention.run`` (a
-task of every gateway instance) prunes every ``[retention] interval_s``:
+task of every gateway instance) prunes a minute after start, then every ``[retention]
+interval_s``:
 
 - **audit**: entries older than ``audit_days`` (0: kept for ever);
 - **changes**: changes older than ``changes_days``, but never one of the newest
@@ -43,6 +44,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 PRUNE_LOCK = 0x6367_0002  # pg_try_advisory_lock key: one pruning instance at a time
+FIRST_ROUND_S = 60.0  # the first round after start (at most interval_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +130,12 @@ class Retention:
         self._warn = OnceLogger(log, "retention")
 
     async def run(self) -> None:
+        """The first round a minute after start (an instance restarted more often than
+        ``interval_s`` still prunes), then every ``interval_s``."""
+        delay = min(FIRST_ROUND_S, self._config.interval_s)
         while True:
-            await asyncio.sleep(self._config.interval_s)
+            await asyncio.sleep(delay)
+            delay = self._config.interval_s
             try:
                 await self.run_once()
             except Exception as exc:
