@@ -30,10 +30,11 @@ an authenticated API request: it takes nothing from the address's bucket. The ve
 remembered for ``WEB_VERIFIED_S`` (a hashed token, never the token), so a page costs no extra
 database read; the page itself still checks the cookie on every request, so a revoked token
 sees nothing at once and only leaves this exemption within ``WEB_VERIFIED_S``. A cookie that
-does not verify counts as none: the address's bucket, as anonymous. The login form's POST is
-always counted by address (guessing tokens is what the limit is there to slow), and so are
-pages and assets fetched before login (the assets are immutable and cached by the browser, so
-a person fetches them once).
+does not verify counts as none: the address's bucket, as anonymous (a made-up cookie costs
+one read by primary key, as a made-up bearer token on a token route does). The login form's
+POST is always counted by address (guessing tokens is what the limit is there to slow), and
+so are pages and assets fetched before login (the assets are immutable and cached by the
+browser, so a person fetches them once).
 """
 
 from __future__ import annotations
