@@ -213,7 +213,8 @@ async def _gateway_server(tmp: Path, db_url: str, report: Any, stop: Any) -> Non
         {
             "database": {"url": db_url},
             "mqtt": {"host": "127.0.0.1", "port": free_port()},  # nothing listens there
-            "api": {"host": "127.0.0.1", "port": 0},
+            # scraped on loopback by the bench itself, without a token
+            "api": {"host": "127.0.0.1", "port": 0, "metrics_token_required": False},
             "ocpp": {"host": "127.0.0.1", "port": free_port(), "heartbeat_s": 300},
             "telemetry": {"spool_dir": str(tmp / "spool")},
             "log": {"level": "WARNING"},

@@ -55,6 +55,18 @@ class ApiConfig(_Section):
     port: Port = Field(8080, description="HTTP API port (0 = pick a free one)")
     tls_cert: Path | None = Field(None, description="PEM certificate; enables HTTPS with tls_key")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    tls_handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a client must finish its TLS handshake within this long of connecting, "
+        "else the connection is closed (only with tls_cert)",
+    )
+    metrics_token_required: bool = Field(
+        True,
+        description="GET /metrics needs a bearer token of role inspector, operator or admin "
+        "(false: anyone who reaches the port may scrape it)",
+    )
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on idle SSE streams")
     max_body_bytes: int = Field(1_048_576, gt=0, description="larger request bodies get 413")
     header_timeout_s: float = Field(
@@ -407,6 +419,13 @@ class OcppConfig(_Section):
         None, description="PEM certificate: wss:// (security profile 2) with tls_key"
     )
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert")
+    tls_handshake_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a charger must finish its TLS handshake within this long of connecting, "
+        "else the connection is closed (only with tls_cert)",
+    )
     heartbeat_s: int = Field(
         300, ge=10, le=86400, description="heartbeat interval given to chargers at boot"
     )
@@ -772,6 +791,40 @@ class CommissioningConfig(_Section):
     )
 
 
+class RetentionConfig(_Section):
+    audit_days: int = Field(
+        730,
+        ge=0,
+        le=36500,
+        description="audit entries older than this many days are pruned (0 = kept for ever; "
+        "otherwise at least 180: network logs are kept six months or more)",
+    )
+    changes_days: int = Field(
+        30,
+        ge=1,
+        le=36500,
+        description="changes of the change feed older than this many days are pruned (never "
+        "one of the newest changes_keep)",
+    )
+    changes_keep: int = Field(
+        10_000, ge=1, le=10_000_000, description="the newest changes of the feed always kept"
+    )
+    interval_s: float = Field(3600.0, gt=0, le=7 * 86400, description="how often to prune")
+    batch: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="rows deleted per transaction (short transactions: writers get in between)",
+    )
+
+    @field_validator("audit_days")
+    @classmethod
+    def _six_months(cls, v: int) -> int:
+        if 0 < v < 180:
+            raise ValueError("must be 0 (kept for ever) or at least 180 days")
+        return v
+
+
 class Settings(_Section):
     api: ApiConfig = ApiConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -791,6 +844,7 @@ class Settings(_Section):
     cameras: CamerasConfig = CamerasConfig()
     bodycams: BodycamsConfig = BodycamsConfig()
     drones: DronesConfig = DronesConfig()
+    retention: RetentionConfig = RetentionConfig()
     bulk_import: BulkImportConfig = BulkImportConfig()
     commissioning: CommissioningConfig = CommissioningConfig()
     demo: DemoConfig = DemoConfig()

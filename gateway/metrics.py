@@ -193,6 +193,18 @@ class Metrics:
             "From commit to applied, of the last change applied from the feed",
             registry=r,
         )
+        self.changes_stale = Gauge(
+            "citygate_changes_stale",
+            "1 once this instance found changes it had not applied pruned by retention "
+            "(its view may be stale: restart it)",
+            registry=r,
+        )
+        self.retention_pruned = FastCounter(
+            "citygate_retention_pruned",
+            "Rows pruned by retention, by table (audit, changes)",
+            ["table"],
+            r,
+        )
         self.changes_skipped = FastCounter(
             "citygate_changes_skipped",
             "Changes from the feed that could not be applied (logged with their seq), by kind",
@@ -237,6 +249,13 @@ class Metrics:
             "citygate_camera_images",
             "Camera pictures by outcome (stored, pruned, or why one was not kept)",
             ["outcome"],
+            r,
+        )
+        self.tls_handshakes = FastCounter(
+            "citygate_tls_handshakes",
+            "TLS connections to a listener (api, ocpp) by outcome: started (accepted), completed; "
+            "started minus completed were refused, timed out or are in progress",
+            ["listener", "outcome"],
             r,
         )
         self.camera_evidence_bytes = Gauge(

@@ -33,6 +33,7 @@ from gateway.api.slowclients import deadline_protocol
 from gateway.api.state import AppState
 from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
+from gateway.infra.retention import Retention
 from gateway.services.drones import start_links
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
@@ -81,7 +82,13 @@ async def start_ocpp(services: Services) -> Any:
     context = ocpp_tls(o)
     try:
         return await serve_ocpp(
-            services.charging, o.host, o.port, ssl_context=context, clock=services.clock
+            services.charging,
+            o.host,
+            o.port,
+            ssl_context=context,
+            tls_handshake_timeout_s=o.tls_handshake_timeout_s,
+            on_tls=lambda outcome: services.metrics.tls_handshakes.labels("ocpp", outcome).inc(),
+            clock=services.clock,
         )
     except OSError as exc:
         raise StartupError(
@@ -113,11 +120,50 @@ async def start_sip(services: Services) -> int:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the gateway owns SIGTERM."""
+    """uvicorn without its own signal handlers (the gateway owns SIGTERM), and with a TLS
+    handshake deadline: uvicorn passes none to ``create_server``, so asyncio's default (60 s)
+    would let a client that never finishes its handshake hold a connection that long."""
+
+    tls_handshake_timeout_s: float = 10.0
+    on_tls_started: Callable[[], None] = staticmethod(lambda: None)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup for the sockets the gateway bound (its only use here), with
+        ``ssl_handshake_timeout`` when TLS is on."""
+        config = self.config
+        if sockets is None or config.ssl is None:
+            await super().startup(sockets)
+            return
+        await self.lifespan.startup()
+        started = self.on_tls_started
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            started()  # accepted: the handshake starts now; connection_made follows it
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=_loop,
+            )
+            return protocol
+
+        loop = asyncio.get_running_loop()
+        self.servers = [
+            await loop.create_server(
+                create_protocol,
+                sock=sock,
+                ssl=config.ssl,
+                backlog=config.backlog,
+                ssl_handshake_timeout=self.tls_handshake_timeout_s,
+                ssl_shutdown_timeout=self.tls_handshake_timeout_s,  # asyncio's default: 30 s
+            )
+            for sock in sockets
+        ]
+        self.started = True
 
 
 def _uvicorn(services: Services) -> tuple[_Server, AppState]:
@@ -125,15 +171,19 @@ def _uvicorn(services: Services) -> tuple[_Server, AppState]:
     checks: dict[str, Callable[[], bool]] = {
         "mqtt": services.transport.connected.is_set,
         "database": lambda: not services.persister.failing,
+        "changes": lambda: not services.follower.stale,  # pruned changes it never applied
     }
     state = AppState.of(services, checks)
     rejected = services.metrics.api_rejected
+    tls = services.metrics.tls_handshakes
+    tls_completed = tls.labels("api", "completed").inc
     config = uvicorn.Config(
         create_app(state),
         http=deadline_protocol(
             s.api.header_timeout_s,
             s.api.body_timeout_s,
             lambda reason: rejected.labels(reason).inc(),
+            on_connect=tls_completed if s.api.tls_cert else None,
         ),
         host=s.api.host,
         port=s.api.port,
@@ -144,7 +194,10 @@ def _uvicorn(services: Services) -> tuple[_Server, AppState]:
         ssl_certfile=str(s.api.tls_cert) if s.api.tls_cert else None,
         ssl_keyfile=str(s.api.tls_key) if s.api.tls_key else None,
     )
-    return _Server(config), state
+    server = _Server(config)
+    server.tls_handshake_timeout_s = s.api.tls_handshake_timeout_s
+    server.on_tls_started = tls.labels("api", "started").inc
+    return server, state
 
 
 class Gateway:
@@ -256,6 +309,10 @@ class Gateway:
             tg.create_task(sv.case_delivery.run(), name="case-delivery"),
             tg.create_task(sv.persister.run(), name="persister"),
             tg.create_task(sv.follower.run(), name="changes"),
+            tg.create_task(
+                Retention(sv.engine, self.settings.retention, sv.metrics, sv.clock).run(),
+                name="retention",
+            ),
             tg.create_task(sv.activator.run(), name="lifecycle"),
             tg.create_task(sv.lanes.run(), name="lanes"),
             tg.create_task(self._gates(), name="gates"),

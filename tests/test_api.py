@@ -247,12 +247,48 @@ async def test_sse_stream_sends_snapshot_then_changes(
     assert name == "counts" and counts["site_id"] == berth.site and counts["occupied"] >= 1
 
 
-async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
+async def test_health_ready_metrics(http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["mqtt"] is True
-    text = (await http.get("/metrics")).text
+    auth = {"Authorization": f"Bearer {tokens['inspector']}"}
+    text = (await http.get("/metrics", headers=auth)).text
     assert "citygate_messages_in_total" in text and "citygate_queue_depth" in text
+
+
+async def test_metrics_need_a_scraper_token(
+    http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """[api] metrics_token_required (default): no token 401, a made-up one 401, a role that
+    is not a reader 403; inspector, operator and admin scrape. Nothing secret in a label."""
+    missing = await http.get("/metrics")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["code"] == "token_required"
+    forged = "cg_abcdefgh_" + "x" * 43
+    bad = await http.get("/metrics", headers={"Authorization": f"Bearer {forged}"})
+    assert bad.status_code == 401
+    for role in ("device", "payments", "technician"):
+        r = await http.get("/metrics", headers={"Authorization": f"Bearer {tokens[role]}"})
+        assert r.status_code == 403, role
+    for role in ("inspector", "operator", "admin"):
+        r = await http.get("/metrics", headers={"Authorization": f"Bearer {tokens[role]}"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), role
+    text = r.text
+    for token in tokens.values():  # neither a token nor its secret part
+        assert token not in text and token.rsplit("_", 1)[1] not in text
+    assert forged not in text and "abcdefgh" not in text
+    assert 'citygate_api_auth_failures_total{reason="missing"}' in text
+
+
+async def test_metrics_without_token_when_configured(mosquitto: Broker, tmp_path: Path) -> None:
+    settings = gateway_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        mosquitto,
+        api={"metrics_token_required": False},
+    )
+    async with running_gateway(settings) as gw, httpx.AsyncClient() as http:
+        r = await http.get(f"http://127.0.0.1:{gw.api_port}/metrics")
+        assert r.status_code == 200 and "citygate_messages_in_total" in r.text
 
 
 async def test_openapi_docs(http: httpx.AsyncClient) -> None:

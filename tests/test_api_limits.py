@@ -351,3 +351,42 @@ async def test_a_bare_plate_shows_what_is_owed_not_where(
 
     r = await get("/api/v1/sessions", "cg_madeup_notasecret")
     assert r.status_code == 401  # a broken credential is said, not quietly downgraded
+
+
+async def test_logged_in_web_pages_are_not_the_addresses_bucket(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Staff behind one NAT address: with a login cookie that verifies, /web pages and their
+    assets take nothing from the address's bucket and pass when it is empty; without a login,
+    with a made-up cookie, and the login form's POST, they count by address."""
+    from gateway.web import assets
+
+    nat = {"X-Forwarded-For": client_ip()}
+    staff = {**nat, "Cookie": f"cg_web={tokens['inspector']}"}
+    css = next(iter(assets.ASSETS.values())).url
+    for _ in range(3 * BURST):  # a person's day of pages, more than a burst
+        assert (await http.get("/web/map", headers=staff)).status_code == 200
+        assert (await http.get(css, headers=staff)).status_code == 200
+    # ... and the address's bucket is still full for the anonymous clients behind it
+    for _ in range(BURST):
+        assert (await http.get("/api/v1/sites", headers=nat)).status_code == 200
+    assert (await http.get("/api/v1/sites", headers=nat)).status_code == 429
+    # the bucket is empty: the logged-in person still gets pages, nobody else does
+    assert (await http.get("/web/map", headers=staff)).status_code == 200
+    assert (await http.get("/web/login", headers=nat)).status_code == 429
+    assert (await http.get(css, headers=nat)).status_code == 429
+    fake = {**nat, "Cookie": "cg_web=cg_madeupid_" + "s" * 43}
+    assert (await http.get("/web/map", headers=fake)).status_code == 429
+    login = await http.post(
+        "/web/login",
+        headers={**staff, "Content-Type": "application/x-www-form-urlencoded"},
+        content=b"token=cg_guess_secret&csrf=x",
+    )
+    assert login.status_code == 429  # guessing tokens is limited by address, cookie or not
+
+
+async def test_web_pages_before_login_count_by_address(http: httpx.AsyncClient) -> None:
+    me = {"X-Forwarded-For": client_ip()}
+    for _ in range(BURST):
+        assert (await http.get("/web/login", headers=me)).status_code == 200
+    assert (await http.get("/web/login", headers=me)).status_code == 429

@@ -195,7 +195,8 @@ async def test_unknown_camera_wrong_secret_or_vendor_refused_alike_and_counted(
     text = "\n".join(r.getMessage() for r in ours)
     assert cam["secret"] not in text and wrong not in text
     assert await rows_count(gw, "cam-hik-2") == 0
-    metrics = (await http.get("/metrics")).text
+    scraper = {"Authorization": f"Bearer {tokens['inspector']}"}
+    metrics = (await http.get("/metrics", headers=scraper)).text
     assert 'citygate_camera_refused_total{reason="secret"}' in metrics
 
 

@@ -282,8 +282,10 @@ async def test_a_tariff_import_changes_a_quote_live(
     assert json.loads(out) == expected
 
 
-async def test_the_feed_position_is_in_the_metrics(gw: Any, http: httpx.AsyncClient) -> None:
-    text = (await http.get("/metrics")).text
+async def test_the_feed_position_is_in_the_metrics(
+    gw: Any, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    text = (await http.get("/metrics", headers=auth(tokens["inspector"]))).text
     assert "citygate_changes_applied_seq" in text and "citygate_changes_lag_seconds" in text
     assert gw.metrics_value("citygate_changes_applied_seq") == gw.services.follower.applied_seq > 0
 

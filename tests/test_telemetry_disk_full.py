@@ -98,6 +98,7 @@ async def test_full_disk_degrades_telemetry_and_recovers(
         f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
         mosquitto,
         telemetry={"spool_dir": str(spool_dir), "flush_interval_s": 0.1, "health_interval_s": 0.2},
+        api={"metrics_token_required": False},  # scraped without a token (tested in test_api)
     )
     sensors = street_sensors(2)
     site_id = sensors[0][1]

@@ -13,6 +13,7 @@ end before the new one's start.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -20,6 +21,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -218,18 +220,39 @@ class _CentralSystem:
             log.exception("%s: reporting the disconnect failed", session.charger_id)
 
 
+def _counting(on_tls: Callable[[str], None]) -> type[ServerConnection]:
+    """A connection class that reports ``started`` when a TLS connection is accepted and
+    ``completed`` once its handshake is done (asyncio calls ``connection_made`` then)."""
+
+    class Counted(ServerConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            on_tls("started")
+            super().__init__(*args, **kwargs)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            on_tls("completed")
+            super().connection_made(transport)
+
+    return Counted
+
+
 async def serve_ocpp(
     backend: ChargerBackend,
     host: str,
     port: int,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    tls_handshake_timeout_s: float = 10.0,
+    on_tls: Callable[[str], None] | None = None,
     path_prefix: str = "/ocpp/",
     clock: Callable[[], datetime] = now_utc,
 ) -> Server:
     """Start the OCPP central system on *host*:*port* (port 0: any free port; read it from
     ``server.sockets``). Close it with ``server.close(); await server.wait_closed()``: every
-    charger is then disconnected and reported. *clock* stamps what arrives (the core itself
+    charger is then disconnected and reported. With *ssl_context*, a client that has not
+    finished its TLS handshake *tls_handshake_timeout_s* after connecting is dropped, and
+    *on_tls* is told of each TLS connection ``started`` and ``completed`` (a metric label).
+    *clock* stamps what arrives (the core itself
     never reads a clock)."""
     prefix = path_prefix if path_prefix.endswith("/") else path_prefix + "/"
     central = _CentralSystem(backend, prefix, clock)
@@ -238,6 +261,8 @@ async def serve_ocpp(
         host,
         port,
         ssl=ssl_context,
+        ssl_handshake_timeout=tls_handshake_timeout_s if ssl_context else None,
+        create_connection=_counting(on_tls) if ssl_context and on_tls else None,
         subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
         select_subprotocol=central.select_subprotocol,
         process_request=central.process_request,

@@ -13,6 +13,7 @@ from gateway.directory.audit import Actor
 from gateway.directory.tokens import Role, TokenError, TokenInfo, verify_token
 
 _bearer = HTTPBearer(auto_error=False, description="token from `citygate token create`")
+bearer_scheme = _bearer  # for routes whose token check is conditional (ops: /metrics)
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[TokenInfo]]:

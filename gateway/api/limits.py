@@ -15,18 +15,35 @@ requests without a body (reads, /healthz). A malformed token counts as no token.
 
 **Rate limit.** Public routes (every route without a ``require(...)`` token dependency, and
 paths no route serves) take a token from the client's bucket (``gateway.api.throttle``);
-``/healthz``, ``/readyz``, ``/metrics`` (probes and the scraper) and the case system's signed
-callback are exempt. A client whose bucket is empty but who sends a bearer token that
-verifies (the app's backend, many users behind one address) passes; any other gets 429.
+``/healthz``, ``/readyz``, ``/metrics`` (probes, and the scraper, which shows its own token)
+and the case system's signed callback are exempt. A client whose bucket is empty but who
+sends a bearer token that verifies (the app's backend, many users behind one address)
+passes; any other gets 429.
 Verifying only then keeps the database out of the common path and gives a made-up token
 nothing.
+
+**Web pages.** Staff use ``/web`` from the bureau's offices, many behind one NAT address:
+counting their pages in that address's bucket would share 10 requests/s between them and
+every anonymous API client there. A ``/web`` request (its static assets included: the login
+cookie's path is ``/web``) whose ``cg_web`` cookie holds a token that verifies is treated as
+an authenticated API request: it takes nothing from the address's bucket. The verdict is
+remembered for ``WEB_VERIFIED_S`` (a hashed token, never the token), so a page costs no extra
+database read; the page itself still checks the cookie on every request, so a revoked token
+sees nothing at once and only leaves this exemption within ``WEB_VERIFIED_S``. A cookie that
+does not verify counts as none: the address's bucket, as anonymous (a made-up cookie costs
+one read by primary key, as a made-up bearer token on a token route does). The login form's
+POST is always counted by address (guessing tokens is what the limit is there to slow), and
+so are pages and assets fetched before login (the assets are immutable and cached by the
+browser, so a person fetches them once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -34,6 +51,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.requests import cookie_parser
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,12 +59,34 @@ from gateway.api.auth import require
 from gateway.api.problems import responses, send_problem
 from gateway.api.throttle import RateTable, client_key, forwarded_client
 from gateway.directory.tokens import TokenError, split_token, verify_token
+from gateway.web.session import AUTH_COOKIE, COOKIE_PATH, token_shaped
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/cases/callback"})
 # Plate cameras push to a URL that carries their secret (they cannot send a token), and a
 # refused push is a lost read (Hikvision never retries): no rate limit, and their bodies
 # count with the authenticated ones (checked by the route, as a token is).
 CAMERA_PREFIX = "/cameras/"
+
+
+WEB_LOGIN = COOKIE_PATH + "/login"
+WEB_VERIFIED_S = 60.0  # how long a web login cookie that verified skips the address's bucket
+WEB_VERIFIED_MAX = 4096  # logins remembered at once (least recently used dropped first)
+
+
+def web_login_of(scope: Scope) -> str | None:
+    """The token in a ``/web`` request's login cookie, if it has the form of one; None for
+    the login form's POST (always counted by address) and for any other path."""
+    path: str = scope["path"]
+    if not (path == COOKIE_PATH or path.startswith(COOKIE_PATH + "/")):
+        return None
+    if path == WEB_LOGIN and scope.get("method") == "POST":
+        return None
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            token = cookie_parser(value.decode("latin-1")).get(AUTH_COOKIE)
+            if token_shaped(token):
+                return token
+    return None
 
 
 def exempt(path: str) -> bool:
@@ -183,6 +223,23 @@ class RateLimit:
         self.on_reject = on_reject
         self.trusted = trusted or []
         self.clock = clock
+        self._web_verified: OrderedDict[bytes, float] = OrderedDict()  # sha256 -> until
+
+    async def web_staff(self, token: str, now: float) -> bool:
+        """Whether a web login cookie's token verifies (remembered for WEB_VERIFIED_S)."""
+        key = hashlib.sha256(token.encode()).digest()
+        until = self._web_verified.get(key)
+        if until is not None and now < until:
+            self._web_verified.move_to_end(key)
+            return True
+        if not await self.verify(token):
+            self._web_verified.pop(key, None)
+            return False
+        self._web_verified[key] = now + WEB_VERIFIED_S
+        self._web_verified.move_to_end(key)
+        while len(self._web_verified) > WEB_VERIFIED_MAX:
+            self._web_verified.popitem(last=False)
+        return True
 
     def limited(self, scope: Scope) -> bool:
         if exempt(scope["path"]):
@@ -203,7 +260,12 @@ class RateLimit:
         if scope["type"] != "http" or not self.limited(scope):
             await self.app(scope, receive, send)
             return
-        wait = self.table.take(self.client(scope), self.clock())
+        now = self.clock()
+        web = web_login_of(scope)
+        if web is not None and await self.web_staff(web, now):
+            await self.app(scope, receive, send)  # a logged-in person: not the address's
+            return
+        wait = self.table.take(self.client(scope), now)
         if wait > 0:
             token = bearer_of(scope)
             if token is None or not await self.verify(token):

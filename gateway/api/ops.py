@@ -1,15 +1,26 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+``/metrics`` tells how many devices, chargers and cams there are, why messages are refused
+and which subscribers lag: internals, not public data. By default (``[api]
+metrics_token_required``) it takes a bearer token of an inspector, an operator or an admin
+(Prometheus: ``authorization: {credentials: ...}`` in the scrape config), as every other
+non-public read does. ``/healthz`` and ``/readyz`` stay open: probes carry no token and they
+tell nothing but up or down."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from gateway.api.auth import bearer_scheme, require
+from gateway.api.problems import responses
 from gateway.api.state import AppState, get_state
+from gateway.directory.tokens import Role
 
 router = APIRouter(tags=["operations"])
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -48,7 +59,27 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+SCRAPERS = (Role.INSPECTOR, Role.OPERATOR)  # and admin: read-only staff roles
+_scraper = require(*SCRAPERS)
+
+
+async def scraper(
+    request: Request,
+    state: StateDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """A token of a scraper role, unless ``[api] metrics_token_required = false``."""
+    if state.api.metrics_token_required:
+        await _scraper(request, creds, state)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (bearer token of an inspector, operator or admin by default)",
+    response_class=Response,
+    dependencies=[Depends(scraper)],
+    responses=responses(401, 403),
+)
 async def metrics(state: StateDep) -> Response:
     for name, depth in state.bus.depths().items():
         state.metrics.queue_depth.labels(f"bus:{name}").set(depth)

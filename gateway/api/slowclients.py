@@ -52,12 +52,15 @@ class DeadlineProtocol(H11Protocol):
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     on_timeout: Callable[[str], None] = staticmethod(lambda reason: None)
+    on_connect: Callable[[], None] | None = None  # called once a connection is made (TLS: done)
 
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.on_connect is not None:
+            self.on_connect()
         self._arm_head()
 
     def data_received(self, data: bytes) -> None:
@@ -133,6 +136,7 @@ def deadline_protocol(
     header_timeout_s: float,
     body_timeout_s: float,
     on_timeout: Callable[[str], None] = lambda reason: None,
+    on_connect: Callable[[], None] | None = None,
 ) -> type[DeadlineProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with these deadlines; *on_timeout*
     is called with ``header_timeout`` or ``body_timeout`` (a metric label)."""
@@ -143,5 +147,6 @@ def deadline_protocol(
             "header_timeout_s": header_timeout_s,
             "body_timeout_s": body_timeout_s,
             "on_timeout": staticmethod(on_timeout),
+            "on_connect": None if on_connect is None else staticmethod(on_connect),
         },
     )

@@ -14,7 +14,9 @@ follower re-reads them with a few queries instead of one change and one query pe
 ``ChangeFollower`` applies the changes after the last one it applied, in order, one by one:
 woken by LISTEN on PostgreSQL (with a slow poll in case a notification is lost while the
 listening connection is down), polling on SQLite. A change whose applier fails is logged
-with its seq and skipped; a database that is down is reported once and retried quietly.
+with its seq and skipped; a database that is down is reported once and retried quietly. A
+follower that meets retention's tombstone has missed pruned changes: it logs so, reports
+itself stale (not ready) and follows on (gateway.infra.retention).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 CHANNEL = "citygate_changes"
+TOMBSTONE = "pruned"  # where retention stopped pruning (gateway.infra.retention)
 _WRITER_LOCK = 0x6367_0001  # pg_advisory_xact_lock key: one change writer at a time
 
 Kind = str  # device | charger | token | site | berth | zone | lane | drone | tariffs | rules
@@ -167,6 +170,7 @@ class ChangeFollower:
         self._listening: AsyncConnection | None = None
         self._driver: Any = None
         self.skipped = 0
+        self.stale = False  # changes it had not applied were pruned: restart to reload
         metrics.changes_applied_seq.set(after)
 
     @property
@@ -210,12 +214,31 @@ class ChangeFollower:
                 self._warn.failed(f"reading changes: {type(exc).__name__}: {exc}")
                 return
             for row in rows:
+                if row.kind == TOMBSTONE:
+                    self._fell_behind(row.seq)
+                    continue
                 change = Change(row.seq, row.kind, row.key, row.op, row.payload, row.at)
                 if not await self._apply_one(change):
                     return  # the database went away: retry this change later
             self._warn.recovered()  # read and applied: whatever failed before works again
             if len(rows) < self._batch:
                 return
+
+    def _fell_behind(self, seq: int) -> None:
+        """The next change is retention's tombstone: changes after ``applied_seq`` up to
+        *seq* were pruned before this instance applied them (gateway.infra.retention)."""
+        if not self.stale:
+            log.error(
+                "change feed: changes %d..%d were pruned by retention before this instance "
+                "applied them; its view may be stale and it reports not ready: restart it to "
+                "reload",
+                self.applied_seq + 1,
+                seq,
+            )
+        self.stale = True
+        self._metrics.changes_stale.set(1)
+        self.applied_seq = seq
+        self._metrics.changes_applied_seq.set(seq)
 
     async def _apply_one(self, change: Change) -> bool:
         try:
