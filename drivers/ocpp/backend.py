@@ -65,6 +65,12 @@ class ChargerBackend(CoreBackend, Protocol):
         command's answer waits for this (store the hash before the charger reconnects)."""
         ...
 
+    async def admit(self, charger_id: str, protocol: str, remote: str) -> bool:
+        """After the handshake, before the charger is served: whether this connection may
+        serve it (False: it is closed with 1013, try again later). Several gateways on one
+        database use it to keep at most one connection per charger across them."""
+        ...
+
     def connected(self, charger_id: str, session: Link) -> None:
         """A charger is online. An older session of the same id has already been closed
         (with reason ``replaced``) and reported through :meth:`disconnected`."""
@@ -126,6 +132,9 @@ class MemoryBackend:
 
     async def password_changed(self, charger_id: str, password: str) -> None:
         self.passwords[charger_id] = password
+
+    async def admit(self, charger_id: str, protocol: str, remote: str) -> bool:
+        return True
 
     def connected(self, charger_id: str, session: Link) -> None:
         self.sessions[charger_id] = session

@@ -339,6 +339,8 @@ class Recorder(Pricing):
                     if unit.event is not None:
                         await self._transactions(db, unit.event, unit.received)
                         self._notice(db, unit.event, unit.received)
+                if self.cluster is not None:  # the other instances re-read these chargers
+                    await self.cluster.announce(db, ids)
 
     def _persist(self, db: AsyncSession, rows: _Rows, change: Change, now: datetime) -> None:
         if isinstance(change, ChargerChanged):
