@@ -304,7 +304,10 @@ async def _build(
         elsewhere = await cluster.start()
         charging.cluster = cluster
     try:
-        await charging.load(elsewhere=elsewhere)
+        # A restart of the cluster (this instance leads: no other one serves chargers) ends
+        # every socket; an instance joining a running cluster takes the state as it is.
+        restart = cluster is None or cluster.leader
+        await charging.load(restart=restart, elsewhere=elsewhere)
     except BaseException:
         if cluster is not None:
             await cluster.close()

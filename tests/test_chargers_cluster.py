@@ -87,7 +87,7 @@ async def agree(a: Any, b: Any, token: str, cid: str) -> tuple[Any, ...] | None:
 
 
 async def test_commands_through_either_instance_and_a_charger_that_moves(
-    pair: tuple[Any, Any],
+    pair: tuple[Any, Any], mosquitto: Broker
 ) -> None:
     a, b = pair
     tokens = await make_tokens(a)
@@ -114,6 +114,14 @@ async def test_commands_through_either_instance_and_a_charger_that_moves(
             return body["instance"] == instance(a) and body["state"] == "faulted"
 
         await wait_for(b_sees, LIVE_S, what="B shows A's charger")
+
+        # An instance that joins the running cluster sees it as it is: connected on A, not
+        # "reconnecting" as after a restart; and it does not take the lead.
+        async with running_gateway(gateway_settings(a.settings.database.url, mosquitto)) as c:
+            body = await view(c, inspector, CID)
+            assert (body["state"], body["instance"]) == ("faulted", instance(a)), body
+            assert "restarted" not in " ".join(body["reasons"])
+            assert not c.services.charger_cluster.leader
 
         # A command through B reaches the charger on A and returns its answer, audited on B.
         first.answers["Reset"] = "Rejected"

@@ -31,6 +31,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.aio import wait_for
+from events import ChargerDisconnected
 from gateway.infra.storage.schema import ChargerConnectionRow
 from gateway.services.charging.cluster_link import MIRROR_DELAY_S, POLL_S, default_instance_id
 from gateway.services.charging.cluster_rules import (
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 
 __all__ = ["ChargerCluster", "default_instance_id"]
+
+STALE_CHECK_S = 10.0  # the leader looks for chargers held by dead instances this often
 
 
 class ChargerCluster(CommandRelay):
@@ -65,6 +68,8 @@ class ChargerCluster(CommandRelay):
     async def run(self) -> None:
         """Mirror other instances' writes, run commands sent to us, keep leadership, and
         reconnect if the dedicated connection dies (a task of the gateway)."""
+        loop = asyncio.get_running_loop()
+        next_check = loop.time()
         while True:
             if self._lost.is_set():
                 await self._recover()
@@ -78,6 +83,9 @@ class ChargerCluster(CommandRelay):
                     await self._reload(ids)
                 await self._take_pending()
                 await self._try_lead()
+                if self.leader and loop.time() >= next_check:
+                    next_check = loop.time() + STALE_CHECK_S
+                    await self._held_elsewhere()  # holders killed since: their chargers
                 self._warn.recovered()
             except Exception as exc:
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
@@ -110,10 +118,22 @@ class ChargerCluster(CommandRelay):
             if r.instance_id == self.instance:
                 continue
             if await self._stale(r.charger_id, r.instance_id):
+                self._gone(r.charger_id)
                 continue
             alive.add(r.charger_id)
             self.owners[r.charger_id] = r.instance_id
         return frozenset(alive)
+
+    def _gone(self, charger_id: str) -> None:
+        """The instance that held *charger_id* died with its connection: the leader says the
+        charger is disconnected, so it goes offline after the grace unless it comes back."""
+        book = self._fleet.book
+        if not self.leader or charger_id not in book or charger_id in self._fleet.live:
+            return
+        if book.state(charger_id).connected:
+            self._fleet.publish(
+                ChargerDisconnected(device_id=charger_id, ts=self._clock(), reason="gateway gone")
+            )
 
     def responsible(self, charger_id: str) -> bool:
         """Whether this instance sweeps *charger_id* though it has no connection to it: it
