@@ -50,7 +50,7 @@ from gateway.metrics import Metrics
 from gateway.services.bodycams import BodycamService, build_bodycams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
-from gateway.services.charging.cluster import ChargerCluster
+from gateway.services.charging.cluster import ChargerCluster, load_charging
 from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
 from gateway.services.lanes.contract import LaneDecider
@@ -297,21 +297,7 @@ async def _build(
     charging = ChargingRuntime(
         s.ocpp, sessions, bus, metrics, clock, charging_tariffs, zone, case_delivery.kick
     )
-    cluster: ChargerCluster | None = None
-    elsewhere: frozenset[str] = frozenset()
-    if engine.dialect.name == "postgresql":  # several instances may share it (issue 16)
-        cluster = ChargerCluster(engine, sessions, charging, clock, serves=s.ocpp.enabled)
-        elsewhere = await cluster.start()
-        charging.cluster = cluster
-    try:
-        # A restart of the cluster (this instance leads: no other one serves chargers) ends
-        # every socket; an instance joining a running cluster takes the state as it is.
-        restart = cluster is None or cluster.leader
-        await charging.load(restart=restart, elsewhere=elsewhere)
-    except BaseException:
-        if cluster is not None:
-            await cluster.close()
-        raise
+    cluster = await load_charging(engine, sessions, charging, clock, serves=s.ocpp.enabled)
     charger_tags = {
         c.id: DeviceTags(site=c.location, kind="charger", model=c.model)
         for c in charging.chargers.values()

@@ -25,14 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from drivers.aio import wait_for
 from events import ChargerDisconnected
 from gateway.infra.storage.schema import ChargerConnectionRow
+from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.charging.cluster_link import MIRROR_DELAY_S, POLL_S, default_instance_id
 from gateway.services.charging.cluster_rules import (
     TAKEOVER_S,
@@ -47,7 +50,7 @@ from gateway.services.charging.relay import CommandRelay
 log = logging.getLogger(__name__)
 
 
-__all__ = ["ChargerCluster", "default_instance_id"]
+__all__ = ["ChargerCluster", "default_instance_id", "load_charging"]
 
 STALE_CHECK_S = 10.0  # the leader looks for chargers held by dead instances this often
 
@@ -114,10 +117,12 @@ class ChargerCluster(CommandRelay):
         async with self._sessions() as db:
             rows = list((await db.execute(select(ChargerConnectionRow))).scalars())
         alive: set[str] = set()
+        instances = {r.instance_id for r in rows} - {self.instance}
+        living = {i for i in instances if await self._alive(i)}
         for r in rows:
             if r.instance_id == self.instance:
                 continue
-            if await self._stale(r.charger_id, r.instance_id):
+            if r.instance_id not in living and await self._stale(r.charger_id, r.instance_id):
                 self._gone(r.charger_id)
                 continue
             alive.add(r.charger_id)
@@ -280,3 +285,29 @@ class ChargerCluster(CommandRelay):
             elif self.owners.get(charger_id) != self.instance:
                 self.owners.pop(charger_id, None)
         await self._fleet.reload(ids, skip=self.owned.__contains__)
+
+
+async def load_charging(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[Any],
+    charging: ChargingRuntime,
+    clock: Callable[[], datetime],
+    *,
+    serves: bool,
+) -> ChargerCluster | None:
+    """Load the charging runtime at start; on PostgreSQL (several instances may share it)
+    join the cluster first. A restart of the cluster (this instance leads: no other one
+    serves chargers) ends every socket; an instance joining a running cluster takes the state
+    as it is."""
+    if engine.dialect.name != "postgresql":
+        await charging.load()
+        return None
+    cluster = ChargerCluster(engine, sessions, charging, clock, serves=serves)
+    try:
+        elsewhere = await cluster.start()
+        charging.cluster = cluster
+        await charging.load(restart=cluster.leader, elsewhere=elsewhere)
+    except BaseException:
+        await cluster.close()
+        raise
+    return cluster

@@ -26,6 +26,7 @@ from gateway.services.charging.cluster_rules import (
     LEADER_KEY,
     Notice,
     encode,
+    instance_key,
     lock_key,
 )
 
@@ -81,6 +82,9 @@ class ClusterLink:
         try:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection
+            # This instance's own lock: held while it lives, so others can tell (one try per
+            # instance, not per charger).
+            await driver.execute("SELECT pg_advisory_lock($1)", instance_key(self.instance))
             await driver.add_listener(CHANNEL, self._notified)
             driver.add_termination_listener(self._terminated)
         except BaseException:
@@ -154,6 +158,14 @@ class ClusterLink:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _alive(self, instance_id: str) -> bool:
+        """Whether *instance_id* still holds its own lock (it lives)."""
+        key = instance_key(instance_id)
+        if not await self._try_lock(key):
+            return True
+        await self._unlock(key)
+        return False
 
     async def _stale(self, charger_id: str, instance_id: str) -> bool:
         """Whether *instance_id*'s row of *charger_id* outlived it (then it is deleted): the

@@ -32,6 +32,12 @@ def lock_key(charger_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def instance_key(instance_id: str) -> int:
+    """The advisory lock an instance holds while it lives (another namespace of the hash)."""
+    digest = hashlib.blake2b(f"instance:{instance_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One message between instances: ``to`` an instance id (or ``""``: everybody)."""
