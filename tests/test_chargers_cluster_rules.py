@@ -42,6 +42,7 @@ def test_lock_keys_are_stable_distinct_and_signed_64_bit() -> None:
         Notice("command", "gw-a", to="gw-b", id="7d0e1c1e-0000-4000-8000-000000000001"),
         Notice("done", "gw-b", to="gw-a", id="7d0e1c1e-0000-4000-8000-000000000001"),
         Notice("state", "gw-a", ids=("SDEV001", "城关-07")),
+        Notice("state", "gw-a", ids=("SDEV001",), history=True),
     ],
 )
 def test_a_notice_comes_back_as_sent(notice: Notice) -> None:
@@ -81,6 +82,7 @@ def test_state_notices_fit_a_notify_and_name_every_charger() -> None:
     assert all(len(encode(n).encode()) <= MAX_PAYLOAD for n in notices)
     assert {i for n in notices for i in n.ids} == ids
     assert state_notices("gw-a", set()) == []
+    assert all(n.history for n in state_notices("gw-a", {"SDEV001"}, history=True))
 
 
 def test_outcomes_travel_between_instances() -> None:

@@ -83,7 +83,8 @@ class ChargerCluster(CommandRelay):
                     await asyncio.sleep(MIRROR_DELAY_S)  # take the notices of one batch together
                     self._mirror_wake.clear()
                     ids, self._mirror = self._mirror - self.owned, set()
-                    await self._reload(ids)
+                    history, self._mirror_history = self._mirror_history, set()
+                    await self._reload(ids, history)
                 await self._take_pending()
                 await self._try_lead()
                 if self.leader and loop.time() >= next_check:
@@ -182,7 +183,8 @@ class ChargerCluster(CommandRelay):
                 with contextlib.suppress(TimeoutError):
                     await wait_for(freed.wait(), min(0.1, left))
             try:
-                await self._fleet.reload({charger_id})  # as its last holder left it
+                # as its last holder left it
+                await self._fleet.reload({charger_id}, taking=True)
                 self.owned.add(charger_id)
                 await self._record(charger_id, protocol, remote)
             except BaseException:
@@ -261,14 +263,19 @@ class ChargerCluster(CommandRelay):
                 waiter.set_result(None)
         elif notice.op == "state":
             self._mirror.update(notice.ids)
+            if notice.history:
+                self._mirror_history.update(notice.ids)
             self._mirror_wake.set()
 
-    async def announce(self, db: AsyncSession, ids: set[str]) -> None:
-        """In the recorder's transaction: tell the others which chargers it wrote."""
-        for notice in state_notices(self.instance, ids):
+    async def announce(self, db: AsyncSession, ids: set[str], history: set[str]) -> None:
+        """In the recorder's transaction: tell the others which chargers it wrote (and which
+        of them got a status or an outage: their history is re-read too)."""
+        for notice in state_notices(self.instance, ids - history):
+            await self._notify(db, notice)
+        for notice in state_notices(self.instance, history, history=True):
             await self._notify(db, notice)
 
-    async def _reload(self, ids: set[str]) -> None:
+    async def _reload(self, ids: set[str], history: set[str]) -> None:
         ids = {i for i in ids if i in self._fleet.chargers}
         if not ids:
             return
@@ -284,7 +291,7 @@ class ChargerCluster(CommandRelay):
                 self.owners[charger_id] = held[charger_id]
             elif self.owners.get(charger_id) != self.instance:
                 self.owners.pop(charger_id, None)
-        await self._fleet.reload(ids, skip=self.owned.__contains__)
+        await self._fleet.reload(ids, self.owned.__contains__, history=history & ids)
 
 
 async def load_charging(

@@ -69,7 +69,8 @@ class ClusterLink:
         self._claims: dict[str, asyncio.Lock] = {}  # one claim or release per charger at once
         self._freed: dict[str, asyncio.Event] = {}  # set when the holder says it let go
         self._answers: dict[str, asyncio.Future[None]] = {}  # relayed command id -> done
-        self._mirror: set[str] = set()
+        self._mirror: set[str] = set()  # chargers other instances wrote, to re-read
+        self._mirror_history: set[str] = set()  # ... with their history
         self._mirror_wake = asyncio.Event()
         self._lost = asyncio.Event()  # the dedicated connection died: locks are gone
         self._tasks: set[asyncio.Task[Any]] = set()

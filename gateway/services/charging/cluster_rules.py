@@ -49,6 +49,7 @@ class Notice:
     owner: str = ""  # owner: the instance that now holds the charger ("" = nobody)
     id: str = ""  # command, done: the command row
     ids: tuple[str, ...] = field(default=())  # state: chargers whose rows changed
+    history: bool = False  # state: their history (a status, an outage) changed too
 
 
 def encode(notice: Notice) -> str:
@@ -59,10 +60,14 @@ def encode(notice: Notice) -> str:
             body[name] = value
     if notice.ids:
         body["ids"] = list(notice.ids)
+    if notice.history:
+        body["history"] = True
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def state_notices(sender: str, ids: set[str] | frozenset[str]) -> list[Notice]:
+def state_notices(
+    sender: str, ids: set[str] | frozenset[str], history: bool = False
+) -> list[Notice]:
     """``state`` notices naming *ids*, each small enough for one NOTIFY."""
     out: list[Notice] = []
     chunk: list[str] = []
@@ -70,12 +75,12 @@ def state_notices(sender: str, ids: set[str] | frozenset[str]) -> list[Notice]:
     for charger_id in sorted(ids):
         cost = len(charger_id.encode()) * 6 + 3  # worst case of JSON escaping
         if chunk and size + cost > MAX_PAYLOAD - 200:
-            out.append(Notice("state", sender, ids=tuple(chunk)))
+            out.append(Notice("state", sender, ids=tuple(chunk), history=history))
             chunk, size = [], 0
         chunk.append(charger_id)
         size += cost
     if chunk:
-        out.append(Notice("state", sender, ids=tuple(chunk)))
+        out.append(Notice("state", sender, ids=tuple(chunk), history=history))
     return out
 
 
@@ -106,6 +111,7 @@ def decode(payload: str) -> Notice | None:
             owner=_text(body.get("owner")),
             id=_text(body.get("id")),
             ids=tuple(_text(i) for i in ids),
+            history=body.get("history") is True,
         )
     except (ValueError, TypeError):
         return None

@@ -150,7 +150,7 @@ class Cluster(Protocol):
     def holder(self, charger_id: str) -> str | None: ...
     async def claim(self, charger_id: str, protocol: str, remote: str) -> bool: ...
     def let_go(self, charger_id: str) -> None: ...
-    async def announce(self, db: AsyncSession, ids: set[str]) -> None: ...
+    async def announce(self, db: AsyncSession, ids: set[str], history: set[str]) -> None: ...
     async def relay(
         self, charger_id: str, command: str, params: Mapping[str, Any], actor: Actor
     ) -> Outcome | None: ...
@@ -246,11 +246,19 @@ class ChargerFleet:
             await self._save_liveness([s for s in restored if s.charger_id not in elsewhere])
 
     async def reload(
-        self, ids: set[str] | frozenset[str], skip: Callable[[str], bool] = lambda _: False
+        self,
+        ids: set[str] | frozenset[str],
+        skip: Callable[[str], bool] = lambda _: False,
+        *,
+        history: set[str] | frozenset[str] | None = None,
+        taking: bool = False,
     ) -> None:
-        """Take these chargers' state and history as the database has them now (another
-        instance wrote them: the charger is connected there, or was until a moment ago);
-        *skip*, asked after the read, keeps the ones this instance took meanwhile."""
+        """Take these chargers' state as the database has them now (another instance wrote
+        them: the charger is connected there, or was until a moment ago); their 8 days of
+        history too for those in *history* (all if ``None``: a status or an outage was
+        written), the rest keep the book's. *skip*, asked after the read, keeps the ones this
+        instance took meanwhile. ``taking``: this instance takes the charger over, its next
+        1.6 transaction id goes above every one the charger had."""
         if not ids:
             return
         async with self._sessions() as db:
@@ -261,14 +269,16 @@ class ChargerFleet:
                     await db.execute(select(SiteRow).where(SiteRow.id.in_(site_ids)))
                 ).scalars()
             }
-            # 1.6 transaction ids are per charger: the next one is above every one it had.
-            tx = ChargingSessionRow.transaction_id
-            rows = await db.execute(
-                select(tx).where(ChargingSessionRow.charger_id.in_(ids), func.length(tx) <= 10)
-            )
-            digits = [int(t) for (t,) in rows if t.isdigit()]
-        self._next_tx = max(self._next_tx, 1 + max(digits, default=0))
-        await self._restore(sites, ids, restart=False, elsewhere=frozenset(), skip=skip)
+            if taking:  # 1.6 transaction ids are per charger
+                tx = ChargingSessionRow.transaction_id
+                rows = await db.execute(
+                    select(tx).where(ChargingSessionRow.charger_id.in_(ids), func.length(tx) <= 10)
+                )
+                digits = [int(t) for (t,) in rows if t.isdigit()]
+                self._next_tx = max(self._next_tx, 1 + max(digits, default=0))
+        await self._restore(
+            sites, ids, restart=False, elsewhere=frozenset(), skip=skip, fresh=history
+        )
 
     async def _restore(
         self,
@@ -278,6 +288,7 @@ class ChargerFleet:
         restart: bool,
         elsewhere: frozenset[str],
         skip: Callable[[str], bool] = lambda _: False,
+        fresh: set[str] | frozenset[str] | None = None,
     ) -> list[ChargerState]:
         """Read chargers (all, or *ids*), their connectors and 8 days of history, and put
         them in the book."""
@@ -289,7 +300,7 @@ class ChargerFleet:
             if ids is not None:
                 q_rows = q_rows.where(C.id.in_(ids))
                 q_conns = q_conns.where(K.charger_id.in_(ids))
-                recent = recent.where(E.charger_id.in_(ids))
+                recent = recent.where(E.charger_id.in_(ids if fresh is None else fresh))
             rows = list((await db.execute(q_rows)).scalars())
             conns: dict[str, dict[int, ConnectorRow]] = {}
             for c in (await db.execute(q_conns)).scalars():
@@ -314,8 +325,16 @@ class ChargerFleet:
             site = r.site_id and sites.get(r.site_id)
             ids_ = self._put(r, site or None)
             mine = conns.get(r.id, {})
-            known = sorted(set(ids_) | set(mine) | {cid for (ch, cid) in history if ch == r.id})
+            kept = fresh is not None and r.id not in fresh and r.id in self.book
+            held = set(self.book.state(r.id).connectors) if kept else set()
+            known = sorted(
+                set(ids_) | set(mine) | held | {cid for (ch, cid) in history if ch == r.id}
+            )
             snapshot = _snapshot(r, mine, known, self.config.heartbeat_s)
+            if kept:  # nothing new in its history: the book's stays
+                for cid in known:
+                    history[(r.id, cid)] = list(self.book.history(r.id, cid))
+                outages[r.id] = list(self.book.outages(r.id, now))
             restored.append(
                 self.book.restore(
                     snapshot,
