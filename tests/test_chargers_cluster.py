@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from drivers.aio import wait_for as aio_wait_for
 from gateway.demo.ocpp import Charger16
@@ -260,3 +260,34 @@ async def _instance_of(gw: Any, token: str, cid: str) -> Any:
 async def _is(value: Any, expected: Any) -> bool:
     got = await value if asyncio.iscoroutine(value) else value
     return bool(got == expected)
+
+
+async def test_a_holder_that_loses_its_database_lets_its_chargers_go(
+    pair: tuple[Any, Any],
+) -> None:
+    """A's lock connection dies (as when the database restarts, or A is cut off from it):
+    every lock it held is gone, so A closes its chargers' connections and forgets its rows;
+    the charger comes back through B, which then holds it."""
+    a, b = pair
+    cid = "SDEV003"
+    async with a.services.sessions.begin() as db:
+        password = await set_password(db, cid, a.services.clock())
+    first = Charger16(url(a), cid, password)
+    await first.connect()
+    try:
+        await first.boot()
+        assert await holder(a, cid) == instance(a)
+        pid = a.services.charger_cluster._driver.get_server_pid()
+        async with b.services.sessions() as db:
+            await db.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        await aio_wait_for(first.wait_closed(), LIVE_S)
+        await wait_for(lambda: _is(holder(a, cid), None), LIVE_S, what="A's row gone")
+    finally:
+        await first.disconnect()
+    async with Charger16(url(b), cid, password) as again:
+        await again.boot()
+        assert await holder(a, cid) == instance(b)
+        tokens = await make_tokens(a)
+        r = await api(a, "POST", f"/api/v1/chargers/{cid}/commands/reset", tokens["operator"],
+                      json={"type": "soft"})  # fmt: skip
+        assert r.status_code == 200, r.text  # A reconnected: it relays again

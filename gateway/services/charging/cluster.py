@@ -79,12 +79,17 @@ class ChargerCluster(CommandRelay):
             with contextlib.suppress(TimeoutError):
                 await wait_for(self._mirror_wake.wait(), POLL_S)
             try:
-                if self._mirror_wake.is_set():
+                if self._mirror_wake.is_set() or self._mirror:
                     await asyncio.sleep(MIRROR_DELAY_S)  # take the notices of one batch together
                     self._mirror_wake.clear()
                     ids, self._mirror = self._mirror - self.owned, set()
                     history, self._mirror_history = self._mirror_history, set()
-                    await self._reload(ids, history)
+                    try:
+                        await self._reload(ids, history)
+                    except Exception:
+                        self._mirror |= ids  # read them with the next notice or poll
+                        self._mirror_history |= history
+                        raise
                 await self._take_pending()
                 await self._try_lead()
                 if self.leader and loop.time() >= next_check:

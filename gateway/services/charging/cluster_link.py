@@ -124,6 +124,13 @@ class ClusterLink:
         await self._disconnect()
         while True:
             try:
+                # Our rows name chargers we no longer hold: gone before we hold anything again.
+                async with self._sessions.begin() as db:
+                    await db.execute(
+                        delete(ChargerConnectionRow).where(
+                            ChargerConnectionRow.instance_id == self.instance
+                        )
+                    )
                 await self._connect()
                 return
             except Exception as exc:
