@@ -291,3 +291,31 @@ async def test_a_holder_that_loses_its_database_lets_its_chargers_go(
         r = await api(a, "POST", f"/api/v1/chargers/{cid}/commands/reset", tokens["operator"],
                       json={"type": "soft"})  # fmt: skip
         assert r.status_code == 200, r.text  # A reconnected: it relays again
+
+
+async def test_a_half_open_old_connection_does_not_lock_the_charger_out(
+    pair: tuple[Any, Any],
+) -> None:
+    """The charger's old connection to A is half open (it reads nothing any more, so A's close
+    is never answered): its new connection through B is served within the takeover wait,
+    and A has dropped the old one."""
+    a, b = pair
+    cid = "SDEV004"
+    async with a.services.sessions.begin() as db:
+        password = await set_password(db, cid, a.services.clock())
+    first = Charger16(url(a), cid, password)
+    await first.connect()
+    try:
+        await first.boot()
+        assert first.ws is not None
+        first.ws.transport.pause_reading()  # the charger is gone from this connection
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with Charger16(url(b), cid, password) as second:
+            await second.boot()
+            assert loop.time() - started < 5.0  # TAKEOVER_S
+            assert await holder(a, cid) == instance(b)
+            assert cid not in a.services.charging.live
+            assert a.services.charging.book.state(cid).disconnect_reason == "moved"
+    finally:
+        await first.drop()

@@ -52,6 +52,10 @@ class Link(Protocol):
 
     async def close(self, reason: str) -> None: ...
 
+    def drop(self, reason: str) -> None:
+        """Drop the connection at once, without a close handshake."""
+        ...
+
 
 class ChargerBackend(CoreBackend, Protocol):
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:

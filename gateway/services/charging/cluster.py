@@ -33,6 +33,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from drivers.aio import wait_for
+from drivers.ocpp import Link
 from events import ChargerDisconnected
 from gateway.infra.storage.schema import ChargerConnectionRow
 from gateway.services.charging.backend import ChargingRuntime
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ChargerCluster", "default_instance_id", "load_charging"]
 
+MOVE_CLOSE_S = 1.0  # a moved charger's old connection gets this long to close cleanly
 STALE_CHECK_S = 10.0  # the leader looks for chargers held by dead instances this often
 
 
@@ -250,7 +252,7 @@ class ChargerCluster(CommandRelay):
             session = self._fleet.live.get(notice.charger)
             if session is not None:
                 log.info("%s moved to %s: closing here", notice.charger, notice.sender)
-                session.begin_close("moved")
+                self._spawn(self._move_away(session))
         elif notice.op == "owner":
             if notice.owner:
                 self.owners[notice.charger] = notice.owner
@@ -271,6 +273,14 @@ class ChargerCluster(CommandRelay):
             if notice.history:
                 self._mirror_history.update(notice.ids)
             self._mirror_wake.set()
+
+    async def _move_away(self, session: Link) -> None:
+        """Close the connection of a charger that moved; one that does not answer the close
+        within ``MOVE_CLOSE_S`` (half open after a network blip) is dropped."""
+        try:
+            await wait_for(session.close("moved"), MOVE_CLOSE_S)
+        except TimeoutError:
+            session.drop("moved")
 
     async def announce(self, db: AsyncSession, ids: set[str], history: set[str]) -> None:
         """In the recorder's transaction: tell the others which chargers it wrote (and which
