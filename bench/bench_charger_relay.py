@@ -7,6 +7,8 @@ one JSON line each (``bench.bench_ingest.emit``):
 
 * ``charger_command_relayed_p50_ms`` / ``_p99_ms``: ``POST .../commands/reset`` through B's
   API (relayed to A through the database), baseline: the same through A's API (local);
+* ``charger_status_on_other_instance_ms``: from a StatusNotification sent to A until B's
+  book shows it, baseline: until A's does;
 * ``charger_takeover_ms``: a second connection to B while the first to A is open, from its
   opening to B serving it (A closed its connection and let go), baseline: a first connection
   to a free charger.
@@ -121,6 +123,23 @@ async def main(commands: int) -> None:
                 for q in (50, 99):
                     emit(f"charger_command_relayed_p{q}_ms", _p(relayed, q), "ms",
                          _p(local, q), commands=commands)  # fmt: skip
+
+                # A status on A: how soon each instance's book shows it.
+                seen: dict[str, float] = {}
+
+                def status_of(gw: Any) -> str | None:
+                    c = gw.services.charging.book.state("SDEV001").connectors.get(1)
+                    return None if c is None else c.status
+
+                async def watch(label: str, gw: Any, t0: float) -> None:
+                    await _until(lambda: status_of(gw) == "Faulted")
+                    seen[label] = (time.perf_counter() - t0) * 1000
+
+                t0 = time.perf_counter()
+                await asyncio.gather(
+                    cp.fault(1, "GroundFailure"), watch("a", a, t0), watch("b", b, t0)
+                )
+                emit("charger_status_on_other_instance_ms", seen["b"], "ms", seen["a"])
 
                 # A first connection to a free charger, then a takeover of a held one.
                 t0 = time.perf_counter()
