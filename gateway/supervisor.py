@@ -331,6 +331,8 @@ class Gateway:
                 run = getattr(link, "run", None)
                 if run is not None:
                     tasks.append(tg.create_task(run(), name=f"drone-link-{source}"))
+        if sv.charger_cluster is not None:  # PostgreSQL: the other instances' chargers
+            tasks.append(tg.create_task(sv.charger_cluster.run(), name="charger-cluster"))
         if self.ocpp_server is not None:  # this instance serves chargers
             tasks.append(tg.create_task(sv.charging.record(), name="charger-recorder"))
             tasks.append(tg.create_task(sv.charging.watch(), name="charger-watch"))

@@ -50,6 +50,7 @@ from gateway.metrics import Metrics
 from gateway.services.bodycams import BodycamService, build_bodycams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
+from gateway.services.charging.cluster import ChargerCluster, load_charging
 from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
 from gateway.services.lanes.contract import LaneDecider
@@ -162,6 +163,7 @@ class Services:
     case_delivery: CaseDelivery
     cases: CasesRuntime
     charging: ChargingRuntime
+    charger_cluster: ChargerCluster | None  # PostgreSQL: chargers across instances
     charger_tags: dict[str, DeviceTags]
     ingest: SensorIngest
     transport: MqttTransport
@@ -180,7 +182,9 @@ class Services:
         return self.session_store.tariffs
 
     async def close(self) -> None:
-        """Release what building opened (the spool, the database pool)."""
+        """Release what building opened (the chargers' locks, the spool, the database pool)."""
+        if self.charger_cluster is not None:
+            await self.charger_cluster.close()
         await self.telemetry.close()
         await self.engine.dispose()
 
@@ -293,7 +297,7 @@ async def _build(
     charging = ChargingRuntime(
         s.ocpp, sessions, bus, metrics, clock, charging_tariffs, zone, case_delivery.kick
     )
-    await charging.load()
+    cluster = await load_charging(engine, sessions, charging, clock, serves=s.ocpp.enabled)
     charger_tags = {
         c.id: DeviceTags(site=c.location, kind="charger", model=c.model)
         for c in charging.chargers.values()
@@ -376,6 +380,7 @@ async def _build(
         case_delivery=case_delivery,
         cases=cases,
         charging=charging,
+        charger_cluster=cluster,
         charger_tags=charger_tags,
         ingest=ingest,
         transport=transport,

@@ -52,6 +52,10 @@ class Link(Protocol):
 
     async def close(self, reason: str) -> None: ...
 
+    def drop(self, reason: str) -> None:
+        """Drop the connection at once, without a close handshake."""
+        ...
+
 
 class ChargerBackend(CoreBackend, Protocol):
     async def authenticate(self, charger_id: str, password: str | None) -> AuthVerdict:
@@ -63,6 +67,12 @@ class ChargerBackend(CoreBackend, Protocol):
         """The charger accepted a new basic-auth password (1.6 AuthorizationKey, 2.0.1
         SecurityCtrlr.BasicAuthPassword): from now on it opens its connection with it. The
         command's answer waits for this (store the hash before the charger reconnects)."""
+        ...
+
+    async def admit(self, charger_id: str, protocol: str, remote: str) -> bool:
+        """After the handshake, before the charger is served: whether this connection may
+        serve it (False: it is closed with 1013, try again later). Several gateways on one
+        database use it to keep at most one connection per charger across them."""
         ...
 
     def connected(self, charger_id: str, session: Link) -> None:
@@ -126,6 +136,9 @@ class MemoryBackend:
 
     async def password_changed(self, charger_id: str, password: str) -> None:
         self.passwords[charger_id] = password
+
+    async def admit(self, charger_id: str, protocol: str, remote: str) -> bool:
+        return True
 
     def connected(self, charger_id: str, session: Link) -> None:
         self.sessions[charger_id] = session

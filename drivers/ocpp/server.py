@@ -175,6 +175,8 @@ class _CentralSystem:
         charger_id = charger_id_from_path(connection.request.path, self.prefix)
         assert charger_id is not None  # process_request checked it
         protocol = version_of(connection.subprotocol)
+        if not await self._admitted(connection, charger_id, protocol):
+            return
         ledger = self.ledgers.setdefault(charger_id, TransactionLedger())
         session = ChargerSession(charger_id, protocol, connection, self.backend, ledger, self.clock)
         old = self.sessions.get(charger_id)
@@ -203,6 +205,22 @@ class _CentralSystem:
             if self.sessions.get(charger_id) is session:
                 del self.sessions[charger_id]
             self._report_end(session, reason)
+
+    async def _admitted(self, connection: ServerConnection, charger_id: str, protocol: str) -> bool:
+        """Whether the backend lets this connection serve the charger (several gateways:
+        at most one connection per charger across them); if not, it is closed (1013)."""
+        host, port, *_ = connection.remote_address or ("", 0)
+        try:
+            if await self.backend.admit(charger_id, protocol, f"{host}:{port}" if host else ""):
+                return True
+            reason = "held_elsewhere"
+        except Exception:
+            log.exception("admitting %r failed", charger_id)
+            reason = "admit_error"
+        self.backend.count("connection", reason)
+        log.warning("refused charger %r from %s: %s", charger_id, connection.remote_address, reason)
+        await connection.close(1013, "try again later")
+        return False
 
     def _report_end(self, session: ChargerSession, reason: str) -> None:
         """Tell the backend (once) that *session* ended; a failing backend cannot leave the

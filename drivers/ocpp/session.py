@@ -167,6 +167,13 @@ class ChargerSession:
                 self._connection.close(1000, _close_reason(reason))
             )
 
+    def drop(self, reason: str) -> None:
+        """Drop the connection at once, without a close handshake (a charger that moved to
+        another gateway: its old connection may be half open and never answer one)."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        self._connection.transport.abort()
+
     async def close(self, reason: str) -> None:
         """Close the connection with *reason* and wait until it is closed."""
         self.begin_close(reason)

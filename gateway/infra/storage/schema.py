@@ -716,3 +716,36 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(16))
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class ChargerConnectionRow(Base):
+    """Where a charger is connected when several gateways share the database (PostgreSQL):
+    the instance that holds the charger's advisory lock, since when. Deleted when that
+    instance lets the charger go; a row whose instance died (its lock is free) is stale and
+    removed by the next instance that looks (``gateway.services.charging.cluster``)."""
+
+    __tablename__ = "charger_connections"
+    charger_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    protocol: Mapped[str] = mapped_column(String(16), default="")
+    remote: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ChargerCommandRow(Base):
+    """A person's command to a charger connected to another gateway instance, relayed through
+    the database: written by the instance that was asked (``origin``), run by the one that
+    holds the connection (``instance_id``), answered in ``result``, deleted by the origin once
+    read. ``params`` is cleared when the command is taken (it may carry a password)."""
+
+    __tablename__ = "charger_commands"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    charger_id: Mapped[str] = mapped_column(String(48), index=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16))  # pending | running | done | expired
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

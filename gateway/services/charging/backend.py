@@ -46,6 +46,13 @@ class ChargingRuntime(Watch):
             actor = Actor(f"charger:{charger_id}", None, "system", "ocpp", "")
             await store_password(db, charger_id, password, self._clock(), actor=actor)
 
+    async def admit(self, charger_id: str, protocol: str, remote: str) -> bool:
+        """Alone: always. In a cluster: once this instance holds the charger (taken over from
+        the instance that had it, which closes its connection), see ``cluster.claim``."""
+        if self.cluster is None:
+            return True
+        return await self.cluster.claim(charger_id, protocol, remote)
+
     def connected(self, charger_id: str, session: Link) -> None:
         self.live[charger_id] = session
         self._metrics.chargers_connected.set(len(self.live))
@@ -53,6 +60,8 @@ class ChargingRuntime(Watch):
     def disconnected(self, charger_id: str, session: Link, reason: str) -> None:
         if self.live.get(charger_id) is session:
             del self.live[charger_id]
+            if self.cluster is not None:  # once its last writes are in: free for the others
+                self.cluster.let_go(charger_id)
         self._metrics.chargers_connected.set(len(self.live))
 
     def publish(self, event: Event) -> None:

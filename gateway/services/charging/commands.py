@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.ocpp.commands import COMMANDS, ChargerGone, CommandError, CommandTimeout
 from gateway.directory.audit import Actor, record_audit
+from gateway.services.charging.cluster_rules import answered, failed
 from gateway.services.charging.fleet import ChargerFleet
 
 # Commands whose parameters may carry a secret (a new password as a configuration value):
@@ -62,21 +63,29 @@ async def send_command(
             404, "no_command", f"no command {command[:64]!r}; commands: {', '.join(COMMANDS)}"
         )
     session = rt.live.get(charger_id)
-    if session is None:
-        raise Refused(409, "not_connected", f"charger {charger_id!r} is not connected")
-    outcome: str
-    refused: Refused | None = None
-    try:
+    if session is not None:
         # The call runs in its own task: the caller waits for the answer, never the
         # charger's receive loop.
-        result = await session.command(command, params, timeout=rt.config.command_timeout_s)
-        outcome = result.status
-    except CommandError as exc:
-        raise Refused(422, "bad_params", str(exc)) from None  # nothing was sent
-    except CommandTimeout:
+        try:
+            result = await session.command(command, params, timeout=rt.config.command_timeout_s)
+            done = answered(result)
+        except (CommandError, CommandTimeout, ChargerGone) as exc:
+            done = failed(exc)
+    else:
+        # Connected to another instance (PostgreSQL): that one runs it and answers.
+        relay = rt.cluster.relay if rt.cluster is not None else None
+        relayed = None if relay is None else await relay(charger_id, command, params, actor)
+        if relayed is None:
+            raise Refused(409, "not_connected", f"charger {charger_id!r} is not connected")
+        done = relayed
+    if done.kind == "bad_params":
+        raise Refused(422, "bad_params", done.message)  # nothing was sent
+    refused: Refused | None = None
+    outcome = done.status
+    if done.kind == "no_answer":
         outcome = "no_answer"
         refused = Refused(504, "no_answer", f"charger {charger_id!r} did not answer in time")
-    except ChargerGone:
+    elif done.kind == "gone":
         outcome = "not_connected"
         refused = Refused(
             409, "not_connected", f"charger {charger_id!r} disconnected before answering"
@@ -86,4 +95,4 @@ async def send_command(
         await record_audit(db, actor, "charger", charger_id, "command", None, after, clock())
     if refused is not None:
         raise refused
-    return Sent(charger_id, command, result.status, result.payload)
+    return Sent(charger_id, command, done.status, done.payload)

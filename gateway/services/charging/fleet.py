@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -40,6 +40,12 @@ from gateway.infra.storage.schema import (
 )
 from gateway.logs import OnceLogger
 from gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from gateway.directory.audit import Actor
+    from gateway.services.charging.cluster_rules import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,19 @@ def _snapshot(
     )
 
 
+class Cluster(Protocol):
+    """What the charging runtime asks of the cluster (``cluster.ChargerCluster``)."""
+
+    def responsible(self, charger_id: str) -> bool: ...
+    def holder(self, charger_id: str) -> str | None: ...
+    async def claim(self, charger_id: str, protocol: str, remote: str) -> bool: ...
+    def let_go(self, charger_id: str) -> None: ...
+    async def announce(self, db: AsyncSession, ids: set[str], history: set[str]) -> None: ...
+    async def relay(
+        self, charger_id: str, command: str, params: Mapping[str, Any], actor: Actor
+    ) -> Outcome | None: ...
+
+
 class ChargerFleet:
     """The charger book and registry, loaded from the database; the shared state of the
     charging runtime (``ChargingRuntime`` builds on it)."""
@@ -187,6 +206,16 @@ class ChargerFleet:
         self._probing: set[str] = set()
         # a commissioned charger's first BootNotification/Heartbeat (the lifecycle activator)
         self.activate: Callable[[str], None] = lambda charger_id: None
+        # Several instances on one PostgreSQL database: who holds which charger, commands to
+        # the others' chargers (None: SQLite, one instance, everything is here).
+        self.cluster: Cluster | None = None
+
+    def acts_for(self, charger_id: str) -> bool:
+        """Whether this instance probes, sweeps and reports *charger_id*: always alone; in a
+        cluster, the charger's holder does, and the leader for the chargers nobody holds."""
+        if self.cluster is None or charger_id in self.live:
+            return True
+        return self.cluster.responsible(charger_id)
 
     def in_maintenance(self, charger_id: str) -> bool:
         info = self.chargers.get(charger_id)
@@ -197,35 +226,15 @@ class ChargerFleet:
         info = self.chargers.get(charger_id)
         return info is not None and info.lifecycle == "active"
 
-    async def load(self, *, restart: bool = True) -> None:
+    async def load(self, *, restart: bool = True, elsewhere: frozenset[str] = frozenset()) -> None:
         """Registry, last known state and 8 days of history from the database. ``restart``: this
         process is the gateway starting, so no socket survived (each charger has the grace to
         reconnect, see ``ChargerBook.restore``) and what the restart changed is written back;
-        without it the book is the running gateway's as persisted (the CLI reads it so)."""
-        now = self._clock()
+        without it the book is the running gateway's as persisted (the CLI reads it so).
+        ``elsewhere``: chargers another live instance holds (PostgreSQL): their sockets did
+        survive, so they are taken as persisted and not written back."""
         async with self._sessions() as db:
             sites = {r.id: r for r in (await db.execute(select(SiteRow))).scalars()}
-            rows = list((await db.execute(select(ChargerRow))).scalars())
-            conns: dict[str, dict[int, ConnectorRow]] = {}
-            for c in (await db.execute(select(ConnectorRow))).scalars():
-                conns.setdefault(c.charger_id, {})[c.connector_id] = c
-            history: dict[tuple[str, int], list[StatusReport]] = {}
-            outages: dict[str, list[Outage]] = {}
-            recent = select(ChargerEventRow).where(
-                ChargerEventRow.ts >= now - HISTORY,
-                ChargerEventRow.kind.in_(("status", "outage")),
-            )
-            for e in (await db.execute(recent.order_by(ChargerEventRow.ts))).scalars():
-                if e.kind == "status" and e.connector_id is not None:
-                    history.setdefault((e.charger_id, e.connector_id), []).append(
-                        StatusReport(
-                            e.ts, e.status, e.error_code, e.vendor_error_code, e.detail or None
-                        )
-                    )
-                elif e.kind == "outage" and e.status == "ended" and e.detail:
-                    outages.setdefault(e.charger_id, []).append(
-                        Outage(e.ts, datetime.fromisoformat(e.detail))
-                    )
             # 1.6 ids are the gateway's own increasing integers (2.0.1 ids are the charger's
             # strings): the largest is among the longest all-digit ids.
             tx = ChargingSessionRow.transaction_id
@@ -237,25 +246,110 @@ class ChargerFleet:
             )
             digits = [int(t) for (t,) in longest if t.isdigit()]
         self._next_tx = 1 + max(digits, default=0)
+        restored = await self._restore(sites, None, restart=restart, elsewhere=elsewhere)
+        if restart and restored:
+            await self._save_liveness([s for s in restored if s.charger_id not in elsewhere])
+
+    async def reload(
+        self,
+        ids: set[str] | frozenset[str],
+        skip: Callable[[str], bool] = lambda _: False,
+        *,
+        history: set[str] | frozenset[str] | None = None,
+        taking: bool = False,
+    ) -> None:
+        """Take these chargers' state as the database has them now (another instance wrote
+        them: the charger is connected there, or was until a moment ago); their 8 days of
+        history too for those in *history* (all if ``None``: a status or an outage was
+        written), the rest keep the book's. *skip*, asked after the read, keeps the ones this
+        instance took meanwhile. ``taking``: this instance takes the charger over, its next
+        1.6 transaction id goes above every one the charger had."""
+        if not ids:
+            return
+        async with self._sessions() as db:
+            site_ids = {c.site_id for i in ids if (c := self.chargers.get(i)) and c.site_id}
+            sites = {
+                r.id: r
+                for r in (
+                    await db.execute(select(SiteRow).where(SiteRow.id.in_(site_ids)))
+                ).scalars()
+            }
+            if taking:  # 1.6 transaction ids are per charger
+                tx = ChargingSessionRow.transaction_id
+                rows = await db.execute(
+                    select(tx).where(ChargingSessionRow.charger_id.in_(ids), func.length(tx) <= 10)
+                )
+                digits = [int(t) for (t,) in rows if t.isdigit()]
+                self._next_tx = max(self._next_tx, 1 + max(digits, default=0))
+        await self._restore(
+            sites, ids, restart=False, elsewhere=frozenset(), skip=skip, fresh=history
+        )
+
+    async def _restore(
+        self,
+        sites: dict[str, SiteRow],
+        ids: set[str] | frozenset[str] | None,
+        *,
+        restart: bool,
+        elsewhere: frozenset[str],
+        skip: Callable[[str], bool] = lambda _: False,
+        fresh: set[str] | frozenset[str] | None = None,
+    ) -> list[ChargerState]:
+        """Read chargers (all, or *ids*), their connectors and 8 days of history, and put
+        them in the book."""
+        now = self._clock()
+        C, K, E = ChargerRow, ConnectorRow, ChargerEventRow
+        async with self._sessions() as db:
+            q_rows, q_conns = select(C), select(K)
+            recent = select(E).where(E.ts >= now - HISTORY, E.kind.in_(("status", "outage")))
+            if ids is not None:
+                q_rows = q_rows.where(C.id.in_(ids))
+                q_conns = q_conns.where(K.charger_id.in_(ids))
+                recent = recent.where(E.charger_id.in_(ids if fresh is None else fresh))
+            rows = list((await db.execute(q_rows)).scalars())
+            conns: dict[str, dict[int, ConnectorRow]] = {}
+            for c in (await db.execute(q_conns)).scalars():
+                conns.setdefault(c.charger_id, {})[c.connector_id] = c
+            history: dict[tuple[str, int], list[StatusReport]] = {}
+            outages: dict[str, list[Outage]] = {}
+            for e in (await db.execute(recent.order_by(E.ts, E.id))).scalars():
+                if e.kind == "status" and e.connector_id is not None:
+                    history.setdefault((e.charger_id, e.connector_id), []).append(
+                        StatusReport(
+                            e.ts, e.status, e.error_code, e.vendor_error_code, e.detail or None
+                        )
+                    )
+                elif e.kind == "outage" and e.status == "ended" and e.detail:
+                    outages.setdefault(e.charger_id, []).append(
+                        Outage(e.ts, datetime.fromisoformat(e.detail))
+                    )
         restored: list[ChargerState] = []
         for r in rows:
-            if r.lifecycle == "retired":
-                continue  # refused at the handshake, out of the fleet
-            ids = self._put(r, sites.get(r.site_id) if r.site_id else None)
+            if r.lifecycle == "retired" or skip(r.id):
+                continue  # retired: refused at the handshake, out of the fleet
+            site = r.site_id and sites.get(r.site_id)
+            ids_ = self._put(r, site or None)
             mine = conns.get(r.id, {})
-            known = sorted(set(ids) | set(mine) | {cid for (ch, cid) in history if ch == r.id})
+            kept = fresh is not None and r.id not in fresh and r.id in self.book
+            held = set(self.book.state(r.id).connectors) if kept else set()
+            known = sorted(
+                set(ids_) | set(mine) | held | {cid for (ch, cid) in history if ch == r.id}
+            )
             snapshot = _snapshot(r, mine, known, self.config.heartbeat_s)
+            if kept:  # nothing new in its history: the book's stays
+                for cid in known:
+                    history[(r.id, cid)] = list(self.book.history(r.id, cid))
+                outages[r.id] = list(self.book.outages(r.id, now))
             restored.append(
                 self.book.restore(
                     snapshot,
                     now=now,
                     history={cid: history.get((r.id, cid), []) for cid in known},
                     outages=outages.get(r.id, []),
-                    restart=restart,
+                    restart=restart and r.id not in elsewhere,
                 )
             )
-        if restart and restored:
-            await self._save_liveness(restored)
+        return restored
 
     async def _save_liveness(self, states: list[ChargerState]) -> None:
         """Write back what the restart did to the chargers' sockets and probes, so the CLI and

@@ -339,6 +339,14 @@ class Recorder(Pricing):
                     if unit.event is not None:
                         await self._transactions(db, unit.event, unit.received)
                         self._notice(db, unit.event, unit.received)
+                if self.cluster is not None:  # the other instances re-read these chargers
+                    history = {
+                        c.charger_id
+                        for u in units
+                        for c in u.changes
+                        if isinstance(c, StatusRecorded | OutageStarted | OutageEnded)
+                    }
+                    await self.cluster.announce(db, ids, history)
 
     def _persist(self, db: AsyncSession, rows: _Rows, change: Change, now: datetime) -> None:
         if isinstance(change, ChargerChanged):

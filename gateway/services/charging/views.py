@@ -64,6 +64,8 @@ def charger_view(rt: ChargerFleet, charger_id: str, now: datetime) -> dict[str, 
         "reasons": list(h.reasons),
         "protocol": s.protocol,
         "remote": session.remote if session else None,
+        # several instances (PostgreSQL): the one the charger is connected to
+        "instance": rt.cluster.holder(charger_id) if rt.cluster is not None else None,
         "vendor": info.vendor,
         "model": info.model,
         "reported_vendor": s.vendor,

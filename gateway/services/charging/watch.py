@@ -39,7 +39,7 @@ class Watch(Recorder):
                 # the p99).
                 ids = self.book.charger_ids()
                 for start in range(0, len(ids), WATCH_SLICE):
-                    chunk = ids[start : start + WATCH_SLICE]
+                    chunk = [i for i in ids[start : start + WATCH_SLICE] if self.acts_for(i)]
                     for charger_id in self.book.due_probes(now, chunk):
                         session = self.live.get(charger_id)
                         if session is None or charger_id in self._probing:
@@ -75,8 +75,11 @@ class Watch(Recorder):
             timedelta(seconds=self.config.offline_report_after_s),
         )
         # Only a charger in service is reported: one in maintenance is known to be out, a
-        # provisioned or commissioned one is still being installed (not yet in service).
-        findings = tuple(f for f in findings if self.in_service(f.charger_id))
+        # provisioned or commissioned one is still being installed (not yet in service); and
+        # only by the instance acting for it (the cluster's: docs/operations.md).
+        findings = tuple(
+            f for f in findings if self.in_service(f.charger_id) and self.acts_for(f.charger_id)
+        )
         if not findings:
             return
         filed = 0
