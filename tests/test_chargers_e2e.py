@@ -412,8 +412,9 @@ async def test_a_long_fault_raises_a_maintenance_report(gw: Any, passwords: dict
 async def test_the_whole_fleet_connects_at_once(
     gw: Any, http: httpx.AsyncClient, tokens: dict[str, str], passwords: dict[str, str]
 ) -> None:
-    ids = sorted(gw.services.charging.chargers)
-    fleet = [Charger16(url(gw), cid, passwords[cid]) for cid in ids if cid != "SDEV001"]
+    ids = sorted(gw.services.charging.chargers)  # the town's, and one an earlier test added
+    fleet = [Charger16(url(gw), cid, passwords[cid]) for cid in ids if cid in passwords
+             and cid != "SDEV001"]  # fmt: skip
     await asyncio.gather(*(c.connect() for c in fleet))
     try:
         await asyncio.gather(*(c.boot() for c in fleet))
