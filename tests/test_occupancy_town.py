@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from events import CarParkCount, SensorStatus, SiteCountsChanged
-from parking.occupancy import BerthInfo, OccupancyBook, SensorBinding, SiteInfo
+from parking.occupancy import BerthInfo, OccupancyBook, SensorBinding, SiteInfo, SiteView
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 
@@ -86,3 +86,14 @@ def test_a_site_switching_to_berth_sensors_counts_its_berths() -> None:
     assert b.site("st").unknown == 2  # waits for the controller
     b.put_site(SiteInfo("st", 2, "berth_sensors"), at(3))
     assert (b.site("st").occupied, b.site("st").unknown) == (1, 1)
+
+
+def test_site_states_are_the_views_as_tuples() -> None:
+    from gateway.api.site_json import state_of
+
+    b = book()
+    occupy(b, "d1", 5)
+    b.apply_count(CarParkCount(device_id="ctl", ts=at(6), site_id="cp", occupied=4))
+    assert list(b.site_states()) == [state_of(v) for v in b.sites()]
+    assert [t[3] for t in b.site_states()] == [1, 4]  # occupied: the berth, the car park
+    assert all(SiteView(*t) == v for t, v in zip(b.site_states(), b.sites(), strict=True))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api.models import SitesOut
-from gateway.api.site_json import SiteJson, age_of, site_out
+from gateway.api.site_json import SiteJson, age_of, site_out, state_of
 from gateway.directory.town import Counting, Site, SiteKind
 from parking.occupancy import SiteView
 
@@ -77,10 +77,11 @@ def test_the_bytes_are_the_models_bytes_at_any_moment(
     town: list[tuple[Site, SiteView]], later: float
 ) -> None:
     cache = SiteJson()
+    states = [(s, state_of(v)) for s, v in town]
     for now in (NOW, NOW + timedelta(seconds=later)):  # the second from kept fragments
-        assert cache.sites(town, now) == by_models(town, now)
-        assert cache.map(town, now) == map_by_encoder(town, now)
-        json.loads(cache.sites(town, now))
+        assert cache.sites(states, now) == by_models(town, now)
+        assert cache.map(states, now) == map_by_encoder(town, now)
+        json.loads(cache.sites(states, now))
 
 
 def test_a_change_of_counts_or_of_the_town_row_is_served_at_once() -> None:
@@ -88,11 +89,12 @@ def test_a_change_of_counts_or_of_the_town_row_is_served_at_once() -> None:
                 capacity=10, counting=Counting.BERTH_SENSORS, segment_class="A")  # fmt: skip
     view = SiteView("S1", 10, 4, 6, 0, NOW, False)
     cache = SiteJson()
-    first = json.loads(cache.sites([(site, view)], NOW))["sites"][0]
+    first = json.loads(cache.sites([(site, state_of(view))], NOW))["sites"][0]
     assert (first["free"], first["name"]) == (4, "东大街")
     fuller = SiteView("S1", 10, 3, 7, 0, NOW + timedelta(seconds=1), False)
-    assert json.loads(cache.sites([(site, fuller)], NOW))["sites"][0]["free"] == 3
+    fuller_t = state_of(fuller)
+    assert json.loads(cache.sites([(site, fuller_t)], NOW))["sites"][0]["free"] == 3
     renamed = site.model_copy(update={"name": "西大街"})  # a new row object, as the feed makes
-    got = json.loads(cache.map([(renamed, fuller)], NOW))["features"][0]["properties"]
+    got = json.loads(cache.map([(renamed, fuller_t)], NOW))["features"][0]["properties"]
     assert got["name"] == "西大街"
-    assert json.loads(cache.sites([(renamed, fuller)], NOW))["sites"][0]["name"] == "西大街"
+    assert json.loads(cache.sites([(renamed, fuller_t)], NOW))["sites"][0]["name"] == "西大街"

@@ -17,7 +17,7 @@ from gateway.api.site_json import age_of, site_out
 from gateway.api.sse import counts_stream
 from gateway.api.state import AppState, get_state
 from gateway.directory.town import Site
-from parking.occupancy import SiteView
+from parking.occupancy import SiteState, SiteView
 
 MAX_SITES = 500  # a stream follows at most this many sites: bounds the query and the error
 router = APIRouter(prefix="/api/v1", tags=["vacancies (public)"])
@@ -29,11 +29,12 @@ def _site_out(state: AppState, view: SiteView, now: datetime) -> SiteOut:
     return site_out(state.sites[view.site_id], view, age_of(view, now))
 
 
-def _pairs(state: AppState, kind: str | None = None) -> Iterator[tuple[Site, SiteView]]:
-    for v in state.book.sites():
-        s = state.sites[v.site_id]
+def _pairs(state: AppState, kind: str | None = None) -> Iterator[tuple[Site, SiteState]]:
+    sites = state.sites
+    for t in state.book.site_states():
+        s = sites[t[0]]
         if kind is None or s.kind.value == kind:
-            yield s, v
+            yield s, t
 
 
 def _site_or_404(state: AppState, site_id: str) -> SiteView:

@@ -24,9 +24,9 @@ from pydantic import TypeAdapter
 
 from gateway.api.models import SiteOut
 from gateway.directory.town import Site
-from parking.occupancy import SiteView
+from parking.occupancy import SiteState, SiteView
 
-__all__ = ["SiteJson", "site_out"]
+__all__ = ["SiteJson", "age_of", "site_out", "state_of"]
 
 _MARK = 987654.125  # an age no site has (exact in binary, so its text is fixed)
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
@@ -55,12 +55,22 @@ def site_out(site: Site, view: SiteView, age_s: float) -> SiteOut:
 
 
 def age_of(view: SiteView, now: datetime) -> float:
-    return round(max(0.0, (now - view.updated_at).total_seconds()), 3)
+    return _age(view.updated_at, now)
+
+
+def _age(updated_at: datetime, now: datetime) -> float:
+    return round(max(0.0, (now - updated_at).total_seconds()), 3)
+
+
+def state_of(view: SiteView) -> SiteState:
+    """A view as the tuple ``OccupancyBook.site_states`` yields."""
+    return (view.site_id, view.capacity, view.free, view.occupied, view.unknown,
+            view.updated_at, view.stale)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class _Parts:
-    view: SiteView
+    state: SiteState
     site: Site
     before: str  # the JSON up to the age's value
     after: str  # the JSON after it
@@ -95,16 +105,16 @@ class _Fragments:
         self._make = make
         self._parts: dict[str, _Parts] = {}
 
-    def join(self, pairs: Iterable[tuple[Site, SiteView]], now: datetime, sep: str) -> str:
+    def join(self, pairs: Iterable[tuple[Site, SiteState]], now: datetime, sep: str) -> str:
         out: list[str] = []
         seen = 0
-        for site, view in pairs:
+        for site, state in pairs:
             seen += 1
             p = self._parts.get(site.id)
-            if p is None or p.view != view or p.site is not site:
-                before, after = self._make(site, view)
-                p = self._parts[site.id] = _Parts(view, site, before, after)
-            out.append(f"{p.before}{age_of(view, now)!r}{p.after}")
+            if p is None or p.state != state or p.site is not site:
+                before, after = self._make(site, SiteView(*state))
+                p = self._parts[site.id] = _Parts(state, site, before, after)
+            out.append(f"{p.before}{_age(state[5], now)!r}{p.after}")
         if len(self._parts) > seen + 64:  # sites removed from the town: forget their parts
             self._parts.clear()
         return sep.join(out)
@@ -117,13 +127,13 @@ class SiteJson:
         self._list = _Fragments(_list_parts)
         self._map = _Fragments(_map_parts)
 
-    def sites(self, pairs: Iterable[tuple[Site, SiteView]], now: datetime) -> bytes:
+    def sites(self, pairs: Iterable[tuple[Site, SiteState]], now: datetime) -> bytes:
         """``SitesOut(sites=..., generated_at=now)`` as pydantic writes it."""
         joined = self._list.join(pairs, now, ",")
         stamp = _DATETIME.dump_json(now).decode()
         return f'{{"sites":[{joined}],"generated_at":{stamp}}}'.encode()
 
-    def map(self, pairs: Iterable[tuple[Site, SiteView]], now: datetime) -> bytes:
+    def map(self, pairs: Iterable[tuple[Site, SiteState]], now: datetime) -> bytes:
         """The GeoJSON FeatureCollection as ``json.dumps(..., ensure_ascii=False)`` writes it."""
         joined = self._map.join(pairs, now, ", ")
         tail: dict[str, Any] = {"generated_at": now.isoformat()}
