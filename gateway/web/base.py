@@ -156,6 +156,20 @@ async def read_form(request: Request, state: AppState) -> dict[str, str]:
     return form
 
 
+async def posted(
+    request: Request, state: AppState, roles: frozenset[Role]
+) -> tuple[TokenInfo, dict[str, str]] | Response:
+    """A form posted by one of *roles*: the visitor and the form (CSRF checked), or the page
+    to answer instead (the login, a 403, or the form's refusal as a 4xx page)."""
+    who = await guard(request, state, roles)
+    if not isinstance(who, TokenInfo):
+        return who
+    try:
+        return who, await read_form(request, state)
+    except FormError as exc:
+        return error_page(request, exc.status, exc.message, who)
+
+
 def set_cookie(
     response: Response, request: Request, key: str, value: str, max_age: int | None = None
 ) -> None:

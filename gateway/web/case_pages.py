@@ -14,8 +14,8 @@ from gateway.cases.outbox import get_case, requeue
 from gateway.cases.view import case_detail, cases_page
 from gateway.directory.tokens import TokenInfo
 from gateway.web import case_view
-from gateway.web.base import StateDep, error_page, guard, read_form, render
-from gateway.web.session import CASE_ACTORS, CASE_READERS, FormError
+from gateway.web.base import StateDep, error_page, guard, posted, render
+from gateway.web.session import CASE_ACTORS, CASE_READERS
 
 router = APIRouter()
 
@@ -104,13 +104,10 @@ async def case_page(case_id: str, request: Request, state: StateDep) -> Response
 @router.post("/cases/{case_id}/redeliver")
 async def redeliver(case_id: str, request: Request, state: StateDep) -> Response:
     """Send a rejected report again (the API's redelivery); back to the case's page."""
-    who = await guard(request, state, CASE_ACTORS)
-    if not isinstance(who, TokenInfo):
-        return who
-    try:
-        await read_form(request, state)
-    except FormError as exc:
-        return error_page(request, exc.status, exc.message, who)
+    got = await posted(request, state, CASE_ACTORS)
+    if not isinstance(got, tuple):
+        return got
+    who, _ = got
     if not case_view.case_id_ok(case_id):
         return _not_found(request, who, case_id)
     async with state.sessions.begin() as db:

@@ -22,8 +22,8 @@ from gateway.services.bodycams.views import field_view
 from gateway.services.drones.service import CommandBusy, NotRecorded, UnknownDrone
 from gateway.services.drones.views import drones_view
 from gateway.web import ops
-from gateway.web.base import StateDep, error_page, guard, read_form, render
-from gateway.web.session import COMMANDERS, FIELD_READERS, FormError
+from gateway.web.base import StateDep, error_page, guard, posted, render
+from gateway.web.session import COMMANDERS, FIELD_READERS
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -186,13 +186,10 @@ async def _send(
 
 @router.post("/field/drones/{drone_id}/speaker")
 async def speaker(drone_id: str, request: Request, state: StateDep) -> Response:
-    who = await guard(request, state, COMMANDERS)
-    if not isinstance(who, TokenInfo):
-        return who
-    try:
-        form = await read_form(request, state)
-    except FormError as exc:
-        return error_page(request, exc.status, exc.message, who)
+    got = await posted(request, state, COMMANDERS)
+    if not isinstance(got, tuple):
+        return got
+    who, form = got
     c = state.drones_config
     try:
         args = ops.speaker_args(form, c.speaker_max_chars, c.default_volume)
@@ -206,11 +203,8 @@ async def speaker(drone_id: str, request: Request, state: StateDep) -> Response:
 
 @router.post("/field/drones/{drone_id}/return-home")
 async def return_home(drone_id: str, request: Request, state: StateDep) -> Response:
-    who = await guard(request, state, COMMANDERS)
-    if not isinstance(who, TokenInfo):
-        return who
-    try:
-        await read_form(request, state)
-    except FormError as exc:
-        return error_page(request, exc.status, exc.message, who)
+    got = await posted(request, state, COMMANDERS)
+    if not isinstance(got, tuple):
+        return got
+    who, _ = got
     return await _send(request, state, who, drone_id, CommandKind.RETURN_HOME, {})

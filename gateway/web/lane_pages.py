@@ -21,8 +21,8 @@ from gateway.directory.tokens import TokenInfo
 from gateway.infra.storage.schema import CameraReadRow
 from gateway.services.lanes.runtime import UnknownLane
 from gateway.web import ops
-from gateway.web.base import SECURITY_HEADERS, StateDep, error_page, guard, read_form, render
-from gateway.web.session import COMMANDERS, LANE_READERS, FormError
+from gateway.web.base import SECURITY_HEADERS, StateDep, error_page, guard, posted, render
+from gateway.web.session import COMMANDERS, LANE_READERS
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -173,13 +173,10 @@ async def lanes_page(request: Request, state: StateDep) -> Response:
 async def open_lane(lane_id: str, request: Request, state: StateDep) -> Response:
     """The operator's open: CSRF checked, the reason as the API takes it, the same service;
     then back to the page, which shows the decision (or the form again with the refusal)."""
-    who = await guard(request, state, COMMANDERS)
-    if not isinstance(who, TokenInfo):
-        return who
-    try:
-        form = await read_form(request, state)
-    except FormError as exc:
-        return error_page(request, exc.status, exc.message, who)
+    got = await posted(request, state, COMMANDERS)
+    if not isinstance(got, tuple):
+        return got
+    who, form = got
     no_lane = f"没有车道 {lane_id[:64]!r}。 · No lane {lane_id[:64]!r}."
     if lane_id not in state.lanes.lanes:
         return error_page(request, 404, no_lane, who)

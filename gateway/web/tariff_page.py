@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from gateway.api.state import AppState
 from gateway.directory.tokens import TokenInfo
 from gateway.services.parking.quotes import QuoteRequest, current_version, make_quote
-from gateway.web.base import StateDep, error_page, guard, read_form, render
-from gateway.web.session import STAFF, FormError
+from gateway.web.base import StateDep, guard, posted, render
+from gateway.web.session import STAFF
 from parking.tariffs import summary
 
 router = APIRouter()
@@ -139,13 +139,10 @@ def _quote_result(state: AppState, form: dict[str, str]) -> tuple[int, dict[str,
 @router.post("/tariffs/quote")
 async def quote_form(request: Request, state: StateDep) -> Response:
     """A quote for the form's stay: the result fragment for htmx, the whole page without it."""
-    who = await guard(request, state, STAFF)
-    if not isinstance(who, TokenInfo):
-        return who
-    try:
-        form = await read_form(request, state)
-    except FormError as exc:
-        return error_page(request, exc.status, exc.message, who)
+    got = await posted(request, state, STAFF)
+    if not isinstance(got, tuple):
+        return got
+    who, form = got
     status, result = _quote_result(state, form)
     if request.headers.get("hx-request") == "true":
         return render(request, "quote.html", status, result=result)
