@@ -6,8 +6,10 @@ Typed rejections: ``TariffFileError``, ``ChargingTariffFileError``, ``RulesFileE
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
+import shutil
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -28,7 +30,8 @@ from parking.tariff_file import TariffFileError, load_tariffs
 
 ZONE = ZoneInfo("Asia/Shanghai")
 _TYPED = (TariffFileError, ChargingTariffFileError, RulesFileError, TownFileError)
-_DIR = Path(tempfile.mkdtemp(prefix="citygate-fuzz-"))
+_DIR = Path(tempfile.mkdtemp(prefix="citygate-fuzz-"))  # one file per target, rewritten
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 
 
 def _text(package: str, *parts: str) -> str:
