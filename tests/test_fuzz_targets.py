@@ -78,6 +78,7 @@ def test_the_harness_catches_shrinks_and_reports_a_crash() -> None:
     result = run_target(target, 2000, seed_value=1)
     assert result.crashes == 1
     assert result.crash_error is not None and "IndexError: a parser bug" in result.crash_error
-    assert result.crash_input is not None and len(ast.literal_eval(result.crash_input)) == 4  # shrunk
+    assert result.crash_input is not None
+    assert len(ast.literal_eval(result.crash_input)) == 4  # shrunk to the smallest
     clean = run_target(Target("ok", "tests", st.binary(max_size=8), lambda d: ()), 50)
     assert (clean.crashes, clean.inputs, clean.accepted) == (0, 50, 50)
