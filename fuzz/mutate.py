@@ -24,6 +24,7 @@ __all__ = [
     "hostile_bytes",
     "hostile_json",
     "hostile_text",
+    "mostly",
     "mutated_bytes",
     "mutated_json",
     "mutated_lines",
@@ -141,6 +142,13 @@ def mutated_lines(
                 other = lines[j].partition(sep)[0] if sep in lines[j] else key
                 lines[i] = other + sep + value
     return ending.join(lines)
+
+
+@st.composite
+def mostly(draw: st.DrawFn, usual: st.SearchStrategy[Any], rare: st.SearchStrategy[Any]) -> Any:
+    """*usual* four times in five, else *rare* (``usual | rare`` would not weigh them so:
+    hypothesis flattens a union of unions into its branches)."""
+    return draw(usual) if draw(st.integers(0, 4)) else draw(rare)
 
 
 def hostile_bytes(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from drivers.mqtt.transport import MqttParams
 from dronelink.dji.link import DjiLink
 from fuzz.core import Reasons, Target
-from fuzz.mutate import hostile_bytes, hostile_json
+from fuzz.mutate import hostile_bytes, hostile_json, mostly
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 DOCK, AIR = "4TADKCM0010016", "1581F5BKD225D00A0001"
@@ -49,16 +49,8 @@ DOCS = [
     _env("speaker_tts_play_start", {"result": 0}),
 ]  # fmt: skip
 
-_valid_topic = st.sampled_from(TOPICS)
-_topic = (
-    _valid_topic
-    | _valid_topic
-    | _valid_topic
-    | _valid_topic
-    | hostile_bytes([t.encode() for t in TOPICS], max_random=60).map(
-        lambda b: b.decode("utf-8", "replace")
-    )
-)
+_damaged_topic = hostile_bytes([t.encode() for t in TOPICS], max_random=60)
+_topic = mostly(st.sampled_from(TOPICS), _damaged_topic.map(lambda b: b.decode("utf-8", "replace")))
 _message = st.tuples(_topic, hostile_json(DOCS))
 _valid = st.tuples(st.sampled_from(TOPICS), st.sampled_from([json.dumps(d).encode() for d in DOCS]))
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from drivers.lorawan.envelopes import EnvelopeError, parse_chirpstack, parse_tts
 from fuzz.core import Reasons, Target
-from fuzz.mutate import hostile_bytes, hostile_json
+from fuzz.mutate import hostile_bytes, hostile_json, mostly
 
 EUI = "0101010101010101"
 _CS_APP = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device"
@@ -55,11 +55,9 @@ TTS_DOCS: list[dict[str, Any]] = [
 
 
 def _topics(samples: list[str]) -> st.SearchStrategy[str]:
+    """Mostly the real topics (the payload is what is fuzzed), else damaged ones."""
     damaged = hostile_bytes([t.encode() for t in samples], max_random=80)
-    valid = st.sampled_from(samples)
-    return st.one_of(
-        valid, valid, valid, valid, damaged.map(lambda b: b.decode("utf-8", "replace"))
-    )
+    return mostly(st.sampled_from(samples), damaged.map(lambda b: b.decode("utf-8", "replace")))
 
 
 def _rejection(parse: Any, case: tuple[str, bytes]) -> Reasons:
