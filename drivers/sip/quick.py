@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from drivers.sip.errors import SipParseError
 from drivers.sip.fields import MAGIC_COOKIE, Via, parse_via, stamped_via
 from drivers.sip.responses import REASONS, tag_for
 
@@ -102,7 +103,10 @@ def read_quick(data: bytes, max_size: int) -> QuickRequest | None:
         or _VIA.fullmatch(fields["Via"]) is None
     ):
         return None
-    via = parse_via(fields["Via"])
+    try:
+        via = parse_via(fields["Via"])
+    except SipParseError:  # too many parameters, say: the general way refuses it and counts why
+        return None
     branch = via.branch or ""
     if not branch.startswith(MAGIC_COOKIE) or len(branch) <= len(MAGIC_COOKIE) or via.port is None:
         return None
