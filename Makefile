@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit bench test-deps venv clean
+.PHONY: demo test lint typecheck unit bench fuzz test-deps venv clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,13 @@ unit: venv
 ## make bench: benchmarks, one JSON line per figure
 bench: test-deps venv
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## make fuzz: every codec and parser under hypothesis, FUZZ_EXAMPLES inputs each, one JSON line
+## per target (docs/fuzzing.md); FUZZ_JOBS targets side by side, FUZZ_ARGS e.g. "--seed 7"
+FUZZ_EXAMPLES ?= 100000
+FUZZ_JOBS ?= 1
+fuzz: venv
+	$(BIN)/python -m fuzz --examples $(FUZZ_EXAMPLES) --jobs $(FUZZ_JOBS) $(FUZZ_ARGS)
 
 ## make clean: everything the demo, the tests and the tools leave behind (the private test
 ## PostgreSQL cluster included; the machine's own server is not touched)

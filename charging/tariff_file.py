@@ -23,7 +23,7 @@ from charging.billing import (
     ToUWindow,
     check_windows_cover_day,
 )
-from tariffcore import FieldReader, parse_book, read_toml
+from tariffcore import FieldReader, parse_book, read_file, read_toml
 
 
 class ChargingTariffFileError(ValueError):
@@ -213,7 +213,7 @@ def loads_charging_tariffs(
 
 def load_charging_tariffs(path: str | Path, zone: ZoneInfo) -> ChargingTariffBook:
     path = Path(path)
-    return loads_charging_tariffs(path.read_text(encoding="utf-8"), path.name, zone=zone)
+    return loads_charging_tariffs(read_file(path, ChargingTariffFileError), path.name, zone=zone)
 
 
 def load_sample_charging_tariffs(zone: ZoneInfo) -> ChargingTariffBook:

@@ -277,6 +277,8 @@ def loads_rules(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise RulesFileError(f"{source}: not valid TOML: nested too deeply") from None
     return parse_rules(data, zones, source, sites=sites)
 
 
@@ -288,6 +290,8 @@ def load_rules(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RulesFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return loads_rules(text, zones, path.name, sites=sites)
 
 

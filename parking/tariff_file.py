@@ -28,7 +28,7 @@ from parking.tariffs import (
     TariffVersion,
     VehicleClass,
 )
-from tariffcore import FieldReader, parse_book, read_toml
+from tariffcore import FieldReader, parse_book, read_file, read_toml
 
 
 class TariffFileError(ValueError):
@@ -180,7 +180,7 @@ def loads_tariffs(text: str, source: str = "<tariffs>", *, zone: ZoneInfo) -> Ta
 
 def load_tariffs(path: str | Path, zone: ZoneInfo) -> TariffBook:
     path = Path(path)
-    return loads_tariffs(path.read_text(encoding="utf-8"), path.name, zone=zone)
+    return loads_tariffs(read_file(path, TariffFileError), path.name, zone=zone)
 
 
 def load_sample_tariffs(zone: ZoneInfo) -> TariffBook:

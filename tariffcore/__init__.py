@@ -14,7 +14,7 @@ from tariffcore.day import (
     require_aware,
 )
 from tariffcore.fields import FieldReader
-from tariffcore.loader import check_zone, parse_book, read_toml
+from tariffcore.loader import check_zone, parse_book, read_file, read_toml
 from tariffcore.versions import VersionBook, Versioned, check_version
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "intervals",
     "local_at",
     "parse_book",
+    "read_file",
     "read_toml",
     "require_aware",
 ]

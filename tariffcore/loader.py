@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +22,18 @@ def read_toml(text: str, source: str, error: type[ValueError]) -> dict[str, Any]
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise error(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+def read_file(path: Path, error: type[ValueError]) -> str:
+    """The text of a UTF-8 file; unreadable or not UTF-8 is *error*, naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path.name}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
 
 
 def check_zone(data: Mapping[str, Any], zone: ZoneInfo, fields: FieldReader) -> None:

@@ -592,3 +592,16 @@ def test_documented_examples() -> None:
     assert b.total_fen == 1295
     w = parking_waiver(SAMPLE, "cp-zhening", reset)
     assert w is not None and (w.start, w.end) == (at(D, "10:00"), at(D, "11:30"))
+
+
+def test_deeply_nested_toml_and_non_utf8_files_are_tariff_file_errors(tmp_path: Path) -> None:
+    """Found by ``make fuzz`` (file.charging_tariffs): RecursionError, UnicodeDecodeError and
+    OSError escaped the loader; each is now a ChargingTariffFileError naming the file."""
+    with pytest.raises(ChargingTariffFileError, match=r"^deep\.toml: .*nested too deeply"):
+        loads_charging_tariffs("a = " + "{b = " * 5000, "deep.toml", zone=CST)
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"\xff\xfe[[version]]\n")
+    with pytest.raises(ChargingTariffFileError, match=r"^latin1\.toml: not UTF-8 text \(byte 0\)"):
+        load_charging_tariffs(path, CST)
+    with pytest.raises(ChargingTariffFileError, match=r"^absent\.toml: cannot read"):
+        load_charging_tariffs(tmp_path / "absent.toml", CST)

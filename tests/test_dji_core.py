@@ -498,3 +498,15 @@ def test_requests_config_answered_and_others_unsupported_with_the_same_tid_and_b
             got.tid, got.bid, method, data,
         )  # fmt: skip
         assert counted == label
+
+
+def test_an_id_with_a_lone_surrogate_is_rejected_not_a_crash_of_the_reply() -> None:
+    """Found by ``make fuzz`` (dji.messages): json.loads lets a UTF-8-encoded surrogate
+    through, and the status reply echoing that tid raised UnicodeEncodeError out of the
+    link's message handler; the envelope now refuses such an id."""
+    raw = b'{"tid":"\xed\xa0\x80","bid":"b","method":"update_topo","data":{"sub_devices":[]}}'
+    got = envelope.parse(raw)
+    assert isinstance(got, Rejection) and got.reason == "bad_field" and "tid" in got.detail
+    link, _ = quiet_link()
+    link._on_message("sys/product/DOCK1/status", raw)
+    assert link.counts == {"bad_field": 1}

@@ -757,3 +757,14 @@ def test_durations(text: str, expected: dt.timedelta) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(RulesFileError, match=r"^here: x"):
         parse_duration(text, "x", "here")
+
+
+def test_deeply_nested_toml_and_non_utf8_files_are_rules_file_errors(tmp_path: Path) -> None:
+    """Found by ``make fuzz`` (file.rules): a deeply nested array was a RecursionError and a
+    file that is not UTF-8 a UnicodeDecodeError out of the loader; both are RulesFileError."""
+    with pytest.raises(RulesFileError, match=r"^deep\.toml: not valid TOML: nested too deeply"):
+        loads_rules("a = " + "[" * 5000, ZONES, "deep.toml")
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'zone = "Asia/Shanghai"\n\xe9\n')
+    with pytest.raises(RulesFileError, match=r"latin1\.toml: not UTF-8 text \(byte 23\)"):
+        load_rules(path, ZONES)

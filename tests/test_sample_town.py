@@ -326,3 +326,17 @@ def test_duplicate_site_and_sensor_ids_are_rejected() -> None:
 def test_not_toml_is_a_town_file_error() -> None:
     with pytest.raises(TownFileError, match=r"x\.toml: not valid TOML"):
         parse_town("[town\nname=", "x.toml")
+
+
+def test_deeply_nested_toml_and_non_utf8_files_are_town_file_errors(tmp_path: Path) -> None:
+    """Found by ``make fuzz`` (file.town): tomllib recurses per nested array, so a deep one
+    was a RecursionError out of the loader, and a file that is not UTF-8 a
+    UnicodeDecodeError; both are now the typed refusal, naming the file."""
+    with pytest.raises(TownFileError, match=r"deep\.toml: not valid TOML: nested too deeply"):
+        parse_town("a = " + "[" * 5000, "deep.toml")
+    with pytest.raises(TownFileError, match="nested too deeply"):
+        parse_town("a = " + "{b = " * 5000, "deep.toml")
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[town]\nname = "\xe9"\n')
+    with pytest.raises(TownFileError, match=r"latin1\.toml: not UTF-8 text \(byte 15\)"):
+        load_town(path)

@@ -258,3 +258,14 @@ def test_the_shapes_the_cams_send_take_the_lane() -> None:
     out = notify(cam, dialog, BODIES[1], 40.0)
     assert _same_meaning(out.to_bytes(), ("10.1.2.3", 5060))
     assert quick_manscdp(b"<Notify><CmdType>Alarm</CmdType></Notify>", TZ) is None  # not routine
+
+
+def test_a_via_with_too_many_parameters_takes_the_general_way() -> None:
+    """Found by ``make fuzz`` (sip.quick): ``parse_via`` raised ``too_many_params`` out of
+    ``read_quick`` (the endpoint then logged a traceback and dropped the datagram as a
+    handler error); the lane now gives None and the general way refuses it with its reason."""
+    params = ";branch=port" * 50 + ";branch=z9hG4bK326591410"
+    data = _request("MESSAGE", [], [], None, params, b"<Notify/>")
+    assert read_quick(data, 8192) is None
+    with pytest.raises(SipParseError, match="too_many_params"):
+        parse_message(data).top_via  # noqa: B018

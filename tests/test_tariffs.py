@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from parking.tariff_file import TariffFileError, load_sample_tariffs, loads_tariffs
+from parking.tariff_file import TariffFileError, load_sample_tariffs, load_tariffs, loads_tariffs
 from parking.tariffs import Quote, TariffBook, TariffVersion, quote, settle, summary
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -483,3 +484,17 @@ def test_stays_across_a_dst_fold_in_one_zone() -> None:
     assert s.grace_until is not None
     assert s.grace_until.isoformat() == "2026-10-25T02:05:00+01:00"
     assert s.priced_until == paid_at  # left 10 real minutes after paying
+
+
+def test_deeply_nested_toml_and_non_utf8_files_are_tariff_file_errors(tmp_path: Path) -> None:
+    """Found by ``make fuzz`` (file.tariffs): a deeply nested array was a RecursionError out
+    of ``read_toml``, a file that is not UTF-8 a UnicodeDecodeError and a missing one an
+    OSError out of ``load_tariffs``; all three are now a TariffFileError naming the file."""
+    with pytest.raises(TariffFileError, match=r"^deep\.toml: not valid TOML: .*nested too deeply"):
+        loads_tariffs("a = " + "[" * 5000, "deep.toml", zone=CST)
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'note = "\xe9"\n')
+    with pytest.raises(TariffFileError, match=r"^latin1\.toml: not UTF-8 text"):
+        load_tariffs(path, CST)
+    with pytest.raises(TariffFileError, match=r"^absent\.toml: cannot read"):
+        load_tariffs(tmp_path / "absent.toml", CST)

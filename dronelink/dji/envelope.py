@@ -46,6 +46,9 @@ def _id(obj: dict[str, Any], name: str) -> str | Rejection:
         return ""
     if not isinstance(value, str) or len(value) > MAX_ID:
         return Rejection("bad_field", f"{name} must be a short string")
+    if not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value):
+        # json.loads lets UTF-8-encoded surrogates through; a reply echoing them cannot be sent
+        return Rejection("bad_field", f"{name} is not valid text")
     return value
 
 

@@ -318,6 +318,8 @@ def parse_town(text: str, source: str = "<town>") -> Town:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TownFileError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise TownFileError(f"{source}: not valid TOML: nested too deeply") from None
     try:
         return Town.model_validate(raw)
     except ValidationError as exc:
@@ -352,4 +354,6 @@ def load_town(path: Path | None) -> Town:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise TownFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TownFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_town(text, str(path))

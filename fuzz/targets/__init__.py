@@ -1,0 +1,1 @@
+"""One module per protocol family; each exports ``TARGETS``, a tuple of fuzz targets."""
