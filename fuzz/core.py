@@ -129,6 +129,8 @@ def run_target(
             raise  # a bug of the harness, not of a parser
         case, exc = failing[-1]  # hypothesis replays the minimal example last
         result.crash_input = repr(case)[:4000]
-        result.crash_error = "".join(traceback.format_exception(exc))[-4000:]
+        # the exception's own line first (a long input in the frames must not push it out)
+        lines = traceback.format_exception(exc)
+        result.crash_error = (lines[-1] + "".join(lines[:-1]))[:4000]
     result.seconds = time.perf_counter() - started
     return result

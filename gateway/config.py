@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -35,6 +34,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from tariffcore.zones import zone_named
 
 ENV_PREFIX = "CITYGATE_"
 CONFIG_ENV = "CITYGATE_CONFIG"
@@ -220,10 +221,7 @@ class TownConfig(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
+        zone_named(v)  # ValueError: unknown time zone
         return v
 
 

@@ -16,7 +16,6 @@ from collections.abc import Collection, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parking.enforcement import (
     DAY_NAMES,
@@ -30,6 +29,7 @@ from parking.enforcement import (
     ZoneShape,
 )
 from tariffcore import FieldReader
+from tariffcore.zones import zone_named
 
 SAMPLE_RULES = "sample_rules.toml"
 
@@ -248,9 +248,9 @@ def parse_rules(
         if not isinstance(zone_name, str):
             raise _fail("zone", "must be a string such as 'Asia/Shanghai'")
         try:
-            tz = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _fail("zone", f"unknown time zone {zone_name!r}") from None
+            tz = zone_named(zone_name)
+        except ValueError as exc:
+            raise _fail("zone", str(exc)) from None
         raw_rules = _list(data.get("rule", []), "rule")
         rules: list[Rule] = []
         seen: set[str] = set()

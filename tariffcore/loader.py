@@ -8,10 +8,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from tariffcore.fields import FieldReader
 from tariffcore.versions import Versioned
+from tariffcore.zones import zone_named
 
 V = TypeVar("V", bound=Versioned)
 B = TypeVar("B")
@@ -45,9 +46,9 @@ def check_zone(data: Mapping[str, Any], zone: ZoneInfo, fields: FieldReader) -> 
     if not isinstance(name, str):
         raise fields.fail("zone", "must be a string such as 'Asia/Shanghai'")
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise fields.fail("zone", f"unknown time zone {name!r}") from None
+        zone_named(name)
+    except ValueError as exc:
+        raise fields.fail("zone", str(exc)) from None
     if name != zone.key:
         raise fields.fail("zone", f"{name!r} is not the town's zone {zone.key!r}")
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +23,7 @@ from drivers.gates.bus import BusUrlError, canonical_bus_url
 from drivers.gates.models import model_names
 from gateway.config import TownConfig
 from gateway.directory.drones import Drone, drone_problems
+from tariffcore.zones import zone_named
 
 SAMPLE_TOWN = "sample_town.toml"
 
@@ -335,9 +336,9 @@ def town_zone(town: Town, configured: str) -> ZoneInfo:
     The one zone every book (charger health, charging bills, parking tariffs) is given."""
     name = town.town.timezone or configured
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise TownFileError(f"town timezone: unknown time zone {name!r}") from None
+        return zone_named(name)
+    except ValueError as exc:
+        raise TownFileError(f"town timezone: {exc}") from None
 
 
 def configured_zone(config: TownConfig) -> ZoneInfo:

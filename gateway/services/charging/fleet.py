@@ -221,8 +221,7 @@ class ChargerFleet:
         info = self.chargers.get(charger_id)
         return info is not None and info.lifecycle == "maintenance"
 
-    def in_service(self, charger_id: str) -> bool:
-        """Active: the charger's faults and outages are reported (gateway.directory.lifecycle)."""
+    def in_service(self, charger_id: str) -> bool:  # active: its faults are reported
         info = self.chargers.get(charger_id)
         return info is not None and info.lifecycle == "active"
 
