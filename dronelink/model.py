@@ -147,6 +147,7 @@ class DroneLink(Protocol):
     runs a command twice on the aircraft)."""
 
     source: str
+    speaks: bool  # the vehicles of this link have a loudspeaker (``speaker`` can succeed)
 
     def return_home(self, key: str, *, command_id: str) -> Awaitable[CommandOutcome]: ...
 

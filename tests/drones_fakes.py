@@ -33,6 +33,11 @@ class FakeLink:
     outcome: CommandOutcome = field(default_factory=lambda: CommandOutcome(CommandStatus.OK))
     hold: bool = False
     speaker_supported: bool = True
+
+    @property
+    def speaks(self) -> bool:
+        return self.speaker_supported
+
     calls: list[Call] = field(default_factory=list)
     resolved: dict[str, CommandOutcome] = field(default_factory=dict)
     _waiting: dict[str, asyncio.Future[CommandOutcome]] = field(default_factory=dict)

@@ -68,7 +68,11 @@ async def test_who_sees_the_field_and_who_may_command(
         assert r.text.count('<tr id="cam-') == officers, role
         assert 'id="drone-drone-1"' in r.text and 'id="drone-drone-2"' in r.text
         assert ("喊话 · Speak" in r.text) is may and ("返航 · Return home" in r.text) is may, role
-        assert ("/speaker" in r.text) is may
+        # the loudspeaker only where the link has one: drone-1 (DJI), not drone-2 (MAVLink)
+        assert ("/drones/drone-1/speaker" in r.text) is may
+        assert "/drones/drone-2/speaker" not in r.text
+        assert ("此无人机无喊话器" in r.text) is may
+        assert ("/drones/drone-2/return-home" in r.text) is may
         squads = {o.squad for o in TOWN.officers}
         assert all(s in r.text for s in squads)
         assert 'aria-current="page">外勤 · Field' in r.text
@@ -126,8 +130,8 @@ async def test_hostile_command_forms_get_a_4xx(
 ) -> None:
     await login(http, tokens["operator"])
     csrf = csrf_of(http)
-    before = len(await commands(http, tokens, "drone-2"))
-    speaker = "/web/field/drones/drone-2/speaker"
+    before = len(await commands(http, tokens, "drone-1"))
+    speaker = "/web/field/drones/drone-1/speaker"  # the drone with a loudspeaker: its form
     for fields, say in (
         ({"text": ""}, "Say something"),
         ({"text": "   "}, "Say something"),
@@ -162,7 +166,7 @@ async def test_hostile_command_forms_get_a_4xx(
     ):
         r = await http.post(speaker, content=body, headers=headers)
         assert r.status_code == status, (body[:40], r.status_code)
-    assert len(await commands(http, tokens, "drone-2")) == before  # nothing was sent
+    assert len(await commands(http, tokens, "drone-1")) == before  # nothing was sent
 
 
 async def field_events(

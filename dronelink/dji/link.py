@@ -84,6 +84,7 @@ class DjiLink:
     """DJI docks and their aircraft on one MQTT connection (see the module docstring)."""
 
     source = "dji"
+    speaks = True  # the dock's aircraft carry the PSDK speaker
 
     def __init__(
         self,

@@ -82,6 +82,7 @@ class MavlinkLink:
     address), refused past that as ``rate_limited`` before parsing."""
 
     source = SOURCE
+    speaks = False  # no loudspeaker protocol over MAVLink here: ``speaker`` is Unsupported
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ async def _context(state: AppState) -> dict[str, Any]:
                 "dock": None if dock is None else LINKS.get(dock["link"], dock["link"]),
                 "alerts": line.get("alerts") or [],
                 "commands": [_command(c, state) for c in commands],
+                "speaks": _speaks(state, line["kind"]),
             })  # fmt: skip
     squads = []
     cams = view["cams"]
@@ -128,6 +129,12 @@ async def _context(state: AppState) -> dict[str, Any]:
         "default_volume": d.default_volume,
         "service": state.drones is not None,
     }
+
+
+def _speaks(state: AppState, kind: str) -> bool:
+    """Whether this drone's link has a loudspeaker (no button for one that would refuse)."""
+    link = None if state.drones is None else state.drones.links.get(kind)
+    return bool(getattr(link, "speaks", False))
 
 
 def _done(drones: list[dict[str, Any]], command_id: str | None) -> dict[str, Any] | None:
