@@ -166,3 +166,26 @@ def test_every_asset_and_template_ships_in_the_wheel() -> None:
     ]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files
     assert set(assets.FILES.values()) <= {f.removeprefix("static/") for f in files}
+
+
+def test_the_stylesheet_is_well_formed() -> None:
+    """Every block closes where it should: a lost ``}`` once put every rule after a phone-width
+    ``@media`` block inside it (the cases' stepper lost its layout on a desktop)."""
+    from importlib import resources
+
+    css = resources.files("gateway.web").joinpath("static", "web.css").read_text("utf-8")
+    depth, media_opened_at = 0, None
+    for n, line in enumerate(css.splitlines(), 1):
+        code = line.split("/*")[0]
+        if code.lstrip().startswith("@media"):
+            assert depth == 0, f"line {n}: @media inside a block"
+            media_opened_at = n
+        depth += code.count("{") - code.count("}")
+        assert 0 <= depth <= (2 if media_opened_at else 1), f"line {n}: nesting {depth}"
+        if depth == 0:
+            media_opened_at = None
+        if code.startswith(("/*", ".", "table", "form", "h", "#")) and media_opened_at:
+            raise AssertionError(
+                f"line {n}: a top-level rule inside the @media of line {media_opened_at}"
+            )
+    assert depth == 0
