@@ -26,11 +26,13 @@ def test_exit_codes_and_the_summary(
     out = capsys.readouterr().out
     assert "1 error(s): nothing imported" in out
     assert "error: line 2: site_id: unknown site 'no-such-site'" in out
+    assert " added" not in out  # nothing was: what the file would have done is "to add"
     good = tmp_path / "good.csv"
     good.write_text("kind,id,site_id\ncharger,CP-CLI-3,cp-dongguan\n", "utf-8")
     assert main(["import", "-c", str(config), str(good), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("dry run: nothing written") and "+ CP-CLI-3" in out
+    assert "charger: 1 to add, 0 to change, 0 to retire, 0 unchanged" in out
     assert "password" not in out
     assert main(["import", "-c", str(config), str(good)]) == 0
     captured = capsys.readouterr()

@@ -55,19 +55,21 @@ class ProgressOut:
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     """The text summary of an import document (what --json prints, for people)."""
-    if doc["errors"]:
-        head = f"{len(doc['errors'])} error(s): nothing imported"
+    written = not doc["errors"] and not doc["dry_run"]
+    if doc["errors"]:  # the rows that were read well, then what the file would have done
+        head = f"{len(doc['errors'])} error(s): nothing imported ({doc['rows']} rows read well)"
     elif doc["dry_run"]:
-        head = "dry run: nothing written"
+        head = f"dry run: nothing written ({doc['rows']} rows)"
     else:
-        head = "imported"
-    lines = [f"{head} ({doc['rows']} rows)"]
+        head = f"imported ({doc['rows']} rows)"
+    lines = [head]
     for e in doc["errors"]:
         lines.append(f"  error: {e['row']}: {e['field']}: {e['message']}")
     for kind, counts in doc["summary"].items():
+        verbs = ("added", "changed", "retired") if written else ("to add", "to change", "to retire")
         lines.append(
-            f"{kind}: {counts['added']} added, {counts['changed']} changed, "
-            f"{counts['retired']} retired, {counts['unchanged']} unchanged"
+            f"{kind}: {counts['added']} {verbs[0]}, {counts['changed']} {verbs[1]}, "
+            f"{counts['retired']} {verbs[2]}, {counts['unchanged']} unchanged"
         )
         for key in doc["added"].get(kind, [])[:LIST_AT_MOST]:
             lines.append(f"  + {key}")
