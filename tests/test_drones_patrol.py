@@ -8,7 +8,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dronelink.model import DroneFix, DroneReport, LinkState
@@ -213,6 +213,7 @@ def test_rectangles_contain_exactly_their_points(
     x0=_coord, y0=_coord, w=st.floats(1e-4, 0.01), h=st.floats(1e-4, 0.01),
     t=st.floats(0, 1), side=st.integers(0, 3),
 )  # fmt: skip
+@example(x0=0.0, y0=1.4894758500566424e-100, w=0.0078125, h=0.0078125, t=1.0, side=3)
 def test_every_boundary_point_is_inside(
     x0: float, y0: float, w: float, h: float, t: float, side: int
 ) -> None:
