@@ -5,6 +5,7 @@
 #   - sip-tester (SIPp, the GB/T 28181 body cam in the SIP tests)
 #   - chromium and a CJK font (the web page's browser tests drive Debian's chromium through
 #     Playwright; Playwright's own browser download is not used)
+#   - wrk (the load of bench/bench_vacancy.py)
 #   - a PostgreSQL server with trust auth: the machine's on 127.0.0.1:5432 if it lets user
 #     postgres in without a password, else a private cluster on a free port (the tests create
 #     throwaway databases).
@@ -29,6 +30,7 @@ command -v influxd >/dev/null 2>&1 || missing+=(influxdb)                   # In
 command -v socat >/dev/null 2>&1 || missing+=(socat)                      # virtual serial pairs (Modbus RTU tests)
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)                  # SIPp: the body cams' SIP device in tests
 [ -x /usr/bin/chromium ] || missing+=(chromium)                           # the web page's browser tests
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)                          # HTTP load (bench_vacancy)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 \
   || missing+=(fonts-noto-cjk)                                            # Chinese glyphs in those tests
 if [ ${#missing[@]} -gt 0 ]; then echo "installing ${missing[*]}"; need "${missing[@]}"; fi
@@ -45,4 +47,4 @@ if [ "$(scripts/pg-test-server.sh probe 127.0.0.1 5432)" != "trust" ] \
   echo "installing postgresql"; need postgresql
 fi
 pg=$(scripts/pg-test-server.sh ensure)
-echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat, sipp, chromium; $pg"
+echo "test dependencies ready: mosquitto, victoria-metrics, influxd, socat, sipp, chromium, wrk; $pg"
