@@ -67,15 +67,17 @@ def outage_start(
     return min(starts) if starts else None
 
 
-def human(span: timedelta) -> str:
+def human(span: timedelta, *, up_to: int = 120, days_from_h: int = 48) -> str:
+    """*span* in the largest units that read well: seconds below *up_to* s, minutes below
+    *up_to* min, hours and minutes below *days_from_h* h, then days and hours."""
     s = max(0, int(span.total_seconds()))
-    if s < 120:
+    if s < up_to:
         return f"{s} s"
     m = s // 60
-    if m < 120:
+    if m < up_to:
         return f"{m} min"
     h, m = divmod(m, 60)
-    if h < 48:
+    if h < days_from_h:
         return f"{h} h {m} min" if m else f"{h} h"
     d, h = divmod(h, 24)
     return f"{d} d {h} h" if h else f"{d} d"

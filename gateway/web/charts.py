@@ -11,6 +11,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from charging.health.liveness import human
+
 WIDTH = 1000.0  # the charts' viewBox width
 
 # What a status (as the timeline spells it, canonical) is drawn as, and its legend.
@@ -200,14 +202,4 @@ def duration(since: str | None, now: datetime) -> str:
     """How long ago *since* was, coarse: ``45 s``, ``12 min``, ``3 h 5 min``, ``2 d 4 h``."""
     if not since:
         return "—"
-    s = max(0, int((now - datetime.fromisoformat(since)).total_seconds()))
-    if s < 60:
-        return f"{s} s"
-    m = s // 60
-    if m < 60:
-        return f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h" if h else f"{d} d"
+    return human(now - datetime.fromisoformat(since), up_to=60, days_from_h=24)
