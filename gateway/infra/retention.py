@@ -43,7 +43,7 @@ from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-PRUNE_LOCK = 0x6367_0002  # pg_try_advisory_lock key: one pruning instance at a time
+PRUNE_LOCK = 0x6367_0003  # pg_try_advisory_lock key: one pruning instance at a time
 FIRST_ROUND_S = 60.0  # the first round after start (at most interval_s)
 
 
