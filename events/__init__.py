@@ -167,6 +167,8 @@ class SiteCountsChanged(Event):
     free: int
     occupied: int
     unknown: int
+    # Another instance's change, mirrored for this one's live view: it wrote the telemetry.
+    mirrored: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -255,6 +255,12 @@ class OccupancyConfig(_Section):
         description="how long a write-behind commit waits to gather more uplinks before it "
         "runs; their PUBACKs go out when it has committed",
     )
+    shared: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="several instances share the berths: each uplink is decided under its "
+        "berth row's lock in PostgreSQL and every instance follows (docs/operations.md); "
+        "auto = on with PostgreSQL and an [mqtt] shared_group",
+    )
 
 
 class BusConfig(_Section):
@@ -846,6 +852,19 @@ class Settings(_Section):
     bulk_import: BulkImportConfig = BulkImportConfig()
     commissioning: CommissioningConfig = CommissioningConfig()
     demo: DemoConfig = DemoConfig()
+
+    @model_validator(mode="after")
+    def _shared_needs_postgres(self) -> Settings:
+        if self.occupancy.shared == "on" and not self.database.url.startswith("postgresql"):
+            raise ValueError("occupancy.shared = on needs a PostgreSQL [database] url")
+        return self
+
+    @property
+    def shared_berths(self) -> bool:
+        """Whether uplinks are decided under row locks (several instances, one database)."""
+        o = self.occupancy.shared
+        postgres = self.database.url.startswith("postgresql")
+        return o == "on" or (o == "auto" and postgres and self.mqtt.shared_group is not None)
 
 
 # Keys that must never be written in a config file (they may leak with it).

@@ -51,6 +51,7 @@ from gateway.services.bodycams import BodycamService, build_bodycams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.charging.cluster import ChargerCluster, load_charging
+from gateway.services.charging.cluster_link import default_instance_id
 from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
 from gateway.services.lanes.contract import LaneDecider
@@ -63,6 +64,8 @@ from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.persist import Persister, restore
 from gateway.services.parking.providers import ExternalProvider, FakeProvider, PaymentProvider
 from gateway.services.parking.sessions import SessionStore
+from gateway.services.parking.shared_berths import SharedBerths
+from gateway.services.parking.shared_persist import SharedPersister
 from gateway.services.telemetry import Telemetry
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding
 from parking.tariffs import TariffBook
@@ -168,6 +171,7 @@ class Services:
     ingest: SensorIngest
     transport: MqttTransport
     persister: Persister
+    shared_berths: SharedBerths | None  # several instances decide uplinks under row locks
     telemetry: Telemetry
     follower: ChangeFollower
     camera_reads: CameraReads
@@ -312,7 +316,20 @@ async def _build(
         "nbiot": m.nbiot_topic,
         "carpark": m.carpark_topic,
     }
+    shared_berths = (
+        SharedBerths(
+            engine,
+            sessions,
+            live.book,
+            bus,
+            clock,
+            cluster.instance if cluster is not None else default_instance_id(),
+        )
+        if s.shared_berths
+        else None
+    )
     ingest = SensorIngest(
+        shared=shared_berths,
         book=live.book,
         directory=live.directory,
         bus=bus,
@@ -328,14 +345,29 @@ async def _build(
         if not up:
             metrics.reconnects.labels("mqtt").inc()
 
-    persister = Persister(
-        sessions,
-        live.book,
-        live.directory,
-        metrics,
-        s.occupancy.persist_interval_s,
-        session_store=session_store,
-        commit_delay_s=s.occupancy.commit_delay_s,
+    persister = (
+        Persister(
+            sessions,
+            live.book,
+            live.directory,
+            metrics,
+            s.occupancy.persist_interval_s,
+            session_store=session_store,
+            commit_delay_s=s.occupancy.commit_delay_s,
+        )
+        if shared_berths is None
+        else SharedPersister(
+            sessions,
+            live.book,
+            live.directory,
+            metrics,
+            s.occupancy.persist_interval_s,
+            shared=shared_berths,
+            settle=ingest.settle,
+            publish=bus.publish,
+            session_store=session_store,
+            commit_delay_s=s.occupancy.commit_delay_s,
+        )
     )
     transport = MqttTransport(
         mqtt_params(s),
@@ -385,6 +417,7 @@ async def _build(
         ingest=ingest,
         transport=transport,
         persister=persister,
+        shared_berths=shared_berths,
         telemetry=telemetry,
         follower=follower,
         camera_reads=camera_reads,

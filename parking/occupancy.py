@@ -162,6 +162,7 @@ class _Sensor:
     __slots__ = (
         "berth",
         "dev_eui",
+        "floor",
         "last_fcnt",
         "last_seen",
         "limit",
@@ -189,6 +190,7 @@ class _Sensor:
         self.last_seen: datetime | None = None  # newest ts heard from the device, any verdict
         # last_seen, or the binding time if later: nothing stamped before it may change the berth
         self.newest: datetime | None = floor
+        self.floor = floor
         self.lost = False
 
 
@@ -856,6 +858,120 @@ class OccupancyBook:
         sensor.last_fcnt = last_fcnt
         if last_seen is not None and (sensor.newest is None or last_seen > sensor.newest):
             sensor.newest = last_seen
+
+    # -- several instances (one database) -----------------------------------------------------
+    def berth_of(self, dev_eui: str) -> str | None:
+        """The berth a sensor is bound to, if any (a report's row to lock)."""
+        sensor = self._sensors.get(dev_eui) or self._sensors.get(dev_eui.lower())
+        return None if sensor is None else sensor.berth.berth_id
+
+    def silent(self, now: datetime) -> set[str]:
+        """The berths ``sweep(now)`` would declare lost: read only, so a caller can lock their
+        rows first. (Entry/exit sites are not berths; their counts are locked by site.)"""
+        out: set[str] = set()
+        for sensor in self._sensors.values():
+            if sensor.lost:
+                continue
+            seen = sensor.last_seen
+            basis = seen if seen is not None and seen > sensor.watch_from else sensor.watch_from
+            if now - basis > sensor.limit:
+                out.add(sensor.berth.berth_id)
+        return out
+
+    def unlose(self, berth_ids: Iterable[str]) -> None:
+        """Forget that these berths' sensors were declared lost (that declaration was not
+        committed), so the next ``sweep`` declares them again."""
+        for bid in berth_ids:
+            berth = self._berths.get(bid)
+            if berth is not None and berth.sensor is not None:
+                berth.sensor.lost = False
+
+    def mirror_berth(
+        self,
+        berth_id: str,
+        state: BerthState,
+        since: datetime,
+        last_seen: datetime | None,
+        last_fcnt: int | None,
+    ) -> tuple[Event, ...]:
+        """Make a berth exactly what the database says (another instance wrote it, or this
+        one is about to decide on it under the row's lock): nothing dirty, nothing in the
+        journal, since the writer already persisted it and kept its sessions. Returns the
+        site's new counts for the live view when they moved (``mirrored``: not telemetry)."""
+        berth = self._berths.get(berth_id)
+        if berth is None or berth.sensor is None:
+            return ()
+        sensor = berth.sensor
+        site = berth.site
+        before = site.counts() if site.by_sensors else None
+        new = BerthState(state)
+        if last_seen is not None and (sensor.last_seen is None or last_seen > sensor.last_seen):
+            sensor.lost = False  # it spoke to another instance
+        self._retally(site, berth.state, new)
+        berth.state = new
+        berth.since = since
+        sensor.last_seen = last_seen
+        sensor.last_fcnt = last_fcnt
+        floor = sensor.floor
+        sensor.newest = (
+            floor
+            if last_seen is None
+            else last_seen
+            if floor is None or last_seen > floor
+            else floor
+        )
+        if before is None or site.counts() == before:
+            return ()
+        if since > site.updated_at:
+            site.updated_at = since
+        free, occupied, unknown = site.counts()
+        return (
+            SiteCountsChanged(
+                device_id="",
+                ts=since,
+                site_id=site.site_id,
+                capacity=site.capacity,
+                free=free,
+                occupied=occupied,
+                unknown=unknown,
+                mirrored=True,
+            ),
+        )
+
+    def mirror_site_count(
+        self, site_id: str, occupied: int, updated_at: datetime
+    ) -> tuple[Event, ...]:
+        """An entry/exit site's running count exactly as the database has it (see
+        ``mirror_berth``). A count another instance took also ends this one's ``seq``
+        ordering: a re-delivered count is then judged by its time, as after a restore."""
+        site = self._sites.get(site_id)
+        if site is None or site.by_sensors:
+            return ()
+        before = site.counts()
+        if site.known and site.updated_at != updated_at:
+            site.last_seq = None
+        site.count = min(max(occupied, 0), site.capacity)
+        site.known = True
+        site.updated_at = updated_at
+        site.newest = updated_at
+        if site.last_seen is None or updated_at > site.last_seen:
+            site.last_seen = updated_at
+            site.lost = False
+        if site.counts() == before:
+            return ()
+        free, occ, unknown = site.counts()
+        return (
+            SiteCountsChanged(
+                device_id="",
+                ts=updated_at,
+                site_id=site.site_id,
+                capacity=site.capacity,
+                free=free,
+                occupied=occ,
+                unknown=unknown,
+                mirrored=True,
+            ),
+        )
 
     def restore_site_count(self, site_id: str, occupied: int, updated_at: datetime) -> None:
         """Put back an entry/exit site's running count at start-up (no events, nothing dirty).

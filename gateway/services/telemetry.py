@@ -128,7 +128,10 @@ class Telemetry:
                 )
             )
         mapper = PointMapper(DirectoryTags(directory, extra_tags))
-        sub = bus.subscribe("telemetry", maxsize=200_000)
+        # Another instance's change mirrored here: that instance wrote its points.
+        sub = bus.subscribe(
+            "telemetry", lambda e: not getattr(e, "mirrored", False), maxsize=200_000
+        )
         pipeline = TelemetryPipeline(
             events=sub.queue,
             to_lines=mapper.lines,

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,7 +47,10 @@ from events import (
 from gateway.directory.devices import DeviceDirectory, DeviceEntry, Lifecycle
 from gateway.infra.bus import EventBus
 from gateway.metrics import Metrics
-from parking.occupancy import OccupancyBook, SensorReport
+from parking.occupancy import OccupancyBook, Outcome, SensorReport
+
+if TYPE_CHECKING:
+    from gateway.services.parking.shared_berths import SharedBerths
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ class SensorIngest:
         max_payload: int = 65536,
         detector: detection.DetectorConfig | None = None,
         controllers: dict[str, str] | None = None,
+        shared: SharedBerths | None = None,
     ) -> None:
         self.book = book
         self.directory = directory
@@ -98,6 +102,8 @@ class SensorIngest:
         self.detector = detector or detection.DetectorConfig()
         self._detectors: dict[str, detection.DetectorState] = {}
         self._controllers = controllers or {}  # site id -> controller id
+        # Several instances: uplinks are decided at the flush, under their rows' locks.
+        self._shared = shared
         self._in = {s: metrics.messages_in.labels(s) for s in topics}
         self._verdicts = {
             v: metrics.uplink_verdicts.labels(v)
@@ -199,8 +205,20 @@ class SensorIngest:
             self.bus.publish(ev)
 
     def _apply(self, event: SensorReport, occupied: bool | None = None) -> None:
-        outcome = self.book.apply(event, occupied)
+        if self._shared is not None:
+            self._shared.submit(event, occupied)
+            return
+        self.settle(event, self.book.apply(event, occupied))
+
+    def settle(self, event: SensorReport | CarParkCount, outcome: Outcome) -> None:
+        """Count an uplink's verdict and publish what it did (at once, or once the shared
+        flush that decided it has committed)."""
         self._verdicts[outcome.verdict].inc()
+        if isinstance(event, CarParkCount):
+            if outcome.verdict == "applied":
+                self.bus.publish(event)
+                self._emit(outcome.events)
+            return
         if outcome.verdict in ("duplicate", "unbound"):
             return
         self.bus.publish(event)
@@ -349,8 +367,7 @@ class SensorIngest:
             occupied=msg.occupied,
             seq=msg.seq,
         )
-        outcome = self.book.apply_count(event)
-        self._verdicts[outcome.verdict].inc()
-        if outcome.verdict == "applied":
-            self.bus.publish(event)
-            self._emit(outcome.events)
+        if self._shared is not None:
+            self._shared.submit(event)
+            return
+        self.settle(event, self.book.apply_count(event))

@@ -1,0 +1,148 @@
+"""The write-behind flush when several instances share the berths (``shared_berths``): the
+queued uplinks are decided under their rows' locks and written, with their sessions and the
+NOTIFY to the others, in one transaction; only then are their events published, their
+verdicts counted and their PUBACKs sent."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from events import BerthStateChanged, CarParkCount, Event
+from gateway.directory.devices import DeviceDirectory
+from gateway.infra.changes import transient
+from gateway.metrics import Metrics
+from gateway.services.parking.persist import (
+    _DEVICE_UPDATE,
+    MAX_SESSION_ATTEMPTS,
+    Persister,
+)
+from gateway.services.parking.shared_berths import Decided, SharedBerths
+from parking.occupancy import OccupancyBook, Outcome, SensorReport
+
+if TYPE_CHECKING:
+    from gateway.services.parking.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+Settle = Callable[[SensorReport | CarParkCount, Outcome], None]
+
+
+class SharedPersister(Persister):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        book: OccupancyBook,
+        directory: DeviceDirectory,
+        metrics: Metrics,
+        interval_s: float = 1.0,
+        *,
+        shared: SharedBerths,
+        settle: Settle,
+        publish: Callable[[Event], None],
+        session_store: SessionStore | None = None,
+        commit_delay_s: float = 0.005,
+    ) -> None:
+        super().__init__(
+            sessions,
+            book,
+            directory,
+            metrics,
+            interval_s,
+            session_store=session_store,
+            commit_delay_s=commit_delay_s,
+        )
+        self._shared = shared
+        self._settle = settle
+        self._publish = publish
+        self._failures = 0  # failed decisions in a row, not the database being away
+
+    def kick(self) -> None:
+        """Flush soon (a sweep is due)."""
+        self._wake.set()
+
+    async def flush(self) -> bool:
+        acks, self._acks = self._acks, []
+        items = self._shared.take()
+        pend_b, pend_s, pend_d = self._pending
+        berth_ids, site_ids = self._book.take_dirty()  # changed by other paths (bindings…)
+        berth_ids |= pend_b
+        site_ids |= pend_s
+        earlier = self._book.take_changes()
+        if self._store is not None:
+            self._changes.extend(earlier)
+        devices = dict(pend_d)
+        for e in self._directory.take_dirty():
+            devices[e.id] = {
+                "id_": e.id,
+                "last_seen": e.last_seen,
+                "battery_mv": e.battery_mv,
+                "battery_pct": e.battery_pct,
+                "rssi": e.rssi,
+                "snr": e.snr,
+            }
+        due = self._shared.sweep_pending
+        if not (items or berth_ids or site_ids or devices or self._changes or due):
+            self._release(acks)
+            return True
+        degraded = self._failures >= MAX_SESSION_ATTEMPTS  # one bad change must not hold all
+        if degraded and devices:
+            rows = [(_DEVICE_UPDATE, [devices[k] for k in sorted(devices)])]
+            try:
+                await self._write_each(rows)  # a refused device row is counted and dropped
+            except Exception as exc:
+                self._shared.put_back(items, None)
+                return self._failed(acks, (berth_ids, site_ids, devices), "state", exc)
+            devices = {}
+        started = time.perf_counter()
+        decided: Decided | None = None
+        mine: list[BerthStateChanged] = []
+        outcomes: list[str] = []
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self._store is not None:
+                    await stack.enter_async_context(self._store.berth_lock)
+                db = await stack.enter_async_context(self._sessions.begin())
+                decided = await self._shared.decide(db, items)
+                b, s = self._book.take_dirty()
+                all_b, all_s = berth_ids | b, site_ids | s
+                mine = self._book.take_changes()
+                await self._write_rows(db, self._rows(all_b, all_s, devices))
+                changes = self._changes + mine
+                if changes and self._store is not None and not degraded:
+                    outcomes = await self._store.apply_berth_changes(db, changes)
+                await self._shared.notify(db, all_b, all_s)
+        except Exception as exc:
+            self._shared.finished()
+            self._shared.put_back(items, decided)  # decided again, from the rows, next time
+            if not transient(exc):
+                self._failures += 1
+            return self._failed(acks, (berth_ids, site_ids, devices), "state", exc)
+        self._shared.finished()
+        assert decided is not None
+        if self._store is not None:
+            if degraded and (self._changes or mine):
+                self._store.count(["error"] * (len(self._changes) + len(mine)))
+                log.error(
+                    "berth changes left to the reconciler after %d failed flushes",
+                    self._failures,
+                )
+            else:
+                self._store.count(outcomes)
+        self._changes = []
+        self._failures = 0
+        self._pending = (set(), set(), {})
+        self._warn.recovered()
+        self.flushes += 1
+        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+        for event, outcome in decided.outcomes:
+            self._settle(event, outcome)
+        for ev in decided.swept:
+            self._publish(ev)
+        self._release(acks)
+        return True
