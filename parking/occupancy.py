@@ -939,17 +939,15 @@ class OccupancyBook:
         )
 
     def mirror_site_count(
-        self, site_id: str, occupied: int, updated_at: datetime
+        self, site_id: str, occupied: int, updated_at: datetime, seq: int | None
     ) -> tuple[Event, ...]:
-        """An entry/exit site's running count exactly as the database has it (see
-        ``mirror_berth``). A count another instance took also ends this one's ``seq``
-        ordering: a re-delivered count is then judged by its time, as after a restore."""
+        """An entry/exit site's running count exactly as the database has it, with the
+        controller's ``seq`` it was taken at (see ``mirror_berth``)."""
         site = self._sites.get(site_id)
         if site is None or site.by_sensors:
             return ()
         before = site.counts()
-        if site.known and site.updated_at != updated_at:
-            site.last_seq = None
+        site.last_seq = seq
         site.count = min(max(occupied, 0), site.capacity)
         site.known = True
         site.updated_at = updated_at
@@ -1006,6 +1004,10 @@ class OccupancyBook:
         it twice, where ``take_dirty`` only says the berth changed)."""
         changes, self._changes = self._changes, []
         return changes
+
+    def controller_seq(self, site_id: str) -> int | None:
+        """The controller's ``seq`` an entry/exit site's count was last taken at."""
+        return self._sites[site_id].last_seq
 
     def controller_count(self, site_id: str) -> int | None:
         """An entry/exit site's running count even while stale (what persistence saves);

@@ -86,6 +86,7 @@ class SiteRow(Base):
     controller_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     occupied_count: Mapped[int] = mapped_column(Integer, default=0)
     count_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    count_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class BerthRow(Base):

@@ -67,7 +67,7 @@ def _by_key(name: str, columns: tuple[str, ...]) -> Update:
 
 
 _BERTH_UPDATE = _by_key("berths", ("state", "since", "last_seen", "last_fcnt"))
-_SITE_UPDATE = _by_key("sites", ("occupied_count", "count_updated_at"))
+_SITE_UPDATE = _by_key("sites", ("occupied_count", "count_updated_at", "count_seq"))
 # Lifecycle is not written here: a commissioned device's first uplink is made durable (and
 # audited) by the activator (gateway.services.lifecycle), any other move is a technician's.
 _DEVICE_UPDATE = _by_key("devices", ("last_seen", "battery_mv", "battery_pct", "rssi", "snr"))
@@ -279,6 +279,7 @@ class Persister:
                         "id_": sid,
                         "occupied_count": count,
                         "count_updated_at": self._book.site(sid).updated_at,
+                        "count_seq": self._book.controller_seq(sid),
                     }
                 )
         return [

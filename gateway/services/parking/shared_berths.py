@@ -55,7 +55,7 @@ _LOCK_BERTHS = text(
     "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
 _LOCK_SITES = text(
-    "SELECT id, occupied_count, count_updated_at FROM sites "
+    "SELECT id, occupied_count, count_updated_at, count_seq FROM sites "
     "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
 _READ_BERTHS = text(
@@ -63,14 +63,15 @@ _READ_BERTHS = text(
     "WHERE id = ANY(:ids) AND since IS NOT NULL"
 )
 _READ_SITES = text(
-    "SELECT id, occupied_count, count_updated_at FROM sites "
+    "SELECT id, occupied_count, count_updated_at, count_seq FROM sites "
     "WHERE id = ANY(:ids) AND count_updated_at IS NOT NULL"
 )
 _ALL_BERTHS = text(
     "SELECT id, state, since, last_seen, last_fcnt FROM berths WHERE since IS NOT NULL"
 )
 _ALL_SITES = text(
-    "SELECT id, occupied_count, count_updated_at FROM sites WHERE count_updated_at IS NOT NULL"
+    "SELECT id, occupied_count, count_updated_at, count_seq FROM sites "
+    "WHERE count_updated_at IS NOT NULL"
 )
 
 
@@ -221,7 +222,7 @@ class SharedBerths:
             rows = await db.execute(_LOCK_SITES, {"ids": sorted(site_ids)})
             for r in rows:
                 if r.count_updated_at is not None:
-                    book.mirror_site_count(r.id, r.occupied_count, r.count_updated_at)
+                    book.mirror_site_count(r.id, r.occupied_count, r.count_updated_at, r.count_seq)
         out = Decided(berths=berth_ids, sites=site_ids, swept_at=sweep_at)
         for event, occupied in items:
             if isinstance(event, CarParkCount):
@@ -341,7 +342,9 @@ class SharedBerths:
             if key in deciding or decided.get(key, -1) > start:
                 continue
             with contextlib.suppress(KeyError, ValueError):
-                events += book.mirror_site_count(r.id, r.occupied_count, r.count_updated_at)
+                events += book.mirror_site_count(
+                    r.id, r.occupied_count, r.count_updated_at, r.count_seq
+                )
         self.mirrored += len(b_rows) + len(s_rows)
         for ev in events:
             self._bus.publish(ev)
