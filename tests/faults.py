@@ -1,0 +1,299 @@
+"""Helpers of the fault suite (tests/test_faults_*.py, docs/operations.md "Fault suite").
+
+- ``Fleet``: on-street berth sensors whose uplinks can be counted. Sensor *i* sends fCnt
+  1..K, odd frames "occupied", even ones "free", each stamped one second after the last, so
+  every frame is news and the database must end with exactly K/2 closed parking sessions per
+  berth, at known times: a lost uplink is a missing session (or a wrong ``last_fcnt``), an
+  uplink applied twice a session too many.
+- ``Publisher``: one MQTT client per sensor, QoS 1, that keeps sending across a broker outage
+  (a publish that got no PUBACK is sent again, same bytes, on a new connection, as a network
+  server does), counting attempts, PUBACKs and connection failures.
+- ``fleet_counts``: what the database holds for the fleet (berths and sessions), by SQL.
+- ``TcpProxy``: an asyncio TCP relay that can cut every connection and refuse new ones
+  (``cut``), and let them through again (``restore``): a partition between a gateway and its
+  database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiomqtt
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from drivers.sensors import nwave
+from gateway.directory.town import load_town
+from gateway.infra.storage.schema import BerthRow, ParkingSessionRow
+
+TOWN = load_town(None)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    dev: str  # dev EUI, lower case
+    berth: str
+    site: str
+
+    @property
+    def topic(self) -> str:
+        return f"application/faults/device/{self.dev}/event/up"
+
+
+def street_sensors(n: int) -> list[Sensor]:
+    """*n* nwave sensors of on-street berths of the sample town (any sites)."""
+    berths = {b.id: b for b in TOWN.berths}
+    sites = {s.id: s for s in TOWN.sites}
+    out = [
+        Sensor(s.dev_eui.lower(), s.berth, berths[s.berth].site)
+        for s in TOWN.sensors
+        if s.model == "nwave-nps405" and sites[berths[s.berth].site].kind.value == "on_street"
+    ]
+    assert len(out) >= n, f"the sample town has {len(out)} on-street nwave sensors"
+    return out[:n]
+
+
+@dataclass
+class Fleet:
+    sensors: list[Sensor]
+    frames: int  # K per sensor, even: every berth ends free
+    base: datetime = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    )
+
+    def __post_init__(self) -> None:
+        assert self.frames % 2 == 0
+
+    @property
+    def total(self) -> int:
+        return len(self.sensors) * self.frames
+
+    def ts(self, fcnt: int) -> datetime:
+        return self.base + timedelta(seconds=fcnt)
+
+    def uplink(self, s: Sensor, fcnt: int) -> bytes:
+        """The same bytes every time for (sensor, fCnt): a re-send is a true duplicate."""
+        port, data = nwave.encode_status(fcnt % 2 == 1)
+        return json.dumps(
+            {
+                "deduplicationId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{s.dev}/{fcnt}")),
+                "time": self.ts(fcnt).isoformat().replace("+00:00", "Z"),
+                "deviceInfo": {"tenantId": "t", "applicationId": "faults", "devEui": s.dev},
+                "fCnt": fcnt,
+                "fPort": port,
+                "data": base64.b64encode(data).decode(),
+                "rxInfo": [{"gatewayId": "0016c001ff10a235", "rssi": -97, "snr": 7.5}],
+            }
+        ).encode()
+
+    def sessions(self, s: Sensor) -> set[tuple[str, datetime, datetime]]:
+        """The closed sessions the berth of *s* must have: one per occupied/free pair."""
+        return {(s.berth, self.ts(f), self.ts(f + 1)) for f in range(1, self.frames, 2)}
+
+
+@dataclass
+class Publisher:
+    """Sends a fleet's uplinks, one client and one frame in flight per sensor (so each
+    sensor's frames arrive in order), ``rate`` frames/s per sensor, across outages."""
+
+    host: str
+    port: int
+    fleet: Fleet
+    rate: float = 50.0
+    publish_timeout_s: float = 3.0
+    attempts: int = 0  # PUBLISH packets tried (re-sends included)
+    acked: set[tuple[str, int]] = field(default_factory=set)  # (dev, fCnt) with a PUBACK
+    failures: int = 0  # publishes without PUBACK, connections refused or lost
+    down_since: float | None = None  # monotonic time of the first failure of an outage
+    first_ack_after_outage: float | None = None
+    _ack_during_outage: bool = False
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for s in self.fleet.sensors:
+                tg.create_task(self._sensor(s))
+
+    async def _sensor(self, s: Sensor) -> None:
+        fcnt = 1
+        interval = 1.0 / self.rate
+        while fcnt <= self.fleet.frames:
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier=f"pub-{s.dev}-{uuid.uuid4().hex[:4]}"
+                ) as client:
+                    while fcnt <= self.fleet.frames:
+                        started = time.monotonic()
+                        self.attempts += 1
+                        await client.publish(
+                            s.topic,
+                            self.fleet.uplink(s, fcnt),
+                            qos=1,
+                            timeout=self.publish_timeout_s,
+                        )
+                        self.acked.add((s.dev, fcnt))
+                        if self.down_since is not None and self.first_ack_after_outage is None:
+                            self.first_ack_after_outage = time.monotonic()
+                        fcnt += 1
+                        # the sensor's pace (a rate, not a wait for some outcome)
+                        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            except aiomqtt.MqttError:
+                self.failures += 1
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                await asyncio.sleep(0.05)  # reconnect backoff while the broker is away
+
+
+@dataclass
+class FleetCounts:
+    last_fcnt: dict[str, int | None]  # by berth
+    state: dict[str, str]  # by berth
+    sessions: list[tuple[str, datetime, datetime | None]]  # (berth, entry, exit) as stored
+
+    def missing_and_extra(self, fleet: Fleet) -> tuple[int, int]:
+        """Sessions the fleet should have made and that are not there; rows beyond those
+        (a session twice, or one that should not exist)."""
+        want: set[tuple[str, datetime, datetime | None]] = set()
+        for s in fleet.sensors:
+            want |= set(fleet.sessions(s))
+        got = Counter(self.sessions)
+        missing = len(want - set(got))
+        extra = sum(n for k, n in got.items() if k not in want) + sum(
+            n - 1 for k, n in got.items() if k in want
+        )
+        return missing, extra
+
+    def complete(self, fleet: Fleet) -> bool:
+        """Every berth at its last frame, free, with all its sessions and no more."""
+        return (
+            all(self.last_fcnt.get(s.berth) == fleet.frames for s in fleet.sensors)
+            and all(self.state.get(s.berth) == "free" for s in fleet.sensors)
+            and self.missing_and_extra(fleet) == (0, 0)
+        )
+
+
+async def fleet_counts(sessions: async_sessionmaker[AsyncSession], fleet: Fleet) -> FleetCounts:
+    berths = [s.berth for s in fleet.sensors]
+    async with sessions() as db:
+        rows = (
+            await db.execute(
+                select(BerthRow.id, BerthRow.last_fcnt, BerthRow.state).where(
+                    BerthRow.id.in_(berths)
+                )
+            )
+        ).all()
+        stays = (
+            await db.execute(
+                select(
+                    ParkingSessionRow.berth_id,
+                    ParkingSessionRow.entry_at,
+                    ParkingSessionRow.exit_at,
+                ).where(ParkingSessionRow.berth_id.in_(berths))
+            )
+        ).all()
+    return FleetCounts(
+        last_fcnt={r.id: r.last_fcnt for r in rows},
+        state={r.id: r.state for r in rows},
+        sessions=[(str(r.berth_id), _utc(r.entry_at), _utc(r.exit_at)) for r in stays],
+    )
+
+
+async def session_count(sessions: async_sessionmaker[AsyncSession], fleet: Fleet) -> int:
+    async with sessions() as db:
+        n = await db.scalar(
+            select(func.count()).where(
+                ParkingSessionRow.berth_id.in_([s.berth for s in fleet.sensors])
+            )
+        )
+    return int(n or 0)
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def uplink_verdicts(gw: Any) -> dict[str, int]:
+    """``citygate_uplinks_total`` of the chirpstack source by verdict, and messages in."""
+    out = {
+        v: int(gw.metrics_value("citygate_uplinks_total", verdict=v))
+        for v in ("applied", "duplicate", "stale", "unbound")
+    }
+    out["in"] = int(gw.metrics_value("citygate_messages_in_total", source="chirpstack"))
+    return out
+
+
+# -- a TCP proxy that can partition ------------------------------------------------------------
+@dataclass
+class TcpProxy:
+    """``127.0.0.1:port`` relayed to ``target_host:target_port``. ``cut()``: every relayed
+    connection is reset and the port refuses new ones (the listener is closed);
+    ``restore()``: it listens again on the same port."""
+
+    target_host: str
+    target_port: int
+    port: int = 0
+    accepted: int = 0
+    cuts: int = 0
+    _server: asyncio.Server | None = None
+    _conns: set[asyncio.StreamWriter] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for w in list(self._conns):
+            with contextlib.suppress(Exception):
+                w.transport.abort()  # RST, not a polite FIN: the far end is gone
+        self._conns.clear()
+        if server is not None:
+            await server.wait_closed()
+        self.cuts += 1
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        await self.cut()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._conns |= {writer, up_w}
+        for src, dst in ((reader, up_w), (up_r, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._conns.discard(dst)
+            with contextlib.suppress(Exception):
+                dst.transport.abort()
