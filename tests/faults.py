@@ -23,6 +23,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -297,3 +298,114 @@ class TcpProxy:
             self._conns.discard(dst)
             with contextlib.suppress(Exception):
                 dst.transport.abort()
+
+
+# -- the database away while uplinks flow ----------------------------------------------------
+async def readiness(http: Any) -> tuple[int, dict[str, Any]]:
+    """(status, body) of ``/readyz``; (0, {}) when the API does not answer."""
+    try:
+        r = await http.get("/readyz")
+    except Exception:  # the API itself away: not what these tests expect, but say so
+        return 0, {}
+    body: dict[str, Any] = r.json()
+    return r.status_code, body
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    from tests.conftest import wait_for
+
+    return await wait_for(predicate, timeout, interval=0.02, what=what)
+
+
+async def database_outage(
+    gw: Any,
+    broker_host: str,
+    broker_port: int,
+    fleet: Fleet,
+    down: Callable[[], Awaitable[None]],
+    up: Callable[[], Awaitable[None]],
+    fault: str,
+) -> dict[str, Any]:
+    """Sensors publish; after a third is PUBACKed ``down()`` takes the database away; once
+    ``/readyz`` says so and another third is PUBACKed (the broker takes them, the gateway
+    holds their acknowledgements) ``up()`` brings it back. Asserts, once every uplink is
+    PUBACKed: each applied exactly once (berths at their last frame, every parking session
+    there once), whatever came again recognised, the gateway ready again by itself. Returns
+    the figures (also printed as one ``FAULT {...}`` line)."""
+    import httpx
+
+    persister = gw.services.persister
+    pub = Publisher(broker_host, broker_port, fleet, rate=40)
+    fig: dict[str, Any] = {"fault": fault, "uplinks": fleet.total}
+    sending = asyncio.create_task(pub.run())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.api_port}") as http:
+        try:
+            await wait_until(lambda: len(pub.acked) >= fleet.total // 3, 20, "a third sent")
+            assert (await readiness(http))[0] == 200
+            await down()
+            t_down = time.monotonic()
+            at_down = len(pub.acked)
+
+            async def unready() -> dict[str, Any] | None:
+                status, body = await readiness(http)
+                return body if status == 503 else None
+
+            body = await wait_until(unready, 15, "/readyz 503 while the database is away")
+            fig["unready_after_s"] = round(time.monotonic() - t_down, 2)
+            assert body["checks"]["database"] is False, body
+            await wait_until(
+                lambda: len(pub.acked) >= 2 * fleet.total // 3, 20, "uplinks during the outage"
+            )
+            fig["acks_held_in_outage"] = held = persister.acks_held
+            assert held > 0, "acknowledgements are held while the database is away"
+            assert (await readiness(http))[0] == 503, "not ready until the database is back"
+            fig["pubacked_in_outage"] = len(pub.acked) - at_down
+            fig["outage_s"] = round(time.monotonic() - t_down, 2)
+            await up()
+            t_up = time.monotonic()
+
+            async def ready() -> bool:
+                return (await readiness(http))[0] == 200
+
+            await wait_until(ready, 30, "/readyz 200 again by itself")
+            fig["ready_again_s"] = round(time.monotonic() - t_up, 2)
+            cluster = gw.services.charger_cluster  # PostgreSQL: the chargers' locks connection
+            if cluster is not None:
+                await wait_until(lambda: cluster.leader, 15, "charger cluster leader again")
+                fig["charger_leader_again_s"] = round(time.monotonic() - t_up, 2)
+            await wait_until(sending.done, 30, "every uplink PUBACKed")
+            sending.result()
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+
+        async def complete() -> bool:
+            return (await fleet_counts(gw.services.sessions, fleet)).complete(fleet)
+
+        try:
+            await wait_until(complete, 20, "every acknowledged uplink in the database")
+            await wait_until(lambda: persister.acks_held == 0, 10, "every PUBACK sent")
+        finally:
+            counts = await fleet_counts(gw.services.sessions, fleet)
+            verdicts = uplink_verdicts(gw)
+            missing, extra = counts.missing_and_extra(fleet)
+            fig |= {
+                "pubacked": len(pub.acked),
+                "gateway_in": verdicts["in"],
+                "applied": verdicts["applied"],
+                "again_duplicate": verdicts["duplicate"],
+                "again_stale": verdicts["stale"],
+                "sessions": len(counts.sessions),
+                "sessions_missing": missing,
+                "sessions_extra": extra,
+                "failed_commits": int(
+                    gw.metrics_value("citygate_persist_failed_total", kind="state")
+                ),
+            }
+            print("FAULT " + json.dumps(fig))
+        assert len(pub.acked) == fleet.total
+        assert verdicts["applied"] == fleet.total and verdicts["unbound"] == 0
+        assert verdicts["in"] == verdicts["applied"] + verdicts["duplicate"] + verdicts["stale"]
+        assert len(counts.sessions) == fleet.total // 2 and (missing, extra) == (0, 0)
+        assert (await readiness(http))[0] == 200
+    return fig
