@@ -245,8 +245,10 @@ class TcpProxy:
     port: int = 0
     accepted: int = 0
     cuts: int = 0
+    reset: int = 0  # relayed connections reset by cuts
     _server: asyncio.Server | None = None
     _conns: set[asyncio.StreamWriter] = field(default_factory=set)
+    _clients: set[asyncio.StreamWriter] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
@@ -261,6 +263,8 @@ class TcpProxy:
             with contextlib.suppress(Exception):
                 w.transport.abort()  # RST, not a polite FIN: the far end is gone
         self._conns.clear()
+        self.reset += len(self._clients)
+        self._clients.clear()
         if server is not None:
             await server.wait_closed()
         self.cuts += 1
@@ -282,6 +286,7 @@ class TcpProxy:
             return
         self.accepted += 1
         self._conns |= {writer, up_w}
+        self._clients.add(writer)
         for src, dst in ((reader, up_w), (up_r, writer)):
             task = asyncio.create_task(self._pipe(src, dst))
             self._tasks.add(task)
@@ -296,6 +301,7 @@ class TcpProxy:
             pass
         finally:
             self._conns.discard(dst)
+            self._clients.discard(dst)
             with contextlib.suppress(Exception):
                 dst.transport.abort()
 
