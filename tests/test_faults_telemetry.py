@@ -35,14 +35,26 @@ class RawVictoria(Victoria):
         return [a for a in super()._command() if not a.startswith("-dedup.")]
 
 
-@pytest.fixture
-def raw_victoria(tmp_path: Path) -> Iterator[RawVictoria]:
+@pytest.fixture(name="raw_victoria")
+def raw_victoria_fixture(tmp_path: Path) -> Iterator[RawVictoria]:
     where = tmp_path / "victoria"
     where.mkdir()
     server = RawVictoria("victoria-metrics", free_port(), where / "data", where / "vm.log")
     server.start()
     yield server
     server.stop()
+
+
+async def berth_states(vm: Victoria, fleet: Fleet) -> list[tuple[str, int, int]]:
+    """Every ``berth_state`` sample of the fleet in *vm*: (device, ms, occupied)."""
+    devices = {s.dev for s in fleet.sensors}
+    series = await vm_export_async(vm.url, "berth_state_occupied")
+    return [
+        (x["metric"]["device"], ts, int(v))
+        for x in series
+        if x["metric"].get("device") in devices
+        for ts, v in zip(x["timestamps"], x["values"], strict=True)
+    ]
 
 
 @pytest.mark.slow
@@ -64,18 +76,8 @@ async def test_influx_outage_every_point_written_exactly_once(
             "health_interval_s": 0.5,
         },
     )
-    devices = {s.dev for s in fleet.sensors}
     want = {(s.dev, int(fleet.ts(f).timestamp() * 1000), f % 2) for s in fleet.sensors for f in
             range(1, fleet.frames + 1)}  # fmt: skip
-
-    async def samples() -> list[tuple[str, int, int]]:
-        series = await vm_export_async(raw_victoria.url, "berth_state_occupied")
-        return [
-            (x["metric"]["device"], ts, int(v))
-            for x in series
-            if x["metric"].get("device") in devices
-            for ts, v in zip(x["timestamps"], x["values"], strict=True)
-        ]
 
     def pending() -> int:
         try:
@@ -106,7 +108,7 @@ async def test_influx_outage_every_point_written_exactly_once(
             await asyncio.gather(sending, return_exceptions=True)
 
         async def all_points() -> list[tuple[str, int, int]] | None:
-            got = await samples()
+            got = await berth_states(raw_victoria, fleet)
             return got if len(got) >= len(want) else None
 
         try:
@@ -114,7 +116,7 @@ async def test_influx_outage_every_point_written_exactly_once(
             await wait_for(lambda: pending() == 0, 20, what="the spool drained")
             fig["delivered_after_s"] = round(time.monotonic() - t_up, 2)
         finally:
-            got = await samples()
+            got = await berth_states(raw_victoria, fleet)
             counted = Counter(got)
             c = pipeline.counters
             fig |= {
