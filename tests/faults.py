@@ -238,7 +238,10 @@ def uplink_verdicts(gw: Any) -> dict[str, int]:
 class TcpProxy:
     """``127.0.0.1:port`` relayed to ``target_host:target_port``. ``cut()``: every relayed
     connection is reset and the port refuses new ones (the listener is closed);
-    ``restore()``: it listens again on the same port."""
+    ``restore()``: it listens again on the same port. ``freeze()``: a silent partition,
+    packets lost rather than refused: nothing is relayed any more, in either direction, and
+    new connections are accepted but never reach the target; ``thaw()``: what was held is
+    relayed and everything flows again (a partition short enough for TCP to ride out)."""
 
     target_host: str
     target_port: int
@@ -247,11 +250,13 @@ class TcpProxy:
     cuts: int = 0
     reset: int = 0  # relayed connections reset by cuts
     _server: asyncio.Server | None = None
+    _flowing: asyncio.Event = field(default_factory=asyncio.Event)
     _conns: set[asyncio.StreamWriter] = field(default_factory=set)
     _clients: set[asyncio.StreamWriter] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
+        self._flowing.set()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -272,6 +277,12 @@ class TcpProxy:
     async def restore(self) -> None:
         await self.start()
 
+    async def freeze(self) -> None:
+        self._flowing.clear()
+
+    async def thaw(self) -> None:
+        self._flowing.set()
+
     async def close(self) -> None:
         await self.cut()
         for t in list(self._tasks):
@@ -279,6 +290,8 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns.add(writer)
+        await self._flowing.wait()  # frozen: the SYN got through, nothing else does
         try:
             up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
@@ -295,6 +308,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
