@@ -16,20 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, copy_sqlite, gateway_settings, running_gateway, wait_for
 from tests.faults import Fleet, Publisher, fleet_counts, street_sensors, uplink_verdicts
 
 
 @pytest.mark.slow
 async def test_broker_restart_loses_no_acknowledged_uplink_and_applies_none_twice(
-    own_mosquitto: Broker, tmp_path: Path
+    own_mosquitto: Broker, tmp_path: Path, sqlite_template: dict[str, Path]
 ) -> None:
     fleet = Fleet(street_sensors(20), frames=40)
-    settings = gateway_settings(f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}", own_mosquitto)
+    db = copy_sqlite(sqlite_template["town"], tmp_path / "cg.db")  # migrated, town imported
+    settings = gateway_settings(f"sqlite+aiosqlite:///{db}", own_mosquitto)
     async with running_gateway(settings) as gw:
         transport = gw.services.transport
         pub = Publisher(own_mosquitto.host, own_mosquitto.port, fleet, rate=40)
         sending = asyncio.create_task(pub.run())
+        t0 = time.monotonic()
         try:
             await wait_for(lambda: len(pub.acked) >= fleet.total // 3, 20, what="a third sent")
             await asyncio.to_thread(own_mosquitto.stop)
@@ -42,6 +44,7 @@ async def test_broker_restart_loses_no_acknowledged_uplink_and_applies_none_twic
             reconnect_s = time.monotonic() - back
             await wait_for(sending.done, 30, what="every uplink PUBACKed")
             sending.result()
+            publish_s = time.monotonic() - t0
         finally:
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
@@ -74,6 +77,8 @@ async def test_broker_restart_loses_no_acknowledged_uplink_and_applies_none_twic
                         "sessions_missing": missing,
                         "sessions_extra": extra,
                         "reconnect_s": round(reconnect_s, 2),
+                        "publish_s": round(publish_s, 2),
+                        "applied_after_s": round(time.monotonic() - t0 - publish_s, 2),
                         "gateway_reconnects": transport.reconnects,
                     }
                 )

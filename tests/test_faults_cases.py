@@ -27,7 +27,14 @@ from sqlalchemy import func, select
 
 from gateway.infra.storage.schema import CaseReportRow
 from tests.case_system import CaseSystem, case_system_fixture  # noqa: F401
-from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
+from tests.conftest import (
+    Broker,
+    copy_sqlite,
+    gateway_settings,
+    make_tokens,
+    running_gateway,
+    wait_for,
+)
 from tests.faults import TcpProxy
 
 AMBULANCE = (101.08238, 38.78460)  # 同和医院急救通道: rule ambulance-lane-stall, dedup 30m
@@ -60,14 +67,17 @@ async def file_cases(http: httpx.AsyncClient, token: str, first: int, n: int) ->
 
 @pytest.mark.slow
 async def test_case_system_outage_every_case_delivered_exactly_once(
-    mosquitto: Broker, case_system: CaseSystem, tmp_path: Path
+    mosquitto: Broker,
+    case_system: CaseSystem,
+    tmp_path: Path,
+    sqlite_template: dict[str, Path],
 ) -> None:
     # The gateway reaches the case system through a proxy, which can cut the connections of
     # requests whose answers are still owed (stopping the fake system would answer them).
     proxy = TcpProxy("127.0.0.1", case_system.port)
     await proxy.start()
     settings = gateway_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        f"sqlite+aiosqlite:///{copy_sqlite(sqlite_template['town'], tmp_path / 'cg.db')}",
         mosquitto,
         cases={
             "url": case_system.url.replace(f":{case_system.port}/", f":{proxy.port}/"),

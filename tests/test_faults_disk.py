@@ -23,7 +23,7 @@ import pytest
 
 from telemetry import SPOOL_FILE
 from telemetry.spool import read_stats
-from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
+from tests.conftest import Broker, copy_sqlite, gateway_settings, running_gateway, wait_for
 from tests.faults import Fleet, Publisher, street_sensors, uplink_verdicts
 from tests.test_faults_telemetry import RawVictoria, berth_states, raw_victoria_fixture  # noqa: F401
 from tests.test_telemetry_disk_full import fill, small_disk  # noqa: F401
@@ -35,11 +35,12 @@ async def test_full_spool_disk_with_the_server_down_loses_no_point(
     small_disk: Path,  # noqa: F811 - the fixture imported above
     raw_victoria: RawVictoria,
     tmp_path: Path,
+    sqlite_template: dict[str, Path],
 ) -> None:
     fleet = Fleet(street_sensors(20), frames=40)
     spool_dir = small_disk / "spool"
     settings = gateway_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        f"sqlite+aiosqlite:///{copy_sqlite(sqlite_template['town'], tmp_path / 'cg.db')}",
         mosquitto,
         telemetry={
             "url": raw_victoria.url,

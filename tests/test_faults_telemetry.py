@@ -23,7 +23,14 @@ import pytest
 
 from telemetry import SPOOL_FILE
 from telemetry.spool import read_stats
-from tests.conftest import Broker, free_port, gateway_settings, running_gateway, wait_for
+from tests.conftest import (
+    Broker,
+    copy_sqlite,
+    free_port,
+    gateway_settings,
+    running_gateway,
+    wait_for,
+)
 from tests.faults import Fleet, Publisher, street_sensors, uplink_verdicts
 from tests.telemetry_servers import Victoria, vm_export_async
 
@@ -59,12 +66,15 @@ async def berth_states(vm: Victoria, fleet: Fleet) -> list[tuple[str, int, int]]
 
 @pytest.mark.slow
 async def test_influx_outage_every_point_written_exactly_once(
-    mosquitto: Broker, raw_victoria: RawVictoria, tmp_path: Path
+    mosquitto: Broker,
+    raw_victoria: RawVictoria,
+    tmp_path: Path,
+    sqlite_template: dict[str, Path],
 ) -> None:
     fleet = Fleet(street_sensors(20), frames=40)
     spool_dir = tmp_path / "spool"
     settings = gateway_settings(
-        f"sqlite+aiosqlite:///{tmp_path / 'cg.db'}",
+        f"sqlite+aiosqlite:///{copy_sqlite(sqlite_template['town'], tmp_path / 'cg.db')}",
         mosquitto,
         telemetry={
             "url": raw_victoria.url,
