@@ -114,9 +114,6 @@ class Publisher:
     attempts: int = 0  # PUBLISH packets tried (re-sends included)
     acked: set[tuple[str, int]] = field(default_factory=set)  # (dev, fCnt) with a PUBACK
     failures: int = 0  # publishes without PUBACK, connections refused or lost
-    down_since: float | None = None  # monotonic time of the first failure of an outage
-    first_ack_after_outage: float | None = None
-    _ack_during_outage: bool = False
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -141,15 +138,11 @@ class Publisher:
                             timeout=self.publish_timeout_s,
                         )
                         self.acked.add((s.dev, fcnt))
-                        if self.down_since is not None and self.first_ack_after_outage is None:
-                            self.first_ack_after_outage = time.monotonic()
                         fcnt += 1
                         # the sensor's pace (a rate, not a wait for some outcome)
                         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
             except aiomqtt.MqttError:
                 self.failures += 1
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
                 await asyncio.sleep(0.05)  # reconnect backoff while the broker is away
 
 
