@@ -1,7 +1,7 @@
 """Fault suite: a network partition between the gateway and its database (issue 16).
 
 The gateway reaches PostgreSQL (the tests' server, a throwaway database) only through a TCP
-proxy of the test's own (tests/faults.py ``TcpProxy``). ``cut()`` resets every connection
+proxy of the test's own (tests/tcp_proxy.py ``TcpProxy``). ``cut()`` resets every connection
 through it and refuses new ones (the listener is closed), as a partition that the kernel
 reports; ``restore()`` listens again on the same port. Counted as for a database restart:
 uplinks sent, PUBACKed (the broker keeps taking them, the gateway holds their

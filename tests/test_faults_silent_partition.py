@@ -1,7 +1,7 @@
 """Fault suite: a silent partition between the gateway and its database (issue 16).
 
 Unlike tests/test_faults_partition.py (connections reset, new ones refused), packets are lost:
-the TCP proxy in front of PostgreSQL (tests/faults.py ``TcpProxy.freeze``) stops relaying in
+the TCP proxy in front of PostgreSQL (tests/tcp_proxy.py ``TcpProxy.freeze``) stops relaying in
 both directions and accepts new connections without ever reaching the server, so a commit
 neither answers nor fails. The gateway must say so (``/readyz`` 503 once a commit has waited
 ``STUCK_AFTER_S``; it used to stay 200 with every acknowledgement held), lose nothing the
