@@ -52,6 +52,10 @@ Rows = list[tuple[Update, list[dict[str, Any]]]]  # statement, executemany param
 # being away is tried with this many flushes, then counted as an error and left to the
 # reconciler, so one bad change cannot hold every other uplink's acknowledgement.
 MAX_SESSION_ATTEMPTS = 3
+# A commit that has not answered in this long counts as failing (``/readyz``): a database cut
+# off by a silent partition (packets lost, no reset) never answers and never errors, and the
+# gateway would say it is ready while every acknowledgement waits (tests/test_faults_silent*).
+STUCK_AFTER_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class Persister:
         *,
         session_store: SessionStore | None = None,
         commit_delay_s: float = 0.005,
+        stuck_after_s: float = STUCK_AFTER_S,
     ) -> None:
         self._sessions = sessions
         self._book = book
@@ -91,6 +96,8 @@ class Persister:
         self._metrics = metrics
         self._interval = interval_s
         self._commit_delay = commit_delay_s
+        self._stuck_after = stuck_after_s
+        self._flushing_since: float | None = None  # monotonic; None between flushes
         self._store = session_store
         self._warn = OnceLogger(log, "state persistence")
         self._session_warn = OnceLogger(log, "parking sessions from berth changes")
@@ -105,7 +112,11 @@ class Persister:
 
     @property
     def failing(self) -> bool:
-        return self._warn.failing
+        """The last commit failed, or the one under way has not answered for
+        ``stuck_after_s``."""
+        since = self._flushing_since
+        stuck = since is not None and time.monotonic() - since > self._stuck_after
+        return self._warn.failing or stuck
 
     def hold(self, ack: Ack) -> None:
         """Send *ack* once what was handled before it is committed (a flush is due now)."""
@@ -126,7 +137,12 @@ class Persister:
                 self._wake.clear()
                 if self._acks and self._commit_delay:
                     await asyncio.sleep(self._commit_delay)  # gather a batch for one commit
-                if await self.flush():
+                self._flushing_since = time.monotonic()
+                try:
+                    ok = await self.flush()
+                finally:
+                    self._flushing_since = None
+                if ok:
                     self._retry.reset()
                 else:  # the database is away: try again soon, without spinning
                     await asyncio.sleep(min(self._retry.next_delay(), self._interval))
