@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from tests.conftest import Broker, gateway_settings, running_gateway
+from tests.conftest import Broker, gateway_settings, running_gateway, wait_for
 from tests.faults import Fleet, TcpProxy, database_outage, street_sensors
 
 
@@ -50,4 +50,25 @@ async def test_partition_from_the_database_loses_no_acknowledged_uplink(
         proxy.cuts == 1 and proxy.reset > 0 and proxy.accepted > before
     )  # the gateway connected again
     print(f"FAULT partition: {proxy.reset} connections reset, {proxy.accepted - before} new")
+    assert fig["applied"] == fleet.total
+
+
+@pytest.mark.slow
+async def test_partition_with_shared_berths_loses_and_doubles_nothing(
+    mosquitto: Broker, proxied_pg: tuple[str, TcpProxy]
+) -> None:
+    """The same partition with the berths shared (``[occupancy] shared = on``): decisions whose
+    transaction the partition cut are decided again from the rows, the follower's connection
+    comes back by itself, and every uplink is applied once."""
+    url, proxy = proxied_pg
+    settings = gateway_settings(url, mosquitto, occupancy={"shared": "on"})
+    fleet = Fleet(street_sensors(20), frames=40)
+    async with running_gateway(settings) as gw:
+        shared = gw.services.shared_berths
+        assert shared is not None
+        fig = await database_outage(
+            gw, mosquitto.host, mosquitto.port, fleet, proxy.cut, proxy.restore, "shared"
+        )
+        await wait_for(shared.followed.is_set, 10, what="the follower back")
+    assert proxy.cuts == 1 and proxy.reset > 0
     assert fig["applied"] == fleet.total
