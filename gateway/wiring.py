@@ -321,6 +321,7 @@ async def _build(
             engine,
             sessions,
             live.book,
+            live.directory,
             bus,
             clock,
             cluster.instance if cluster is not None else default_instance_id(),

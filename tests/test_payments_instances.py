@@ -85,7 +85,9 @@ async def test_two_instances_never_charge_a_session_twice(pair: tuple[Any, ...])
     body = {"session_id": sid, "amount_fen": due}
     rs = await asyncio.gather(
         *(
-            http.post("/api/v1/payments", json=body, headers=auth(tokens["payments"], f"pay-key-{i}"))
+            http.post(
+                "/api/v1/payments", json=body, headers=auth(tokens["payments"], f"pay-key-{i}")
+            )
             for i, http in enumerate([ha, hb] * 4)
         )
     )

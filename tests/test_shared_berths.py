@@ -102,6 +102,10 @@ async def test_a_frame_decided_on_one_makes_an_older_one_stale_on_the_other(
     feed = b.services.bus.subscribe("test-live")
     await send(a, dev, 11, True, t + timedelta(seconds=2))
     await wait_for(lambda: state(b, s.berth) == "occupied", 2, what="B mirrors A's commit")
+    # ... and the device's health: B shows it heard when A did, without writing it itself.
+    seen_on_b = b.services.live.directory.get(dev)
+    assert seen_on_b is not None and seen_on_b.last_seen == t + timedelta(seconds=2)
+    assert dev not in {e.id for e in b.services.live.directory.take_dirty()}
     # The live view on B heard of it, marked as mirrored (not a point for B to write).
     got: list[Any] = []
     while not feed.queue.empty():

@@ -157,17 +157,20 @@ def test_silent_names_what_the_sweep_declares_and_unlose_lets_it_declare_again()
 def test_notices_stay_under_the_limit_and_round_trip() -> None:
     berths = [f"st-some-long-street-name-{i:05d}" for i in range(1200)]
     sites = [f"site-{i}" for i in range(50)]
-    payloads = notices("host-1234-abcd", berths, sites)
+    devices = [f"70b3d59ba2bc{i:04x}" for i in range(300)]
+    payloads = notices("host-1234-abcd", berths, sites, devices)
     assert len(payloads) > 1
     got_b: list[str] = []
     got_s: list[str] = []
+    got_d: list[str] = []
     for p in payloads:
         assert len(p.encode()) < 8000 and len(p) <= NOTICE_BYTES + 100
         parsed = parse_notice(p)
         assert parsed is not None and parsed[0] == "host-1234-abcd"
         got_b += parsed[1]
         got_s += parsed[2]
-    assert got_b == sorted(berths) and got_s == sorted(sites)
+        got_d += parsed[3]
+    assert got_b == sorted(berths) and got_s == sorted(sites) and got_d == sorted(devices)
     assert notices("x", [], []) == []
 
 
@@ -180,5 +183,6 @@ def test_junk_notices_are_ignored(payload: str) -> None:
 def test_a_notice_of_the_wrong_shape_is_ignored() -> None:
     assert parse_notice(json.dumps({"i": 1, "b": [], "s": []})) is None
     assert parse_notice(json.dumps({"i": "a", "b": "x", "s": []})) is None
-    assert parse_notice(json.dumps({"i": "a", "b": ["x", 3], "s": []})) == ("a", ["x"], [])
+    assert parse_notice(json.dumps({"i": "a", "b": ["x", 3], "s": []})) == ("a", ["x"], [], [])
+    assert parse_notice(json.dumps({"i": "a", "b": [], "s": [], "d": 5})) is None
     assert parse_notice("[1, 2]") is None

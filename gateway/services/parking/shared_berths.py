@@ -11,7 +11,8 @@ that transaction. Two instances deciding on one berth take turns on its row, eac
 from the other's committed frame counter, so no frame is applied twice or after a newer one,
 and sessions (money) follow the one committed order.
 
-The other instances re-read the notified rows into their books (``run``): a dedicated
+The other instances re-read the notified rows into their books (``run``), and the notified
+devices' health (last seen, battery, signal) into their directories: a dedicated
 connection LISTENs, and at each (re)connect every berth and count is re-read, so a
 notification lost with a connection costs nothing. A re-read that a flush of this instance
 overtaken by a flush of this instance is dropped (``_epoch``): that flush read the row later,
@@ -37,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from events import BerthState, CarParkCount, CommsLost, Event
+from gateway.directory.devices import DeviceDirectory
 from gateway.infra.bus import EventBus
 from gateway.logs import OnceLogger
 from parking.occupancy import OccupancyBook, Outcome, SensorReport
@@ -74,6 +76,10 @@ _ALL_SITES = text(
     "WHERE count_updated_at IS NOT NULL"
 )
 
+_DEVICE_HEALTH = "SELECT id, last_seen, battery_mv, battery_pct, rssi, snr FROM devices "
+_READ_DEVICES = text(_DEVICE_HEALTH + "WHERE id = ANY(:ids)")
+_ALL_DEVICES = text(_DEVICE_HEALTH + "WHERE last_seen IS NOT NULL")
+
 
 @dataclass
 class Decided:
@@ -86,41 +92,47 @@ class Decided:
     sites: set[str] = field(default_factory=set)
 
 
-def notices(instance: str, berths: Iterable[str], sites: Iterable[str]) -> list[str]:
-    """NOTIFY payloads naming *berths* and *sites*, each under PostgreSQL's size limit."""
+def notices(
+    instance: str, berths: Iterable[str], sites: Iterable[str], devices: Iterable[str] = ()
+) -> list[str]:
+    """NOTIFY payloads naming *berths*, *sites* and *devices* (their health: last seen,
+    battery, signal), each under PostgreSQL's size limit."""
     out: list[str] = []
-    b: list[str] = []
-    s: list[str] = []
+    parts: dict[str, list[str]] = {"b": [], "s": [], "d": []}
     size = 0
 
     def close() -> None:
         nonlocal size
-        if b or s:
-            out.append(json.dumps({"i": instance, "b": b[:], "s": s[:]}, separators=(",", ":")))
-        b.clear()
-        s.clear()
+        if any(parts.values()):
+            out.append(json.dumps({"i": instance, **parts}, separators=(",", ":")))
+        for v in parts.values():
+            v.clear()
         size = 0
 
-    for kind, ids in ((b, sorted(berths)), (s, sorted(sites))):
-        for one in ids:
+    for kind, ids in (("b", berths), ("s", sites), ("d", devices)):
+        for one in sorted(ids):
             if size + len(one) + 3 > NOTICE_BYTES:
                 close()
-            kind.append(one)
+            parts[kind].append(one)
             size += len(one) + 3
     close()
     return out
 
 
-def parse_notice(payload: str) -> tuple[str, list[str], list[str]] | None:
-    """(instance, berths, sites) of a payload; None for one this release did not write."""
+def parse_notice(payload: str) -> tuple[str, list[str], list[str], list[str]] | None:
+    """(instance, berths, sites, devices) of a payload; None for one this release did not
+    write."""
     try:
         data = json.loads(payload)
         inst, berths, sites = data["i"], data["b"], data["s"]
-    except (ValueError, KeyError, TypeError):
+        devices = data.get("d", [])
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(inst, str) or not isinstance(berths, list) or not isinstance(sites, list):
+    lists = (berths, sites, devices)
+    if not isinstance(inst, str) or not all(isinstance(x, list) for x in lists):
         return None
-    return inst, [x for x in berths if isinstance(x, str)], [x for x in sites if isinstance(x, str)]
+    b, s, d = ([x for x in one if isinstance(x, str)] for one in lists)
+    return inst, b, s, d
 
 
 class SharedBerths:
@@ -131,11 +143,13 @@ class SharedBerths:
         engine: AsyncEngine,
         sessions: async_sessionmaker[Any],
         book: OccupancyBook,
+        directory: DeviceDirectory,
         bus: EventBus,
         clock: Callable[[], datetime],
         instance: str,
     ) -> None:
         self.instance = instance
+        self._directory = directory
         self._engine = engine
         self._sessions = sessions
         self._book = book
@@ -149,6 +163,7 @@ class SharedBerths:
         self._deciding: set[str] = set()  # ... of the decision whose transaction is open
         self._wanted_b: set[str] = set()
         self._wanted_s: set[str] = set()
+        self._wanted_d: set[str] = set()
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._warn = OnceLogger(log, "berths across instances")
@@ -237,9 +252,15 @@ class SharedBerths:
         """The decision's transaction is over (committed or not)."""
         self._deciding = set()
 
-    async def notify(self, db: AsyncSession, berths: Iterable[str], sites: Iterable[str]) -> None:
+    async def notify(
+        self,
+        db: AsyncSession,
+        berths: Iterable[str],
+        sites: Iterable[str],
+        devices: Iterable[str] = (),
+    ) -> None:
         """NOTIFY in *db*'s transaction (PostgreSQL delivers it at commit)."""
-        for payload in notices(self.instance, berths, sites):
+        for payload in notices(self.instance, berths, sites, devices):
             await db.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
 
     # -- following the others -------------------------------------------------------------------
@@ -289,26 +310,31 @@ class SharedBerths:
             return
         self._wanted_b.update(notice[1])
         self._wanted_s.update(notice[2])
+        self._wanted_d.update(notice[3])
         self._wake.set()
 
     async def _reread(self) -> None:
-        if not (self._wanted_b or self._wanted_s):
+        if not (self._wanted_b or self._wanted_s or self._wanted_d):
             return
-        berths, sites = self._wanted_b, self._wanted_s
-        self._wanted_b, self._wanted_s = set(), set()
+        berths, sites, devices = self._wanted_b, self._wanted_s, self._wanted_d
+        self._wanted_b, self._wanted_s, self._wanted_d = set(), set(), set()
         try:
-            await self._read(berths, sites, whole=False)
+            await self._read(berths, sites, devices, whole=False)
         except Exception:
             self._wanted_b |= berths  # read again with the next wake or reconnect
             self._wanted_s |= sites
+            self._wanted_d |= devices
             raise
 
     async def _resync(self) -> None:
         self._wanted_b.clear()
         self._wanted_s.clear()
-        await self._read(set(), set(), whole=True)
+        self._wanted_d.clear()
+        await self._read(set(), set(), set(), whole=True)
 
-    async def _read(self, berths: set[str], sites: set[str], *, whole: bool) -> None:
+    async def _read(
+        self, berths: set[str], sites: set[str], devices: set[str], *, whole: bool
+    ) -> None:
         start = self._epoch
         async with self._sessions() as db:
             b_rows = list(
@@ -323,6 +349,13 @@ class SharedBerths:
                 if whole
                 else await db.execute(_READ_SITES, {"ids": sorted(sites)})
                 if sites
+                else []
+            )
+            d_rows = list(
+                await db.execute(_ALL_DEVICES)
+                if whole
+                else await db.execute(_READ_DEVICES, {"ids": sorted(devices)})
+                if devices
                 else []
             )
         decided, deciding = self._decided, self._deciding
@@ -345,6 +378,15 @@ class SharedBerths:
                 events += book.mirror_site_count(
                     r.id, r.occupied_count, r.count_updated_at, r.count_seq
                 )
-        self.mirrored += len(b_rows) + len(s_rows)
+        for r in d_rows:
+            entry = self._directory.get(r.id)
+            if entry is None or r.last_seen is None:
+                continue
+            if entry.last_seen is None or r.last_seen > entry.last_seen:
+                # Health another instance heard: set, not ``seen`` (this one writes nothing).
+                entry.last_seen = r.last_seen
+                entry.battery_mv, entry.battery_pct = r.battery_mv, r.battery_pct
+                entry.rssi, entry.snr = r.rssi, r.snr
+        self.mirrored += len(b_rows) + len(s_rows) + len(d_rows)
         for ev in events:
             self._bus.publish(ev)

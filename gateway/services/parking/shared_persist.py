@@ -116,7 +116,7 @@ class SharedPersister(Persister):
                 changes = self._changes + mine
                 if changes and self._store is not None and not degraded:
                     outcomes = await self._store.apply_berth_changes(db, changes)
-                await self._shared.notify(db, all_b, all_s)
+                await self._shared.notify(db, all_b, all_s, devices)
         except Exception as exc:
             self._shared.finished()
             self._shared.put_back(items, decided)  # decided again, from the rows, next time
