@@ -37,7 +37,6 @@ from gateway.infra.retention import Retention
 from gateway.services.drones import start_links
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
-from gateway.services.parking.shared_persist import SharedPersister
 from gateway.wiring import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -277,16 +276,10 @@ class Gateway:
 
     async def _sweeper(self) -> None:
         live, bus, shared = self.services.live, self.services.bus, self.services.shared_berths
-        persister = self.services.persister
+        sweep = live.book.sweep if shared is None else shared.sweep  # shared: under row locks
         while True:
             await asyncio.sleep(self.settings.occupancy.sweep_interval_s)
-            if shared is not None:  # the leader's next flush sweeps, under the rows' locks
-                if shared.sweep_due(self.services.clock()) and isinstance(
-                    persister, SharedPersister
-                ):
-                    persister.kick()
-                continue
-            for event in live.book.sweep(self.services.clock()):
+            for event in sweep(self.services.clock()):
                 bus.publish(event)
 
     async def _reconciler(self) -> None:
@@ -339,8 +332,6 @@ class Gateway:
                 run = getattr(link, "run", None)
                 if run is not None:
                     tasks.append(tg.create_task(run(), name=f"drone-link-{source}"))
-        if sv.shared_berths is not None:  # the other instances' uplinks
-            tasks.append(tg.create_task(sv.shared_berths.run(), name="shared-berths"))
         if sv.charger_cluster is not None:  # PostgreSQL: the other instances' chargers
             tasks.append(tg.create_task(sv.charger_cluster.run(), name="charger-cluster"))
         if self.ocpp_server is not None:  # this instance serves chargers

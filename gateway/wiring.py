@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from charging.tariff_file import load_charging_tariffs, load_sample_charging_tariffs
-from drivers.mqtt.transport import MqttTransport, shared
+from drivers.mqtt.transport import MqttTransport
 from events import now_utc
 from gateway.cases.delivery import CaseDelivery, DeliverySettings
 from gateway.cases.metrics import CaseMetrics
@@ -43,7 +43,6 @@ from gateway.directory.town_import import import_town
 from gateway.errors import StartupError
 from gateway.infra.bus import EventBus
 from gateway.infra.changes import ChangeFollower, head_seq
-from gateway.infra.mqtt import mqtt_params
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
@@ -59,13 +58,13 @@ from gateway.services.lanes.service import LaneService
 from gateway.services.lifecycle import Activator
 from gateway.services.lifecycle import wire as wire_lifecycle
 from gateway.services.parking.enforcement import Enforcement
-from gateway.services.parking.ingest import SensorIngest, Source
+from gateway.services.parking.ingest import SensorIngest
 from gateway.services.parking.payments import PaymentService
 from gateway.services.parking.persist import Persister, restore
 from gateway.services.parking.providers import ExternalProvider, FakeProvider, PaymentProvider
 from gateway.services.parking.sessions import SessionStore
 from gateway.services.parking.shared_berths import SharedBerths
-from gateway.services.parking.shared_persist import SharedPersister
+from gateway.services.parking.uplinks import build_uplinks
 from gateway.services.telemetry import Telemetry
 from parking.occupancy import BerthInfo, OccupancyBook, OccupancyConfig, SensorBinding
 from parking.tariffs import TariffBook
@@ -309,76 +308,10 @@ async def _build(
     reconciled = await session_store.reconcile(live.book)
     if reconciled:
         log.info("sessions: %d opened or closed to match the berths' occupancy", reconciled)
-    m = s.mqtt
-    topics: dict[Source, str] = {
-        "chirpstack": m.chirpstack_topic,
-        "tts": m.tts_topic,
-        "nbiot": m.nbiot_topic,
-        "carpark": m.carpark_topic,
-    }
-    shared_berths = (
-        SharedBerths(
-            engine,
-            sessions,
-            live.book,
-            live.directory,
-            bus,
-            clock,
-            cluster.instance if cluster is not None else default_instance_id(),
-        )
-        if s.shared_berths
-        else None
-    )
-    ingest = SensorIngest(
-        shared=shared_berths,
-        book=live.book,
-        directory=live.directory,
-        bus=bus,
-        metrics=metrics,
-        topics=topics,
-        clock=clock,
-        max_payload=m.max_payload_bytes,
-        controllers=live.controllers,
-    )
-
-    def mqtt_state(up: bool) -> None:
-        metrics.connected.labels("mqtt").set(1 if up else 0)
-        if not up:
-            metrics.reconnects.labels("mqtt").inc()
-
-    persister = (
-        Persister(
-            sessions,
-            live.book,
-            live.directory,
-            metrics,
-            s.occupancy.persist_interval_s,
-            session_store=session_store,
-            commit_delay_s=s.occupancy.commit_delay_s,
-        )
-        if shared_berths is None
-        else SharedPersister(
-            sessions,
-            live.book,
-            live.directory,
-            metrics,
-            s.occupancy.persist_interval_s,
-            shared=shared_berths,
-            settle=ingest.settle,
-            publish=bus.publish,
-            session_store=session_store,
-            commit_delay_s=s.occupancy.commit_delay_s,
-        )
-    )
-    transport = MqttTransport(
-        mqtt_params(s),
-        [shared(t, m.shared_group) for t in topics.values()],
-        ingest.handle,
-        on_state=mqtt_state,
-        hold_ack=persister.hold,  # an uplink is acknowledged once its state is committed
-        receive_maximum=m.receive_maximum,
-        backoff_cap=m.reconnect_max_s,
-    )
+    shared_berths, ingest, persister, transport = build_uplinks(
+        s, engine, sessions, live.book, live.directory, live.controllers, bus, metrics, clock,
+        session_store, cluster.instance if cluster is not None else default_instance_id(),
+    )  # fmt: skip
     telemetry = await Telemetry.start(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags
     )

@@ -169,6 +169,7 @@ class SharedBerths:
         self._warn = OnceLogger(log, "berths across instances")
         self.mirrored = 0  # rows re-read from other instances' writes
         self.followed = asyncio.Event()  # set once the first full re-read is done
+        self.on_sweep: Callable[[], None] = lambda: None  # the persister's wake
 
     # -- the receiving side ---------------------------------------------------------------------
     def submit(self, event: SensorReport | CarParkCount, occupied: bool | None = None) -> None:
@@ -198,12 +199,14 @@ class SharedBerths:
     def sweep_pending(self) -> bool:
         return self._sweep_at is not None
 
-    def sweep_due(self, now: datetime) -> bool:
-        """Ask the next flush to declare silent sensors lost; only the leader does."""
-        if not self.leader:
-            return False
-        self._sweep_at = now
-        return True
+    def sweep(self, now: datetime) -> tuple[Event, ...]:
+        """``OccupancyBook.sweep`` for shared berths: the leader asks its next flush to
+        declare silent sensors lost (at once: ``on_sweep``), under the rows' locks; the
+        events come once that is committed, so none are returned here."""
+        if self.leader:
+            self._sweep_at = now
+            self.on_sweep()
+        return ()
 
     async def decide(self, db: AsyncSession, items: Sequence[Item]) -> Decided:
         """Lock the rows *items* (and a due sweep) touch, make the book what they say, then

@@ -5,6 +5,7 @@ verdicts counted and their PUBACKs sent."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -58,13 +59,17 @@ class SharedPersister(Persister):
             commit_delay_s=commit_delay_s,
         )
         self._shared = shared
+        shared.on_sweep = self._wake.set
         self._settle = settle
         self._publish = publish
         self._failures = 0  # failed decisions in a row, not the database being away
 
-    def kick(self) -> None:
-        """Flush soon (a sweep is due)."""
-        self._wake.set()
+    async def run(self) -> None:
+        """The flushes, and the follower of the other instances' writes beside them (they
+        live and die together)."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._shared.run(), name="shared-berths")
+            await super().run()  # ends only by cancellation, which ends the follower too
 
     async def flush(self) -> bool:
         acks, self._acks = self._acks, []
