@@ -3,6 +3,8 @@
 * a frame one instance decided makes an older frame sent to the other instance ``stale``;
 * the follower mirrors the other's commits into the book (counts and berths), and a site's
   mirrored counts reach the live view but not telemetry (the writer wrote those points);
+* every instance hears every NB-IoT frame (its detector needs the whole series), and each
+  frame is taken once;
 * silence is declared by the leader only: one ``CommsLost`` per sensor across the two, and
   both show the berth unknown.
 """
@@ -16,10 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiomqtt
 import pytest
 import pytest_asyncio
 
-from drivers.sensors import nwave
+from drivers.sensors import nbiot, nwave
 from events import CommsLost, SiteCountsChanged
 from gateway.directory.town import load_town
 from tests.conftest import Broker, _psql, gateway_settings, running_gateway, wait_for
@@ -55,9 +58,14 @@ def shared_db(pg_server_url: str) -> Iterator[str]:
 async def pair(mosquitto: Broker, shared_db: str) -> AsyncIterator[tuple[Any, Any]]:
     url = shared_db
     occupancy = {"shared": "on", "sweep_interval_s": 0.05}
+    mqtt = {"shared_group": "pair"}
     async with (
-        running_gateway(gateway_settings(url, mosquitto, occupancy=occupancy), CLOCK) as a,
-        running_gateway(gateway_settings(url, mosquitto, occupancy=occupancy), CLOCK) as b,
+        running_gateway(
+            gateway_settings(url, mosquitto, occupancy=occupancy, mqtt=mqtt), CLOCK
+        ) as a,
+        running_gateway(
+            gateway_settings(url, mosquitto, occupancy=occupancy, mqtt=mqtt), CLOCK
+        ) as b,
     ):
         for gw in (a, b):
             await wait_for(gw.services.shared_berths.followed.is_set, 10, what="follow")
@@ -151,3 +159,40 @@ async def test_silence_is_declared_once_by_the_leader(pair: tuple[Any, Any]) -> 
         (a, b)[i].services.bus.unsubscribe(sub)
     assert sorted(len(x) for x in lost) == [0, 1], lost
     assert lost[leaders.index(True)] == [dev]
+
+
+async def test_every_instance_hears_an_nbiot_sensor_and_each_frame_is_taken_once(
+    pair: tuple[Any, Any], mosquitto: Broker
+) -> None:
+    a, b = pair
+    nb = next(x for x in TOWN.sensors if x.model == "nbiot-geomag")
+    dev = nb.dev_eui.lower()
+    counters = [gw.services.metrics.uplink_verdicts for gw in (a, b)]
+    kinds = ("applied", "duplicate", "stale")
+
+    def now_counts() -> list[list[float]]:
+        return [[c.labels(k).value for k in kinds] for c in counters]
+
+    before = now_counts()
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="nb-pub") as pub:
+        for seq in range(1, 5):  # a car parks above it: agreeing samples debounce
+            frame = nbiot.encode_frame(
+                device_id=dev, seq=seq, raw=(40, -12, 420), baseline=(20, -10, 200)
+            )
+            await pub.publish(f"nbiot/{dev}/up", frame, qos=1)
+
+    def taken() -> tuple[float, float]:
+        """(applied, not taken again: duplicate or, once a later frame is in, stale)."""
+        d = [
+            [x - y for x, y in zip(now, was, strict=True)]
+            for now, was in zip(now_counts(), before, strict=True)
+        ]
+        return sum(x[0] for x in d), sum(x[1] + x[2] for x in d)
+
+    await wait_for(lambda: sum(taken()) == 8, 10, what="both instances judged every frame")
+    assert taken() == (4, 4)  # each frame applied once, not again on the other
+    for gw in (a, b):
+        assert gw.services.ingest._detectors[dev].occupied is True
+    await wait_for(
+        lambda: state(a, nb.berth) == state(b, nb.berth) == "occupied", 2, what="occupied"
+    )

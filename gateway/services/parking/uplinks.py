@@ -82,9 +82,17 @@ def build_uplinks(
             session_store=session_store, commit_delay_s=o.commit_delay_s,
         )
     )  # fmt: skip
+    # With shared berths, every instance hears every NB-IoT frame (no ``$share``): the
+    # gateway's magnetometer detector must see a sensor's whole series to judge it, so each
+    # instance runs it on every frame, and the one decision under the row's lock takes the
+    # frame once (the others find it a duplicate).
+    filters = [
+        t if source == "nbiot" and shared_berths is not None else shared(t, m.shared_group)
+        for source, t in topics.items()
+    ]
     transport = MqttTransport(
         mqtt_params(s),
-        [shared(t, m.shared_group) for t in topics.values()],
+        filters,
         ingest.handle,
         on_state=mqtt_state,
         hold_ack=persister.hold,  # an uplink is acknowledged once its state is committed
