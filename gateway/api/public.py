@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from gateway.api import problems
 from gateway.api.models import BerthOut, BerthsOut, SensorOut, SiteOut, SitesOut
 from gateway.api.site_json import age_of, site_out
 from gateway.api.sse import counts_stream
-from gateway.api.state import AppState, get_state
+from gateway.api.state import AppState, app_state, get_state
 from gateway.directory.town import Site
 from parking.occupancy import SiteState, SiteView
 
@@ -29,12 +28,10 @@ def _site_out(state: AppState, view: SiteView, now: datetime) -> SiteOut:
     return site_out(state.sites[view.site_id], view, age_of(view, now))
 
 
-def _pairs(state: AppState, kind: str | None = None) -> Iterator[tuple[Site, SiteState]]:
+def _pairs(state: AppState, kind: str | None = None) -> list[tuple[Site, SiteState]]:
     sites = state.sites
-    for t in state.book.site_states():
-        s = sites[t[0]]
-        if kind is None or s.kind.value == kind:
-            yield s, t
+    pairs = [(sites[t[0]], t) for t in state.book.site_states()]
+    return pairs if kind is None else [p for p in pairs if p[0].kind.value == kind]
 
 
 def _site_or_404(state: AppState, site_id: str) -> SiteView:
@@ -51,10 +48,11 @@ def _site_or_404(state: AppState, site_id: str) -> SiteView:
     summary="All sites with live counts",
 )
 async def list_sites(
-    state: StateDep,
+    request: Request,
     kind: Annotated[str | None, Query(pattern="^(car_park|on_street)$")] = None,
 ) -> Response:
     # SitesOut's bytes, from each site's JSON kept until it changes (gateway.api.site_json)
+    state = app_state(request)
     body = state.site_json.sites(_pairs(state, kind), state.clock())
     return Response(body, media_type="application/json")
 
@@ -93,7 +91,8 @@ async def list_berths(site_id: str, state: StateDep) -> BerthsOut:
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
-async def city_map(state: StateDep) -> Response:
+async def city_map(request: Request) -> Response:
+    state = app_state(request)
     body = state.site_json.map(_pairs(state), state.clock())
     return Response(body, media_type="application/geo+json")
 
