@@ -51,8 +51,8 @@ from gateway.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 ROUTERS = (
+    public.router,  # first: routing tries routers in order, and these are the busiest paths
     bodycam_registry.router,  # before devices: /devices/bodycams is not a device id
-    public.router,
     tariffs.router,
     sessions.router,
     detections.router,
