@@ -41,7 +41,14 @@ from gateway.api import (
     telemetry,
 )
 from gateway.api.docs import mount_docs
-from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
+from gateway.api.limits import (
+    BodyGate,
+    RateLimit,
+    document,
+    has_body,
+    token_routes,
+    token_verifier,
+)
 from gateway.api.nul import NoNul, json_has_nul, unstorable_handler
 from gateway.api.problems import ProblemError, problem, send_problem
 from gateway.api.rejections import RejectionLog, safe_text, validation_handler
@@ -93,7 +100,8 @@ class BodyLimit:
         self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not has_body(scope):
+            # No length and no chunks: HTTP/1.1 has no body to bound (h11 reads none).
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
