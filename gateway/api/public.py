@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.dependencies.utils import get_dependant, request_params_to_args
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 
 from events import Event, SiteCountsChanged
@@ -40,20 +42,52 @@ def _site_or_404(state: AppState, site_id: str) -> SiteView:
     return state.book.site(site_id)
 
 
+KindQuery = Annotated[str | None, Query(pattern="^(car_park|on_street)$")]
+
+
+def _kind_param(kind: KindQuery = None) -> None:
+    """``GET /sites``'s one parameter, declared here for FastAPI to read and validate."""
+
+
+_KIND_PARAMS = get_dependant(path="/sites", call=_kind_param).query_params
+# As FastAPI writes the parameter in the OpenAPI document (tests/test_api_sites_kind.py
+# holds the two to the same text).
+KIND_OPENAPI = {
+    "name": "kind",
+    "in": "query",
+    "required": False,
+    "schema": {
+        "anyOf": [{"type": "string", "pattern": "^(car_park|on_street)$"}, {"type": "null"}],
+        "title": "Kind",
+    },
+}
+
+
+def kind_of(request: Request) -> str | None:
+    """``kind`` as FastAPI reads and validates a declared query parameter (the same value,
+    the same 422), only when there is a query string: solving a declared parameter costs
+    ``GET /sites`` about a sixth of its time, on every request, most of which have none."""
+    if not request.scope.get("query_string"):
+        return None
+    values, errors = request_params_to_args(_KIND_PARAMS, request.query_params)
+    if errors:
+        raise RequestValidationError(errors)
+    kind: str | None = values["kind"]
+    return kind
+
+
 @router.get(
     "/sites",
     response_model=SitesOut,
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
     summary="All sites with live counts",
+    openapi_extra={"parameters": [KIND_OPENAPI]},
 )
-async def list_sites(
-    request: Request,
-    kind: Annotated[str | None, Query(pattern="^(car_park|on_street)$")] = None,
-) -> Response:
+async def list_sites(request: Request) -> Response:
     # SitesOut's bytes, from each site's JSON kept until it changes (gateway.api.site_json)
     state = app_state(request)
-    body = state.site_json.sites(_pairs(state, kind), state.clock())
+    body = state.site_json.sites(_pairs(state, kind_of(request)), state.clock())
     return Response(body, media_type="application/json")
 
 
