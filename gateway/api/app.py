@@ -173,8 +173,13 @@ def create_app(state: AppState) -> FastAPI:
     )
     mount_docs(app)
     app.state.citygate = state
+    # The public routes straight into the app's own (they are whole: full paths, tags, no
+    # dependencies added at inclusion): an included router is matched twice a request, once
+    # to find it and once to find the route in it, and /sites and /map are the busiest paths.
+    app.router.routes.extend(public.router.routes)
     for router in ROUTERS:
-        app.include_router(router)
+        if router is not public.router:
+            app.include_router(router)
     app.include_router(web_pages.router)  # the web page (gateway.web, docs/web.md)
 
     spec.install(app)
