@@ -20,7 +20,9 @@ and the case system's signed callback are exempt. A client whose bucket is empty
 sends a bearer token that verifies (the app's backend, many users behind one address)
 passes; any other gets 429.
 Verifying only then keeps the database out of the common path and gives a made-up token
-nothing.
+nothing. Whether a request is rate limited follows from its method and path, and is
+remembered per (method, path) in a bounded table, as each peer's client key is: matching a
+public request against every token route cost more than the rest of the middleware stack.
 
 **Web pages.** Staff use ``/web`` from the bureau's offices, many behind one NAT address:
 counting their pages in that address's bucket would share 10 requests/s between them and
