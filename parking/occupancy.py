@@ -33,7 +33,7 @@ each part readable on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -1024,14 +1024,12 @@ class OccupancyBook:
     def sites(self) -> list[SiteView]:
         return [self._site_view(s) for s in self._sites.values()]
 
-    def site_states(self) -> Iterator[SiteState]:
+    def site_states(self) -> list[SiteState]:
         """Each site's view as a plain tuple, in ``SiteView``'s field order (``SiteView(*t)``):
         what the busiest public routes compare with what they served before, at a fraction
         of building the views."""
-        for site in self._sites.values():
-            free, occupied, unknown = site.counts()
-            yield (site.site_id, site.capacity, free, occupied, unknown, site.updated_at,
-                   site.lost)  # fmt: skip
+        return [(s.site_id, s.capacity, *s.counts(), s.updated_at, s.lost)
+                for s in self._sites.values()]  # fmt: skip
 
     def berths(self, site_id: str) -> list[BerthView]:
         return [self._berth_view(b) for b in self._sites[site_id].berths]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api.models import SitesOut
-from gateway.api.site_json import SiteJson, age_of, site_out, state_of
+from gateway.api.site_json import SiteJson, _age_text, age_of, site_out, state_of
 from gateway.directory.town import Counting, Site, SiteKind
 from parking.occupancy import SiteView
 
@@ -98,3 +99,33 @@ def test_a_change_of_counts_or_of_the_town_row_is_served_at_once() -> None:
     got = json.loads(cache.map([(renamed, fuller_t)], NOW))["features"][0]["properties"]
     assert got["name"] == "西大街"
     assert json.loads(cache.sites([(renamed, fuller_t)], NOW))["sites"][0]["name"] == "西大街"
+
+
+def _float_age_text(micros: int) -> bytes:
+    return repr(round(max(0.0, micros / 1_000_000), 3)).encode()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    micros=st.one_of(
+        st.integers(-(10**7), 10**7),
+        st.integers(0, 10**18),
+        st.integers(0, 10**15).map(lambda n: n // 1000 * 1000 + 500),  # ties
+        st.integers(10**15 - 10**4, 10**15 + 10**4),  # the edge of the integer way
+    )
+)
+def test_an_age_from_integers_is_the_float_age(micros: int) -> None:
+    assert _age_text(micros) == _float_age_text(micros)
+
+
+def test_ages_across_a_tie_and_the_edge() -> None:
+    for micros in [*range(-2000, 3001), 2500, 1500, 10**15 - 1, 10**15, 9 * 10**15, 2**53]:
+        assert _age_text(micros) == _float_age_text(micros), micros
+
+
+def test_a_naive_update_time_with_an_aware_now_still_refuses() -> None:
+    site = Site(id="S1", name="x", kind=SiteKind.ON_STREET, lat=1.0, lon=2.0, capacity=1,
+                counting=Counting.BERTH_SENSORS, segment_class="A")  # fmt: skip
+    naive = SiteView("S1", 1, 1, 0, 0, NOW.replace(tzinfo=None), False)
+    with pytest.raises(TypeError):
+        SiteJson().sites([(site, state_of(naive))], NOW)

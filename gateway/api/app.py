@@ -41,7 +41,14 @@ from gateway.api import (
     telemetry,
 )
 from gateway.api.docs import mount_docs
-from gateway.api.limits import BodyGate, RateLimit, document, token_routes, token_verifier
+from gateway.api.limits import (
+    BodyGate,
+    RateLimit,
+    document,
+    has_body,
+    token_routes,
+    token_verifier,
+)
 from gateway.api.nul import NoNul, json_has_nul, unstorable_handler
 from gateway.api.problems import ProblemError, problem, send_problem
 from gateway.api.rejections import RejectionLog, safe_text, validation_handler
@@ -51,8 +58,8 @@ from gateway.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 ROUTERS = (
+    public.router,  # first: routing tries routers in order, and these are the busiest paths
     bodycam_registry.router,  # before devices: /devices/bodycams is not a device id
-    public.router,
     tariffs.router,
     sessions.router,
     detections.router,
@@ -93,7 +100,8 @@ class BodyLimit:
         self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not has_body(scope):
+            # No length and no chunks: HTTP/1.1 has no body to bound (h11 reads none).
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
@@ -165,8 +173,13 @@ def create_app(state: AppState) -> FastAPI:
     )
     mount_docs(app)
     app.state.citygate = state
+    # The public routes straight into the app's own (they are whole: full paths, tags, no
+    # dependencies added at inclusion): an included router is matched twice a request, once
+    # to find it and once to find the route in it, and /sites and /map are the busiest paths.
+    app.router.routes.extend(public.router.routes)
     for router in ROUTERS:
-        app.include_router(router)
+        if router is not public.router:
+            app.include_router(router)
     app.include_router(web_pages.router)  # the web page (gateway.web, docs/web.md)
 
     spec.install(app)

@@ -20,7 +20,9 @@ and the case system's signed callback are exempt. A client whose bucket is empty
 sends a bearer token that verifies (the app's backend, many users behind one address)
 passes; any other gets 429.
 Verifying only then keeps the database out of the common path and gives a made-up token
-nothing.
+nothing. Whether a request is rate limited follows from its method and path, and is
+remembered per (method, path) in a bounded table, as each peer's client key is: matching a
+public request against every token route cost more than the rest of the middleware stack.
 
 **Web pages.** Staff use ``/web`` from the bureau's offices, many behind one NAT address:
 counting their pages in that address's bucket would share 10 requests/s between them and
@@ -202,6 +204,16 @@ def document(routes: Iterable[BaseRoute], token_routes: list[APIRoute]) -> None:
 
 Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
+VERDICTS_MAX = 4096  # (method, path) -> rate limited or not, remembered (oldest dropped first)
+VERDICT_PATH_MAX = 256  # longer paths are matched anew each time (bounds the memory kept)
+CLIENTS_MAX = 4096  # peer address -> client key, remembered (oldest dropped first)
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, most: int) -> None:
+    if len(cache) >= most:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
 
 class RateLimit:
     """Per-client token buckets on public routes; 429 with Retry-After when one is empty."""
@@ -224,6 +236,11 @@ class RateLimit:
         self.trusted = trusted or []
         self.clock = clock
         self._web_verified: OrderedDict[bytes, float] = OrderedDict()  # sha256 -> until
+        # Whether a path is rate limited follows from the method and path alone (matching
+        # them against every token route costs tens of microseconds a request), and a peer's
+        # client key from its address: both remembered, in bounded tables.
+        self._verdicts: dict[tuple[str, str, str], bool] = {}
+        self._clients: dict[str, str] = {}
 
     async def web_staff(self, token: str, now: float) -> bool:
         """Whether a web login cookie's token verifies (remembered for WEB_VERIFIED_S)."""
@@ -242,9 +259,16 @@ class RateLimit:
         return True
 
     def limited(self, scope: Scope) -> bool:
-        if exempt(scope["path"]):
-            return False
-        return not any(r.matches(scope)[0] is Match.FULL for r in self.token_routes)
+        path: str = scope["path"]
+        key = (scope.get("method", ""), path, scope.get("root_path", ""))
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = not exempt(path) and not any(
+                r.matches(scope)[0] is Match.FULL for r in self.token_routes
+            )
+            if len(path) <= VERDICT_PATH_MAX:
+                _remember(self._verdicts, key, verdict, VERDICTS_MAX)
+        return verdict
 
     def client(self, scope: Scope) -> str:
         peer = scope.get("client")
@@ -253,8 +277,12 @@ class RateLimit:
             forwarded = [
                 v.decode("latin-1") for n, v in scope["headers"] if n == b"x-forwarded-for"
             ]
-            address = forwarded_client(address, forwarded, self.trusted)
-        return client_key(address)
+            return client_key(forwarded_client(address, forwarded, self.trusted))
+        key = self._clients.get(address)
+        if key is None:
+            key = client_key(address)
+            _remember(self._clients, address, key, CLIENTS_MAX)
+        return key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.limited(scope):

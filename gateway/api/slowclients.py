@@ -55,6 +55,8 @@ class DeadlineProtocol(H11Protocol):
     on_connect: Callable[[], None] | None = None  # called once a connection is made (TLS: done)
 
     _head_timer: asyncio.TimerHandle | None = None
+    _head_since: float | None = None  # loop time the head being read began; None: none is
+    _head_timer_for: float = 0.0  # the _head_since the pending head timer is due for
     _body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -74,7 +76,10 @@ class DeadlineProtocol(H11Protocol):
         self._follow()  # a pipelined request may have been parsed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head()
+        self._head_since = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         self._cancel_body()
         super().connection_lost(exc)
 
@@ -89,14 +94,32 @@ class DeadlineProtocol(H11Protocol):
         else:
             self._cancel_body()
 
+    # The head's timer is not cancelled when the head is whole: a kept-alive connection
+    # would make and cancel one per request. It stays until it is due, and then sees whether
+    # a head is still being read (and since when): the head it was set for, or a later one
+    # with its own deadline, for which it is set again.
     def _arm_head(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_late)
+        if self._head_since is None:
+            self._head_since = self.loop.time()
+            if self._head_timer is None:
+                self._set_head_timer(self._head_since)
+
+    def _set_head_timer(self, since: float) -> None:
+        self._head_timer_for = since
+        self._head_timer = self.loop.call_at(since + self.header_timeout_s, self._head_due)
 
     def _cancel_head(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_since = None
+
+    def _head_due(self) -> None:
+        self._head_timer = None
+        since = self._head_since
+        if since is None:
+            return  # no head is being read: the next one sets the timer
+        if since != self._head_timer_for:
+            self._set_head_timer(since)  # a later head than the one it was set for
+            return
+        self._head_late()
 
     def _cancel_body(self) -> None:
         if self._body_timer is not None:
@@ -104,7 +127,6 @@ class DeadlineProtocol(H11Protocol):
             self._body_timer = None
 
     def _head_late(self) -> None:
-        self._head_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         self.on_timeout("header_timeout")

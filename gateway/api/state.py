@@ -135,8 +135,14 @@ class AppState:
         )
 
 
+def app_state(request: Request) -> AppState:
+    """The app's state, read in a route: what ``get_state`` gives as a dependency, without
+    the cost of solving one (the busiest public routes take the request instead)."""
+    state: AppState = request.app.state.citygate
+    return state
+
+
 async def get_state(request: Request) -> AppState:
     """The app's state (async: FastAPI runs a plain ``def`` dependency in a worker thread,
     a thread hop on every request for an attribute read)."""
-    state: AppState = request.app.state.citygate
-    return state
+    return app_state(request)
