@@ -2,8 +2,9 @@
 
 ``load`` reads the credentials, the officers and the stored live state (restored presence);
 ``flush`` writes the dirty cams' state in bulk (one INSERT for new rows, one UPDATE by key for
-the rest) and the alarms that arrived, each with the case reports the enforcement rules file
-for it (``officer_alarm``), in one transaction. A failed flush keeps its work for the next one.
+the rest: the full rows, and the routine ones' few columns) and the alarms that arrived, each
+with the case reports the enforcement rules file for it (``officer_alarm``), in one
+transaction. A failed flush keeps its work for the next one.
 """
 
 from __future__ import annotations
@@ -125,16 +126,19 @@ class BodycamStore:
         (and whether it was recorded or a duplicate) after the commit."""
         new = [s for s in states if s["device_id"] not in self._stored]
         old = [{"key": s["device_id"], **s} for s in states if s["device_id"] in self._stored]
+        # full rows and routine ones (``routine_values``: fewer columns), one UPDATE each
+        slices = [[s for s in old if len(s) == n] for n in sorted({len(s) for s in old})]
         cases: list[tuple[CaseRaised, bool]] = []
         table = cast(Table, BodycamStateRow.__table__)
         async with self.sessions.begin() as db:
-            if new:
-                await db.execute(insert(table), new)
+            for n in sorted({len(s) for s in new}):  # one shape per INSERT
+                await db.execute(insert(table), [s for s in new if len(s) == n])
             # Core executemany in slices: the loop answers cams between them (one statement
             # for 2,000 rows held it for ~50 ms)
             by_key = update(table).where(table.c.device_id == bindparam("key"))
-            for i in range(0, len(old), CHUNK):
-                await db.execute(by_key, old[i : i + CHUNK])
+            for rows in slices:
+                for i in range(0, len(rows), CHUNK):
+                    await db.execute(by_key, rows[i : i + CHUNK])
             for a in alarms:
                 row = BodycamAlarmRow(
                     device_id=a.alarm.device_id,
