@@ -91,6 +91,14 @@ def alarm_cases(a: AlarmRecord, rules: RuleBook | None) -> tuple[CaseRaised, ...
     )
 
 
+def _shapes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """*rows* by the columns they set (one executemany needs one shape), in order."""
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(tuple(r), []).append(r)
+    return list(out.values())
+
+
 class BodycamStore:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self.sessions = sessions
@@ -126,17 +134,15 @@ class BodycamStore:
         (and whether it was recorded or a duplicate) after the commit."""
         new = [s for s in states if s["device_id"] not in self._stored]
         old = [{"key": s["device_id"], **s} for s in states if s["device_id"] in self._stored]
-        # full rows and routine ones (``routine_values``: fewer columns), one UPDATE each
-        slices = [[s for s in old if len(s) == n] for n in sorted({len(s) for s in old})]
         cases: list[tuple[CaseRaised, bool]] = []
         table = cast(Table, BodycamStateRow.__table__)
         async with self.sessions.begin() as db:
-            for n in sorted({len(s) for s in new}):  # one shape per INSERT
-                await db.execute(insert(table), [s for s in new if len(s) == n])
+            for rows in _shapes(new):  # full rows, and routine ones (fewer columns)
+                await db.execute(insert(table), rows)
             # Core executemany in slices: the loop answers cams between them (one statement
             # for 2,000 rows held it for ~50 ms)
             by_key = update(table).where(table.c.device_id == bindparam("key"))
-            for rows in slices:
+            for rows in _shapes(old):
                 for i in range(0, len(rows), CHUNK):
                     await db.execute(by_key, rows[i : i + CHUNK])
             for a in alarms:
