@@ -19,7 +19,14 @@ from drivers.gb28181.manscdp import (
 from drivers.gb28181.presence import PresenceState
 from events import BodycamPosition
 from gateway.infra.storage.schema import BodycamStateRow
-from gateway.services.bodycams.cams import CamLive, Dialog, cam_from_row, row_values
+from gateway.services.bodycams.cams import (
+    CamLive,
+    Dialog,
+    cam_from_row,
+    due_cams,
+    routine_values,
+    row_values,
+)
 from gateway.services.bodycams.messages import PendingQueries, apply_message
 from telemetry.mapping import PointMapper
 
@@ -109,3 +116,18 @@ def test_positions_become_bodycam_position_points() -> None:
     assert "lat=38.7851,lon=101.0852,speed_kmh=4.5,direction_deg=90.0" in line
     nan = BodycamPosition(device_id=CAM, ts=T0, lat=float("nan"), lon=101.0)
     assert PointMapper({}).lines(nan) == []
+
+
+def test_due_cams_says_what_due_says_and_routine_rows_are_part_of_the_full_row() -> None:
+    cams = []
+    for n in range(40):
+        c = CamLive(f"{CAM[:-2]}{n:02d}", PresenceState(T0, T0 + timedelta(hours=1)))
+        c.dirty = n % 7 == 0
+        c.routine_since = None if n % 3 == 0 else T0 - timedelta(seconds=n / 2)
+        cams.append(c)
+    for routine_s in (-1.0, 0.0, 0.5, 10.0, 15.0, 300.0):
+        assert due_cams(cams, T0, routine_s) == [c for c in cams if c.due(T0, routine_s)]
+    c = cams[1]
+    c.moved(pos(3))
+    full, routine = row_values(c, T0), routine_values(c, T0)
+    assert routine == {k: full[k] for k in routine} and len(routine) < len(full)

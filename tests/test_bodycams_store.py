@@ -12,7 +12,7 @@ from drivers.gb28181.presence import PresenceState
 from drivers.sip.transport import Peer
 from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BodycamAlarmRow
-from gateway.services.bodycams.cams import CamLive, row_values
+from gateway.services.bodycams.cams import CamLive, routine_values, row_values
 from gateway.services.bodycams.store import (
     CHUNK,
     AlarmRecord,
@@ -61,6 +61,33 @@ async def test_flush_then_load_round_trips(db_url: str) -> None:
         async with sessionmaker_for(engine)() as db:
             (row,) = (await db.execute(select(BodycamAlarmRow))).scalars()
         assert row.case_id is not None and row.description == "SOS"
+    finally:
+        await engine.dispose()
+
+
+async def test_routine_rows_write_their_columns_and_keep_the_rest(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        store = BodycamStore(sessionmaker_for(engine))
+        cams = [cam(n) for n in range(1, CHUNK + 5)]
+        for c in cams:
+            c.battery_percent, c.contact = 80.0, f"sip:{c.device_id}@10.0.0.9"
+        await store.flush([row_values(c, T0) for c in cams], [], lambda c, r: None)
+        for i, c in enumerate(cams):  # positions and keepalives (routine), one power change
+            c.moved(Position(c.device_id, T0 + timedelta(seconds=i), 101.0, 38.0 + i / 1e4))
+            c.presence = c.presence.seen(T0 + timedelta(seconds=40))
+        cams[0].battery_percent = 55.0
+        rows = [row_values(cams[0], T0)] + [routine_values(c, T0) for c in cams[1:]]
+        await store.flush(rows, [], lambda c, r: None)  # one statement of each shape
+        _, _, back = await BodycamStore(sessionmaker_for(engine)).load(60, 3)
+        for c in cams:
+            b = back[c.device_id]
+            assert b.position == c.position and b.peer == c.peer and b.contact == c.contact
+            assert b.presence.last_keepalive == T0 + timedelta(seconds=40)
+            assert b.presence.registered_until == c.presence.registered_until
+        assert back[cams[0].device_id].battery_percent == 55.0
+        assert back[cams[1].device_id].battery_percent == 80.0  # kept: not a routine column
     finally:
         await engine.dispose()
 

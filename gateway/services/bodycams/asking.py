@@ -46,6 +46,9 @@ class Asker:
     local: Local
     endpoint: SipEndpoint
     _sn: itertools.count[int]
+    # No dialog is due for a refresh before this (monotonic): the once-a-second scan of every
+    # cam is skipped until then; a grant (``_subscribe``'s answer) brings it forward.
+    _next_refresh: float = 0.0
 
     def _mono(self) -> float:
         return asyncio.get_running_loop().time()
@@ -115,6 +118,7 @@ class Asker:
                 dialog.expires_at = self._mono() + expires
                 dialog.expires_s = expires
                 cam.subscription = dialog
+                self._next_refresh = min(self._next_refresh, dialog.refresh_at())
             elif r is not None and r.status == 481 and refresh:
                 cam.subscription = None  # the cam forgot the dialog: a new one, once
                 self._subscribe(cam, None)
@@ -125,15 +129,22 @@ class Asker:
             cam.subscribing = False
 
     def refresh_subscriptions(self, mono: float) -> None:
-        now = None
+        """Refresh the dialogs that are due (and drop those of cams gone offline); a scan of
+        every cam only once the earliest refresh is due, not every second."""
+        if mono < self._next_refresh:
+            return
+        now, soonest = None, float("inf")
         for cam in self.cams.values():
             d = cam.subscription
-            if d is None or cam.subscribing:
+            if d is None:
                 continue
-            if mono < d.refresh_at():
+            at = d.refresh_at()
+            if cam.subscribing or mono < at:
+                soonest = min(soonest, at)
                 continue
             now = now or self.clock()
             if cam.presence.online(now):
                 self._subscribe(cam, d)
             else:
                 cam.subscription = None  # gone: subscribed afresh when it registers again
+        self._next_refresh = min(soonest, mono + 60.0)  # and a full look once a minute

@@ -11,8 +11,9 @@ hundred row writes a minute, not a second. The API flushes everything before it 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from drivers.gb28181.manscdp import DeviceInfo, DeviceStatus, Position, Power
@@ -20,7 +21,7 @@ from drivers.gb28181.presence import PresenceState
 from drivers.sip.transport import Peer
 from gateway.infra.storage.schema import BodycamStateRow
 
-__all__ = ["CamLive", "Dialog", "cam_from_row", "row_values"]
+__all__ = ["CamLive", "Dialog", "cam_from_row", "due_cams", "routine_values", "row_values"]
 
 
 @dataclass(slots=True)
@@ -127,6 +128,17 @@ class CamLive:
         return True
 
 
+def due_cams(cams: Iterable[CamLive], now: datetime, routine_s: float) -> list[CamLive]:
+    """The cams the next flush writes, as ``CamLive.due`` says, in one pass over every cam
+    (once a second: one comparison with a cutoff each, not a time difference)."""
+    if routine_s < 0:
+        return [c for c in cams if c.dirty or c.routine_since is not None]
+    cutoff = now - timedelta(seconds=routine_s)
+    return [
+        c for c in cams if c.dirty or (c.routine_since is not None and c.routine_since <= cutoff)
+    ]
+
+
 def _peer(transport: str | None, source: str | None) -> Peer | None:
     if transport not in ("UDP", "TCP") or not source or ":" not in source:
         return None
@@ -180,5 +192,22 @@ def row_values(cam: CamLive, now: datetime) -> dict[str, Any]:
         "manufacturer": cam.manufacturer,
         "model": cam.model,
         "firmware": cam.firmware,
+        "updated_at": now,
+    }
+
+
+def routine_values(cam: CamLive, now: datetime) -> dict[str, Any]:
+    """The columns of *cam*'s ``bodycam_state`` row that a routine change alone moves (the
+    last keepalive, the position): the update of a cam that is not ``dirty``, whose other
+    columns are as last written (every other change marks it dirty)."""
+    p = cam.position
+    return {
+        "device_id": cam.device_id,
+        "last_keepalive": cam.presence.last_keepalive,
+        "lat": p.latitude if p else None,
+        "lon": p.longitude if p else None,
+        "position_at": p.time if p else None,
+        "speed_kmh": p.speed_kmh if p else None,
+        "direction_deg": p.direction_deg if p else None,
         "updated_at": now,
     }

@@ -74,8 +74,8 @@ class QuickLane:
         if not self.flood.allow(device, peer.host, mono):
             self.counts.labels("drop", "rate_limited_device").inc()
             return True
-        table = self.tx["UDP"]
-        got = table.receive_key(q.key, mono)
+        table, key = self.tx["UDP"], q.key  # the key: built once
+        got = table.receive_key(key, mono)
         if isinstance(got, Retransmission):
             self.counts.labels("retransmission", q.method.lower()).inc()
             resend = got.data()
@@ -84,6 +84,6 @@ class QuickLane:
             return True
         self._take(cam, msg, peer, now, mono)
         wire = quick_response(q, peer.addr)
-        table.respond_wire(q.key, wire, mono)
+        table.respond_wire(key, wire, mono)
         self.endpoint.send(peer, wire)
         return True

@@ -39,7 +39,7 @@ from gateway.directory.bodycams import credential, credentials, set_passwords
 from gateway.infra.bus import EventBus
 from gateway.metrics import FastCounter, Metrics
 from gateway.services.bodycams.asking import Asker
-from gateway.services.bodycams.cams import CamLive, row_values
+from gateway.services.bodycams.cams import CamLive, due_cams, routine_values, row_values
 from gateway.services.bodycams.messages import PendingQueries, apply_message, body_charset
 from gateway.services.bodycams.outgoing import Outgoing
 from gateway.services.bodycams.quicklane import QuickLane
@@ -175,11 +175,11 @@ class BodycamService(Asker, QuickLane):
         async with self._flush_lock:
             now = self.clock()
             routine_s = -1.0 if everything else self.config.persist_routine_s
-            due = [cam for cam in self.cams.values() if cam.due(now, routine_s)]
+            due = due_cams(self.cams.values(), now, routine_s)
             alarms, self._alarms = self._alarms, []
             if not due and not alarms:
                 return
-            rows = [row_values(c, now) for c in due]
+            rows = [(row_values if c.dirty else routine_values)(c, now) for c in due]
             for cam in due:
                 cam.written()
             try:

@@ -2,8 +2,9 @@
 
 ``load`` reads the credentials, the officers and the stored live state (restored presence);
 ``flush`` writes the dirty cams' state in bulk (one INSERT for new rows, one UPDATE by key for
-the rest) and the alarms that arrived, each with the case reports the enforcement rules file
-for it (``officer_alarm``), in one transaction. A failed flush keeps its work for the next one.
+the rest: the full rows, and the routine ones' few columns) and the alarms that arrived, each
+with the case reports the enforcement rules file for it (``officer_alarm``), in one
+transaction. A failed flush keeps its work for the next one.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def alarm_cases(a: AlarmRecord, rules: RuleBook | None) -> tuple[CaseRaised, ...
     )
 
 
+def _shapes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """*rows* by the columns they set (one executemany needs one shape), in order."""
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(tuple(r), []).append(r)
+    return list(out.values())
+
+
 class BodycamStore:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self.sessions = sessions
@@ -128,13 +137,14 @@ class BodycamStore:
         cases: list[tuple[CaseRaised, bool]] = []
         table = cast(Table, BodycamStateRow.__table__)
         async with self.sessions.begin() as db:
-            if new:
-                await db.execute(insert(table), new)
+            for rows in _shapes(new):  # full rows, and routine ones (fewer columns)
+                await db.execute(insert(table), rows)
             # Core executemany in slices: the loop answers cams between them (one statement
             # for 2,000 rows held it for ~50 ms)
             by_key = update(table).where(table.c.device_id == bindparam("key"))
-            for i in range(0, len(old), CHUNK):
-                await db.execute(by_key, old[i : i + CHUNK])
+            for rows in _shapes(old):
+                for i in range(0, len(rows), CHUNK):
+                    await db.execute(by_key, rows[i : i + CHUNK])
             for a in alarms:
                 row = BodycamAlarmRow(
                     device_id=a.alarm.device_id,
