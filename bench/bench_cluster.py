@@ -65,8 +65,12 @@ class Instance:
             **os.environ,
             "CITYGATE_DATABASE__URL": json.dumps(db),
             "CITYGATE_MQTT__PORT": str(mqtt_port),
-            # a session of its own: an earlier run's subscriptions must not come back with it
-            "CITYGATE_MQTT__CLIENT_ID": f'"bench-{n}-{uuid.uuid4().hex[:6]}"',
+            # Instance n of each shared run takes up instance n's session of the run before:
+            # Mosquitto goes on queueing a shared group's share for a stopped member's
+            # persistent session (docs/operations.md), so a fresh id per run would leave
+            # uplinks waiting for an instance that never comes back. The single-instance run
+            # has ids of its own (its plain subscriptions must not come back in a shared run).
+            "CITYGATE_MQTT__CLIENT_ID": f'"bench-{"shared" if shared else "local"}-{n}"',
             "CITYGATE_API__PORT": str(self.api),
             "CITYGATE_API__METRICS_TOKEN_REQUIRED": "false",
             "CITYGATE_OCPP__PORT": str(free_port()),
