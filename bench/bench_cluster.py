@@ -9,7 +9,8 @@ Prints one JSON line per figure: {"name", "value", "unit", "baseline", ...}.
              once (``[occupancy] shared = off``, no shared group): the single-instance path.
 3. shared N: N = 1, 2, 3 ``citygate run`` processes in one MQTT 5 shared subscription group,
              each uplink decided under its berth row's lock (``shared = on``). Timed from the
-             first publish until the database shows every berth as its last uplink said.
+             first publish until the database shows every berth as its last uplink said;
+             the instances' CPU (user + system, /proc) over that time per uplink.
 
 The machine has 2 cores: the publisher, the broker, PostgreSQL and the instances share them,
 so this reports the scaling, it does not promise it.
@@ -105,6 +106,12 @@ class Instance:
             await asyncio.sleep(0.1)
         raise RuntimeError("a gateway did not get ready in 90 s")
 
+    def cpu_s(self) -> float:
+        """The process's user + system CPU seconds so far (all its threads)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def handled(self) -> int:
         text = (await self.http.get("/metrics")).text
         return sum(
@@ -126,6 +133,7 @@ async def run(
         await gws[0].start()
         await asyncio.gather(*(g.start() for g in gws[1:]))
         before = sum([await g.handled() for g in gws])
+        cpu0 = sum(g.cpu_s() for g in gws)
         proc, ready = spawn(mqtt_port, count, fcnt, None)
         await asyncio.sleep(1.0)  # the publisher process has started and connected
         ready.set()
@@ -137,12 +145,18 @@ async def run(
                 raise RuntimeError("the uplinks were not all committed in 300 s")
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        cpu = sum(g.cpu_s() for g in gws) - cpu0
         await asyncio.to_thread(proc.join)
         spread = [await g.handled() - (before if i == 0 else 0) for i, g in enumerate(gws)]
     finally:
         for g in gws:
             await g.stop()
-    return {"rate": count / elapsed, "elapsed": elapsed, "spread": spread}
+    return {
+        "rate": count / elapsed,
+        "elapsed": elapsed,
+        "spread": spread,
+        "cpu_us": cpu / count * 1e6,
+    }
 
 
 async def wrong_berths(dsn: str, first_fcnt: int, count: int) -> int:
@@ -181,7 +195,8 @@ async def main(count: int, instances: list[int], keep: Path | None) -> None:
                 fcnt = 1
                 one = await run(db, dsn, broker.port, tmp, count, False, 1, fcnt)
                 emit("cluster_uplinks_one_local", one["rate"], "uplinks/s", round(raw, 1),
-                     ratio=round(one["rate"] / raw, 3))  # fmt: skip
+                     ratio=round(one["rate"] / raw, 3),
+                     gateway_cpu_us_per_uplink=round(one["cpu_us"], 1))  # fmt: skip
                 for n in instances:
                     fcnt += 1 + count // len(lorawan_sensors())
                     got = await run(db, dsn, broker.port, tmp, count, True, n, fcnt)
@@ -193,6 +208,7 @@ async def main(count: int, instances: list[int], keep: Path | None) -> None:
                         instances=n,
                         ratio=round(got["rate"] / one["rate"], 3),
                         handled_per_instance=got["spread"],
+                        gateway_cpu_us_per_uplink=round(got["cpu_us"], 1),
                     )
             finally:
                 broker.stop()
