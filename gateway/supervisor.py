@@ -35,6 +35,7 @@ from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
 from gateway.infra.retention import Retention
 from gateway.services.drones import start_links
+from gateway.services.lanes.cluster_gates import ClusterGates
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
 from gateway.services.parking.shared_persist import SharedPersister
@@ -302,7 +303,7 @@ class Gateway:
     async def _gates(self) -> None:
         """Poll the lanes' gate controllers (over Modbus; nothing with ``[lanes] gates = none``)."""
         lanes = self.services.lanes
-        if isinstance(lanes.gates, ModbusGates):
+        if isinstance(lanes.gates, ModbusGates | ClusterGates):  # ClusterGates: PostgreSQL
             await lanes.gates.run(lambda: [rt.config for rt in lanes.lanes.values()])
 
     def _tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[Any]]:
@@ -333,6 +334,8 @@ class Gateway:
         ]
         if self.settings.bodycams.enabled:  # this instance is the body cams' SIP platform
             tasks.append(tg.create_task(sv.bodycams.run(), name="bodycams"))
+            if sv.shared_cams is not None:  # PostgreSQL: the cams other instances hold
+                tasks.append(tg.create_task(sv.shared_cams.run(), name="shared-cams"))
         if self.settings.drones.enabled:  # the drones' timers and write-behind, and links
             tasks.append(tg.create_task(sv.drones.run(), name="drones"))
             for source, link in sv.drones.links.items():

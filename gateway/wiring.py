@@ -48,13 +48,16 @@ from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
 from gateway.services.bodycams import BodycamService, build_bodycams
+from gateway.services.bodycams.shared import SharedCams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.charging.cluster import ChargerCluster, load_charging
 from gateway.services.charging.cluster_link import default_instance_id
 from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
+from gateway.services.lanes.cluster_gates import ClusterGates
 from gateway.services.lanes.contract import LaneDecider
+from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.lanes.service import LaneService
 from gateway.services.lifecycle import Activator
 from gateway.services.lifecycle import wire as wire_lifecycle
@@ -177,6 +180,7 @@ class Services:
     camera_reads: CameraReads
     lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
     bodycams: BodycamService
+    shared_cams: SharedCams | None  # PostgreSQL: the cams other instances hold, mirrored
     drones: DroneService  # runs with [drones] enabled (the links: services/drones/links.py)
     activator: Activator  # a commissioned device's first good message, made durable
 
@@ -316,17 +320,17 @@ async def _build(
         "nbiot": m.nbiot_topic,
         "carpark": m.carpark_topic,
     }
-    shared_berths = (
-        SharedBerths(
-            engine,
-            sessions,
-            live.book,
-            bus,
-            clock,
-            cluster.instance if cluster is not None else default_instance_id(),
+    instance = cluster.instance if cluster is not None else default_instance_id()
+    postgres = s.database.url.startswith("postgresql")
+    if postgres:  # several instances: one drives each gate bus, the others relay to it
+        local = lanes.gates if isinstance(lanes.gates, ModbusGates) else None
+        cluster_gates = ClusterGates(engine, sessions, instance, clock, local)
+        cluster_gates.lane_of = lambda lane_id: (
+            rt.config if (rt := lanes.lanes.get(lane_id)) is not None else None
         )
-        if s.shared_berths
-        else None
+        lanes.gates = cluster_gates
+    shared_berths = (
+        SharedBerths(engine, sessions, live.book, bus, clock, instance) if s.shared_berths else None
     )
     ingest = SensorIngest(
         shared=shared_berths,
@@ -383,6 +387,8 @@ async def _build(
     )
     bodycams = await build_bodycams(s.bodycams, sessions, bus, metrics, clock, zone,
                                     case_delivery.kick, lambda: enforcement.rules)  # fmt: skip
+    # PostgreSQL: several instances may each hold some cams; each mirrors the others' rows
+    shared_cams = SharedCams(engine, bodycams, instance) if postgres else None
     drones = await build_drones(s, sessions, bus, metrics, clock)
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
@@ -423,6 +429,7 @@ async def _build(
         camera_reads=camera_reads,
         lane_decider=lane_decider,
         bodycams=bodycams,
+        shared_cams=shared_cams,
         drones=drones,
         activator=activator,
     )

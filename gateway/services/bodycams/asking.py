@@ -64,8 +64,8 @@ class Asker:
         """After a registration (or a restored cam's first message): DeviceInfo, DeviceStatus
         and Catalog queries (the Catalog's parts reassembled by SN and SumNum), and the
         position SUBSCRIBE."""
-        if cam.peer is None or not cam.presence.online(self.clock()):
-            return
+        if cam.peer is None or cam.elsewhere or not cam.presence.online(self.clock()):
+            return  # not here, or another instance's (it asks)
         if not cam.queried:
             cam.queried = True
             for cmd in ("DeviceInfo", "DeviceStatus", "Catalog"):
@@ -128,7 +128,7 @@ class Asker:
         now = None
         for cam in self.cams.values():
             d = cam.subscription
-            if d is None or cam.subscribing:
+            if d is None or cam.subscribing or cam.elsewhere:
                 continue
             if mono < d.refresh_at():
                 continue

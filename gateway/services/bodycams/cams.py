@@ -7,6 +7,10 @@ behind the signalling: a change (registration, power, a new address) at the next
 (``dirty``), a routine one (a keepalive's time, a new position: a few a minute from every
 cam) once it is ``persist_routine_s`` old (``routine_since``), so 2,000 cams cost a few
 hundred row writes a minute, not a second. The API flushes everything before it answers.
+
+On PostgreSQL with several instances, a cam another instance wrote last is mirrored from its
+row (``elsewhere``: that instance's id): shown, never written, asked or subscribed from here,
+until a message or REGISTER from the cam reaches this instance, which then holds it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class CamLive:
     queried: bool = False  # DeviceInfo/DeviceStatus asked since the last registration
     dirty: bool = False  # a change to write at the next flush
     routine_since: datetime | None = None  # a routine change (keepalive, position) unwritten
+    elsewhere: str | None = None  # mirrored: the instance that holds it (wrote it last)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def registered(self, now: datetime, expires_s: int, peer: Peer, contact: str | None) -> None:
@@ -70,15 +75,18 @@ class CamLive:
         self.peer, self.contact = peer, contact
         self.queried = False
         self.dirty = True
+        self.elsewhere = None
 
     def unregistered(self) -> None:
         self.presence = self.presence.unregistered()
         self.subscription = None
         self.dirty = True
+        self.elsewhere = None
 
     def seen(self, now: datetime, peer: Peer) -> None:
         """A message from the cam: a routine change, unless it now speaks from elsewhere."""
         self.presence = self.presence.seen(now)
+        self.elsewhere = None  # heard here: ours now
         if peer != self.peer:
             self.peer = peer
             self.dirty = True
@@ -95,6 +103,10 @@ class CamLive:
         return self.dirty or (
             since is not None and (routine_s < 0 or (now - since).total_seconds() >= routine_s)
         )
+
+    def unwritten(self) -> bool:
+        """A change of this instance not yet written (a mirror must not overwrite it)."""
+        return self.dirty or self.routine_since is not None
 
     def written(self) -> None:
         self.dirty, self.routine_since = False, None
@@ -155,6 +167,7 @@ def cam_from_row(row: BodycamStateRow, interval_s: float, count: int) -> CamLive
         manufacturer=row.manufacturer,
         model=row.model,
         firmware=row.firmware,
+        elsewhere=row.instance_id,
     )
 
 

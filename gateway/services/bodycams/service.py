@@ -117,7 +117,7 @@ class BodycamService(Asker, QuickLane):
         self.limits = XmlLimits(max_bytes=c.max_message_bytes)
         self._sn = itertools.count(int.from_bytes(os.urandom(2), "big") + 1)
         self._alarms: list[AlarmRecord] = []
-        self._flush_lock = asyncio.Lock()
+        self.flush_lock = asyncio.Lock()
         self.local = Local(c.platform_id, c.effective_realm, c.host, c.sip_port)
         self.activate: Callable[[str], None] = lambda device_id: None  # the lifecycle's
 
@@ -172,7 +172,7 @@ class BodycamService(Asker, QuickLane):
         """Write the cams due (every change, with *everything*; else routine ones once they
         are ``persist_routine_s`` old) and the alarms that arrived (kept for the next try
         on failure)."""
-        async with self._flush_lock:
+        async with self.flush_lock:
             now = self.clock()
             routine_s = -1.0 if everything else self.config.persist_routine_s
             due = [cam for cam in self.cams.values() if cam.due(now, routine_s)]
@@ -349,7 +349,7 @@ class BodycamService(Asker, QuickLane):
         for reason in effects.dropped:
             self.counts.labels("message", reason).inc()
         for p in effects.positions:
-            self._publish_position(cam, p)
+            self.publish_position(cam.device_id, p)
         if effects.alarm is not None:
             self._alarm(cam, effects.alarm, now)
         if effects.catalog is not None:
@@ -368,11 +368,11 @@ class BodycamService(Asker, QuickLane):
         cred = self.credentials.get(device_id)
         return self.officers.get(cred.officer_id) if cred and cred.officer_id else None
 
-    def _publish_position(self, cam: CamLive, p: Any) -> None:
-        o = self._officer_of(cam.device_id)
+    def publish_position(self, device_id: str, p: Any) -> None:
+        o = self._officer_of(device_id)
         self.bus.publish(
             BodycamPosition(
-                device_id=cam.device_id,
+                device_id=device_id,
                 ts=p.time,
                 lat=p.latitude,
                 lon=p.longitude,
