@@ -16,9 +16,10 @@ costs a second. A command nobody takes within ``TAKE_S`` fails ("no instance dri
 bus"), is never run late; one taken but unanswered in time is ``unconfirmed``.
 
 **The same gate state everywhere.** The driver writes what it polled of each lane's gate to
-``gate_states`` once a second; the others read those rows once a second into the status
-operators see (with ``driver``, the instance that drives the bus); a row not renewed for
-``STALE_S`` shows the gate offline.
+``gate_states`` (a change at its next second, with a NOTIFY; every row every ``RENEW_S``);
+the others re-read those rows at the notice and once a second into the status operators
+see (with ``driver``, the instance that drives the bus); a row not renewed for ``STALE_S``
+shows the gate offline.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ LOCK_NS = 0x6367_0020  # the advisory locks' first key (the second: the bus's ha
 POLL_S = 1.0
 TAKE_S = 3.0  # a relayed command nobody takes in this time fails
 RUN_S = 11.0  # and one taken is answered in this time, under the lane's 15 s
+RENEW_S = 2.0  # every gate state row is written again this often (a change: at once)
 STALE_S = 5.0  # a gate state row older than this: its driver is gone
 
 
@@ -100,6 +102,8 @@ class ClusterGates:
         self.held: set[str] = set()  # bus keys this instance drives
         self._lanes: dict[str, LaneConfig] = {}
         self._remote: dict[str, tuple[str, dict[str, Any], datetime]] = {}
+        self._written: dict[str, dict[str, Any]] = {}  # lane: the state last written
+        self._renewed: datetime | None = None
         self._answers: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -231,6 +235,8 @@ class ClusterGates:
             return
         if kind == "command" and notice.get("bus") in self.held:
             self._spawn(self._serve(command_id))
+        elif kind == "states" and notice.get("from") != self.instance:
+            self._wake.set()
         elif kind == "done" and notice.get("to") == self.instance:
             waiter = self._answers.get(command_id)
             if waiter is not None and not waiter.done():
@@ -288,6 +294,7 @@ class ClusterGates:
         if self.held:
             log.warning("gates: %s lets go of %s", self.instance, ", ".join(sorted(self.held)))
         self.held.clear()
+        self._written.clear()
         if self.local is not None:
             self.local.resync()
 
@@ -325,20 +332,32 @@ class ClusterGates:
         if local is None or not self.held:
             return
         now = self._clock()
-        rows = []
+        renew = self._renewed is None or (now - self._renewed).total_seconds() >= RENEW_S
+        rows, changed = [], False
         for lane_id, lane in self._lanes.items():
             bus = bus_key(lane.gate_bus)
             status = local.status(lane_id) if bus in self.held else None
-            if status is not None:
-                rows.append({"lane_id": lane_id, "bus": bus, "instance_id": self.instance,
-                             "status": status, "updated_at": now})  # fmt: skip
+            if status is None:
+                continue
+            what = {k: v for k, v in status.items() if k != "read_at"}
+            if what != self._written.get(lane_id):
+                changed = True
+            elif not renew:
+                continue
+            rows.append({"lane_id": lane_id, "bus": bus, "instance_id": self.instance,
+                         "status": status, "updated_at": now})  # fmt: skip
+            self._written[lane_id] = what
         if not rows:
             return
+        if renew:
+            self._renewed = now
         table = cast(Table, GateStateRow.__table__)
         up = pg_insert(table)
         cols = {k: up.excluded[k] for k in ("bus", "instance_id", "status", "updated_at")}
         async with self._sessions.begin() as db:
             await db.execute(up.on_conflict_do_update(index_elements=["lane_id"], set_=cols), rows)
+            if changed:
+                await self._notify(db, {"k": "states", "from": self.instance, "id": ""})
 
     async def _read_states(self) -> None:
         async with self._sessions() as db:
