@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from drivers.aio import wait_for
 from drivers.gates.bus import BusUrlError, parse_bus_url
+from drivers.gates.controller import GateController
 from gateway.infra.storage.schema import GateCommandRow, GateStateRow
 from gateway.logs import OnceLogger
 from gateway.services.lanes.config import LaneConfig
@@ -133,6 +134,10 @@ class ClusterGates:
             return {**status, "online": False, "driver": instance,
                     "error": f"no news from {instance} since {at.isoformat()}"}  # fmt: skip
         return {**status, "driver": instance}
+
+    def controller(self, lane_id: str) -> GateController | None:
+        """This instance's controller of the lane's gate (polled only while it drives the bus)."""
+        return None if self.local is None else self.local.controller(lane_id)
 
     def forget(self, lane_id: str) -> None:
         self._lanes.pop(lane_id, None)
