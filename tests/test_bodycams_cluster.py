@@ -1,7 +1,8 @@
 """Body cams across two gateway instances on one PostgreSQL database (issue 16): a SIP cam
 (``tests.sip_uac``) registers with A; B's field view and memory show it online with its power,
 position, last keepalive and alarm within about a second, B never asks or subscribes it, the
-alarm is filed once; when the cam registers with B instead, B holds it and A mirrors it."""
+alarm is filed once; when the cam registers with B instead, B holds it and A mirrors it, and
+a lost notification (the listening connection killed) is made up by the re-read at reconnect."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from drivers.gb28181.device import Fix, alarm_body, mobile_position_body
 from gateway.directory.bodycams import set_passwords
@@ -167,6 +168,26 @@ async def test_the_cam_moves_to_b_and_a_follows(pair: tuple[Any, Any]) -> None:
             row = await db.get(BodycamStateRow, CAM)
         assert row is not None and row.instance_id == instance(b)
         # B's row carries the last keepalive; A shows it from there
+        await wait_for(
+            lambda: (
+                a.services.bodycams.cams[CAM].presence.last_keepalive
+                == b.services.bodycams.cams[CAM].presence.last_keepalive
+            ),
+            5,
+        )
+        # A's listening connection is lost while B writes: A's re-read at reconnect has it
+        async with a.services.sessions() as db:
+            killed = await db.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN %citygate_bodycams%'"
+                )
+            )
+        assert killed == 2  # A's and B's
+        before = a.services.shared_cams.connects
+        assert (await on_b.keepalive(4)).status == 200
+        await b.services.bodycams.flush()
+        await wait_for(lambda: a.services.shared_cams.connects > before, 5, what="reconnected")
         await wait_for(
             lambda: (
                 a.services.bodycams.cams[CAM].presence.last_keepalive

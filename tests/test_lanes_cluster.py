@@ -1,9 +1,9 @@
 """Lanes across gateway instances on one PostgreSQL database (issue 16), with a real Modbus
-TCP gate (``gateway.demo.gates``): A drives the gate's bus, B (``[lanes] gates = "none"``)
-shows the gate's polled state and relays a camera's raise and an operator's open to A, which
-runs them and returns the read-back; with A gone B's command fails at once, never run late.
-Two instances that can both reach the bus: exactly one drives it, the other takes over
-when it stops."""
+TCP gate (``gateway.demo.gates``): A drives the gate's bus; B (``[lanes] gates = "none"``)
+shows the gate's polled state and relays a camera's raise (its HTTP push to B) and an
+operator's open to A, which runs them and returns the read-back; with A gone, B's command
+fails within seconds, never run late, and B shows the gate offline. Two instances that can
+both reach the bus: exactly one drives it, the other takes over when it stops."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from drivers.gates.models import shipped_model
+from gateway.demo.cameras import HikvisionCamera
 from gateway.demo.gates import GateSimulator, SimGate
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
@@ -114,12 +115,22 @@ async def test_b_shows_and_commands_the_gate_a_drives(
             now = await wait_for(polled_on_b, 5, interval=0.1, what="A's polling shown on B")
             print(f"\ngate state on B {time.monotonic() - t0:.2f} s after A took the bus")
             assert now["driver"] == gates(a).instance
-            # a camera's read at B's lane: B decides, A raises the gate, B gets the read-back
+            # the lane's camera pushes a plate to B over HTTP (a load balancer chose B): B
+            # decides, A raises the gate, B gets the read-back
+            tech = (await make_tokens(b))["technician"]
+            r = await api(b, "POST", "/api/v1/devices/cameras", tech,
+                          json={"id": "cam-test-in", "vendor": "hikvision",
+                                "site_id": "cp-keyunzhan", "lane_id": LANE})  # fmt: skip
+            assert r.status_code == 201, r.text
+            await wait_for(lambda: b.services.live.directory.get("cam-test-in"), 5)
+            cam = HikvisionCamera(f"http://127.0.0.1:{b.api_port}", "cam-test-in",
+                                  r.json()["secret"])  # fmt: skip
             t0 = time.monotonic()
-            answer = await b.services.lanes.on_read(
-                LaneRead("cam-test-in", "甘G24680", datetime.now(UTC), "r1")
-            )
-            assert answer.open
+            try:
+                pushed = await cam.push("甘G24680", datetime.now(UTC))
+            finally:
+                await cam.aclose()
+            assert pushed.status_code == 200, pushed.text
             d = await settled(lane(b), 1)
             print(f"relayed raise confirmed on B after {time.monotonic() - t0:.2f} s")
             assert d.state == "confirmed", d.detail

@@ -79,6 +79,7 @@ class SharedCams:
         self._warn = OnceLogger(log, "body cams: following the other instances")
         self.followed = asyncio.Event()  # set once the first full re-read is done
         self.mirrored = 0  # rows re-read (a test's and a log's figure)
+        self.connects = 0  # (re)connections of the listening connection
         service.store.instance = instance
         service.store.notify = self.notify
 
@@ -100,6 +101,7 @@ class SharedCams:
                 driver.add_termination_listener(lambda *_: self._lost.set())
                 self._wanted.clear()
                 await self._read(None)
+                self.connects += 1
                 self.followed.set()
                 self._warn.recovered()
                 while not self._lost.is_set():
