@@ -19,7 +19,7 @@ bus"), is never run late; one taken but unanswered in time is ``unconfirmed``.
 ``gate_states`` (a change at its next second, with a NOTIFY; every row every ``RENEW_S``);
 the others re-read those rows at the notice and once a second into the status operators
 see (with ``driver``, the instance that drives the bus); a row not renewed for ``STALE_S``
-shows the gate offline.
+of the reader's own (monotonic) time shows the gate offline, whatever the hosts' clocks.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ class ClusterGates:
         self._clock, self.local = clock, local
         self.held: set[str] = set()  # bus keys this instance drives
         self._lanes: dict[str, LaneConfig] = {}
-        self._remote: dict[str, tuple[str, dict[str, Any], datetime]] = {}
+        # lane: (driver, state, its updated_at, when this instance saw that updated_at first)
+        self._remote: dict[str, tuple[str, dict[str, Any], datetime, float]] = {}
         self._written: dict[str, dict[str, Any]] = {}  # lane: the state last written
         self._renewed: datetime | None = None
         self._answers: dict[str, asyncio.Future[None]] = {}
@@ -129,8 +131,8 @@ class ClusterGates:
         got = self._remote.get(lane_id)
         if got is None:
             return {"online": False, "driver": None, "error": "no instance drives this bus"}
-        instance, status, at = got
-        if (self._clock() - at).total_seconds() > STALE_S:
+        instance, status, at, seen = got
+        if time.monotonic() - seen > STALE_S:  # this host's time: no clock skew matters
             return {**status, "online": False, "driver": instance,
                     "error": f"no news from {instance} since {at.isoformat()}"}  # fmt: skip
         return {**status, "driver": instance}
@@ -367,4 +369,9 @@ class ClusterGates:
     async def _read_states(self) -> None:
         async with self._sessions() as db:
             rows = list((await db.execute(select(GateStateRow))).scalars())
-        self._remote = {r.lane_id: (r.instance_id, dict(r.status), r.updated_at) for r in rows}
+        now, old = time.monotonic(), self._remote
+        self._remote = {}
+        for r in rows:
+            before = old.get(r.lane_id)
+            seen = before[3] if before is not None and before[2] == r.updated_at else now
+            self._remote[r.lane_id] = (r.instance_id, dict(r.status), r.updated_at, seen)
