@@ -17,7 +17,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select, text
 
+from drivers.aio import wait_for as aio_wait_for
 from drivers.gb28181.device import Fix, alarm_body, mobile_position_body
+from events import BodycamPosition
 from gateway.directory.bodycams import set_passwords
 from gateway.infra.storage.schema import BodycamAlarmRow, BodycamStateRow
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
@@ -33,9 +35,9 @@ ZONE = ZoneInfo("Asia/Shanghai")
 
 
 def settings(pg_url: str, broker: Broker) -> Any:
-    # the defaults' write-behind (1 s) for changes; routine ones (keepalive, position) at 1 s
-    # too, instead of 15 s, as docs/operations.md suggests for a cluster
-    return gateway_settings(pg_url, broker, bodycams={"persist_routine_s": 1.0})
+    # the default write-behind (every 1 s), routine changes (keepalive, position) included
+    # instead of after 15 s, as docs/operations.md suggests for a cluster
+    return gateway_settings(pg_url, broker, bodycams={"persist_routine_s": 0.0})
 
 
 @pytest_asyncio.fixture
@@ -103,7 +105,9 @@ async def test_a_cam_registered_on_a_is_shown_by_b_and_only_a_talks_to_it(
 
         await wait_for(battery_on_b, 5, interval=0.05, what="battery on B")
         print(f"battery visible on B after {time.monotonic() - t0:.2f} s")
-        # a position and a keepalive (routine changes) follow
+        # a position and a keepalive (routine changes) follow; B's live map gets the position
+        # as a mirrored event (A writes the telemetry, B does not write it again)
+        moves = b.services.bus.subscribe("test", lambda e: isinstance(e, BodycamPosition))
         fix = Fix(datetime.now(UTC).replace(microsecond=0), 103.8342, 36.0611, 4.0, 90.0)
         body = mobile_position_body(7, CAM, fix, ZONE)
         assert (await uac.message_bytes(body)).status == 200
@@ -120,7 +124,9 @@ async def test_a_cam_registered_on_a_is_shown_by_b_and_only_a_talks_to_it(
         view = await wait_for(position_on_b, 5, interval=0.05, what="position on B")
         print(f"position and keepalive visible on B after {time.monotonic() - t0:.2f} s")
         assert view["position"]["lon"] == pytest.approx(103.8342)
-        await wait_for(lambda: b.services.bodycams.cams[CAM].position is not None, 3)
+        moved = await aio_wait_for(moves.get(), 3)  # the position on B's bus
+        assert isinstance(moved, BodycamPosition) and moved.mirrored and moved.device_id == CAM
+        b.services.bus.unsubscribe(moves)
         # an alarm: received by A, stored once, shown by B
         alarm = alarm_body(9, CAM, time=fix.time, tz=ZONE, description="SOS", fix=fix)
         assert (await uac.message_bytes(alarm)).status == 200

@@ -368,7 +368,7 @@ class BodycamService(Asker, QuickLane):
         cred = self.credentials.get(device_id)
         return self.officers.get(cred.officer_id) if cred and cred.officer_id else None
 
-    def publish_position(self, device_id: str, p: Any) -> None:
+    def publish_position(self, device_id: str, p: Any, *, mirrored: bool = False) -> None:
         o = self._officer_of(device_id)
         self.bus.publish(
             BodycamPosition(
@@ -381,6 +381,7 @@ class BodycamService(Asker, QuickLane):
                 speed_kmh=p.speed_kmh,
                 direction_deg=p.direction_deg,
                 altitude_m=p.altitude_m,
+                mirrored=mirrored,
             )
         )
 
@@ -389,9 +390,8 @@ class BodycamService(Asker, QuickLane):
         lat, lon = alarm.latitude, alarm.longitude
         if lat is None and cam.position is not None:
             lat, lon = cam.position.latitude, cam.position.longitude
-        self.counts.labels(
-            "alarm", str(alarm.alarm_type if alarm.alarm_type is not None else "")
-        ).inc()
+        kind = alarm.alarm_type
+        self.counts.labels("alarm", str(kind if kind is not None else "")).inc()
         log.warning(
             "ALERT body cam %s (%s): alarm priority %s method %s: %s at %s,%s",
             cam.device_id, o.name if o else "no officer", alarm.priority, alarm.method,

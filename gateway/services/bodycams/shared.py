@@ -158,4 +158,4 @@ class SharedCams:
             if p is not None and (
                 old is None or old.position is None or old.position.time < p.time
             ):
-                svc.publish_position(cam.device_id, p)
+                svc.publish_position(cam.device_id, p, mirrored=True)
