@@ -3,7 +3,8 @@ TCP gate (``gateway.demo.gates``): A drives the gate's bus; B (``[lanes] gates =
 shows the gate's polled state and relays a camera's raise (its HTTP push to B) and an
 operator's open to A, which runs them and returns the read-back; with A gone, B's command
 fails within seconds, never run late, and B shows the gate offline. Two instances that can
-both reach the bus: exactly one drives it, the other takes over when it stops."""
+both reach the bus: exactly one drives it; the other takes over when the driver loses its
+database connection (which stops its polling) and when it stops."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from drivers.gates.models import shipped_model
 from gateway.demo.cameras import HikvisionCamera
 from gateway.demo.gates import GateSimulator, SimGate
 from gateway.directory.town import load_town, parse_town
 from gateway.directory.town_import import import_town
-from gateway.services.lanes.cluster_gates import ClusterGates, bus_key
+from gateway.services.lanes.cluster_gates import LOCK_NS, ClusterGates, bus_key, lock_key
 from gateway.services.lanes.contract import LaneRead
 from gateway.services.lanes.runtime import LaneRuntime
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
@@ -196,6 +198,25 @@ async def test_one_driver_per_bus_and_a_takeover(
         d = await settled(lane(other), 1)
         assert d.state == "confirmed", d.detail
         assert sim.action_writes(1, "raise") == 1
+        # the driver loses its database connection (a partition): its lock goes with it, the
+        # other takes the bus, and the old driver stops polling and cannot take it back
+        async with other.services.sessions() as db:
+            killed = await db.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                    "locktype = 'advisory' AND granted AND classid = :ns AND objid = :key"
+                ),
+                {"ns": LOCK_NS, "key": lock_key(bus)},
+            )
+        assert killed == 1
+        await wait_for(lambda: bus in gates(other).held, 5, what="the bus taken on a partition")
+        await wait_for(lambda: bus not in gates(driver).held, 5)
+        local = gates(driver).local
+        assert local is not None
+        await wait_for(lambda: not local._tasks, 5, what="the old driver stops polling")
+        await wait_for(lambda: gates(driver)._lost.is_set() is False, 5)  # reconnected
+        assert bus not in gates(driver).held and bus in gates(other).held
+        driver, other = other, driver
         # the driver stops: the other takes the bus over and drives the gate itself
         await stacks[id(driver)].aclose()
         t0 = time.monotonic()
@@ -208,6 +229,7 @@ async def test_one_driver_per_bus_and_a_takeover(
             return bool(now.get("online")) and now.get("driver") == gates(other).instance
 
         await wait_for(polled, 5, interval=0.1, what="the new driver polls the gate")
+        n = len(lane(other).recent) + 1
         r = await api(
             other,
             "POST",
@@ -216,6 +238,6 @@ async def test_one_driver_per_bus_and_a_takeover(
             json={"reason": "car waiting at the barrier"},
         )
         assert r.status_code == 202, r.text
-        d = await settled(lane(other), 2)
+        d = await settled(lane(other), n)
         assert d.state == "confirmed", d.detail
         assert sim.action_writes(1, "raise") == 2
