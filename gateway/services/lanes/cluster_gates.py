@@ -277,7 +277,7 @@ class ClusterGates:
                 driver: Any = raw.driver_connection
                 self._lost.clear()
                 await driver.add_listener(CHANNEL, self._notified)
-                driver.add_termination_listener(lambda *_: self._lost.set())
+                driver.add_termination_listener(lambda *_: self._on_lost())
                 self._warn.recovered()
                 while not self._lost.is_set():
                     await self._round(driver)
@@ -296,6 +296,12 @@ class ClusterGates:
                     with contextlib.suppress(Exception):
                         await conn.close()
             await asyncio.sleep(POLL_S)
+
+    def _on_lost(self) -> None:
+        """The connection holding the locks is gone: so are the locks; stop polling now."""
+        self._lost.set()
+        self._wake.set()
+        self._let_go()
 
     def _let_go(self) -> None:
         if self.held:
