@@ -22,6 +22,7 @@ from drivers.gb28181.device import Fix, alarm_body, mobile_position_body
 from events import BodycamPosition
 from gateway.directory.bodycams import set_passwords
 from gateway.infra.storage.schema import BodycamAlarmRow, BodycamStateRow
+from gateway.services.bodycams.shared import LIVE_NS
 from tests.conftest import Broker, gateway_settings, make_tokens, running_gateway, wait_for
 from tests.sip_uac import Uac
 
@@ -168,6 +169,14 @@ async def test_the_cam_moves_to_b_and_a_follows(pair: tuple[Any, Any]) -> None:
         assert old.subscription is None  # A refreshes nothing toward the cam now
         await wait_for(lambda: b.services.bodycams.cams[CAM].subscription is not None, 5)
         assert (await on_b.keepalive(3)).status == 200
+        # a NOTIFY in A's old dialog (or any request) still reaching A: answered, dropped;
+        # A does not take the cam back from B, which is alive
+        stale = await Uac(CAM, PASSWORD, REALM, PLATFORM).open(a.sip_port)
+        try:
+            assert (await stale.keepalive(99)).status == 200
+        finally:
+            stale.close()
+        assert a.services.bodycams.cams[CAM].elsewhere == instance(b)
         await b.services.bodycams.flush()
         await a.services.bodycams.flush()  # A writes nothing of a cam B holds
         async with a.services.sessions() as db:
@@ -185,9 +194,10 @@ async def test_the_cam_moves_to_b_and_a_follows(pair: tuple[Any, Any]) -> None:
         async with a.services.sessions() as db:
             killed = await db.scalar(
                 text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND query LIKE 'LISTEN %citygate_bodycams%'"
-                )
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND granted AND classid::bigint = :ns"
+                ),
+                {"ns": LIVE_NS},
             )
         assert killed == 2  # A's and B's
         before = a.services.shared_cams.connects
@@ -201,5 +211,52 @@ async def test_the_cam_moves_to_b_and_a_follows(pair: tuple[Any, Any]) -> None:
             ),
             5,
         )
+        # B's liveness lock went with its connection, for a second: not long enough for A to
+        # call B dead and take its cams
+        assert a.services.bodycams.cams[CAM].elsewhere == instance(b)
     finally:
         on_b.close()
+
+
+async def test_the_cams_of_an_instance_that_dies_are_taken_at_their_next_message(
+    mosquitto: Broker, pg_url: str
+) -> None:
+    async with running_gateway(settings(pg_url, mosquitto)) as a:
+        async with running_gateway(settings(pg_url, mosquitto)) as b:
+            async with b.services.sessions.begin() as s:
+                await set_passwords(s, {CAM: PASSWORD}, REALM, b.services.clock())
+            for gw in (a, b):
+                await wait_for(lambda gw=gw: gw.services.bodycams.credentials[CAM].ha1, 10)
+            on_b = await Uac(CAM, PASSWORD, REALM, PLATFORM).open(b.sip_port)
+            try:
+                assert (await on_b.register()).status == 200
+                await wait_for(
+                    lambda: (
+                        getattr(a.services.bodycams.cams.get(CAM), "elsewhere", None) == instance(b)
+                    ),
+                    5,
+                )
+            finally:
+                on_b.close()
+        # B is gone; the cam, still registered, keeps its keepalives coming (to A now: a
+        # virtual address moved). Once B's lock has been free GRACE_S, A takes the cam.
+        uac = await Uac(CAM, PASSWORD, REALM, PLATFORM).open(a.sip_port)
+        try:
+            t0 = time.monotonic()
+
+            async def taken() -> bool:
+                assert (await uac.keepalive()).status == 200
+                return a.services.bodycams.cams[CAM].elsewhere is None
+
+            await wait_for(taken, 10, interval=0.5, what="A takes the dead instance's cam")
+            print(f"\ncam taken {time.monotonic() - t0:.1f} s after its holder stopped")
+            while True:  # A asks it afresh, as after a restart
+                req = await aio_wait_for(uac.requests.get(), 5)
+                if req.method == "MESSAGE" and b"<CmdType>DeviceInfo</CmdType>" in req.body:
+                    break
+            await a.services.bodycams.flush()
+            async with a.services.sessions() as db:
+                row = await db.get(BodycamStateRow, CAM)
+            assert row is not None and row.instance_id == instance(a)
+        finally:
+            uac.close()

@@ -10,7 +10,8 @@ hundred row writes a minute, not a second. The API flushes everything before it 
 
 On PostgreSQL with several instances, a cam another instance wrote last is mirrored from its
 row (``elsewhere``: that instance's id): shown, never written, asked or subscribed from here,
-until a message or REGISTER from the cam reaches this instance, which then holds it.
+until the cam REGISTERs with this instance, which then holds it (or its holder dies:
+``gateway.services.bodycams.shared``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class CamLive:
     def seen(self, now: datetime, peer: Peer) -> None:
         """A message from the cam: a routine change, unless it now speaks from elsewhere."""
         self.presence = self.presence.seen(now)
-        self.elsewhere = None  # heard here: ours now
         if peer != self.peer:
             self.peer = peer
             self.dirty = True

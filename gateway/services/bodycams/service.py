@@ -8,6 +8,10 @@ subscribes to MobilePosition (``Event: presence``), refreshing the subscription 
 it created before it expires; a 481 ends that dialog and a new SUBSCRIBE starts one (never a
 loop on a stale dialog). A cam restored after a restart is asked again at its first keepalive.
 State is written behind (``run``); everything the API shows is flushed first.
+
+A few lines over 400, long because the receiving paths (quick lane, general, REGISTER) and
+the write-behind share the cams and the transaction tables; the queries and the quick lane
+are mixins already.
 """
 
 from __future__ import annotations
@@ -340,7 +344,11 @@ class BodycamService(Asker, QuickLane):
         return response_to(request, 200)
 
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
-        """What a cam's MANSCDP message does, once it is known to be the cam's."""
+        """What a cam's MANSCDP message does, once it is known to be the cam's; dropped (but
+        answered) when another live instance holds the cam (``shared``)."""
+        if cam.elsewhere is not None:
+            self.counts.labels("message", "held_elsewhere").inc()
+            return
         cam.seen(now, peer)
         self.good_message(cam.device_id)
         kind = type(msg).__name__

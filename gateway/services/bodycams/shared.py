@@ -8,18 +8,26 @@ mirrors (``CamLive.elsewhere``), and re-reads every row at each (re)connect, so 
 lost with a connection costs nothing. A mirror is shown (presence from the *stored* keepalive
 and registration, so an instance that never heard the cam does not call it offline early;
 power, position), never written, queried or subscribed from here; alarms and their cases are
-filed by the instance that received them. A message or REGISTER from the cam reaching this
-instance makes it the holder (``CamLive.seen``); a row re-read while this instance has an
-unwritten change of the cam is left alone (its own write is newer). Re-reads and flushes take
-turns on the service's flush lock, so a re-read never overtakes a flush in flight.
+filed by the instance that received them. A REGISTER from the cam reaching this instance
+makes it the holder; other requests for a cam a live instance holds (a NOTIFY in that
+instance's old subscription dialog after the cam moved) are answered and dropped, so two
+instances never take turns on one cam. Each instance holds an advisory lock (``LIVE_NS``, a
+hash of its id) on its listening connection: a cam whose holder's lock has been free for
+``GRACE_S`` (the holder died or restarted) is anyone's, taken by the first instance that
+hears it, as a single instance takes its restored cams after a restart. A row re-read while
+this instance has an unwritten change of the cam is left alone (its own write is newer).
+Re-reads and flushes take turns on the service's flush lock, so a re-read never overtakes a
+flush in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +46,18 @@ log = logging.getLogger(__name__)
 CHANNEL = "citygate_bodycams"
 RETRY_S = 1.0
 NOTICE_BYTES = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+LIVE_NS = 0x6367_0021  # pg_try_advisory_lock(LIVE_NS, instance_key(id)): held while following
+GRACE_S = 5.0  # a holder's lock free this long: its cams are anyone's (not a reconnect)
+_LIVE = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND classid::bigint = $1 AND objsubid = 2"
+)
+
+
+def instance_key(instance: str) -> int:
+    """The second key of *instance*'s liveness lock: 31 bits of its id's hash."""
+    digest = hashlib.blake2b(instance.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF
 
 
 def notices(instance: str, ids: Iterable[str]) -> list[str]:
@@ -80,6 +100,8 @@ class SharedCams:
         self.followed = asyncio.Event()  # set once the first full re-read is done
         self.mirrored = 0  # rows re-read (a test's and a log's figure)
         self.connects = 0  # (re)connections of the listening connection
+        self._live: set[int] = set()  # the instance keys whose liveness lock is held
+        self._missing: dict[int, float] = {}  # key: since when (monotonic) it is not held
         service.store.instance = instance
         service.store.notify = self.notify
 
@@ -99,7 +121,10 @@ class SharedCams:
                 self._lost.clear()
                 await driver.add_listener(CHANNEL, self._notified)
                 driver.add_termination_listener(lambda *_: self._lost.set())
+                await driver.fetchval("SELECT pg_try_advisory_lock($1, $2)",
+                                      LIVE_NS, instance_key(self.instance))  # fmt: skip
                 self._wanted.clear()
+                await self._alive(driver)
                 await self._read(None)
                 self.connects += 1
                 self.followed.set()
@@ -109,6 +134,8 @@ class SharedCams:
                         async with asyncio.timeout(RETRY_S):
                             await self._wake.wait()
                     self._wake.clear()
+                    await self._alive(driver)
+                    self._orphan_the_dead()
                     if self._wanted:
                         ids, self._wanted = self._wanted, set()
                         try:
@@ -125,6 +152,32 @@ class SharedCams:
                     with contextlib.suppress(Exception):
                         await conn.close()
             await asyncio.sleep(RETRY_S)
+
+    async def _alive(self, driver: Any) -> None:
+        live = {int(k) for (k,) in await driver.fetch(_LIVE, LIVE_NS)}
+        now = time.monotonic()
+        for key in self._live - live:
+            self._missing.setdefault(key, now)
+        for key in live:
+            self._missing.pop(key, None)
+        self._live = live
+
+    def dead(self, instance: str) -> bool:
+        """Whether *instance*'s liveness lock has been free for ``GRACE_S`` (or was never
+        seen held since this instance follows)."""
+        key = instance_key(instance)
+        if key in self._live:
+            return False
+        since = self._missing.get(key)
+        return since is None or time.monotonic() - since >= GRACE_S
+
+    def _orphan_the_dead(self) -> None:
+        """Cams whose holder died: anyone's now (the first instance that hears one takes it)."""
+        gone: dict[str, bool] = {}
+        for cam in self._service.cams.values():
+            holder = cam.elsewhere
+            if holder is not None and gone.setdefault(holder, self.dead(holder)):
+                cam.elsewhere = None
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         notice = parse_notice(payload)
@@ -152,6 +205,8 @@ class SharedCams:
             if old is not None and old.elsewhere is None and old.unwritten():
                 continue
             cam = cam_from_row(row, c.keepalive_interval_s, c.keepalive_count)
+            if self.dead(row.instance_id):
+                cam.elsewhere = None  # its writer is gone: anyone's
             svc.cams[row.device_id] = cam
             self.mirrored += 1
             p = cam.position
