@@ -5,6 +5,10 @@ restores live state and builds every book and service from settings. What it ret
 complete: no attribute waits for a second step, and the API needs no guard for a service
 that might not exist. Only *listening* (API socket, OCPP server) and *running* (tasks) are
 left to the supervisor.
+
+Over 400 lines, long because building the services is one ordered sequence (each needs the
+ones before) that reads best in one place; what can be its own builder is (``build_lanes``,
+``build_bodycams``, ``load_charging``).
 """
 
 from __future__ import annotations
