@@ -340,6 +340,8 @@ class BodycamPosition(Event):
     speed_kmh: float | None = None
     direction_deg: float | None = None
     altitude_m: float | None = None
+    # Another instance's cam, mirrored for this one's live map: that instance wrote the telemetry.
+    mirrored: bool = False
 
 
 # -- patrol drones (DJI Cloud API, MAVLink) -------------------------------------------------------

@@ -339,7 +339,8 @@ class LanesConfig(_Section):
     gates: Literal["modbus", "none"] = Field(
         "modbus",
         description="modbus: command the lanes' barrier gates over their buses; none: no gate "
-        "is driven (every raise fails at once and the lane asks for an operator)",
+        "is driven here (every raise fails at once and the lane asks for an operator; on "
+        "PostgreSQL it is relayed to the instance that drives the gate's bus)",
     )
     poll_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often each gate controller's state is read"

@@ -7,7 +7,8 @@ and the body cams' SIP listeners.
 the charger recorder and watch, the write-behind persister, the change-feed follower, the lanes'
 payment recheck, the drones' timers, telemetry and the HTTP API — and on ``request_stop``
 (SIGTERM) stops the API, cancels the rest, flushes state and closes the database, well within
-10 s.
+10 s. A little over 400 lines, long because start, the task list and the ordered stop share
+the listeners and services they bind.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.config import OcppConfig, Settings
 from gateway.errors import StartupError
 from gateway.infra.retention import Retention
 from gateway.services.drones import start_links
+from gateway.services.lanes.cluster_gates import ClusterGates
 from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.parking.providers import PaymentProvider
 from gateway.wiring import Services, build_services
@@ -295,7 +297,7 @@ class Gateway:
     async def _gates(self) -> None:
         """Poll the lanes' gate controllers (over Modbus; nothing with ``[lanes] gates = none``)."""
         lanes = self.services.lanes
-        if isinstance(lanes.gates, ModbusGates):
+        if isinstance(lanes.gates, ModbusGates | ClusterGates):  # ClusterGates: PostgreSQL
             await lanes.gates.run(lambda: [rt.config for rt in lanes.lanes.values()])
 
     def _tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[Any]]:
@@ -326,6 +328,8 @@ class Gateway:
         ]
         if self.settings.bodycams.enabled:  # this instance is the body cams' SIP platform
             tasks.append(tg.create_task(sv.bodycams.run(), name="bodycams"))
+            if sv.shared_cams is not None:  # PostgreSQL: the cams other instances hold
+                tasks.append(tg.create_task(sv.shared_cams.run(), name="shared-cams"))
         if self.settings.drones.enabled:  # the drones' timers and write-behind, and links
             tasks.append(tg.create_task(sv.drones.run(), name="drones"))
             for source, link in sv.drones.links.items():

@@ -4,7 +4,8 @@
 restores live state and builds every book and service from settings. What it returns is
 complete: no attribute waits for a second step, and the API needs no guard for a service
 that might not exist. Only *listening* (API socket, OCPP server) and *running* (tasks) are
-left to the supervisor.
+left to the supervisor. What can be its own builder is (``build_uplinks``, ``build_lanes``,
+``build_bodycams``, ``load_charging``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ from gateway.infra.storage.db import create_engine, migrate, sessionmaker_for
 from gateway.infra.storage.schema import BerthRow, DeviceRow, SiteRow
 from gateway.metrics import Metrics
 from gateway.services.bodycams import BodycamService, build_bodycams
+from gateway.services.bodycams.shared import SharedCams
 from gateway.services.cameras.store import CameraReads
 from gateway.services.charging.backend import ChargingRuntime
 from gateway.services.charging.cluster import ChargerCluster, load_charging
 from gateway.services.charging.cluster_link import default_instance_id
 from gateway.services.drones import DroneService, build_drones
 from gateway.services.lanes.build import build_cameras, build_lanes
+from gateway.services.lanes.cluster_gates import ClusterGates
 from gateway.services.lanes.contract import LaneDecider
+from gateway.services.lanes.modbus_gates import ModbusGates
 from gateway.services.lanes.service import LaneService
 from gateway.services.lifecycle import Activator
 from gateway.services.lifecycle import wire as wire_lifecycle
@@ -176,6 +180,7 @@ class Services:
     camera_reads: CameraReads
     lane_decider: LaneDecider  # a lane's camera: its lane; any other: the books only
     bodycams: BodycamService
+    shared_cams: SharedCams | None  # PostgreSQL: the cams other instances hold, mirrored
     drones: DroneService  # runs with [drones] enabled (the links: services/drones/links.py)
     activator: Activator  # a commissioned device's first good message, made durable
 
@@ -308,15 +313,26 @@ async def _build(
     reconciled = await session_store.reconcile(live.book)
     if reconciled:
         log.info("sessions: %d opened or closed to match the berths' occupancy", reconciled)
+    instance = cluster.instance if cluster is not None else default_instance_id()
+    postgres = s.database.url.startswith("postgresql")
+    if postgres:  # several instances: one drives each gate bus, the others relay to it
+        local = lanes.gates if isinstance(lanes.gates, ModbusGates) else None
+        cluster_gates = ClusterGates(engine, sessions, instance, clock, local)
+        cluster_gates.lane_of = lambda lane_id: (
+            rt.config if (rt := lanes.lanes.get(lane_id)) is not None else None
+        )
+        lanes.gates = cluster_gates
     shared_berths, ingest, persister, transport = build_uplinks(
         s, engine, sessions, live.book, live.directory, live.controllers, bus, metrics, clock,
-        session_store, cluster.instance if cluster is not None else default_instance_id(),
+        session_store, instance,
     )  # fmt: skip
     telemetry = await Telemetry.start(
         s.telemetry, bus, live.directory, metrics, clock, charger_tags
     )
     bodycams = await build_bodycams(s.bodycams, sessions, bus, metrics, clock, zone,
                                     case_delivery.kick, lambda: enforcement.rules)  # fmt: skip
+    # PostgreSQL: several instances may each hold some cams; each mirrors the others' rows
+    shared_cams = SharedCams(engine, bodycams, instance) if postgres else None
     drones = await build_drones(s, sessions, bus, metrics, clock)
     applier = LiveApplier(
         sessions, live.book, live.directory, live.sites, live.berths, live.controllers,
@@ -357,6 +373,7 @@ async def _build(
         camera_reads=camera_reads,
         lane_decider=lane_decider,
         bodycams=bodycams,
+        shared_cams=shared_cams,
         drones=drones,
         activator=activator,
     )

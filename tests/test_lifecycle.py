@@ -463,7 +463,7 @@ async def test_the_migration_keeps_what_rows_meant(db_url: str) -> None:
                     "'nwave-nps405', :dev, :state, '', :at, :at)"
                 ), {"dev": dev, "state": state, "at": at})  # fmt: skip
         await migrate(engine)
-        assert await current_revision(engine) == "0016_site_count_seq"
+        assert await current_revision(engine) == "0018_gate_cluster"
         async with engine.connect() as c:
             gate = (await c.execute(text("SELECT gate_lifecycle FROM lanes"))).scalar_one()
             rows = (await c.execute(text("SELECT id, lifecycle FROM devices"))).all()

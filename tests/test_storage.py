@@ -37,7 +37,7 @@ async def test_migrations_are_idempotent(db_url: str) -> None:
     try:
         await migrate(engine)
         await migrate(engine)
-        assert await current_revision(engine) == "0016_site_count_seq"
+        assert await current_revision(engine) == "0018_gate_cluster"
     finally:
         await engine.dispose()
 
@@ -61,7 +61,7 @@ async def test_migrations_match_the_models_and_downgrade(db_url: str) -> None:
         await downgrade(engine, "0004")
         assert await current_revision(engine) == "0004"
         await migrate(engine)
-        assert await current_revision(engine) == "0016_site_count_seq"
+        assert await current_revision(engine) == "0018_gate_cluster"
     finally:
         await engine.dispose()
 

@@ -28,6 +28,7 @@ from gateway.services.commissioning.service import (
     directory_overlay,
     keepalive_timeout,
 )
+from gateway.services.lanes.cluster_gates import ClusterGates
 from gateway.services.lanes.modbus_gates import ModbusGates
 
 router = APIRouter(prefix="/api/v1", tags=["commissioning"])
@@ -70,7 +71,8 @@ def commissioner(state: AppState) -> Commissioner:
     c = state.commissioning
     fresh = FreshGates(state.clock, c.gate_timeout_s, dict(state.serial_ports))
     gates = state.lanes.gates
-    live = gates.controller if isinstance(gates, ModbusGates) else (lambda lane_id: None)
+    local = gates.local if isinstance(gates, ClusterGates) else gates  # PostgreSQL: its own
+    live = local.controller if isinstance(local, ModbusGates) else (lambda lane_id: None)
 
     async def prepare(kind: Kind) -> None:
         if kind == "charger":

@@ -599,6 +599,8 @@ class BodycamStateRow(Base):
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)
     firmware: Mapped[str | None] = mapped_column(String(128), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # PostgreSQL, several instances: the one that wrote the row (heard the cam last)
+    instance_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class BodycamAlarmRow(Base):
@@ -731,6 +733,37 @@ class ChargerConnectionRow(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime)
     protocol: Mapped[str] = mapped_column(String(16), default="")
     remote: Mapped[str] = mapped_column(String(64), default="")
+
+
+class GateCommandRow(Base):
+    """A lane's gate command relayed to the instance that drives the gate's bus (several
+    instances, PostgreSQL): written by the instance that decided (``origin``) for the bus,
+    taken by the one holding the bus's advisory lock (``taken_by``), answered in ``result``
+    (the gate's read-back outcome), deleted by the origin once read."""
+
+    __tablename__ = "gate_commands"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lane_id: Mapped[str] = mapped_column(String(64))
+    bus: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    decision_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(64))
+    taken_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # pending | running | done | expired
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GateStateRow(Base):
+    """A lane's gate as the instance driving its bus last polled it (``GateFactory.status``),
+    so every instance shows it (several instances, PostgreSQL)."""
+
+    __tablename__ = "gate_states"
+    lane_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bus: Mapped[str] = mapped_column(String(200))
+    instance_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ChargerCommandRow(Base):

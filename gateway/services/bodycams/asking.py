@@ -67,8 +67,8 @@ class Asker:
         """After a registration (or a restored cam's first message): DeviceInfo, DeviceStatus
         and Catalog queries (the Catalog's parts reassembled by SN and SumNum), and the
         position SUBSCRIBE."""
-        if cam.peer is None or not cam.presence.online(self.clock()):
-            return
+        if cam.peer is None or cam.elsewhere or not cam.presence.online(self.clock()):
+            return  # not here, or another instance's (it asks)
         if not cam.queried:
             cam.queried = True
             for cmd in ("DeviceInfo", "DeviceStatus", "Catalog"):
@@ -136,7 +136,7 @@ class Asker:
         now, soonest = None, float("inf")
         for cam in self.cams.values():
             d = cam.subscription
-            if d is None:
+            if d is None or cam.elsewhere:  # a mirror is never subscribed here
                 continue
             at = d.refresh_at()
             if cam.subscribing or mono < at:

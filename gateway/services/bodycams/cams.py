@@ -7,6 +7,11 @@ behind the signalling: a change (registration, power, a new address) at the next
 (``dirty``), a routine one (a keepalive's time, a new position: a few a minute from every
 cam) once it is ``persist_routine_s`` old (``routine_since``), so 2,000 cams cost a few
 hundred row writes a minute, not a second. The API flushes everything before it answers.
+
+On PostgreSQL with several instances, a cam another instance wrote last is mirrored from its
+row (``elsewhere``: that instance's id): shown, never written, asked or subscribed from here,
+until the cam REGISTERs with this instance, which then holds it (or its holder dies:
+``gateway.services.bodycams.shared``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class CamLive:
     queried: bool = False  # DeviceInfo/DeviceStatus asked since the last registration
     dirty: bool = False  # a change to write at the next flush
     routine_since: datetime | None = None  # a routine change (keepalive, position) unwritten
+    elsewhere: str | None = None  # mirrored: the instance that holds it (wrote it last)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def registered(self, now: datetime, expires_s: int, peer: Peer, contact: str | None) -> None:
@@ -71,11 +77,13 @@ class CamLive:
         self.peer, self.contact = peer, contact
         self.queried = False
         self.dirty = True
+        self.elsewhere = None
 
     def unregistered(self) -> None:
         self.presence = self.presence.unregistered()
         self.subscription = None
         self.dirty = True
+        self.elsewhere = None
 
     def seen(self, now: datetime, peer: Peer) -> None:
         """A message from the cam: a routine change, unless it now speaks from elsewhere."""
@@ -96,6 +104,10 @@ class CamLive:
         return self.dirty or (
             since is not None and (routine_s < 0 or (now - since).total_seconds() >= routine_s)
         )
+
+    def unwritten(self) -> bool:
+        """A change of this instance not yet written (a mirror must not overwrite it)."""
+        return self.dirty or self.routine_since is not None
 
     def written(self) -> None:
         self.dirty, self.routine_since = False, None
@@ -167,6 +179,7 @@ def cam_from_row(row: BodycamStateRow, interval_s: float, count: int) -> CamLive
         manufacturer=row.manufacturer,
         model=row.model,
         firmware=row.firmware,
+        elsewhere=row.instance_id,
     )
 
 

@@ -8,6 +8,10 @@ subscribes to MobilePosition (``Event: presence``), refreshing the subscription 
 it created before it expires; a 481 ends that dialog and a new SUBSCRIBE starts one (never a
 loop on a stale dialog). A cam restored after a restart is asked again at its first keepalive.
 State is written behind (``run``); everything the API shows is flushed first.
+
+A few lines over 400, long because the receiving paths (quick lane, general, REGISTER) and
+the write-behind share the cams and the transaction tables; the queries and the quick lane
+are mixins already.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ class BodycamService(Asker, QuickLane):
         self.limits = XmlLimits(max_bytes=c.max_message_bytes)
         self._sn = itertools.count(int.from_bytes(os.urandom(2), "big") + 1)
         self._alarms: list[AlarmRecord] = []
-        self._flush_lock = asyncio.Lock()
+        self.flush_lock = asyncio.Lock()
         self.local = Local(c.platform_id, c.effective_realm, c.host, c.sip_port)
         self.activate: Callable[[str], None] = lambda device_id: None  # the lifecycle's
 
@@ -172,7 +176,7 @@ class BodycamService(Asker, QuickLane):
         """Write the cams due (every change, with *everything*; else routine ones once they
         are ``persist_routine_s`` old) and the alarms that arrived (kept for the next try
         on failure)."""
-        async with self._flush_lock:
+        async with self.flush_lock:
             now = self.clock()
             routine_s = -1.0 if everything else self.config.persist_routine_s
             due = due_cams(self.cams.values(), now, routine_s)
@@ -340,7 +344,11 @@ class BodycamService(Asker, QuickLane):
         return response_to(request, 200)
 
     def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
-        """What a cam's MANSCDP message does, once it is known to be the cam's."""
+        """What a cam's MANSCDP message does, once it is known to be the cam's; dropped (but
+        answered) when another live instance holds the cam (``shared``)."""
+        if cam.elsewhere is not None:
+            self.counts.labels("message", "held_elsewhere").inc()
+            return
         cam.seen(now, peer)
         self.good_message(cam.device_id)
         kind = type(msg).__name__
@@ -349,7 +357,7 @@ class BodycamService(Asker, QuickLane):
         for reason in effects.dropped:
             self.counts.labels("message", reason).inc()
         for p in effects.positions:
-            self._publish_position(cam, p)
+            self.publish_position(cam.device_id, p)
         if effects.alarm is not None:
             self._alarm(cam, effects.alarm, now)
         if effects.catalog is not None:
@@ -368,11 +376,11 @@ class BodycamService(Asker, QuickLane):
         cred = self.credentials.get(device_id)
         return self.officers.get(cred.officer_id) if cred and cred.officer_id else None
 
-    def _publish_position(self, cam: CamLive, p: Any) -> None:
-        o = self._officer_of(cam.device_id)
+    def publish_position(self, device_id: str, p: Any, *, mirrored: bool = False) -> None:
+        o = self._officer_of(device_id)
         self.bus.publish(
             BodycamPosition(
-                device_id=cam.device_id,
+                device_id=device_id,
                 ts=p.time,
                 lat=p.latitude,
                 lon=p.longitude,
@@ -381,6 +389,7 @@ class BodycamService(Asker, QuickLane):
                 speed_kmh=p.speed_kmh,
                 direction_deg=p.direction_deg,
                 altitude_m=p.altitude_m,
+                mirrored=mirrored,
             )
         )
 
@@ -389,9 +398,8 @@ class BodycamService(Asker, QuickLane):
         lat, lon = alarm.latitude, alarm.longitude
         if lat is None and cam.position is not None:
             lat, lon = cam.position.latitude, cam.position.longitude
-        self.counts.labels(
-            "alarm", str(alarm.alarm_type if alarm.alarm_type is not None else "")
-        ).inc()
+        kind = alarm.alarm_type
+        self.counts.labels("alarm", str(kind if kind is not None else "")).inc()
         log.warning(
             "ALERT body cam %s (%s): alarm priority %s method %s: %s at %s,%s",
             cam.device_id, o.name if o else "no officer", alarm.priority, alarm.method,

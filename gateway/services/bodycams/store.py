@@ -4,18 +4,22 @@
 ``flush`` writes the dirty cams' state in bulk (one INSERT for new rows, one UPDATE by key for
 the rest: the full rows, and the routine ones' few columns) and the alarms that arrived, each
 with the case reports the enforcement rules file for it (``officer_alarm``), in one
-transaction. A failed flush keeps its work for the next one.
+transaction. A failed flush keeps its work for the next one. On PostgreSQL (``instance`` set)
+each row names the instance that wrote it, a row another instance inserted meanwhile is
+updated instead, and ``notify`` names the written cams in the same transaction
+(``gateway.services.bodycams.shared``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.gb28181.manscdp import Alarm
 from events import CaseRaised
@@ -100,9 +104,23 @@ def _shapes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 class BodycamStore:
-    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+    def __init__(self, sessions: async_sessionmaker[Any], instance: str | None = None) -> None:
         self.sessions = sessions
+        self.instance = instance  # PostgreSQL, several instances: who writes
+        self.notify: Callable[[AsyncSession, list[str]], Awaitable[None]] | None = None
         self._stored: set[str] = set()  # ids with a bodycam_state row
+
+    def stored(self, ids: list[str]) -> None:
+        """Rows another instance wrote (seen by the mirror): updated, not inserted, here."""
+        self._stored.update(ids)
+
+    async def states(self, ids: list[str] | None) -> list[BodycamStateRow]:
+        """The stored rows of *ids* (all with None)."""
+        q = select(BodycamStateRow)
+        if ids is not None:
+            q = q.where(BodycamStateRow.device_id.in_(ids))
+        async with self.sessions() as db:
+            return list((await db.execute(q)).scalars())
 
     async def load(
         self, interval_s: float, count: int
@@ -132,13 +150,22 @@ class BodycamStore:
     ) -> None:
         """Write *states* and *alarms* in one transaction; *on_case* hears each case raised
         (and whether it was recorded or a duplicate) after the commit."""
+        if self.instance is not None:
+            states = [{**s, "instance_id": self.instance} for s in states]
         new = [s for s in states if s["device_id"] not in self._stored]
         old = [{"key": s["device_id"], **s} for s in states if s["device_id"] in self._stored]
         cases: list[tuple[CaseRaised, bool]] = []
         table = cast(Table, BodycamStateRow.__table__)
         async with self.sessions.begin() as db:
             for rows in _shapes(new):  # full rows, and routine ones (fewer columns)
-                await db.execute(insert(table), rows)
+                if self.instance is not None:  # another instance may have inserted it
+                    up = pg_insert(table)
+                    cols = {k: up.excluded[k] for k in rows[0] if k != "device_id"}
+                    await db.execute(
+                        up.on_conflict_do_update(index_elements=["device_id"], set_=cols), rows
+                    )
+                else:
+                    await db.execute(insert(table), rows)
             # Core executemany in slices: the loop answers cams between them (one statement
             # for 2,000 rows held it for ~50 ms)
             by_key = update(table).where(table.c.device_id == bindparam("key"))
@@ -162,6 +189,8 @@ class BodycamStore:
                     row.case_id = row.case_id or (filed.id if filed is not None else None)
                     cases.append((case, filed is not None))
                 db.add(row)
+            if self.notify is not None and states:
+                await self.notify(db, [s["device_id"] for s in states])
         self._stored.update(s["device_id"] for s in new)
         for case, recorded in cases:
             on_case(case, recorded)

@@ -4,6 +4,8 @@ The ``GateFactory`` the lane service asks at each command. Controllers are made 
 (a lane added live gets its gate without a restart) and polled by ``run`` (a task of the
 gateway), so a lane's gate state and whether it answers are known before a car arrives. A
 controller whose lane changed bus, unit or model is replaced; its polling task ends.
+With several instances (``cluster_gates``) only the buses ``drives`` allows are polled
+(``resync`` starts and stops their tasks as that changes).
 """
 
 from __future__ import annotations
@@ -65,6 +67,24 @@ class ModbusGates:
         self._by_lane: dict[str, Key] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._started = False
+        self.drives: Callable[[str], bool] = lambda bus: True  # the lanes' bus URL
+
+    def buses(self) -> set[str]:
+        """The buses of the lanes (as the lanes name them)."""
+        return {key[0] for key in self._by_lane.values()}
+
+    def lanes_on(self, bus: str) -> list[str]:
+        return [lane for lane, key in self._by_lane.items() if key[0] == bus]
+
+    def resync(self) -> None:
+        """Poll the buses ``drives`` allows now, and stop polling the others."""
+        for key, controller in self._controllers.items():
+            if self.drives(key[0]):
+                self._poll_later(key, controller)
+            else:
+                task = self._tasks.pop(key, None)
+                if task is not None:
+                    task.cancel()
 
     def gate_for(self, lane: LaneConfig) -> Gate:
         key: Key = (lane.gate_bus, lane.gate_unit, lane.gate_model)
@@ -120,7 +140,7 @@ class ModbusGates:
         return None if key is None else self._controllers.get(key)
 
     def _poll_later(self, key: Key, controller: GateController) -> None:
-        if self._started:
+        if self._started and key not in self._tasks and self.drives(key[0]):
             self._tasks[key] = asyncio.get_running_loop().create_task(
                 controller.run(), name=f"gate {controller.gate_id}"
             )
@@ -138,14 +158,14 @@ class ModbusGates:
             for lane in lanes():
                 self.gate_for(lane)
             for key, controller in self._controllers.items():
-                if key not in self._tasks:
-                    self._poll_later(key, controller)
+                self._poll_later(key, controller)
             await asyncio.Event().wait()
         finally:
-            for task in self._tasks.values():
+            self._started = False  # nothing is polled anew (``resync``) from here on
+            tasks, self._tasks = list(self._tasks.values()), {}
+            for task in tasks:
                 task.cancel()
-            for task in self._tasks.values():
+            for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
-            self._tasks.clear()
             await self._pool.close()
