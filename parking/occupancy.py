@@ -924,19 +924,7 @@ class OccupancyBook:
             return ()
         if since > site.updated_at:
             site.updated_at = since
-        free, occupied, unknown = site.counts()
-        return (
-            SiteCountsChanged(
-                device_id="",
-                ts=since,
-                site_id=site.site_id,
-                capacity=site.capacity,
-                free=free,
-                occupied=occupied,
-                unknown=unknown,
-                mirrored=True,
-            ),
-        )
+        return (self._mirrored_counts(site, since),)
 
     def mirror_site_count(
         self, site_id: str, occupied: int, updated_at: datetime, seq: int | None
@@ -957,18 +945,21 @@ class OccupancyBook:
             site.lost = False
         if site.counts() == before:
             return ()
-        free, occ, unknown = site.counts()
-        return (
-            SiteCountsChanged(
-                device_id="",
-                ts=updated_at,
-                site_id=site.site_id,
-                capacity=site.capacity,
-                free=free,
-                occupied=occ,
-                unknown=unknown,
-                mirrored=True,
-            ),
+        return (self._mirrored_counts(site, updated_at),)
+
+    @staticmethod
+    def _mirrored_counts(site: _Site, ts: datetime) -> SiteCountsChanged:
+        """A site's counts after a mirrored change, for the live view only."""
+        free, occupied, unknown = site.counts()
+        return SiteCountsChanged(
+            device_id="",
+            ts=ts,
+            site_id=site.site_id,
+            capacity=site.capacity,
+            free=free,
+            occupied=occupied,
+            unknown=unknown,
+            mirrored=True,
         )
 
     def restore_site_count(self, site_id: str, occupied: int, updated_at: datetime) -> None:

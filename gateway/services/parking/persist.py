@@ -162,16 +162,7 @@ class Persister:
         pend_b, pend_s, pend_d = self._pending
         berth_ids |= pend_b
         site_ids |= pend_s
-        devices = dict(pend_d)
-        for e in self._directory.take_dirty():
-            devices[e.id] = {
-                "id_": e.id,
-                "last_seen": e.last_seen,
-                "battery_mv": e.battery_mv,
-                "battery_pct": e.battery_pct,
-                "rssi": e.rssi,
-                "snr": e.snr,
-            }
+        devices = self._dirty_devices(pend_d)
         changes = self._changes
         if not (berth_ids or site_ids or devices or changes):
             self._release(acks)
@@ -209,6 +200,21 @@ class Persister:
         self._metrics.persist_seconds.observe(time.perf_counter() - started)
         self._release(acks)
         return True
+
+    def _dirty_devices(self, pending: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The device rows to write: those kept from a failed flush, and the health of every
+        device heard since (newer values win)."""
+        devices = dict(pending)
+        for e in self._directory.take_dirty():
+            devices[e.id] = {
+                "id_": e.id,
+                "last_seen": e.last_seen,
+                "battery_mv": e.battery_mv,
+                "battery_pct": e.battery_pct,
+                "rssi": e.rssi,
+                "snr": e.snr,
+            }
+        return devices
 
     def _sessions_done(self, outcomes: list[str]) -> None:
         assert self._store is not None

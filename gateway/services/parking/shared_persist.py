@@ -81,16 +81,7 @@ class SharedPersister(Persister):
         earlier = self._book.take_changes()
         if self._store is not None:
             self._changes.extend(earlier)
-        devices = dict(pend_d)
-        for e in self._directory.take_dirty():
-            devices[e.id] = {
-                "id_": e.id,
-                "last_seen": e.last_seen,
-                "battery_mv": e.battery_mv,
-                "battery_pct": e.battery_pct,
-                "rssi": e.rssi,
-                "snr": e.snr,
-            }
+        devices = self._dirty_devices(pend_d)
         due = self._shared.sweep_pending
         if not (items or berth_ids or site_ids or devices or self._changes or due):
             self._release(acks)
