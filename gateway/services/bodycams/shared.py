@@ -32,8 +32,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from gateway.infra.listen import listening
 from gateway.infra.storage.schema import BodycamStateRow
 from gateway.logs import OnceLogger
 from gateway.services.bodycams.cams import cam_from_row
@@ -113,44 +114,37 @@ class SharedCams:
     async def run(self) -> None:
         """Follow the other instances' writes on one dedicated connection; reconnect quietly."""
         while True:
-            conn: AsyncConnection | None = None
+            self._lost.clear()
             try:
-                conn = await self._engine.connect()
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                self._lost.clear()
-                await driver.add_listener(CHANNEL, self._notified)
-                driver.add_termination_listener(lambda *_: self._lost.set())
-                await driver.fetchval("SELECT pg_try_advisory_lock($1, $2)",
-                                      LIVE_NS, instance_key(self.instance))  # fmt: skip
-                self._wanted.clear()
-                await self._alive(driver)
-                await self._read(None)
-                self.connects += 1
-                self.followed.set()
-                self._warn.recovered()
-                while not self._lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(RETRY_S):
-                            await self._wake.wait()
-                    self._wake.clear()
+                async with listening(
+                    self._engine, CHANNEL, self._notified, self._lost.set
+                ) as driver:
+                    await driver.fetchval("SELECT pg_try_advisory_lock($1, $2)",
+                                          LIVE_NS, instance_key(self.instance))  # fmt: skip
+                    self._wanted.clear()
                     await self._alive(driver)
-                    self._orphan_the_dead()
-                    if self._wanted:
-                        ids, self._wanted = self._wanted, set()
-                        try:
-                            await self._read(sorted(ids))
-                        except Exception:
-                            self._wanted |= ids  # again with the next wake or reconnect
-                            raise
+                    await self._read(None)
+                    self.connects += 1
+                    self.followed.set()
+                    self._warn.recovered()
+                    while not self._lost.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(RETRY_S):
+                                await self._wake.wait()
+                        self._wake.clear()
+                        await self._alive(driver)
+                        self._orphan_the_dead()
+                        if self._wanted:
+                            ids, self._wanted = self._wanted, set()
+                            try:
+                                await self._read(sorted(ids))
+                            except Exception:
+                                self._wanted |= ids  # again with the next wake or reconnect
+                                raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
             await asyncio.sleep(RETRY_S)
 
     async def _alive(self, driver: Any) -> None:

@@ -38,11 +38,12 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from drivers.aio import wait_for
 from drivers.gates.bus import BusUrlError, parse_bus_url
 from drivers.gates.controller import GateController
+from gateway.infra.listen import listening
 from gateway.infra.storage.schema import GateCommandRow, GateStateRow
 from gateway.logs import OnceLogger
 from gateway.services.lanes.config import LaneConfig
@@ -270,31 +271,23 @@ class ClusterGates:
 
     async def _follow(self) -> None:
         while True:
-            conn: AsyncConnection | None = None
+            self._lost.clear()
             try:
-                conn = await self._engine.connect()
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                self._lost.clear()
-                await driver.add_listener(CHANNEL, self._notified)
-                driver.add_termination_listener(lambda *_: self._on_lost())
-                self._warn.recovered()
-                while not self._lost.is_set():
-                    await self._round(driver)
-                    with contextlib.suppress(TimeoutError):
-                        await wait_for(self._wake.wait(), POLL_S)
-                    self._wake.clear()
+                async with listening(
+                    self._engine, CHANNEL, self._notified, self._on_lost
+                ) as driver:
+                    self._warn.recovered()
+                    while not self._lost.is_set():
+                        await self._round(driver)
+                        with contextlib.suppress(TimeoutError):
+                            await wait_for(self._wake.wait(), POLL_S)
+                        self._wake.clear()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self._let_go()
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.invalidate()  # never hand back a connection holding locks
-                    with contextlib.suppress(Exception):
-                        await conn.close()
             await asyncio.sleep(POLL_S)
 
     def _on_lost(self) -> None:

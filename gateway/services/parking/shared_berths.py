@@ -35,11 +35,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from events import BerthState, CarParkCount, CommsLost, Event
 from gateway.directory.devices import DeviceDirectory
 from gateway.infra.bus import EventBus
+from gateway.infra.listen import listening
 from gateway.logs import OnceLogger
 from parking.occupancy import OccupancyBook, Outcome, SensorReport
 
@@ -271,41 +272,41 @@ class SharedBerths:
         """Follow the other instances' writes and hold (or try for) the leader's lock, on one
         dedicated connection; reconnect quietly when it is lost."""
         while True:
-            conn: AsyncConnection | None = None
+            self._lost.clear()
             try:
-                conn = await self._engine.connect()
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                self._lost.clear()
-                await driver.add_listener(CHANNEL, self._notified)
-                driver.add_termination_listener(lambda *_: self._lost.set())
-                await self._resync()
-                self.followed.set()
-                self._warn.recovered()
-                while not self._lost.is_set():
-                    if not self.leader:
-                        self.leader = bool(
-                            await driver.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_KEY)
-                        )
-                        if self.leader:
-                            log.info("berths: %s declares silent sensors lost", self.instance)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(RETRY_S):
-                            await self._wake.wait()
-                    self._wake.clear()
-                    await self._reread()
+                async with listening(
+                    self._engine, CHANNEL, self._notified, self._on_lost
+                ) as driver:
+                    await self._follow(driver)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._warn.failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self.leader = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.invalidate()  # never hand back a connection holding a lock
-                    with contextlib.suppress(Exception):
-                        await conn.close()
             await asyncio.sleep(RETRY_S)
+
+    async def _follow(self, driver: Any) -> None:
+        """Re-read everything, then what the others notify; try for the leader's lock."""
+        await self._resync()
+        self.followed.set()
+        self._warn.recovered()
+        while not self._lost.is_set():
+            if not self.leader:
+                self.leader = bool(
+                    await driver.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_KEY)
+                )
+                if self.leader:
+                    log.info("berths: %s declares silent sensors lost", self.instance)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETRY_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self._reread()
+
+    def _on_lost(self) -> None:
+        self._lost.set()
+        self._wake.set()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         notice = parse_notice(payload)
