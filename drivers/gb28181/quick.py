@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from datetime import tzinfo
 
+from drivers.gb28181.canonical import canonical_manscdp
 from drivers.gb28181.fields import (
     MAX_SUM,
     device_id_text,
@@ -68,6 +69,9 @@ def quick_manscdp(
     body: bytes, tz: tzinfo, limits: XmlLimits = DEFAULT_LIMITS
 ) -> Keepalive | MobilePositions | None:
     """*body* as a Keepalive or one flat position, or None (take ``parse_manscdp``)."""
+    canonical = canonical_manscdp(body, tz, limits)
+    if canonical is not None:
+        return canonical  # the one shape cams send, read by one pattern
     if len(body) > limits.max_bytes or not body.isascii() or _CONTROL.search(body):
         return None
     m = _DOC.fullmatch(body.decode("ascii"))
