@@ -269,3 +269,22 @@ def test_a_via_with_too_many_parameters_takes_the_general_way() -> None:
     assert read_quick(data, 8192) is None
     with pytest.raises(SipParseError, match="too_many_params"):
         parse_message(data).top_via  # noqa: B018
+
+
+def test_repeated_other_headers_take_the_lane_and_bare_line_breaks_do_not() -> None:
+    """The header map is built in one pass, the line-by-line rule only for a repeated name:
+    a repeated User-Agent still takes the lane (and agrees), a repeated To or a CR or LF
+    inside a line does not."""
+    ua = [("User-Agent", "IPC V5.5"), ("User-Agent", "IPC V5.6")]
+    data = _request("MESSAGE", [], ua, None, ";rport;branch=z9hG4bK1a2b", BODIES[0])
+    assert _same_meaning(data, ("10.1.2.3", 5060))
+    to = [("To", f"<sip:{PLATFORM}@6207250008>")]
+    assert (
+        read_quick(_request("MESSAGE", [], to, None, ";branch=z9hG4bK1", BODIES[0]), 8192) is None
+    )
+    for junk in (b"\n", b"\r", b"\n\r"):
+        good = _request("MESSAGE", [], [], None, ";rport;branch=z9hG4bK1a2b", BODIES[0])
+        bad = good.replace(b"Call-ID: c0ffee-1", b"Call-ID: c0ffee" + junk + b"-1")
+        assert read_quick(good, 8192) is not None and read_quick(bad, 8192) is None
+    no_colon = good.replace(b"Content-Type: ", b"Content-Type:")
+    assert read_quick(no_colon, 8192) is None
