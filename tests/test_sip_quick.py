@@ -24,7 +24,7 @@ from drivers.gb28181.quick import quick_manscdp
 from drivers.gb28181.xmlsafe import ManscdpError
 from drivers.sip.errors import SipParseError
 from drivers.sip.message import parse_message, stamp_received
-from drivers.sip.quick import quick_response, read_quick
+from drivers.sip.quick import _CANONICAL, quick_response, read_lines, read_quick
 from drivers.sip.responses import response_to
 from drivers.sip.transactions import server_key
 from gateway.demo.bodycam_requests import CamAddress, Dialog, message, notify
@@ -288,3 +288,99 @@ def test_repeated_other_headers_take_the_lane_and_bare_line_breaks_do_not() -> N
         assert read_quick(good, 8192) is not None and read_quick(bad, 8192) is None
     no_colon = good.replace(b"Content-Type: ", b"Content-Type:")
     assert read_quick(no_colon, 8192) is None
+
+
+@given(
+    method=st.sampled_from(["MESSAGE", "NOTIFY"]),
+    order=st.lists(st.integers(0, 6), max_size=7),
+    extra=st.lists(
+        st.sampled_from(
+            [
+                ("Max-Forwards", "70"),
+                ("User-Agent", "IPC V5.5"),
+                ("X-GB-Ver", "3.0"),
+                ("Event", "presence"),
+                ("Subscription-State", "active;expires=60"),
+                ("Contact", f"<sip:{CAM}@10.1.2.3:5060>"),
+                ("Via", "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKproxy"),
+                ("i", "compact-call-id"),
+                ("X-Unknown", "1"),
+                ("CSeq", "8 MESSAGE"),
+            ]
+        ),
+        max_size=3,
+        unique=True,
+    ),
+    to_tag=st.sampled_from([None, "p1", "abc.def"]),
+    via_params=st.sampled_from(
+        [
+            ";rport;branch=z9hG4bK1a2b",
+            ";branch=z9hG4bK1a2b;rport",
+            ";branch=z9hG4bK1a2b",
+            ";branch=1a2b",
+            ";branch=z9hG4bK1a2b;received=10.1.2.3",
+            "",
+            # the lane reads the parameters itself: names in any case, repeats, flags,
+            # values with "=", and shapes the general way refuses
+            ";BRANCH=z9hG4bK1a2b;Rport",
+            ";branch=z9hG4bK1a2b;branch=z9hG4bKother;rport=",
+            ";branch=z9hG4bK1a2b;x=a=b;ttl=1",
+            ";branch=z9hG4bK1a2b;=x",
+            ";branch=z9hG4bK1a2b" + ";p" * 40,
+        ]
+    ),
+    body=st.sampled_from(BODIES),
+    length_delta=st.sampled_from([0, 0, 0, -1, 1]),
+    source=st.sampled_from([("10.1.2.3", 5060), ("192.0.2.7", 40001)]),
+)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def test_the_canonical_pattern_reads_what_the_line_by_line_reading_reads(
+    method: str,
+    order: list[int],
+    extra: list[tuple[str, str]],
+    to_tag: str | None,
+    via_params: str,
+    body: bytes,
+    length_delta: int,
+    source: tuple[str, int],
+) -> None:
+    """``read_quick`` tries one pattern over the datagram first: whatever it reads, the line
+    by line reading (``read_lines``) reads to the very same request."""
+    data = _request(method, order, extra, to_tag, via_params, body, length_delta)
+    for sample in (
+        data,
+        data.replace(b": ", b":  ", 1),
+        data.replace(b"\r\nTo", b"\r\nX: 1\r\nTo"),
+    ):
+        assert read_quick(sample, 65536) == read_lines(sample, 65536)
+
+
+@given(data=st.binary(max_size=600), cut=st.integers(0, 700), junk=st.binary(max_size=8))
+@settings(max_examples=500, deadline=None)
+def test_the_canonical_pattern_agrees_on_mutated_requests(
+    data: bytes, cut: int, junk: bytes
+) -> None:
+    base = _request("NOTIFY", [], [], "p1", ";rport;branch=z9hG4bKx1", BODIES[1])
+    assert _CANONICAL.fullmatch(base) is not None
+    for sample in (data, base[:cut] + junk + base[cut + len(junk) :], base[:cut] + base[cut + 1 :]):
+        assert read_quick(sample, 65536) == read_lines(sample, 65536)
+
+
+def test_what_the_simulated_cams_send_takes_the_canonical_pattern() -> None:
+    cam = CamAddress(CAM, PLATFORM, "6207250008", ("10.1.2.3", 5060), ("10.0.0.1", 5060))
+    dialog = Dialog("d1", "l1", "r1", f"sip:{PLATFORM}@6207250008", ("10.0.0.1", 5060), 100.0, 5)
+    for out in (
+        message(cam, BODIES[0], call_id="k1", from_tag="f9", cseq=3),
+        notify(cam, dialog, BODIES[1], 40.0),
+    ):
+        data = out.to_bytes()
+        assert _CANONICAL.fullmatch(data) is not None, data
+        assert read_quick(data, 8192) == read_lines(data, 8192) is not None
+        assert read_quick(data, len(data) - 1) is None  # the size bound first
+        for port in (b"0", b"65536", b"99999"):
+            bad = data.replace(b"10.1.2.3:5060;", b"10.1.2.3:" + port + b";", 1)
+            assert bad != data and read_quick(bad, 8192) is None
+        method = data.split(b" ", 1)[0]
+        swapped = b"NOTIFY" if method == b"MESSAGE" else b"MESSAGE"
+        other = data.replace(b" " + method + b"\r\n", b" " + swapped + b"\r\n", 1)
+        assert other != data and read_quick(other, 8192) is None  # CSeq's method: the request's
