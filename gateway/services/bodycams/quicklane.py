@@ -5,18 +5,19 @@ map or element tree (about 430 of them a second for 2,000 cams: most of the plat
 
 A mixin of ``BodycamService``: what it does is what the general way (``_receive``,
 ``_message``) does for the same request, the same checks, flood bucket, transaction table,
-counters and ``_take``; anything else returns False and takes the general way, which also
-says why it refuses.
+counters and what ``_take`` does (``_take_routine``, without building ``Effects``); anything
+else returns False and takes the general way, which also says why it refuses.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from drivers.gb28181.manscdp import Manscdp
+from drivers.gb28181.manscdp import Keepalive, MobilePositions, Position
 from drivers.gb28181.quick import quick_manscdp
 from drivers.gb28181.xmlsafe import XmlLimits
 from drivers.sip.flood import FloodControl
@@ -54,8 +55,36 @@ class QuickLane:
         until = cam.presence.registered_until
         return device if until is not None and until > now else None
 
-    def _take(self, cam: CamLive, msg: Manscdp, peer: Peer, now: datetime, mono: float) -> None:
+    def good_message(self, device_id: str) -> None:
         raise NotImplementedError  # the service's
+
+    def _publish_position(self, cam: CamLive, p: Position) -> None:
+        raise NotImplementedError  # the service's
+
+    def follow_up(self, cam: CamLive) -> None:
+        raise NotImplementedError  # the service's (``Asker.follow_up``)
+
+    def _take_routine(
+        self, cam: CamLive, msg: Keepalive | MobilePositions, peer: Peer, now: datetime
+    ) -> None:
+        """The service's ``_take`` for a keepalive or a position, the same effects without
+        building them (``apply_message`` does nothing else for these two)."""
+        cam.seen(now, peer)
+        self.good_message(cam.device_id)
+        counts = self.counts
+        if isinstance(msg, Keepalive):
+            counts.labels("message", "Keepalive").inc()
+            if msg.device_id != cam.device_id:
+                counts.labels("message", "device_mismatch").inc()
+        else:
+            counts.labels("message", "MobilePositions").inc()
+            for p in msg.positions:
+                if p.device_id != cam.device_id:
+                    counts.labels("message", "position_other_id").inc()
+                elif cam.moved(p):
+                    self._publish_position(cam, p)
+        if not cam.queried or (cam.subscription is None and not cam.subscribing):
+            asyncio.get_running_loop().call_soon(self.follow_up, cam)
 
     def on_quick(self, data: bytes, peer: Peer) -> bool:
         """True when *data* was a routine request and is answered; False: the general way."""
@@ -82,7 +111,7 @@ class QuickLane:
             if resend is not None:
                 self.endpoint.send(peer, resend)
             return True
-        self._take(cam, msg, peer, now, mono)
+        self._take_routine(cam, msg, peer, now)
         wire = quick_response(q, peer.addr)
         table.respond_wire(key, wire, mono)
         self.endpoint.send(peer, wire)
