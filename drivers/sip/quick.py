@@ -63,7 +63,7 @@ _CANONICAL = re.compile(
 )  # fmt: skip
 
 
-@dataclass(slots=True)  # not frozen: built for every datagram, frozen costs a second more
+@dataclass(slots=True)  # not frozen: built per datagram (frozen: about 1 us more each)
 class QuickRequest:
     method: str
     uri: str
