@@ -58,7 +58,7 @@ class QuickLane:
     def good_message(self, device_id: str) -> None:
         raise NotImplementedError  # the service's
 
-    def _publish_position(self, cam: CamLive, p: Position) -> None:
+    def publish_position(self, device_id: str, p: Position, *, mirrored: bool = False) -> None:
         raise NotImplementedError  # the service's
 
     def follow_up(self, cam: CamLive) -> None:
@@ -69,6 +69,9 @@ class QuickLane:
     ) -> None:
         """The service's ``_take`` for a keepalive or a position, the same effects without
         building them (``apply_message`` does nothing else for these two)."""
+        if cam.elsewhere is not None:  # another live instance holds the cam: answered only
+            self.counts.labels("message", "held_elsewhere").inc()
+            return
         cam.seen(now, peer)
         self.good_message(cam.device_id)
         counts = self.counts
@@ -82,7 +85,7 @@ class QuickLane:
                 if p.device_id != cam.device_id:
                     counts.labels("message", "position_other_id").inc()
                 elif cam.moved(p):
-                    self._publish_position(cam, p)
+                    self.publish_position(cam.device_id, p)
         if not cam.queried or (cam.subscription is None and not cam.subscribing):
             asyncio.get_running_loop().call_soon(self.follow_up, cam)
 
