@@ -4,7 +4,7 @@ compared with the plain rule on random traffic in time order."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from drivers.sip.headers import Headers
@@ -37,6 +37,18 @@ STEP = st.tuples(st.floats(0, 6), st.one_of(st.none(), st.integers(0, 10)))
     steps=st.lists(STEP, min_size=1, max_size=60),
     lifetime=st.sampled_from([0.0, 2.0, 32.0]),
     pending=st.sampled_from([2.0, 32.0]),
+)
+# Found by hypothesis: a request due exactly at the scan, where ``now - 2.0`` rounded above its
+# creation time and the scan stopped there, taking it for a young one.
+@example(
+    steps=[
+        (4.539623294460407, None),
+        (5.183456696832852, None),
+        (5.2668052784784045, None),
+        (2.0, None),
+    ],
+    lifetime=2.0,
+    pending=2.0,
 )
 def test_expiry_matches_the_rule(
     steps: list[tuple[float, int | None]], lifetime: float, pending: float

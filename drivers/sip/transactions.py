@@ -165,10 +165,12 @@ class ServerTransactions:
         shorter lifetime, so the scan stops at the first entry that young: the cost is the
         expired ones (and the few older ones still waiting), not the whole table, which
         matters when it is called ten times a second over thousands of entries."""
-        horizon = now - min(self.lifetime, self.pending_lifetime)
+        shortest = min(self.lifetime, self.pending_lifetime)
         gone = []
         for key, e in self._entries.items():
-            if e.created > horizon:
+            # The same sum as the rule below (not ``now - shortest``, which rounds apart from
+            # it): an entry due exactly now is not taken for a young one.
+            if e.created + shortest > now:
                 break
             if (e.final_at is not None and now >= e.final_at + self.lifetime) or (
                 e.final_at is None and now >= e.created + self.pending_lifetime
