@@ -89,8 +89,6 @@ class Decided:
     outcomes: list[tuple[SensorReport | CarParkCount, Outcome]] = field(default_factory=list)
     swept: tuple[Event, ...] = ()
     swept_at: datetime | None = None
-    berths: set[str] = field(default_factory=set)
-    sites: set[str] = field(default_factory=set)
 
 
 def notices(
@@ -146,7 +144,6 @@ class SharedBerths:
         book: OccupancyBook,
         directory: DeviceDirectory,
         bus: EventBus,
-        clock: Callable[[], datetime],
         instance: str,
     ) -> None:
         self.instance = instance
@@ -155,7 +152,6 @@ class SharedBerths:
         self._sessions = sessions
         self._book = book
         self._bus = bus
-        self._clock = clock
         self._queue: list[Item] = []
         self.leader = False
         self._sweep_at: datetime | None = None
@@ -168,7 +164,6 @@ class SharedBerths:
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._warn = OnceLogger(log, "berths across instances")
-        self.mirrored = 0  # rows re-read from other instances' writes
         self.followed = asyncio.Event()  # set once the first full re-read is done
         self.on_sweep: Callable[[], None] = lambda: None  # the persister's wake
 
@@ -176,10 +171,6 @@ class SharedBerths:
     def submit(self, event: SensorReport | CarParkCount, occupied: bool | None = None) -> None:
         """Queue an uplink for the next flush's locked decision."""
         self._queue.append((event, occupied))
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
 
     def take(self) -> list[Item]:
         items, self._queue = self._queue, []
@@ -242,7 +233,7 @@ class SharedBerths:
             for r in rows:
                 if r.count_updated_at is not None:
                     book.mirror_site_count(r.id, r.occupied_count, r.count_updated_at, r.count_seq)
-        out = Decided(berths=berth_ids, sites=site_ids, swept_at=sweep_at)
+        out = Decided(swept_at=sweep_at)
         for event, occupied in items:
             if isinstance(event, CarParkCount):
                 out.outcomes.append((event, book.apply_count(event)))
@@ -391,6 +382,5 @@ class SharedBerths:
                 entry.last_seen = r.last_seen
                 entry.battery_mv, entry.battery_pct = r.battery_mv, r.battery_pct
                 entry.rssi, entry.snr = r.rssi, r.snr
-        self.mirrored += len(b_rows) + len(s_rows) + len(d_rows)
         for ev in events:
             self._bus.publish(ev)

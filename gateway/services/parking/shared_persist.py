@@ -10,8 +10,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from events import BerthStateChanged, CarParkCount, Event
@@ -21,9 +23,10 @@ from gateway.metrics import Metrics
 from gateway.services.parking.persist import (
     _DEVICE_UPDATE,
     MAX_SESSION_ATTEMPTS,
+    Ack,
     Persister,
 )
-from gateway.services.parking.shared_berths import Decided, SharedBerths
+from gateway.services.parking.shared_berths import Decided, Item, SharedBerths
 from parking.occupancy import OccupancyBook, Outcome, SensorReport
 
 if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class SharedPersister(Persister):
         self._settle = settle
         self._publish = publish
         self._failures = 0  # failed decisions in a row, not the database being away
+        self._unsure: _Unsure | None = None  # a decision whose COMMIT got no answer
 
     async def run(self) -> None:
         """The flushes, and the follower of the other instances' writes beside them (they
@@ -72,6 +76,8 @@ class SharedPersister(Persister):
             await super().run()  # ends only by cancellation, which ends the follower too
 
     async def flush(self) -> bool:
+        if self._unsure is not None and not await self._settle_unsure():
+            return False
         acks, self._acks = self._acks, []
         items = self._shared.take()
         pend_b, pend_s, pend_d = self._pending
@@ -99,6 +105,7 @@ class SharedPersister(Persister):
         decided: Decided | None = None
         mine: list[BerthStateChanged] = []
         outcomes: list[str] = []
+        xid: int | None = None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self._store is not None:
@@ -113,17 +120,43 @@ class SharedPersister(Persister):
                 if changes and self._store is not None and not degraded:
                     outcomes = await self._store.apply_berth_changes(db, changes)
                 await self._shared.notify(db, all_b, all_s, devices)
+                # Set last: an error with it set came from the COMMIT, whose outcome is then
+                # unknown (the answer lost with the connection), not a rollback.
+                xid = int(await db.scalar(text("SELECT txid_current()")))
         except Exception as exc:
             self._shared.finished()
+            if xid is not None and decided is not None:
+                # Decided again from the rows, this would count our own committed uplinks
+                # duplicates and drop their events: ask the database what became of it first.
+                self._unsure = _Unsure(
+                    xid, decided, items, acks, outcomes, len(self._changes) + len(mine),
+                    degraded, (berth_ids, site_ids, devices),
+                )  # fmt: skip
+                self._metrics.persist_failed.labels("state").inc()
+                self._warn.failed(f"{type(exc).__name__}: {exc}")
+                return False
             self._shared.put_back(items, decided)  # decided again, from the rows, next time
             if not transient(exc):
                 self._failures += 1
             return self._failed(acks, (berth_ids, site_ids, devices), "state", exc)
         self._shared.finished()
         assert decided is not None
+        self._committed(decided, acks, outcomes, len(self._changes) + len(mine), degraded)
+        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+        return True
+
+    def _committed(
+        self,
+        decided: Decided,
+        acks: list[Ack],
+        outcomes: list[str],
+        changes: int,
+        degraded: bool,
+    ) -> None:
+        """A decision is committed: count its sessions, publish what it did, acknowledge."""
         if self._store is not None:
-            if degraded and (self._changes or mine):
-                self._store.count(["error"] * (len(self._changes) + len(mine)))
+            if degraded and changes:
+                self._store.count(["error"] * changes)
                 log.error(
                     "berth changes left to the reconciler after %d failed flushes",
                     self._failures,
@@ -135,10 +168,45 @@ class SharedPersister(Persister):
         self._pending = (set(), set(), {})
         self._warn.recovered()
         self.flushes += 1
-        self._metrics.persist_seconds.observe(time.perf_counter() - started)
         for event, outcome in decided.outcomes:
             self._settle(event, outcome)
         for ev in decided.swept:
             self._publish(ev)
         self._release(acks)
+
+    async def _settle_unsure(self) -> bool:
+        """A decision whose COMMIT got no answer: committed (finish it as if it had
+        answered) or not (decide it again). False while the database cannot say."""
+        u = self._unsure
+        assert u is not None
+        try:
+            async with self._sessions() as db:
+                status = await db.scalar(text("SELECT txid_status(:x)"), {"x": u.xid})
+        except Exception as exc:
+            self._warn.failed(f"{type(exc).__name__}: {exc}")
+            return False
+        if status == "in progress":
+            return False
+        self._unsure = None
+        log.info("state persistence: a commit that got no answer was %s", status or "forgotten")
+        if status == "committed":
+            self._committed(u.decided, u.acks, u.outcomes, u.changes, u.degraded)
+        else:  # aborted, or too old to know (then its rows say; deciding again is safe)
+            self._shared.put_back(u.items, u.decided)
+            self._acks[:0] = u.acks
+            self._pending = u.pending
         return True
+
+
+@dataclass
+class _Unsure:
+    """What a decision whose COMMIT got no answer needs to be finished or undone."""
+
+    xid: int
+    decided: Decided
+    items: list[Item]
+    acks: list[Ack]
+    outcomes: list[str]
+    changes: int
+    degraded: bool
+    pending: tuple[set[str], set[str], dict[str, dict[str, Any]]]

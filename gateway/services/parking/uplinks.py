@@ -48,9 +48,7 @@ def build_uplinks(
         "carpark": m.carpark_topic,
     }
     shared_berths = (
-        SharedBerths(engine, sessions, book, directory, bus, clock, instance)
-        if s.shared_berths
-        else None
+        SharedBerths(engine, sessions, book, directory, bus, instance) if s.shared_berths else None
     )
     ingest = SensorIngest(
         shared=shared_berths,
